@@ -1,0 +1,330 @@
+//! Elementwise kernels: unary maps, broadcasting binary maps, and the ternary select.
+//! Large buffers are split across threads with rayon; each chunk is a plain loop over slices
+//! that the compiler can vectorise.
+
+use crate::float::Float;
+use crate::strided::{for_each_row, View};
+use rayon::prelude::*;
+
+/// Below this many elements a single thread is faster than waking the pool.
+pub const PARALLEL_THRESHOLD: usize = 1 << 15;
+const CHUNK: usize = 1 << 13;
+
+/// Unary elementwise operations. Parameters travel with the variant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryKind {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Sigmoid,
+    Tanh,
+    Relu,
+    /// max(x, 0) + slope * min(x, 0)
+    LeakyRelu(f64),
+    /// log(1 + e^x), computed stably
+    Softplus,
+    /// x for x > 0, alpha * (e^x - 1) otherwise
+    Elu(f64),
+    /// x^p
+    Powf(f64),
+    Clamp(f64, f64),
+    AddScalar(f64),
+    MulScalar(f64),
+    /// 1 where x > 0, -1 where x < 0, 0 at 0
+    Sign,
+    /// 1 where x > c, else 0
+    GtScalar(f64),
+    /// 1 where lo <= x <= hi, else 0
+    InRange(f64, f64),
+}
+
+impl UnaryKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryKind::Neg => "neg",
+            UnaryKind::Exp => "exp",
+            UnaryKind::Log => "log",
+            UnaryKind::Sqrt => "sqrt",
+            UnaryKind::Abs => "abs",
+            UnaryKind::Sigmoid => "sigmoid",
+            UnaryKind::Tanh => "tanh",
+            UnaryKind::Relu => "relu",
+            UnaryKind::LeakyRelu(_) => "leaky_relu",
+            UnaryKind::Softplus => "softplus",
+            UnaryKind::Elu(_) => "elu",
+            UnaryKind::Powf(_) => "pow",
+            UnaryKind::Clamp(..) => "clamp",
+            UnaryKind::AddScalar(_) => "add_scalar",
+            UnaryKind::MulScalar(_) => "mul_scalar",
+            UnaryKind::Sign => "sign",
+            UnaryKind::GtScalar(_) => "gt_scalar",
+            UnaryKind::InRange(..) => "in_range",
+        }
+    }
+}
+
+#[inline(always)]
+fn sigmoid<T: Float>(x: T) -> T {
+    // split by sign so that e^x never overflows
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
+}
+
+#[inline(always)]
+fn softplus<T: Float>(x: T) -> T {
+    x.max(T::ZERO) + (-x.abs()).exp().ln_1p()
+}
+
+fn map_slice<T: Float, F: Fn(T) -> T + Sync>(x: &[T], f: F) -> Vec<T> {
+    if x.len() < PARALLEL_THRESHOLD {
+        return x.iter().map(|&v| f(v)).collect();
+    }
+    let mut out = vec![T::ZERO; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, i)| {
+            for (o, &i) in o.iter_mut().zip(i) {
+                *o = f(i);
+            }
+        });
+    out
+}
+
+/// Applies `kind` to every element of the contiguous buffer `x`.
+pub fn unary<T: Float>(x: &[T], kind: UnaryKind) -> Vec<T> {
+    let c = |v: f64| T::from_f64(v);
+    match kind {
+        UnaryKind::Neg => map_slice(x, |v| -v),
+        UnaryKind::Exp => map_slice(x, |v| v.exp()),
+        UnaryKind::Log => map_slice(x, |v| v.ln()),
+        UnaryKind::Sqrt => map_slice(x, |v| v.sqrt()),
+        UnaryKind::Abs => map_slice(x, |v| v.abs()),
+        UnaryKind::Sigmoid => map_slice(x, sigmoid),
+        UnaryKind::Tanh => map_slice(x, |v| v.tanh()),
+        UnaryKind::Relu => map_slice(x, |v| v.max(T::ZERO)),
+        UnaryKind::LeakyRelu(s) => {
+            let s = c(s);
+            map_slice(x, move |v| if v > T::ZERO { v } else { v * s })
+        }
+        UnaryKind::Softplus => map_slice(x, softplus),
+        UnaryKind::Elu(a) => {
+            let a = c(a);
+            map_slice(x, move |v| {
+                if v > T::ZERO {
+                    v
+                } else {
+                    a * (v.exp() - T::ONE)
+                }
+            })
+        }
+        UnaryKind::Powf(p) => {
+            if p == 2.0 {
+                map_slice(x, |v| v * v)
+            } else {
+                let p = c(p);
+                map_slice(x, move |v| v.powf(p))
+            }
+        }
+        UnaryKind::Clamp(lo, hi) => {
+            let (lo, hi) = (c(lo), c(hi));
+            map_slice(x, move |v| v.max(lo).min(hi))
+        }
+        UnaryKind::AddScalar(s) => {
+            let s = c(s);
+            map_slice(x, move |v| v + s)
+        }
+        UnaryKind::MulScalar(s) => {
+            let s = c(s);
+            map_slice(x, move |v| v * s)
+        }
+        UnaryKind::Sign => map_slice(x, |v| {
+            if v > T::ZERO {
+                T::ONE
+            } else if v < T::ZERO {
+                -T::ONE
+            } else {
+                T::ZERO
+            }
+        }),
+        UnaryKind::GtScalar(s) => {
+            let s = c(s);
+            map_slice(x, move |v| if v > s { T::ONE } else { T::ZERO })
+        }
+        UnaryKind::InRange(lo, hi) => {
+            let (lo, hi) = (c(lo), c(hi));
+            map_slice(
+                x,
+                move |v| if v >= lo && v <= hi { T::ONE } else { T::ZERO },
+            )
+        }
+    }
+}
+
+/// Binary elementwise operations; both operands are broadcast to the output shape first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    Minimum,
+    /// 1 where a == b, else 0
+    Eq,
+    /// 1 where a > b, else 0
+    Gt,
+    /// 1 where a >= b, else 0
+    Ge,
+    /// 1 where a < b, else 0
+    Lt,
+}
+
+impl BinaryKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinaryKind::Add => "add",
+            BinaryKind::Sub => "sub",
+            BinaryKind::Mul => "mul",
+            BinaryKind::Div => "div",
+            BinaryKind::Maximum => "maximum",
+            BinaryKind::Minimum => "minimum",
+            BinaryKind::Eq => "eq",
+            BinaryKind::Gt => "gt",
+            BinaryKind::Ge => "ge",
+            BinaryKind::Lt => "lt",
+        }
+    }
+}
+
+fn indicator<T: Float>(b: bool) -> T {
+    if b {
+        T::ONE
+    } else {
+        T::ZERO
+    }
+}
+
+/// `a` and `b` must already have `out_shape` as their shape (broadcast axes carry stride 0).
+pub fn binary<T: Float>(a: View<T>, b: View<T>, kind: BinaryKind) -> Vec<T> {
+    match kind {
+        BinaryKind::Add => zip_map(a, b, |x, y| x + y),
+        BinaryKind::Sub => zip_map(a, b, |x, y| x - y),
+        BinaryKind::Mul => zip_map(a, b, |x, y| x * y),
+        BinaryKind::Div => zip_map(a, b, |x, y| x / y),
+        BinaryKind::Maximum => zip_map(a, b, |x, y| x.max(y)),
+        BinaryKind::Minimum => zip_map(a, b, |x, y| x.min(y)),
+        BinaryKind::Eq => zip_map(a, b, |x, y| indicator(x == y)),
+        BinaryKind::Gt => zip_map(a, b, |x, y| indicator(x > y)),
+        BinaryKind::Ge => zip_map(a, b, |x, y| indicator(x >= y)),
+        BinaryKind::Lt => zip_map(a, b, |x, y| indicator(x < y)),
+    }
+}
+
+fn zip_map<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: View<T>, b: View<T>, f: F) -> Vec<T> {
+    let n = a.numel();
+    if let (Some(xa), Some(xb)) = (a.as_contiguous(), b.as_contiguous()) {
+        if n < PARALLEL_THRESHOLD {
+            return xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect();
+        }
+        let mut out = vec![T::ZERO; n];
+        out.par_chunks_mut(CHUNK)
+            .zip(xa.par_chunks(CHUNK).zip(xb.par_chunks(CHUNK)))
+            .for_each(|(o, (xa, xb))| {
+                for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
+                    *o = f(x, y);
+                }
+            });
+        return out;
+    }
+    let mut out = Vec::with_capacity(n);
+    for_each_row(
+        a.shape,
+        &[a.strides, b.strides],
+        &[a.offset, b.offset],
+        |offs, len, inner| {
+            let (oa, ob) = (offs[0], offs[1]);
+            match (inner[0], inner[1]) {
+                (1, 1) => out.extend(
+                    a.data[oa..oa + len]
+                        .iter()
+                        .zip(&b.data[ob..ob + len])
+                        .map(|(&x, &y)| f(x, y)),
+                ),
+                (1, 0) => {
+                    let y = b.data[ob];
+                    out.extend(a.data[oa..oa + len].iter().map(|&x| f(x, y)))
+                }
+                (0, 1) => {
+                    let x = a.data[oa];
+                    out.extend(b.data[ob..ob + len].iter().map(|&y| f(x, y)))
+                }
+                (sa, sb) => {
+                    out.extend((0..len).map(|i| f(a.data[oa + i * sa], b.data[ob + i * sb])))
+                }
+            }
+        },
+    );
+    out
+}
+
+/// out = mask != 0 ? a : b, all three already broadcast to the output shape.
+pub fn select<T: Float>(mask: View<T>, a: View<T>, b: View<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.numel());
+    for_each_row(
+        a.shape,
+        &[mask.strides, a.strides, b.strides],
+        &[mask.offset, a.offset, b.offset],
+        |offs, len, inner| {
+            for i in 0..len {
+                let m = mask.data[offs[0] + i * inner[0]];
+                out.push(if m != T::ZERO {
+                    a.data[offs[1] + i * inner[1]]
+                } else {
+                    b.data[offs[2] + i * inner[2]]
+                });
+            }
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_and_softplus_are_stable_at_extremes() {
+        let y = unary(&[-1000.0f32, 0.0, 1000.0], UnaryKind::Sigmoid);
+        assert_eq!(y, vec![0.0, 0.5, 1.0]);
+        let s = unary(&[-1000.0f64, 1000.0], UnaryKind::Softplus);
+        assert!(s[0].abs() < 1e-300 && (s[1] - 1000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn binary_broadcasts_a_row() {
+        let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [10.0f64, 20.0, 30.0];
+        let out = binary(
+            View {
+                data: &a,
+                shape: &[2, 3],
+                strides: &[3, 1],
+                offset: 0,
+            },
+            View {
+                data: &b,
+                shape: &[2, 3],
+                strides: &[0, 1],
+                offset: 0,
+            },
+            BinaryKind::Add,
+        );
+        assert_eq!(out, vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+    }
+}

@@ -1,0 +1,7 @@
+//! The CPU path: rayon for parallelism, loops over contiguous slices for vectorisation.
+
+pub mod elementwise;
+pub mod index;
+pub mod matmul;
+pub mod optim;
+pub mod reduce;
