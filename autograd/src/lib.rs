@@ -1,1 +1,29 @@
-//! placeholder
+//! A define-by-run reverse-mode autodiff engine.
+//!
+//! - [`Tensor`]: shape, strides, dtype (f32/f64), device; views share storage.
+//! - Every op (in `ops/`) checks its arguments, runs a kernel from the `kernels` crate and, when
+//!   an input requires grad, records an [`Op`] naming its inputs.
+//! - `backward()` / [`grad`] walk the recorded graph in reverse topological order; the rules in
+//!   `backward.rs` are written with Tensor ops, so with `create_graph` gradients are differentiable.
+//! - [`nn`] layers and losses, [`optim`] optimizers, [`rng`] seeded sampling, [`dot`] graph export.
+
+mod autodiff;
+mod backward;
+pub mod device;
+pub mod dot;
+pub mod dtype;
+pub mod error;
+pub mod grad_mode;
+pub mod layout;
+pub mod op;
+mod ops;
+pub mod storage;
+pub mod tensor;
+
+pub use autodiff::grad;
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
+pub use op::{CustomBackward, Indices, Op};
+pub use tensor::{Tensor, TensorId};

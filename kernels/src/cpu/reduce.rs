@@ -70,6 +70,11 @@ pub fn max<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
 /// Softmax (or log-softmax) along the middle axis of a contiguous [outer, r, inner] buffer,
 /// fused: one pass for the maximum, one for the normaliser, one to write.
 pub fn softmax<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, log: bool) -> Vec<T> {
+    assert_eq!(
+        x.len(),
+        outer * r * inner,
+        "softmax: buffer length does not match [outer, r, inner]"
+    );
     let mut out = vec![T::ZERO; x.len()];
     let run = |(o, out_block): (usize, &mut [T])| {
         let xb = &x[o * r * inner..(o + 1) * r * inner];

@@ -1,0 +1,185 @@
+//! The reverse-mode engine: order the graph, walk it backwards from the outputs, and accumulate
+//! each tensor's gradient over all of its uses.
+
+use crate::backward::backward;
+use crate::error::{Error, Result};
+use crate::grad_mode::GradModeGuard;
+use crate::tensor::{Tensor, TensorId};
+use std::collections::{HashMap, HashSet};
+
+/// Every tensor that requires grad and is reachable from `roots`, inputs before the tensors made
+/// from them (iterative depth-first search, so deep graphs do not overflow the stack).
+fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut visited: HashSet<TensorId> = HashSet::new();
+    let mut stack: Vec<(Tensor, bool)> = roots.iter().rev().map(|t| (t.clone(), false)).collect();
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            order.push(t);
+            continue;
+        }
+        if !t.requires_grad() || !visited.insert(t.id()) {
+            continue;
+        }
+        stack.push((t.clone(), true));
+        if let Some(op) = t.op() {
+            for input in op.inputs().into_iter().rev() {
+                if input.requires_grad() && !visited.contains(&input.id()) {
+                    stack.push((input.clone(), false));
+                }
+            }
+        }
+    }
+    order
+}
+
+fn accumulate(grads: &mut HashMap<TensorId, Tensor>, id: TensorId, g: Tensor) -> Result<()> {
+    let total = match grads.remove(&id) {
+        Some(previous) => previous.add(&g)?,
+        None => g,
+    };
+    grads.insert(id, total);
+    Ok(())
+}
+
+/// Runs the backward walk. Returns the gradient of every tensor in `keep` that was reached.
+fn run(
+    outputs: &[Tensor],
+    grad_outputs: &[Tensor],
+    keep: &HashSet<TensorId>,
+    create_graph: bool,
+) -> Result<HashMap<TensorId, Tensor>> {
+    let _mode = GradModeGuard::set(create_graph);
+    let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
+    for (out, g) in outputs.iter().zip(grad_outputs) {
+        if out.shape() != g.shape() || out.dtype() != g.dtype() {
+            return Err(Error::grad(
+                "backward",
+                format!(
+                    "gradient {:?} {} does not match output {:?} {}",
+                    g.shape(),
+                    g.dtype(),
+                    out.shape(),
+                    out.dtype()
+                ),
+            ));
+        }
+        let g = if create_graph { g.clone() } else { g.detach() };
+        accumulate(&mut grads, out.id(), g)?;
+    }
+    let mut kept = HashMap::new();
+    for t in topological_order(outputs).into_iter().rev() {
+        let g = match grads.remove(&t.id()) {
+            Some(g) => g,
+            None => continue,
+        };
+        if let Some(op) = t.op() {
+            let input_grads = backward(op, &t, &g)?;
+            for (input, ig) in op.inputs().into_iter().zip(input_grads) {
+                if let (true, Some(ig)) = (input.requires_grad(), ig) {
+                    accumulate(&mut grads, input.id(), ig)?;
+                }
+            }
+        }
+        if keep.contains(&t.id()) {
+            kept.insert(t.id(), g);
+        }
+    }
+    Ok(kept)
+}
+
+/// Gradients of `outputs` (weighted by `grad_outputs`, or ones for scalar outputs when empty)
+/// with respect to `inputs`; `None` for an input the outputs do not depend on. With
+/// `create_graph` the gradients are recorded and can be differentiated again.
+pub fn grad(
+    outputs: &[Tensor],
+    grad_outputs: &[Tensor],
+    inputs: &[Tensor],
+    create_graph: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let seeds = seed_gradients(outputs, grad_outputs)?;
+    let keep: HashSet<TensorId> = inputs.iter().map(|t| t.id()).collect();
+    let mut got = run(outputs, &seeds, &keep, create_graph)?;
+    Ok(inputs.iter().map(|t| got.remove(&t.id())).collect())
+}
+
+fn seed_gradients(outputs: &[Tensor], grad_outputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    if !grad_outputs.is_empty() {
+        if grad_outputs.len() != outputs.len() {
+            return Err(Error::grad(
+                "grad",
+                format!(
+                    "{} gradients for {} outputs",
+                    grad_outputs.len(),
+                    outputs.len()
+                ),
+            ));
+        }
+        return Ok(grad_outputs.to_vec());
+    }
+    outputs
+        .iter()
+        .map(|o| {
+            if o.numel() != 1 {
+                return Err(Error::grad(
+                    "backward",
+                    format!(
+                        "output of shape {:?} is not a scalar: pass its upstream gradient",
+                        o.shape()
+                    ),
+                ));
+            }
+            Ok(o.ones_like())
+        })
+        .collect()
+}
+
+/// The leaves (variables) a backward walk from `roots` reaches.
+fn reachable_leaves(roots: &[Tensor]) -> Vec<Tensor> {
+    topological_order(roots)
+        .into_iter()
+        .filter(|t| t.is_leaf())
+        .collect()
+}
+
+impl Tensor {
+    /// Backward from a scalar: adds d(self)/d(leaf) to every reachable leaf's `.grad()`.
+    pub fn backward(&self) -> Result<()> {
+        self.backward_impl(&[], false)
+    }
+
+    /// Backward from any tensor, given the gradient of the loss with respect to it.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        self.backward_impl(std::slice::from_ref(grad), false)
+    }
+
+    /// Backward that records the gradient computation, so `.grad()` can be differentiated.
+    pub fn backward_create_graph(&self) -> Result<()> {
+        self.backward_impl(&[], true)
+    }
+
+    fn backward_impl(&self, grad_outputs: &[Tensor], create_graph: bool) -> Result<()> {
+        if !self.requires_grad() {
+            return Err(Error::grad(
+                "backward",
+                "tensor does not require grad: no input of its graph is a variable",
+            ));
+        }
+        let outputs = std::slice::from_ref(self);
+        let seeds = seed_gradients(outputs, grad_outputs)?;
+        let leaves = reachable_leaves(outputs);
+        let keep: HashSet<TensorId> = leaves.iter().map(|t| t.id()).collect();
+        let mut got = run(outputs, &seeds, &keep, create_graph)?;
+        let _mode = GradModeGuard::set(create_graph);
+        for leaf in leaves {
+            if let Some(g) = got.remove(&leaf.id()) {
+                let total = match leaf.grad() {
+                    Some(previous) => previous.add(&g)?,
+                    None => g,
+                };
+                leaf.set_grad(Some(total));
+            }
+        }
+        Ok(())
+    }
+}

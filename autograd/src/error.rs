@@ -1,0 +1,70 @@
+//! One error type for the whole public API. Every variant names the op (or file) and says what is
+//! wrong, with the shapes involved, so that a user can fix their call without reading our code.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Shapes that do not fit the op, e.g. "matmul: inner dimensions differ ([2, 3] vs [4, 5])".
+    Shape { op: &'static str, msg: String },
+    /// Operands of different dtypes, or a dtype the op does not support.
+    DType { op: &'static str, msg: String },
+    /// An index or axis out of range.
+    Index { op: &'static str, msg: String },
+    /// A request the autograd engine cannot satisfy (e.g. backward from a non-scalar without a gradient).
+    Grad { op: &'static str, msg: String },
+    /// An argument out of its domain (negative probability, zero-sized dimension where one is needed, ...).
+    Invalid { op: &'static str, msg: String },
+    /// A file that could not be read or written, or whose content is wrong.
+    Io { path: String, msg: String },
+}
+
+impl Error {
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub fn dtype(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::DType {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub fn index(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Index {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub fn grad(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Grad {
+            op,
+            msg: msg.into(),
+        }
+    }
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Invalid {
+            op,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Shape { op, msg } => write!(f, "{op}: shape error: {msg}"),
+            Error::DType { op, msg } => write!(f, "{op}: dtype error: {msg}"),
+            Error::Index { op, msg } => write!(f, "{op}: index error: {msg}"),
+            Error::Grad { op, msg } => write!(f, "{op}: autograd error: {msg}"),
+            Error::Invalid { op, msg } => write!(f, "{op}: invalid argument: {msg}"),
+            Error::Io { path, msg } => write!(f, "{path}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

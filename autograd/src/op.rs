@@ -1,0 +1,161 @@
+//! The ops the graph records. Each variant holds its inputs and whatever its backward rule needs;
+//! the rules themselves live together in `backward.rs`.
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+use kernels::cpu::elementwise::{BinaryKind, UnaryKind};
+use std::sync::Arc;
+
+/// Index lists for gather/scatter: `data` holds indices in row-major order over `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Indices {
+    pub data: Arc<[usize]>,
+    pub shape: Vec<usize>,
+}
+
+/// A user-defined op: its backward maps the output's gradient to one gradient per input.
+/// The test suite uses it to show that the gradient checker catches a wrong backward.
+pub trait CustomBackward: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn backward(&self, inputs: &[Tensor], output: &Tensor, grad: &Tensor) -> Result<Vec<Tensor>>;
+}
+
+#[derive(Clone)]
+pub enum Op {
+    Unary(Tensor, UnaryKind),
+    /// add, sub, mul, div, maximum, minimum with broadcasting
+    Binary(Tensor, Tensor, BinaryKind),
+    /// where(mask, a, b): mask is a constant 0/1 tensor
+    Where(Tensor, Tensor, Tensor),
+    /// sum over sorted `axes`, keeping them as size 1 when `keepdim`
+    Sum {
+        input: Tensor,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    /// max over sorted `axes`
+    Max {
+        input: Tensor,
+        axes: Vec<usize>,
+        keepdim: bool,
+    },
+    Softmax {
+        input: Tensor,
+        axis: usize,
+    },
+    LogSoftmax {
+        input: Tensor,
+        axis: usize,
+    },
+    Matmul(Tensor, Tensor),
+    Reshape(Tensor),
+    Permute(Tensor, Vec<usize>),
+    Narrow {
+        input: Tensor,
+        axis: usize,
+        start: usize,
+    },
+    Expand(Tensor),
+    Concat(Vec<Tensor>, usize),
+    /// A contiguous copy of a strided view
+    Copy(Tensor),
+    Cast(Tensor),
+    IndexSelect {
+        input: Tensor,
+        axis: usize,
+        indices: Arc<[usize]>,
+    },
+    /// zeros of size `size` along `axis`, with `source` slices added at `indices`
+    IndexAdd {
+        source: Tensor,
+        axis: usize,
+        indices: Arc<[usize]>,
+        size: usize,
+    },
+    Gather {
+        input: Tensor,
+        axis: usize,
+        index: Indices,
+    },
+    ScatterAdd {
+        source: Tensor,
+        axis: usize,
+        index: Indices,
+        size: usize,
+    },
+    Custom(Vec<Tensor>, Arc<dyn CustomBackward>),
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Unary(_, k) => k.name(),
+            Op::Binary(_, _, k) => k.name(),
+            Op::Where(..) => "where",
+            Op::Sum { .. } => "sum",
+            Op::Max { .. } => "max",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::Matmul(..) => "matmul",
+            Op::Reshape(_) => "reshape",
+            Op::Permute(..) => "permute",
+            Op::Narrow { .. } => "narrow",
+            Op::Expand(_) => "expand",
+            Op::Concat(..) => "concat",
+            Op::Copy(_) => "contiguous",
+            Op::Cast(_) => "cast",
+            Op::IndexSelect { .. } => "index_select",
+            Op::IndexAdd { .. } => "index_add",
+            Op::Gather { .. } => "gather",
+            Op::ScatterAdd { .. } => "scatter_add",
+            Op::Custom(_, c) => c.name(),
+        }
+    }
+
+    /// The tensors this op read; the graph's edges.
+    pub fn inputs(&self) -> Vec<&Tensor> {
+        match self {
+            Op::Unary(x, _)
+            | Op::Sum { input: x, .. }
+            | Op::Max { input: x, .. }
+            | Op::Softmax { input: x, .. }
+            | Op::LogSoftmax { input: x, .. }
+            | Op::Reshape(x)
+            | Op::Permute(x, _)
+            | Op::Narrow { input: x, .. }
+            | Op::Expand(x)
+            | Op::Copy(x)
+            | Op::Cast(x)
+            | Op::IndexSelect { input: x, .. }
+            | Op::IndexAdd { source: x, .. }
+            | Op::Gather { input: x, .. }
+            | Op::ScatterAdd { source: x, .. } => vec![x],
+            Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Where(m, a, b) => vec![m, a, b],
+            Op::Concat(xs, _) | Op::Custom(xs, _) => xs.iter().collect(),
+        }
+    }
+
+    pub(crate) fn into_inputs(self) -> Vec<Tensor> {
+        match self {
+            Op::Unary(x, _)
+            | Op::Sum { input: x, .. }
+            | Op::Max { input: x, .. }
+            | Op::Softmax { input: x, .. }
+            | Op::LogSoftmax { input: x, .. }
+            | Op::Reshape(x)
+            | Op::Permute(x, _)
+            | Op::Narrow { input: x, .. }
+            | Op::Expand(x)
+            | Op::Copy(x)
+            | Op::Cast(x)
+            | Op::IndexSelect { input: x, .. }
+            | Op::IndexAdd { source: x, .. }
+            | Op::Gather { input: x, .. }
+            | Op::ScatterAdd { source: x, .. } => vec![x],
+            Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Where(m, a, b) => vec![m, a, b],
+            Op::Concat(xs, _) | Op::Custom(xs, _) => xs,
+        }
+    }
+}

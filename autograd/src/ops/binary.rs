@@ -1,0 +1,111 @@
+//! Elementwise functions of two tensors, with NumPy broadcasting, and `where`.
+
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::layout::{broadcast_shapes, Layout};
+use crate::op::Op;
+use crate::tensor::Tensor;
+use kernels::cpu::elementwise::{binary, select, BinaryKind};
+
+fn apply<T: Element>(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, kind: BinaryKind) -> Vec<T> {
+    a.with_view_as::<T, _>(la, |va| {
+        b.with_view_as::<T, _>(lb, |vb| binary(va, vb, kind))
+    })
+}
+
+impl Tensor {
+    fn binary_op(&self, other: &Tensor, kind: BinaryKind, record: bool) -> Result<Tensor> {
+        let name = kind.name();
+        self.same_dtype(name, other)?;
+        let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        let la = self.layout().expand(&shape)?;
+        let lb = other.layout().expand(&shape)?;
+        let storage = match self.dtype() {
+            DType::F32 => f32::into_storage(apply::<f32>(self, &la, other, &lb, kind)),
+            DType::F64 => f64::into_storage(apply::<f64>(self, &la, other, &lb, kind)),
+        };
+        let storage = std::sync::Arc::new(storage);
+        if record {
+            Ok(Tensor::from_op_storage(
+                storage,
+                Layout::contiguous(&shape),
+                Op::Binary(self.clone(), other.clone(), kind),
+            ))
+        } else {
+            Ok(Tensor::new_internal(
+                storage,
+                Layout::contiguous(&shape),
+                None,
+            ))
+        }
+    }
+
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Add, true)
+    }
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Sub, true)
+    }
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Mul, true)
+    }
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Div, true)
+    }
+    /// Elementwise maximum; the gradient goes to the larger operand (to `self` on ties).
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Maximum, true)
+    }
+    /// Elementwise minimum; the gradient goes to the smaller operand (to `self` on ties).
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Minimum, true)
+    }
+    /// 1 where equal, else 0 (a constant).
+    pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Eq, false)
+    }
+    /// 1 where self > other, else 0 (a constant).
+    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Gt, false)
+    }
+    /// 1 where self >= other, else 0 (a constant).
+    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Ge, false)
+    }
+    /// 1 where self < other, else 0 (a constant).
+    pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary_op(other, BinaryKind::Lt, false)
+    }
+
+    /// Picks `a` where `mask` is nonzero and `b` elsewhere; all three broadcast together.
+    /// The mask is treated as a constant.
+    pub fn where_cond(mask: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        a.same_dtype("where", b)?;
+        a.same_dtype("where", mask)?;
+        let shape = broadcast_shapes(
+            "where",
+            &broadcast_shapes("where", mask.shape(), a.shape())?,
+            b.shape(),
+        )?;
+        let (lm, la, lb) = (
+            mask.layout().expand(&shape)?,
+            a.layout().expand(&shape)?,
+            b.layout().expand(&shape)?,
+        );
+        let op = Op::Where(mask.detach(), a.clone(), b.clone());
+        Ok(match a.dtype() {
+            DType::F32 => {
+                let d = mask.with_view_as::<f32, _>(&lm, |vm| {
+                    a.with_view_as(&la, |va| b.with_view_as(&lb, |vb| select(vm, va, vb)))
+                });
+                Tensor::from_op(d, &shape, op)
+            }
+            DType::F64 => {
+                let d = mask.with_view_as::<f64, _>(&lm, |vm| {
+                    a.with_view_as(&la, |va| b.with_view_as(&lb, |vb| select(vm, va, vb)))
+                });
+                Tensor::from_op(d, &shape, op)
+            }
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Elementwise functions of one tensor.
+
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::op::Op;
+use crate::tensor::Tensor;
+use kernels::cpu::elementwise::{unary, UnaryKind};
+
+fn apply<T: Element>(x: &Tensor, kind: UnaryKind) -> Vec<T> {
+    x.with_view::<T, _>(|v| match v.as_contiguous() {
+        Some(s) => unary(s, kind),
+        None => unary(&v.to_vec(), kind),
+    })
+}
+
+impl Tensor {
+    /// Applies a differentiable unary kernel and records it.
+    pub(crate) fn unary_op(&self, kind: UnaryKind) -> Result<Tensor> {
+        let op = Op::Unary(self.clone(), kind);
+        Ok(match self.dtype() {
+            DType::F32 => Tensor::from_op(apply::<f32>(self, kind), self.shape(), op),
+            DType::F64 => Tensor::from_op(apply::<f64>(self, kind), self.shape(), op),
+        })
+    }
+
+    /// Applies a kernel whose result is piecewise constant (masks): never recorded.
+    pub(crate) fn unary_constant(&self, kind: UnaryKind) -> Result<Tensor> {
+        match self.dtype() {
+            DType::F32 => Tensor::from_vec(apply::<f32>(self, kind), self.shape()),
+            DType::F64 => Tensor::from_vec(apply::<f64>(self, kind), self.shape()),
+        }
+    }
+
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Neg)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Exp)
+    }
+    /// Natural logarithm.
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Sqrt)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Abs)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Sigmoid)
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Tanh)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Relu)
+    }
+    /// max(x, 0) + slope * min(x, 0).
+    pub fn leaky_relu(&self, slope: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::LeakyRelu(slope))
+    }
+    /// log(1 + e^x), stable for large |x|.
+    pub fn softplus(&self) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Softplus)
+    }
+    /// x for x > 0, alpha (e^x - 1) otherwise.
+    pub fn elu(&self, alpha: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::Elu(alpha))
+    }
+    /// x^p for a scalar exponent p.
+    pub fn powf(&self, p: f64) -> Result<Tensor> {
+        if !p.is_finite() {
+            return Err(Error::invalid(
+                "pow",
+                format!("exponent must be finite, got {p}"),
+            ));
+        }
+        self.unary_op(UnaryKind::Powf(p))
+    }
+    pub fn square(&self) -> Result<Tensor> {
+        self.powf(2.0)
+    }
+    pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(Error::invalid(
+                "clamp",
+                format!("need min <= max, got min {min}, max {max}"),
+            ));
+        }
+        self.unary_op(UnaryKind::Clamp(min, max))
+    }
+    pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::AddScalar(c))
+    }
+    pub fn sub_scalar(&self, c: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::AddScalar(-c))
+    }
+    pub fn mul_scalar(&self, c: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::MulScalar(c))
+    }
+    pub fn div_scalar(&self, c: f64) -> Result<Tensor> {
+        self.unary_op(UnaryKind::MulScalar(1.0 / c))
+    }
+    /// 1 - x, e.g. for Bernoulli complements.
+    pub fn one_minus(&self) -> Result<Tensor> {
+        self.neg()?.add_scalar(1.0)
+    }
+
+    /// -1, 0 or 1 by sign; a constant (no gradient).
+    pub fn sign(&self) -> Result<Tensor> {
+        self.unary_constant(UnaryKind::Sign)
+    }
+    /// 1 where x > c, else 0; a constant.
+    pub fn gt_scalar(&self, c: f64) -> Result<Tensor> {
+        self.unary_constant(UnaryKind::GtScalar(c))
+    }
+    /// 1 where lo <= x <= hi, else 0; a constant.
+    pub fn in_range(&self, lo: f64, hi: f64) -> Result<Tensor> {
+        self.unary_constant(UnaryKind::InRange(lo, hi))
+    }
+}

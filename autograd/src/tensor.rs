@@ -1,0 +1,440 @@
+//! `Tensor`: a cheap-to-clone handle to (storage, layout, dtype, device) plus, when it was made by
+//! a recorded op, that op and its inputs. Define-by-run: the graph is the web of these handles.
+
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::grad_mode::is_grad_enabled;
+use crate::layout::Layout;
+use crate::op::Op;
+use crate::storage::Storage;
+use kernels::strided::View;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Identifies one tensor node of the graph (views get their own id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(usize);
+
+impl TensorId {
+    fn fresh() -> TensorId {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+    pub fn as_usize(self) -> usize {
+        self.0
+    }
+}
+
+pub(crate) struct Inner {
+    id: TensorId,
+    /// Shared with every view of the same data. The optimizer swaps in updated data under the lock.
+    storage: RwLock<Arc<Storage>>,
+    layout: Layout,
+    dtype: DType,
+    device: Device,
+    requires_grad: AtomicBool,
+    /// The op that made this tensor, when it was recorded; `None` for leaves.
+    op: Option<Op>,
+    /// The accumulated gradient of a leaf after `backward()`.
+    grad: Mutex<Option<Tensor>>,
+}
+
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Inner>);
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor[{:?}, {}", self.shape(), self.dtype())?;
+        if self.numel() <= 16 {
+            write!(f, ", {:?}", self.to_vec_f64())?;
+        }
+        if let Some(op) = self.op() {
+            write!(f, ", op={}", op.name())?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl Tensor {
+    // ----- construction -------------------------------------------------------------------
+
+    pub(crate) fn new_internal(storage: Arc<Storage>, layout: Layout, op: Option<Op>) -> Tensor {
+        let requires_grad = op.is_some();
+        Tensor(Arc::new(Inner {
+            id: TensorId::fresh(),
+            dtype: storage.dtype(),
+            storage: RwLock::new(storage),
+            layout,
+            device: Device::Cpu,
+            requires_grad: AtomicBool::new(requires_grad),
+            op,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A new contiguous tensor made by `op` from `data`. The op is recorded only when grad mode is
+    /// on and some input requires grad; otherwise the result is a constant.
+    pub(crate) fn from_op<T: Element>(data: Vec<T>, shape: &[usize], op: Op) -> Tensor {
+        Tensor::from_op_storage(
+            Arc::new(T::into_storage(data)),
+            Layout::contiguous(shape),
+            op,
+        )
+    }
+
+    pub(crate) fn from_op_storage(storage: Arc<Storage>, layout: Layout, op: Op) -> Tensor {
+        let op = if is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad()) {
+            Some(op)
+        } else {
+            None
+        };
+        Tensor::new_internal(storage, layout, op)
+    }
+
+    /// A view sharing this tensor's storage with another layout.
+    pub(crate) fn view_with(&self, layout: Layout, op: Op) -> Tensor {
+        Tensor::from_op_storage(self.storage(), layout, op)
+    }
+
+    /// A tensor holding `data` in row-major order with the given shape.
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if numel != data.len() {
+            return Err(Error::shape(
+                "from_vec",
+                format!(
+                    "{} elements do not fill shape {shape:?} ({numel} elements)",
+                    data.len()
+                ),
+            ));
+        }
+        Ok(Tensor::new_internal(
+            Arc::new(T::into_storage(data)),
+            Layout::contiguous(shape),
+            None,
+        ))
+    }
+
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// A rank-0 tensor.
+    pub fn scalar(value: f64, dtype: DType) -> Tensor {
+        Tensor::new_internal(
+            Arc::new(Storage::filled(dtype, 1, value)),
+            Layout::contiguous(&[]),
+            None,
+        )
+    }
+
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::new_internal(
+            Arc::new(Storage::filled(dtype, n, value)),
+            Layout::contiguous(shape),
+            None,
+        )
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 0.0, dtype)
+    }
+
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Tensor::full(shape, 1.0, dtype)
+    }
+
+    pub fn zeros_like(&self) -> Tensor {
+        Tensor::zeros(self.shape(), self.dtype())
+    }
+
+    pub fn ones_like(&self) -> Tensor {
+        Tensor::ones(self.shape(), self.dtype())
+    }
+
+    pub fn full_like(&self, value: f64) -> Tensor {
+        Tensor::full(self.shape(), value, self.dtype())
+    }
+
+    /// 0, 1, ..., n-1.
+    pub fn arange(n: usize, dtype: DType) -> Tensor {
+        let storage = match dtype {
+            DType::F32 => Storage::F32((0..n).map(|i| i as f32).collect()),
+            DType::F64 => Storage::F64((0..n).map(|i| i as f64).collect()),
+        };
+        Tensor::new_internal(Arc::new(storage), Layout::contiguous(&[n]), None)
+    }
+
+    // ----- inspection ---------------------------------------------------------------------
+
+    pub fn id(&self) -> TensorId {
+        self.0.id
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.0.layout.shape
+    }
+    pub fn strides(&self) -> &[usize] {
+        &self.0.layout.strides
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+    pub fn rank(&self) -> usize {
+        self.0.layout.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn device(&self) -> Device {
+        self.0.device
+    }
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.is_contiguous()
+    }
+    /// The size of `axis` (negative counts from the end).
+    pub fn dim(&self, axis: isize) -> Result<usize> {
+        let a = crate::layout::resolve_axis("dim", axis, self.rank())?;
+        Ok(self.shape()[a])
+    }
+    pub fn op(&self) -> Option<&Op> {
+        self.0.op.as_ref()
+    }
+    pub fn is_leaf(&self) -> bool {
+        self.0.op.is_none()
+    }
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Marks a leaf as a variable whose gradient `backward()` accumulates. Returns the same handle.
+    pub fn requires_grad_(self, requires: bool) -> Result<Tensor> {
+        if !self.is_leaf() {
+            return Err(Error::grad(
+                "requires_grad_",
+                "only leaf tensors can change requires_grad; use detach() first",
+            ));
+        }
+        self.0.requires_grad.store(requires, Ordering::Relaxed);
+        Ok(self)
+    }
+
+    /// The gradient accumulated by `backward()` (leaves only).
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0.grad.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    pub fn zero_grad(&self) {
+        if let Ok(mut g) = self.0.grad.lock() {
+            *g = None;
+        }
+    }
+
+    pub(crate) fn set_grad(&self, grad: Option<Tensor>) {
+        if let Ok(mut g) = self.0.grad.lock() {
+            *g = grad;
+        }
+    }
+
+    /// The same data, cut from the graph: no op, no gradient.
+    pub fn detach(&self) -> Tensor {
+        Tensor::new_internal(self.storage(), self.0.layout.clone(), None)
+    }
+
+    // ----- data access --------------------------------------------------------------------
+
+    pub(crate) fn storage(&self) -> Arc<Storage> {
+        // A poisoned lock only means another thread panicked mid-update; the Arc itself is intact.
+        match self.0.storage.read() {
+            Ok(s) => s.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Runs `f` on a strided view of the data.
+    pub(crate) fn with_view<T: Element, R>(&self, f: impl FnOnce(View<T>) -> R) -> R {
+        let storage = self.storage();
+        let l = &self.0.layout;
+        f(View {
+            data: storage.as_slice::<T>(),
+            shape: &l.shape,
+            strides: &l.strides,
+            offset: l.offset,
+        })
+    }
+
+    /// Runs `f` on a strided view of the data laid out as `layout` (e.g. an expanded layout).
+    pub(crate) fn with_view_as<T: Element, R>(
+        &self,
+        layout: &Layout,
+        f: impl FnOnce(View<T>) -> R,
+    ) -> R {
+        let storage = self.storage();
+        f(View {
+            data: storage.as_slice::<T>(),
+            shape: &layout.shape,
+            strides: &layout.strides,
+            offset: layout.offset,
+        })
+    }
+
+    /// The elements in row-major order, typed. Errors when `T` is not this tensor's dtype.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::dtype(
+                "to_vec",
+                format!("tensor is {}, asked for {}", self.dtype(), T::DTYPE),
+            ));
+        }
+        Ok(self.with_view::<T, _>(|v| v.to_vec()))
+    }
+
+    /// The elements in row-major order as f64, whatever the dtype.
+    pub fn to_vec_f64(&self) -> Vec<f64> {
+        match self.dtype() {
+            DType::F32 => self
+                .with_view::<f32, _>(|v| v.to_vec())
+                .into_iter()
+                .map(f64::from)
+                .collect(),
+            DType::F64 => self.with_view::<f64, _>(|v| v.to_vec()),
+        }
+    }
+
+    pub fn to_vec_f32(&self) -> Vec<f32> {
+        match self.dtype() {
+            DType::F32 => self.with_view::<f32, _>(|v| v.to_vec()),
+            DType::F64 => self
+                .with_view::<f64, _>(|v| v.to_vec())
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+        }
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!(
+                    "tensor of shape {:?} has {} elements, not 1",
+                    self.shape(),
+                    self.numel()
+                ),
+            ));
+        }
+        Ok(self.to_vec_f64()[0])
+    }
+
+    /// The contiguous data of this tensor, typed, copied only when the layout is not contiguous.
+    pub(crate) fn contiguous_data<T: Element>(&self) -> Vec<T> {
+        self.with_view::<T, _>(|v| v.to_vec())
+    }
+
+    /// Replaces this leaf's data in place through `f` (used by optimizers, under no-grad).
+    /// The storage is copied first only if a live view still shares it.
+    pub fn update_data<T: Element>(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
+        if T::DTYPE != self.dtype() {
+            return Err(Error::dtype(
+                "update_data",
+                format!("tensor is {}, update is {}", self.dtype(), T::DTYPE),
+            ));
+        }
+        if !self.is_contiguous()
+            || self.0.layout.offset != 0
+            || self.storage().len() != self.numel()
+        {
+            return Err(Error::invalid(
+                "update_data",
+                "only a whole, contiguous tensor (a parameter) can be updated in place",
+            ));
+        }
+        let mut guard = match self.0.storage.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(Arc::make_mut(&mut guard).as_mut_slice::<T>());
+        Ok(())
+    }
+
+    /// Overwrites this leaf's data with `src`'s (same shape and dtype), e.g. when loading weights.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() || src.dtype() != self.dtype() {
+            return Err(Error::shape(
+                "copy_from",
+                format!(
+                    "source {:?} {} vs destination {:?} {}",
+                    src.shape(),
+                    src.dtype(),
+                    self.shape(),
+                    self.dtype()
+                ),
+            ));
+        }
+        match self.dtype() {
+            DType::F32 => {
+                let d = src.contiguous_data::<f32>();
+                self.update_data::<f32>(|p| p.copy_from_slice(&d))
+            }
+            DType::F64 => {
+                let d = src.contiguous_data::<f64>();
+                self.update_data::<f64>(|p| p.copy_from_slice(&d))
+            }
+        }
+    }
+
+    /// Same values in another dtype; differentiable (the gradient is cast back).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let storage = match dtype {
+            DType::F32 => Storage::F32(self.to_vec_f32()),
+            DType::F64 => Storage::F64(self.to_vec_f64()),
+        };
+        Ok(Tensor::from_op_storage(
+            Arc::new(storage),
+            Layout::contiguous(self.shape()),
+            Op::Cast(self.clone()),
+        ))
+    }
+
+    pub(crate) fn same_dtype(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if self.dtype() != other.dtype() {
+            return Err(Error::dtype(
+                op,
+                format!(
+                    "operands are {} {:?} and {} {:?}",
+                    self.dtype(),
+                    self.shape(),
+                    other.dtype(),
+                    other.shape()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    /// Long chains (a 1000-step RNN) would otherwise drop recursively, one stack frame per node.
+    /// Unlink the inputs of nodes we hold the last reference to, iteratively.
+    fn drop(&mut self) {
+        let mut stack: Vec<Tensor> = match self.op.take() {
+            Some(op) => op.into_inputs(),
+            None => return,
+        };
+        while let Some(t) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                if let Some(op) = inner.op.take() {
+                    stack.extend(op.into_inputs());
+                }
+            }
+        }
+    }
+}
