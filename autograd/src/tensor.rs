@@ -438,3 +438,19 @@ impl Drop for Inner {
         }
     }
 }
+
+impl Tensor {
+    /// Wraps a value computed outside the engine as the output of a user-defined op whose
+    /// gradient rule is `backward`. The value's data is shared, its graph (if any) dropped.
+    pub fn from_custom_op(
+        value: &Tensor,
+        inputs: Vec<Tensor>,
+        backward: Arc<dyn crate::op::CustomBackward>,
+    ) -> Tensor {
+        Tensor::from_op_storage(
+            value.storage(),
+            value.layout().clone(),
+            Op::Custom(inputs, backward),
+        )
+    }
+}
