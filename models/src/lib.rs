@@ -1,1 +1,3 @@
-//! placeholder
+//! The lecture's generative models, their data and the genzoo program.
+
+pub mod data;

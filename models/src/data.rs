@@ -1,0 +1,222 @@
+//! Data: the IDX format of MNIST / Fashion-MNIST (gzip-compressed or not) and the embedded
+//! 10,000-digit MNIST subset in `data/mnist10k` that every command uses by default.
+
+use autograd::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// An IDX array of unsigned bytes: `dims` (e.g. [n, 28, 28]) and the row-major data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Idx {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+fn io_err(name: &str, msg: impl Into<String>) -> Error {
+    Error::Io { path: name.to_string(), msg: msg.into() }
+}
+
+/// Parses IDX bytes (gunzipping first if they start with the gzip magic). `name` is used in
+/// errors. Checks the magic number, the element type (unsigned byte), the dimensions and that the
+/// byte count is exactly what the dimensions say.
+pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
+    let raw;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| io_err(name, format!("corrupt gzip stream: {e}")))?;
+        raw = out;
+        &raw[..]
+    } else {
+        bytes
+    };
+    if bytes.len() < 4 {
+        return Err(io_err(name, format!("too short for an IDX header ({} bytes)", bytes.len())));
+    }
+    if bytes[0] != 0 || bytes[1] != 0 {
+        return Err(io_err(name, format!("bad IDX magic number {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)", bytes[0], bytes[1], bytes[2], bytes[3])));
+    }
+    if bytes[2] != 0x08 {
+        return Err(io_err(name, format!("IDX element type 0x{:02x} is not unsigned byte (0x08)", bytes[2])));
+    }
+    let rank = bytes[3] as usize;
+    if rank == 0 {
+        return Err(io_err(name, "IDX file declares zero dimensions"));
+    }
+    let header = 4 + 4 * rank;
+    if bytes.len() < header {
+        return Err(io_err(name, format!("truncated header: {rank} dimensions need {header} bytes, file has {}", bytes.len())));
+    }
+    let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
+    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| io_err(name, format!("dimensions {dims:?} overflow")))?;
+    let got = bytes.len() - header;
+    if got != expected {
+        let what = if got < expected { "truncated" } else { "has trailing bytes" };
+        return Err(io_err(name, format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {got}")));
+    }
+    Ok(Idx { dims, data: bytes[header..].to_vec() })
+}
+
+/// Reads an IDX file, gzip-compressed or not.
+pub fn read_idx(path: &Path) -> Result<Idx> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| io_err(&name, e.to_string()))?;
+    parse_idx(&bytes, &name)
+}
+
+/// Images (uint8, [n, rows, cols]) with their labels (0..=9).
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn pixels(&self) -> usize {
+        self.rows * self.cols
+    }
+    /// The bytes of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * self.pixels()..(i + 1) * self.pixels()]
+    }
+}
+
+/// A dataset in the MNIST layout: a fixed train and test split.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    pub train: Split,
+    pub test: Split,
+    /// Where it came from, for run configs ("embedded mnist10k" or the folder).
+    pub source: String,
+}
+
+fn split_from(images: Idx, labels: Idx, images_name: &str, labels_name: &str) -> Result<Split> {
+    if images.dims.len() != 3 {
+        return Err(io_err(images_name, format!("expected [n, rows, cols] images, got dimensions {:?}", images.dims)));
+    }
+    if labels.dims.len() != 1 {
+        return Err(io_err(labels_name, format!("expected [n] labels, got dimensions {:?}", labels.dims)));
+    }
+    if images.dims[0] != labels.dims[0] {
+        return Err(io_err(labels_name, format!("{} labels for {} images in {images_name}", labels.dims[0], images.dims[0])));
+    }
+    if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
+        return Err(io_err(labels_name, format!("label {bad} is outside 0..=9")));
+    }
+    Ok(Split { rows: images.dims[1], cols: images.dims[2], images: images.data, labels: labels.data })
+}
+
+const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+/// Reads the four standard files from `dir` (each either plain or with a `.gz` suffix).
+pub fn load_dir(dir: &Path) -> Result<Mnist> {
+    let (mut files, mut names) = (Vec::new(), Vec::new());
+    for stem in FILES {
+        let plain = dir.join(stem);
+        let gz = dir.join(format!("{stem}.gz"));
+        let path = if plain.exists() {
+            plain
+        } else if gz.exists() {
+            gz
+        } else {
+            return Err(io_err(&dir.display().to_string(), format!("neither {stem} nor {stem}.gz is in this folder")));
+        };
+        files.push(read_idx(&path)?);
+        names.push(path.display().to_string());
+    }
+    let [train_images, train_labels, test_images, test_labels]: [Idx; 4] = files.try_into().expect("one entry per name in FILES");
+    Ok(Mnist {
+        train: split_from(train_images, train_labels, &names[0], &names[1])?,
+        test: split_from(test_images, test_labels, &names[2], &names[3])?,
+        source: dir.display().to_string(),
+    })
+}
+
+/// The embedded MNIST subset (9,001 train / 999 test digits), compiled into the program.
+pub fn embedded() -> Result<Mnist> {
+    const TRAIN_IMAGES: &[u8] = include_bytes!("../../data/mnist10k/train-images-idx3-ubyte.gz");
+    const TRAIN_LABELS: &[u8] = include_bytes!("../../data/mnist10k/train-labels-idx1-ubyte.gz");
+    const TEST_IMAGES: &[u8] = include_bytes!("../../data/mnist10k/t10k-images-idx3-ubyte.gz");
+    const TEST_LABELS: &[u8] = include_bytes!("../../data/mnist10k/t10k-labels-idx1-ubyte.gz");
+    let names = FILES.map(|f| format!("embedded mnist10k/{f}.gz"));
+    Ok(Mnist {
+        train: split_from(parse_idx(TRAIN_IMAGES, &names[0])?, parse_idx(TRAIN_LABELS, &names[1])?, &names[0], &names[1])?,
+        test: split_from(parse_idx(TEST_IMAGES, &names[2])?, parse_idx(TEST_LABELS, &names[3])?, &names[2], &names[3])?,
+        source: "embedded mnist10k".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            b.extend_from_slice(&d.to_be_bytes());
+        }
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn reads_a_good_file_plain_and_gzipped() {
+        let bytes = idx_bytes(&[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let idx = parse_idx(&bytes, "x").unwrap();
+        assert_eq!(idx.dims, vec![2, 2, 3]);
+        assert_eq!(idx.data[11], 12);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        assert_eq!(parse_idx(&gz.finish().unwrap(), "x.gz").unwrap(), idx);
+    }
+
+    #[test]
+    fn damaged_files_get_errors_naming_the_file_and_the_problem() {
+        let good = idx_bytes(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..good.len() - 1].to_vec(), "truncated"),
+            ([&good[..], &[0]].concat(), "trailing"),
+            (vec![1, 2, 8, 1, 0, 0, 0, 1, 0], "magic"),
+            (vec![0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0], "element type"),
+            (vec![0, 0, 8, 3, 0, 0], "truncated header"),
+            (vec![0x1f, 0x8b, 8, 0, 1, 2, 3], "gzip"),
+            (vec![0, 0], "too short"),
+        ];
+        for (bytes, needle) in cases {
+            let e = parse_idx(&bytes, "digits.idx").unwrap_err().to_string();
+            assert!(e.contains("digits.idx") && e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_embedded_subset_loads_with_its_documented_sizes() {
+        let m = embedded().unwrap();
+        assert_eq!((m.train.len(), m.test.len(), m.train.rows, m.train.cols), (9001, 999, 28, 28));
+        let mut counts = [0usize; 10];
+        for &l in &m.train.labels {
+            counts[l as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
+
+    #[test]
+    fn load_dir_reports_missing_and_mismatched_files() {
+        let dir = std::env::temp_dir().join(format!("genzoo-idx-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(load_dir(&dir).unwrap_err().to_string().contains("train-images-idx3-ubyte"));
+        std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(&[2, 1, 1], &[0, 1])).unwrap();
+        std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_bytes(&[3], &[0, 1, 2])).unwrap();
+        std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx_bytes(&[1, 1, 1], &[0])).unwrap();
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(&[1], &[4])).unwrap();
+        let e = load_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("3 labels for 2 images"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
