@@ -15,8 +15,11 @@ pub mod dtype;
 pub mod error;
 pub mod grad_mode;
 pub mod layout;
+pub mod nn;
 pub mod op;
 mod ops;
+pub mod optim;
+pub mod rng;
 pub mod storage;
 pub mod tensor;
 
@@ -26,4 +29,5 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
 pub use op::{CustomBackward, Indices, Op};
+pub use rng::Rng;
 pub use tensor::{Tensor, TensorId};

@@ -63,11 +63,17 @@ fn gradient_of_a_gradient() {
     // y = x^3: dy/dx = 3x^2, d2y/dx2 = 6x
     let x = var(&[2.0], &[1]);
     let y = x.powf(3.0).unwrap().sum_all().unwrap();
-    let g = grad(&[y], &[], &[x.clone()], true).unwrap()[0]
+    let g = grad(&[y], &[], std::slice::from_ref(&x), true).unwrap()[0]
         .clone()
         .unwrap();
     assert_eq!(g.to_vec_f64(), vec![12.0]);
-    let gg = grad(&[g.sum_all().unwrap()], &[], &[x.clone()], false).unwrap()[0]
+    let gg = grad(
+        &[g.sum_all().unwrap()],
+        &[],
+        std::slice::from_ref(&x),
+        false,
+    )
+    .unwrap()[0]
         .clone()
         .unwrap();
     assert_eq!(gg.to_vec_f64(), vec![12.0]);

@@ -122,21 +122,21 @@ where
             }
             None => vec![0.0; input.data.len()],
         };
-        for j in 0..input.data.len() {
+        for (j, (&x_j, &a_j)) in input.data.iter().zip(&a).enumerate() {
             let mut plus = inputs.to_vec();
             let mut minus = inputs.to_vec();
-            let h = tol.step * input.data[j].abs().max(1.0);
+            let h = tol.step * x_j.abs().max(1.0);
             plus[i].data[j] += h;
             minus[i].data[j] -= h;
             let numeric = (eval(&plus)? - eval(&minus)?) / (2.0 * h);
-            let bound = tol.abs + tol.rel * a[j].abs().max(numeric.abs());
-            if (a[j] - numeric).abs() > bound || !a[j].is_finite() {
+            let bound = tol.abs + tol.rel * a_j.abs().max(numeric.abs());
+            if (a_j - numeric).abs() > bound || !a_j.is_finite() {
                 return Err(format!(
                     "input {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {:.3e} > {:.3e})",
                     input.shape,
-                    a[j],
+                    a_j,
                     numeric,
-                    (a[j] - numeric).abs(),
+                    (a_j - numeric).abs(),
                     bound
                 ));
             }

@@ -236,7 +236,7 @@ impl Tensor {
         }
     }
 
-    /// Rows of the identity: [len(indices), classes], a constant.
+    /// Rows of the identity: `[len(indices), classes]`, a constant.
     pub fn one_hot(indices: &[usize], classes: usize, dtype: DType) -> Result<Tensor> {
         check_bounds("one_hot", indices, classes)?;
         let mut data = vec![0.0f64; indices.len() * classes];

@@ -20,6 +20,7 @@ fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
     offsets
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compute<T: Element>(
     a: &Tensor,
     la: &Layout,

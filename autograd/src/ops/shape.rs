@@ -69,7 +69,7 @@ impl Tensor {
         })
     }
 
-    /// Reorders axes: output axis i is input axis perm[i]. A view.
+    /// Reorders axes: output axis i is input axis `perm[i]`. A view.
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
         let layout = self.layout().permute("permute", perm)?;
         Ok(self.view_with(layout, Op::Permute(self.clone(), perm.to_vec())))

@@ -1,5 +1,6 @@
 //! The CPU path: rayon for parallelism, loops over contiguous slices for vectorisation.
 
+pub mod conv;
 pub mod elementwise;
 pub mod index;
 pub mod matmul;

@@ -1,0 +1,348 @@
+//! Losses, each built from Tensor ops so that it is differentiable (twice, for penalties that
+//! differentiate a gradient). Every loss takes a [`Reduction`]; PyTorch's default is `Mean`.
+//!
+//! Elementwise losses require `input` and `target` of the same shape: a silent broadcast of
+//! `[N]` against `[N, 1]` is a classic bug, so it is an error here.
+
+use crate::error::{Error, Result};
+use crate::op::Indices;
+use crate::tensor::Tensor;
+
+/// How per-element (or per-sample) losses are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// The average over all elements (samples for cross-entropy and the Gaussian KL).
+    #[default]
+    Mean,
+    /// The total.
+    Sum,
+    /// No reduction: the per-element (per-sample) losses.
+    None,
+}
+
+fn reduce(loss: Tensor, reduction: Reduction) -> Result<Tensor> {
+    match reduction {
+        Reduction::Mean => loss.mean_all(),
+        Reduction::Sum => loss.sum_all(),
+        Reduction::None => Ok(loss),
+    }
+}
+
+fn same_shape(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
+    input.same_dtype(op, target)?;
+    if input.shape() != target.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "input {:?} and target {:?} must have the same shape",
+                input.shape(),
+                target.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// max(ln x, -100), with ln 0 = -100 and a zero gradient there instead of 0 * inf = NaN.
+fn clamped_log(x: &Tensor) -> Result<Tensor> {
+    let positive = x.gt_scalar(0.0)?;
+    let safe = Tensor::where_cond(&positive, x, &x.ones_like())?;
+    let log = safe.log()?.clamp(-100.0, f64::INFINITY)?;
+    Tensor::where_cond(&positive, &log, &x.full_like(-100.0))
+}
+
+/// Binary cross-entropy of probabilities p against targets t (PyTorch's `BCELoss`):
+///
+/// l_i = -(t_i max(ln p_i, -100) + (1 - t_i) max(ln(1 - p_i), -100)).
+///
+/// The log is clamped at -100 as PyTorch does, so p = 0 or 1 gives a finite loss; where the
+/// clamp is active the gradient is 0 (PyTorch's hand-written backward instead divides by
+/// max(p (1 - p), 1e-12) there). Errors on a probability outside [0, 1]. Prefer
+/// [`bce_with_logits`], which is stable for saturated logits.
+pub fn bce(probs: &Tensor, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("bce", probs, targets)?;
+    if let Some(bad) = probs
+        .to_vec_f64()
+        .into_iter()
+        .find(|p| !(0.0..=1.0).contains(p))
+    {
+        return Err(Error::invalid(
+            "bce",
+            format!(
+                "probabilities must be in [0, 1], got {bad} in input {:?}",
+                probs.shape()
+            ),
+        ));
+    }
+    let pos = targets.mul(&clamped_log(probs)?)?;
+    let neg = targets
+        .one_minus()?
+        .mul(&clamped_log(&probs.one_minus()?)?)?;
+    reduce(pos.add(&neg)?.neg()?, reduction)
+}
+
+/// Binary cross-entropy on logits x (PyTorch's `BCEWithLogitsLoss`):
+///
+/// l_i = -(t_i ln sigmoid(x_i) + (1 - t_i) ln(1 - sigmoid(x_i)))
+///     = max(x_i, 0) - x_i t_i + ln(1 + e^{-|x_i|})
+///     = softplus(x_i) - x_i t_i,
+///
+/// computed in the last form: softplus is evaluated stably and its derivative, sigmoid(x), is
+/// right everywhere (including x = 0, where the max/abs form's pieces have kinks), so
+/// dl/dx = sigmoid(x) - t.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("bce_with_logits", logits, targets)?;
+    let loss = logits.softplus()?.sub(&logits.mul(targets)?)?;
+    reduce(loss, reduction)
+}
+
+/// Mean squared error: l_i = (x_i - y_i)^2.
+pub fn mse(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("mse", input, target)?;
+    reduce(input.sub(target)?.square()?, reduction)
+}
+
+/// Mean absolute error: l_i = |x_i - y_i| (gradient sign(x_i - y_i), 0 at equality).
+pub fn l1(input: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("l1", input, target)?;
+    reduce(input.sub(target)?.abs()?, reduction)
+}
+
+/// Cross-entropy of logits [N, C] against class indices (PyTorch's `CrossEntropyLoss`):
+///
+/// `l_n = -log_softmax(x_n)[t_n] = logsumexp(x_n) - x_{n, t_n}`,
+///
+/// from the fused log-softmax and a gather. Mean averages over the N samples; None gives `[N]`.
+pub fn cross_entropy(logits: &Tensor, targets: &[usize], reduction: Reduction) -> Result<Tensor> {
+    if logits.rank() != 2 {
+        return Err(Error::shape(
+            "cross_entropy",
+            format!("logits must be [N, C], got {:?}", logits.shape()),
+        ));
+    }
+    let (n, c) = (logits.shape()[0], logits.shape()[1]);
+    if targets.len() != n {
+        return Err(Error::shape(
+            "cross_entropy",
+            format!(
+                "{} targets for logits {:?} ({n} samples)",
+                targets.len(),
+                logits.shape()
+            ),
+        ));
+    }
+    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| t >= c) {
+        return Err(Error::index(
+            "cross_entropy",
+            format!(
+                "target {t} of sample {i} is out of range for {c} classes (logits {:?})",
+                logits.shape()
+            ),
+        ));
+    }
+    let index = Indices::new(targets.to_vec(), &[n, 1])?;
+    let picked = logits.log_softmax(1)?.gather(1, &index)?.reshape(&[n])?;
+    reduce(picked.neg()?, reduction)
+}
+
+/// KL(N(mu, diag(e^logvar)) || N(0, I)) per sample, the VAE's regulariser:
+///
+/// KL = -1/2 sum_j (1 + logvar_j - mu_j^2 - e^{logvar_j}),
+///
+/// summed over the last axis. Mean averages that over the remaining (batch) axes, Sum adds
+/// them up, None returns them with the last axis removed.
+pub fn gaussian_kl(mu: &Tensor, logvar: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("gaussian_kl", mu, logvar)?;
+    if mu.rank() == 0 {
+        return Err(Error::shape(
+            "gaussian_kl",
+            "mu and logvar need at least one axis (the latent dimensions), got shape []",
+        ));
+    }
+    let inner = logvar
+        .add_scalar(1.0)?
+        .sub(&mu.square()?)?
+        .sub(&logvar.exp()?)?;
+    let per_sample = inner.sum(&[-1], false)?.mul_scalar(-0.5)?;
+    reduce(per_sample, reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autodiff::grad;
+
+    fn t(data: &[f64], shape: &[usize]) -> Tensor {
+        Tensor::from_slice(data, shape).unwrap()
+    }
+
+    fn close(got: f64, want: f64) {
+        assert!(
+            (got - want).abs() < 1e-12 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
+    }
+
+    #[test]
+    fn bce_matches_hand_values_and_clamps() {
+        let p = t(&[0.9, 0.2, 0.0, 1.0], &[4]).requires_grad_(true).unwrap();
+        let y = t(&[1.0, 0.0, 1.0, 1.0], &[4]);
+        let l = bce(&p, &y, Reduction::Mean).unwrap();
+        close(l.item().unwrap(), 25.082126016743008);
+        close(
+            bce(&p, &y, Reduction::Sum).unwrap().item().unwrap(),
+            100.0 + 0.10536051565782628 + 0.2231435513142097,
+        );
+        let per = bce(&p, &y, Reduction::None).unwrap().to_vec_f64();
+        close(per[2], 100.0);
+        close(per[3], 0.0);
+        l.backward().unwrap();
+        let g = p.grad().unwrap().to_vec_f64();
+        // d/dp: -t/p + (1 - t)/(1 - p), over 4
+        close(g[0], -1.0 / 0.9 / 4.0);
+        close(g[1], 1.0 / 0.8 / 4.0);
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+        let e = bce(&t(&[1.5], &[1]), &t(&[1.0], &[1]), Reduction::Mean)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bce") && e.contains("1.5"), "{e}");
+        assert!(bce(
+            &t(&[0.5, 0.5], &[2]),
+            &t(&[1.0, 1.0], &[2, 1]),
+            Reduction::Mean
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn bce_with_logits_matches_hand_values() {
+        let x = t(&[0.0, 2.0, -3.0], &[3]).requires_grad_(true).unwrap();
+        let y = t(&[1.0, 0.0, 0.5], &[3]);
+        let l = bce_with_logits(&x, &y, Reduction::Mean).unwrap();
+        close(l.item().unwrap(), 1.4562208477255532);
+        let per = bce_with_logits(&x, &y, Reduction::None)
+            .unwrap()
+            .to_vec_f64();
+        close(per[0], std::f64::consts::LN_2);
+        close(per[1], 2.1269280110429727);
+        close(per[2], 1.548587351573742);
+        // dl/dx = (sigmoid(x) - t) / n, right at x = 0 as well
+        let g = grad(&[l], &[], std::slice::from_ref(&x), true).unwrap()[0]
+            .clone()
+            .unwrap();
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let gv = g.to_vec_f64();
+        close(gv[0], (0.5 - 1.0) / 3.0);
+        close(gv[1], sig(2.0) / 3.0);
+        close(gv[2], (sig(-3.0) - 0.5) / 3.0);
+        // second derivative: sigmoid'(x) / n
+        let gg = grad(
+            &[g.sum_all().unwrap()],
+            &[],
+            std::slice::from_ref(&x),
+            false,
+        )
+        .unwrap()[0]
+            .clone()
+            .unwrap()
+            .to_vec_f64();
+        for (v, xv) in gg.iter().zip([0.0, 2.0, -3.0]) {
+            close(*v, sig(xv) * (1.0 - sig(xv)) / 3.0);
+        }
+        // saturated logits stay finite
+        let big = t(&[800.0, -800.0], &[2]);
+        let l = bce_with_logits(&big, &t(&[0.0, 1.0], &[2]), Reduction::Sum).unwrap();
+        close(l.item().unwrap(), 1600.0);
+    }
+
+    #[test]
+    fn regression_losses() {
+        let a = t(&[1.0, 2.0, 3.0], &[3]).requires_grad_(true).unwrap();
+        let b = t(&[1.0, 0.0, 5.0], &[3]);
+        close(
+            mse(&a, &b, Reduction::Mean).unwrap().item().unwrap(),
+            8.0 / 3.0,
+        );
+        close(mse(&a, &b, Reduction::Sum).unwrap().item().unwrap(), 8.0);
+        close(
+            l1(&a, &b, Reduction::Mean).unwrap().item().unwrap(),
+            4.0 / 3.0,
+        );
+        assert_eq!(
+            l1(&a, &b, Reduction::None).unwrap().to_vec_f64(),
+            vec![0.0, 2.0, 2.0]
+        );
+        mse(&a, &b, Reduction::Mean).unwrap().backward().unwrap();
+        assert_eq!(
+            a.grad().unwrap().to_vec_f64(),
+            vec![0.0, 4.0 / 3.0, -4.0 / 3.0]
+        );
+        let e = mse(&a, &t(&[1.0, 2.0, 3.0], &[3, 1]), Reduction::Mean)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mse") && e.contains("[3]") && e.contains("[3, 1]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cross_entropy_matches_hand_values() {
+        let x = t(&[1.0, 2.0, 3.0, 1.0, 1.0, 1.0], &[2, 3])
+            .requires_grad_(true)
+            .unwrap();
+        let l = cross_entropy(&x, &[2, 0], Reduction::Mean).unwrap();
+        close(l.item().unwrap(), 0.7531091265562451);
+        let per = cross_entropy(&x, &[2, 0], Reduction::None).unwrap();
+        assert_eq!(per.shape(), &[2]);
+        close(per.to_vec_f64()[1], 3f64.ln());
+        l.backward().unwrap();
+        // dl/dx = (softmax(x) - onehot(t)) / N
+        let g = x.grad().unwrap().to_vec_f64();
+        close(g[3], (1.0 / 3.0 - 1.0) / 2.0);
+        close(g[4], (1.0 / 3.0) / 2.0);
+        assert!(cross_entropy(&x, &[3, 0], Reduction::Mean).is_err());
+        assert!(cross_entropy(&x, &[0], Reduction::Mean).is_err());
+        assert!(cross_entropy(&t(&[1.0], &[1]), &[0], Reduction::Mean).is_err());
+    }
+
+    #[test]
+    fn gaussian_kl_matches_hand_values() {
+        let mu = t(&[0.0, 1.0, 2.0, 0.0], &[2, 2])
+            .requires_grad_(true)
+            .unwrap();
+        let logvar = t(&[0.0, 2f64.ln(), 0.0, 0.0], &[2, 2])
+            .requires_grad_(true)
+            .unwrap();
+        let row0 = 1.0 - 2f64.ln() / 2.0;
+        let per = gaussian_kl(&mu, &logvar, Reduction::None).unwrap();
+        assert_eq!(per.shape(), &[2]);
+        close(per.to_vec_f64()[0], row0);
+        close(per.to_vec_f64()[1], 2.0);
+        close(
+            gaussian_kl(&mu, &logvar, Reduction::Sum)
+                .unwrap()
+                .item()
+                .unwrap(),
+            row0 + 2.0,
+        );
+        let l = gaussian_kl(&mu, &logvar, Reduction::Mean).unwrap();
+        close(l.item().unwrap(), (row0 + 2.0) / 2.0);
+        l.backward().unwrap();
+        // dKL/dmu = mu / N, dKL/dlogvar = (e^logvar - 1) / 2 / N
+        assert_eq!(mu.grad().unwrap().to_vec_f64(), vec![0.0, 0.5, 1.0, 0.0]);
+        let gl = logvar.grad().unwrap().to_vec_f64();
+        close(gl[1], (2.0 - 1.0) / 2.0 / 2.0);
+        close(gl[0], 0.0);
+        assert!(gaussian_kl(&t(&[1.0], &[]), &t(&[1.0], &[]), Reduction::Mean).is_err());
+        // a single latent vector: the KL is a scalar whatever the reduction
+        let one = gaussian_kl(
+            &t(&[2.0, 0.0], &[2]),
+            &t(&[0.0, 0.0], &[2]),
+            Reduction::Mean,
+        )
+        .unwrap();
+        assert_eq!(one.shape(), &[] as &[usize]);
+        close(one.item().unwrap(), 2.0);
+    }
+}

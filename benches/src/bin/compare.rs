@@ -1,0 +1,85 @@
+//! Times every case of the benchmark contract and writes one JSON object per line
+//! (see ../shared/bench/README.md), so two engines' files join on (group, name):
+//!
+//!     cargo run --release -p benches --bin compare -- --device cpu --out ours.jsonl \
+//!         [--filter SUBSTR] [--reps N] [--include-gpu-only]
+
+use benches::{all_cases, cpu_name, median_ms};
+use std::io::Write;
+
+struct Args {
+    device: String,
+    out: Option<String>,
+    filter: Option<String>,
+    reps: usize,
+    include_gpu_only: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { device: "cpu".into(), out: None, filter: None, reps: 10, include_gpu_only: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--device" => args.device = value("--device")?,
+            "--out" => args.out = Some(value("--out")?),
+            "--filter" => args.filter = Some(value("--filter")?),
+            "--reps" => args.reps = value("--reps")?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--include-gpu-only" => args.include_gpu_only = true,
+            "-h" | "--help" => {
+                return Err("usage: compare --device cpu|cuda [--out FILE.jsonl] [--filter SUBSTR] [--reps N] [--include-gpu-only]".into())
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if args.reps == 0 {
+        return Err("--reps must be at least 1".into());
+    }
+    Ok(args)
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("compare: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    if args.device != "cpu" {
+        return Err(format!("device {:?}: only the CPU backend exists so far", args.device));
+    }
+    let threads = rayon::current_num_threads();
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?),
+        None => Box::new(std::io::stdout()),
+    };
+    let cases = all_cases(20261127).map_err(|e| e.to_string())?;
+    for mut case in cases {
+        let key = format!("{}/{}", case.group, case.name);
+        if args.filter.as_ref().is_some_and(|f| !key.contains(f.as_str())) || (case.gpu_only && !args.include_gpu_only) {
+            continue;
+        }
+        let warmup = 3;
+        let fwd_ms = match case.fwd.as_mut() {
+            Some(f) => Some(median_ms(f.as_mut(), warmup, args.reps).map_err(|e| format!("{key}: {e}"))?),
+            None => None,
+        };
+        let fwdbwd_ms = median_ms(case.fwdbwd.as_mut(), warmup, args.reps).map_err(|e| format!("{key}: {e}"))?;
+        let line = serde_json::json!({
+            "suite": "genzoo-autograd",
+            "device": "cpu",
+            "device_name": cpu_name(),
+            "threads": threads,
+            "group": case.group,
+            "name": case.name,
+            "fwd_ms": fwd_ms,
+            "fwdbwd_ms": fwdbwd_ms,
+            "flops": case.flops,
+        });
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        eprintln!("{key}: fwd {fwd_ms:?} ms, fwd+bwd {fwdbwd_ms:.4} ms");
+    }
+    Ok(())
+}

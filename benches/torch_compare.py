@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""PyTorch's side of the benchmark contract: the same cases as `compare`, same JSON lines.
+
+    python3 benches/torch_compare.py --device cpu --threads 2 --out torch.jsonl [--filter S] [--reps N]
+
+Timing follows ../shared/bench/README.md: warm-up runs, then the median of the timed runs.
+"""
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import time
+
+import torch
+
+SHAPES = json.loads((pathlib.Path(__file__).parent / "shapes.json").read_text())
+
+
+def median_ms(fn, warmup, reps, sync):
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_cases(dev):
+    for c in SHAPES["matmul"]:
+        m, k, n = c["m"], c["k"], c["n"]
+        a = torch.randn(m, k, device=dev, requires_grad=True)
+        b = torch.randn(k, n, device=dev, requires_grad=True)
+        g = torch.randn(m, n, device=dev)
+
+        def fwd(a=a, b=b):
+            with torch.no_grad():
+                a @ b
+
+        def fwdbwd(a=a, b=b, g=g):
+            a.grad = None
+            b.grad = None
+            (a @ b).backward(g)
+
+        yield "matmul", c, 2 * m * n * k, fwd, fwdbwd
+
+
+def overhead_cases(dev):
+    for c in SHAPES["overhead"]:
+        x = torch.ones(c["numel"], device=dev, requires_grad=True)
+        ops = c["ops"]
+
+        def chain(x=x, ops=ops):
+            y = x
+            for i in range(ops):
+                y = y * 1.0001 if i % 2 == 0 else y + 0.0001
+            return y.sum()
+
+        def fwd(chain=chain):
+            with torch.no_grad():
+                chain()
+
+        def fwdbwd(chain=chain, x=x):
+            x.grad = None
+            chain().backward()
+
+        yield "overhead", c, None, fwd, fwdbwd
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out")
+    p.add_argument("--filter")
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--include-gpu-only", action="store_true")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        sync = torch.cuda.synchronize
+        name = torch.cuda.get_device_name()
+    else:
+        sync = lambda: None  # noqa: E731
+        name = platform.processor() or platform.machine()
+        try:
+            name = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    out = open(args.out, "w") if args.out else None
+    for gen in (matmul_cases, overhead_cases):
+        for group, c, flops, fwd, fwdbwd in gen(dev):
+            key = f"{group}/{c['name']}"
+            if args.filter and args.filter not in key:
+                continue
+            if c.get("gpu_only") and dev.type != "cuda" and not args.include_gpu_only:
+                continue
+            line = {
+                "suite": f"pytorch-{torch.__version__}",
+                "device": dev.type,
+                "device_name": name,
+                "threads": torch.get_num_threads(),
+                "group": group,
+                "name": c["name"],
+                "fwd_ms": median_ms(fwd, 3, args.reps, sync) if fwd else None,
+                "fwdbwd_ms": median_ms(fwdbwd, 3, args.reps, sync),
+                "flops": flops,
+            }
+            text = json.dumps(line)
+            print(text, file=out) if out else print(text)
+            print(f"{key}: fwd {line['fwd_ms']} ms, fwd+bwd {line['fwdbwd_ms']:.4f} ms", flush=True, file=__import__("sys").stderr)
+
+
+if __name__ == "__main__":
+    main()

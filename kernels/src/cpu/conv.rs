@@ -1,0 +1,323 @@
+//! 2-D convolution by per-sample im2col and our matmul, and the two adjoints that its backward
+//! (and conv_transpose2d) need. One geometry describes all three:
+//!
+//! ```text
+//!   forward       y[n] = W  · cols(x[n])          W: [Cout, Cin/G · T] per group, T = active taps
+//!   input grad   dx[n] = col2im(Wᵀ · g[n])        (this is also conv_transpose2d's forward)
+//!   weight grad     dW = Σₙ g[n] · cols(x[n])ᵀ
+//! ```
+//!
+//! `taps` lists the kernel positions that take part. A plain convolution uses all kh·kw of them;
+//! a masked (PixelCNN) convolution lists only the unmasked ones, so the masked taps are never
+//! read, multiplied or written: the work shrinks with the mask. Samples run in parallel; each
+//! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
+
+use crate::cpu::matmul::{matmul, MatRef};
+use crate::float::Float;
+use rayon::prelude::*;
+
+/// Everything about a convolution's shapes. Input [n, c_in, h, w], output [n, c_out, ho, wo].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: (usize, usize),
+    /// (top, bottom, left, right)
+    pub pad: (usize, usize, usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+    pub ho: usize,
+    pub wo: usize,
+    /// Active kernel positions (row, col), in row-major order.
+    pub taps: Vec<(usize, usize)>,
+}
+
+impl ConvGeometry {
+    pub fn cin_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+    pub fn cout_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+    /// Rows of one group's column matrix: its input channels times the active taps.
+    pub fn k_per_group(&self) -> usize {
+        self.cin_per_group() * self.taps.len()
+    }
+    fn in_size(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+    fn out_size(&self) -> usize {
+        self.c_out * self.ho * self.wo
+    }
+    fn l(&self) -> usize {
+        self.ho * self.wo
+    }
+}
+
+/// Output size of one spatial axis (PyTorch's formula); `None` when the kernel does not fit.
+pub fn conv_out_size(input: usize, pad_before: usize, pad_after: usize, kernel: usize, stride: usize, dilation: usize) -> Option<usize> {
+    let span = dilation * (kernel - 1) + 1;
+    let padded = input + pad_before + pad_after;
+    if padded < span || stride == 0 {
+        None
+    } else {
+        Some((padded - span) / stride + 1)
+    }
+}
+
+/// The range of output positions o for which o*stride - pad + offset lies in [0, size).
+fn valid_range(out: usize, size: usize, stride: usize, pad: usize, offset: usize) -> (usize, usize) {
+    // smallest o with o*stride + offset >= pad
+    let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
+    // largest o with o*stride + offset - pad < size  <=>  o*stride < size + pad - offset
+    let limit = size + pad;
+    let hi = if limit <= offset { 0 } else { ((limit - offset - 1) / stride + 1).min(out) };
+    (lo.min(hi), hi)
+}
+
+/// cols[(c·T + t), oh·wo + ow] = x[c, oh·sh - pt + i·dh, ow·sw - pl + j·dw] for tap t = (i, j),
+/// zero outside the image, for channels `c0..c0 + channels` of one sample.
+fn im2col<T: Float>(x: &[T], g: &ConvGeometry, c0: usize, channels: usize, cols: &mut [T]) {
+    let (l, ntaps) = (g.l(), g.taps.len());
+    for c in 0..channels {
+        let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
+        for (t, &(i, j)) in g.taps.iter().enumerate() {
+            let row = &mut cols[(c * ntaps + t) * l..(c * ntaps + t + 1) * l];
+            let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
+            let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
+            row[..oh_lo * g.wo].fill(T::ZERO);
+            row[oh_hi * g.wo..].fill(T::ZERO);
+            for oh in oh_lo..oh_hi {
+                let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
+                let src = &plane[ih * g.w..(ih + 1) * g.w];
+                let dst = &mut row[oh * g.wo..(oh + 1) * g.wo];
+                dst[..ow_lo].fill(T::ZERO);
+                dst[ow_hi..].fill(T::ZERO);
+                let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
+                if g.stride.1 == 1 {
+                    dst[ow_lo..ow_hi].copy_from_slice(&src[iw0..iw0 + (ow_hi - ow_lo)]);
+                } else {
+                    for (k, d) in dst[ow_lo..ow_hi].iter_mut().enumerate() {
+                        *d = src[iw0 + k * g.stride.1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
+fn col2im<T: Float>(cols: &[T], g: &ConvGeometry, c0: usize, channels: usize, dx: &mut [T]) {
+    let (l, ntaps) = (g.l(), g.taps.len());
+    for c in 0..channels {
+        let plane = &mut dx[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
+        for (t, &(i, j)) in g.taps.iter().enumerate() {
+            let row = &cols[(c * ntaps + t) * l..(c * ntaps + t + 1) * l];
+            let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
+            let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
+            for oh in oh_lo..oh_hi {
+                let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
+                let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
+                let src = &row[oh * g.wo + ow_lo..oh * g.wo + ow_hi];
+                let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
+                for (k, &v) in src.iter().enumerate() {
+                    dst[iw0 + k * g.stride.1] += v;
+                }
+            }
+        }
+    }
+}
+
+/// Full weights [c_out, c_in/G, kh, kw] -> the active taps only, [c_out, c_in/G · T].
+pub fn gather_taps<T: Float>(w: &[T], g: &ConvGeometry) -> Vec<T> {
+    let mut out = Vec::with_capacity(g.c_out * g.k_per_group());
+    for o in 0..g.c_out {
+        for c in 0..g.cin_per_group() {
+            let base = (o * g.cin_per_group() + c) * g.kh * g.kw;
+            out.extend(g.taps.iter().map(|&(i, j)| w[base + i * g.kw + j]));
+        }
+    }
+    out
+}
+
+/// The adjoint of [`gather_taps`]: active-tap weights back to full shape, zeros at masked taps.
+pub fn scatter_taps<T: Float>(w_active: &[T], g: &ConvGeometry) -> Vec<T> {
+    let mut out = vec![T::ZERO; g.c_out * g.cin_per_group() * g.kh * g.kw];
+    let ntaps = g.taps.len();
+    for o in 0..g.c_out {
+        for c in 0..g.cin_per_group() {
+            let base = (o * g.cin_per_group() + c) * g.kh * g.kw;
+            for (t, &(i, j)) in g.taps.iter().enumerate() {
+                out[base + i * g.kw + j] = w_active[(o * g.cin_per_group() + c) * ntaps + t];
+            }
+        }
+    }
+    out
+}
+
+fn rows<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
+    MatRef { data, offset, row_stride, col_stride: 1 }
+}
+
+fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
+    // the transpose of a row-major matrix with `row_stride`
+    MatRef { data, offset, row_stride: 1, col_stride: row_stride }
+}
+
+/// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
+pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
+    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let mut y = vec![T::ZERO; g.n * g.out_size()];
+    if g.n == 0 || l == 0 {
+        return y;
+    }
+    y.par_chunks_mut(g.out_size()).enumerate().for_each(|(s, y_s)| {
+        let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
+        let mut cols = vec![T::ZERO; k * l];
+        for grp in 0..g.groups {
+            im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), &mut cols);
+            let a = rows(w_active, grp * cog * k, k);
+            matmul(cog, k, l, a, rows(&cols, 0, l), &mut y_s[grp * cog * l..(grp + 1) * cog * l]);
+        }
+    });
+    y
+}
+
+/// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
+pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
+    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let mut dx = vec![T::ZERO; g.n * g.in_size()];
+    if g.n == 0 || l == 0 || k == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(g.in_size()).enumerate().for_each(|(s, dx_s)| {
+        let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
+        let mut cols = vec![T::ZERO; k * l];
+        for grp in 0..g.groups {
+            // cols = W_gᵀ [k, cog] · dy_g [cog, l]
+            let wt = cols_t(w_active, grp * cog * k, k);
+            matmul(k, cog, l, wt, rows(dy_s, grp * cog * l, l), &mut cols);
+            col2im(&cols, g, grp * g.cin_per_group(), g.cin_per_group(), dx_s);
+        }
+    });
+    dx
+}
+
+/// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps).
+pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T> {
+    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let size = g.c_out * k;
+    if g.n == 0 || l == 0 || k == 0 {
+        return vec![T::ZERO; size];
+    }
+    // each thread sums its samples into its own accumulator; the accumulators are added at the end
+    let per_sample = |s: usize, acc: &mut Vec<T>, cols: &mut Vec<T>, part: &mut Vec<T>| {
+        let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
+        let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
+        for grp in 0..g.groups {
+            im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), cols);
+            // part [cog, k] = dy_g [cog, l] · colsᵀ [l, k]
+            matmul(cog, l, k, rows(dy_s, grp * cog * l, l), cols_t(cols, 0, l), part);
+            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k].iter_mut().zip(part.iter()) {
+                *a += p;
+            }
+        }
+    };
+    (0..g.n)
+        .into_par_iter()
+        .fold(
+            || (vec![T::ZERO; size], vec![T::ZERO; k * l], vec![T::ZERO; cog * k]),
+            |(mut acc, mut cols, mut part), s| {
+                per_sample(s, &mut acc, &mut cols, &mut part);
+                (acc, cols, part)
+            },
+        )
+        .map(|(acc, _, _)| acc)
+        .reduce(
+            || vec![T::ZERO; size],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += *y;
+                }
+                a
+            },
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [n, c_in, h, w, c_out, kernel, stride, pad, dilation, groups]
+    fn geometry([n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10]) -> ConvGeometry {
+        let ho = conv_out_size(h, p, p, k, s, d).unwrap();
+        let wo = conv_out_size(w, p, p, k, s, d).unwrap();
+        let taps = (0..k).flat_map(|i| (0..k).map(move |j| (i, j))).collect();
+        ConvGeometry { n, c_in, h, w, c_out, kh: k, kw: k, stride: (s, s), pad: (p, p, p, p), dilation: (d, d), groups, ho, wo, taps }
+    }
+
+    fn naive(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.c_out * g.ho * g.wo];
+        let (cig, cog) = (g.cin_per_group(), g.cout_per_group());
+        for n in 0..g.n {
+            for o in 0..g.c_out {
+                let grp = o / cog;
+                for oh in 0..g.ho {
+                    for ow in 0..g.wo {
+                        let mut acc = 0.0;
+                        for c in 0..cig {
+                            for &(i, j) in &g.taps {
+                                let ih = (oh * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
+                                let iw = (ow * g.stride.1 + j * g.dilation.1) as isize - g.pad.2 as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
+                                    let xc = grp * cig + c;
+                                    acc += x[((n * g.c_in + xc) * g.h + ih as usize) * g.w + iw as usize] * w[((o * cig + c) * g.kh + i) * g.kw + j];
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + o) * g.ho + oh) * g.wo + ow] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, salt: usize) -> Vec<f64> {
+        (0..len).map(|i| (((i * 7919 + salt * 104729) % 1000) as f64) / 500.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn forward_matches_the_definition_and_adjoints_are_adjoint() {
+        for spec in [[2, 3, 5, 6, 4, 3, 1, 1, 1, 1], [1, 4, 7, 5, 6, 2, 2, 1, 1, 2], [2, 2, 9, 9, 2, 3, 2, 2, 2, 1], [1, 1, 4, 4, 1, 4, 2, 1, 1, 1]] {
+            let g = geometry(spec);
+            let [n, ci, h, w, co, k, _, _, _, grp] = spec;
+            let x = values(n * ci * h * w, 1);
+            let wf = values(co * ci / grp * k * k, 2);
+            let wa = gather_taps(&wf, &g);
+            let y = conv_forward(&x, &wa, &g);
+            let y_ref = naive(&x, &wf, &g);
+            assert!(y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() < 1e-12), "forward differs for {g:?}");
+            // <conv(x), dy> = <x, conv_input_grad(dy)> = <w, conv_weight_grad(x, dy)>
+            let dy = values(y.len(), 3);
+            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+            let dx = conv_input_grad(&dy, &wa, &g);
+            let mid: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            let dw = conv_weight_grad(&x, &dy, &g);
+            let rhs: f64 = wa.iter().zip(&dw).map(|(a, b)| a * b).sum();
+            assert!((lhs - mid).abs() < 1e-9 && (lhs - rhs).abs() < 1e-9, "{lhs} {mid} {rhs}");
+        }
+    }
+
+    #[test]
+    fn valid_range_clips_to_the_image() {
+        // h = 5, pad 1, stride 2, offset 0: o*2 - 1 in [0, 5) -> o in 1..=2 (o < 3)
+        assert_eq!(valid_range(3, 5, 2, 1, 0), (1, 3));
+        assert_eq!(valid_range(3, 5, 2, 1, 2), (0, 2));
+    }
+}
