@@ -121,6 +121,20 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
         )?)]),
         Op::ScatterAdd { axis, index, .. } => Ok(vec![Some(g.gather(*axis as isize, index)?)]),
         Op::Custom(xs, custom) => Ok(custom.backward(xs, out, g)?.into_iter().map(Some).collect()),
+        // The three convolution ops are closed under differentiation: each one's gradients are
+        // the other two (or itself) with the roles of the operands swapped.
+        Op::Conv { x, w, geo } => Ok(vec![
+            only_if(0, &|| Tensor::conv_input_grad_op(g, w, geo))?,
+            only_if(1, &|| Tensor::conv_weight_grad_op(x, g, geo))?,
+        ]),
+        Op::ConvInputGrad { dy, w, geo } => Ok(vec![
+            only_if(0, &|| Tensor::conv_op(g, w, geo))?,
+            only_if(1, &|| Tensor::conv_weight_grad_op(g, dy, geo))?,
+        ]),
+        Op::ConvWeightGrad { x, dy, geo } => Ok(vec![
+            only_if(0, &|| Tensor::conv_input_grad_op(dy, g, geo))?,
+            only_if(1, &|| Tensor::conv_op(x, g, geo))?,
+        ]),
     }
 }
 

@@ -29,5 +29,6 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
 pub use op::{CustomBackward, Indices, Op};
+pub use ops::conv::{mask_taps, Conv2dOptions, ConvTranspose2dOptions, Mask};
 pub use rng::Rng;
 pub use tensor::{Tensor, TensorId};

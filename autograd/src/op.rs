@@ -3,6 +3,7 @@
 
 use crate::error::Result;
 use crate::tensor::Tensor;
+use kernels::cpu::conv::ConvGeometry;
 use kernels::cpu::elementwise::{BinaryKind, UnaryKind};
 use std::sync::Arc;
 
@@ -84,6 +85,24 @@ pub enum Op {
         size: usize,
     },
     Custom(Vec<Tensor>, Arc<dyn CustomBackward>),
+    /// y = conv(x, w) over the geometry's active taps (all, or a PixelCNN mask's)
+    Conv {
+        x: Tensor,
+        w: Tensor,
+        geo: Arc<ConvGeometry>,
+    },
+    /// dx = convᵀ(dy, w): conv's input gradient, and conv_transpose2d's forward
+    ConvInputGrad {
+        dy: Tensor,
+        w: Tensor,
+        geo: Arc<ConvGeometry>,
+    },
+    /// dw = Σ dy · cols(x)ᵀ: conv's weight gradient (full weight shape, zeros at masked taps)
+    ConvWeightGrad {
+        x: Tensor,
+        dy: Tensor,
+        geo: Arc<ConvGeometry>,
+    },
 }
 
 impl Op {
@@ -109,6 +128,9 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
             Op::Custom(_, c) => c.name(),
+            Op::Conv { .. } => "conv2d",
+            Op::ConvInputGrad { .. } => "conv2d_input_grad",
+            Op::ConvWeightGrad { .. } => "conv2d_weight_grad",
         }
     }
 
@@ -131,6 +153,9 @@ impl Op {
             | Op::Gather { input: x, .. }
             | Op::ScatterAdd { source: x, .. } => vec![x],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Conv { x, w, .. } => vec![x, w],
+            Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
+            Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],
             Op::Where(m, a, b) => vec![m, a, b],
             Op::Concat(xs, _) | Op::Custom(xs, _) => xs.iter().collect(),
         }
@@ -154,6 +179,9 @@ impl Op {
             | Op::Gather { input: x, .. }
             | Op::ScatterAdd { source: x, .. } => vec![x],
             Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Conv { x, w, .. } => vec![x, w],
+            Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
+            Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],
             Op::Where(m, a, b) => vec![m, a, b],
             Op::Concat(xs, _) | Op::Custom(xs, _) => xs,
         }

@@ -2,8 +2,12 @@
 //! One file per op family; the backward rules are in `crate::backward`.
 
 mod binary;
+pub mod conv;
 mod index;
 mod matmul;
+mod pad;
+mod pool;
 mod reduce;
 mod shape;
 mod unary;
+mod upsample;

@@ -60,7 +60,14 @@ impl ConvGeometry {
 }
 
 /// Output size of one spatial axis (PyTorch's formula); `None` when the kernel does not fit.
-pub fn conv_out_size(input: usize, pad_before: usize, pad_after: usize, kernel: usize, stride: usize, dilation: usize) -> Option<usize> {
+pub fn conv_out_size(
+    input: usize,
+    pad_before: usize,
+    pad_after: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> Option<usize> {
     let span = dilation * (kernel - 1) + 1;
     let padded = input + pad_before + pad_after;
     if padded < span || stride == 0 {
@@ -71,12 +78,26 @@ pub fn conv_out_size(input: usize, pad_before: usize, pad_after: usize, kernel: 
 }
 
 /// The range of output positions o for which o*stride - pad + offset lies in [0, size).
-fn valid_range(out: usize, size: usize, stride: usize, pad: usize, offset: usize) -> (usize, usize) {
+fn valid_range(
+    out: usize,
+    size: usize,
+    stride: usize,
+    pad: usize,
+    offset: usize,
+) -> (usize, usize) {
     // smallest o with o*stride + offset >= pad
-    let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
+    let lo = if offset >= pad {
+        0
+    } else {
+        (pad - offset).div_ceil(stride)
+    };
     // largest o with o*stride + offset - pad < size  <=>  o*stride < size + pad - offset
     let limit = size + pad;
-    let hi = if limit <= offset { 0 } else { ((limit - offset - 1) / stride + 1).min(out) };
+    let hi = if limit <= offset {
+        0
+    } else {
+        ((limit - offset - 1) / stride + 1).min(out)
+    };
     (lo.min(hi), hi)
 }
 
@@ -161,12 +182,22 @@ pub fn scatter_taps<T: Float>(w_active: &[T], g: &ConvGeometry) -> Vec<T> {
 }
 
 fn rows<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
-    MatRef { data, offset, row_stride, col_stride: 1 }
+    MatRef {
+        data,
+        offset,
+        row_stride,
+        col_stride: 1,
+    }
 }
 
 fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
     // the transpose of a row-major matrix with `row_stride`
-    MatRef { data, offset, row_stride: 1, col_stride: row_stride }
+    MatRef {
+        data,
+        offset,
+        row_stride: 1,
+        col_stride: row_stride,
+    }
 }
 
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
@@ -176,15 +207,30 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     if g.n == 0 || l == 0 {
         return y;
     }
-    y.par_chunks_mut(g.out_size()).enumerate().for_each(|(s, y_s)| {
-        let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
-        let mut cols = vec![T::ZERO; k * l];
-        for grp in 0..g.groups {
-            im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), &mut cols);
-            let a = rows(w_active, grp * cog * k, k);
-            matmul(cog, k, l, a, rows(&cols, 0, l), &mut y_s[grp * cog * l..(grp + 1) * cog * l]);
-        }
-    });
+    y.par_chunks_mut(g.out_size())
+        .enumerate()
+        .for_each(|(s, y_s)| {
+            let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
+            let mut cols = vec![T::ZERO; k * l];
+            for grp in 0..g.groups {
+                im2col(
+                    x_s,
+                    g,
+                    grp * g.cin_per_group(),
+                    g.cin_per_group(),
+                    &mut cols,
+                );
+                let a = rows(w_active, grp * cog * k, k);
+                matmul(
+                    cog,
+                    k,
+                    l,
+                    a,
+                    rows(&cols, 0, l),
+                    &mut y_s[grp * cog * l..(grp + 1) * cog * l],
+                );
+            }
+        });
     y
 }
 
@@ -195,16 +241,18 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
     if g.n == 0 || l == 0 || k == 0 {
         return dx;
     }
-    dx.par_chunks_mut(g.in_size()).enumerate().for_each(|(s, dx_s)| {
-        let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
-        let mut cols = vec![T::ZERO; k * l];
-        for grp in 0..g.groups {
-            // cols = W_gᵀ [k, cog] · dy_g [cog, l]
-            let wt = cols_t(w_active, grp * cog * k, k);
-            matmul(k, cog, l, wt, rows(dy_s, grp * cog * l, l), &mut cols);
-            col2im(&cols, g, grp * g.cin_per_group(), g.cin_per_group(), dx_s);
-        }
-    });
+    dx.par_chunks_mut(g.in_size())
+        .enumerate()
+        .for_each(|(s, dx_s)| {
+            let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
+            let mut cols = vec![T::ZERO; k * l];
+            for grp in 0..g.groups {
+                // cols = W_gᵀ [k, cog] · dy_g [cog, l]
+                let wt = cols_t(w_active, grp * cog * k, k);
+                matmul(k, cog, l, wt, rows(dy_s, grp * cog * l, l), &mut cols);
+                col2im(&cols, g, grp * g.cin_per_group(), g.cin_per_group(), dx_s);
+            }
+        });
     dx
 }
 
@@ -222,8 +270,18 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
         for grp in 0..g.groups {
             im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), cols);
             // part [cog, k] = dy_g [cog, l] · colsᵀ [l, k]
-            matmul(cog, l, k, rows(dy_s, grp * cog * l, l), cols_t(cols, 0, l), part);
-            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k].iter_mut().zip(part.iter()) {
+            matmul(
+                cog,
+                l,
+                k,
+                rows(dy_s, grp * cog * l, l),
+                cols_t(cols, 0, l),
+                part,
+            );
+            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k]
+                .iter_mut()
+                .zip(part.iter())
+            {
                 *a += p;
             }
         }
@@ -231,7 +289,13 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     (0..g.n)
         .into_par_iter()
         .fold(
-            || (vec![T::ZERO; size], vec![T::ZERO; k * l], vec![T::ZERO; cog * k]),
+            || {
+                (
+                    vec![T::ZERO; size],
+                    vec![T::ZERO; k * l],
+                    vec![T::ZERO; cog * k],
+                )
+            },
             |(mut acc, mut cols, mut part), s| {
                 per_sample(s, &mut acc, &mut cols, &mut part);
                 (acc, cols, part)
@@ -258,7 +322,22 @@ mod tests {
         let ho = conv_out_size(h, p, p, k, s, d).unwrap();
         let wo = conv_out_size(w, p, p, k, s, d).unwrap();
         let taps = (0..k).flat_map(|i| (0..k).map(move |j| (i, j))).collect();
-        ConvGeometry { n, c_in, h, w, c_out, kh: k, kw: k, stride: (s, s), pad: (p, p, p, p), dilation: (d, d), groups, ho, wo, taps }
+        ConvGeometry {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride: (s, s),
+            pad: (p, p, p, p),
+            dilation: (d, d),
+            groups,
+            ho,
+            wo,
+            taps,
+        }
     }
 
     fn naive(x: &[f64], w: &[f64], g: &ConvGeometry) -> Vec<f64> {
@@ -272,11 +351,16 @@ mod tests {
                         let mut acc = 0.0;
                         for c in 0..cig {
                             for &(i, j) in &g.taps {
-                                let ih = (oh * g.stride.0 + i * g.dilation.0) as isize - g.pad.0 as isize;
-                                let iw = (ow * g.stride.1 + j * g.dilation.1) as isize - g.pad.2 as isize;
-                                if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w {
+                                let ih = (oh * g.stride.0 + i * g.dilation.0) as isize
+                                    - g.pad.0 as isize;
+                                let iw = (ow * g.stride.1 + j * g.dilation.1) as isize
+                                    - g.pad.2 as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < g.h && (iw as usize) < g.w
+                                {
                                     let xc = grp * cig + c;
-                                    acc += x[((n * g.c_in + xc) * g.h + ih as usize) * g.w + iw as usize] * w[((o * cig + c) * g.kh + i) * g.kw + j];
+                                    acc += x[((n * g.c_in + xc) * g.h + ih as usize) * g.w
+                                        + iw as usize]
+                                        * w[((o * cig + c) * g.kh + i) * g.kw + j];
                                 }
                             }
                         }
@@ -289,12 +373,19 @@ mod tests {
     }
 
     fn values(len: usize, salt: usize) -> Vec<f64> {
-        (0..len).map(|i| (((i * 7919 + salt * 104729) % 1000) as f64) / 500.0 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i * 7919 + salt * 104729) % 1000) as f64) / 500.0 - 1.0)
+            .collect()
     }
 
     #[test]
     fn forward_matches_the_definition_and_adjoints_are_adjoint() {
-        for spec in [[2, 3, 5, 6, 4, 3, 1, 1, 1, 1], [1, 4, 7, 5, 6, 2, 2, 1, 1, 2], [2, 2, 9, 9, 2, 3, 2, 2, 2, 1], [1, 1, 4, 4, 1, 4, 2, 1, 1, 1]] {
+        for spec in [
+            [2, 3, 5, 6, 4, 3, 1, 1, 1, 1],
+            [1, 4, 7, 5, 6, 2, 2, 1, 1, 2],
+            [2, 2, 9, 9, 2, 3, 2, 2, 2, 1],
+            [1, 1, 4, 4, 1, 4, 2, 1, 1, 1],
+        ] {
             let g = geometry(spec);
             let [n, ci, h, w, co, k, _, _, _, grp] = spec;
             let x = values(n * ci * h * w, 1);
@@ -302,7 +393,10 @@ mod tests {
             let wa = gather_taps(&wf, &g);
             let y = conv_forward(&x, &wa, &g);
             let y_ref = naive(&x, &wf, &g);
-            assert!(y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() < 1e-12), "forward differs for {g:?}");
+            assert!(
+                y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() < 1e-12),
+                "forward differs for {g:?}"
+            );
             // <conv(x), dy> = <x, conv_input_grad(dy)> = <w, conv_weight_grad(x, dy)>
             let dy = values(y.len(), 3);
             let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
@@ -310,7 +404,10 @@ mod tests {
             let mid: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             let dw = conv_weight_grad(&x, &dy, &g);
             let rhs: f64 = wa.iter().zip(&dw).map(|(a, b)| a * b).sum();
-            assert!((lhs - mid).abs() < 1e-9 && (lhs - rhs).abs() < 1e-9, "{lhs} {mid} {rhs}");
+            assert!(
+                (lhs - mid).abs() < 1e-9 && (lhs - rhs).abs() < 1e-9,
+                "{lhs} {mid} {rhs}"
+            );
         }
     }
 

@@ -5,4 +5,5 @@ pub mod elementwise;
 pub mod index;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
