@@ -28,17 +28,23 @@
 //! ```
 
 pub mod batchnorm;
+pub mod conv;
 pub mod dropout;
 pub mod embedding;
 pub mod init;
+pub mod instancenorm;
 pub mod linear;
 pub mod loss;
+pub mod pool;
 
-pub use batchnorm::BatchNorm1d;
+pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d};
+pub use conv::{Conv2d, ConvTranspose2d, MaskedConv2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use instancenorm::InstanceNorm2d;
 pub use linear::Linear;
 pub use loss::Reduction;
+pub use pool::{AvgPool2d, MaxPool2d};
 
 use crate::dtype::DType;
 use crate::error::Result;
