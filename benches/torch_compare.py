@@ -49,6 +49,56 @@ def matmul_cases(dev):
         yield "matmul", c, 2 * m * n * k, fwd, fwdbwd
 
 
+def causal_mask(kh, kw, kind, dev):
+    """PixelCNN's mask for one colour channel: A hides the centre, B keeps it."""
+    m = torch.zeros(kh, kw, device=dev)
+    ci, cj = kh // 2, kw // 2
+    m[:ci, :] = 1
+    m[ci, :cj] = 1
+    if kind == "B":
+        m[ci, cj] = 1
+    return m
+
+
+def conv_cases(dev):
+    """conv2d, conv_transpose2d and masked_conv2d. The masked convolution is PyTorch's usual
+    one: the weight multiplied by the mask in every forward, then a full conv2d."""
+    F = torch.nn.functional
+    for group in ("conv2d", "conv_transpose2d", "masked_conv2d"):
+        for c in SHAPES[group]:
+            if c.get("gpu_only") and dev.type != "cuda":
+                continue
+            x = torch.randn(*c["x"], device=dev, requires_grad=True)
+            w = torch.randn(*c["w"], device=dev, requires_grad=True)
+            stride, pad = c.get("stride", 1), c["pad"]
+            if group == "conv2d":
+                op = lambda x, w, s=stride, p=pad: F.conv2d(x, w, stride=s, padding=p)  # noqa: E731
+            elif group == "conv_transpose2d":
+                op = lambda x, w, s=stride, p=pad: F.conv_transpose2d(x, w, stride=s, padding=p)  # noqa: E731
+            else:
+                m = causal_mask(c["w"][2], c["w"][3], c["mask"], dev)
+                op = lambda x, w, s=stride, p=pad, m=m: F.conv2d(x, w * m, stride=s, padding=p)  # noqa: E731
+            with torch.no_grad():
+                y = op(x, w)
+            g = torch.randn_like(y)
+            kh, kw = c["w"][2], c["w"][3]
+            if group == "conv_transpose2d":
+                flops = 2 * x.numel() * c["w"][1] * kh * kw
+            else:
+                flops = 2 * y.numel() * c["w"][1] * kh * kw
+
+            def fwd(op=op, x=x, w=w):
+                with torch.no_grad():
+                    op(x, w)
+
+            def fwdbwd(op=op, x=x, w=w, g=g):
+                x.grad = None
+                w.grad = None
+                op(x, w).backward(g)
+
+            yield group, c, flops, fwd, fwdbwd
+
+
 def overhead_cases(dev):
     for c in SHAPES["overhead"]:
         x = torch.ones(c["numel"], device=dev, requires_grad=True)
@@ -96,7 +146,7 @@ def main():
         except (OSError, StopIteration):
             pass
     out = open(args.out, "w") if args.out else None
-    for gen in (matmul_cases, overhead_cases):
+    for gen in (matmul_cases, conv_cases, overhead_cases):
         for group, c, flops, fwd, fwdbwd in gen(dev):
             key = f"{group}/{c['name']}"
             if args.filter and args.filter not in key:

@@ -14,7 +14,9 @@ fn bench(c: &mut Criterion) {
         if let Some(f) = case.fwd.as_mut() {
             group.bench_function("fwd", |b| b.iter(|| f().expect("forward")));
         }
-        group.bench_function("fwdbwd", |b| b.iter(|| (case.fwdbwd)().expect("forward+backward")));
+        group.bench_function("fwdbwd", |b| {
+            b.iter(|| (case.fwdbwd)().expect("forward+backward"))
+        });
         group.finish();
     }
 }

@@ -2,6 +2,8 @@
 //! benchmarks and the JSON-lines `compare` command share these case runners, so both time the
 //! same work under the same names.
 
+pub mod conv;
+
 use autograd::rng::Rng;
 use autograd::{no_grad, DType, Result, Tensor};
 use serde_json::Value;
@@ -40,11 +42,13 @@ pub fn median_ms(f: &mut dyn FnMut() -> Result<()>, warmup: usize, reps: usize) 
     Ok(times[times.len() / 2])
 }
 
-fn dims(v: &Value, key: &str) -> usize {
-    v[key].as_u64().unwrap_or_else(|| panic!("shapes.json: {key} missing in {v}")) as usize
+pub(crate) fn dims(v: &Value, key: &str) -> usize {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("shapes.json: {key} missing in {v}")) as usize
 }
 
-fn random(shape: &[usize], rng: &mut Rng, requires_grad: bool) -> Result<Tensor> {
+pub(crate) fn random(shape: &[usize], rng: &mut Rng, requires_grad: bool) -> Result<Tensor> {
     let t = Tensor::randn(shape, DType::F32, rng);
     t.requires_grad_(requires_grad)
 }
@@ -85,7 +89,11 @@ pub fn overhead_cases() -> Result<Vec<Case>> {
         let chain = move |x: &Tensor| -> Result<Tensor> {
             let mut y = x.clone();
             for i in 0..ops {
-                y = if i % 2 == 0 { y.mul_scalar(1.0001)? } else { y.add_scalar(0.0001)? };
+                y = if i % 2 == 0 {
+                    y.mul_scalar(1.0001)?
+                } else {
+                    y.add_scalar(0.0001)?
+                };
             }
             y.sum_all()
         };
@@ -109,6 +117,7 @@ pub fn overhead_cases() -> Result<Vec<Case>> {
 pub fn all_cases(seed: u64) -> Result<Vec<Case>> {
     let mut rng = Rng::new(seed);
     let mut cases = matmul_cases(&mut rng)?;
+    cases.extend(conv::conv_cases(&mut rng)?);
     cases.extend(overhead_cases()?);
     Ok(cases)
 }
@@ -117,6 +126,11 @@ pub fn all_cases(seed: u64) -> Result<Vec<Case>> {
 pub fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown cpu".into())
 }

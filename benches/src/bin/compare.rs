@@ -16,7 +16,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { device: "cpu".into(), out: None, filter: None, reps: 10, include_gpu_only: false };
+    let mut args = Args {
+        device: "cpu".into(),
+        out: None,
+        filter: None,
+        reps: 10,
+        include_gpu_only: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -48,7 +54,10 @@ fn main() {
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     if args.device != "cpu" {
-        return Err(format!("device {:?}: only the CPU backend exists so far", args.device));
+        return Err(format!(
+            "device {:?}: only the CPU backend exists so far",
+            args.device
+        ));
     }
     let threads = rayon::current_num_threads();
     let mut out: Box<dyn Write> = match &args.out {
@@ -58,15 +67,23 @@ fn run() -> Result<(), String> {
     let cases = all_cases(20261127).map_err(|e| e.to_string())?;
     for mut case in cases {
         let key = format!("{}/{}", case.group, case.name);
-        if args.filter.as_ref().is_some_and(|f| !key.contains(f.as_str())) || (case.gpu_only && !args.include_gpu_only) {
+        if args
+            .filter
+            .as_ref()
+            .is_some_and(|f| !key.contains(f.as_str()))
+            || (case.gpu_only && !args.include_gpu_only)
+        {
             continue;
         }
         let warmup = 3;
         let fwd_ms = match case.fwd.as_mut() {
-            Some(f) => Some(median_ms(f.as_mut(), warmup, args.reps).map_err(|e| format!("{key}: {e}"))?),
+            Some(f) => {
+                Some(median_ms(f.as_mut(), warmup, args.reps).map_err(|e| format!("{key}: {e}"))?)
+            }
             None => None,
         };
-        let fwdbwd_ms = median_ms(case.fwdbwd.as_mut(), warmup, args.reps).map_err(|e| format!("{key}: {e}"))?;
+        let fwdbwd_ms = median_ms(case.fwdbwd.as_mut(), warmup, args.reps)
+            .map_err(|e| format!("{key}: {e}"))?;
         let line = serde_json::json!({
             "suite": "genzoo-autograd",
             "device": "cpu",
