@@ -151,11 +151,11 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     Ok(out)
 }
 
-/// Resolves a possibly negative axis (-1 is the last) against `rank`.
+/// Resolves a possibly negative axis (-1 is the last) against `rank`; a scalar has no axes.
 pub fn resolve_axis(op: &'static str, axis: isize, rank: usize) -> Result<usize> {
     let r = rank as isize;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) || (rank == 0 && a != 0) {
+    if a < 0 || a >= r {
         return Err(Error::index(
             op,
             format!("axis {axis} out of range for a tensor of rank {rank}"),

@@ -57,6 +57,14 @@ impl ConvGeometry {
     fn l(&self) -> usize {
         self.ho * self.wo
     }
+    /// True when some dimension is zero, so there is no work (and chunking by it would fail).
+    fn is_empty(&self) -> bool {
+        self.in_size() == 0
+            || self.out_size() == 0
+            || self.n == 0
+            || self.k_per_group() == 0
+            || self.groups == 0
+    }
 }
 
 /// Output size of one spatial axis (PyTorch's formula); `None` when the kernel does not fit.
@@ -204,7 +212,7 @@ fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
 pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
     let mut y = vec![T::ZERO; g.n * g.out_size()];
-    if g.n == 0 || l == 0 {
+    if g.is_empty() {
         return y;
     }
     y.par_chunks_mut(g.out_size())
@@ -238,7 +246,7 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
 pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
     let mut dx = vec![T::ZERO; g.n * g.in_size()];
-    if g.n == 0 || l == 0 || k == 0 {
+    if g.is_empty() {
         return dx;
     }
     dx.par_chunks_mut(g.in_size())
@@ -260,7 +268,7 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
 pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
     let size = g.c_out * k;
-    if g.n == 0 || l == 0 || k == 0 {
+    if g.is_empty() {
         return vec![T::ZERO; size];
     }
     // each thread sums its samples into its own accumulator; the accumulators are added at the end
