@@ -1,6 +1,9 @@
 //! Walking strided buffers. A tensor view is (shape, strides, offset) over a flat buffer; these
 //! helpers visit its elements in row-major order without materialising an index per element.
 
+use crate::float::Float;
+use rayon::prelude::*;
+
 /// Row-major strides of a contiguous tensor of `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];
@@ -34,7 +37,7 @@ pub struct View<'a, T> {
     pub offset: usize,
 }
 
-impl<'a, T: Copy> View<'a, T> {
+impl<'a, T: Float> View<'a, T> {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -53,22 +56,49 @@ impl<'a, T: Copy> View<'a, T> {
         if let Some(s) = self.as_contiguous() {
             return s.to_vec();
         }
-        let mut out = Vec::with_capacity(self.numel());
-        for_each_row(
-            self.shape,
-            &[self.strides],
-            &[self.offset],
-            |offs, len, inner| {
+        let copy_rows = |v: &[View<T>], out: &mut Vec<T>| {
+            let v = v[0];
+            for_each_row(v.shape, &[v.strides], &[v.offset], |offs, len, inner| {
                 let (o, s) = (offs[0], inner[0]);
                 if s == 1 {
-                    out.extend_from_slice(&self.data[o..o + len]);
+                    out.extend_from_slice(&v.data[o..o + len]);
                 } else {
-                    out.extend((0..len).map(|i| self.data[o + i * s]));
+                    out.extend((0..len).map(|i| v.data[o + i * s]));
                 }
-            },
-        );
-        out
+            });
+        };
+        split_outer(self.numel(), &[*self], copy_rows)
     }
+}
+
+/// Runs `kernel` over strided views that share one shape, writing the row-major output. Large
+/// outputs are split along the first axis longer than 1, one slab per task, so broadcasting
+/// and strided ops use every core too.
+pub fn split_outer<T: Float, K>(n: usize, views: &[View<T>], kernel: K) -> Vec<T>
+where
+    K: Fn(&[View<T>], &mut Vec<T>) + Sync,
+{
+    let shape = views[0].shape;
+    let axis = match shape.iter().position(|&d| d > 1) {
+        Some(a) if n >= crate::cpu::elementwise::PARALLEL_THRESHOLD && a + 1 < shape.len() => a,
+        _ => {
+            let mut out = Vec::with_capacity(n);
+            kernel(views, &mut out);
+            return out;
+        }
+    };
+    let slab = n / shape[axis];
+    let mut out = vec![T::ZERO; n];
+    out.par_chunks_mut(slab).enumerate().for_each(|(i, chunk)| {
+        let sub: Vec<View<T>> = views
+            .iter()
+            .map(|v| View { data: v.data, shape: &v.shape[axis + 1..], strides: &v.strides[axis + 1..], offset: v.offset + i * v.strides[axis] })
+            .collect();
+        let mut part = Vec::with_capacity(slab);
+        kernel(&sub, &mut part);
+        chunk.copy_from_slice(&part);
+    });
+    out
 }
 
 /// Visits the rows (last axis) of a row-major walk over `shape` for several strided operands at
@@ -122,26 +152,26 @@ mod tests {
 
     #[test]
     fn transposed_view_copies_in_row_major_order() {
-        let data: Vec<i32> = (0..6).collect(); // [[0,1,2],[3,4,5]]
+        let data: Vec<f64> = (0..6).map(f64::from).collect(); // [[0,1,2],[3,4,5]]
         let v = View {
             data: &data,
             shape: &[3, 2],
             strides: &[1, 3],
             offset: 0,
         };
-        assert_eq!(v.to_vec(), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(v.to_vec(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
     }
 
     #[test]
     fn broadcast_view_repeats() {
-        let data = vec![7, 8];
+        let data = vec![7.0f32, 8.0];
         let v = View {
             data: &data,
             shape: &[3, 2],
             strides: &[0, 1],
             offset: 0,
         };
-        assert_eq!(v.to_vec(), vec![7, 8, 7, 8, 7, 8]);
+        assert_eq!(v.to_vec(), vec![7.0, 8.0, 7.0, 8.0, 7.0, 8.0]);
         assert!(is_contiguous(&[1, 4], &[99, 1]));
         assert!(!is_contiguous(&[2, 4], &[1, 2]));
     }

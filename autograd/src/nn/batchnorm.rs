@@ -1,4 +1,7 @@
-//! Batch normalisation over the batch axis (Ioffe & Szegedy, 2015), with PyTorch's conventions.
+//! Batch normalisation (Ioffe & Szegedy, 2015) over the batch and spatial axes, with PyTorch's
+//! conventions: `BatchNorm1d` over [N, C] or [N, C, L], `BatchNorm2d` over [N, C, H, W]. One
+//! generic type serves both; the normalisation and running-statistics helpers here are shared
+//! with `InstanceNorm2d`.
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -6,20 +9,24 @@ use crate::grad_mode::no_grad;
 use crate::nn::{parameter, update_f64, Module};
 use crate::tensor::Tensor;
 
-/// BatchNorm1d over input [N, C] or [N, C, L]: per channel c,
+/// Batch normalisation per channel (axis 1) over every other axis: for each channel c,
 ///
 /// y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c.
 ///
-/// - Training: mean_c and var_c are the batch's mean and *biased* variance over N (and L), and
-///   the running statistics move by PyTorch's rule
+/// - Training: mean_c and var_c are the batch's mean and *biased* variance over N and the
+///   spatial axes, and the running statistics move by PyTorch's rule
 ///   running = (1 - momentum) * running + momentum * batch_stat,
-///   with the *unbiased* batch variance (times n / (n - 1), n = N * L) for running_var.
+///   with the *unbiased* batch variance (times n / (n - 1), n = values per channel) for
+///   running_var.
 /// - Evaluation: mean_c and var_c are running_mean and running_var.
 ///
-/// The forward is built from Tensor ops, so gradients (and gradients of gradients) flow to the
-/// input, weight and bias; the running statistics are buffers updated in place without a graph.
+/// `DIMS` is the number of spatial axes: use the aliases [`BatchNorm1d`] (input [N, C] or
+/// [N, C, L], PyTorch's `nn.BatchNorm1d`) and [`BatchNorm2d`] (input [N, C, H, W],
+/// `nn.BatchNorm2d`). The forward is built from Tensor ops, so gradients (and gradients of
+/// gradients) flow to the input, weight and bias; the running statistics are buffers updated in
+/// place without a graph.
 #[derive(Clone, Debug)]
-pub struct BatchNorm1d {
+pub struct BatchNorm<const DIMS: usize> {
     /// gamma, initialised to ones
     pub weight: Tensor,
     /// beta, initialised to zeros
@@ -34,10 +41,81 @@ pub struct BatchNorm1d {
     num_batches_tracked: u64,
 }
 
-impl BatchNorm1d {
+/// PyTorch's `nn.BatchNorm1d`: input [N, C] or [N, C, L], statistics over N (and L).
+pub type BatchNorm1d = BatchNorm<1>;
+
+/// PyTorch's `nn.BatchNorm2d`: input [N, C, H, W], statistics over N, H and W.
+pub type BatchNorm2d = BatchNorm<2>;
+
+/// Errors unless eps >= 0 and 0 <= momentum <= 1 (both finite).
+pub(crate) fn check_options(op: &'static str, eps: f64, momentum: f64) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::invalid(
+            op,
+            format!("eps must be finite and >= 0, got {eps}"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(Error::invalid(
+            op,
+            format!("momentum must be in [0, 1], got {momentum}"),
+        ));
+    }
+    Ok(())
+}
+
+/// (x - mean) / sqrt(var + eps) with the mean and *biased* variance over `axes`; also returns
+/// that mean and variance (the axes kept as size 1). Differentiable to any order.
+pub(crate) fn normalize_over(
+    x: &Tensor,
+    axes: &[isize],
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mean = x.mean(axes, true)?;
+    let centred = x.sub(&mean)?;
+    let var = centred.square()?.mean(axes, true)?;
+    let xhat = centred.div(&var.add_scalar(eps)?.sqrt()?)?;
+    Ok((xhat, mean, var))
+}
+
+/// (x - mean) / sqrt(var + eps) with given statistics that broadcast against x.
+pub(crate) fn normalize_with(x: &Tensor, mean: &Tensor, var: &Tensor, eps: f64) -> Result<Tensor> {
+    x.sub(mean)?.div(&var.add_scalar(eps)?.sqrt()?)
+}
+
+/// PyTorch's running-statistics rule, in place and outside the graph:
+/// running = (1 - momentum) running + momentum batch, where the variance is made unbiased with
+/// n / (n - 1) (`batch_var` is biased, `n` the number of values each statistic averaged).
+pub(crate) fn update_running(
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f64,
+    batch_mean: &[f64],
+    batch_var: &[f64],
+    n: usize,
+) -> Result<()> {
+    let unbiased = n as f64 / (n - 1) as f64;
+    no_grad(|| {
+        update_f64(running_mean, |i, r| {
+            momentum * batch_mean[i] + (1.0 - momentum) * r
+        })?;
+        update_f64(running_var, |i, r| {
+            momentum * batch_var[i] * unbiased + (1.0 - momentum) * r
+        })
+    })
+}
+
+impl<const DIMS: usize> BatchNorm<DIMS> {
+    /// The op name in errors: PyTorch's functional name, with the dimension for 2-D.
+    const OP: &'static str = if DIMS == 1 {
+        "batch_norm"
+    } else {
+        "batch_norm2d"
+    };
+
     /// PyTorch's defaults: eps = 1e-5, momentum = 0.1, in training mode.
-    pub fn new(num_features: usize, dtype: DType) -> Result<BatchNorm1d> {
-        BatchNorm1d::with_options(num_features, 1e-5, 0.1, dtype)
+    pub fn new(num_features: usize, dtype: DType) -> Result<BatchNorm<DIMS>> {
+        BatchNorm::with_options(num_features, 1e-5, 0.1, dtype)
     }
 
     /// Errors unless eps >= 0 and 0 <= momentum <= 1 (both finite).
@@ -46,20 +124,9 @@ impl BatchNorm1d {
         eps: f64,
         momentum: f64,
         dtype: DType,
-    ) -> Result<BatchNorm1d> {
-        if !(eps.is_finite() && eps >= 0.0) {
-            return Err(Error::invalid(
-                "batch_norm",
-                format!("eps must be finite and >= 0, got {eps}"),
-            ));
-        }
-        if !(0.0..=1.0).contains(&momentum) {
-            return Err(Error::invalid(
-                "batch_norm",
-                format!("momentum must be in [0, 1], got {momentum}"),
-            ));
-        }
-        Ok(BatchNorm1d {
+    ) -> Result<BatchNorm<DIMS>> {
+        check_options(Self::OP, eps, momentum)?;
+        Ok(BatchNorm {
             weight: parameter(Tensor::ones(&[num_features], dtype))?,
             bias: parameter(Tensor::zeros(&[num_features], dtype))?,
             running_mean: Tensor::zeros(&[num_features], dtype),
@@ -84,71 +151,67 @@ impl BatchNorm1d {
         self.num_batches_tracked
     }
 
-    /// Normalises x [N, C] or [N, C, L] per channel (see the type's documentation).
+    /// Normalises x per channel (see the type's documentation): [N, C] or [N, C, L] for
+    /// `BatchNorm1d`, [N, C, H, W] for `BatchNorm2d`.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         let c = self.num_features();
-        if !(x.rank() == 2 || x.rank() == 3) || x.shape()[1] != c {
+        let rank_ok = if DIMS == 1 {
+            x.rank() == 2 || x.rank() == 3
+        } else {
+            x.rank() == DIMS + 2
+        };
+        if !rank_ok || x.shape()[1] != c {
+            let want = match DIMS {
+                1 => format!("[N, {c}] or [N, {c}, L]"),
+                2 => format!("[N, {c}, H, W]"),
+                _ => format!("[N, {c}, ...] with {DIMS} spatial axes"),
+            };
             return Err(Error::shape(
-                "batch_norm",
-                format!(
-                    "input {:?} must be [N, {c}] or [N, {c}, L] for {c} features",
-                    x.shape()
-                ),
+                Self::OP,
+                format!("input {:?} must be {want} for {c} features", x.shape()),
             ));
         }
-        self.weight.same_dtype("batch_norm", x)?;
-        // per-channel tensors broadcast against x: [C] for [N, C], [C, 1] for [N, C, L]
-        let channel_shape: &[usize] = if x.rank() == 2 { &[c] } else { &[c, 1] };
-        let axes: &[isize] = if x.rank() == 2 { &[0] } else { &[0, 2] };
+        self.weight.same_dtype(Self::OP, x)?;
+        // per-channel tensors broadcast against x as [C, 1, ...]; statistics over all other axes
+        let mut channel_shape = vec![c];
+        channel_shape.resize(x.rank() - 1, 1);
+        let axes: Vec<isize> = std::iter::once(0).chain(2..x.rank() as isize).collect();
         let xhat = if self.training {
             let n: usize = x.numel() / c.max(1);
             if n < 2 {
                 return Err(Error::invalid(
-                    "batch_norm",
+                    Self::OP,
                     format!(
                         "training needs more than 1 value per channel, got input {:?}",
                         x.shape()
                     ),
                 ));
             }
-            let mean = x.mean(axes, true)?;
-            let centred = x.sub(&mean)?;
-            let var = centred.square()?.mean(axes, true)?;
-            self.update_running_stats(&mean, &var, n)?;
-            centred.div(&var.add_scalar(self.eps)?.sqrt()?)?
+            let (xhat, mean, var) = normalize_over(x, &axes, self.eps)?;
+            update_running(
+                &self.running_mean,
+                &self.running_var,
+                self.momentum,
+                &mean.to_vec_f64(),
+                &var.to_vec_f64(),
+                n,
+            )?;
+            self.num_batches_tracked += 1;
+            xhat
         } else {
-            let mean = self.running_mean.reshape(channel_shape)?;
-            let std = self
-                .running_var
-                .reshape(channel_shape)?
-                .add_scalar(self.eps)?
-                .sqrt()?;
-            x.sub(&mean)?.div(&std)?
+            normalize_with(
+                x,
+                &self.running_mean.reshape(&channel_shape)?,
+                &self.running_var.reshape(&channel_shape)?,
+                self.eps,
+            )?
         };
-        xhat.mul(&self.weight.reshape(channel_shape)?)?
-            .add(&self.bias.reshape(channel_shape)?)
-    }
-
-    /// running = (1 - momentum) running + momentum batch, with the unbiased variance.
-    fn update_running_stats(&mut self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
-        let momentum = self.momentum;
-        let batch_mean = mean.to_vec_f64();
-        let unbiased = n as f64 / (n - 1) as f64;
-        let batch_var: Vec<f64> = var.to_vec_f64().iter().map(|v| v * unbiased).collect();
-        no_grad(|| {
-            update_f64(&self.running_mean, |i, r| {
-                momentum * batch_mean[i] + (1.0 - momentum) * r
-            })?;
-            update_f64(&self.running_var, |i, r| {
-                momentum * batch_var[i] + (1.0 - momentum) * r
-            })
-        })?;
-        self.num_batches_tracked += 1;
-        Ok(())
+        xhat.mul(&self.weight.reshape(&channel_shape)?)?
+            .add(&self.bias.reshape(&channel_shape)?)
     }
 }
 
-impl Module for BatchNorm1d {
+impl<const DIMS: usize> Module for BatchNorm<DIMS> {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![
             ("weight".to_string(), self.weight.clone()),
@@ -336,5 +399,55 @@ mod tests {
         let bn = BatchNorm1d::new(3, DType::F32).unwrap();
         let names: Vec<String> = bn.state_dict().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+    }
+
+    #[test]
+    fn batch_norm_2d_normalises_over_batch_height_and_width() {
+        let mut bn = BatchNorm2d::new(2, DType::F64).unwrap();
+        // [N=2, C=2, H=1, W=2]: channel 0 holds 1, 3, 5, 7; channel 1 holds 2, 2, 6, 10
+        let x = Tensor::from_vec(
+            vec![1.0f64, 3.0, 2.0, 2.0, 5.0, 7.0, 6.0, 10.0],
+            &[2, 2, 1, 2],
+        )
+        .unwrap();
+        let y = bn.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[2, 2, 1, 2]);
+        let (s0, s1) = ((5.0f64 + 1e-5).sqrt(), (11.0f64 + 1e-5).sqrt());
+        close(
+            &y.to_vec_f64(),
+            &[
+                -3.0 / s0,
+                -1.0 / s0,
+                -3.0 / s1,
+                -3.0 / s1,
+                1.0 / s0,
+                3.0 / s0,
+                1.0 / s1,
+                5.0 / s1,
+            ],
+            1e-12,
+        );
+        close(&bn.running_mean.to_vec_f64(), &[0.4, 0.5], 1e-12);
+        close(
+            &bn.running_var.to_vec_f64(),
+            &[0.9 + 0.1 * 20.0 / 3.0, 0.9 + 0.1 * 44.0 / 3.0],
+            1e-12,
+        );
+        bn.eval();
+        let z = bn.forward(&x).unwrap().to_vec_f64();
+        let rv0 = 0.9 + 0.1 * 20.0 / 3.0;
+        close(&z[..1], &[(1.0 - 0.4) / (rv0 + 1e-5f64).sqrt()], 1e-12);
+        let e = bn
+            .forward(&Tensor::zeros(&[2, 2, 3], DType::F64))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_norm2d") && e.contains("[2, 2, 3]"), "{e}");
+        assert!(bn
+            .forward(&Tensor::zeros(&[2, 3, 1, 1], DType::F64))
+            .is_err());
+        bn.train();
+        assert!(bn
+            .forward(&Tensor::zeros(&[1, 2, 1, 1], DType::F64))
+            .is_err());
     }
 }

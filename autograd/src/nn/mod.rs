@@ -35,6 +35,7 @@ pub mod init;
 pub mod instancenorm;
 pub mod linear;
 pub mod loss;
+pub mod lstm;
 pub mod pool;
 
 pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d};
@@ -44,6 +45,7 @@ pub use embedding::Embedding;
 pub use instancenorm::InstanceNorm2d;
 pub use linear::Linear;
 pub use loss::Reduction;
+pub use lstm::{Lstm, LstmCell};
 pub use pool::{AvgPool2d, MaxPool2d};
 
 use crate::dtype::DType;

@@ -4,6 +4,7 @@
 mod binary;
 pub mod conv;
 mod index;
+pub(crate) mod lstm;
 mod matmul;
 mod pad;
 mod pool;

@@ -7,37 +7,16 @@ use crate::op::Op;
 use crate::tensor::Tensor;
 use kernels::cpu::reduce;
 
-/// How a reduction over `axes` sees the data: a contiguous [outer, r, inner] buffer.
-struct Plan<T> {
-    data: Vec<T>,
-    outer: usize,
-    r: usize,
-    inner: usize,
-}
-
-/// Gathers the data so the reduced axes form the middle block: free when they are already
-/// adjacent in a contiguous tensor, otherwise the kept axes are permuted to the front.
-fn plan<T: Element>(x: &Tensor, axes: &[usize]) -> Result<Plan<T>> {
-    let shape = x.shape();
-    let adjacent = axes.windows(2).all(|w| w[1] == w[0] + 1);
-    if adjacent && !axes.is_empty() {
-        let (first, last) = (axes[0], axes[axes.len() - 1]);
-        return Ok(Plan {
-            data: x.contiguous_data::<T>(),
-            outer: shape[..first].iter().product(),
-            r: shape[first..=last].iter().product(),
-            inner: shape[last + 1..].iter().product(),
-        });
+/// The maximal runs of adjacent axes in a sorted axis list: [0, 2, 3] -> [[0], [2, 3]].
+fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &a in axes {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == a => *last = a,
+            _ => runs.push((a, a)),
+        }
     }
-    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
-    let perm: Vec<usize> = kept.iter().chain(axes).copied().collect();
-    let layout = x.layout().permute("reduce", &perm)?;
-    Ok(Plan {
-        data: x.with_view_as::<T, _>(&layout, |v| v.to_vec()),
-        outer: kept.iter().map(|&a| shape[a]).product(),
-        r: axes.iter().map(|&a| shape[a]).product(),
-        inner: 1,
-    })
+    runs
 }
 
 fn reduced_shape(shape: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
@@ -54,13 +33,35 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
     out
 }
 
+/// Reduces `axes` one run of adjacent axes at a time, the last run first. Each stage is a
+/// contiguous [outer, r, inner] reduction, so no permuted copy of the input is ever made
+/// (BatchNorm2d's axes 0, 2, 3 become a reduction over 2..=3 then over 0).
 fn run<T: Element>(x: &Tensor, axes: &[usize], max: bool) -> Result<Vec<T>> {
-    let p = plan::<T>(x, axes)?;
-    Ok(if max {
-        reduce::max(&p.data, p.outer, p.r, p.inner)
-    } else {
-        reduce::sum(&p.data, p.outer, p.r, p.inner)
-    })
+    let stage = |data: &[T], shape: &[usize], (first, last): (usize, usize)| {
+        let outer = shape[..first].iter().product();
+        let r = shape[first..=last].iter().product();
+        let inner = shape[last + 1..].iter().product();
+        if max {
+            reduce::max(data, outer, r, inner)
+        } else {
+            reduce::sum(data, outer, r, inner)
+        }
+    };
+    let mut shape = x.shape().to_vec();
+    let runs = adjacent_runs(axes);
+    let Some((&last_run, earlier)) = runs.split_last() else {
+        return Ok(x.contiguous_data::<T>());
+    };
+    let mut data = x.with_view::<T, _>(|v| match v.as_contiguous() {
+        Some(s) => stage(s, &shape, last_run),
+        None => stage(&v.to_vec(), &shape, last_run),
+    });
+    shape[last_run.0..=last_run.1].fill(1);
+    for &r in earlier.iter().rev() {
+        data = stage(&data, &shape, r);
+        shape[r.0..=r.1].fill(1);
+    }
+    Ok(data)
 }
 
 impl Tensor {
