@@ -1,7 +1,7 @@
 //! Data: the IDX format of MNIST / Fashion-MNIST (gzip-compressed or not) and the embedded
 //! 10,000-digit MNIST subset in `data/mnist10k` that every command uses by default.
 
-use autograd::{Error, Result};
+use autograd::{Error, Result, Rng, Tensor};
 use std::io::Read;
 use std::path::Path;
 
@@ -13,7 +13,10 @@ pub struct Idx {
 }
 
 fn io_err(name: &str, msg: impl Into<String>) -> Error {
-    Error::Io { path: name.to_string(), msg: msg.into() }
+    Error::Io {
+        path: name.to_string(),
+        msg: msg.into(),
+    }
 }
 
 /// Parses IDX bytes (gunzipping first if they start with the gzip magic). `name` is used in
@@ -23,20 +26,37 @@ pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
     let raw;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| io_err(name, format!("corrupt gzip stream: {e}")))?;
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| io_err(name, format!("corrupt gzip stream: {e}")))?;
         raw = out;
         &raw[..]
     } else {
         bytes
     };
     if bytes.len() < 4 {
-        return Err(io_err(name, format!("too short for an IDX header ({} bytes)", bytes.len())));
+        return Err(io_err(
+            name,
+            format!("too short for an IDX header ({} bytes)", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(io_err(name, format!("bad IDX magic number {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)", bytes[0], bytes[1], bytes[2], bytes[3])));
+        return Err(io_err(
+            name,
+            format!(
+                "bad IDX magic number {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
+        ));
     }
     if bytes[2] != 0x08 {
-        return Err(io_err(name, format!("IDX element type 0x{:02x} is not unsigned byte (0x08)", bytes[2])));
+        return Err(io_err(
+            name,
+            format!(
+                "IDX element type 0x{:02x} is not unsigned byte (0x08)",
+                bytes[2]
+            ),
+        ));
     }
     let rank = bytes[3] as usize;
     if rank == 0 {
@@ -44,16 +64,44 @@ pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
     }
     let header = 4 + 4 * rank;
     if bytes.len() < header {
-        return Err(io_err(name, format!("truncated header: {rank} dimensions need {header} bytes, file has {}", bytes.len())));
+        return Err(io_err(
+            name,
+            format!(
+                "truncated header: {rank} dimensions need {header} bytes, file has {}",
+                bytes.len()
+            ),
+        ));
     }
-    let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize).collect();
-    let expected = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| io_err(name, format!("dimensions {dims:?} overflow")))?;
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| {
+            u32::from_be_bytes([
+                bytes[4 + 4 * i],
+                bytes[5 + 4 * i],
+                bytes[6 + 4 * i],
+                bytes[7 + 4 * i],
+            ]) as usize
+        })
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| io_err(name, format!("dimensions {dims:?} overflow")))?;
     let got = bytes.len() - header;
     if got != expected {
-        let what = if got < expected { "truncated" } else { "has trailing bytes" };
-        return Err(io_err(name, format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {got}")));
+        let what = if got < expected {
+            "truncated"
+        } else {
+            "has trailing bytes"
+        };
+        return Err(io_err(
+            name,
+            format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {got}"),
+        ));
     }
-    Ok(Idx { dims, data: bytes[header..].to_vec() })
+    Ok(Idx {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 /// Reads an IDX file, gzip-compressed or not.
@@ -99,21 +147,46 @@ pub struct Mnist {
 
 fn split_from(images: Idx, labels: Idx, images_name: &str, labels_name: &str) -> Result<Split> {
     if images.dims.len() != 3 {
-        return Err(io_err(images_name, format!("expected [n, rows, cols] images, got dimensions {:?}", images.dims)));
+        return Err(io_err(
+            images_name,
+            format!(
+                "expected [n, rows, cols] images, got dimensions {:?}",
+                images.dims
+            ),
+        ));
     }
     if labels.dims.len() != 1 {
-        return Err(io_err(labels_name, format!("expected [n] labels, got dimensions {:?}", labels.dims)));
+        return Err(io_err(
+            labels_name,
+            format!("expected [n] labels, got dimensions {:?}", labels.dims),
+        ));
     }
     if images.dims[0] != labels.dims[0] {
-        return Err(io_err(labels_name, format!("{} labels for {} images in {images_name}", labels.dims[0], images.dims[0])));
+        return Err(io_err(
+            labels_name,
+            format!(
+                "{} labels for {} images in {images_name}",
+                labels.dims[0], images.dims[0]
+            ),
+        ));
     }
     if let Some(bad) = labels.data.iter().find(|&&l| l > 9) {
         return Err(io_err(labels_name, format!("label {bad} is outside 0..=9")));
     }
-    Ok(Split { rows: images.dims[1], cols: images.dims[2], images: images.data, labels: labels.data })
+    Ok(Split {
+        rows: images.dims[1],
+        cols: images.dims[2],
+        images: images.data,
+        labels: labels.data,
+    })
 }
 
-const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
 
 /// Reads the four standard files from `dir` (each either plain or with a `.gz` suffix).
 pub fn load_dir(dir: &Path) -> Result<Mnist> {
@@ -126,12 +199,16 @@ pub fn load_dir(dir: &Path) -> Result<Mnist> {
         } else if gz.exists() {
             gz
         } else {
-            return Err(io_err(&dir.display().to_string(), format!("neither {stem} nor {stem}.gz is in this folder")));
+            return Err(io_err(
+                &dir.display().to_string(),
+                format!("neither {stem} nor {stem}.gz is in this folder"),
+            ));
         };
         files.push(read_idx(&path)?);
         names.push(path.display().to_string());
     }
-    let [train_images, train_labels, test_images, test_labels]: [Idx; 4] = files.try_into().expect("one entry per name in FILES");
+    let [train_images, train_labels, test_images, test_labels]: [Idx; 4] =
+        files.try_into().expect("one entry per name in FILES");
     Ok(Mnist {
         train: split_from(train_images, train_labels, &names[0], &names[1])?,
         test: split_from(test_images, test_labels, &names[2], &names[3])?,
@@ -147,11 +224,231 @@ pub fn embedded() -> Result<Mnist> {
     const TEST_LABELS: &[u8] = include_bytes!("../../data/mnist10k/t10k-labels-idx1-ubyte.gz");
     let names = FILES.map(|f| format!("embedded mnist10k/{f}.gz"));
     Ok(Mnist {
-        train: split_from(parse_idx(TRAIN_IMAGES, &names[0])?, parse_idx(TRAIN_LABELS, &names[1])?, &names[0], &names[1])?,
-        test: split_from(parse_idx(TEST_IMAGES, &names[2])?, parse_idx(TEST_LABELS, &names[3])?, &names[2], &names[3])?,
+        train: split_from(
+            parse_idx(TRAIN_IMAGES, &names[0])?,
+            parse_idx(TRAIN_LABELS, &names[1])?,
+            &names[0],
+            &names[1],
+        )?,
+        test: split_from(
+            parse_idx(TEST_IMAGES, &names[2])?,
+            parse_idx(TEST_LABELS, &names[3])?,
+            &names[2],
+            &names[3],
+        )?,
         source: "embedded mnist10k".into(),
     })
 }
+
+/// Where the data comes from: the embedded subset, or a folder of the four standard files.
+pub fn load(dir: Option<&Path>) -> Result<Mnist> {
+    match dir {
+        Some(d) => load_dir(d),
+        None => embedded(),
+    }
+}
+
+// ----- pixel transforms ------------------------------------------------------------------------
+
+/// How images become model inputs. Every variant gives values the models read as "an image":
+/// [0, 1] for all but [`Pixels::Symmetric`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pixels {
+    /// byte / 255, in [0, 1].
+    Unit,
+    /// byte / 127.5 - 1, in [-1, 1] (tanh generators).
+    Symmetric,
+    /// 1 where byte > 127, else 0 (a fixed binarisation: the same every epoch).
+    Threshold,
+    /// 1 with probability byte / 255 (a fresh binarisation every time, drawn from the seeded
+    /// generator that is passed in).
+    Stochastic,
+}
+
+/// byte / 255.
+pub fn scale_unit(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| f32::from(b) / 255.0).collect()
+}
+
+/// byte / 127.5 - 1.
+pub fn scale_symmetric(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| f32::from(b) / 127.5 - 1.0).collect()
+}
+
+/// 1 where byte > 127, else 0.
+pub fn binarize_threshold(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .iter()
+        .map(|&b| if b > 127 { 1.0 } else { 0.0 })
+        .collect()
+}
+
+/// 1 with probability byte / 255, one uniform draw per pixel in order: `u < byte / 255`, so a
+/// black pixel is always 0 and a white one always 1. The same generator state gives the same
+/// result.
+pub fn binarize_stochastic(bytes: &[u8], rng: &mut Rng) -> Vec<f32> {
+    bytes
+        .iter()
+        .map(|&b| {
+            if rng.uniform_f32() < f32::from(b) / 255.0 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Applies `pixels` to `bytes` (`rng` is used only by [`Pixels::Stochastic`]).
+pub fn transform(bytes: &[u8], pixels: Pixels, rng: &mut Rng) -> Vec<f32> {
+    match pixels {
+        Pixels::Unit => scale_unit(bytes),
+        Pixels::Symmetric => scale_symmetric(bytes),
+        Pixels::Threshold => binarize_threshold(bytes),
+        Pixels::Stochastic => binarize_stochastic(bytes, rng),
+    }
+}
+
+// ----- batches ---------------------------------------------------------------------------------
+
+/// A mini-batch: `len()` images of `rows x cols` bytes and their labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The images as an f32 tensor [B, 1, rows, cols] with `pixels` applied.
+    pub fn tensor(&self, pixels: Pixels, rng: &mut Rng) -> Result<Tensor> {
+        Tensor::from_vec(
+            transform(&self.images, pixels, rng),
+            &[self.len(), 1, self.rows, self.cols],
+        )
+    }
+
+    /// byte / 255 as [B, 1, rows, cols].
+    pub fn unit(&self) -> Result<Tensor> {
+        Tensor::from_vec(
+            scale_unit(&self.images),
+            &[self.len(), 1, self.rows, self.cols],
+        )
+    }
+
+    /// The labels as class indices.
+    pub fn label_indices(&self) -> Vec<usize> {
+        self.labels.iter().map(|&l| usize::from(l)).collect()
+    }
+}
+
+impl Split {
+    /// The images and labels at `indices` (each must be below `len()`), in that order.
+    pub fn batch(&self, indices: &[usize]) -> Batch {
+        let mut images = Vec::with_capacity(indices.len() * self.pixels());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Batch {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// The first `n` items (all of them when `n >= len()`).
+    pub fn head(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            images: self.images[..n * self.pixels()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// All images as one f32 tensor [n, 1, rows, cols] with `pixels` applied.
+    pub fn tensor(&self, pixels: Pixels, rng: &mut Rng) -> Result<Tensor> {
+        Tensor::from_vec(
+            transform(&self.images, pixels, rng),
+            &[self.len(), 1, self.rows, self.cols],
+        )
+    }
+}
+
+/// The index lists of one pass over `n` items in batches of `batch_size` (the last one may be
+/// shorter), in a seeded random order or in order.
+///
+/// ```
+/// use models::data::Batches;
+/// let a: Vec<Vec<usize>> = Batches::shuffled(10, 4, 7).collect();
+/// assert_eq!(a.iter().map(|b| b.len()).collect::<Vec<_>>(), [4, 4, 2]);
+/// assert_eq!(a, Batches::shuffled(10, 4, 7).collect::<Vec<_>>());
+/// let mut all: Vec<usize> = a.concat();
+/// all.sort();
+/// assert_eq!(all, (0..10).collect::<Vec<_>>());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Batches {
+    order: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+}
+
+impl Batches {
+    /// `0..n` in order. A `batch_size` of 0 is taken as 1.
+    pub fn sequential(n: usize, batch_size: usize) -> Batches {
+        Batches {
+            order: (0..n).collect(),
+            batch_size: batch_size.max(1),
+            next: 0,
+        }
+    }
+
+    /// `0..n` shuffled by a generator seeded with `seed` (Fisher-Yates).
+    pub fn shuffled(n: usize, batch_size: usize, seed: u64) -> Batches {
+        let mut b = Batches::sequential(n, batch_size);
+        Rng::new(seed).shuffle(&mut b.order);
+        b
+    }
+
+    /// The whole order, batch after batch.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Vec<usize>;
+
+    fn next(&mut self) -> Option<Vec<usize>> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let out = self.order[self.next..end].to_vec();
+        self.next = end;
+        Some(out)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches {}
 
 #[cfg(test)]
 mod tests {
@@ -191,14 +488,20 @@ mod tests {
         ];
         for (bytes, needle) in cases {
             let e = parse_idx(&bytes, "digits.idx").unwrap_err().to_string();
-            assert!(e.contains("digits.idx") && e.contains(needle), "{needle}: {e}");
+            assert!(
+                e.contains("digits.idx") && e.contains(needle),
+                "{needle}: {e}"
+            );
         }
     }
 
     #[test]
     fn the_embedded_subset_loads_with_its_documented_sizes() {
         let m = embedded().unwrap();
-        assert_eq!((m.train.len(), m.test.len(), m.train.rows, m.train.cols), (9001, 999, 28, 28));
+        assert_eq!(
+            (m.train.len(), m.test.len(), m.train.rows, m.train.cols),
+            (9001, 999, 28, 28)
+        );
         let mut counts = [0usize; 10];
         for &l in &m.train.labels {
             counts[l as usize] += 1;
@@ -207,13 +510,65 @@ mod tests {
     }
 
     #[test]
+    fn transforms_and_batches() {
+        let bytes = [0u8, 127, 128, 255];
+        assert_eq!(binarize_threshold(&bytes), [0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(scale_unit(&bytes), [0.0, 127.0 / 255.0, 128.0 / 255.0, 1.0]);
+        assert_eq!(scale_symmetric(&[0, 255]), [-1.0, 1.0]);
+        let many = vec![100u8; 10_000];
+        let a = binarize_stochastic(&many, &mut Rng::new(3));
+        assert_eq!(a, binarize_stochastic(&many, &mut Rng::new(3)));
+        assert_ne!(a, binarize_stochastic(&many, &mut Rng::new(4)));
+        let mean = a.iter().sum::<f32>() / a.len() as f32;
+        assert!((mean - 100.0 / 255.0).abs() < 0.02, "{mean}");
+        let edges = binarize_stochastic(&[0, 255, 0, 255], &mut Rng::new(5));
+        assert_eq!(edges, [0.0, 1.0, 0.0, 1.0]);
+
+        let m = embedded().unwrap();
+        let batches: Vec<Vec<usize>> = Batches::shuffled(m.test.len(), 100, 1).collect();
+        assert_eq!(batches.len(), 10);
+        assert_eq!(Batches::shuffled(m.test.len(), 100, 1).len(), 10);
+        assert_ne!(batches[0], (0..100).collect::<Vec<_>>());
+        assert_ne!(
+            batches,
+            Batches::shuffled(m.test.len(), 100, 2).collect::<Vec<_>>()
+        );
+        let b = m.test.batch(&batches[9]);
+        assert_eq!(b.len(), 99);
+        assert_eq!(b.labels[0], m.test.labels[batches[9][0]]);
+        let t = b.tensor(Pixels::Symmetric, &mut Rng::new(0)).unwrap();
+        assert_eq!(t.shape(), &[99, 1, 28, 28]);
+        let v = t.to_vec_f32();
+        assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
+        assert!(v.contains(&-1.0) && v.contains(&1.0));
+        assert_eq!(b.unit().unwrap().shape(), &[99, 1, 28, 28]);
+        assert_eq!(m.test.head(5).len(), 5);
+        assert_eq!(Batches::sequential(3, 0).count(), 3);
+    }
+
+    #[test]
     fn load_dir_reports_missing_and_mismatched_files() {
         let dir = std::env::temp_dir().join(format!("genzoo-idx-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(load_dir(&dir).unwrap_err().to_string().contains("train-images-idx3-ubyte"));
-        std::fs::write(dir.join("train-images-idx3-ubyte"), idx_bytes(&[2, 1, 1], &[0, 1])).unwrap();
-        std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_bytes(&[3], &[0, 1, 2])).unwrap();
-        std::fs::write(dir.join("t10k-images-idx3-ubyte"), idx_bytes(&[1, 1, 1], &[0])).unwrap();
+        assert!(load_dir(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("train-images-idx3-ubyte"));
+        std::fs::write(
+            dir.join("train-images-idx3-ubyte"),
+            idx_bytes(&[2, 1, 1], &[0, 1]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte"),
+            idx_bytes(&[3], &[0, 1, 2]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("t10k-images-idx3-ubyte"),
+            idx_bytes(&[1, 1, 1], &[0]),
+        )
+        .unwrap();
         std::fs::write(dir.join("t10k-labels-idx1-ubyte"), idx_bytes(&[1], &[4])).unwrap();
         let e = load_dir(&dir).unwrap_err().to_string();
         assert!(e.contains("3 labels for 2 images"), "{e}");

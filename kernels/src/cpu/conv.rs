@@ -271,54 +271,38 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     if g.is_empty() {
         return vec![T::ZERO; size];
     }
-    // each thread sums its samples into its own accumulator; the accumulators are added at the end
     let per_sample = |s: usize, acc: &mut Vec<T>, cols: &mut Vec<T>, part: &mut Vec<T>| {
         let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
         let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
         for grp in 0..g.groups {
             im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), cols);
             // part [cog, k] = dy_g [cog, l] · colsᵀ [l, k]
-            matmul(
-                cog,
-                l,
-                k,
-                rows(dy_s, grp * cog * l, l),
-                cols_t(cols, 0, l),
-                part,
-            );
-            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k]
-                .iter_mut()
-                .zip(part.iter())
-            {
+            matmul(cog, l, k, rows(dy_s, grp * cog * l, l), cols_t(cols, 0, l), part);
+            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k].iter_mut().zip(part.iter()) {
                 *a += p;
             }
         }
     };
-    (0..g.n)
+    // Samples are summed in fixed chunks whose partial sums are then added in order, so the
+    // result is the same bit for bit whatever the number of threads (resumable training).
+    const SAMPLES_PER_CHUNK: usize = 8;
+    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(SAMPLES_PER_CHUNK))
         .into_par_iter()
-        .fold(
-            || {
-                (
-                    vec![T::ZERO; size],
-                    vec![T::ZERO; k * l],
-                    vec![T::ZERO; cog * k],
-                )
-            },
-            |(mut acc, mut cols, mut part), s| {
+        .map(|chunk| {
+            let (mut acc, mut cols, mut part) = (vec![T::ZERO; size], vec![T::ZERO; k * l], vec![T::ZERO; cog * k]);
+            for s in chunk * SAMPLES_PER_CHUNK..((chunk + 1) * SAMPLES_PER_CHUNK).min(g.n) {
                 per_sample(s, &mut acc, &mut cols, &mut part);
-                (acc, cols, part)
-            },
-        )
-        .map(|(acc, _, _)| acc)
-        .reduce(
-            || vec![T::ZERO; size],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                a
-            },
-        )
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![T::ZERO; size];
+    for p in &partials {
+        for (t, &v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -1,0 +1,330 @@
+//! genzoo: train, sample and evaluate the lecture's generative models on MNIST.
+
+use clap::{builder::PossibleValuesParser, value_parser, Args, Parser, Subcommand, ValueEnum};
+use models::run::{self, Outcome, TrainRequest};
+use models::{eval::EvalContext, image, zoo};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Parser)]
+#[command(
+    name = "genzoo",
+    version,
+    about = "Train, sample and evaluate the lecture's generative models on MNIST, with our own autodiff engine.",
+    after_help = "Without --data every command uses the 10,000-digit MNIST subset compiled into the program."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List every model, one line each, with its paper.
+    List,
+    /// Train a model; writes samples, a loss plot, metrics and checkpoints to its run folder.
+    Train(TrainArgs),
+    /// Draw samples from a trained model, as a PNG grid or a .npy array.
+    Sample(SampleArgs),
+    /// Evaluate a trained model with its family's metrics (and real-vs-real baselines).
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend (not built yet).
+    Cuda,
+    /// CUDA when it is available, else the CPU.
+    Auto,
+}
+
+fn check_device(d: DeviceArg) -> Result<(), String> {
+    match d {
+        DeviceArg::Cpu | DeviceArg::Auto => Ok(()),
+        DeviceArg::Cuda => Err(
+            "--device cuda: the CUDA backend is not built yet; use --device cpu (auto picks the CPU)"
+                .into(),
+        ),
+    }
+}
+
+fn model_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(zoo::names())
+}
+
+fn positive_finite(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number > 0, got {s}"))
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// The model to train (see `genzoo list`).
+    #[arg(value_parser = model_names())]
+    model: String,
+    /// Epochs to train (in all, counting those of a resumed run) [default: the model's].
+    #[arg(long, value_parser = value_parser!(u64).range(1..=1_000_000))]
+    epochs: Option<u64>,
+    /// Images per batch [default: the model's].
+    #[arg(long, value_parser = value_parser!(u64).range(1..=65_536))]
+    batch_size: Option<u64>,
+    /// Learning rate [default: the model's].
+    #[arg(long, value_parser = positive_finite, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Seed of the run: weights, data order, noise. Same seed, same run (on the CPU) [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A folder with the standard MNIST / Fashion-MNIST files (gzip or not) instead of the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// The run folder [default: runs/<model>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint, with its settings.
+    #[arg(long)]
+    resume: bool,
+    /// Set a key of the model's config, e.g. --set hidden=512 (the value is read as JSON, else as text).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = run::parse_set)]
+    set: Vec<(String, Value)>,
+    /// Print no progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Train on at most N batches per epoch (tests and quick looks).
+    #[arg(long, hide = true, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    limit_batches: Option<u64>,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// A run folder or a checkpoint file.
+    #[arg(value_name = "RUN_OR_CHECKPOINT")]
+    path: PathBuf,
+    /// How many samples.
+    #[arg(long, default_value_t = 64, value_parser = value_parser!(u64).range(1..=100_000))]
+    n: u64,
+    /// The output: FILE.png (a grid) or FILE.npy (N x C x H x W f32 in [0, 1]) [default: samples-N.png in the run folder].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run folder or a checkpoint file.
+    #[arg(value_name = "RUN_OR_CHECKPOINT")]
+    path: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Samples drawn for the sample-quality metrics.
+    #[arg(long, default_value_t = 1000, value_parser = value_parser!(u64).range(2..=50_000))]
+    samples: u64,
+    /// Seed of the sampling noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluate on the test split of this data folder instead of the run's data.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn list() {
+    let width = zoo::ENTRIES.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in zoo::ENTRIES {
+        println!(
+            "{:width$}  {:15}  {}  [{}]",
+            e.name,
+            e.family.as_str(),
+            e.title,
+            e.paper
+        );
+    }
+}
+
+fn train(a: TrainArgs) -> Result<ExitCode, String> {
+    check_device(a.device)?;
+    // Ctrl-C: finish the step, checkpoint, exit; a second Ctrl-C exits at once.
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+    let req = TrainRequest {
+        model: a.model,
+        epochs: a.epochs.map(|v| v as usize),
+        batch_size: a.batch_size.map(|v| v as usize),
+        lr: a.lr,
+        seed: a.seed,
+        data: a.data,
+        out: a.out,
+        resume: a.resume,
+        set: a.set,
+        limit_batches: a.limit_batches.map(|v| v as usize),
+        progress: !a.quiet,
+        verbose: true,
+    };
+    let t0 = std::time::Instant::now();
+    match run::train(&req, &STOP).map_err(|e| e.to_string())? {
+        Outcome::Finished { dir, epochs, step } => {
+            eprintln!(
+                "done: {epochs} epochs, {step} steps in {:.1} s; run folder {}",
+                t0.elapsed().as_secs_f64(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { dir, step } => {
+            eprintln!(
+                "interrupted at step {step}: checkpoint written to {}; continue with --resume --out {}",
+                dir.join(run::CHECKPOINT).display(),
+                dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+fn sample(a: SampleArgs) -> Result<ExitCode, String> {
+    check_device(a.device)?;
+    let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
+    let n = a.n as usize;
+    let out = a.out.unwrap_or_else(|| {
+        loaded
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("samples-{n}.png"))
+    });
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if ext != "png" && ext != "npy" {
+        return Err(format!(
+            "--out {}: the file name must end in .png (a grid) or .npy (an array)",
+            out.display()
+        ));
+    }
+    let mut rng = autograd::Rng::new(a.seed);
+    let model = loaded.model.as_mut();
+    let mut parts = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(100);
+        let s = autograd::no_grad(|| model.sample(k, &mut rng)).map_err(|e| e.to_string())?;
+        models::eval::check_samples(model.name(), &s, k).map_err(|e| e.to_string())?;
+        parts.push(s);
+        left -= k;
+    }
+    let s = autograd::Tensor::concat(&parts, 0).map_err(|e| e.to_string())?;
+    let bytes = if ext == "png" {
+        image::grid_png(&s, None, 2)
+    } else {
+        image::npy_bytes(&s.to_vec_f32(), s.shape())
+    }
+    .map_err(|e| e.to_string())?;
+    models::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
+    eprintln!("{n} samples of {} -> {}", loaded.entry.name, out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode, String> {
+    check_device(a.device)?;
+    let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
+    let data = run::data_of(&loaded.meta, a.data.as_deref()).map_err(|e| e.to_string())?;
+    let mut ctx = EvalContext::new(&data, a.seed, a.samples as usize);
+    let metrics = loaded.model.eval(&mut ctx).map_err(|e| e.to_string())?;
+    let m = &loaded.meta;
+    if a.json {
+        let obj = |f: &dyn Fn(&models::eval::Metric) -> Option<Value>| -> Value {
+            Value::Object(
+                metrics
+                    .iter()
+                    .filter_map(|x| f(x).map(|v| (x.name.clone(), v)))
+                    .collect(),
+            )
+        };
+        let out = json!({
+            "model": m.model,
+            "checkpoint": loaded.path.display().to_string(),
+            "step": m.step,
+            "epoch": m.epoch,
+            "data": data.source,
+            "metrics": obj(&|x| Some(json!(x.value))),
+            "baseline": obj(&|x| x.baseline.map(|b| json!(b))),
+            "details": obj(&|x| x.detail.clone().map(Value::String)),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} ({}), step {}, epoch {}, on {} ({} test images)",
+            m.model,
+            loaded.path.display(),
+            m.step,
+            m.epoch,
+            data.source,
+            data.test.len()
+        );
+        let w = metrics
+            .iter()
+            .map(|x| x.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!("{:w$}  {:>12}  {:>12}", "metric", "value", "real-vs-real");
+        for x in &metrics {
+            let base = x.baseline.map_or("-".to_string(), |b| format!("{b:.6}"));
+            println!("{:w$}  {:>12.6}  {:>12}", x.name, x.value, base);
+        }
+        for x in &metrics {
+            if let Some(d) = &x.detail {
+                println!("{}: {d}", x.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::List => {
+            list();
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Train(a) => train(a),
+        Cmd::Sample(a) => sample(a),
+        Cmd::Eval(a) => eval(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("genzoo: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

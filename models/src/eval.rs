@@ -1,0 +1,335 @@
+//! The evaluation harness: what `genzoo eval` and the per-epoch metrics report.
+//!
+//! Sample quality is measured on the shipped MNIST classifier ([`crate::classifier`]): its
+//! penultimate features give the Frechet classifier distance and KID between generated images and
+//! the real test images (KID on features scaled by one fixed factor, the one that gives the real
+//! test features a mean square of 1, so that its kernel (x.y/d + 1)^3 sees unit-scale inputs), its predictions give the label histogram (KL to uniform, classes
+//! covered, classifier score) and, for conditional models, the accuracy on the intended labels.
+//! Every figure comes with a real-vs-real baseline: the same statistic for as many real training
+//! images against the same test images, which says what "as good as real data" reads as.
+
+use crate::classifier::Classifier;
+use crate::data::{self, Mnist, Pixels};
+use crate::metrics;
+use crate::zoo::GenerativeModel;
+use autograd::{no_grad, Error, Result, Rng, Tensor};
+
+/// One reported figure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    /// The same statistic for real training images against the real test images.
+    pub baseline: Option<f64>,
+    /// Extra detail for people (e.g. the label histogram), printed under the table.
+    pub detail: Option<String>,
+}
+
+impl Metric {
+    pub fn new(name: impl Into<String>, value: f64) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            baseline: None,
+            detail: None,
+        }
+    }
+
+    pub fn with_baseline(name: impl Into<String>, value: f64, baseline: f64) -> Metric {
+        Metric {
+            baseline: Some(baseline),
+            ..Metric::new(name, value)
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Metric {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Classifier outputs for a set of images: `n` rows of `d` features and of 10 logits.
+#[derive(Clone, Debug)]
+pub struct Features {
+    pub n: usize,
+    pub d: usize,
+    pub features: Vec<f64>,
+    pub logits: Vec<f64>,
+}
+
+/// Real-data features, per pixel form.
+struct Real {
+    pixels: Pixels,
+    n_train: usize,
+    test: Features,
+    train: Features,
+    train_labels: Vec<usize>,
+    /// The factor that gives the test features a mean square of 1 per dimension, applied to
+    /// every set before KID so that its polynomial kernel sees unit-scale features.
+    kid_scale: f64,
+}
+
+/// What a model's evaluation may use: the data, a seeded generator, the number of samples to
+/// draw, and (loaded on first use) the classifier with the real data's features.
+pub struct EvalContext<'a> {
+    pub data: &'a Mnist,
+    pub rng: Rng,
+    /// How many samples the sample-quality metrics draw.
+    pub samples: usize,
+    classifier: Option<Classifier>,
+    real: Vec<Real>,
+}
+
+const CLASSES: usize = 10;
+
+impl<'a> EvalContext<'a> {
+    pub fn new(data: &'a Mnist, seed: u64, samples: usize) -> EvalContext<'a> {
+        EvalContext {
+            data,
+            rng: Rng::new(seed),
+            samples,
+            classifier: None,
+            real: Vec::new(),
+        }
+    }
+
+    /// Uses `classifier` instead of the shipped one (tests, or a freshly trained one).
+    pub fn with_classifier(mut self, classifier: Classifier) -> EvalContext<'a> {
+        self.classifier = Some(classifier);
+        self
+    }
+
+    fn classifier(&mut self) -> Result<&mut Classifier> {
+        if self.classifier.is_none() {
+            self.classifier = Some(Classifier::shipped()?);
+        }
+        self.classifier
+            .as_mut()
+            .ok_or_else(|| Error::invalid("eval", "no classifier"))
+    }
+
+    /// The classifier's penultimate features and logits for images [n, 1, 28, 28] in [0, 1].
+    pub fn features(&mut self, images: &Tensor) -> Result<Features> {
+        let s = images.shape().to_vec();
+        if s.len() != 4 || s[1] != 1 || s[2] != 28 || s[3] != 28 {
+            return Err(Error::shape(
+                "eval",
+                format!("the classifier reads [n, 1, 28, 28] images, got {s:?}"),
+            ));
+        }
+        let c = self.classifier()?;
+        c.set_eval();
+        let n = s[0];
+        let (mut features, mut logits, mut d) = (Vec::new(), Vec::new(), 0);
+        no_grad(|| -> Result<()> {
+            let mut start = 0;
+            while start < n {
+                let len = (n - start).min(250);
+                let x = images.narrow(0, start, len)?.contiguous()?;
+                let (f, l) = c.features_and_logits(&x)?;
+                d = f.shape()[1];
+                features.extend(f.to_vec_f64());
+                logits.extend(l.to_vec_f64());
+                start += len;
+            }
+            Ok(())
+        })?;
+        Ok(Features {
+            n,
+            d,
+            features,
+            logits,
+        })
+    }
+
+    /// Real images of a split in the form `pixels` as [n, 1, 28, 28] in [0, 1].
+    fn real_images(split: &data::Split, pixels: Pixels) -> Result<Tensor> {
+        let form = match pixels {
+            Pixels::Symmetric => Pixels::Unit,
+            p => p,
+        };
+        // stochastic binarisation of the reference data is seeded, so the baseline is stable
+        split.tensor(form, &mut Rng::new(0xB1A5))
+    }
+
+    fn real(&mut self, pixels: Pixels, n_train: usize) -> Result<usize> {
+        if let Some(i) = self
+            .real
+            .iter()
+            .position(|r| r.pixels == pixels && r.n_train == n_train)
+        {
+            return Ok(i);
+        }
+        let test_x = Self::real_images(&self.data.test, pixels)?;
+        let train_split = self.data.train.head(n_train);
+        let train_x = Self::real_images(&train_split, pixels)?;
+        let test = self.features(&test_x)?;
+        let train = self.features(&train_x)?;
+        let ms =
+            test.features.iter().map(|v| v * v).sum::<f64>() / test.features.len().max(1) as f64;
+        let kid_scale = if ms > 0.0 { 1.0 / ms.sqrt() } else { 1.0 };
+        self.real.push(Real {
+            kid_scale,
+            pixels,
+            n_train,
+            test,
+            train,
+            train_labels: train_split.labels.iter().map(|&l| usize::from(l)).collect(),
+        });
+        Ok(self.real.len() - 1)
+    }
+
+    /// The sample-quality metrics of `samples` [n, 1, 28, 28] in [0, 1] against the real test
+    /// images in the form `pixels`, each with its real-vs-real baseline (n real training images
+    /// against the same test images): FCD, KID, label KL to uniform, classes covered, classifier
+    /// score, and with `intended` labels (conditional models) the classifier's accuracy on them.
+    pub fn sample_metrics(
+        &mut self,
+        samples: &Tensor,
+        pixels: Pixels,
+        intended: Option<&[usize]>,
+    ) -> Result<Vec<Metric>> {
+        let n = samples.shape().first().copied().unwrap_or(0);
+        if n < 2 {
+            return Err(Error::invalid(
+                "eval",
+                format!("sample metrics need at least 2 samples, got {n}"),
+            ));
+        }
+        if let Some(l) = intended {
+            if l.len() != n {
+                return Err(Error::shape(
+                    "eval",
+                    format!("{} intended labels for {n} samples", l.len()),
+                ));
+            }
+        }
+        let gen = self.features(samples)?;
+        let n_train = n.min(self.data.train.len());
+        let ri = self.real(pixels, n_train)?;
+        let real = &self.real[ri];
+        let (t, r) = (&real.test, &real.train);
+        let fcd = metrics::frechet_of_sets(&gen.features, gen.n, &t.features, t.n, gen.d)?;
+        let fcd_base = metrics::frechet_of_sets(&r.features, r.n, &t.features, t.n, r.d)?;
+        let scaled =
+            |f: &Features| -> Vec<f64> { f.features.iter().map(|v| v * real.kid_scale).collect() };
+        let (gs, ts, rs) = (scaled(&gen), scaled(t), scaled(r));
+        let kid = metrics::kid(&gs, gen.n, &ts, t.n, gen.d)?;
+        let kid_base = metrics::kid(&rs, r.n, &ts, t.n, r.d)?;
+        let ls = metrics::label_stats(&gen.logits, gen.n, CLASSES)?;
+        let lb = metrics::label_stats(&r.logits, r.n, CLASSES)?;
+        let hist = |h: &[usize]| {
+            h.iter()
+                .enumerate()
+                .map(|(c, k)| format!("{c}:{k}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut out = vec![
+            Metric::with_baseline("fcd", fcd, fcd_base),
+            Metric::with_baseline("kid", kid, kid_base),
+            Metric::with_baseline("label_kl_to_uniform", ls.kl_to_uniform, lb.kl_to_uniform)
+                .detail(format!(
+                    "predicted labels of {n} samples: {}; of {} real: {}",
+                    hist(&ls.histogram),
+                    r.n,
+                    hist(&lb.histogram)
+                )),
+            Metric::with_baseline(
+                "classes_covered",
+                ls.classes_covered as f64,
+                lb.classes_covered as f64,
+            ),
+            Metric::with_baseline("classifier_score", ls.classifier_score, lb.classifier_score),
+        ];
+        if let Some(labels) = intended {
+            let acc = metrics::accuracy(&gen.logits, CLASSES, labels)?;
+            let base = metrics::accuracy(&r.logits, CLASSES, &real.train_labels)?;
+            out.push(Metric::with_baseline("intended_label_accuracy", acc, base));
+        }
+        Ok(out)
+    }
+}
+
+/// `ctx.samples` samples from `model`, drawn 100 at a time in no-grad mode and evaluation
+/// behaviour, checked to be [n, C, H, W] in [0, 1].
+pub fn draw_samples<M: GenerativeModel + ?Sized>(
+    model: &mut M,
+    ctx: &mut EvalContext,
+) -> Result<Tensor> {
+    model.set_training(false);
+    let mut parts = Vec::new();
+    let mut left = ctx.samples;
+    while left > 0 {
+        let k = left.min(100);
+        let s = no_grad(|| model.sample(k, &mut ctx.rng))?;
+        check_samples(model.name(), &s, k)?;
+        parts.push(s);
+        left -= k;
+    }
+    Tensor::concat(&parts, 0)
+}
+
+/// Checks the sample contract: [n, C, H, W], values in [0, 1].
+pub fn check_samples(model: &str, s: &Tensor, n: usize) -> Result<()> {
+    if s.rank() != 4 || s.shape()[0] != n {
+        return Err(Error::shape(
+            "sample",
+            format!(
+                "{model} returned samples of shape {:?} for n = {n}, not [n, C, H, W]",
+                s.shape()
+            ),
+        ));
+    }
+    if let Some(v) = s
+        .to_vec_f64()
+        .into_iter()
+        .find(|v| !(0.0..=1.0).contains(v))
+    {
+        return Err(Error::invalid(
+            "sample",
+            format!("{model} returned a sample value {v} outside [0, 1]"),
+        ));
+    }
+    Ok(())
+}
+
+/// The mean over the test images of per-image quantities (NLL in nats, ELBO terms, ...):
+/// `f(batch, labels, rng)` gets test batches of up to `batch_size` images in the form `pixels`
+/// and returns, for each of `names`, one value per image of the batch. Runs in no-grad mode.
+pub fn mean_per_image(
+    ctx: &mut EvalContext,
+    pixels: Pixels,
+    batch_size: usize,
+    names: &[&str],
+    mut f: impl FnMut(&Tensor, &[usize], &mut Rng) -> Result<Vec<Vec<f64>>>,
+) -> Result<Vec<Metric>> {
+    let test = &ctx.data.test;
+    let mut sums = vec![0.0; names.len()];
+    let mut count = 0usize;
+    for idx in data::Batches::sequential(test.len(), batch_size) {
+        let batch = test.batch(&idx);
+        let x = batch.tensor(pixels, &mut ctx.rng)?;
+        let labels = batch.label_indices();
+        let values = no_grad(|| f(&x, &labels, &mut ctx.rng))?;
+        if values.len() != names.len() || values.iter().any(|v| v.len() != idx.len()) {
+            return Err(Error::shape(
+                "eval",
+                format!(
+                    "expected {} lists of {} values ({names:?})",
+                    names.len(),
+                    idx.len()
+                ),
+            ));
+        }
+        for (s, v) in sums.iter_mut().zip(&values) {
+            *s += v.iter().sum::<f64>();
+        }
+        count += idx.len();
+    }
+    Ok(names
+        .iter()
+        .zip(sums)
+        .map(|(n, s)| Metric::new(*n, s / count.max(1) as f64))
+        .collect())
+}

@@ -1,0 +1,698 @@
+//! A training run: its folder, the training loop, and loading a run back for `sample` / `eval`.
+//!
+//! The run folder (`--out`, default `runs/<model>`) holds, as training goes:
+//!
+//! | file | what |
+//! |---|---|
+//! | `config.json` | the model, its config and the training settings |
+//! | `metrics.jsonl` | one JSON object per step (`"type": "step"`, the losses) and per epoch (`"type": "epoch"`, mean losses, epoch metrics, seconds) |
+//! | `loss.png` | the loss curves, redrawn after every epoch |
+//! | `samples/epoch-NNN.png`, `samples.png` | 64 samples from fixed noise after every epoch (generative models) |
+//! | `checkpoint.safetensors` | weights, optimizer state, step, generator state: what `--resume` continues from |
+//! | `model.safetensors` | the weights alone (PyTorch names), e.g. the shipped classifier |
+//!
+//! Determinism: the model is built from `Rng::new(seed)`, and the same generator (saved in every
+//! checkpoint) feeds the training steps; each epoch's data order comes from its own seed
+//! (the run's seed and the epoch number), and sample grids use a fixed generator of their own.
+//! So on the CPU a run resumed from any checkpoint (an epoch's end or a Ctrl-C) ends bit for bit
+//! where the uninterrupted run ends.
+
+use crate::checkpoint::{self, write_atomic, Checkpoint, Meta};
+use crate::data::{self, Batches, Mnist};
+use crate::eval::{EvalContext, Metric};
+use crate::image;
+use crate::zoo::{self, Entry, Family, GenerativeModel, Losses};
+use autograd::{no_grad, Error, Result, Rng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const METRICS: &str = "metrics.jsonl";
+pub const LOSS_PLOT: &str = "loss.png";
+pub const SAMPLES: &str = "samples.png";
+pub const CONFIG: &str = "config.json";
+
+/// Samples in the per-epoch grid.
+const GRID: usize = 64;
+/// Seeds of the generators for the sample grids and for the per-epoch evaluation.
+const GRID_SEED: u64 = 0x6121_D5EE_D000_0001;
+const EVAL_SEED: u64 = 0xE7A1_5EED_0000_0002;
+
+/// The settings of a run that a resumed run keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub seed: u64,
+    /// The data folder, or None for the embedded subset.
+    pub data: Option<String>,
+    /// Batches per epoch when limited (tests, quick looks).
+    pub limit_batches: Option<usize>,
+}
+
+/// What `genzoo train` was asked for; `None` means "the default" (or, with `resume`, "as the
+/// run was").
+#[derive(Clone, Debug, Default)]
+pub struct TrainRequest {
+    pub model: String,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+    pub data: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub resume: bool,
+    /// Config overrides `key=value` (value as JSON, else as a string).
+    pub set: Vec<(String, Value)>,
+    pub limit_batches: Option<usize>,
+    /// Draw progress bars (they are hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+    /// Print a line per epoch to stderr.
+    pub verbose: bool,
+}
+
+/// How training ended, when it did not fail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Finished {
+        dir: PathBuf,
+        epochs: u64,
+        step: u64,
+    },
+    /// Ctrl-C: the step in progress was finished and a checkpoint written.
+    Interrupted { dir: PathBuf, step: u64 },
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::invalid("train", msg)
+}
+
+fn io(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// `config` with `--lr` and `--set` applied. Errors when the config is not a JSON object or
+/// has no `lr` to set.
+pub fn patch_config(
+    model: &str,
+    mut config: Value,
+    lr: Option<f64>,
+    set: &[(String, Value)],
+) -> Result<Value> {
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| invalid(format!("the {model} config is not a JSON object")))?;
+    if let Some(lr) = lr {
+        if !obj.contains_key("lr") {
+            return Err(invalid(format!(
+                "the {model} model has no learning rate to set"
+            )));
+        }
+        obj.insert("lr".into(), json!(lr));
+    }
+    for (k, v) in set {
+        obj.insert(k.clone(), v.clone());
+    }
+    Ok(config)
+}
+
+/// Reads `KEY=VALUE` (VALUE as JSON, or as a plain string when it is not JSON).
+pub fn parse_set(s: &str) -> std::result::Result<(String, Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    if k.is_empty() {
+        return Err(format!("empty key in {s:?}"));
+    }
+    let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((k.to_string(), v))
+}
+
+/// The order of epoch `epoch` (0-based): a shuffle seeded by the run's seed and the epoch.
+fn epoch_batches(seed: u64, epoch: u64, n: usize, batch_size: usize) -> Batches {
+    let s = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    Batches::shuffled(n, batch_size, s)
+}
+
+/// metrics.jsonl, appended line by line.
+struct Log {
+    path: PathBuf,
+}
+
+impl Log {
+    fn append(&self, v: &Value) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| io(&self.path, format!("cannot open: {e}")))?;
+        writeln!(f, "{v}").map_err(|e| io(&self.path, format!("cannot write: {e}")))
+    }
+}
+
+/// The per-step losses of the history in `metrics.jsonl`: (step, losses).
+type History = Vec<(u64, Losses)>;
+
+fn losses_json(l: &Losses) -> Value {
+    Value::Object(l.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+}
+
+fn metrics_json(m: &[Metric]) -> Value {
+    Value::Object(m.iter().map(|m| (m.name.clone(), json!(m.value))).collect())
+}
+
+/// Keeps the lines of `metrics.jsonl` up to the checkpoint (a resumed run rewrites what came
+/// after it) and returns the step history.
+fn rewind_log(path: &Path, step: u64, epoch: u64) -> Result<History> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(path, format!("cannot read: {e}"))),
+    };
+    let mut keep = String::new();
+    let mut history = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue; // a line cut by a crash
+        };
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+        let keep_it = match kind {
+            "step" => v
+                .get("step")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s <= step),
+            "epoch" => v
+                .get("epoch")
+                .and_then(Value::as_u64)
+                .is_some_and(|e| e <= epoch),
+            _ => false,
+        };
+        if !keep_it {
+            continue;
+        }
+        if kind == "step" {
+            let s = v.get("step").and_then(Value::as_u64).unwrap_or(0);
+            let losses = v
+                .get("losses")
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, x)| (k.clone(), x.as_f64().unwrap_or(f64::NAN)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            history.push((s, losses));
+        }
+        keep.push_str(line);
+        keep.push('\n');
+    }
+    write_atomic(path, keep.as_bytes())?;
+    Ok(history)
+}
+
+fn plot(history: &History, path: &Path) -> Result<()> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for (step, losses) in history {
+        for (name, v) in losses {
+            let i = match series.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    series.push((name.clone(), Vec::new()));
+                    series.len() - 1
+                }
+            };
+            series[i].1.push((*step as f64, *v));
+        }
+    }
+    write_atomic(path, &image::loss_plot_png(&series, 800, 480)?)
+}
+
+fn fmt_losses(l: &[(String, f64)]) -> String {
+    l.iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Running means of the losses of one epoch.
+#[derive(Default)]
+struct Means {
+    sums: Vec<(String, f64)>,
+    n: usize,
+}
+
+impl Means {
+    fn add(&mut self, l: &Losses) {
+        for (k, v) in l {
+            match self.sums.iter_mut().find(|(n, _)| n == k) {
+                Some(s) => s.1 += v,
+                None => self.sums.push((k.clone(), *v)),
+            }
+        }
+        self.n += 1;
+    }
+    fn get(&self) -> Losses {
+        self.sums
+            .iter()
+            .map(|(k, s)| (k.clone(), s / self.n.max(1) as f64))
+            .collect()
+    }
+}
+
+/// Everything a run needs at its start.
+struct Start {
+    entry: &'static Entry,
+    model: Box<dyn GenerativeModel>,
+    rng: Rng,
+    settings: Settings,
+    step: u64,
+    epoch: u64,
+    batch: u64,
+}
+
+fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start> {
+    let ckpt_path = dir.join(CHECKPOINT);
+    if req.resume {
+        if !ckpt_path.exists() {
+            return Err(io(
+                &ckpt_path,
+                "--resume: there is no checkpoint here to continue from",
+            ));
+        }
+        let ck = checkpoint::load(&ckpt_path)?;
+        let name = ckpt_path.display().to_string();
+        if ck.meta.model != entry.name {
+            return Err(io(
+                &ckpt_path,
+                format!(
+                    "this checkpoint is of a {:?} run, not {:?}: resume it with `genzoo train {} --resume --out {}`",
+                    ck.meta.model,
+                    entry.name,
+                    ck.meta.model,
+                    dir.display()
+                ),
+            ));
+        }
+        let settings: Settings = serde_json::from_value(ck.meta.train.clone()).map_err(|e| {
+            io(
+                &ckpt_path,
+                format!("corrupt training settings in the checkpoint: {e}"),
+            )
+        })?;
+        let keep = |what: &str, asked: String, had: String| -> Result<()> {
+            if asked != had {
+                return Err(invalid(format!(
+                    "--resume keeps the run's settings: {what} was {had}, not {asked} (start a new run with another --out to change it)"
+                )));
+            }
+            Ok(())
+        };
+        if let Some(b) = req.batch_size {
+            keep(
+                "--batch-size",
+                b.to_string(),
+                settings.batch_size.to_string(),
+            )?;
+        }
+        if let Some(s) = req.seed {
+            keep("--seed", s.to_string(), settings.seed.to_string())?;
+        }
+        if let Some(d) = &req.data {
+            keep(
+                "--data",
+                d.display().to_string(),
+                settings
+                    .data
+                    .clone()
+                    .unwrap_or_else(|| "the embedded data".into()),
+            )?;
+        }
+        if req.limit_batches.is_some() {
+            keep(
+                "--limit-batches",
+                format!("{:?}", req.limit_batches),
+                format!("{:?}", settings.limit_batches),
+            )?;
+        }
+        let patched = patch_config(entry.name, ck.meta.config.clone(), req.lr, &req.set)?;
+        if patched != ck.meta.config {
+            return Err(invalid(format!(
+                "--resume keeps the run's config {}; --lr / --set would change it",
+                ck.meta.config
+            )));
+        }
+        let mut model = (entry.build)(&ck.meta.config, &mut Rng::new(settings.seed))?;
+        model.load_state_dict(&ck.tensors, &name)?;
+        let rng = Rng::from_state(&ck.meta.rng)
+            .map_err(|e| io(&ckpt_path, format!("corrupt generator state: {e}")))?;
+        Ok(Start {
+            entry,
+            model,
+            rng,
+            settings,
+            step: ck.meta.step,
+            epoch: ck.meta.epoch,
+            batch: ck.meta.batch,
+        })
+    } else {
+        if ckpt_path.exists() {
+            return Err(io(
+                &ckpt_path,
+                "a run is already here: pass --resume to continue it, or choose another --out",
+            ));
+        }
+        let config = patch_config(entry.name, (entry.default_config)(), req.lr, &req.set)?;
+        let settings = Settings {
+            batch_size: req.batch_size.unwrap_or(entry.default_batch_size),
+            seed: req.seed.unwrap_or(0),
+            data: req.data.as_ref().map(|d| d.display().to_string()),
+            limit_batches: req.limit_batches,
+        };
+        if settings.batch_size == 0 {
+            return Err(invalid("--batch-size must be at least 1"));
+        }
+        let mut rng = Rng::new(settings.seed);
+        let model = (entry.build)(&config, &mut rng)?;
+        Ok(Start {
+            entry,
+            model,
+            rng,
+            settings,
+            step: 0,
+            epoch: 0,
+            batch: 0,
+        })
+    }
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &dyn GenerativeModel,
+    settings: &Settings,
+    rng: &Rng,
+    (step, epoch, batch): (u64, u64, u64),
+) -> Result<()> {
+    let meta = Meta {
+        model: model.name().to_string(),
+        config: model.config(),
+        train: serde_json::to_value(settings).unwrap_or_default(),
+        step,
+        epoch,
+        batch,
+        rng: rng.state(),
+    };
+    checkpoint::save(
+        &dir.join(CHECKPOINT),
+        &Checkpoint {
+            meta: meta.clone(),
+            tensors: model.state_dict(),
+        },
+    )?;
+    checkpoint::save(
+        &dir.join(WEIGHTS),
+        &Checkpoint {
+            meta,
+            tensors: model.weights(),
+        },
+    )
+}
+
+/// Trains as `req` says until the epochs are done, Ctrl-C sets `stop`, or a step fails.
+/// A non-finite loss stops with an error naming the step; the last good checkpoint stays.
+pub fn train(req: &TrainRequest, stop: &AtomicBool) -> Result<Outcome> {
+    train_entry(zoo::find(&req.model)?, req, stop)
+}
+
+/// [`train`] for a model given by its entry (`req.model` only names the default run folder),
+/// e.g. a model that is not in the registry.
+pub fn train_entry(
+    entry: &'static Entry,
+    req: &TrainRequest,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let dir = req
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
+    let Start {
+        entry,
+        mut model,
+        mut rng,
+        settings,
+        mut step,
+        mut epoch,
+        mut batch,
+    } = start(entry, req, &dir)?;
+    let data = data::load(settings.data.as_deref().map(Path::new))?;
+    std::fs::create_dir_all(dir.join("samples"))
+        .map_err(|e| io(&dir, format!("cannot create the run folder: {e}")))?;
+    let epochs = req.epochs.unwrap_or(entry.default_epochs) as u64;
+    if epochs == 0 {
+        return Err(invalid("--epochs must be at least 1"));
+    }
+    let about = json!({
+        "model": entry.name,
+        "paper": entry.paper,
+        "config": model.config(),
+        "settings": settings,
+        "epochs": epochs,
+        "data": data.source,
+    });
+    write_atomic(
+        &dir.join(CONFIG),
+        serde_json::to_string_pretty(&about)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let log = Log {
+        path: dir.join(METRICS),
+    };
+    let mut history = if req.resume {
+        rewind_log(&log.path, step, epoch)?
+    } else {
+        write_atomic(&log.path, b"")?;
+        Vec::new()
+    };
+    if req.verbose {
+        eprintln!(
+            "{} {}: {} train / {} test images from {}; {} parameters; run folder {}",
+            if req.resume { "resuming" } else { "training" },
+            entry.name,
+            data.train.len(),
+            data.test.len(),
+            data.source,
+            model
+                .weights()
+                .iter()
+                .map(|(_, t)| t.numel())
+                .sum::<usize>(),
+            dir.display()
+        );
+        if req.resume {
+            eprintln!("  from step {step} (epoch {}, batch {batch})", epoch + 1);
+        }
+    }
+    let n = data.train.len();
+    while epoch < epochs {
+        let t0 = Instant::now();
+        model.set_training(true);
+        model.begin_epoch(epoch)?;
+        let mut order: Vec<Vec<usize>> =
+            epoch_batches(settings.seed, epoch, n, settings.batch_size).collect();
+        if let Some(limit) = settings.limit_batches {
+            order.truncate(limit);
+        }
+        let total = order.len() as u64;
+        let bar = if req.progress {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_position(batch);
+        // the losses of this epoch before a Ctrl-C, for the epoch's means
+        let mut means = Means::default();
+        let first_step_of_epoch = step - batch;
+        for (s, l) in &history {
+            if *s > first_step_of_epoch {
+                means.add(l);
+            }
+        }
+        for idx in order.iter().skip(batch as usize) {
+            let b = data.train.batch(idx);
+            let losses = model.train_step(&b, &mut rng)?;
+            step += 1;
+            batch += 1;
+            if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
+                bar.abandon();
+                let ck = dir.join(CHECKPOINT);
+                let kept = match checkpoint::load(&ck) {
+                    Ok(c) => format!(
+                        "the last good checkpoint {} (step {}) is kept",
+                        ck.display(),
+                        c.meta.step
+                    ),
+                    Err(_) => "no checkpoint had been written yet".to_string(),
+                };
+                return Err(invalid(format!(
+                    "loss {name:?} is {v} at step {step} (epoch {}, batch {batch}); training stopped, {kept}. Try a lower --lr.",
+                    epoch + 1
+                )));
+            }
+            log.append(&json!({
+                "type": "step", "step": step, "epoch": epoch + 1, "batch": batch,
+                "losses": losses_json(&losses),
+            }))?;
+            means.add(&losses);
+            history.push((step, losses));
+            bar.set_message(fmt_losses(&means.get()));
+            bar.inc(1);
+            if stop.load(Ordering::SeqCst) {
+                bar.abandon();
+                save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, batch))?;
+                plot(&history, &dir.join(LOSS_PLOT))?;
+                return Ok(Outcome::Interrupted { dir, step });
+            }
+        }
+        bar.finish_and_clear();
+        // the epoch's end: metrics, sample grid, plot, log, checkpoint
+        model.set_training(false);
+        let metrics = {
+            let mut ctx = EvalContext::new(&data, EVAL_SEED, 0);
+            model.epoch_metrics(&mut ctx)?
+        };
+        if entry.family != Family::Classifier {
+            let grid = no_grad(|| model.sample(GRID, &mut Rng::new(GRID_SEED)))?;
+            crate::eval::check_samples(entry.name, &grid, GRID)?;
+            let png = image::grid_png(&grid, Some(8), 2)?;
+            write_atomic(
+                &dir.join("samples")
+                    .join(format!("epoch-{:03}.png", epoch + 1)),
+                &png,
+            )?;
+            write_atomic(&dir.join(SAMPLES), &png)?;
+        }
+        model.set_training(true);
+        epoch += 1;
+        batch = 0;
+        plot(&history, &dir.join(LOSS_PLOT))?;
+        let secs = t0.elapsed().as_secs_f64();
+        let mean = means.get();
+        log.append(&json!({
+            "type": "epoch", "epoch": epoch, "step": step, "seconds": secs,
+            "train": losses_json(&mean), "metrics": metrics_json(&metrics),
+        }))?;
+        save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, 0))?;
+        if req.verbose {
+            let m: Vec<(String, f64)> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
+            eprintln!(
+                "epoch {epoch}/{epochs}  step {step}  {}  {}  ({secs:.1} s)",
+                fmt_losses(&mean),
+                fmt_losses(&m)
+            );
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Outcome::Interrupted { dir, step });
+        }
+    }
+    Ok(Outcome::Finished {
+        dir,
+        epochs: epoch,
+        step,
+    })
+}
+
+/// The checkpoint file of `path`: the file itself, or a run folder's checkpoint (else its
+/// weights file).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        for f in [CHECKPOINT, WEIGHTS] {
+            let p = path.join(f);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        return Err(io(
+            path,
+            format!("a folder without {CHECKPOINT} or {WEIGHTS}: not a genzoo run"),
+        ));
+    }
+    if !path.exists() {
+        return Err(io(path, "no such file or run folder"));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A trained model loaded from a run folder or checkpoint file, with its checkpoint metadata.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub meta: Meta,
+    pub entry: &'static Entry,
+    pub model: Box<dyn GenerativeModel>,
+}
+
+/// Loads the model of a run folder or checkpoint: the model named in the file, built from the
+/// file's config, with the file's weights (and optimizer state).
+pub fn load(path: &Path) -> Result<Loaded> {
+    load_with(path, |name| zoo::find(name).ok())
+}
+
+/// [`load`] with the entry of a model that may not be in the registry.
+pub fn load_as(path: &Path, entry: &'static Entry) -> Result<Loaded> {
+    load_with(path, |name| (name == entry.name).then_some(entry))
+}
+
+fn load_with(path: &Path, find: impl Fn(&str) -> Option<&'static Entry>) -> Result<Loaded> {
+    let path = resolve(path)?;
+    let ck = checkpoint::load(&path)?;
+    let name = path.display().to_string();
+    let entry = find(&ck.meta.model).ok_or_else(|| {
+        io(
+            &path,
+            format!(
+                "holds a {:?} model, which this genzoo does not know (known: {})",
+                ck.meta.model,
+                zoo::names().join(", ")
+            ),
+        )
+    })?;
+    let mut model = (entry.build)(&ck.meta.config, &mut Rng::new(0)).map_err(|e| {
+        io(
+            &path,
+            format!("cannot build the model from its config: {e}"),
+        )
+    })?;
+    model.load_state_dict(&ck.tensors, &name)?;
+    model.set_training(false);
+    Ok(Loaded {
+        path,
+        meta: ck.meta,
+        entry,
+        model,
+    })
+}
+
+/// The data a loaded run was trained on (unless `data` names another folder).
+pub fn data_of(meta: &Meta, data: Option<&Path>) -> Result<Mnist> {
+    if let Some(d) = data {
+        return data::load(Some(d));
+    }
+    let settings: Option<Settings> = serde_json::from_value(meta.train.clone()).ok();
+    data::load(settings.and_then(|s| s.data).as_deref().map(Path::new))
+}

@@ -1,0 +1,472 @@
+//! The `genzoo` program itself, run as a user would.
+
+mod common;
+
+use common::TempDir;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn genzoo(args: &[&str]) -> Output {
+    genzoo_env(args, &[])
+}
+
+fn genzoo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_genzoo"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("genzoo runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked"),
+        "genzoo {args:?} panicked:\n{err}"
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn help_everywhere_and_the_model_list() {
+    for args in [
+        &["--help"][..],
+        &["list", "--help"],
+        &["train", "--help"],
+        &["sample", "--help"],
+        &["eval", "--help"],
+        &["--version"],
+    ] {
+        let o = genzoo(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(!stdout(&o).is_empty());
+    }
+    let train_help = stdout(&genzoo(&["train", "--help"]));
+    for flag in [
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--device",
+        "--seed",
+        "--data",
+        "--out",
+        "--resume",
+    ] {
+        assert!(train_help.contains(flag), "{flag} in train --help");
+    }
+    let list = genzoo(&["list"]);
+    assert!(list.status.success());
+    let text = stdout(&list);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("classifier") && l.contains("LeCun")),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let dir = TempDir::new("cli-bad");
+    let out = dir.join("run");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["train", "classifier", "--batch-size", "0"],
+            2,
+            "--batch-size",
+        ),
+        (vec!["train", "classifier", "--epochs", "0"], 2, "--epochs"),
+        (vec!["train", "classifier", "--lr", "-1"], 2, "--lr"),
+        (vec!["train", "classifier", "--lr", "nan"], 2, "--lr"),
+        (vec!["train", "nosuchmodel"], 2, "classifier"),
+        (
+            vec!["train", "classifier", "--device", "gpu"],
+            2,
+            "--device",
+        ),
+        (
+            vec!["train", "classifier", "--device", "cuda", "--out", p(&out)],
+            1,
+            "the CUDA backend is not built yet",
+        ),
+        (
+            vec!["train", "classifier", "--set", "nokey", "--out", p(&out)],
+            2,
+            "KEY=VALUE",
+        ),
+        (
+            vec!["train", "classifier", "--set", "width=3", "--out", p(&out)],
+            1,
+            "unknown field `width`",
+        ),
+        (
+            vec!["train", "classifier", "--set", "conv1=0", "--out", p(&out)],
+            1,
+            "conv1 must be",
+        ),
+        (
+            vec![
+                "train",
+                "classifier",
+                "--data",
+                "/nonexistent/mnist",
+                "--out",
+                p(&out),
+            ],
+            1,
+            "/nonexistent/mnist",
+        ),
+        (
+            vec!["train", "classifier", "--resume", "--out", p(&out)],
+            1,
+            "no checkpoint",
+        ),
+        (vec!["sample", "/nonexistent/run"], 1, "/nonexistent/run"),
+        (vec!["eval", "/nonexistent/run"], 1, "/nonexistent/run"),
+        (vec!["sample", p(dir.path())], 1, "not a genzoo run"),
+        (vec!["sample", p(dir.path()), "--n", "0"], 2, "--n"),
+    ];
+    for (args, code, needle) in cases {
+        let o = genzoo(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: wanted {needle:?} in:\n{}",
+            stderr(&o)
+        );
+    }
+}
+
+fn epoch_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "epoch")
+        .collect()
+}
+
+#[test]
+fn train_the_classifier_for_one_epoch_on_the_embedded_data_then_eval() {
+    let dir = TempDir::new("cli-classifier");
+    let run = dir.join("run");
+    let o = genzoo(&[
+        "train",
+        "classifier",
+        "--epochs",
+        "1",
+        "--out",
+        p(&run),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("9001 train / 999 test images"),
+        "{}",
+        stderr(&o)
+    );
+    for f in [
+        "checkpoint.safetensors",
+        "model.safetensors",
+        "metrics.jsonl",
+        "loss.png",
+        "config.json",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+    let epochs = epoch_lines(&run);
+    assert_eq!(epochs.len(), 1);
+    assert_eq!(epochs[0]["step"], 141); // ceil(9001 / 64)
+    let acc = epochs[0]["metrics"]["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "one epoch reaches {acc}");
+
+    let o = genzoo(&["eval", p(&run), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["model"], "classifier");
+    assert_eq!(v["step"], 141);
+    assert_eq!(v["metrics"]["test_accuracy"].as_f64().unwrap(), acc);
+    let o = genzoo(&["eval", p(&run.join("model.safetensors"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("test_accuracy") && stdout(&o).contains("real-vs-real"));
+    let o = genzoo(&["sample", p(&run)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a generative model"),
+        "{}",
+        stderr(&o)
+    );
+    // a second run into the same folder is refused rather than overwriting it
+    let o = genzoo(&["train", "classifier", "--epochs", "1", "--out", p(&run)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+}
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        b.extend_from_slice(&d.to_be_bytes());
+    }
+    b.extend_from_slice(data);
+    b
+}
+
+#[test]
+fn data_reads_a_folder_of_standard_files() {
+    let dir = TempDir::new("cli-data");
+    let data = dir.join("fashion");
+    std::fs::create_dir_all(&data).unwrap();
+    let pixels = |n: usize| {
+        (0..n * 784)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect::<Vec<u8>>()
+    };
+    let labels = |n: usize| (0..n).map(|i| (i % 10) as u8).collect::<Vec<u8>>();
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        idx(&[40, 28, 28], &pixels(40)),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("train-labels-idx1-ubyte"),
+        idx(&[40], &labels(40)),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        idx(&[10, 28, 28], &pixels(10)),
+    )
+    .unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[10], &labels(10))).unwrap();
+    let run = dir.join("run");
+    let o = genzoo(&[
+        "train",
+        "classifier",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--data",
+        p(&data),
+        "--out",
+        p(&run),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("40 train / 10 test images from {}", p(&data))),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(epoch_lines(&run)[0]["step"], 3);
+    // eval reads the run's data again
+    let o = genzoo(&["eval", p(&run), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(p(&data)), "{}", stdout(&o));
+    // a damaged file in the folder is named
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[10], &labels(9))).unwrap();
+    let o = genzoo(&[
+        "train",
+        "classifier",
+        "--data",
+        p(&data),
+        "--out",
+        p(&dir.join("run2")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("t10k-labels-idx1-ubyte") && stderr(&o).contains("truncated"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The conv2d weight-gradient kernel sums per-thread partials in an order that depends on
+/// rayon's scheduling, so bit-for-bit comparisons run the engine on one thread.
+const ONE_THREAD: &[(&str, &str)] = &[("RAYON_NUM_THREADS", "1")];
+
+fn train_small(run: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "classifier",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "32",
+        "--limit-batches",
+        "3",
+        "--seed",
+        "5",
+        "--quiet",
+        "--out",
+        p(run),
+    ];
+    args.extend_from_slice(extra);
+    let o = genzoo_env(&args, ONE_THREAD);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+#[test]
+fn a_resumed_run_ends_identical_to_an_uninterrupted_one() {
+    let dir = TempDir::new("cli-resume");
+    let (straight, split) = (dir.join("straight"), dir.join("split"));
+    train_small(&straight, "2", &[]);
+    train_small(&split, "1", &[]);
+    let o = train_small(&split, "2", &["--resume"]);
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    for f in ["model.safetensors", "checkpoint.safetensors"] {
+        let a = std::fs::read(straight.join(f)).unwrap();
+        let b = std::fs::read(split.join(f)).unwrap();
+        assert!(
+            a == b,
+            "{f} differs between the straight and the resumed run"
+        );
+    }
+    assert_eq!(epoch_lines(&split).len(), 2);
+}
+
+#[test]
+fn corrupt_and_foreign_checkpoints_get_clear_errors() {
+    let dir = TempDir::new("cli-corrupt");
+    let run = dir.join("run");
+    train_small(&run, "1", &[]);
+    let ck = run.join("checkpoint.safetensors");
+    let good = std::fs::read(&ck).unwrap();
+
+    // a flipped bit in the weights
+    let mut bad = good.clone();
+    let i = bad.len() - 100;
+    bad[i] ^= 0x04;
+    std::fs::write(&ck, &bad).unwrap();
+    for args in [
+        vec![
+            "train",
+            "classifier",
+            "--resume",
+            "--epochs",
+            "2",
+            "--out",
+            p(&run),
+        ],
+        vec!["eval", p(&ck)],
+    ] {
+        let o = genzoo(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(p(&ck)) && e.contains("checksum"),
+            "{args:?}: {e}"
+        );
+    }
+    // cut short
+    std::fs::write(&ck, &good[..good.len() / 2]).unwrap();
+    let o = genzoo(&["eval", p(&run)]);
+    assert!(
+        stderr(&o).contains(p(&ck)) && stderr(&o).contains("corrupt"),
+        "{}",
+        stderr(&o)
+    );
+    // not a checkpoint at all
+    std::fs::write(&ck, b"{\"hello\": 1}").unwrap();
+    let o = genzoo(&["eval", p(&run)]);
+    assert!(
+        stderr(&o).contains("not a safetensors file"),
+        "{}",
+        stderr(&o)
+    );
+
+    // a checkpoint of another model
+    let mut c = models::checkpoint::from_bytes(&good, "good").unwrap();
+    c.meta.model = "nade".into();
+    models::checkpoint::save(&ck, &c).unwrap();
+    let o = genzoo(&[
+        "train",
+        "classifier",
+        "--resume",
+        "--epochs",
+        "2",
+        "--out",
+        p(&run),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("\"nade\" run, not \"classifier\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = genzoo(&["eval", p(&run)]);
+    assert!(
+        stderr(&o).contains("\"nade\"") && stderr(&o).contains("does not know"),
+        "{}",
+        stderr(&o)
+    );
+    // the classifier's name on other tensors
+    let mut c = models::checkpoint::from_bytes(&good, "good").unwrap();
+    c.tensors.retain(|(n, _)| !n.starts_with("fc3"));
+    models::checkpoint::save(&ck, &c).unwrap();
+    let o = genzoo(&["eval", p(&run)]);
+    assert!(
+        stderr(&o).contains("lacks 2 of its 10 weights") && stderr(&o).contains("fc3.bias"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
+    let dir = TempDir::new("cli-ctrlc");
+    let run = dir.join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_genzoo"))
+        .args([
+            "train",
+            "classifier",
+            "--epochs",
+            "50",
+            "--quiet",
+            "--out",
+            p(&run),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait for a few steps to be logged
+    let log = run.join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "no training steps within a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted at step") && err.contains("--resume"),
+        "{err}"
+    );
+    let ck = models::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+    assert!(
+        ck.meta.step >= 3 && ck.meta.batch == ck.meta.step && ck.meta.epoch == 0,
+        "{:?}",
+        ck.meta
+    );
+}
