@@ -6,6 +6,20 @@
 //! - `backward()` / [`grad`] walk the recorded graph in reverse topological order; the rules in
 //!   `backward.rs` are written with Tensor ops, so with `create_graph` gradients are differentiable.
 //! - [`nn`] layers and losses, [`optim`] optimizers, [`rng`] seeded sampling, [`dot`] graph export.
+//!
+//! ```
+//! use autograd::{DType, Tensor};
+//! # fn main() -> autograd::Result<()> {
+//! let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])?.requires_grad_(true)?;
+//! let y = x.sigmoid()?.mul(&x)?.sum_all()?;
+//! y.backward()?;
+//! let g = x.grad().expect("x is a variable");
+//! assert_eq!(g.shape(), &[3]);
+//! assert!(y.to_dot().contains("sigmoid"));
+//! # let _ = DType::F32;
+//! # Ok(())
+//! # }
+//! ```
 
 mod autodiff;
 mod backward;

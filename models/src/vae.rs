@@ -30,7 +30,7 @@ pub static ENTRY: Entry = Entry {
     title: "Variational autoencoder, MLP 784-400-20, Bernoulli decoder",
     paper: "Kingma & Welling 2013, Auto-Encoding Variational Bayes",
     family: Family::LatentVariable,
-    default_epochs: 10,
+    default_epochs: 30,
     default_batch_size: 128,
     default_config: || serde_json::to_value(VaeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Vae::new("vae", parse_config("vae", cfg)?, rng)?)),
