@@ -109,14 +109,24 @@ fn valid_range(
     (lo.min(hi), hi)
 }
 
-/// cols[(c·T + t), oh·wo + ow] = x[c, oh·sh - pt + i·dh, ow·sw - pl + j·dw] for tap t = (i, j),
-/// zero outside the image, for channels `c0..c0 + channels` of one sample.
-fn im2col<T: Float>(x: &[T], g: &ConvGeometry, c0: usize, channels: usize, cols: &mut [T]) {
+/// cols[(c·T + t), at + oh·wo + ow] = x[c, oh·sh - pt + i·dh, ow·sw - pl + j·dw] for tap
+/// t = (i, j), zero outside the image, for channels `c0..c0 + channels` of one sample. `ld` is
+/// the length of a row of `cols` (several samples sit side by side, each at its own `at`).
+fn im2col<T: Float>(
+    x: &[T],
+    g: &ConvGeometry,
+    c0: usize,
+    channels: usize,
+    cols: &mut [T],
+    ld: usize,
+    at: usize,
+) {
     let (l, ntaps) = (g.l(), g.taps.len());
     for c in 0..channels {
         let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &(i, j)) in g.taps.iter().enumerate() {
-            let row = &mut cols[(c * ntaps + t) * l..(c * ntaps + t + 1) * l];
+            let start = (c * ntaps + t) * ld + at;
+            let row = &mut cols[start..start + l];
             let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
             let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
             row[..oh_lo * g.wo].fill(T::ZERO);
@@ -141,12 +151,21 @@ fn im2col<T: Float>(x: &[T], g: &ConvGeometry, c0: usize, channels: usize, cols:
 }
 
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
-fn col2im<T: Float>(cols: &[T], g: &ConvGeometry, c0: usize, channels: usize, dx: &mut [T]) {
+fn col2im<T: Float>(
+    cols: &[T],
+    g: &ConvGeometry,
+    c0: usize,
+    channels: usize,
+    dx: &mut [T],
+    ld: usize,
+    at: usize,
+) {
     let (l, ntaps) = (g.l(), g.taps.len());
     for c in 0..channels {
         let plane = &mut dx[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &(i, j)) in g.taps.iter().enumerate() {
-            let row = &cols[(c * ntaps + t) * l..(c * ntaps + t + 1) * l];
+            let start = (c * ntaps + t) * ld + at;
+            let row = &cols[start..start + l];
             let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
             let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
             for oh in oh_lo..oh_hi {
@@ -208,6 +227,23 @@ fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
     }
 }
 
+/// Samples are processed in chunks whose column matrices sit side by side, so each matmul has
+/// a long inner dimension (Ho·Wo alone is often 49 or 196: too short for the micro-kernel) while
+/// the chunk's column buffer stays near 4 MiB. The chunking depends only on the shapes, so
+/// results do not depend on the number of threads.
+fn samples_per_chunk(g: &ConvGeometry) -> usize {
+    const TARGET_ELEMENTS: usize = 1 << 20;
+    (TARGET_ELEMENTS / (g.k_per_group() * g.l()).max(1)).clamp(1, g.n.max(1))
+}
+
+/// The chunks of samples, as ranges.
+fn chunks(g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
+    let per = samples_per_chunk(g);
+    (0..g.n.div_ceil(per))
+        .map(|c| c * per..((c + 1) * per).min(g.n))
+        .collect()
+}
+
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
 pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
@@ -215,31 +251,62 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     if g.is_empty() {
         return y;
     }
-    y.par_chunks_mut(g.out_size())
-        .enumerate()
-        .for_each(|(s, y_s)| {
-            let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
-            let mut cols = vec![T::ZERO; k * l];
+    let per = samples_per_chunk(g);
+    y.par_chunks_mut(per * g.out_size())
+        .zip(chunks(g))
+        .for_each(|(y_chunk, samples)| {
+            let ns = samples.len();
+            let ld = ns * l;
+            let (mut cols, mut out) = (vec![T::ZERO; k * ld], vec![T::ZERO; cog * ld]);
             for grp in 0..g.groups {
-                im2col(
-                    x_s,
-                    g,
-                    grp * g.cin_per_group(),
-                    g.cin_per_group(),
-                    &mut cols,
-                );
-                let a = rows(w_active, grp * cog * k, k);
+                for (i, s) in samples.clone().enumerate() {
+                    im2col(
+                        &x[s * g.in_size()..(s + 1) * g.in_size()],
+                        g,
+                        grp * g.cin_per_group(),
+                        g.cin_per_group(),
+                        &mut cols,
+                        ld,
+                        i * l,
+                    );
+                }
+                // out [cog, ns·l] = W_g [cog, k] · cols [k, ns·l]
                 matmul(
                     cog,
                     k,
-                    l,
-                    a,
-                    rows(&cols, 0, l),
-                    &mut y_s[grp * cog * l..(grp + 1) * cog * l],
+                    ld,
+                    rows(w_active, grp * cog * k, k),
+                    rows(&cols, 0, ld),
+                    &mut out,
                 );
+                for i in 0..ns {
+                    for o in 0..cog {
+                        let dst = i * g.out_size() + (grp * cog + o) * l;
+                        y_chunk[dst..dst + l]
+                            .copy_from_slice(&out[o * ld + i * l..o * ld + (i + 1) * l]);
+                    }
+                }
             }
         });
     y
+}
+
+/// Gathers dy of the chunk's samples for group `grp` as a [cog, ns·l] matrix.
+fn gather_dy<T: Float>(
+    dy: &[T],
+    g: &ConvGeometry,
+    samples: std::ops::Range<usize>,
+    grp: usize,
+    out: &mut [T],
+) {
+    let (l, cog) = (g.l(), g.cout_per_group());
+    let ld = samples.len() * l;
+    for (i, s) in samples.enumerate() {
+        for o in 0..cog {
+            let src = s * g.out_size() + (grp * cog + o) * l;
+            out[o * ld + i * l..o * ld + (i + 1) * l].copy_from_slice(&dy[src..src + l]);
+        }
+    }
 }
 
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
@@ -249,16 +316,34 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
     if g.is_empty() {
         return dx;
     }
-    dx.par_chunks_mut(g.in_size())
-        .enumerate()
-        .for_each(|(s, dx_s)| {
-            let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
-            let mut cols = vec![T::ZERO; k * l];
+    let per = samples_per_chunk(g);
+    dx.par_chunks_mut(per * g.in_size())
+        .zip(chunks(g))
+        .for_each(|(dx_chunk, samples)| {
+            let ld = samples.len() * l;
+            let (mut cols, mut dy_g) = (vec![T::ZERO; k * ld], vec![T::ZERO; cog * ld]);
             for grp in 0..g.groups {
-                // cols = W_gᵀ [k, cog] · dy_g [cog, l]
-                let wt = cols_t(w_active, grp * cog * k, k);
-                matmul(k, cog, l, wt, rows(dy_s, grp * cog * l, l), &mut cols);
-                col2im(&cols, g, grp * g.cin_per_group(), g.cin_per_group(), dx_s);
+                gather_dy(dy, g, samples.clone(), grp, &mut dy_g);
+                // cols [k, ns·l] = W_gᵀ [k, cog] · dy_g [cog, ns·l]
+                matmul(
+                    k,
+                    cog,
+                    ld,
+                    cols_t(w_active, grp * cog * k, k),
+                    rows(&dy_g, 0, ld),
+                    &mut cols,
+                );
+                for i in 0..samples.len() {
+                    col2im(
+                        &cols,
+                        g,
+                        grp * g.cin_per_group(),
+                        g.cin_per_group(),
+                        &mut dx_chunk[i * g.in_size()..(i + 1) * g.in_size()],
+                        ld,
+                        i * l,
+                    );
+                }
             }
         });
     dx
@@ -271,27 +356,38 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     if g.is_empty() {
         return vec![T::ZERO; size];
     }
-    let per_sample = |s: usize, acc: &mut Vec<T>, cols: &mut Vec<T>, part: &mut Vec<T>| {
-        let x_s = &x[s * g.in_size()..(s + 1) * g.in_size()];
-        let dy_s = &dy[s * g.out_size()..(s + 1) * g.out_size()];
-        for grp in 0..g.groups {
-            im2col(x_s, g, grp * g.cin_per_group(), g.cin_per_group(), cols);
-            // part [cog, k] = dy_g [cog, l] · colsᵀ [l, k]
-            matmul(cog, l, k, rows(dy_s, grp * cog * l, l), cols_t(cols, 0, l), part);
-            for (a, &p) in acc[grp * cog * k..(grp + 1) * cog * k].iter_mut().zip(part.iter()) {
-                *a += p;
-            }
-        }
-    };
-    // Samples are summed in fixed chunks whose partial sums are then added in order, so the
-    // result is the same bit for bit whatever the number of threads (resumable training).
-    const SAMPLES_PER_CHUNK: usize = 8;
-    let partials: Vec<Vec<T>> = (0..g.n.div_ceil(SAMPLES_PER_CHUNK))
+    // one partial sum per chunk, added in chunk order: the same bits whatever the thread count
+    let partials: Vec<Vec<T>> = chunks(g)
         .into_par_iter()
-        .map(|chunk| {
-            let (mut acc, mut cols, mut part) = (vec![T::ZERO; size], vec![T::ZERO; k * l], vec![T::ZERO; cog * k]);
-            for s in chunk * SAMPLES_PER_CHUNK..((chunk + 1) * SAMPLES_PER_CHUNK).min(g.n) {
-                per_sample(s, &mut acc, &mut cols, &mut part);
+        .map(|samples| {
+            let ld = samples.len() * l;
+            let (mut cols, mut dy_g, mut acc) = (
+                vec![T::ZERO; k * ld],
+                vec![T::ZERO; cog * ld],
+                vec![T::ZERO; size],
+            );
+            for grp in 0..g.groups {
+                for (i, s) in samples.clone().enumerate() {
+                    im2col(
+                        &x[s * g.in_size()..(s + 1) * g.in_size()],
+                        g,
+                        grp * g.cin_per_group(),
+                        g.cin_per_group(),
+                        &mut cols,
+                        ld,
+                        i * l,
+                    );
+                }
+                gather_dy(dy, g, samples.clone(), grp, &mut dy_g);
+                // acc_g [cog, k] = dy_g [cog, ns·l] · colsᵀ [ns·l, k]
+                matmul(
+                    cog,
+                    ld,
+                    k,
+                    rows(&dy_g, 0, ld),
+                    cols_t(&cols, 0, ld),
+                    &mut acc[grp * cog * k..(grp + 1) * cog * k],
+                );
             }
             acc
         })
@@ -377,7 +473,10 @@ mod tests {
             [1, 4, 7, 5, 6, 2, 2, 1, 1, 2],
             [2, 2, 9, 9, 2, 3, 2, 2, 2, 1],
             [1, 1, 4, 4, 1, 4, 2, 1, 1, 1],
+            // large enough that every sample is a chunk of its own (samples_per_chunk = 1)
+            [3, 64, 32, 32, 2, 3, 1, 1, 1, 1],
         ] {
+            assert!(spec[1] < 64 || samples_per_chunk(&geometry(spec)) == 1);
             let g = geometry(spec);
             let [n, ci, h, w, co, k, _, _, _, grp] = spec;
             let x = values(n * ci * h * w, 1);
