@@ -135,6 +135,10 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
             only_if(0, &|| Tensor::conv_input_grad_op(dy, g, geo))?,
             only_if(1, &|| Tensor::conv_op(x, g, geo))?,
         ]),
+        // fused kernel for a plain backward, Tensor ops under create_graph (see ops/lstm.rs)
+        Op::LstmCell { gates, c_prev } => {
+            crate::ops::lstm::lstm_cell_backward(gates, c_prev, out, g)
+        }
     }
 }
 

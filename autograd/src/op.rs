@@ -103,6 +103,13 @@ pub enum Op {
         dy: Tensor,
         geo: Arc<ConvGeometry>,
     },
+    /// The LSTM cell's pointwise part (`ops/lstm.rs`): gates [B, 4H] (i, f, g, o) and c_prev
+    /// [B, H] give one output [B, 2H] = [h' | c'] (h' in columns 0..H, c' in H..2H), with
+    /// c' = σ(a_f) ⊙ c_prev + σ(a_i) ⊙ tanh(a_g) and h' = σ(a_o) ⊙ tanh(c')
+    LstmCell {
+        gates: Tensor,
+        c_prev: Tensor,
+    },
 }
 
 impl Op {
@@ -131,6 +138,7 @@ impl Op {
             Op::Conv { .. } => "conv2d",
             Op::ConvInputGrad { .. } => "conv2d_input_grad",
             Op::ConvWeightGrad { .. } => "conv2d_weight_grad",
+            Op::LstmCell { .. } => "lstm_cell",
         }
     }
 
@@ -156,6 +164,7 @@ impl Op {
             Op::Conv { x, w, .. } => vec![x, w],
             Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
             Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],
+            Op::LstmCell { gates, c_prev } => vec![gates, c_prev],
             Op::Where(m, a, b) => vec![m, a, b],
             Op::Concat(xs, _) | Op::Custom(xs, _) => xs.iter().collect(),
         }
@@ -182,6 +191,7 @@ impl Op {
             Op::Conv { x, w, .. } => vec![x, w],
             Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
             Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],
+            Op::LstmCell { gates, c_prev } => vec![gates, c_prev],
             Op::Where(m, a, b) => vec![m, a, b],
             Op::Concat(xs, _) | Op::Custom(xs, _) => xs,
         }

@@ -92,7 +92,12 @@ where
     out.par_chunks_mut(slab).enumerate().for_each(|(i, chunk)| {
         let sub: Vec<View<T>> = views
             .iter()
-            .map(|v| View { data: v.data, shape: &v.shape[axis + 1..], strides: &v.strides[axis + 1..], offset: v.offset + i * v.strides[axis] })
+            .map(|v| View {
+                data: v.data,
+                shape: &v.shape[axis + 1..],
+                strides: &v.strides[axis + 1..],
+                offset: v.offset + i * v.strides[axis],
+            })
             .collect();
         let mut part = Vec::with_capacity(slab);
         kernel(&sub, &mut part);

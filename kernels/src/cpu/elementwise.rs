@@ -243,21 +243,33 @@ fn zip_map<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: View<T>, b: View<T>, f: 
         return out;
     }
     let row_kernel = |a: View<T>, b: View<T>, out: &mut Vec<T>| {
-        for_each_row(a.shape, &[a.strides, b.strides], &[a.offset, b.offset], |offs, len, inner| {
-            let (oa, ob) = (offs[0], offs[1]);
-            match (inner[0], inner[1]) {
-                (1, 1) => out.extend(a.data[oa..oa + len].iter().zip(&b.data[ob..ob + len]).map(|(&x, &y)| f(x, y))),
-                (1, 0) => {
-                    let y = b.data[ob];
-                    out.extend(a.data[oa..oa + len].iter().map(|&x| f(x, y)))
+        for_each_row(
+            a.shape,
+            &[a.strides, b.strides],
+            &[a.offset, b.offset],
+            |offs, len, inner| {
+                let (oa, ob) = (offs[0], offs[1]);
+                match (inner[0], inner[1]) {
+                    (1, 1) => out.extend(
+                        a.data[oa..oa + len]
+                            .iter()
+                            .zip(&b.data[ob..ob + len])
+                            .map(|(&x, &y)| f(x, y)),
+                    ),
+                    (1, 0) => {
+                        let y = b.data[ob];
+                        out.extend(a.data[oa..oa + len].iter().map(|&x| f(x, y)))
+                    }
+                    (0, 1) => {
+                        let x = a.data[oa];
+                        out.extend(b.data[ob..ob + len].iter().map(|&y| f(x, y)))
+                    }
+                    (sa, sb) => {
+                        out.extend((0..len).map(|i| f(a.data[oa + i * sa], b.data[ob + i * sb])))
+                    }
                 }
-                (0, 1) => {
-                    let x = a.data[oa];
-                    out.extend(b.data[ob..ob + len].iter().map(|&y| f(x, y)))
-                }
-                (sa, sb) => out.extend((0..len).map(|i| f(a.data[oa + i * sa], b.data[ob + i * sb]))),
-            }
-        });
+            },
+        );
     };
     split_outer(n, &[a, b], |views, out| row_kernel(views[0], views[1], out))
 }
@@ -266,12 +278,21 @@ fn zip_map<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: View<T>, b: View<T>, f: 
 pub fn select<T: Float>(mask: View<T>, a: View<T>, b: View<T>) -> Vec<T> {
     split_outer(a.numel(), &[mask, a, b], |v, out| {
         let (mask, a, b) = (v[0], v[1], v[2]);
-        for_each_row(a.shape, &[mask.strides, a.strides, b.strides], &[mask.offset, a.offset, b.offset], |offs, len, inner| {
-            for i in 0..len {
-                let m = mask.data[offs[0] + i * inner[0]];
-                out.push(if m != T::ZERO { a.data[offs[1] + i * inner[1]] } else { b.data[offs[2] + i * inner[2]] });
-            }
-        });
+        for_each_row(
+            a.shape,
+            &[mask.strides, a.strides, b.strides],
+            &[mask.offset, a.offset, b.offset],
+            |offs, len, inner| {
+                for i in 0..len {
+                    let m = mask.data[offs[0] + i * inner[0]];
+                    out.push(if m != T::ZERO {
+                        a.data[offs[1] + i * inner[1]]
+                    } else {
+                        b.data[offs[2] + i * inner[2]]
+                    });
+                }
+            },
+        );
     })
 }
 
