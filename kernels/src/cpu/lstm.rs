@@ -223,14 +223,7 @@ fn rows_per_task(batch: usize, hidden: usize) -> usize {
     }
 }
 
-/// Runs `f` on a thread of rayon's pool and returns its result. A loop that calls parallel
-/// kernels many times (an LSTM over a sequence: a matmul and a fused kernel per step) should
-/// run this way: called from outside the pool, each parallel call is handed over to the pool
-/// while the caller sleeps until it is done; called from a pool thread, the caller splits the
-/// work with the other threads and takes its own share at once.
-pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
+pub use super::on_pool;
 
 /// Read-only rows of a row-major matrix whose rows may be spaced further apart than their
 /// width (a column slice of a wider matrix, such as the c' half of `[h' | c']`): row r starts at

@@ -8,3 +8,13 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+
+/// Runs `f` on a thread of rayon's pool and returns its result. A loop that calls parallel
+/// kernels many times (a training loop, an LSTM over a sequence) should run this way: called
+/// from outside the pool, each parallel call is handed over to the pool while the caller sleeps
+/// until it is done; called from a pool thread, the caller splits the work with the other
+/// threads and takes its own share at once. Thread-local state (autograd's grad mode) is the
+/// pool thread's inside `f`.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

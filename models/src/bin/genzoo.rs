@@ -311,7 +311,9 @@ fn eval(a: EvalArgs) -> Result<ExitCode, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.cmd {
+    // all the engine's work runs on its thread pool, so that parallel kernels do not pay a
+    // hand-over from this thread to the pool on every op
+    let result = kernels::cpu::on_pool(|| match cli.cmd {
         Cmd::List => {
             list();
             Ok(ExitCode::SUCCESS)
@@ -319,7 +321,7 @@ fn main() -> ExitCode {
         Cmd::Train(a) => train(a),
         Cmd::Sample(a) => sample(a),
         Cmd::Eval(a) => eval(a),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(e) => {
