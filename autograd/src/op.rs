@@ -170,30 +170,9 @@ impl Op {
         }
     }
 
+    /// The inputs as owned handles, for unlinking the graph when it is dropped (the op itself
+    /// is dropped here, while the returned handles keep its inputs alive).
     pub(crate) fn into_inputs(self) -> Vec<Tensor> {
-        match self {
-            Op::Unary(x, _)
-            | Op::Sum { input: x, .. }
-            | Op::Max { input: x, .. }
-            | Op::Softmax { input: x, .. }
-            | Op::LogSoftmax { input: x, .. }
-            | Op::Reshape(x)
-            | Op::Permute(x, _)
-            | Op::Narrow { input: x, .. }
-            | Op::Expand(x)
-            | Op::Copy(x)
-            | Op::Cast(x)
-            | Op::IndexSelect { input: x, .. }
-            | Op::IndexAdd { source: x, .. }
-            | Op::Gather { input: x, .. }
-            | Op::ScatterAdd { source: x, .. } => vec![x],
-            Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
-            Op::Conv { x, w, .. } => vec![x, w],
-            Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
-            Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],
-            Op::LstmCell { gates, c_prev } => vec![gates, c_prev],
-            Op::Where(m, a, b) => vec![m, a, b],
-            Op::Concat(xs, _) | Op::Custom(xs, _) => xs,
-        }
+        self.inputs().into_iter().cloned().collect()
     }
 }
