@@ -137,6 +137,9 @@ fn im2col<T: Float>(
                 let dst = &mut row[oh * g.wo..(oh + 1) * g.wo];
                 dst[..ow_lo].fill(T::ZERO);
                 dst[ow_hi..].fill(T::ZERO);
+                if ow_lo == ow_hi {
+                    continue; // this tap sees no column of the image: iw0 would be negative
+                }
                 let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
                 if g.stride.1 == 1 {
                     dst[ow_lo..ow_hi].copy_from_slice(&src[iw0..iw0 + (ow_hi - ow_lo)]);
@@ -172,6 +175,9 @@ fn col2im<T: Float>(
                 let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
                 let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
                 let src = &row[oh * g.wo + ow_lo..oh * g.wo + ow_hi];
+                if ow_lo == ow_hi {
+                    continue;
+                }
                 let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
                 for (k, &v) in src.iter().enumerate() {
                     dst[iw0 + k * g.stride.1] += v;
@@ -473,6 +479,9 @@ mod tests {
             [1, 4, 7, 5, 6, 2, 2, 1, 1, 2],
             [2, 2, 9, 9, 2, 3, 2, 2, 2, 1],
             [1, 1, 4, 4, 1, 4, 2, 1, 1, 1],
+            // taps whose whole row or column falls in the padding (found by proptest)
+            [1, 1, 1, 1, 1, 3, 1, 2, 2, 1],
+            [2, 2, 2, 3, 3, 3, 2, 3, 2, 1],
             // large enough that every sample is a chunk of its own (samples_per_chunk = 1)
             [3, 64, 32, 32, 2, 3, 1, 1, 1, 1],
         ] {
