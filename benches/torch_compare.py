@@ -99,6 +99,46 @@ def conv_cases(dev):
             yield group, c, flops, fwd, fwdbwd
 
 
+def lstm_cases(dev):
+    """One LSTMCell step from (x, h, c), or a whole single-layer LSTM from a zero state; the
+    backward starts from random upstream gradients on the outputs (cell: h' and c'; sequence:
+    the [T, B, H] outputs) and reaches every parameter and the inputs (as benches/src/lstm.rs)."""
+    for c in SHAPES["lstm"]:
+        b, i, h = c["batch"], c["input"], c["hidden"]
+        if c["kind"] == "cell":
+            m = torch.nn.LSTMCell(i, h).to(dev)
+            x, h0, c0 = (torch.randn(b, n, device=dev, requires_grad=True) for n in (i, h, h))
+            up = (torch.randn(b, h, device=dev), torch.randn(b, h, device=dev))
+            wrt = [x, h0, c0, *m.parameters()]
+
+            def fwd(m=m, x=x, h0=h0, c0=c0):
+                with torch.no_grad():
+                    m(x, (h0, c0))
+
+            def fwdbwd(m=m, x=x, h0=h0, c0=c0, up=up, wrt=wrt):
+                h1, c1 = m(x, (h0, c0))
+                torch.autograd.grad([h1, c1], wrt, list(up))
+
+            flops = 2 * b * (i + h) * 4 * h
+        else:
+            t = c["seq"]
+            m = torch.nn.LSTM(i, h).to(dev)
+            x = torch.randn(t, b, i, device=dev, requires_grad=True)
+            up = torch.randn(t, b, h, device=dev)
+            wrt = [x, *m.parameters()]
+
+            def fwd(m=m, x=x):
+                with torch.no_grad():
+                    m(x)
+
+            def fwdbwd(m=m, x=x, up=up, wrt=wrt):
+                out, _ = m(x)
+                torch.autograd.grad([out], wrt, [up])
+
+            flops = 2 * t * b * (i + h) * 4 * h
+        yield "lstm", c, flops, fwd, fwdbwd
+
+
 def overhead_cases(dev):
     for c in SHAPES["overhead"]:
         x = torch.ones(c["numel"], device=dev, requires_grad=True)
@@ -119,6 +159,38 @@ def overhead_cases(dev):
             chain().backward()
 
         yield "overhead", c, None, fwd, fwdbwd
+
+
+def vae_step_cases(dev):
+    """model_steps/vae_mnist_step: one training iteration of the VAE of PyTorch's example
+    (784-400 ReLU, heads 400->20 for mu and logvar, 20-400 ReLU -784 sigmoid; BCE(sum) + KL;
+    Adam lr 1e-3) on a fixed batch of uniform values in [0, 1), a fresh eps every iteration.
+    The sigmoid and the BCE are computed together from the logits, as benches/src/model_steps.rs
+    does. fwd is None: the case is the whole iteration."""
+    F = torch.nn.functional
+    for c in SHAPES["model_steps"]:
+        if c["name"] != "vae_mnist_step":
+            continue
+        b, d, h, z = c["batch"], 784, 400, 20
+        fc1, fc21, fc22 = torch.nn.Linear(d, h), torch.nn.Linear(h, z), torch.nn.Linear(h, z)
+        fc3, fc4 = torch.nn.Linear(z, h), torch.nn.Linear(h, d)
+        mods = torch.nn.ModuleList([fc1, fc21, fc22, fc3, fc4]).to(dev)
+        opt = torch.optim.Adam(mods.parameters(), lr=1e-3)
+        x = torch.rand(b, d, device=dev)
+
+        def step(x=x, opt=opt, fc1=fc1, fc21=fc21, fc22=fc22, fc3=fc3, fc4=fc4):
+            hidden = F.relu(fc1(x))
+            mu, logvar = fc21(hidden), fc22(hidden)
+            code = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            logits = fc4(F.relu(fc3(code)))
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+            kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            opt.zero_grad()
+            (bce + kl).backward()
+            opt.step()
+
+        flops = 2 * b * (d * h + 2 * h * z + z * h + h * d)
+        yield "model_steps", c, flops, None, step
 
 
 def main():
@@ -146,7 +218,7 @@ def main():
         except (OSError, StopIteration):
             pass
     out = open(args.out, "w") if args.out else None
-    for gen in (matmul_cases, conv_cases, overhead_cases):
+    for gen in (matmul_cases, conv_cases, lstm_cases, overhead_cases, vae_step_cases):
         for group, c, flops, fwd, fwdbwd in gen(dev):
             key = f"{group}/{c['name']}"
             if args.filter and args.filter not in key:

@@ -3,6 +3,8 @@
 //! same work under the same names.
 
 pub mod conv;
+pub mod lstm;
+pub mod model_steps;
 
 use autograd::rng::Rng;
 use autograd::{no_grad, DType, Result, Tensor};
@@ -118,7 +120,9 @@ pub fn all_cases(seed: u64) -> Result<Vec<Case>> {
     let mut rng = Rng::new(seed);
     let mut cases = matmul_cases(&mut rng)?;
     cases.extend(conv::conv_cases(&mut rng)?);
+    cases.extend(lstm::lstm_cases(&mut rng)?);
     cases.extend(overhead_cases()?);
+    cases.push(model_steps::vae_step_case(&mut rng)?);
     Ok(cases)
 }
 

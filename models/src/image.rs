@@ -399,6 +399,115 @@ pub fn loss_plot_png(
     png_bytes(width, height, png::ColorType::Rgb, &c.px)
 }
 
+// ----- the scatter of 2-d codes ----------------------------------------------------------------
+
+/// Ten colours for the ten digits (matplotlib's "tab10", its grey swapped for black so that it
+/// stands out from the light-grey background points).
+const DIGIT_COLOURS: [Rgb; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [0, 0, 0],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+/// The PNG (`size` x `size` pixels plus a legend column) of a scatter of 2-d points: `points`
+/// are (x, y, class) drawn as small discs in the class's colour (classes 0..=9; others wrap),
+/// `background` points (e.g. draws from a prior) as light-grey dots under them. Both axes have
+/// the same scale, so shapes are not distorted; the range covers every finite point (with NaNs
+/// and infinities skipped), padded by 5%.
+pub fn scatter_png(
+    points: &[(f64, f64, usize)],
+    background: &[(f64, f64)],
+    size: usize,
+) -> Result<Vec<u8>> {
+    let size = size.clamp(200, 4000);
+    let legend_w = 60usize;
+    let (width, height) = (size + legend_w, size);
+    let mut c = Canvas::new(width, height, [255, 255, 255]);
+    let ink = [40, 40, 40];
+    let finite = |x: f64, y: f64| x.is_finite() && y.is_finite();
+    let all: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| (p.0, p.1))
+        .chain(background.iter().copied())
+        .filter(|&(x, y)| finite(x, y))
+        .collect();
+    let (left, top) = (60i64, 15i64);
+    let side = size as i64 - left - 30;
+    if all.is_empty() {
+        c.text(left, top + 20, "no points", ink);
+        return png_bytes(width, height, png::ColorType::Rgb, &c.px);
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    // one scale for both axes: the larger span, centred
+    let span = ((x1 - x0).max(y1 - y0) * 1.1).max(1e-9);
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let (x0, x1, y0, y1) = (
+        cx - span / 2.0,
+        cx + span / 2.0,
+        cy - span / 2.0,
+        cy + span / 2.0,
+    );
+    let (right, bottom) = (left + side, top + side);
+    let px = |x: f64| left + ((x - x0) / span * side as f64).round() as i64;
+    let py = |y: f64| bottom - ((y - y0) / span * side as f64).round() as i64;
+    let grid = [230, 230, 230];
+    for t in ticks(x0, x1) {
+        let x = px(t);
+        c.line((x, top), (x, bottom), grid, 1);
+        let s = label(t);
+        c.text(x - 3 * s.len() as i64, bottom + 6, &s, ink);
+    }
+    for t in ticks(y0, y1) {
+        let y = py(t);
+        c.line((left, y), (right, y), grid, 1);
+        let s = label(t);
+        c.text(left - 6 - 6 * s.len() as i64, y - 3, &s, ink);
+    }
+    for &(x, y) in background {
+        if finite(x, y) {
+            let (u, v) = (px(x), py(y));
+            c.rect(u, v, u + 1, v + 1, [200, 200, 200]);
+        }
+    }
+    for &(x, y, class) in points {
+        if finite(x, y) {
+            let col = DIGIT_COLOURS[class % DIGIT_COLOURS.len()];
+            let (u, v) = (px(x), py(y));
+            for dy in -2i64..=2 {
+                for dx in -2i64..=2 {
+                    if dx * dx + dy * dy <= 5 {
+                        c.set(u + dx, v + dy, col);
+                    }
+                }
+            }
+        }
+    }
+    c.line((left, bottom), (right, bottom), ink, 1);
+    c.line((left, top), (left, bottom), ink, 1);
+    c.line((right, top), (right, bottom), ink, 1);
+    c.line((left, top), (right, top), ink, 1);
+    for (k, col) in DIGIT_COLOURS.iter().enumerate() {
+        let y = top + 6 + 16 * k as i64;
+        let x = size as i64 + 6;
+        c.rect(x, y, x + 9, y + 9, *col);
+        c.text(x + 16, y + 1, &k.to_string(), ink);
+    }
+    png_bytes(width, height, png::ColorType::Rgb, &c.px)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +559,23 @@ mod tests {
         assert!(std::str::from_utf8(&one[10..one.len() - 8])
             .unwrap()
             .contains("(2,)"));
+    }
+
+    #[test]
+    fn scatter_draws_each_class_in_its_colour() {
+        let points: Vec<(f64, f64, usize)> = (0..10)
+            .map(|k| ((k as f64).cos(), (k as f64).sin(), k))
+            .collect();
+        let bg = [(0.0, 0.0), (f64::NAN, 1.0)];
+        let (info, px) = decode(&scatter_png(&points, &bg, 300).unwrap());
+        assert_eq!((info.width, info.height), (360, 300));
+        for col in &DIGIT_COLOURS {
+            assert!(px.chunks(3).any(|p| p == col), "{col:?} drawn");
+        }
+        assert!(px.chunks(3).any(|p| p == [200, 200, 200]));
+        // nothing finite to draw: still a picture
+        decode(&scatter_png(&[(f64::NAN, 0.0, 1)], &[], 300).unwrap());
+        decode(&scatter_png(&[(1.0, 1.0, 3)], &[], 300).unwrap());
     }
 
     #[test]

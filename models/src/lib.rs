@@ -7,14 +7,27 @@
 //! - [`checkpoint`]: safetensors checkpoints, written atomically.
 //! - [`eval`], [`metrics`], [`classifier`]: the evaluation harness (FCD, KID, label statistics
 //!   on the shipped LeNet-style classifier).
-//! - [`image`]: PNG grids, the loss plot, `.npy` arrays.
+//! - [`distributions`]: Bernoulli and categorical distributions, and the lecture's parameter
+//!   counting; [`autoregressive`]: what the autoregressive models ([`fvsbn`], [`nade`],
+//!   [`pixel_cnn`]) share: generation in raster order, completion of half images, the NLL metrics.
+//! - [`image`]: PNG grids, the loss plot, the scatter of 2-d codes, `.npy` arrays.
+//! - [`latent`]: what the latent-variable models ([`vae`], [`aae`], [`wae`]) share: encoder and
+//!   decoder ([`latent::LatentModel`]) and the pictures written at the end of training.
 
+pub mod aae;
+pub mod autoregressive;
 pub mod checkpoint;
 pub mod classifier;
 pub mod data;
+pub mod distributions;
 pub mod eval;
+pub mod fvsbn;
 pub mod image;
+pub mod latent;
 pub mod metrics;
+pub mod nade;
+pub mod pixel_cnn;
 pub mod run;
 pub mod vae;
+pub mod wae;
 pub mod zoo;

@@ -10,6 +10,7 @@
 //! | `samples/epoch-NNN.png`, `samples.png` | 64 samples from fixed noise after every epoch (generative models) |
 //! | `checkpoint.safetensors` | weights, optimizer state, step, generator state: what `--resume` continues from |
 //! | `model.safetensors` | the weights alone (PyTorch names), e.g. the shipped classifier |
+//! | `reconstructions.png`, `interpolations.png`, `latent_scatter.png` | latent-variable models, after the last epoch ([`crate::latent`]) |
 //!
 //! Determinism: the model is built from `Rng::new(seed)`, and the same generator (saved in every
 //! checkpoint) feeds the training steps; each epoch's data order comes from its own seed
@@ -611,6 +612,8 @@ pub fn train_entry(
             return Ok(Outcome::Interrupted { dir, step });
         }
     }
+    // models with an encoder: reconstructions, interpolations, the scatter of 2-d codes
+    crate::latent::end_of_training(&dir, model.as_mut(), &data)?;
     Ok(Outcome::Finished {
         dir,
         epochs: epoch,

@@ -19,6 +19,7 @@
 
 use crate::data::{Batch, Pixels};
 use crate::eval::{EvalContext, Metric};
+use crate::latent::LatentModel;
 use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
 use autograd::nn::{self, Conv2d, ConvTranspose2d, Linear, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
@@ -310,9 +311,38 @@ impl Module for Vae {
     }
 }
 
+impl LatentModel for Vae {
+    fn latent_dim(&self) -> usize {
+        self.config.latent
+    }
+
+    fn input_pixels(&self) -> Pixels {
+        match self.config.pixels {
+            Pixels::Stochastic => Pixels::Threshold,
+            p => p,
+        }
+    }
+
+    fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.encode(x)?.0)
+    }
+
+    fn decode_mean(&self, z: &Tensor) -> Result<Tensor> {
+        self.decode(z)?.sigmoid()
+    }
+
+    fn sample_prior(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        Ok(Tensor::randn(&[n, self.config.latent], DType::F32, rng))
+    }
+}
+
 impl GenerativeModel for Vae {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn latent(&self) -> Option<&dyn LatentModel> {
+        Some(self)
     }
 
     fn config(&self) -> serde_json::Value {
@@ -351,8 +381,8 @@ impl GenerativeModel for Vae {
     }
 
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        let z = Tensor::randn(&[n, self.config.latent], DType::F32, rng);
-        self.decode(&z)?.sigmoid()
+        let z = self.sample_prior(n, rng)?;
+        self.decode_mean(&z)
     }
 
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {

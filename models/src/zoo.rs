@@ -77,6 +77,12 @@ pub static ENTRIES: &[&Entry] = &[
     &crate::classifier::ENTRY,
     &crate::vae::ENTRY,
     &crate::vae::CONV_ENTRY,
+    &crate::fvsbn::ENTRY,
+    &crate::nade::ENTRY,
+    &crate::pixel_cnn::ENTRY,
+    &crate::aae::ENTRY,
+    &crate::wae::MMD_ENTRY,
+    &crate::wae::GAN_ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known names.
@@ -150,6 +156,27 @@ pub trait GenerativeModel {
     /// `n` samples as [n, 1, 28, 28] (or [n, C, H, W]) in [0, 1]. Called in no-grad mode and
     /// evaluation behaviour.
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor>;
+
+    /// Models with an encoder (VAE, AAE, WAE): the encoder and decoder, from which the training
+    /// loop draws reconstructions, interpolations and the scatter of 2-d codes after the last
+    /// epoch ([`crate::latent::write_pictures`]). `None` (the default) for the others.
+    fn latent(&self) -> Option<&dyn crate::latent::LatentModel> {
+        None
+    }
+
+    /// Autoregressive models: `images` [n, 1, H, W] with values in {0, 1}, of which the first
+    /// `known` pixels in raster order are kept and the rest drawn pixel by pixel given them
+    /// (`genzoo complete`: the bottom half given the top half). Called in no-grad mode and
+    /// evaluation behaviour. Other models: an error.
+    fn complete(&mut self, _images: &Tensor, _known: usize, _rng: &mut Rng) -> Result<Tensor> {
+        Err(Error::invalid(
+            "complete",
+            format!(
+                "the {} model cannot complete images (only the autoregressive models can)",
+                self.name()
+            ),
+        ))
+    }
 
     /// Cheap metrics reported after every epoch (e.g. the classifier's test accuracy).
     fn epoch_metrics(&mut self, _ctx: &mut EvalContext) -> Result<Vec<Metric>> {

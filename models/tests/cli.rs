@@ -387,7 +387,7 @@ fn corrupt_and_foreign_checkpoints_get_clear_errors() {
 
     // a checkpoint of another model
     let mut c = models::checkpoint::from_bytes(&good, "good").unwrap();
-    c.meta.model = "nade".into();
+    c.meta.model = "pixelsnail".into();
     models::checkpoint::save(&ck, &c).unwrap();
     let o = genzoo(&[
         "train",
@@ -400,13 +400,13 @@ fn corrupt_and_foreign_checkpoints_get_clear_errors() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("\"nade\" run, not \"classifier\""),
+        stderr(&o).contains("\"pixelsnail\" run, not \"classifier\""),
         "{}",
         stderr(&o)
     );
     let o = genzoo(&["eval", p(&run)]);
     assert!(
-        stderr(&o).contains("\"nade\"") && stderr(&o).contains("does not know"),
+        stderr(&o).contains("\"pixelsnail\"") && stderr(&o).contains("does not know"),
         "{}",
         stderr(&o)
     );

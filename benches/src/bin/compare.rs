@@ -45,7 +45,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    if let Err(e) = run() {
+    // the engine's work runs on its own thread pool, as in genzoo (see kernels::cpu::on_pool)
+    if let Err(e) = kernels::cpu::on_pool(run) {
         eprintln!("compare: {e}");
         std::process::exit(2);
     }

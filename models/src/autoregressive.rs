@@ -1,0 +1,334 @@
+//! What the autoregressive models (FVSBN, NADE, PixelCNN) share: raster-order generation with
+//! an optional known prefix (sampling is completion with nothing known), the completion picture
+//! of `genzoo complete`, and the checks their tests run.
+//!
+//! Every model factorises p(x) = prod_i p(x_i | x_<i) over the pixels in raster order (row by
+//! row, left to right), so
+//! - the exact log-likelihood is one pass: all conditionals at once from the full image,
+//! - sampling is D steps: draw x_1, then x_2 given x_1, ...,
+//! - completion is the same loop with the first pixels given instead of drawn.
+
+use crate::data::{Mnist, Pixels};
+use crate::distributions::Bernoulli;
+use crate::eval::{EvalContext, Metric};
+use crate::zoo::GenerativeModel;
+use autograd::{no_grad, Error, Result, Rng, Tensor};
+
+/// The image size the autoregressive models use unless their config says otherwise.
+pub fn default_image_size() -> usize {
+    28
+}
+
+/// Checks a model's `image_size` config field (1..=64 pixels a side).
+pub fn check_image_size(model: &'static str, size: usize) -> Result<()> {
+    if !(1..=64).contains(&size) {
+        return Err(Error::invalid(
+            model,
+            format!("image_size must be in 1..=64, got {size}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `x` is a batch [B, 1, size, size] for a model of images `size` x `size`.
+pub fn check_images(model: &'static str, x: &Tensor, size: usize) -> Result<()> {
+    let s = x.shape();
+    if s.len() != 4 || s[1] != 1 || s[2] != size || s[3] != size {
+        return Err(Error::shape(
+            model,
+            format!("expects binary images [B, 1, {size}, {size}] (its image_size), got {s:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `genzoo eval`'s likelihood figures: the exact test NLL in nats per image (`nll`), on the
+/// test split binarised with the fixed threshold (the same for every model, so figures
+/// compare), and the same in bits per pixel (`nll_bits_per_pixel`). `nll(x)` gives -log p(x)
+/// per image, `[B]`, for a batch `[B, 1, H, W]`.
+pub fn likelihood_metrics(
+    ctx: &mut EvalContext,
+    pixels_per_image: usize,
+    mut nll: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<Vec<Metric>> {
+    let mut m = crate::eval::mean_per_image(ctx, Pixels::Threshold, 100, &["nll"], |x, _, _| {
+        Ok(vec![nll(x)?.to_vec_f64()])
+    })?;
+    let bits = m[0].value / (pixels_per_image.max(1) as f64 * std::f64::consts::LN_2);
+    m.push(Metric::new("nll_bits_per_pixel", bits));
+    Ok(m)
+}
+
+/// The pixels fixed during generation: the first `count` pixels (raster order) of each of `n`
+/// images of `d` pixels.
+#[derive(Clone, Debug)]
+pub struct Known {
+    data: Vec<f32>,
+    n: usize,
+    d: usize,
+    count: usize,
+}
+
+impl Known {
+    /// Nothing known: plain sampling of `n` images of `d` pixels.
+    pub fn none(n: usize, d: usize) -> Known {
+        Known {
+            data: Vec::new(),
+            n,
+            d,
+            count: 0,
+        }
+    }
+
+    /// The first `count` pixels of `images` [n, 1, size, size] (values in {0, 1}).
+    pub fn prefix(
+        model: &'static str,
+        images: &Tensor,
+        size: usize,
+        count: usize,
+    ) -> Result<Known> {
+        check_images(model, images, size)?;
+        let (n, d) = (images.shape()[0], size * size);
+        if count > d {
+            return Err(Error::invalid(
+                model,
+                format!("cannot keep {count} known pixels of a {d}-pixel image"),
+            ));
+        }
+        let data = images.to_vec_f32();
+        if let Some(v) = data.iter().find(|v| **v != 0.0 && **v != 1.0) {
+            return Err(Error::invalid(
+                model,
+                format!("completion needs binary images (values 0 or 1), got a pixel {v}"),
+            ));
+        }
+        Ok(Known { data, n, d, count })
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.d
+    }
+
+    /// Pixel `i` of every image, [n, 1]: the known value for i < count, otherwise a draw from
+    /// Bernoulli(sigmoid(logits)) with `logits` [n, 1].
+    pub fn next(&self, i: usize, logits: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        if i < self.count {
+            let col: Vec<f32> = (0..self.n).map(|b| self.data[b * self.d + i]).collect();
+            Tensor::from_vec(col, &[self.n, 1])?.to_dtype(logits.dtype())
+        } else {
+            Bernoulli::from_logits(logits).sample(rng)
+        }
+    }
+}
+
+/// The test images a completion picture shows: the first test image of each class in turn
+/// (0, 1, ..., 9, then the next of each), `n` of them, binarised with the fixed threshold.
+pub fn completion_inputs(data: &Mnist, n: usize) -> Result<Tensor> {
+    let test = &data.test;
+    let mut picked = Vec::new();
+    let mut next_of = [0usize; 10];
+    'outer: while picked.len() < n.min(test.len()) {
+        let before = picked.len();
+        for (class, next) in next_of.iter_mut().enumerate() {
+            if picked.len() == n {
+                break 'outer;
+            }
+            if let Some(off) = test.labels[*next..]
+                .iter()
+                .position(|&l| usize::from(l) == class)
+            {
+                picked.push(*next + off);
+                *next += off + 1;
+            } else {
+                *next = test.len();
+            }
+        }
+        if picked.len() == before {
+            break;
+        }
+    }
+    test.batch(&picked)
+        .tensor(Pixels::Threshold, &mut Rng::new(0))
+}
+
+/// The completion picture as images for [`crate::image::grid_png`] with `2 + per_image` columns:
+/// for each of `n` test images ([`completion_inputs`]) a row of the original, its top half (the
+/// unknown bottom half drawn mid-grey) and `per_image` completions of the bottom half given the
+/// top half, drawn pixel by pixel by `model`.
+pub fn completion_grid(
+    model: &mut dyn GenerativeModel,
+    data: &Mnist,
+    n: usize,
+    per_image: usize,
+    seed: u64,
+) -> Result<Tensor> {
+    let x = completion_inputs(data, n)?;
+    let s = x.shape().to_vec();
+    let (n, rows, cols) = (s[0], s[2], s[3]);
+    if n == 0 {
+        return Err(Error::invalid("complete", "no test images to complete"));
+    }
+    let known = (rows / 2) * cols;
+    model.set_training(false);
+    let mut rng = Rng::new(seed);
+    let mut completions = Vec::with_capacity(per_image);
+    for _ in 0..per_image {
+        let c = no_grad(|| model.complete(&x, known, &mut rng))?;
+        crate::eval::check_samples(model.name(), &c, n)?;
+        completions.push(c.to_vec_f32());
+    }
+    let d = rows * cols;
+    let orig = x.to_vec_f32();
+    let mut out = Vec::with_capacity(n * (2 + per_image) * d);
+    for b in 0..n {
+        let img = &orig[b * d..(b + 1) * d];
+        out.extend_from_slice(img);
+        out.extend(
+            img.iter()
+                .enumerate()
+                .map(|(i, &v)| if i < known { v } else { 0.5 }),
+        );
+        for c in &completions {
+            out.extend_from_slice(&c[b * d..(b + 1) * d]);
+        }
+    }
+    Tensor::from_vec(out, &[n * (2 + per_image), 1, rows, cols])
+}
+
+/// Checks shared by the tests of the autoregressive models.
+#[cfg(test)]
+pub(crate) mod checks {
+    use super::*;
+    use crate::data::Batch;
+    use autograd::DType;
+
+    /// The autoregressive property through gradients: for a random binary image of `size` x
+    /// `size`, d logit_i / d x_j is exactly 0 for every j >= i (raster order), and logit_i does
+    /// depend on x_(i-1) (so the check is not vacuous).
+    pub fn autoregressive(size: usize, logits: impl Fn(&Tensor) -> Result<Tensor>) {
+        let d = size * size;
+        let mut rng = Rng::new(11);
+        let v: Vec<f32> = (0..d)
+            .map(|_| if rng.uniform() < 0.5 { 0.0 } else { 1.0 })
+            .collect();
+        let x = Tensor::from_vec(v, &[1, 1, size, size])
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let l = logits(&x).unwrap();
+        assert_eq!(l.shape(), &[1, 1, size, size]);
+        let flat = l.reshape(&[d]).unwrap();
+        let mut depends_on_previous = 0;
+        for i in 0..d {
+            let out = flat.narrow(0, i, 1).unwrap().sum_all().unwrap();
+            let g = autograd::grad(&[out], &[], std::slice::from_ref(&x), false).unwrap();
+            let g = g[0]
+                .as_ref()
+                .map(|t| t.to_vec_f64())
+                .unwrap_or_else(|| vec![0.0; d]);
+            for (j, gj) in g.iter().enumerate().skip(i) {
+                assert!(
+                    *gj == 0.0,
+                    "d logit_{i} / d x_{j} = {gj}, should be 0 (pixel {i} must not see pixel {j})"
+                );
+            }
+            if i > 0 && g[i - 1] != 0.0 {
+                depends_on_previous += 1;
+            }
+        }
+        assert!(
+            depends_on_previous >= d / 2,
+            "only {depends_on_previous} of {d} logits depend on the previous pixel"
+        );
+    }
+
+    /// Exact normalisation: the probabilities of all 2^(size^2) binary images sum to 1.
+    pub fn normalised(size: usize, nll: impl Fn(&Tensor) -> Result<Tensor>) {
+        let d = size * size;
+        assert!(d <= 16);
+        let count = 1usize << d;
+        let mut v = Vec::with_capacity(count * d);
+        for k in 0..count {
+            v.extend((0..d).map(|i| ((k >> i) & 1) as f64));
+        }
+        let x = Tensor::from_vec(v, &[count, 1, size, size])
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let nll = no_grad(|| nll(&x)).unwrap().to_vec_f64();
+        assert_eq!(nll.len(), count);
+        let total: f64 = nll.iter().map(|l| (-l).exp()).sum();
+        assert!(
+            (total - 1.0).abs() < 1e-4,
+            "the probabilities of all {count} images sum to {total}"
+        );
+        let spread = nll.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            - nll.iter().cloned().fold(f64::INFINITY, f64::min);
+        assert!(spread > 0.1, "a flat model ({spread}) proves little");
+    }
+
+    /// A batch of `n` random binary images of `size` x `size` drawn from a few fixed patterns,
+    /// so that a model can learn something in a few steps.
+    pub fn tiny_batch(size: usize, n: usize) -> Batch {
+        let d = size * size;
+        let mut rng = Rng::new(5);
+        let mut images = Vec::with_capacity(n * d);
+        for b in 0..n {
+            for i in 0..d {
+                let (r, c) = (i / size, i % size);
+                let on = match b % 3 {
+                    0 => r == c,
+                    1 => r < size / 2,
+                    _ => c % 2 == 0,
+                };
+                let flip = rng.uniform() < 0.05;
+                images.push(if on != flip { 255 } else { 0 });
+            }
+        }
+        Batch {
+            images,
+            labels: vec![0; n],
+            rows: size,
+            cols: size,
+        }
+    }
+
+    /// A few steps on tiny data lower the loss; samples and completions are binary images of
+    /// the right shape, and completions keep the known pixels.
+    pub fn learns_and_samples(model: &mut dyn GenerativeModel, size: usize) {
+        let batch = tiny_batch(size, 32);
+        let mut rng = Rng::new(3);
+        let first = model.train_step(&batch, &mut rng).unwrap()[0].1;
+        let mut last = first;
+        for _ in 0..25 {
+            last = model.train_step(&batch, &mut rng).unwrap()[0].1;
+        }
+        assert!(
+            last < 0.8 * first,
+            "{}: loss {first} -> {last}",
+            model.name()
+        );
+        model.set_training(false);
+        let s = no_grad(|| model.sample(5, &mut rng)).unwrap();
+        assert_eq!(s.shape(), &[5, 1, size, size]);
+        assert!(s.to_vec_f64().iter().all(|v| *v == 0.0 || *v == 1.0));
+        let x = batch.tensor(Pixels::Threshold, &mut rng).unwrap();
+        let known = (size / 2) * size;
+        let c = no_grad(|| model.complete(&x, known, &mut rng)).unwrap();
+        assert_eq!(c.shape(), x.shape());
+        let (cv, xv) = (c.to_vec_f32(), x.to_vec_f32());
+        let d = size * size;
+        for b in 0..x.shape()[0] {
+            assert_eq!(cv[b * d..b * d + known], xv[b * d..b * d + known]);
+            assert!(cv[b * d..(b + 1) * d]
+                .iter()
+                .all(|v| *v == 0.0 || *v == 1.0));
+        }
+        assert!(no_grad(|| model.complete(&x, d + 1, &mut rng)).is_err());
+        assert!(no_grad(|| model.complete(&x.mul_scalar(0.5).unwrap(), known, &mut rng)).is_err());
+    }
+}

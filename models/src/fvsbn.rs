@@ -1,0 +1,282 @@
+//! The fully visible sigmoid belief network (FVSBN; Neal 1992, "Connectionist learning of belief
+//! networks"; the lecture's first autoregressive model of binary MNIST).
+//!
+//! Each pixel, in raster order, is a logistic regression on the pixels before it:
+//!
+//! ```text
+//!   p(x_i = 1 | x_<i) = sigmoid(a_i + sum_(j<i) W_ij x_j),      log p(x) = sum_i log p(x_i | x_<i)
+//! ```
+//!
+//! with W strictly lower-triangular: n + n(n-1)/2 free parameters (307,720 for 28 x 28 images,
+//! [`crate::distributions::fvsbn_params`]). All n conditionals come from one masked matmul,
+//! logits = x (W * M)^T + a with M_ij = 1 for j < i (else 0), so the exact likelihood is a
+//! single pass. Sampling runs the recursion directly: the pre-activations s = a + W x start at
+//! a and each drawn pixel adds its column, s += x_i W[:, i], O(n) per pixel.
+
+use crate::autoregressive::{self, Known};
+use crate::data::{Batch, Pixels};
+use crate::distributions::Bernoulli;
+use crate::eval::{EvalContext, Metric};
+use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{DType, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub static ENTRY: Entry = Entry {
+    name: "fvsbn",
+    title:
+        "Fully visible sigmoid belief net: a logistic regression per pixel on the pixels before it",
+    paper: "Neal 1992, Connectionist learning of belief networks",
+    family: Family::Likelihood,
+    default_epochs: 30,
+    default_batch_size: 64,
+    default_config: || serde_json::to_value(FvsbnConfig::default()).unwrap_or_default(),
+    build: |cfg, _rng| Ok(Box::new(Fvsbn::new(parse_config("fvsbn", cfg)?)?)),
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FvsbnConfig {
+    pub lr: f64,
+    /// L2 penalty on W (Adam's weight decay), against overfitting the quadratic weight count.
+    pub weight_decay: f64,
+    /// Images are `image_size` x `image_size` (28 for MNIST).
+    pub image_size: usize,
+    /// How training images become binary (stochastic binarisation by default; evaluation always
+    /// uses the fixed threshold, so likelihoods compare across models).
+    pub pixels: Pixels,
+}
+
+impl Default for FvsbnConfig {
+    fn default() -> Self {
+        FvsbnConfig {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            image_size: autoregressive::default_image_size(),
+            pixels: Pixels::Stochastic,
+        }
+    }
+}
+
+pub struct Fvsbn {
+    config: FvsbnConfig,
+    /// W [n, n]; only the strictly lower triangle is used (and trained).
+    weight: Tensor,
+    /// a [n]
+    bias: Tensor,
+    /// M [n, n], M_ij = 1 for j < i: a constant.
+    mask: Tensor,
+    opt: Adam,
+}
+
+impl Fvsbn {
+    /// Starts from W = 0 and a = 0: every pixel a fair coin.
+    pub fn new(config: FvsbnConfig) -> Result<Fvsbn> {
+        autoregressive::check_image_size("fvsbn", config.image_size)?;
+        let n = config.image_size * config.image_size;
+        let weight = Tensor::zeros(&[n, n], DType::F32).requires_grad_(true)?;
+        let bias = Tensor::zeros(&[n], DType::F32).requires_grad_(true)?;
+        let mask: Vec<f32> = (0..n * n)
+            .map(|k| if k % n < k / n { 1.0 } else { 0.0 })
+            .collect();
+        let opt = Adam::new(
+            vec![
+                ("weight".to_string(), weight.clone()),
+                ("bias".to_string(), bias.clone()),
+            ],
+            AdamConfig {
+                lr: config.lr,
+                weight_decay: config.weight_decay,
+                ..AdamConfig::default()
+            },
+        )?;
+        Ok(Fvsbn {
+            mask: Tensor::from_vec(mask, &[n, n])?,
+            config,
+            weight,
+            bias,
+            opt,
+        })
+    }
+
+    fn pixels_per_image(&self) -> usize {
+        self.config.image_size * self.config.image_size
+    }
+
+    /// W * M: the weights each conditional really uses.
+    fn masked_weight(&self) -> Result<Tensor> {
+        self.weight.mul(&self.mask)
+    }
+
+    /// The logits of every conditional, logit_i = a_i + sum_(j<i) W_ij x_j, [B, 1, H, W] for
+    /// images x [B, 1, H, W].
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        autoregressive::check_images("fvsbn", x, self.config.image_size)?;
+        let b = x.shape()[0];
+        x.reshape(&[b, self.pixels_per_image()])?
+            .matmul(&self.masked_weight()?.t()?)?
+            .add(&self.bias)?
+            .reshape(x.shape())
+    }
+
+    /// -log p(x) per image, nats, `[B]`.
+    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
+        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
+        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
+            .sum(&[1], false)?
+            .neg()
+    }
+
+    /// Pixel by pixel in raster order, with the pre-activations s = a + sum_(j<i) W_(:,j) x_j
+    /// carried along; returns the images and the logits each pixel was drawn from.
+    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        let (n, d) = (known.n(), known.pixels());
+        let wt = self.masked_weight()?.t()?.contiguous()?; // row j: W[:, j]
+        let mut s = self.bias.detach().reshape(&[1, d])?.expand(&[n, d])?;
+        let (mut xs, mut ls) = (Vec::with_capacity(d), Vec::with_capacity(d));
+        for i in 0..d {
+            let logit = s.narrow(1, i, 1)?;
+            let xi = known.next(i, &logit, rng)?;
+            s = s.add(&xi.mul(&wt.narrow(0, i, 1)?)?)?;
+            xs.push(xi);
+            ls.push(logit);
+        }
+        let size = self.config.image_size;
+        Ok((
+            Tensor::concat(&xs, 1)?.reshape(&[n, 1, size, size])?,
+            Tensor::concat(&ls, 1)?.reshape(&[n, 1, size, size])?,
+        ))
+    }
+}
+
+impl GenerativeModel for Fvsbn {
+    fn name(&self) -> &'static str {
+        "fvsbn"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+
+    fn pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("weight".into(), self.weight.clone()),
+            ("bias".into(), self.bias.clone()),
+        ]
+    }
+
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer", &self.opt)]
+    }
+
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![("optimizer", &mut self.opt)]
+    }
+
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let x = batch.tensor(self.config.pixels, rng)?;
+        let loss = self.nll(&x)?.mean_all()?;
+        self.opt.zero_grad();
+        loss.backward()?;
+        self.opt.step()?;
+        Ok(vec![("loss".into(), loss.item()?)])
+    }
+
+    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        Ok(self
+            .generate(&Known::none(n, self.pixels_per_image()), rng)?
+            .0)
+    }
+
+    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
+        let k = Known::prefix("fvsbn", images, self.config.image_size, known)?;
+        Ok(self.generate(&k, rng)?.0)
+    }
+
+    /// The exact test NLL after every epoch (one pass over the test split).
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))
+    }
+
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let mut metrics =
+            autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))?;
+        let samples = crate::eval::draw_samples(self, ctx)?;
+        metrics.extend(ctx.sample_metrics(&samples, self.config.pixels, None)?);
+        Ok(metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoregressive::checks;
+
+    fn small(size: usize) -> Fvsbn {
+        let mut m = Fvsbn::new(FvsbnConfig {
+            image_size: size,
+            lr: 0.05,
+            ..FvsbnConfig::default()
+        })
+        .unwrap();
+        // random weights, so that the checks see a model that is not flat
+        let mut rng = Rng::new(1);
+        let n = size * size;
+        m.weight
+            .copy_from(&Tensor::randn(&[n, n], DType::F32, &mut rng))
+            .unwrap();
+        m.bias
+            .copy_from(&Tensor::randn(&[n], DType::F32, &mut rng))
+            .unwrap();
+        m.opt = Adam::new(
+            m.weights(),
+            AdamConfig {
+                lr: 0.05,
+                ..AdamConfig::default()
+            },
+        )
+        .unwrap();
+        m
+    }
+
+    #[test]
+    fn autoregressive_through_gradients() {
+        let m = small(5);
+        checks::autoregressive(5, |x| m.logits(x));
+    }
+
+    #[test]
+    fn probabilities_of_all_images_sum_to_one() {
+        let m = small(3);
+        checks::normalised(3, |x| m.nll(x));
+    }
+
+    #[test]
+    fn sampling_uses_the_same_conditionals_as_the_likelihood() {
+        let m = small(4);
+        let (x, l) =
+            autograd::no_grad(|| m.generate(&Known::none(6, 16), &mut Rng::new(2))).unwrap();
+        let full = autograd::no_grad(|| m.logits(&x)).unwrap();
+        for (a, b) in l.to_vec_f64().iter().zip(full.to_vec_f64()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn learns_samples_and_completes() {
+        let mut m = small(6);
+        checks::learns_and_samples(&mut m, 6);
+        assert!(m
+            .train_step(&checks::tiny_batch(5, 4), &mut Rng::new(0))
+            .is_err());
+        assert!(Fvsbn::new(FvsbnConfig {
+            image_size: 0,
+            ..FvsbnConfig::default()
+        })
+        .is_err());
+    }
+}

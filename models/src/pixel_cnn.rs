@@ -1,0 +1,521 @@
+//! PixelCNN (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel Recurrent Neural Networks",
+//! sections 3.4-3.5 and figure 5), for binary images.
+//!
+//! The conditionals p(x_i | x_<i) of all pixels come from one stack of masked convolutions, so
+//! the exact likelihood log p(x) = sum_i log p(x_i | x_<i) is a single forward pass:
+//!
+//! ```text
+//!   h_0 = MaskA_7x7(x)                                  the centre tap masked: pixel i is unseen
+//!   h_l = h_(l-1) + 1x1(ReLU(MaskB_3x3(ReLU(1x1(ReLU(h_(l-1)))))))   residual blocks, 2h -> h -> h -> 2h
+//!   logit = 1x1(ReLU(1x1(ReLU(h_L))))                   p(x_i = 1 | x_<i) = sigmoid(logit_i)
+//! ```
+//!
+//! Mask A keeps the taps above the centre and left of it on the centre row; mask B also keeps
+//! the centre (a later layer may read its own position's features, which were computed without
+//! x_i). Masked taps are skipped by the convolution, not multiplied by zero.
+//!
+//! Sampling is sequential, pixel after pixel in raster order. Instead of 784 full forward passes
+//! it runs the network at one position at a time over cached activations (the "fast
+//! generation" of Ramachandran et al. 2017): every activation at (r, c) depends only on pixels
+//! before (r, c), so each is computed exactly once, when its position comes; a pixel costs one
+//! column of the network, and a whole sample one forward pass.
+
+use crate::autoregressive::{self, Known};
+use crate::data::{Batch, Pixels};
+use crate::distributions::Bernoulli;
+use crate::eval::{EvalContext, Metric};
+use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{mask_taps, Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub static ENTRY: Entry = Entry {
+    name: "pixelcnn",
+    title: "PixelCNN: 7x7 mask-A conv, residual blocks of 3x3 mask-B convs, 1x1 head",
+    paper: "van den Oord, Kalchbrenner & Kavukcuoglu 2016, Pixel Recurrent Neural Networks",
+    family: Family::Likelihood,
+    default_epochs: 3,
+    default_batch_size: 32,
+    default_config: || serde_json::to_value(PixelCnnConfig::default()).unwrap_or_default(),
+    build: |cfg, rng| {
+        Ok(Box::new(PixelCnn::new(
+            parse_config("pixelcnn", cfg)?,
+            rng,
+        )?))
+    },
+};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PixelCnnConfig {
+    pub lr: f64,
+    /// 2h, the channels between the blocks (the residual stream).
+    pub channels: usize,
+    /// h, the channels inside a block (around its 3x3 mask-B convolution).
+    pub bottleneck: usize,
+    /// Residual blocks; each one widens the receptive field by one row up and one column to
+    /// each side.
+    pub blocks: usize,
+    /// Channels of the hidden 1x1 layer of the output head.
+    pub head: usize,
+    /// Images are `image_size` x `image_size` (28 for MNIST).
+    pub image_size: usize,
+    /// How training images become binary (stochastic binarisation by default; evaluation always
+    /// uses the fixed threshold).
+    pub pixels: Pixels,
+}
+
+impl Default for PixelCnnConfig {
+    fn default() -> Self {
+        PixelCnnConfig {
+            lr: 2e-3,
+            channels: 32,
+            bottleneck: 16,
+            blocks: 6,
+            head: 32,
+            image_size: autoregressive::default_image_size(),
+            pixels: Pixels::Stochastic,
+        }
+    }
+}
+
+/// ReLU -> 1x1 (2h -> h) -> ReLU -> 3x3 mask B (h -> h) -> ReLU -> 1x1 (h -> 2h), added to its
+/// input.
+struct Block {
+    reduce: Conv2d,
+    conv: MaskedConv2d,
+    expand: Conv2d,
+}
+
+impl Block {
+    fn residual(&self, h: &Tensor) -> Result<Tensor> {
+        let t = self.reduce.forward(&h.relu()?)?.relu()?;
+        self.expand.forward(&self.conv.forward(&t)?.relu()?)
+    }
+}
+
+impl Module for Block {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[
+                ("reduce", &self.reduce as &dyn Module),
+                ("conv", &self.conv),
+                ("expand", &self.expand),
+            ],
+            |m| m.named_parameters(),
+        )
+    }
+}
+
+pub struct PixelCnn {
+    config: PixelCnnConfig,
+    input: MaskedConv2d,
+    blocks: Vec<Block>,
+    head1: Conv2d,
+    head2: Conv2d,
+    opt: Adam,
+}
+
+impl PixelCnn {
+    pub fn new(config: PixelCnnConfig, rng: &mut Rng) -> Result<PixelCnn> {
+        autoregressive::check_image_size("pixelcnn", config.image_size)?;
+        let c = &config;
+        if [c.channels, c.bottleneck, c.head]
+            .iter()
+            .any(|&v| v == 0 || v > 1024)
+            || c.blocks > 64
+        {
+            return Err(Error::invalid(
+                "pixelcnn",
+                format!(
+                    "channels, bottleneck and head must be in 1..=1024 and blocks at most 64, got {}, {}, {} and {}",
+                    c.channels, c.bottleneck, c.head, c.blocks
+                ),
+            ));
+        }
+        let f = DType::F32;
+        let one = Conv2dOptions::default();
+        let input = MaskedConv2d::new(
+            1,
+            c.channels,
+            (7, 7),
+            Mask::A,
+            Conv2dOptions::default().padding(3),
+            true,
+            f,
+            rng,
+        )?;
+        let mut blocks = Vec::with_capacity(c.blocks);
+        for _ in 0..c.blocks {
+            blocks.push(Block {
+                reduce: Conv2d::new(c.channels, c.bottleneck, (1, 1), one.clone(), true, f, rng)?,
+                conv: MaskedConv2d::new(
+                    c.bottleneck,
+                    c.bottleneck,
+                    (3, 3),
+                    Mask::B,
+                    Conv2dOptions::default().padding(1),
+                    true,
+                    f,
+                    rng,
+                )?,
+                expand: Conv2d::new(c.bottleneck, c.channels, (1, 1), one.clone(), true, f, rng)?,
+            });
+        }
+        let head1 = Conv2d::new(c.channels, c.head, (1, 1), one.clone(), true, f, rng)?;
+        let head2 = Conv2d::new(c.head, 1, (1, 1), one, true, f, rng)?;
+        let mut model = PixelCnn {
+            config: config.clone(),
+            input,
+            blocks,
+            head1,
+            head2,
+            opt: Adam::new(Vec::<(String, Tensor)>::new(), AdamConfig::default())?,
+        };
+        model.opt = Adam::new(
+            model.named_parameters(),
+            AdamConfig {
+                lr: config.lr,
+                ..AdamConfig::default()
+            },
+        )?;
+        Ok(model)
+    }
+
+    fn pixels_per_image(&self) -> usize {
+        self.config.image_size * self.config.image_size
+    }
+
+    /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        autoregressive::check_images("pixelcnn", x, self.config.image_size)?;
+        let mut h = self.input.forward(x)?;
+        for b in &self.blocks {
+            h = h.add(&b.residual(&h)?)?;
+        }
+        self.head2.forward(&self.head1.forward(&h.relu()?)?.relu()?)
+    }
+
+    /// -log p(x) per image, nats, `[B]`.
+    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
+        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
+        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
+            .sum(&[1], false)?
+            .neg()
+    }
+
+    /// Generation the slow way, 784 full forward passes (one per pixel, each batched over the
+    /// images): the reference the fast generator is tested against.
+    #[cfg(test)]
+    fn generate_by_full_passes(&self, known: &Known, rng: &mut Rng) -> Result<Tensor> {
+        let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
+        let mut x = vec![0f32; n * d];
+        for i in 0..d {
+            let l = self
+                .logits(&Tensor::from_vec(x.clone(), &[n, 1, s, s])?)?
+                .reshape(&[n, d])?
+                .narrow(1, i, 1)?;
+            let xi = known.next(i, &l, rng)?.to_vec_f32();
+            for (b, v) in xi.into_iter().enumerate() {
+                x[b * d + i] = v;
+            }
+        }
+        Tensor::from_vec(x, &[n, 1, s, s])
+    }
+
+    /// Pixel by pixel in raster order, computing the network one position at a time over
+    /// cached activations; returns the images and the logits each pixel was drawn from.
+    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
+        let input = TapConv::of(&self.input.weight, self.input.bias.as_ref(), Some(Mask::A))?;
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok((
+                    Pointwise::of(&b.reduce)?,
+                    TapConv::of(&b.conv.weight, b.conv.bias.as_ref(), Some(Mask::B))?,
+                    Pointwise::of(&b.expand)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (head1, head2) = (Pointwise::of(&self.head1)?, Pointwise::of(&self.head2)?);
+        // the image so far, and each block's input to its 3x3 convolution, channels last
+        let mut image = Cache::new(n, s, 1);
+        let mut mids: Vec<Cache> = (0..blocks.len())
+            .map(|_| Cache::new(n, s, self.config.bottleneck))
+            .collect();
+        let mut logits = Vec::with_capacity(d);
+        for i in 0..d {
+            let (r, c) = (i / s, i % s);
+            let mut h = input.at(&image, r, c)?;
+            for ((reduce, conv, expand), mid) in blocks.iter().zip(mids.iter_mut()) {
+                mid.set(r, c, &reduce.apply(&h.relu()?)?.relu()?);
+                h = h.add(&expand.apply(&conv.at(mid, r, c)?.relu()?)?)?;
+            }
+            let logit = head2.apply(&head1.apply(&h.relu()?)?.relu()?)?;
+            image.set(r, c, &known.next(i, &logit, rng)?);
+            logits.push(logit);
+        }
+        Ok((
+            Tensor::from_vec(image.data, &[n, 1, s, s])?,
+            Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
+        ))
+    }
+}
+
+/// Activations [n, s, s, channels] (channels last, so that one position's vector is contiguous),
+/// filled in as generation goes; zero where not yet computed.
+struct Cache {
+    data: Vec<f32>,
+    n: usize,
+    s: usize,
+    channels: usize,
+}
+
+impl Cache {
+    fn new(n: usize, s: usize, channels: usize) -> Cache {
+        Cache {
+            data: vec![0.0; n * s * s * channels],
+            n,
+            s,
+            channels,
+        }
+    }
+
+    /// Stores `v` [n, channels] at position (r, c).
+    fn set(&mut self, r: usize, c: usize, v: &Tensor) {
+        let v = v.to_vec_f32();
+        let ch = self.channels;
+        for b in 0..self.n {
+            let at = ((b * self.s + r) * self.s + c) * ch;
+            self.data[at..at + ch].copy_from_slice(&v[b * ch..(b + 1) * ch]);
+        }
+    }
+}
+
+/// A (masked) convolution evaluated at one output position: its kept taps' inputs gathered into
+/// [n, taps * in] and multiplied by the weights arranged as [taps * in, out].
+struct TapConv {
+    /// (row, column) offsets of the kept taps from the output position
+    offsets: Vec<(isize, isize)>,
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl TapConv {
+    fn of(weight: &Tensor, bias: Option<&Tensor>, mask: Option<Mask>) -> Result<TapConv> {
+        let s = weight.shape();
+        let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
+        let taps = mask_taps(kh, kw, mask);
+        let w = weight.to_vec_f32();
+        let mut m = vec![0f32; taps.len() * cin * cout];
+        for (t, &(ti, tj)) in taps.iter().enumerate() {
+            for ci in 0..cin {
+                for co in 0..cout {
+                    m[(t * cin + ci) * cout + co] = w[((co * cin + ci) * kh + ti) * kw + tj];
+                }
+            }
+        }
+        Ok(TapConv {
+            offsets: taps
+                .iter()
+                .map(|&(i, j)| {
+                    (
+                        i as isize - (kh / 2) as isize,
+                        j as isize - (kw / 2) as isize,
+                    )
+                })
+                .collect(),
+            weight: Tensor::from_vec(m, &[taps.len() * cin, cout])?,
+            bias: bias.map(|b| b.detach()),
+        })
+    }
+
+    /// The output [n, out] at (r, c), zero padding outside the image.
+    fn at(&self, input: &Cache, r: usize, c: usize) -> Result<Tensor> {
+        let (n, s, ch) = (input.n, input.s as isize, input.channels);
+        let width = self.offsets.len() * ch;
+        let mut g = vec![0f32; n * width];
+        for b in 0..n {
+            for (t, &(dr, dc)) in self.offsets.iter().enumerate() {
+                let (rr, cc) = (r as isize + dr, c as isize + dc);
+                if rr < 0 || cc < 0 || rr >= s || cc >= s {
+                    continue;
+                }
+                let at = ((b * input.s + rr as usize) * input.s + cc as usize) * ch;
+                g[b * width + t * ch..b * width + (t + 1) * ch]
+                    .copy_from_slice(&input.data[at..at + ch]);
+            }
+        }
+        let y = Tensor::from_vec(g, &[n, width])?.matmul(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// A 1x1 convolution as a matrix: [n, in] -> [n, out].
+struct Pointwise {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Pointwise {
+    fn of(conv: &Conv2d) -> Result<Pointwise> {
+        let s = conv.weight.shape();
+        Ok(Pointwise {
+            weight: conv
+                .weight
+                .detach()
+                .reshape(&[s[0], s[1]])?
+                .t()?
+                .contiguous()?,
+            bias: conv.bias.as_ref().map(|b| b.detach()),
+        })
+    }
+
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+impl Module for PixelCnn {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut all = nn::prefixed("input", self.input.named_parameters());
+        for (i, b) in self.blocks.iter().enumerate() {
+            all.extend(nn::prefixed(&format!("blocks.{i}"), b.named_parameters()));
+        }
+        all.extend(nn::prefixed("head1", self.head1.named_parameters()));
+        all.extend(nn::prefixed("head2", self.head2.named_parameters()));
+        all
+    }
+}
+
+impl GenerativeModel for PixelCnn {
+    fn name(&self) -> &'static str {
+        "pixelcnn"
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+
+    fn pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        self.named_parameters()
+    }
+
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer", &self.opt)]
+    }
+
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![("optimizer", &mut self.opt)]
+    }
+
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let x = batch.tensor(self.config.pixels, rng)?;
+        let loss = self.nll(&x)?.mean_all()?;
+        self.opt.zero_grad();
+        loss.backward()?;
+        self.opt.step()?;
+        Ok(vec![("loss".into(), loss.item()?)])
+    }
+
+    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        Ok(self
+            .generate(&Known::none(n, self.pixels_per_image()), rng)?
+            .0)
+    }
+
+    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
+        let k = Known::prefix("pixelcnn", images, self.config.image_size, known)?;
+        Ok(self.generate(&k, rng)?.0)
+    }
+
+    /// The exact test NLL after every epoch (one pass over the test split).
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))
+    }
+
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let mut metrics =
+            autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))?;
+        let samples = crate::eval::draw_samples(self, ctx)?;
+        metrics.extend(ctx.sample_metrics(&samples, self.config.pixels, None)?);
+        Ok(metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autoregressive::checks;
+
+    fn small(size: usize, blocks: usize) -> PixelCnn {
+        PixelCnn::new(
+            PixelCnnConfig {
+                image_size: size,
+                channels: 8,
+                bottleneck: 4,
+                blocks,
+                head: 8,
+                lr: 0.01,
+                ..PixelCnnConfig::default()
+            },
+            &mut Rng::new(4),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn autoregressive_through_gradients() {
+        // 8 x 8: the 7x7 kernel and two blocks reach across most of the image
+        let m = small(8, 2);
+        checks::autoregressive(8, |x| m.logits(x));
+    }
+
+    #[test]
+    fn probabilities_of_all_images_sum_to_one() {
+        let m = small(3, 2);
+        checks::normalised(3, |x| m.nll(x));
+    }
+
+    #[test]
+    fn fast_generation_matches_full_forward_passes() {
+        let m = small(6, 3);
+        let (x, l) =
+            autograd::no_grad(|| m.generate(&Known::none(5, 36), &mut Rng::new(2))).unwrap();
+        // the logits used while generating are those of one pass over the finished images
+        let full = autograd::no_grad(|| m.logits(&x)).unwrap();
+        for (a, b) in l.to_vec_f64().iter().zip(full.to_vec_f64()) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        // and the same draws as the slow way, 36 full passes
+        let slow =
+            autograd::no_grad(|| m.generate_by_full_passes(&Known::none(5, 36), &mut Rng::new(2)))
+                .unwrap();
+        assert_eq!(x.to_vec_f32(), slow.to_vec_f32());
+    }
+
+    #[test]
+    fn learns_samples_and_completes() {
+        let mut m = small(6, 1);
+        checks::learns_and_samples(&mut m, 6);
+        let bad = PixelCnnConfig {
+            channels: 0,
+            ..PixelCnnConfig::default()
+        };
+        assert!(PixelCnn::new(bad, &mut Rng::new(0)).is_err());
+    }
+}
