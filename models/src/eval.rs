@@ -76,6 +76,9 @@ pub struct EvalContext<'a> {
     pub rng: Rng,
     /// How many samples the sample-quality metrics draw.
     pub samples: usize,
+    /// Importance samples for latent-variable models' IWAE bound (`genzoo eval --iwae-k`);
+    /// `None`: the model's own config.
+    pub iwae_k: Option<usize>,
     classifier: Option<Classifier>,
     real: Vec<Real>,
 }
@@ -88,6 +91,7 @@ impl<'a> EvalContext<'a> {
             data,
             rng: Rng::new(seed),
             samples,
+            iwae_k: None,
             classifier: None,
             real: Vec::new(),
         }

@@ -386,7 +386,7 @@ impl GenerativeModel for Vae {
     }
 
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let k = self.config.iwae_k;
+        let k = ctx.iwae_k.unwrap_or(self.config.iwae_k);
         let iwae_name = format!("iwae_nll_k{k}");
         let names = ["neg_elbo", "reconstruction", "kl", iwae_name.as_str()];
         let mut metrics =

@@ -235,10 +235,10 @@ fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
 
 /// Samples are processed in chunks whose column matrices sit side by side, so each matmul has
 /// a long inner dimension (Ho·Wo alone is often 49 or 196: too short for the micro-kernel) while
-/// the chunk's column buffer stays near 4 MiB. The chunking depends only on the shapes, so
+/// the chunk's column buffer stays near 1 MiB (within L2). The chunking depends only on the shapes, so
 /// results do not depend on the number of threads.
 fn samples_per_chunk(g: &ConvGeometry) -> usize {
-    const TARGET_ELEMENTS: usize = 1 << 20;
+    const TARGET_ELEMENTS: usize = 1 << 18;
     (TARGET_ELEMENTS / (g.k_per_group() * g.l()).max(1)).clamp(1, g.n.max(1))
 }
 

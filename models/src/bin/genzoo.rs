@@ -141,6 +141,9 @@ struct EvalArgs {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Importance samples of the IWAE bound (latent-variable models) [default: the model's config]
+    #[arg(long, value_name = "K", value_parser = value_parser!(u64).range(1..=100_000))]
+    iwae_k: Option<u64>,
     /// Evaluate on the test split of this data folder instead of the run's data.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
@@ -285,6 +288,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
     let data = run::data_of(&loaded.meta, a.data.as_deref()).map_err(|e| e.to_string())?;
     let mut ctx = EvalContext::new(&data, a.seed, a.samples as usize);
+    ctx.iwae_k = a.iwae_k.map(|k| k as usize);
     let metrics = loaded.model.eval(&mut ctx).map_err(|e| e.to_string())?;
     let m = &loaded.meta;
     if a.json {
