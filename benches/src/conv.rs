@@ -83,6 +83,22 @@ pub fn conv_cases(rng: &mut Rng) -> Result<Vec<Case>> {
                 Kind::Transpose => 2 * xs.iter().product::<usize>() * ws[1] * ws[2] * ws[3],
                 _ => 2 * y_shape.iter().product::<usize>() * ws[1] * ws[2] * ws[3],
             };
+            if matches!(kind, Kind::Masked(_)) {
+                // the same shape through our plain conv2d: the masked kernel should beat it
+                let (fx, fw, x, w, g) = (x.clone(), w.clone(), x.clone(), w.clone(), g.clone());
+                cases.push(Case {
+                    group: "conv2d_on_masked_shapes".into(),
+                    name: c["name"].as_str().unwrap_or("?").into(),
+                    gpu_only,
+                    flops: Some(flops as u64),
+                    fwd: Some(Box::new(move || no_grad(|| run(Kind::Conv, &fx, &fw, stride, pad)).map(drop))),
+                    fwdbwd: Box::new(move || {
+                        x.zero_grad();
+                        w.zero_grad();
+                        run(Kind::Conv, &x, &w, stride, pad)?.backward_with(&g)
+                    }),
+                });
+            }
             let (fx, fw) = (x.clone(), w.clone());
             cases.push(Case {
                 group: group.into(),
