@@ -91,7 +91,9 @@ pub fn conv_cases(rng: &mut Rng) -> Result<Vec<Case>> {
                     name: c["name"].as_str().unwrap_or("?").into(),
                     gpu_only,
                     flops: Some(flops as u64),
-                    fwd: Some(Box::new(move || no_grad(|| run(Kind::Conv, &fx, &fw, stride, pad)).map(drop))),
+                    fwd: Some(Box::new(move || {
+                        no_grad(|| run(Kind::Conv, &fx, &fw, stride, pad)).map(drop)
+                    })),
                     fwdbwd: Box::new(move || {
                         x.zero_grad();
                         w.zero_grad();
