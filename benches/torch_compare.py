@@ -193,6 +193,38 @@ def vae_step_cases(dev):
         yield "model_steps", c, flops, None, step
 
 
+def pixelcnn_step_cases(dev):
+    """model_steps/pixelcnn_mnist_step: masked conv A (1->64, 7x7) -> ReLU -> 5 x [masked conv B
+    (64->64, 3x3) -> ReLU] -> 1x1 (64->64) -> ReLU -> 1x1 (64->1); BCE with logits (mean); Adam
+    lr 1e-3, on a fixed random binary batch. The masks multiply the weights in every forward,
+    PyTorch's usual masked convolution (as in conv_cases)."""
+    F = torch.nn.functional
+    for c in SHAPES["model_steps"]:
+        if c["name"] != "pixelcnn_mnist_step":
+            continue
+        b, ch = c["batch"], 64
+        first = torch.nn.Conv2d(1, ch, 7, padding=3).to(dev)
+        blocks = [torch.nn.Conv2d(ch, ch, 3, padding=1).to(dev) for _ in range(5)]
+        head1, head2 = torch.nn.Conv2d(ch, ch, 1).to(dev), torch.nn.Conv2d(ch, 1, 1).to(dev)
+        mods = torch.nn.ModuleList([first, *blocks, head1, head2])
+        opt = torch.optim.Adam(mods.parameters(), lr=1e-3)
+        ma, mb = causal_mask(7, 7, "A", dev), causal_mask(3, 3, "B", dev)
+        x = (torch.rand(b, 1, 28, 28, device=dev) > 0.5).float()
+
+        def step(x=x, opt=opt, first=first, blocks=blocks, head1=head1, head2=head2, ma=ma, mb=mb):
+            h = F.relu(F.conv2d(x, first.weight * ma, first.bias, padding=3))
+            for l in blocks:
+                h = F.relu(F.conv2d(h, l.weight * mb, l.bias, padding=1))
+            logits = head2(F.relu(head1(h)))
+            loss = F.binary_cross_entropy_with_logits(logits, x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        flops = 2 * b * 28 * 28 * (ch * 49 + 5 * ch * ch * 9 + ch * ch + ch)
+        yield "model_steps", c, flops, None, step
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
@@ -218,7 +250,7 @@ def main():
         except (OSError, StopIteration):
             pass
     out = open(args.out, "w") if args.out else None
-    for gen in (matmul_cases, conv_cases, lstm_cases, overhead_cases, vae_step_cases):
+    for gen in (matmul_cases, conv_cases, lstm_cases, overhead_cases, vae_step_cases, pixelcnn_step_cases):
         for group, c, flops, fwd, fwdbwd in gen(dev):
             key = f"{group}/{c['name']}"
             if args.filter and args.filter not in key:

@@ -123,6 +123,7 @@ pub fn all_cases(seed: u64) -> Result<Vec<Case>> {
     cases.extend(lstm::lstm_cases(&mut rng)?);
     cases.extend(overhead_cases()?);
     cases.push(model_steps::vae_step_case(&mut rng)?);
+    cases.push(model_steps::pixelcnn_step_case(&mut rng)?);
     Ok(cases)
 }
 

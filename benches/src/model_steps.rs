@@ -82,3 +82,91 @@ pub fn vae_step_case(rng: &mut Rng) -> Result<Case> {
         }),
     })
 }
+
+/// `pixelcnn_mnist_step`: x [64, 1, 28, 28] binarised -> masked conv A (1 -> 64, 7x7, pad 3) ->
+/// ReLU -> 5 x [masked conv B (64 -> 64, 3x3, pad 1) -> ReLU] -> 1x1 conv (64 -> 64) -> ReLU ->
+/// 1x1 conv (64 -> 1) -> per-pixel Bernoulli logits; loss BCE with logits (mean); Adam lr 1e-3.
+/// The batch is a fixed random binary image set. flops counts the forward's convolutions at
+/// their nominal (unmasked) size.
+pub fn pixelcnn_step_case(rng: &mut Rng) -> Result<Case> {
+    use autograd::nn::{Conv2d, MaskedConv2d};
+    use autograd::{Conv2dOptions, Mask};
+    let spec = shapes();
+    let c = spec["model_steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "pixelcnn_mnist_step")
+        .ok_or_else(|| {
+            Error::invalid(
+                "pixelcnn_step_case",
+                "shapes.json has no model_steps/pixelcnn_mnist_step",
+            )
+        })?;
+    let b = c["batch"].as_u64().unwrap_or(64) as usize;
+    let (ch, f) = (64, DType::F32);
+    let first = MaskedConv2d::new(
+        1,
+        ch,
+        (7, 7),
+        Mask::A,
+        Conv2dOptions::default().padding(3),
+        true,
+        f,
+        rng,
+    )?;
+    let blocks = (0..5)
+        .map(|_| {
+            MaskedConv2d::new(
+                ch,
+                ch,
+                (3, 3),
+                Mask::B,
+                Conv2dOptions::default().padding(1),
+                true,
+                f,
+                rng,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let head1 = Conv2d::new(ch, ch, (1, 1), Conv2dOptions::default(), true, f, rng)?;
+    let head2 = Conv2d::new(ch, 1, (1, 1), Conv2dOptions::default(), true, f, rng)?;
+    let mut params: Vec<Tensor> = vec![first.weight.clone()];
+    params.extend(first.bias.clone());
+    for l in &blocks {
+        params.push(l.weight.clone());
+        params.extend(l.bias.clone());
+    }
+    for l in [&head1, &head2] {
+        params.push(l.weight.clone());
+        params.extend(l.bias.clone());
+    }
+    let mut opt = Adam::new(
+        params,
+        AdamConfig {
+            lr: 1e-3,
+            ..AdamConfig::default()
+        },
+    )?;
+    let x = Tensor::rand(&[b, 1, 28, 28], f, rng).gt_scalar(0.5)?;
+    let pixels = b * 28 * 28;
+    let flops = 2 * pixels * (ch * 49 + 5 * ch * ch * 9 + ch * ch + ch);
+    Ok(Case {
+        group: "model_steps".into(),
+        name: "pixelcnn_mnist_step".into(),
+        gpu_only: c["gpu_only"].as_bool().unwrap_or(false),
+        flops: Some(flops as u64),
+        fwd: None,
+        fwdbwd: Box::new(move || {
+            let mut h = first.forward(&x)?.relu()?;
+            for l in &blocks {
+                h = l.forward(&h)?.relu()?;
+            }
+            let logits = head2.forward(&head1.forward(&h)?.relu()?)?;
+            let loss = loss::bce_with_logits(&logits, &x, Reduction::Mean)?;
+            opt.zero_grad();
+            loss.backward()?;
+            opt.step()
+        }),
+    })
+}
