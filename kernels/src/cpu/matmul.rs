@@ -53,12 +53,15 @@ impl<T: Float> MatRef<'_, T> {
 }
 
 /// Below this many multiply-adds (`m * n * k`) packing costs more than it saves, and a plain
-/// loop over rows of C is used instead.
-const SMALL_PRODUCT: usize = 16 * 16 * 16;
+/// loop is used instead. Measured: 8^3 runs faster unpacked, 12^3 packed. The plain loop also
+/// wins for one or two rows of C, or up to four columns, where most of a 12 x 32 register tile
+/// would be padding.
+const SMALL_PRODUCT: usize = 12 * 12 * 12;
 
-/// Below this many multiply-adds a product runs on one thread. Waking the pool costs 10-20 us,
-/// about as long as a 128^3 product takes on one core.
-const PARALLEL_PRODUCT: usize = 128 * 128 * 128;
+/// Below this many multiply-adds a product runs on one thread. Handing work to the other
+/// threads and waiting for them costs some 30 us on the 2-core VM this was tuned on, as long as
+/// a 160^3 product takes on one core; at 192^3 two threads already win.
+const PARALLEL_PRODUCT: usize = 1 << 22;
 
 /// C = A * B with A [m, k], B [k, n]; C is contiguous row-major [m, n] and is overwritten.
 pub fn matmul<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
@@ -71,7 +74,7 @@ pub fn matmul<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<T>
 }
 
 /// `batch` independent products; batch `i` reads A at `a_offsets[i]` and B at `b_offsets[i]`
-/// (strides shared) and writes C[i] of the contiguous [batch, m, n] output.
+/// (strides shared) and writes `C[i]` of the contiguous `[batch, m, n]` output.
 #[allow(clippy::too_many_arguments)]
 pub fn batched_matmul<T: Float>(
     m: usize,
@@ -159,7 +162,7 @@ fn matmul_with<T: Float>(
         c.fill(T::ZERO);
         return;
     }
-    if m * n * k < SMALL_PRODUCT {
+    if m * n * k < SMALL_PRODUCT || m <= 2 || n <= 4 {
         matmul_small(m, k, n, a, b, c);
         return;
     }
@@ -168,39 +171,51 @@ fn matmul_with<T: Float>(
 }
 
 /// The unblocked product for small problems, where packing would cost more than it saves.
-/// The loop order is picked so that the innermost loop runs over contiguous memory and
-/// vectorises:
-/// - B's rows contiguous: each row of C accumulates `a[i, p] * B[p, :]` over p.
-/// - B's columns and A's rows contiguous (e.g. `x * W^T`): each C[i, j] is a dot product.
-/// - anything else: the first order, reading B through its strides.
+/// The loop order is picked so that the innermost loop runs over two slices and vectorises:
+/// - B's rows contiguous and not too short: each row of C accumulates `a[i, p] * B[p, :]` over
+///   p.
+/// - otherwise each C[i, j] is a dot product of row i of A and column j of B. Rows of A and
+///   columns of B that are not contiguous in memory are first copied into contiguous buffers
+///   (few elements, as this path only sees small products or one or two rows or columns).
 fn matmul_small<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
     let c_rows = c.chunks_exact_mut(n).take(m).enumerate();
-    if b.col_stride != 1 && b.row_stride == 1 && a.col_stride == 1 {
+    if b.col_stride == 1 && n >= 8 {
         for (i, c_row) in c_rows {
-            let a_start = a.offset + i * a.row_stride;
-            let a_row = &a.data[a_start..a_start + k];
-            for (j, c_ij) in c_row.iter_mut().enumerate() {
-                let b_start = b.offset + j * b.col_stride;
-                *c_ij = dot(a_row, &b.data[b_start..b_start + k]);
+            c_row.fill(T::ZERO);
+            for p in 0..k {
+                let a_ip = a.at(i, p);
+                let start = b.offset + p * b.row_stride;
+                for (c_ij, &b_pj) in c_row.iter_mut().zip(&b.data[start..start + n]) {
+                    *c_ij += a_ip * b_pj;
+                }
             }
         }
         return;
     }
+    // B's columns as rows of B^T, each k long: borrowed when contiguous, copied otherwise.
+    let b_t: Vec<T>;
+    let (b_data, b_start, b_step) = if b.row_stride == 1 {
+        (b.data, b.offset, b.col_stride)
+    } else {
+        b_t = (0..n)
+            .flat_map(|j| (0..k).map(move |p| b.at(p, j)))
+            .collect();
+        (&b_t[..], 0, k)
+    };
+    let mut a_row_copy = vec![T::ZERO; if a.col_stride == 1 { 0 } else { k }];
     for (i, c_row) in c_rows {
-        c_row.fill(T::ZERO);
-        for p in 0..k {
-            let a_ip = a.at(i, p);
-            let start = b.offset + p * b.row_stride;
-            if b.col_stride == 1 {
-                let b_row = &b.data[start..start + n];
-                for (c_ij, &b_pj) in c_row.iter_mut().zip(b_row) {
-                    *c_ij += a_ip * b_pj;
-                }
-            } else {
-                for (j, c_ij) in c_row.iter_mut().enumerate() {
-                    *c_ij += a_ip * b.data[start + j * b.col_stride];
-                }
+        let a_row = if a.col_stride == 1 {
+            let start = a.offset + i * a.row_stride;
+            &a.data[start..start + k]
+        } else {
+            for (p, v) in a_row_copy.iter_mut().enumerate() {
+                *v = a.at(i, p);
             }
+            &a_row_copy[..]
+        };
+        for (j, c_ij) in c_row.iter_mut().enumerate() {
+            let start = b_start + j * b_step;
+            *c_ij = dot(a_row, &b_data[start..start + k]);
         }
     }
 }
@@ -211,11 +226,11 @@ fn dot<T: Float>(x: &[T], y: &[T]) -> T {
     const LANES: usize = 8;
     let (x_chunks, y_chunks) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
     let tail = x_chunks.remainder().iter().zip(y_chunks.remainder());
-    let mut sum = tail.fold(T::ZERO, |s, (&x_i, &y_i)| s + x_i * y_i);
+    let mut sum = tail.fold(T::ZERO, |s, (&x_p, &y_p)| s + x_p * y_p);
     let mut lanes = [T::ZERO; LANES];
-    for (xs, ys) in x_chunks.zip(y_chunks) {
-        for ((lane, &x_i), &y_i) in lanes.iter_mut().zip(xs).zip(ys) {
-            *lane += x_i * y_i;
+    for (x_chunk, y_chunk) in x_chunks.zip(y_chunks) {
+        for ((lane, &x_p), &y_p) in lanes.iter_mut().zip(x_chunk).zip(y_chunk) {
+            *lane += x_p * y_p;
         }
     }
     for lane in lanes {
@@ -440,11 +455,32 @@ mod x86 {
         assert!(a.len() >= kc * mr && b.len() >= kc * nr);
     }
 
+    /// Prefetches `rows` rows of `row_bytes` bytes each, `ldc` elements apart, into L1.
+    ///
+    /// # Safety
+    /// The rows must lie inside one allocation (a prefetch never faults, but the pointer
+    /// arithmetic must stay in bounds).
+    #[inline(always)]
+    unsafe fn prefetch_tile<T>(c: *mut T, ldc: usize, rows: usize, row_bytes: usize) {
+        for i in 0..rows {
+            // SAFETY: row i of the tile is inside C, by the caller's promise.
+            let row = unsafe { c.add(i * ldc) } as *const i8;
+            for offset in (0..row_bytes).step_by(64) {
+                // SAFETY: as above; `offset` stays within the row.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(row.add(offset)) };
+            }
+        }
+    }
+
     /// f32 on AVX-512: a 12 x 32 tile in 24 zmm registers (two 16-wide vectors per row).
+    ///
+    /// Block sizes, for a core with 48 KB of L1 and 2 MB of L2 (Sapphire Rapids): a 12 x 256
+    /// A sliver is 12 KB, leaving L1 room for the B sliver streaming past it; a 256 x 1024 B
+    /// block is 1 MB of L2. Measured speed hardly changes for KC between 192 and 448.
     pub(super) const F32_AVX512: Kernel<f32> = Kernel {
         mr: 12,
         nr: 32,
-        kc: 384,
+        kc: 256,
         nc: 1024,
         mc: 1536,
         run: f32_avx512_12x32,
@@ -468,15 +504,10 @@ mod x86 {
         const MR: usize = 12;
         const NR: usize = 32;
         check_slivers(kc, MR, NR, a, b);
-        static PF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        if *PF.get_or_init(|| std::env::var_os("MM_PF").is_some()) {
-            for i in 0..MR {
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc) as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + 16) as *const i8);
-                }
-            }
-        } // TUNING
+        // Ask for the C tile now: its cache lines arrive while the k loop runs, instead of
+        // stalling the loads and stores at the end.
+        // SAFETY: the caller guarantees the tile is inside C.
+        unsafe { prefetch_tile(c, ldc, MR, NR * 4) };
         let mut acc0 = [_mm512_setzero_ps(); MR];
         let mut acc1 = [_mm512_setzero_ps(); MR];
         let mut a_ptr = a.as_ptr();
@@ -637,6 +668,8 @@ mod x86 {
         const MR: usize = 12;
         const NR: usize = 16;
         check_slivers(kc, MR, NR, a, b);
+        // SAFETY: the caller guarantees the tile is inside C.
+        unsafe { prefetch_tile(c, ldc, MR, NR * 8) };
         let mut acc0 = [_mm512_setzero_pd(); MR];
         let mut acc1 = [_mm512_setzero_pd(); MR];
         let mut a_ptr = a.as_ptr();
@@ -815,7 +848,7 @@ fn pack_a<T: Float>(
             line_stride: a.row_stride,
             step_stride: a.col_stride,
         };
-        // SAFETY: `kernel` was built by `select_kernel` for this CPU.
+        // SAFETY: `kernel` suits this CPU (see `Kernel::run`).
         unsafe { (kernel.pack_a)(sliver, &src, kc) };
     }
 }
@@ -839,14 +872,14 @@ fn pack_b<T: Float>(
             line_stride: b.col_stride,
             step_stride: b.row_stride,
         };
-        // SAFETY: `kernel` was built by `select_kernel` for this CPU.
+        // SAFETY: `kernel` suits this CPU (see `Kernel::run`).
         unsafe { (kernel.pack_b)(sliver, &src, kc) };
     }
 }
 
 /// Splits `total` into the fewest blocks of at most `max_block`, of nearly equal size rounded up
-/// to a multiple of `unit`. Equal blocks avoid a thin last block (e.g. k = 784 with KC = 384
-/// becomes 3 blocks of 262, not 384 + 384 + 16).
+/// to a multiple of `unit`. Equal blocks avoid a thin last block (e.g. k = 784 with KC = 256
+/// becomes 4 blocks of 196, not 3 x 256 + 16).
 fn balanced_block(total: usize, max_block: usize, unit: usize) -> usize {
     let blocks = total.div_ceil(max_block.max(1));
     total.div_ceil(blocks).div_ceil(unit) * unit
@@ -855,7 +888,7 @@ fn balanced_block(total: usize, max_block: usize, unit: usize) -> usize {
 /// The blocked product on `threads` threads.
 ///
 /// Threads never wait for each other: C is cut into one rectangle per thread, and each thread
-/// runs the whole single-threaded algorithm ([`matmul_rect`]) on its rectangle, packing the
+/// runs the whole single-threaded algorithm ([`Problem::rect`]) on its rectangle, packing the
 /// parts of A and B it needs itself. Packing the shared operand once per thread costs a little
 /// extra work, but far less than making the threads meet after every packing step, which on a
 /// busy or virtualised machine can cost tens of microseconds each time.
@@ -870,18 +903,6 @@ fn matmul_blocked<T: Float>(
     c: &mut [T],
     threads: usize,
 ) {
-    let env = |name: &str, d: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    }; // TUNING
-    let kernel = &Kernel {
-        kc: env("MM_KC", kernel.kc),
-        nc: env("MM_NC", kernel.nc),
-        mc: env("MM_MC", kernel.mc),
-        ..*kernel
-    }; // TUNING
     let out = OutPtr::new(c, n);
     let problem = Problem {
         kernel,
