@@ -68,9 +68,24 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
             let total = g.sum(&[*axis as isize], true)?;
             Ok(vec![Some(g.sub(&out.exp()?.mul(&total)?)?)])
         }
+        // dA = G B^T, dB = A^T G. An input that is a transposed matrix (a Linear layer's
+        // weight.t()) gets its gradient computed transposed, (B G^T)^T or (G^T A)^T, so that the
+        // gradient lands in its weight contiguous, as the weight is laid out.
         Op::Matmul(a, b) => Ok(vec![
-            only_if(0, &|| g.matmul(&b.t()?)?.sum_to_shape(a.shape()))?,
-            only_if(1, &|| a.t()?.matmul(g)?.sum_to_shape(b.shape()))?,
+            only_if(0, &|| {
+                if is_transposed_matrix(a) && b.rank() == 2 {
+                    b.matmul(&g.t()?)?.t()
+                } else {
+                    g.matmul(&b.t()?)?.sum_to_shape(a.shape())
+                }
+            })?,
+            only_if(1, &|| {
+                if is_transposed_matrix(b) && a.rank() == 2 {
+                    g.t()?.matmul(a)?.t()
+                } else {
+                    a.t()?.matmul(g)?.sum_to_shape(b.shape())
+                }
+            })?,
         ]),
         Op::Reshape(x) | Op::Copy(x) => Ok(vec![Some(g.reshape(x.shape())?)]),
         Op::Permute(_, perm) => {
@@ -250,4 +265,10 @@ fn pad_axis(g: &Tensor, axis: usize, start: usize, full: usize) -> Result<Tensor
         parts.push(zeros_of(full - start - len));
     }
     Tensor::concat(&parts, axis as isize)
+}
+
+/// A 2-D view whose transpose is contiguous (strides [1, rows]).
+fn is_transposed_matrix(x: &Tensor) -> bool {
+    let (shape, strides) = (x.shape(), x.strides());
+    shape.len() == 2 && shape[0] > 1 && shape[1] > 1 && strides == [1, shape[0]]
 }

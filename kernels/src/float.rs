@@ -1,6 +1,7 @@
 //! The element types the kernels compute in. Every kernel is generic over [`Float`], so the f64
 //! path used by the gradient checks is the same code as the f32 path used for training.
 
+use crate::vmath;
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -42,10 +43,17 @@ pub trait Float:
     fn min(self, other: Self) -> Self;
     fn is_nan(self) -> bool;
     fn mul_add(self, a: Self, b: Self) -> Self;
+    /// e^x as straight-line code that auto-vectorises ([`crate::vmath`] for f32, within 2 ulp;
+    /// std for f64, whose callers are the gradient checks).
+    fn exp_vectorised(self) -> Self;
+    /// ln x, as [`Float::exp_vectorised`].
+    fn ln_vectorised(self) -> Self;
+    /// ln(1 + x), as [`Float::exp_vectorised`].
+    fn ln_1p_vectorised(self) -> Self;
 }
 
 macro_rules! impl_float {
-    ($t:ty) => {
+    ($t:ty, $exp:path, $ln:path, $ln_1p:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -102,9 +110,21 @@ macro_rules! impl_float {
             fn mul_add(self, a: Self, b: Self) -> Self {
                 self * a + b
             }
+            #[inline(always)]
+            fn exp_vectorised(self) -> Self {
+                $exp(self)
+            }
+            #[inline(always)]
+            fn ln_vectorised(self) -> Self {
+                $ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p_vectorised(self) -> Self {
+                $ln_1p(self)
+            }
         }
     };
 }
 
-impl_float!(f32);
-impl_float!(f64);
+impl_float!(f32, vmath::exp_f32, vmath::ln_f32, vmath::ln_1p_f32);
+impl_float!(f64, f64::exp, f64::ln, f64::ln_1p);

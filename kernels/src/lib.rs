@@ -5,5 +5,6 @@
 pub mod cpu;
 pub mod float;
 pub mod strided;
+pub mod vmath;
 
 pub use float::Float;

@@ -39,6 +39,8 @@ use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::{Tensor, TensorId};
 use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// What every optimizer offers.
 pub trait Optimizer {
@@ -96,6 +98,23 @@ impl From<Vec<Tensor>> for ParamList {
 impl From<&[Tensor]> for ParamList {
     fn from(params: &[Tensor]) -> ParamList {
         ParamList::from(params.to_vec())
+    }
+}
+
+/// A parameter's gradient as one contiguous buffer: the gradient's own storage when it is
+/// laid out that way (the usual case), else a copy.
+pub(crate) enum GradBuf<T> {
+    Shared(Arc<Storage>, PhantomData<T>),
+    Copied(Vec<T>),
+}
+
+impl<T: Element> std::ops::Deref for GradBuf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            GradBuf::Shared(s, _) => s.as_slice::<T>(),
+            GradBuf::Copied(v) => v,
+        }
     }
 }
 
@@ -169,8 +188,9 @@ impl ParamSet {
         })
     }
 
-    /// The gradient of parameter `i` as a contiguous buffer of `T`, if it has one.
-    pub fn grad_of<T: Element>(&self, op: &'static str, i: usize) -> Result<Option<Vec<T>>> {
+    /// The gradient of parameter `i` as a contiguous buffer of `T`, if it has one. A gradient
+    /// that already owns contiguous storage is shared, not copied.
+    pub fn grad_of<T: Element>(&self, op: &'static str, i: usize) -> Result<Option<GradBuf<T>>> {
         let (name, p) = &self.params[i];
         let g = match p.grad() {
             Some(g) => g,
@@ -188,7 +208,10 @@ impl ParamSet {
                 ),
             ));
         }
-        g.to_vec::<T>().map(Some)
+        if g.is_contiguous() && g.layout().offset == 0 && g.storage().len() == g.numel() {
+            return Ok(Some(GradBuf::Shared(g.storage(), PhantomData)));
+        }
+        g.to_vec::<T>().map(|v| Some(GradBuf::Copied(v)))
     }
 
     /// The state of parameter `i`, created with `n_buffers` zero buffers on first use.

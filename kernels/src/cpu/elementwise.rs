@@ -2,9 +2,11 @@
 //! Large buffers are split across threads with rayon; each chunk is a plain loop over slices
 //! that the compiler can vectorise.
 
+use crate::cpu::vector;
 use crate::float::Float;
 use crate::strided::{for_each_row, split_outer, View};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Below this many elements a single thread is faster than waking the pool.
 pub const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -67,99 +69,250 @@ impl UnaryKind {
 
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
-    // split by sign so that e^x never overflows
+    // e^(-|x|) never overflows; 1 / (1 + e) for x >= 0, e / (1 + e) below
+    let e = (-x.abs()).exp_vectorised();
+    let s = T::ONE / (T::ONE + e);
     if x >= T::ZERO {
-        T::ONE / (T::ONE + (-x).exp())
+        s
     } else {
-        let e = x.exp();
-        e / (T::ONE + e)
+        e * s
     }
 }
 
 #[inline(always)]
 fn softplus<T: Float>(x: T) -> T {
-    x.max(T::ZERO) + (-x.abs()).exp().ln_1p()
+    x.max(T::ZERO) + (-x.abs()).exp_vectorised().ln_1p_vectorised()
 }
 
-fn map_slice<T: Float, F: Fn(T) -> T + Sync>(x: &[T], f: F) -> Vec<T> {
+/// `f` applied to every element of `x`, split across threads for large buffers. Each chunk
+/// runs a loop compiled for AVX-512 where the CPU has it ([`crate::cpu::vector`]).
+fn map_slice<T: Float, F: Fn(T) -> T + Sync + Copy>(x: &[T], f: F) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    let dst = &mut out.spare_capacity_mut()[..x.len()];
     if x.len() < PARALLEL_THRESHOLD {
-        return x.iter().map(|&v| f(v)).collect();
+        map_chunk(dst, x, f);
+    } else {
+        dst.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(o, i)| map_chunk(o, i, f));
     }
-    let mut out = vec![T::ZERO; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| {
-            for (o, &i) in o.iter_mut().zip(i) {
-                *o = f(i);
-            }
-        });
+    // SAFETY: map_chunk wrote all x.len() elements
+    unsafe { out.set_len(x.len()) };
     out
+}
+
+fn map_chunk<T: Float, F: Fn(T) -> T + Copy>(out: &mut [MaybeUninit<T>], x: &[T], f: F) {
+    #[cfg(target_arch = "x86_64")]
+    if vector::has_avx512() {
+        // SAFETY: the CPU has the features the function is compiled with
+        return unsafe { map_chunk_avx512(out, x, f) };
+    }
+    map_loop(out, x, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn map_chunk_avx512<T: Float, F: Fn(T) -> T + Copy>(
+    out: &mut [MaybeUninit<T>],
+    x: &[T],
+    f: F,
+) {
+    map_loop(out, x, f)
+}
+
+#[inline(always)]
+fn map_loop<T: Float, F: Fn(T) -> T + Copy>(out: &mut [MaybeUninit<T>], x: &[T], f: F) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        o.write(f(v));
+    }
+}
+
+/// `f` applied to pairs of elements of two equally long buffers, as [`map_slice`].
+fn zip_slices<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: &[T], b: &[T], f: F) -> Vec<T> {
+    let n = a.len().min(b.len());
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    if n < PARALLEL_THRESHOLD {
+        zip_chunk(dst, &a[..n], &b[..n], f);
+    } else {
+        dst.par_chunks_mut(CHUNK)
+            .zip(a[..n].par_chunks(CHUNK).zip(b[..n].par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| zip_chunk(o, a, b, f));
+    }
+    // SAFETY: zip_chunk wrote all n elements
+    unsafe { out.set_len(n) };
+    out
+}
+
+fn zip_chunk<T: Float, F: Fn(T, T) -> T + Copy>(
+    out: &mut [MaybeUninit<T>],
+    a: &[T],
+    b: &[T],
+    f: F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if vector::has_avx512() {
+        // SAFETY: the CPU has the features the function is compiled with
+        return unsafe { zip_chunk_avx512(out, a, b, f) };
+    }
+    zip_loop(out, a, b, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn zip_chunk_avx512<T: Float, F: Fn(T, T) -> T + Copy>(
+    out: &mut [MaybeUninit<T>],
+    a: &[T],
+    b: &[T],
+    f: F,
+) {
+    zip_loop(out, a, b, f)
+}
+
+#[inline(always)]
+fn zip_loop<T: Float, F: Fn(T, T) -> T + Copy>(out: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: F) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        o.write(f(x, y));
+    }
 }
 
 /// Applies `kind` to every element of the contiguous buffer `x`.
 pub fn unary<T: Float>(x: &[T], kind: UnaryKind) -> Vec<T> {
     let c = |v: f64| T::from_f64(v);
     match kind {
-        UnaryKind::Neg => map_slice(x, |v| -v),
-        UnaryKind::Exp => map_slice(x, |v| v.exp()),
-        UnaryKind::Log => map_slice(x, |v| v.ln()),
-        UnaryKind::Sqrt => map_slice(x, |v| v.sqrt()),
-        UnaryKind::Abs => map_slice(x, |v| v.abs()),
-        UnaryKind::Sigmoid => map_slice(x, sigmoid),
-        UnaryKind::Tanh => map_slice(x, |v| v.tanh()),
-        UnaryKind::Relu => map_slice(x, |v| v.max(T::ZERO)),
+        UnaryKind::Neg => map_slice(
+            x,
+            #[inline(always)]
+            |v| -v,
+        ),
+        UnaryKind::Exp => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.exp_vectorised(),
+        ),
+        UnaryKind::Log => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.ln_vectorised(),
+        ),
+        UnaryKind::Sqrt => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.sqrt(),
+        ),
+        UnaryKind::Abs => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.abs(),
+        ),
+        UnaryKind::Sigmoid => map_slice(
+            x,
+            #[inline(always)]
+            |v| sigmoid(v),
+        ),
+        UnaryKind::Tanh => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.tanh(),
+        ),
+        UnaryKind::Relu => map_slice(
+            x,
+            #[inline(always)]
+            |v| v.max(T::ZERO),
+        ),
         UnaryKind::LeakyRelu(s) => {
             let s = c(s);
-            map_slice(x, move |v| if v > T::ZERO { v } else { v * s })
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| if v > T::ZERO { v } else { v * s },
+            )
         }
-        UnaryKind::Softplus => map_slice(x, softplus),
+        UnaryKind::Softplus => map_slice(
+            x,
+            #[inline(always)]
+            |v| softplus(v),
+        ),
         UnaryKind::Elu(a) => {
             let a = c(a);
-            map_slice(x, move |v| {
-                if v > T::ZERO {
-                    v
-                } else {
-                    a * (v.exp() - T::ONE)
-                }
-            })
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| {
+                    if v > T::ZERO {
+                        v
+                    } else {
+                        a * (v.exp() - T::ONE)
+                    }
+                },
+            )
         }
         UnaryKind::Powf(p) => {
             if p == 2.0 {
-                map_slice(x, |v| v * v)
+                map_slice(
+                    x,
+                    #[inline(always)]
+                    |v| v * v,
+                )
             } else {
                 let p = c(p);
-                map_slice(x, move |v| v.powf(p))
+                map_slice(
+                    x,
+                    #[inline(always)]
+                    move |v| v.powf(p),
+                )
             }
         }
         UnaryKind::Clamp(lo, hi) => {
             let (lo, hi) = (c(lo), c(hi));
-            map_slice(x, move |v| v.max(lo).min(hi))
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| v.max(lo).min(hi),
+            )
         }
         UnaryKind::AddScalar(s) => {
             let s = c(s);
-            map_slice(x, move |v| v + s)
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| v + s,
+            )
         }
         UnaryKind::MulScalar(s) => {
             let s = c(s);
-            map_slice(x, move |v| v * s)
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| v * s,
+            )
         }
-        UnaryKind::Sign => map_slice(x, |v| {
-            if v > T::ZERO {
-                T::ONE
-            } else if v < T::ZERO {
-                -T::ONE
-            } else {
-                T::ZERO
-            }
-        }),
+        UnaryKind::Sign => map_slice(
+            x,
+            #[inline(always)]
+            |v| {
+                if v > T::ZERO {
+                    T::ONE
+                } else if v < T::ZERO {
+                    -T::ONE
+                } else {
+                    T::ZERO
+                }
+            },
+        ),
         UnaryKind::GtScalar(s) => {
             let s = c(s);
-            map_slice(x, move |v| if v > s { T::ONE } else { T::ZERO })
+            map_slice(
+                x,
+                #[inline(always)]
+                move |v| if v > s { T::ONE } else { T::ZERO },
+            )
         }
         UnaryKind::InRange(lo, hi) => {
             let (lo, hi) = (c(lo), c(hi));
             map_slice(
                 x,
+                #[inline(always)]
                 move |v| if v >= lo && v <= hi { T::ONE } else { T::ZERO },
             )
         }
@@ -213,34 +366,73 @@ fn indicator<T: Float>(b: bool) -> T {
 /// `a` and `b` must already have `out_shape` as their shape (broadcast axes carry stride 0).
 pub fn binary<T: Float>(a: View<T>, b: View<T>, kind: BinaryKind) -> Vec<T> {
     match kind {
-        BinaryKind::Add => zip_map(a, b, |x, y| x + y),
-        BinaryKind::Sub => zip_map(a, b, |x, y| x - y),
-        BinaryKind::Mul => zip_map(a, b, |x, y| x * y),
-        BinaryKind::Div => zip_map(a, b, |x, y| x / y),
-        BinaryKind::Maximum => zip_map(a, b, |x, y| x.max(y)),
-        BinaryKind::Minimum => zip_map(a, b, |x, y| x.min(y)),
-        BinaryKind::Eq => zip_map(a, b, |x, y| indicator(x == y)),
-        BinaryKind::Gt => zip_map(a, b, |x, y| indicator(x > y)),
-        BinaryKind::Ge => zip_map(a, b, |x, y| indicator(x >= y)),
-        BinaryKind::Lt => zip_map(a, b, |x, y| indicator(x < y)),
+        BinaryKind::Add => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x + y,
+        ),
+        BinaryKind::Sub => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x - y,
+        ),
+        BinaryKind::Mul => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x * y,
+        ),
+        BinaryKind::Div => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x / y,
+        ),
+        BinaryKind::Maximum => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x.max(y),
+        ),
+        BinaryKind::Minimum => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| x.min(y),
+        ),
+        BinaryKind::Eq => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| indicator(x == y),
+        ),
+        BinaryKind::Gt => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| indicator(x > y),
+        ),
+        BinaryKind::Ge => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| indicator(x >= y),
+        ),
+        BinaryKind::Lt => zip_map(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| indicator(x < y),
+        ),
     }
 }
 
 fn zip_map<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: View<T>, b: View<T>, f: F) -> Vec<T> {
     let n = a.numel();
     if let (Some(xa), Some(xb)) = (a.as_contiguous(), b.as_contiguous()) {
-        if n < PARALLEL_THRESHOLD {
-            return xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect();
-        }
-        let mut out = vec![T::ZERO; n];
-        out.par_chunks_mut(CHUNK)
-            .zip(xa.par_chunks(CHUNK).zip(xb.par_chunks(CHUNK)))
-            .for_each(|(o, (xa, xb))| {
-                for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
-                    *o = f(x, y);
-                }
-            });
-        return out;
+        return zip_slices(xa, xb, f);
     }
     let row_kernel = |a: View<T>, b: View<T>, out: &mut Vec<T>| {
         for_each_row(
