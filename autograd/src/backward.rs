@@ -166,15 +166,8 @@ fn unary_backward(kind: UnaryKind, x: &Tensor, y: &Tensor, g: &Tensor) -> Result
         UnaryKind::Abs => g.mul(&x.sign()?),
         UnaryKind::Sigmoid => g.mul(&y.mul(&y.one_minus()?)?),
         UnaryKind::Tanh => g.mul(&y.square()?.one_minus()?),
-        UnaryKind::Relu => g.mul(&x.gt_scalar(0.0)?),
-        UnaryKind::LeakyRelu(slope) => {
-            // factor is 1 where x > 0 and `slope` elsewhere
-            let factor = x
-                .gt_scalar(0.0)?
-                .mul_scalar(1.0 - slope)?
-                .add_scalar(slope)?;
-            g.mul(&factor)
-        }
+        UnaryKind::Relu => g.leaky_relu_grad(x, 0.0),
+        UnaryKind::LeakyRelu(slope) => g.leaky_relu_grad(x, slope),
         UnaryKind::Softplus => g.mul(&x.sigmoid()?),
         UnaryKind::Elu(alpha) => {
             // for x <= 0, d/dx alpha (e^x - 1) = alpha e^x = y + alpha
@@ -231,6 +224,10 @@ fn binary_backward(
             ))
         }
         BinaryKind::Eq | BinaryKind::Gt | BinaryKind::Ge | BinaryKind::Lt => Ok((None, None)),
+        // linear in the gradient a; piecewise constant in b, whose derivative is 0
+        BinaryKind::LeakyReluGrad(slope) => {
+            Ok((pick(want_a, &|| g.leaky_relu_grad(b, slope))?, None))
+        }
     }
 }
 

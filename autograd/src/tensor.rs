@@ -9,6 +9,7 @@ use crate::layout::Layout;
 use crate::op::Op;
 use crate::storage::Storage;
 use kernels::strided::View;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -331,9 +332,18 @@ impl Tensor {
         Ok(self.to_vec_f64()[0])
     }
 
-    /// The contiguous data of this tensor, typed, copied only when the layout is not contiguous.
-    pub(crate) fn contiguous_data<T: Element>(&self) -> Vec<T> {
-        self.with_view::<T, _>(|v| v.to_vec())
+    /// The contiguous data of this tensor, typed: its storage itself when the layout is
+    /// contiguous (no copy), else a row-major copy.
+    pub(crate) fn contiguous_data<T: Element>(&self) -> ContiguousData<T> {
+        if self.is_contiguous() {
+            let start = self.0.layout.offset;
+            return ContiguousData::Shared {
+                storage: self.storage(),
+                range: start..start + self.numel(),
+                element: PhantomData,
+            };
+        }
+        ContiguousData::Owned(self.with_view::<T, _>(|v| v.to_vec()))
     }
 
     /// Replaces this leaf's data in place through `f` (used by optimizers, under no-grad).
@@ -460,5 +470,38 @@ impl Tensor {
             value.layout().clone(),
             Op::Custom(inputs, backward),
         )
+    }
+}
+
+/// A tensor's elements in row-major order as one slice: a range of its storage when its layout
+/// is contiguous, else a copy. Derefs to `[T]`.
+pub(crate) enum ContiguousData<T> {
+    Shared {
+        storage: Arc<Storage>,
+        range: std::ops::Range<usize>,
+        element: PhantomData<T>,
+    },
+    Owned(Vec<T>),
+}
+
+impl<T: Element> std::ops::Deref for ContiguousData<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            ContiguousData::Shared { storage, range, .. } => {
+                &storage.as_slice::<T>()[range.clone()]
+            }
+            ContiguousData::Owned(v) => v,
+        }
+    }
+}
+
+impl<T: Element> ContiguousData<T> {
+    /// The elements as an owned vector (a copy only when they are shared).
+    pub(crate) fn into_vec(self) -> Vec<T> {
+        match self {
+            ContiguousData::Shared { .. } => self.to_vec(),
+            ContiguousData::Owned(v) => v,
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::float::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Row-major strides of a contiguous tensor of `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
@@ -56,14 +57,19 @@ impl<'a, T: Float> View<'a, T> {
         if let Some(s) = self.as_contiguous() {
             return s.to_vec();
         }
-        let copy_rows = |v: &[View<T>], out: &mut Vec<T>| {
+        let copy_rows = |v: &[View<T>], out: &mut RowWriter<T>| {
             let v = v[0];
             for_each_row(v.shape, &[v.strides], &[v.offset], |offs, len, inner| {
                 let (o, s) = (offs[0], inner[0]);
+                let row = out.next_row(len);
                 if s == 1 {
-                    out.extend_from_slice(&v.data[o..o + len]);
+                    for (d, &x) in row.iter_mut().zip(&v.data[o..o + len]) {
+                        d.write(x);
+                    }
                 } else {
-                    out.extend((0..len).map(|i| v.data[o + i * s]));
+                    for (i, d) in row.iter_mut().enumerate() {
+                        d.write(v.data[o + i * s]);
+                    }
                 }
             });
         };
@@ -71,38 +77,112 @@ impl<'a, T: Float> View<'a, T> {
     }
 }
 
-/// Runs `kernel` over strided views that share one shape, writing the row-major output. Large
-/// outputs are split along the first axis longer than 1, one slab per task, so broadcasting
-/// and strided ops use every core too.
+/// Merges adjacent axes that every operand walks as one (stride of the outer axis = stride of
+/// the inner axis times its length) and drops size-1 axes, so that rows get as long as the
+/// layouts allow: x [64, 64, 28, 28] plus a per-channel bias [1, 64, 1, 1] becomes rows of 784.
+/// Returns the merged shape and each operand's merged strides.
+pub fn coalesce(shape: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_shape: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(shape.len()); strides.len()];
+    for (axis, &d) in shape.iter().enumerate() {
+        if d == 1 {
+            continue;
+        }
+        let mergeable = out_shape.last().is_some()
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| o[o.len() - 1] == s[axis] * d);
+        if mergeable {
+            *out_shape.last_mut().unwrap_or(&mut 0) *= d;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                let last = o.len() - 1;
+                o[last] = s[axis];
+            }
+        } else {
+            out_shape.push(d);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[axis]);
+            }
+        }
+    }
+    (out_shape, out_strides)
+}
+
+/// Where a kernel writes its share of a row-major output: rows are handed out in order and
+/// must be filled completely.
+pub struct RowWriter<'a, T> {
+    buf: &'a mut [MaybeUninit<T>],
+    written: usize,
+}
+
+impl<T: Copy> RowWriter<'_, T> {
+    /// The next `len` elements of the output, to be written in full.
+    pub fn next_row(&mut self, len: usize) -> &mut [MaybeUninit<T>] {
+        let row = &mut self.buf[self.written..self.written + len];
+        self.written += len;
+        row
+    }
+}
+
+/// Runs `kernel` over strided views that share one shape, writing the row-major output. The
+/// views' axes are first merged where their layouts allow ([`coalesce`]). Large outputs are
+/// split along the first axis, one slab per task, so broadcasting and strided ops use every
+/// core too. Each task writes its slab of the output in place.
 pub fn split_outer<T: Float, K>(n: usize, views: &[View<T>], kernel: K) -> Vec<T>
 where
-    K: Fn(&[View<T>], &mut Vec<T>) + Sync,
+    K: Fn(&[View<T>], &mut RowWriter<T>) + Sync,
 {
-    let shape = views[0].shape;
-    let axis = match shape.iter().position(|&d| d > 1) {
-        Some(a) if n >= crate::cpu::elementwise::PARALLEL_THRESHOLD && a + 1 < shape.len() => a,
-        _ => {
-            let mut out = Vec::with_capacity(n);
-            kernel(views, &mut out);
-            return out;
-        }
-    };
-    let slab = n / shape[axis];
-    let mut out = vec![T::ZERO; n];
-    out.par_chunks_mut(slab).enumerate().for_each(|(i, chunk)| {
-        let sub: Vec<View<T>> = views
-            .iter()
-            .map(|v| View {
-                data: v.data,
-                shape: &v.shape[axis + 1..],
-                strides: &v.strides[axis + 1..],
-                offset: v.offset + i * v.strides[axis],
-            })
-            .collect();
-        let mut part = Vec::with_capacity(slab);
-        kernel(&sub, &mut part);
-        chunk.copy_from_slice(&part);
-    });
+    let strides: Vec<&[usize]> = views.iter().map(|v| v.strides).collect();
+    let (shape, merged) = coalesce(views[0].shape, &strides);
+    let merged_views: Vec<View<T>> = views
+        .iter()
+        .zip(&merged)
+        .map(|(v, s)| View {
+            data: v.data,
+            shape: &shape,
+            strides: s,
+            offset: v.offset,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let parallel = n >= crate::cpu::elementwise::PARALLEL_THRESHOLD && shape.len() >= 2;
+    if !parallel {
+        let mut writer = RowWriter {
+            buf: dst,
+            written: 0,
+        };
+        kernel(&merged_views, &mut writer);
+        assert_eq!(
+            writer.written, n,
+            "split_outer: the kernel left elements unwritten"
+        );
+    } else {
+        let slab = n / shape[0];
+        dst.par_chunks_mut(slab).enumerate().for_each(|(i, chunk)| {
+            let sub: Vec<View<T>> = merged_views
+                .iter()
+                .map(|v| View {
+                    data: v.data,
+                    shape: &v.shape[1..],
+                    strides: &v.strides[1..],
+                    offset: v.offset + i * v.strides[0],
+                })
+                .collect();
+            let mut writer = RowWriter {
+                buf: chunk,
+                written: 0,
+            };
+            kernel(&sub, &mut writer);
+            assert_eq!(
+                writer.written, slab,
+                "split_outer: the kernel left elements unwritten"
+            );
+        });
+    }
+    // SAFETY: every task wrote its whole slab (asserted above), so all n elements are written
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -165,6 +245,20 @@ mod tests {
             offset: 0,
         };
         assert_eq!(v.to_vec(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    }
+
+    #[test]
+    fn coalesce_merges_axes_every_operand_walks_as_one() {
+        // x [2, 3, 4, 5] contiguous plus a per-channel [1, 3, 1, 1] broadcast
+        let (shape, strides) = coalesce(&[2, 3, 4, 5], &[&[60, 20, 5, 1], &[0, 1, 0, 0]]);
+        assert_eq!(shape, vec![2, 3, 20]);
+        assert_eq!(strides, vec![vec![60, 20, 1], vec![0, 1, 0]]);
+        // a transposed operand keeps its axes apart; size-1 axes vanish
+        let (shape, strides) = coalesce(&[3, 1, 2], &[&[1, 7, 3], &[2, 9, 1]]);
+        assert_eq!(shape, vec![3, 2]);
+        assert_eq!(strides, vec![vec![1, 3], vec![2, 1]]);
+        // a view with nothing to merge, and a scalar
+        assert_eq!(coalesce(&[], &[&[]]), (vec![], vec![vec![]]));
     }
 
     #[test]

@@ -61,6 +61,13 @@ impl Tensor {
         self.binary_op(other, BinaryKind::Minimum, true)
     }
     /// 1 where equal, else 0 (a constant).
+    /// `self` where `x` > 0, `slope * self` elsewhere: a gradient passed back through
+    /// `x.leaky_relu(slope)` (`x.relu()` for slope 0), fused into one pass. Differentiable in
+    /// `self`; its derivative in `x` is zero almost everywhere.
+    pub fn leaky_relu_grad(&self, x: &Tensor, slope: f64) -> Result<Tensor> {
+        self.binary_op(x, BinaryKind::LeakyReluGrad(slope), true)
+    }
+
     pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Eq, false)
     }

@@ -384,7 +384,7 @@ struct Dense<T> {
 
 impl<T: Element> Dense<T> {
     fn of(t: &Tensor) -> Dense<T> {
-        let copy = (!t.is_contiguous()).then(|| t.contiguous_data::<T>());
+        let copy = (!t.is_contiguous()).then(|| t.contiguous_data::<T>().into_vec());
         Dense {
             storage: t.storage(),
             start: t.layout().offset,
@@ -474,13 +474,13 @@ fn sequence_typed<T: Element + LstmFloat>(
     );
     let bias: Option<Vec<T>> = args.bias.map(|(bi, bh)| {
         let (bi, bh) = (bi.contiguous_data::<T>(), bh.contiguous_data::<T>());
-        bi.iter().zip(bh).map(|(&a, b)| a + b).collect()
+        bi.iter().zip(bh.iter()).map(|(&a, &b)| a + b).collect()
     });
     let h0 = args
         .state
         .map(|(h0, _)| (h0.storage(), h0.layout().clone()));
     let c0 = match args.state {
-        Some((_, c0)) => c0.contiguous_data::<T>(),
+        Some((_, c0)) => c0.contiguous_data::<T>().into_vec(),
         None => vec![T::ZERO; batch * hidden],
     };
     let mut hc = vec![T::ZERO; tb * h2];
@@ -590,7 +590,7 @@ impl<T: Element + LstmFloat> SequenceTape<T> {
         let swh = args.weight_hh.storage();
         let w_hh = mat::<T>(&swh, args.weight_hh.layout());
         let c0 = match args.state {
-            Some((_, c0)) => c0.contiguous_data::<T>(),
+            Some((_, c0)) => c0.contiguous_data::<T>().into_vec(),
             None => vec![T::ZERO; bh],
         };
         let hc = &self.hc;

@@ -50,7 +50,7 @@ fn run<T: Element>(x: &Tensor, axes: &[usize], max: bool) -> Result<Vec<T>> {
     let mut shape = x.shape().to_vec();
     let runs = adjacent_runs(axes);
     let Some((&last_run, earlier)) = runs.split_last() else {
-        return Ok(x.contiguous_data::<T>());
+        return Ok(x.contiguous_data::<T>().into_vec());
     };
     let mut data = x.with_view::<T, _>(|v| match v.as_contiguous() {
         Some(s) => stage(s, &shape, last_run),

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 fn concat_data<T: Element>(xs: &[Tensor], axis: usize, shape: &[usize]) -> Vec<T> {
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
-    let parts: Vec<Vec<T>> = xs.iter().map(|x| x.contiguous_data::<T>()).collect();
+    let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect();
     let mut out = Vec::with_capacity(shape.iter().product());
     for o in 0..outer {
         for (x, p) in xs.iter().zip(&parts) {
@@ -64,8 +64,12 @@ impl Tensor {
         }
         let op = Op::Copy(self.clone());
         Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(self.contiguous_data::<f32>(), self.shape(), op),
-            DType::F64 => Tensor::from_op(self.contiguous_data::<f64>(), self.shape(), op),
+            DType::F32 => {
+                Tensor::from_op(self.contiguous_data::<f32>().into_vec(), self.shape(), op)
+            }
+            DType::F64 => {
+                Tensor::from_op(self.contiguous_data::<f64>().into_vec(), self.shape(), op)
+            }
         })
     }
 

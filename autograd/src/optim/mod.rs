@@ -37,10 +37,8 @@ pub use sgd::{Sgd, SgdConfig};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::tensor::{Tensor, TensorId};
+use crate::tensor::{ContiguousData, Tensor, TensorId};
 use std::collections::{HashMap, HashSet};
-use std::marker::PhantomData;
-use std::sync::Arc;
 
 /// What every optimizer offers.
 pub trait Optimizer {
@@ -98,23 +96,6 @@ impl From<Vec<Tensor>> for ParamList {
 impl From<&[Tensor]> for ParamList {
     fn from(params: &[Tensor]) -> ParamList {
         ParamList::from(params.to_vec())
-    }
-}
-
-/// A parameter's gradient as one contiguous buffer: the gradient's own storage when it is
-/// laid out that way (the usual case), else a copy.
-pub(crate) enum GradBuf<T> {
-    Shared(Arc<Storage>, PhantomData<T>),
-    Copied(Vec<T>),
-}
-
-impl<T: Element> std::ops::Deref for GradBuf<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        match self {
-            GradBuf::Shared(s, _) => s.as_slice::<T>(),
-            GradBuf::Copied(v) => v,
-        }
     }
 }
 
@@ -190,7 +171,11 @@ impl ParamSet {
 
     /// The gradient of parameter `i` as a contiguous buffer of `T`, if it has one. A gradient
     /// that already owns contiguous storage is shared, not copied.
-    pub fn grad_of<T: Element>(&self, op: &'static str, i: usize) -> Result<Option<GradBuf<T>>> {
+    pub fn grad_of<T: Element>(
+        &self,
+        op: &'static str,
+        i: usize,
+    ) -> Result<Option<ContiguousData<T>>> {
         let (name, p) = &self.params[i];
         let g = match p.grad() {
             Some(g) => g,
@@ -208,10 +193,7 @@ impl ParamSet {
                 ),
             ));
         }
-        if g.is_contiguous() && g.layout().offset == 0 && g.storage().len() == g.numel() {
-            return Ok(Some(GradBuf::Shared(g.storage(), PhantomData)));
-        }
-        g.to_vec::<T>().map(|v| Some(GradBuf::Copied(v)))
+        Ok(Some(g.contiguous_data::<T>()))
     }
 
     /// The state of parameter `i`, created with `n_buffers` zero buffers on first use.

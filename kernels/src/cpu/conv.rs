@@ -12,7 +12,8 @@
 //! read, multiplied or written: the work shrinks with the mask. Samples run in parallel; each
 //! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
 
-use crate::cpu::matmul::{matmul, MatRef};
+use crate::cpu::matmul::{matmul_with, MatRef};
+use crate::cpu::scratch::Scratch;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -179,8 +180,14 @@ fn col2im<T: Float>(
                     continue;
                 }
                 let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
-                for (k, &v) in src.iter().enumerate() {
-                    dst[iw0 + k * g.stride.1] += v;
+                if g.stride.1 == 1 {
+                    for (d, &v) in dst[iw0..iw0 + src.len()].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                } else {
+                    for (k, &v) in src.iter().enumerate() {
+                        dst[iw0 + k * g.stride.1] += v;
+                    }
                 }
             }
         }
@@ -237,9 +244,16 @@ fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
 /// a long inner dimension (Ho·Wo alone is often 49 or 196: too short for the micro-kernel) while
 /// the chunk's column buffer stays near 1 MiB (within L2). The chunking depends only on the shapes, so
 /// results do not depend on the number of threads.
+///
+/// The number of chunks is rounded up to a multiple of 8 (where there are enough samples), so
+/// that 2, 4 or 8 threads get equal shares.
 fn samples_per_chunk(g: &ConvGeometry) -> usize {
     const TARGET_ELEMENTS: usize = 1 << 18;
-    (TARGET_ELEMENTS / (g.k_per_group() * g.l()).max(1)).clamp(1, g.n.max(1))
+    const BALANCE: usize = 8;
+    let n = g.n.max(1);
+    let per = (TARGET_ELEMENTS / (g.k_per_group() * g.l()).max(1)).clamp(1, n);
+    let count = n.div_ceil(per).next_multiple_of(BALANCE).min(n);
+    n.div_ceil(count)
 }
 
 /// The chunks of samples, as ranges.
@@ -250,6 +264,54 @@ fn chunks(g: &ConvGeometry) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// How many threads each chunk's matmul may use: one when there are enough chunks to keep every
+/// thread busy (nesting parallel products inside the parallel loop over chunks only adds
+/// hand-offs), all of them otherwise.
+fn matmul_threads(g: &ConvGeometry) -> usize {
+    let threads = rayon::current_num_threads();
+    if chunks(g).len() >= 2 * threads {
+        1
+    } else {
+        threads
+    }
+}
+
+/// True when the column matrix of a sample is the sample itself: a 1x1 kernel at stride 1
+/// without padding reads every pixel once, in order.
+fn cols_are_input(g: &ConvGeometry) -> bool {
+    g.taps == [(0, 0)] && g.stride == (1, 1) && g.pad == (0, 0, 0, 0) && (g.ho, g.wo) == (g.h, g.w)
+}
+
+/// The column matrix [k, ns·l] of group `grp` for a chunk of samples: borrowed from `x` when a
+/// single sample's channels already are its columns, else built by im2col into `scratch`.
+fn chunk_cols<'a, T: Float>(
+    x: &'a [T],
+    g: &ConvGeometry,
+    samples: &std::ops::Range<usize>,
+    grp: usize,
+    scratch: &'a mut Scratch<T>,
+) -> &'a [T] {
+    let (l, k) = (g.l(), g.k_per_group());
+    if samples.len() == 1 && cols_are_input(g) {
+        let start = samples.start * g.in_size() + grp * g.cin_per_group() * l;
+        return &x[start..start + k * l];
+    }
+    let ld = samples.len() * l;
+    let cols = scratch.as_mut_slice();
+    for (i, s) in samples.clone().enumerate() {
+        im2col(
+            &x[s * g.in_size()..(s + 1) * g.in_size()],
+            g,
+            grp * g.cin_per_group(),
+            g.cin_per_group(),
+            cols,
+            ld,
+            i * l,
+        );
+    }
+    &scratch.as_slice()[..k * ld]
+}
+
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
 pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
@@ -257,34 +319,36 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     if g.is_empty() {
         return y;
     }
-    let per = samples_per_chunk(g);
+    let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
     y.par_chunks_mut(per * g.out_size())
         .zip(chunks(g))
         .for_each(|(y_chunk, samples)| {
             let ns = samples.len();
             let ld = ns * l;
-            let (mut cols, mut out) = (vec![T::ZERO; k * ld], vec![T::ZERO; cog * ld]);
+            let mut cols_buf = Scratch::take(k * ld);
+            // one sample: the product [cog, l] is the group's slab of y itself
+            let mut out_buf = Scratch::take(if ns == 1 { 0 } else { cog * ld });
             for grp in 0..g.groups {
-                for (i, s) in samples.clone().enumerate() {
-                    im2col(
-                        &x[s * g.in_size()..(s + 1) * g.in_size()],
-                        g,
-                        grp * g.cin_per_group(),
-                        g.cin_per_group(),
-                        &mut cols,
-                        ld,
-                        i * l,
-                    );
-                }
+                let cols = chunk_cols(x, g, &samples, grp, &mut cols_buf);
+                let out = if ns == 1 {
+                    &mut y_chunk[grp * cog * l..(grp + 1) * cog * l]
+                } else {
+                    out_buf.as_mut_slice()
+                };
                 // out [cog, ns·l] = W_g [cog, k] · cols [k, ns·l]
-                matmul(
+                matmul_with(
                     cog,
                     k,
                     ld,
                     rows(w_active, grp * cog * k, k),
-                    rows(&cols, 0, ld),
-                    &mut out,
+                    rows(cols, 0, ld),
+                    out,
+                    threads,
                 );
+                if ns == 1 {
+                    continue;
+                }
+                let out = out_buf.as_slice();
                 for i in 0..ns {
                     for o in 0..cog {
                         let dst = i * g.out_size() + (grp * cog + o) * l;
@@ -297,22 +361,29 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     y
 }
 
-/// Gathers dy of the chunk's samples for group `grp` as a [cog, ns·l] matrix.
-fn gather_dy<T: Float>(
-    dy: &[T],
+/// dy of the chunk's samples for group `grp` as a [cog, ns·l] matrix: borrowed from `dy` for a
+/// single sample, else gathered into `scratch`.
+fn chunk_dy<'a, T: Float>(
+    dy: &'a [T],
     g: &ConvGeometry,
-    samples: std::ops::Range<usize>,
+    samples: &std::ops::Range<usize>,
     grp: usize,
-    out: &mut [T],
-) {
+    scratch: &'a mut Scratch<T>,
+) -> &'a [T] {
     let (l, cog) = (g.l(), g.cout_per_group());
     let ld = samples.len() * l;
-    for (i, s) in samples.enumerate() {
+    if samples.len() == 1 {
+        let start = samples.start * g.out_size() + grp * cog * l;
+        return &dy[start..start + cog * l];
+    }
+    let out = scratch.as_mut_slice();
+    for (i, s) in samples.clone().enumerate() {
         for o in 0..cog {
             let src = s * g.out_size() + (grp * cog + o) * l;
             out[o * ld + i * l..o * ld + (i + 1) * l].copy_from_slice(&dy[src..src + l]);
         }
     }
+    &scratch.as_slice()[..cog * ld]
 }
 
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
@@ -322,26 +393,38 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
     if g.is_empty() {
         return dx;
     }
-    let per = samples_per_chunk(g);
+    let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
     dx.par_chunks_mut(per * g.in_size())
         .zip(chunks(g))
         .for_each(|(dx_chunk, samples)| {
             let ld = samples.len() * l;
-            let (mut cols, mut dy_g) = (vec![T::ZERO; k * ld], vec![T::ZERO; cog * ld]);
+            // a single sample of a 1x1 convolution: the product is dx's slab itself
+            let direct = samples.len() == 1 && cols_are_input(g);
+            let mut cols_buf = Scratch::take(if direct { 0 } else { k * ld });
+            let mut dy_buf = Scratch::take(if samples.len() == 1 { 0 } else { cog * ld });
             for grp in 0..g.groups {
-                gather_dy(dy, g, samples.clone(), grp, &mut dy_g);
+                let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
+                let cols = if direct {
+                    &mut dx_chunk[grp * k * l..(grp + 1) * k * l]
+                } else {
+                    cols_buf.as_mut_slice()
+                };
                 // cols [k, ns·l] = W_gᵀ [k, cog] · dy_g [cog, ns·l]
-                matmul(
+                matmul_with(
                     k,
                     cog,
                     ld,
                     cols_t(w_active, grp * cog * k, k),
-                    rows(&dy_g, 0, ld),
-                    &mut cols,
+                    rows(dy_g, 0, ld),
+                    cols,
+                    threads,
                 );
+                if direct {
+                    continue;
+                }
                 for i in 0..samples.len() {
                     col2im(
-                        &cols,
+                        cols_buf.as_slice(),
                         g,
                         grp * g.cin_per_group(),
                         g.cin_per_group(),
@@ -362,37 +445,27 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     if g.is_empty() {
         return vec![T::ZERO; size];
     }
+    let threads = matmul_threads(g);
     // one partial sum per chunk, added in chunk order: the same bits whatever the thread count
     let partials: Vec<Vec<T>> = chunks(g)
         .into_par_iter()
         .map(|samples| {
             let ld = samples.len() * l;
-            let (mut cols, mut dy_g, mut acc) = (
-                vec![T::ZERO; k * ld],
-                vec![T::ZERO; cog * ld],
-                vec![T::ZERO; size],
-            );
+            let mut cols_buf = Scratch::take(k * ld);
+            let mut dy_buf = Scratch::take(if samples.len() == 1 { 0 } else { cog * ld });
+            let mut acc = vec![T::ZERO; size];
             for grp in 0..g.groups {
-                for (i, s) in samples.clone().enumerate() {
-                    im2col(
-                        &x[s * g.in_size()..(s + 1) * g.in_size()],
-                        g,
-                        grp * g.cin_per_group(),
-                        g.cin_per_group(),
-                        &mut cols,
-                        ld,
-                        i * l,
-                    );
-                }
-                gather_dy(dy, g, samples.clone(), grp, &mut dy_g);
+                let cols = chunk_cols(x, g, &samples, grp, &mut cols_buf);
+                let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
                 // acc_g [cog, k] = dy_g [cog, ns·l] · colsᵀ [ns·l, k]
-                matmul(
+                matmul_with(
                     cog,
                     ld,
                     k,
-                    rows(&dy_g, 0, ld),
-                    cols_t(&cols, 0, ld),
+                    rows(dy_g, 0, ld),
+                    cols_t(cols, 0, ld),
                     &mut acc[grp * cog * k..(grp + 1) * cog * k],
+                    threads,
                 );
             }
             acc
@@ -484,8 +557,17 @@ mod tests {
             [2, 2, 2, 3, 3, 3, 2, 3, 2, 1],
             // large enough that every sample is a chunk of its own (samples_per_chunk = 1)
             [3, 64, 32, 32, 2, 3, 1, 1, 1, 1],
+            // 1x1 kernels, whose columns are the input itself, batched and one sample a chunk
+            [2, 4, 5, 5, 3, 1, 1, 0, 1, 1],
+            [3, 4, 5, 5, 4, 1, 1, 0, 1, 2],
+            [2, 64, 64, 64, 2, 1, 1, 0, 1, 1],
+            // enough samples that chunks hold several (side-by-side columns, gathered dy)
+            [16, 2, 5, 5, 3, 3, 2, 1, 1, 1],
+            [16, 4, 3, 3, 2, 1, 1, 0, 1, 2],
         ] {
             assert!(spec[1] < 64 || samples_per_chunk(&geometry(spec)) == 1);
+            assert_eq!(cols_are_input(&geometry(spec)), spec[5] == 1);
+            assert!(spec[0] < 16 || samples_per_chunk(&geometry(spec)) == 2);
             let g = geometry(spec);
             let [n, ci, h, w, co, k, _, _, _, grp] = spec;
             let x = values(n * ci * h * w, 1);

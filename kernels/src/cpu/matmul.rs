@@ -28,10 +28,10 @@
 //! `is_x86_feature_detected!`, so the binary still runs on machines without them. A portable
 //! kernel (plain Rust on fixed-size arrays, which the compiler vectorises) covers everything else.
 
+use crate::cpu::scratch::Scratch;
 use crate::float::Float;
 use rayon::prelude::*;
 use std::any::Any;
-use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ops::Range;
 
@@ -138,8 +138,9 @@ pub fn batched_matmul<T: Float>(
     }
 }
 
-/// [`matmul`] on at most `threads` threads.
-fn matmul_with<T: Float>(
+/// [`matmul`] on at most `threads` threads (1: on the calling thread only, for callers that
+/// already run one product per thread).
+pub fn matmul_with<T: Float>(
     m: usize,
     k: usize,
     n: usize,
@@ -773,62 +774,6 @@ mod x86 {
 // The blocked driver
 // ---------------------------------------------------------------------------------------------
 
-/// Memory for packed blocks, handed out 64-byte aligned so packed slivers line up with cache
-/// lines and vector loads never straddle two lines.
-///
-/// Allocating and zeroing a megabyte for every product costs about as much as packing into it,
-/// so buffers are kept between calls in a small per-thread cache and reused. Their stale
-/// contents are never read: packing writes every element the micro-kernel reads.
-struct PackBuffer<T: 'static> {
-    storage: Vec<T>,
-}
-
-thread_local! {
-    /// Spare packing buffers of any element type (each a `Vec<T>`), found by downcasting.
-    static SPARE_BUFFERS: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// At most this many spare buffers are kept per thread: an A and a B buffer for each of f32
-/// and f64.
-const MAX_SPARE_BUFFERS: usize = 4;
-
-impl<T: Float> PackBuffer<T> {
-    /// Elements of slack so the slice can start on a 64-byte boundary.
-    const PAD: usize = 64 / std::mem::size_of::<T>();
-
-    /// A buffer with room for at least `len` aligned elements, reusing a spare one if possible.
-    fn take(len: usize) -> Self {
-        let spare = SPARE_BUFFERS.with(|spare| {
-            let mut spare = spare.borrow_mut();
-            let i = spare.iter().position(|b| b.is::<Vec<T>>())?;
-            spare.swap_remove(i).downcast::<Vec<T>>().ok()
-        });
-        let mut storage = spare.map(|b| *b).unwrap_or_default();
-        if storage.len() < len + Self::PAD {
-            storage.resize(len + Self::PAD, T::ZERO);
-        }
-        PackBuffer { storage }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [T] {
-        let start = self.storage.as_ptr().align_offset(64).min(Self::PAD);
-        &mut self.storage[start..]
-    }
-}
-
-impl<T: 'static> Drop for PackBuffer<T> {
-    fn drop(&mut self) {
-        let storage = std::mem::take(&mut self.storage);
-        // `try_with` fails only while the thread is shutting down; the buffer is then freed.
-        let _ = SPARE_BUFFERS.try_with(|spare| {
-            let mut spare = spare.borrow_mut();
-            if spare.len() < MAX_SPARE_BUFFERS {
-                spare.push(Box::new(storage));
-            }
-        });
-    }
-}
-
 /// Packs the `rows x kc` block of A at (`row0`, `p0`) into `mr`-tall slivers.
 fn pack_a<T: Float>(
     kernel: &Kernel<T>,
@@ -1008,8 +953,8 @@ impl<T: Float> Problem<'_, '_, T> {
         let kc_max = balanced_block(self.k, kernel.kc, 1);
         let nc_max = balanced_block(cols.len(), kernel.nc, kernel.nr);
         let mc_max = balanced_block(rows.len(), kernel.mc, kernel.mr);
-        let mut b_buffer = PackBuffer::take(kc_max * nc_max);
-        let mut a_buffer = PackBuffer::take(kc_max * mc_max);
+        let mut b_buffer = Scratch::take(kc_max * nc_max);
+        let mut a_buffer = Scratch::take(kc_max * mc_max);
         for jc in cols.clone().step_by(nc_max) {
             let col_block = jc..(jc + nc_max).min(cols.end);
             for pc in (0..self.k).step_by(kc_max) {

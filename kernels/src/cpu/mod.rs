@@ -8,6 +8,7 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod scratch;
 pub mod vector;
 
 /// Runs `f` on a thread of rayon's pool and returns its result. A loop that calls parallel

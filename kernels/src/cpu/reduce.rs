@@ -2,6 +2,7 @@
 //! (row-major, contiguous) and reduces the middle axis, giving [outer, inner]; any set of adjacent
 //! axes reduces this way, and other sets are permuted into adjacency first.
 
+use crate::cpu::vector;
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -19,7 +20,7 @@ fn reduce<T: Float>(
     let block = |(o, out_row): (usize, &mut [T])| {
         let base = o * r * inner;
         if inner == 1 {
-            out_row[0] = x[base..base + r].iter().fold(init, |acc, &v| f(acc, v));
+            out_row[0] = fold_row(&x[base..base + r], init, f);
         } else {
             for j in 0..r {
                 let row = &x[base + j * inner..base + (j + 1) * inner];
@@ -51,20 +52,71 @@ fn reduce<T: Float>(
     out
 }
 
+/// Independent partial results in [`fold_row`]: a single running float sum waits on every
+/// addition in turn (the compiler may not reorder it); 32 lanes fill two AVX-512 registers and
+/// keep the adder busy.
+const LANES: usize = 32;
+
+/// `f` folded over one contiguous row, in `LANES` interleaved partial results combined at the
+/// end. The order depends only on the row's length, never on the thread count.
+fn fold_row<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if vector::has_avx512() {
+        // SAFETY: the CPU has the features the function is compiled with
+        return unsafe { fold_row_avx512(row, init, f) };
+    }
+    fold_row_lanes(row, init, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn fold_row_avx512<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
+    fold_row_lanes(row, init, f)
+}
+
+#[inline(always)]
+fn fold_row_lanes<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(init, |acc, &v| f(acc, v));
+    let mut lanes = [init; LANES];
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = f(*lane, v);
+        }
+    }
+    lanes.iter().fold(tail, |acc, &v| f(acc, v))
+}
+
 /// Sum over the middle axis of a contiguous [outer, r, inner] buffer.
 pub fn sum<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
-    reduce(x, outer, r, inner, T::ZERO, |a, b| a + b)
+    reduce(
+        x,
+        outer,
+        r,
+        inner,
+        T::ZERO,
+        #[inline(always)]
+        |a, b| a + b,
+    )
 }
 
 /// Maximum over the middle axis of a contiguous [outer, r, inner] buffer (NaN propagates).
 pub fn max<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
-    reduce(x, outer, r, inner, T::NEG_INFINITY, |a, b| {
-        if b.is_nan() || b > a {
-            b
-        } else {
-            a
-        }
-    })
+    reduce(
+        x,
+        outer,
+        r,
+        inner,
+        T::NEG_INFINITY,
+        #[inline(always)]
+        |a, b| {
+            if b.is_nan() || b > a {
+                b
+            } else {
+                a
+            }
+        },
+    )
 }
 
 /// Softmax (or log-softmax) along the middle axis of a contiguous [outer, r, inner] buffer,
