@@ -22,6 +22,7 @@ pub mod data;
 pub mod distributions;
 pub mod eval;
 pub mod fvsbn;
+pub mod grid_lstm;
 pub mod image;
 pub mod latent;
 pub mod metrics;

@@ -43,6 +43,7 @@ use crate::autoregressive::{self, Cache, Known, Pointwise, TapConv};
 use crate::data::{Batch, Pixels};
 use crate::distributions::Bernoulli;
 use crate::eval::{EvalContext, Metric};
+use crate::grid_lstm::{grid_lstm, shift, Sweep};
 use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
@@ -151,73 +152,12 @@ impl Default for PixelRnnConfig {
 
 // ----- the layers, as trained: whole rows / columns at once -------------------------------------
 
-/// `x` moved by `by` (±1) along `axis`, zeros shifted in.
-fn shift(x: &Tensor, axis: usize, by: isize) -> Result<Tensor> {
-    let n = x.shape()[axis];
-    let m = by.unsigned_abs().min(n);
-    let mut zs = x.shape().to_vec();
-    zs[axis] = m;
-    let zeros = Tensor::zeros(&zs, x.dtype());
-    if m == n {
-        return Ok(zeros);
-    }
-    let a = axis as isize;
-    if by >= 0 {
-        Tensor::concat(&[zeros, x.narrow(a, 0, n - m)?], a)
-    } else {
-        Tensor::concat(&[x.narrow(a, m, n - m)?, zeros], a)
-    }
-}
-
-/// The slices t[0], t[1], ... along the first axis, each [1, ...], cut by halving: a slice's
-/// gradient is padded back to its parent's size only, so the backward pass costs about
-/// log2(n) times t's size rather than n times (n narrows of the whole).
-fn split_first(t: &Tensor) -> Result<Vec<Tensor>> {
-    let n = t.shape()[0];
-    if n <= 1 {
-        return Ok(vec![t.clone()]);
-    }
-    let half = n / 2;
-    let mut v = split_first(&t.narrow(0, 0, half)?)?;
-    v.extend(split_first(&t.narrow(0, half, n - half)?)?);
-    Ok(v)
-}
-
 /// A convolution weight [out, in, kh, kw] as the matrix [kh * kw * in, out] that multiplies its
 /// taps' inputs laid side by side (tap-major, the order of [`TapConv`]).
 fn tap_matrix(w: &Tensor) -> Result<Tensor> {
     let s = w.shape();
     w.permute(&[2, 3, 1, 0])?
         .reshape(&[s[2] * s[3] * s[1], s[0]])
-}
-
-/// The LSTM over `steps` ([B, N, 4h] each, the input-to-state part of the gates for the N
-/// positions of one row or column), where `taps(h_prev)` lays out the previous step's states
-/// [B, N, h] as the inputs [B * N, taps * h] of the state-to-state convolution `kss`. Returns
-/// every step's h, [steps, B * N, h].
-fn scan(
-    steps: Vec<Tensor>,
-    kss: &Tensor,
-    hidden: usize,
-    taps: impl Fn(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let s = steps[0].shape().to_vec();
-    let (b, n) = (s[1], s[2]);
-    let mut c = Tensor::zeros(&[b * n, hidden], steps[0].dtype());
-    let mut h: Option<Tensor> = None;
-    let mut hs = Vec::with_capacity(steps.len());
-    for step in steps {
-        let mut gates = step.reshape(&[b * n, 4 * hidden])?;
-        if let Some(h) = &h {
-            gates = gates.add(&taps(h)?.matmul(kss)?)?;
-        }
-        let hc = Tensor::lstm_cell_fused(&gates, &c)?;
-        c = hc.narrow(1, hidden, hidden)?;
-        let h_j = hc.narrow(1, 0, hidden)?;
-        h = Some(h_j.reshape(&[b, n, hidden])?);
-        hs.push(h_j);
-    }
-    Tensor::stack(&hs, 0)
 }
 
 /// One Row LSTM layer (section 3.1).
@@ -260,29 +200,12 @@ impl RowLstm {
         })
     }
 
-    /// The LSTM's output h [B, h, H, W] for the residual stream r [B, 2h, H, W].
-    fn forward(&self, r: &Tensor, hidden: usize) -> Result<Tensor> {
-        let s = r.shape().to_vec();
-        let (b, rows, w) = (s[0], s[2], s[3]);
-        // K_is * r for the whole map at once, then rows first, channels last: [H, B, W, 4h]
-        let is = self
-            .input_to_state
-            .forward(r)?
-            .permute(&[2, 0, 3, 1])?
-            .contiguous()?;
-        // the previous row's states at columns c - 1, c, c + 1
-        let taps = |h: &Tensor| {
-            Tensor::concat(&[shift(h, 1, 1)?, h.clone(), shift(h, 1, -1)?], 2)?
-                .reshape(&[b * w, 3 * hidden])
-        };
-        let hs = scan(
-            split_first(&is)?,
-            &tap_matrix(&self.state_to_state.weight)?,
-            hidden,
-            taps,
-        )?;
-        // [H, B * W, h] -> [B, h, H, W]
-        hs.reshape(&[rows, b, w, hidden])?.permute(&[1, 3, 0, 2])
+    /// The LSTM's output h [B, h, H, W] for the residual stream r [B, 2h, H, W]: K_is * r for
+    /// the whole map at once, then the rows in turn ([`grid_lstm`]).
+    fn forward(&self, r: &Tensor) -> Result<Tensor> {
+        let pre = self.input_to_state.forward(r)?.permute(&[0, 2, 3, 1])?;
+        let w = tap_matrix(&self.state_to_state.weight)?;
+        grid_lstm(&pre.contiguous()?, &w, Sweep::Rows)?.permute(&[0, 3, 1, 2])
     }
 }
 
@@ -297,36 +220,6 @@ impl Module for RowLstm {
             |m| m.named_parameters(),
         )
     }
-}
-
-/// Row i of every map moved i to the right: [B, C, H, W] -> [B, C, H, W + H - 1], zeros
-/// around. Done with one reshape: each row padded by H zeros and read back with rows one
-/// shorter.
-fn skew(x: &Tensor) -> Result<Tensor> {
-    let s = x.shape().to_vec();
-    let (b, ch, h, w) = (s[0], s[1], s[2], s[3]);
-    let l = w + h - 1;
-    x.pad2d((0, h, 0, 0))?
-        .reshape(&[b, ch, h * (w + h)])?
-        .narrow(2, 0, h * l)?
-        .reshape(&[b, ch, h, l])
-}
-
-/// The inverse of [`skew`]: [B, C, H, W + H - 1] -> [B, C, H, W].
-fn unskew(y: &Tensor, w: usize) -> Result<Tensor> {
-    let s = y.shape().to_vec();
-    let (b, ch, h, l) = (s[0], s[1], s[2], s[3]);
-    let flat = y.reshape(&[b, ch, h * l])?;
-    let zeros = Tensor::zeros(&[b, ch, h], y.dtype());
-    Tensor::concat(&[flat, zeros], 2)?
-        .reshape(&[b, ch, h, w + h])?
-        .narrow(3, 0, w)
-}
-
-/// The columns in reverse order: the mirror image.
-fn mirror(x: &Tensor) -> Result<Tensor> {
-    let w = x.shape()[3];
-    x.index_select(3, &(0..w).rev().collect::<Vec<_>>())
 }
 
 /// One direction of a Diagonal BiLSTM layer: the column LSTM over the skewed map.
@@ -364,30 +257,13 @@ impl Diagonal {
         })
     }
 
-    /// The left-to-right output h [B, h, H, W] for the residual stream r [B, 2h, H, W].
-    fn forward(&self, r: &Tensor, hidden: usize) -> Result<Tensor> {
-        let s = r.shape().to_vec();
-        let (b, rows, w) = (s[0], s[2], s[3]);
-        // K_is * r, skewed, columns first, channels last: [W + H - 1, B, H, 4h]
-        let is = skew(&self.input_to_state.forward(r)?)?
-            .permute(&[3, 0, 2, 1])?
-            .contiguous()?;
-        let cols = is.shape()[0];
-        // the previous column's states at rows i - 1 and i
-        let taps = |h: &Tensor| {
-            Tensor::concat(&[shift(h, 1, 1)?, h.clone()], 2)?.reshape(&[b * rows, 2 * hidden])
-        };
-        let hs = scan(
-            split_first(&is)?,
-            &tap_matrix(&self.state_to_state.weight)?,
-            hidden,
-            taps,
-        )?;
-        // [W + H - 1, B * H, h] -> [B, h, H, W + H - 1] -> unskewed
-        let hs = hs
-            .reshape(&[cols, b, rows, hidden])?
-            .permute(&[1, 3, 2, 0])?;
-        unskew(&hs, w)
+    /// This direction's output h [B, H, W, h] (channels last) for the residual stream
+    /// r [B, 2h, H, W]: K_is * r, then the diagonals in turn ([`grid_lstm`], which sweeps the
+    /// columns of the skewed map without building it).
+    fn forward(&self, r: &Tensor, sweep: Sweep) -> Result<Tensor> {
+        let pre = self.input_to_state.forward(r)?.permute(&[0, 2, 3, 1])?;
+        let w = tap_matrix(&self.state_to_state.weight)?;
+        grid_lstm(&pre.contiguous()?, &w, sweep)
     }
 }
 
@@ -429,10 +305,10 @@ impl DiagonalBiLstm {
     }
 
     /// Left-to-right output plus the right-to-left one shifted down a row, [B, h, H, W].
-    fn forward(&self, r: &Tensor, hidden: usize) -> Result<Tensor> {
-        let lr = self.left.forward(r, hidden)?;
-        let rl = mirror(&self.right.forward(&mirror(r)?, hidden)?)?;
-        lr.add(&shift(&rl, 2, 1)?)
+    fn forward(&self, r: &Tensor) -> Result<Tensor> {
+        let lr = self.left.forward(r, Sweep::DiagonalLeft)?;
+        let rl = self.right.forward(r, Sweep::DiagonalRight)?;
+        lr.add(&shift(&rl, 1, 1)?)?.permute(&[0, 3, 1, 2])
     }
 }
 
@@ -456,10 +332,10 @@ enum Layer {
 
 impl Layer {
     /// r + 1x1(h): the next residual stream.
-    fn forward(&self, r: &Tensor, hidden: usize) -> Result<Tensor> {
+    fn forward(&self, r: &Tensor) -> Result<Tensor> {
         let out = match self {
-            Layer::Row(l) => l.output.forward(&l.forward(r, hidden)?)?,
-            Layer::Diagonal(l) => l.output.forward(&l.forward(r, hidden)?)?,
+            Layer::Row(l) => l.output.forward(&l.forward(r)?)?,
+            Layer::Diagonal(l) => l.output.forward(&l.forward(r)?)?,
         };
         r.add(&out)
     }
@@ -552,7 +428,7 @@ impl PixelRnn {
         autoregressive::check_images(self.kind.name(), x, self.config.image_size)?;
         let mut r = self.input.forward(x)?;
         for layer in &self.layers {
-            r = layer.forward(&r, self.config.hidden)?;
+            r = layer.forward(&r)?;
         }
         self.head2.forward(&self.head1.forward(&r.relu()?)?.relu()?)
     }
@@ -828,23 +704,6 @@ mod tests {
             &mut Rng::new(4),
         )
         .unwrap()
-    }
-
-    #[test]
-    fn skew_and_unskew() {
-        // [1, 1, 2, 3]: rows [0 1 2], [3 4 5]
-        let x = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[1, 1, 2, 3]).unwrap();
-        let s = skew(&x).unwrap();
-        assert_eq!(s.shape(), &[1, 1, 2, 4]);
-        assert_eq!(s.to_vec_f32(), [0., 1., 2., 0., 0., 3., 4., 5.]);
-        assert_eq!(unskew(&s, 3).unwrap().to_vec_f32(), x.to_vec_f32());
-        let m = mirror(&x).unwrap().to_vec_f32();
-        assert_eq!(m, [2., 1., 0., 5., 4., 3.]);
-        let down = shift(&x, 2, 1).unwrap().to_vec_f32();
-        assert_eq!(down, [0., 0., 0., 0., 1., 2.]);
-        let parts = split_first(&Tensor::arange(7, DType::F32)).unwrap();
-        let v: Vec<f32> = parts.iter().flat_map(|p| p.to_vec_f32()).collect();
-        assert_eq!(v, [0., 1., 2., 3., 4., 5., 6.]);
     }
 
     #[test]
