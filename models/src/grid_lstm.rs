@@ -632,12 +632,16 @@ mod tests {
                 for ((a, b), t) in g.iter().zip(&gr).zip(&inputs) {
                     // (an input that nothing reads, w of a one-row grid, gets None)
                     let zeros = t.zeros_like();
-                    close(a.as_ref().unwrap_or(&zeros), b.as_ref().unwrap_or(&zeros), 1e-12);
+                    close(
+                        a.as_ref().unwrap_or(&zeros),
+                        b.as_ref().unwrap_or(&zeros),
+                        1e-12,
+                    );
                 }
                 // gradients of gradients (through the reference): of |d<v, y>/dw|^2 w.r.t. pre
                 let second = |f: &dyn Fn() -> Tensor| {
-                    let g = autograd::grad(&[f()], std::slice::from_ref(&v), &inputs, true)
-                        .unwrap();
+                    let g =
+                        autograd::grad(&[f()], std::slice::from_ref(&v), &inputs, true).unwrap();
                     let gw = match &g[1] {
                         Some(gw) => gw.square().unwrap().sum_all().unwrap(),
                         None => return pre.zeros_like(),

@@ -32,7 +32,11 @@
 //!   position's right-to-left state has seen the rest of its own row, and the two are added
 //!   before the 1x1 back to the residual stream. Together: the whole context x_<i.
 //!
-//! The gates use the engine's fused LSTM cell (PyTorch's order i, f, g, o).
+//! K_is runs as one convolution over the whole map; the recurrence of each layer (and
+//! direction) is one op, [`crate::grid_lstm`], which sweeps rows or anti-diagonals (the skewed
+//! map's columns, without building it) with the engine's fused LSTM cell kernels (PyTorch's
+//! gate order i, f, g, o), and is tested against the skew / scan / unskew / mirror formulation
+//! written in Tensor ops.
 //!
 //! Sampling runs the network one position at a time over cached activations, as PixelCNN's
 //! does: every state at (r, c) depends only on pixels before (r, c), except the right-to-left
