@@ -148,6 +148,11 @@ impl Plan {
     fn waves(&self) -> impl DoubleEndedIterator<Item = std::ops::Range<usize>> + '_ {
         self.starts.windows(2).map(|w| w[0]..w[1])
     }
+
+    /// The most slots in one wave.
+    fn widest(&self) -> usize {
+        self.waves().map(|w| w.len()).max().unwrap_or(0)
+    }
 }
 
 /// The buffers of the two dtypes.
@@ -202,15 +207,7 @@ fn forward<T: Scalar>(
     let mut taps = vec![T::ZERO; p * kh];
     let mut c_prev = vec![T::ZERO; p * h];
     let mut out = vec![T::ZERO; p * h2];
-    let mut rec = vec![
-        T::ZERO;
-        plan.starts
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or(0)
-            * g4
-    ];
+    let mut rec = vec![T::ZERO; plan.widest() * g4];
     for wave in plan.waves() {
         let n = wave.len();
         for slot in wave.clone() {
@@ -282,12 +279,7 @@ impl<T: Scalar> Tape<T> {
         }
         let mut dc = vec![T::ZERO; p * h];
         let mut dgates = vec![T::ZERO; p * g4];
-        let widest = plan
-            .starts
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or(0);
+        let widest = plan.widest();
         let mut dhc = vec![T::ZERO; widest * h2];
         let mut dc_prev = vec![T::ZERO; widest * h];
         let mut dtaps = vec![T::ZERO; widest * kh];
