@@ -12,7 +12,8 @@ use crate::data::{Mnist, Pixels};
 use crate::distributions::Bernoulli;
 use crate::eval::{EvalContext, Metric};
 use crate::zoo::GenerativeModel;
-use autograd::{no_grad, Error, Result, Rng, Tensor};
+use autograd::nn::Conv2d;
+use autograd::{mask_taps, no_grad, Error, Mask, Result, Rng, Tensor};
 
 /// The image size the autoregressive models use unless their config says otherwise.
 pub fn default_image_size() -> usize {
@@ -199,6 +200,191 @@ pub fn completion_grid(
     Tensor::from_vec(out, &[n * (2 + per_image), 1, rows, cols])
 }
 
+// ----- generation one position at a time over cached activations --------------------------------
+
+/// Activations [n, s, s, channels] (channels last, so that one position's vector is contiguous),
+/// filled in as generation goes; zero where not yet computed. The fast generators of the
+/// convolutional and recurrent models (PixelCNN, PixelRNN) keep one per layer.
+pub(crate) struct Cache {
+    pub(crate) data: Vec<f32>,
+    n: usize,
+    s: usize,
+    channels: usize,
+}
+
+impl Cache {
+    pub(crate) fn new(n: usize, s: usize, channels: usize) -> Cache {
+        Cache {
+            data: vec![0.0; n * s * s * channels],
+            n,
+            s,
+            channels,
+        }
+    }
+
+    /// The image's side, s.
+    pub(crate) fn size(&self) -> usize {
+        self.s
+    }
+
+    /// Stores `v` [n, channels] at position (r, c).
+    pub(crate) fn set(&mut self, r: usize, c: usize, v: &Tensor) {
+        let v = v.to_vec_f32();
+        let ch = self.channels;
+        for b in 0..self.n {
+            let at = ((b * self.s + r) * self.s + c) * ch;
+            self.data[at..at + ch].copy_from_slice(&v[b * ch..(b + 1) * ch]);
+        }
+    }
+
+    /// The vectors [n, channels] at (r, c), zeros outside the image.
+    pub(crate) fn get(&self, r: isize, c: isize) -> Result<Tensor> {
+        let (s, ch) = (self.s as isize, self.channels);
+        let mut v = vec![0f32; self.n * ch];
+        if (0..s).contains(&r) && (0..s).contains(&c) {
+            for b in 0..self.n {
+                let at = ((b * self.s + r as usize) * self.s + c as usize) * ch;
+                v[b * ch..(b + 1) * ch].copy_from_slice(&self.data[at..at + ch]);
+            }
+        }
+        Tensor::from_vec(v, &[self.n, ch])
+    }
+}
+
+/// A convolution evaluated at one output position: its kept taps' inputs gathered into
+/// [n, taps * in] and multiplied by the weights arranged as [taps * in, out].
+pub(crate) struct TapConv {
+    /// (row, column) offsets of the kept taps from the output position
+    offsets: Vec<(isize, isize)>,
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl TapConv {
+    /// A (masked) convolution with weight [out, in, kh, kw], centred on the output position,
+    /// keeping the taps of `mask` ([`mask_taps`]).
+    pub(crate) fn of(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        mask: Option<Mask>,
+    ) -> Result<TapConv> {
+        let s = weight.shape();
+        let (kh, kw) = (s[2], s[3]);
+        let taps = mask_taps(kh, kw, mask);
+        let offsets = taps
+            .iter()
+            .map(|&(i, j)| {
+                (
+                    i as isize - (kh / 2) as isize,
+                    j as isize - (kw / 2) as isize,
+                )
+            })
+            .collect::<Vec<_>>();
+        TapConv::arranged(weight, bias, &taps, offsets)
+    }
+
+    /// Weight [out, in, kh, kw] whose every tap (i, j), in row-major order, reads the input at
+    /// `offsets[i * kw + j]` from the output position: a recurrent model's state-to-state
+    /// convolution, which reads the previous row or column.
+    pub(crate) fn with_offsets(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        offsets: &[(isize, isize)],
+    ) -> Result<TapConv> {
+        let s = weight.shape();
+        let taps: Vec<(usize, usize)> = (0..s[2])
+            .flat_map(|i| (0..s[3]).map(move |j| (i, j)))
+            .collect();
+        if taps.len() != offsets.len() {
+            return Err(Error::shape(
+                "tap_conv",
+                format!(
+                    "weight {s:?} has {} taps but {} offsets were given",
+                    taps.len(),
+                    offsets.len()
+                ),
+            ));
+        }
+        TapConv::arranged(weight, bias, &taps, offsets.to_vec())
+    }
+
+    fn arranged(
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        taps: &[(usize, usize)],
+        offsets: Vec<(isize, isize)>,
+    ) -> Result<TapConv> {
+        let s = weight.shape();
+        let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
+        let w = weight.to_vec_f32();
+        let mut m = vec![0f32; taps.len() * cin * cout];
+        for (t, &(ti, tj)) in taps.iter().enumerate() {
+            for ci in 0..cin {
+                for co in 0..cout {
+                    m[(t * cin + ci) * cout + co] = w[((co * cin + ci) * kh + ti) * kw + tj];
+                }
+            }
+        }
+        Ok(TapConv {
+            offsets,
+            weight: Tensor::from_vec(m, &[taps.len() * cin, cout])?,
+            bias: bias.map(|b| b.detach()),
+        })
+    }
+
+    /// The output [n, out] at (r, c), zero padding outside the image.
+    pub(crate) fn at(&self, input: &Cache, r: usize, c: usize) -> Result<Tensor> {
+        let (n, s, ch) = (input.n, input.s as isize, input.channels);
+        let width = self.offsets.len() * ch;
+        let mut g = vec![0f32; n * width];
+        for b in 0..n {
+            for (t, &(dr, dc)) in self.offsets.iter().enumerate() {
+                let (rr, cc) = (r as isize + dr, c as isize + dc);
+                if rr < 0 || cc < 0 || rr >= s || cc >= s {
+                    continue;
+                }
+                let at = ((b * input.s + rr as usize) * input.s + cc as usize) * ch;
+                g[b * width + t * ch..b * width + (t + 1) * ch]
+                    .copy_from_slice(&input.data[at..at + ch]);
+            }
+        }
+        let y = Tensor::from_vec(g, &[n, width])?.matmul(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// A 1x1 convolution as a matrix: [n, in] -> [n, out].
+pub(crate) struct Pointwise {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Pointwise {
+    pub(crate) fn of(conv: &Conv2d) -> Result<Pointwise> {
+        let s = conv.weight.shape();
+        Ok(Pointwise {
+            weight: conv
+                .weight
+                .detach()
+                .reshape(&[s[0], s[1]])?
+                .t()?
+                .contiguous()?,
+            bias: conv.bias.as_ref().map(|b| b.detach()),
+        })
+    }
+
+    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}
+
 /// Checks shared by the tests of the autoregressive models.
 #[cfg(test)]
 pub(crate) mod checks {
@@ -269,6 +455,58 @@ pub(crate) mod checks {
         let spread = nll.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
             - nll.iter().cloned().fold(f64::INFINITY, f64::min);
         assert!(spread > 0.1, "a flat model ({spread}) proves little");
+    }
+
+    /// Generation the slow way, `size`^2 full forward passes (one per pixel, each batched over
+    /// the images): the reference a fast generator is tested against.
+    pub fn generate_by_full_passes(
+        known: &Known,
+        size: usize,
+        logits: impl Fn(&Tensor) -> Result<Tensor>,
+        rng: &mut Rng,
+    ) -> Tensor {
+        let (n, d) = (known.n(), known.pixels());
+        let mut x = vec![0f32; n * d];
+        for i in 0..d {
+            let l = logits(&Tensor::from_vec(x.clone(), &[n, 1, size, size]).unwrap())
+                .unwrap()
+                .reshape(&[n, d])
+                .unwrap()
+                .narrow(1, i, 1)
+                .unwrap();
+            let xi = known.next(i, &l, rng).unwrap().to_vec_f32();
+            for (b, v) in xi.into_iter().enumerate() {
+                x[b * d + i] = v;
+            }
+        }
+        Tensor::from_vec(x, &[n, 1, size, size]).unwrap()
+    }
+
+    /// A fast generator `generate(known, rng)` -> (images, the logits each pixel was drawn
+    /// from) against the definition, for plain sampling and for completion of 5 images of
+    /// `size` x `size`: the logits it used are those of one pass over the finished images, and
+    /// its draws are those of `size`^2 full passes with the same random numbers.
+    pub fn generation_matches_full_passes(
+        size: usize,
+        logits: impl Fn(&Tensor) -> Result<Tensor>,
+        generate: impl Fn(&Known, &mut Rng) -> Result<(Tensor, Tensor)>,
+    ) {
+        let d = size * size;
+        let given = tiny_batch(size, 5)
+            .tensor(Pixels::Threshold, &mut Rng::new(0))
+            .unwrap();
+        for known in [
+            Known::none(5, d),
+            Known::prefix("test", &given, size, d / 2).unwrap(),
+        ] {
+            let (x, l) = no_grad(|| generate(&known, &mut Rng::new(2))).unwrap();
+            let full = no_grad(|| logits(&x)).unwrap();
+            for (a, b) in l.to_vec_f64().iter().zip(full.to_vec_f64()) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+            let slow = no_grad(|| generate_by_full_passes(&known, size, &logits, &mut Rng::new(2)));
+            assert_eq!(x.to_vec_f32(), slow.to_vec_f32());
+        }
     }
 
     /// A batch of `n` random binary images of `size` x `size` drawn from a few fixed patterns,

@@ -9,7 +9,7 @@
 //!   on the shipped LeNet-style classifier).
 //! - [`distributions`]: Bernoulli and categorical distributions, and the lecture's parameter
 //!   counting; [`autoregressive`]: what the autoregressive models ([`fvsbn`], [`nade`],
-//!   [`pixel_cnn`]) share: generation in raster order, completion of half images, the NLL metrics.
+//!   [`pixel_cnn`], [`pixel_rnn`]) share: generation in raster order, completion of half images, the NLL metrics.
 //! - [`image`]: PNG grids, the loss plot, the scatter of 2-d codes, `.npy` arrays.
 //! - [`latent`]: what the latent-variable models ([`vae`], [`aae`], [`wae`]) share: encoder and
 //!   decoder ([`latent::LatentModel`]) and the pictures written at the end of training.
@@ -22,11 +22,13 @@ pub mod data;
 pub mod distributions;
 pub mod eval;
 pub mod fvsbn;
+pub mod grid_lstm;
 pub mod image;
 pub mod latent;
 pub mod metrics;
 pub mod nade;
 pub mod pixel_cnn;
+pub mod pixel_rnn;
 pub mod run;
 pub mod vae;
 pub mod wae;

@@ -20,14 +20,14 @@
 //! before (r, c), so each is computed exactly once, when its position comes; a pixel costs one
 //! column of the network, and a whole sample one forward pass.
 
-use crate::autoregressive::{self, Known};
+use crate::autoregressive::{self, Cache, Known, Pointwise, TapConv};
 use crate::data::{Batch, Pixels};
 use crate::distributions::Bernoulli;
 use crate::eval::{EvalContext, Metric};
 use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
-use autograd::{mask_taps, Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
+use autograd::{Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub static ENTRY: Entry = Entry {
@@ -205,25 +205,6 @@ impl PixelCnn {
             .neg()
     }
 
-    /// Generation the slow way, 784 full forward passes (one per pixel, each batched over the
-    /// images): the reference the fast generator is tested against.
-    #[cfg(test)]
-    fn generate_by_full_passes(&self, known: &Known, rng: &mut Rng) -> Result<Tensor> {
-        let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
-        let mut x = vec![0f32; n * d];
-        for i in 0..d {
-            let l = self
-                .logits(&Tensor::from_vec(x.clone(), &[n, 1, s, s])?)?
-                .reshape(&[n, d])?
-                .narrow(1, i, 1)?;
-            let xi = known.next(i, &l, rng)?.to_vec_f32();
-            for (b, v) in xi.into_iter().enumerate() {
-                x[b * d + i] = v;
-            }
-        }
-        Tensor::from_vec(x, &[n, 1, s, s])
-    }
-
     /// Pixel by pixel in raster order, computing the network one position at a time over
     /// cached activations; returns the images and the logits each pixel was drawn from.
     fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
@@ -262,127 +243,6 @@ impl PixelCnn {
             Tensor::from_vec(image.data, &[n, 1, s, s])?,
             Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
         ))
-    }
-}
-
-/// Activations [n, s, s, channels] (channels last, so that one position's vector is contiguous),
-/// filled in as generation goes; zero where not yet computed.
-struct Cache {
-    data: Vec<f32>,
-    n: usize,
-    s: usize,
-    channels: usize,
-}
-
-impl Cache {
-    fn new(n: usize, s: usize, channels: usize) -> Cache {
-        Cache {
-            data: vec![0.0; n * s * s * channels],
-            n,
-            s,
-            channels,
-        }
-    }
-
-    /// Stores `v` [n, channels] at position (r, c).
-    fn set(&mut self, r: usize, c: usize, v: &Tensor) {
-        let v = v.to_vec_f32();
-        let ch = self.channels;
-        for b in 0..self.n {
-            let at = ((b * self.s + r) * self.s + c) * ch;
-            self.data[at..at + ch].copy_from_slice(&v[b * ch..(b + 1) * ch]);
-        }
-    }
-}
-
-/// A (masked) convolution evaluated at one output position: its kept taps' inputs gathered into
-/// [n, taps * in] and multiplied by the weights arranged as [taps * in, out].
-struct TapConv {
-    /// (row, column) offsets of the kept taps from the output position
-    offsets: Vec<(isize, isize)>,
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl TapConv {
-    fn of(weight: &Tensor, bias: Option<&Tensor>, mask: Option<Mask>) -> Result<TapConv> {
-        let s = weight.shape();
-        let (cout, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
-        let taps = mask_taps(kh, kw, mask);
-        let w = weight.to_vec_f32();
-        let mut m = vec![0f32; taps.len() * cin * cout];
-        for (t, &(ti, tj)) in taps.iter().enumerate() {
-            for ci in 0..cin {
-                for co in 0..cout {
-                    m[(t * cin + ci) * cout + co] = w[((co * cin + ci) * kh + ti) * kw + tj];
-                }
-            }
-        }
-        Ok(TapConv {
-            offsets: taps
-                .iter()
-                .map(|&(i, j)| {
-                    (
-                        i as isize - (kh / 2) as isize,
-                        j as isize - (kw / 2) as isize,
-                    )
-                })
-                .collect(),
-            weight: Tensor::from_vec(m, &[taps.len() * cin, cout])?,
-            bias: bias.map(|b| b.detach()),
-        })
-    }
-
-    /// The output [n, out] at (r, c), zero padding outside the image.
-    fn at(&self, input: &Cache, r: usize, c: usize) -> Result<Tensor> {
-        let (n, s, ch) = (input.n, input.s as isize, input.channels);
-        let width = self.offsets.len() * ch;
-        let mut g = vec![0f32; n * width];
-        for b in 0..n {
-            for (t, &(dr, dc)) in self.offsets.iter().enumerate() {
-                let (rr, cc) = (r as isize + dr, c as isize + dc);
-                if rr < 0 || cc < 0 || rr >= s || cc >= s {
-                    continue;
-                }
-                let at = ((b * input.s + rr as usize) * input.s + cc as usize) * ch;
-                g[b * width + t * ch..b * width + (t + 1) * ch]
-                    .copy_from_slice(&input.data[at..at + ch]);
-            }
-        }
-        let y = Tensor::from_vec(g, &[n, width])?.matmul(&self.weight)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
-    }
-}
-
-/// A 1x1 convolution as a matrix: [n, in] -> [n, out].
-struct Pointwise {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Pointwise {
-    fn of(conv: &Conv2d) -> Result<Pointwise> {
-        let s = conv.weight.shape();
-        Ok(Pointwise {
-            weight: conv
-                .weight
-                .detach()
-                .reshape(&[s[0], s[1]])?
-                .t()?
-                .contiguous()?,
-            bias: conv.bias.as_ref().map(|b| b.detach()),
-        })
-    }
-
-    fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
     }
 }
 
@@ -494,18 +354,7 @@ mod tests {
     #[test]
     fn fast_generation_matches_full_forward_passes() {
         let m = small(6, 3);
-        let (x, l) =
-            autograd::no_grad(|| m.generate(&Known::none(5, 36), &mut Rng::new(2))).unwrap();
-        // the logits used while generating are those of one pass over the finished images
-        let full = autograd::no_grad(|| m.logits(&x)).unwrap();
-        for (a, b) in l.to_vec_f64().iter().zip(full.to_vec_f64()) {
-            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
-        }
-        // and the same draws as the slow way, 36 full passes
-        let slow =
-            autograd::no_grad(|| m.generate_by_full_passes(&Known::none(5, 36), &mut Rng::new(2)))
-                .unwrap();
-        assert_eq!(x.to_vec_f32(), slow.to_vec_f32());
+        checks::generation_matches_full_passes(6, |x| m.logits(x), |k, rng| m.generate(k, rng));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub static ENTRIES: &[&Entry] = &[
     &crate::fvsbn::ENTRY,
     &crate::nade::ENTRY,
     &crate::pixel_cnn::ENTRY,
+    &crate::pixel_rnn::ROW_ENTRY,
+    &crate::pixel_rnn::DIAGONAL_ENTRY,
     &crate::aae::ENTRY,
     &crate::wae::MMD_ENTRY,
     &crate::wae::GAN_ENTRY,
