@@ -87,6 +87,15 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
                 }
             })?,
         ]),
+        // y = a wᵀ: da = g w; dw = Σ gᵀ a over every row of every batch, [n, k] like w
+        Op::MatmulT(a, w) => Ok(vec![
+            only_if(0, &|| g.matmul(w))?,
+            only_if(1, &|| {
+                let (k, n) = (w.shape()[1], w.shape()[0]);
+                let rows = a.shape()[..a.rank() - 1].iter().product::<usize>();
+                g.reshape(&[rows, n])?.t()?.matmul(&a.reshape(&[rows, k])?)
+            })?,
+        ]),
         Op::Reshape(x) | Op::Copy(x) => Ok(vec![Some(g.reshape(x.shape())?)]),
         Op::Permute(_, perm) => {
             let mut inverse = vec![0; perm.len()];

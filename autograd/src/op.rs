@@ -49,6 +49,9 @@ pub enum Op {
         axis: usize,
     },
     Matmul(Tensor, Tensor),
+    /// a · wᵀ for a 2-D w (a Linear layer), reading w in place: no transposed view of the
+    /// weight is kept in the graph, so the optimizer can update it without a copy
+    MatmulT(Tensor, Tensor),
     Reshape(Tensor),
     Permute(Tensor, Vec<usize>),
     Narrow {
@@ -123,6 +126,7 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::Matmul(..) => "matmul",
+            Op::MatmulT(..) => "matmul_t",
             Op::Reshape(_) => "reshape",
             Op::Permute(..) => "permute",
             Op::Narrow { .. } => "narrow",
@@ -160,7 +164,7 @@ impl Op {
             | Op::IndexAdd { source: x, .. }
             | Op::Gather { input: x, .. }
             | Op::ScatterAdd { source: x, .. } => vec![x],
-            Op::Binary(a, b, _) | Op::Matmul(a, b) => vec![a, b],
+            Op::Binary(a, b, _) | Op::Matmul(a, b) | Op::MatmulT(a, b) => vec![a, b],
             Op::Conv { x, w, .. } => vec![x, w],
             Op::ConvInputGrad { dy, w, .. } => vec![dy, w],
             Op::ConvWeightGrad { x, dy, .. } => vec![x, dy],

@@ -235,6 +235,17 @@ proptest! {
         prop_assert_eq!(binary(&a, &b, t, |x, y| x.matmul(y)), Ok(()));
     }
 
+    #[test]
+    fn matmul_t(batch in proptest::collection::vec(1..3usize, 0..3), m in 1..5usize, k in 1..5usize, n in 1..5usize, ta in any::<bool>(), seed in any::<u64>()) {
+        // a [..., m, k] times a 2-D w [n, k] transposed (a Linear layer); a possibly transposed
+        let sa = [&batch[..], &[m, k]].concat();
+        let a = Input::new(tests::fixed_weights(sa.iter().product(), seed), &sa);
+        let w = Input::new(tests::fixed_weights(n * k, seed + 1), &[n, k]);
+        let ta = ta && batch.is_empty();
+        let r = gradcheck(|xs| view(&xs[0], ta)?.matmul_t(&xs[1]), &[stored(&a, ta), w], Tolerance::default());
+        prop_assert_eq!(r, Ok(()));
+    }
+
     // ----- shape ops -------------------------------------------------------------------------
 
     #[test]

@@ -72,6 +72,14 @@ proptest! {
     }
 
     #[test]
+    fn matmul_t(m in 1..4usize, k in 1..4usize, n in 1..4usize, batched in any::<bool>(), seed in any::<u64>()) {
+        let sa = if batched { vec![2, m, k] } else { vec![m, k] };
+        let a = Input::new(tests::fixed_weights(sa.iter().product(), seed), &sa);
+        let w = Input::new(tests::fixed_weights(n * k, seed + 7), &[n, k]);
+        prop_assert_eq!(check2(&a, &w, |x, y| x.matmul_t(y)), Ok(()));
+    }
+
+    #[test]
     fn sigmoid(x in input(small_shape(), -3.0, 3.0), t in any::<bool>()) {
         prop_assert_eq!(check1(&x, t, |v| v.sigmoid()), Ok(()));
     }

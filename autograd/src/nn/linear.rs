@@ -85,9 +85,9 @@ impl Linear {
         }
         self.weight.same_dtype("linear", x)?;
         let y = if x.rank() == 1 {
-            x.unsqueeze(0)?.matmul(&self.weight.t()?)?.squeeze(0)?
+            x.unsqueeze(0)?.matmul_t(&self.weight)?.squeeze(0)?
         } else {
-            x.matmul(&self.weight.t()?)?
+            x.matmul_t(&self.weight)?
         };
         match &self.bias {
             Some(b) => y.add(b),

@@ -68,6 +68,41 @@ fn compute<T: Element>(
 }
 
 impl Tensor {
+    /// [..., m, k] x [n, k]ᵀ -> [..., m, n]: `self.matmul(&w.t())` for a 2-D `w`, as a Linear
+    /// layer computes it. The same product, but the graph holds `w` itself rather than a
+    /// transposed view of it, and w's gradient comes out in w's own layout.
+    pub fn matmul_t(&self, w: &Tensor) -> Result<Tensor> {
+        self.same_dtype("matmul_t", w)?;
+        let (sa, sw) = (self.shape(), w.shape());
+        if sa.len() < 2 || sw.len() != 2 || sa[sa.len() - 1] != sw[1] {
+            return Err(Error::shape(
+                "matmul_t",
+                format!("needs [..., m, k] and a 2-D [n, k], got {sa:?} and {sw:?}"),
+            ));
+        }
+        let (m, k, n) = (sa[sa.len() - 2], sw[1], sw[0]);
+        let batch = &sa[..sa.len() - 2];
+        let la = self.layout().clone();
+        let lw = w
+            .layout()
+            .permute("matmul_t", &[1, 0])?
+            .expand(&[batch, &[k, n]].concat())?;
+        let shape = [batch, &[m, n]].concat();
+        let op = Op::MatmulT(self.clone(), w.clone());
+        Ok(match self.dtype() {
+            DType::F32 => Tensor::from_op(
+                compute::<f32>(self, &la, w, &lw, batch, m, k, n),
+                &shape,
+                op,
+            ),
+            DType::F64 => Tensor::from_op(
+                compute::<f64>(self, &la, w, &lw, batch, m, k, n),
+                &shape,
+                op,
+            ),
+        })
+    }
+
     /// [..., m, k] x [..., k, n] -> [..., m, n]; leading (batch) axes broadcast.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         self.same_dtype("matmul", other)?;
