@@ -32,10 +32,12 @@ use crate::layout::Layout;
 use crate::op::{CustomBackward, Op};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
+use kernels::cpu::for_each_index_parallel;
 use kernels::cpu::lstm::{
-    lstm_cell_backward as fused_backward, lstm_cell_forward, on_pool, LstmFloat, Rows,
+    lstm_cell_backward as fused_backward, lstm_cell_forward, lstm_cell_forward_serial, on_pool,
+    LstmFloat, Rows,
 };
-use kernels::cpu::matmul::{matmul, MatRef};
+use kernels::cpu::matmul::{matmul, matmul_with, MatRef};
 use std::sync::Arc;
 
 /// Runs `f` on the rows of the 2-D tensor `t` read in place when each row is contiguous (any
@@ -401,6 +403,54 @@ impl<T: Element> Dense<T> {
     }
 }
 
+/// Rows of the batch per block of the sequence forward's recurrence (see `sequence_typed`).
+const SEQUENCE_BLOCK_ROWS: usize = 32;
+
+/// A row-major [rows, width] buffer whose disjoint row ranges several threads fill at once.
+struct SharedRows<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: threads only reach disjoint rows through it (the callers' contract below).
+unsafe impl<T: Send> Sync for SharedRows<T> {}
+
+impl<T> SharedRows<T> {
+    fn new(buf: &mut [T]) -> Self {
+        SharedRows {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+        }
+    }
+
+    /// Rows `first..first + count` of width `width`, writable.
+    ///
+    /// # Safety
+    /// No other reference to these rows may be live while the slice is.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn rows_mut(&self, first: usize, count: usize, width: usize) -> &mut [T] {
+        assert!(
+            (first + count) * width <= self.len,
+            "SharedRows: rows out of range"
+        );
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(first * width), count * width) }
+    }
+
+    /// Rows `first..first + count` of width `width`, read-only.
+    ///
+    /// # Safety
+    /// No writable reference to these rows may be live while the slice is.
+    unsafe fn rows(&self, first: usize, count: usize, width: usize) -> &[T] {
+        assert!(
+            (first + count) * width <= self.len,
+            "SharedRows: rows out of range"
+        );
+        // SAFETY: in bounds (checked); not written meanwhile by the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(first * width), count * width) }
+    }
+}
+
 /// Sizes of one sequence.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -484,43 +534,61 @@ fn sequence_typed<T: Element + LstmFloat>(
         None => vec![T::ZERO; batch * hidden],
     };
     let mut hc = vec![T::ZERO; tb * h2];
-    let mut recurrent = vec![T::ZERO; batch * g4];
-    for t in 0..steps {
-        let (done, rest) = hc.split_at_mut(t * batch * h2);
-        let hc_t = &mut rest[..batch * h2];
-        let gates_t = &mut gates[t * batch * g4..(t + 1) * batch * g4];
-        let h_prev = match (t, &h0) {
-            (0, None) => None, // h_0 = 0: nothing to add
-            (0, Some((s, l))) => Some(mat::<T>(s, l)),
-            _ => Some(dense(&*done, (t - 1) * batch * h2, h2)),
-        };
-        // a_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ + (b_ih + b_hh), in one pass over the gates
-        match (h_prev, &bias) {
-            (Some(h_prev), bias) => {
-                matmul(batch, hidden, g4, h_prev, w_hh_t, &mut recurrent);
-                for (row, rec) in gates_t.chunks_exact_mut(g4).zip(recurrent.chunks_exact(g4)) {
-                    match bias {
-                        Some(b) => add2_into(row, rec, b),
-                        None => add_into(row, rec),
+    // Rows of the batch never meet in the recurrence, so blocks of rows run through all the
+    // steps independently, one block per thread, with no hand-off between threads per step.
+    // The blocks are fixed by the batch size alone, so results do not depend on thread count.
+    let blocks = batch.div_ceil(SEQUENCE_BLOCK_ROWS);
+    let (gates_rows, hc_rows) = (SharedRows::new(&mut gates), SharedRows::new(&mut hc));
+    let run_block = |blk: usize| {
+        let b0 = blk * SEQUENCE_BLOCK_ROWS;
+        let bs = SEQUENCE_BLOCK_ROWS.min(batch - b0);
+        let mut recurrent = vec![T::ZERO; bs * g4];
+        for t in 0..steps {
+            // SAFETY: rows t·B + b0 .. t·B + b0 + bs of gates and hc belong to this block
+            // alone, and step t - 1's rows (read below) are disjoint from step t's.
+            let gates_t = unsafe { gates_rows.rows_mut(t * batch + b0, bs, g4) };
+            let hc_t = unsafe { hc_rows.rows_mut(t * batch + b0, bs, h2) };
+            let hc_prev = (t > 0).then(|| unsafe { hc_rows.rows((t - 1) * batch + b0, bs, h2) });
+            let h_prev = match (hc_prev, &h0) {
+                (Some(prev), _) => Some(dense(prev, 0, h2)),
+                (None, Some((s, l))) => Some(MatRef {
+                    offset: l.offset + b0 * l.strides[0],
+                    ..mat::<T>(s, l)
+                }),
+                (None, None) => None, // h_0 = 0: nothing to add
+            };
+            // a_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ + (b_ih + b_hh), in one pass over the gates
+            match (h_prev, &bias) {
+                (Some(h_prev), bias) => {
+                    matmul_with(bs, hidden, g4, h_prev, w_hh_t, &mut recurrent, 1);
+                    for (row, rec) in gates_t.chunks_exact_mut(g4).zip(recurrent.chunks_exact(g4)) {
+                        match bias {
+                            Some(b) => add2_into(row, rec, b),
+                            None => add_into(row, rec),
+                        }
                     }
                 }
-            }
-            (None, Some(b)) => {
-                for row in gates_t.chunks_exact_mut(g4) {
-                    add_into(row, b);
+                (None, Some(b)) => {
+                    for row in gates_t.chunks_exact_mut(g4) {
+                        add_into(row, b);
+                    }
                 }
+                (None, None) => {}
             }
-            (None, None) => {}
+            let c_prev = match hc_prev {
+                None => Rows::contiguous(&c0[b0 * hidden..(b0 + bs) * hidden], hidden),
+                Some(prev) => Rows {
+                    data: &prev[hidden..],
+                    stride: h2,
+                },
+            };
+            lstm_cell_forward_serial(bs, hidden, Rows::contiguous(gates_t, g4), c_prev, hc_t);
         }
-        let c_prev = if t == 0 {
-            Rows::contiguous(&c0[..], hidden)
-        } else {
-            Rows {
-                data: &done[(t - 1) * batch * h2 + hidden..],
-                stride: h2,
-            }
-        };
-        lstm_cell_forward(batch, hidden, Rows::contiguous(gates_t, g4), c_prev, hc_t);
+    };
+    if blocks > 1 {
+        for_each_index_parallel(blocks, run_block);
+    } else {
+        run_block(0);
     }
     // Y = [h_1, ..., h_T, c_T]
     let mut y = vec![T::ZERO; (steps + 1) * batch * hidden];

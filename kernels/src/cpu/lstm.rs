@@ -311,6 +311,24 @@ pub fn lstm_cell_forward<T: LstmFloat>(
     }
 }
 
+/// [`lstm_cell_forward`] on the calling thread only, for callers that already run one block of
+/// rows per thread (an LSTM sequence split by batch rows).
+pub fn lstm_cell_forward_serial<T: LstmFloat>(
+    batch: usize,
+    hidden: usize,
+    gates: Rows<T>,
+    c_prev: Rows<T>,
+    out: &mut [T],
+) {
+    const OP: &str = "lstm_cell_forward_serial";
+    gates.check(OP, "gates", batch, 4 * hidden);
+    c_prev.check(OP, "c_prev", batch, hidden);
+    check_output(OP, "out", out.len(), batch, 2 * hidden);
+    if batch > 0 && hidden > 0 {
+        forward_rows(hidden, gates, c_prev, out);
+    }
+}
+
 /// The fused backward. `gates` (rows of 4H) and `c_prev` (rows of H) are the forward's inputs,
 /// `out` (rows of 2H: h', c') its output and `grad_out` (rows of 2H: dh', dc') the gradient with
 /// respect to that output. Writes `grad_gates` [batch, 4H] and `grad_c_prev` [batch, H], both

@@ -11,6 +11,12 @@ pub mod reduce;
 pub mod scratch;
 pub mod vector;
 
+/// Runs `f(0)`, ..., `f(n - 1)` in parallel on rayon's pool (each index one task).
+pub fn for_each_index_parallel(n: usize, f: impl Fn(usize) + Sync + Send) {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().for_each(f);
+}
+
 /// Runs `f` on a thread of rayon's pool and returns its result. A loop that calls parallel
 /// kernels many times (a training loop, an LSTM over a sequence) should run this way: called
 /// from outside the pool, each parallel call is handed over to the pool while the caller sleeps
