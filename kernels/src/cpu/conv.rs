@@ -12,10 +12,11 @@
 //! read, multiplied or written: the work shrinks with the mask. Samples run in parallel; each
 //! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
 
-use crate::cpu::matmul::{matmul_with, MatRef};
+use crate::cpu::matmul::{is_blocked_shape, matmul_into, matmul_packed, BSource, MatRef, PackedA};
 use crate::cpu::scratch::Scratch;
 use crate::float::Float;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Everything about a convolution's shapes. Input [n, c_in, h, w], output [n, c_out, ho, wo].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,76 +111,150 @@ fn valid_range(
     (lo.min(hi), hi)
 }
 
-/// cols[(c·T + t), at + oh·wo + ow] = x[c, oh·sh - pt + i·dh, ow·sw - pl + j·dw] for tap
-/// t = (i, j), zero outside the image, for channels `c0..c0 + channels` of one sample. `ld` is
-/// the length of a row of `cols` (several samples sit side by side, each at its own `at`).
+/// cols[(c·T + t), at + p - p0] = x[c, oh·sh - pt + i·dh, ow·sw - pl + j·dw] for tap
+/// t = (i, j) and output position p = oh·wo + ow in `positions` (p0 its start), zero outside
+/// the image, for channels `c0..c0 + channels` of one sample. `ld` is the length of a row of
+/// `cols` (several samples may sit side by side, each at its own `at`).
+#[allow(clippy::too_many_arguments)]
 fn im2col<T: Float>(
     x: &[T],
     g: &ConvGeometry,
     c0: usize,
     channels: usize,
+    positions: Range<usize>,
     cols: &mut [T],
     ld: usize,
     at: usize,
 ) {
-    let (l, ntaps) = (g.l(), g.taps.len());
+    let ntaps = g.taps.len();
     for c in 0..channels {
         let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
-        for (t, &(i, j)) in g.taps.iter().enumerate() {
+        for (t, &tap) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
-            let row = &mut cols[start..start + l];
-            let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
-            let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
-            row[..oh_lo * g.wo].fill(T::ZERO);
-            row[oh_hi * g.wo..].fill(T::ZERO);
-            for oh in oh_lo..oh_hi {
-                let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
-                let src = &plane[ih * g.w..(ih + 1) * g.w];
-                let dst = &mut row[oh * g.wo..(oh + 1) * g.wo];
-                dst[..ow_lo].fill(T::ZERO);
-                dst[ow_hi..].fill(T::ZERO);
-                if ow_lo == ow_hi {
-                    continue; // this tap sees no column of the image: iw0 would be negative
-                }
-                let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
-                if g.stride.1 == 1 {
-                    dst[ow_lo..ow_hi].copy_from_slice(&src[iw0..iw0 + (ow_hi - ow_lo)]);
-                } else {
-                    for (k, d) in dst[ow_lo..ow_hi].iter_mut().enumerate() {
-                        *d = src[iw0 + k * g.stride.1];
-                    }
-                }
-            }
+            im2col_row(plane, g, tap, positions.clone(), &mut cols[start..start + positions.len()]);
         }
     }
 }
 
+/// One row of the column matrix: `row[p - p0]` = the pixel of `plane` that tap (i, j) reads
+/// for output position p in `positions`, zero where it falls in the padding.
+fn im2col_row<T: Float>(
+    plane: &[T],
+    g: &ConvGeometry,
+    (i, j): (usize, usize),
+    positions: Range<usize>,
+    row: &mut [T],
+) {
+    let p0 = positions.start;
+    let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
+    let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
+    for_each_output_row(g.wo, positions, |oh, ows| {
+        let dst = &mut row[oh * g.wo + ows.start - p0..oh * g.wo + ows.end - p0];
+        // the part of this output row whose input pixels lie inside the image
+        let (lo, hi) = (ow_lo.max(ows.start), ow_hi.min(ows.end));
+        if oh < oh_lo || oh >= oh_hi || lo >= hi {
+            dst.fill(T::ZERO);
+            return;
+        }
+        dst[..lo - ows.start].fill(T::ZERO);
+        dst[hi - ows.start..].fill(T::ZERO);
+        let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
+        let src = &plane[ih * g.w..(ih + 1) * g.w];
+        let iw0 = lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
+        let dst = &mut dst[lo - ows.start..hi - ows.start];
+        if g.stride.1 == 1 {
+            dst.copy_from_slice(&src[iw0..iw0 + dst.len()]);
+        } else {
+            for (k, d) in dst.iter_mut().enumerate() {
+                *d = src[iw0 + k * g.stride.1];
+            }
+        }
+    });
+}
+
+/// Packs rows `p0..p0 + kc` and columns `cols` of the column matrix of a chunk of samples
+/// (group `grp`; column q is position q mod l of sample q / l) straight into the matmul's B
+/// slivers (`nr` columns each, see `matmul::PackB`), one im2col row at a time through a small
+/// buffer that stays in L1: the column matrix itself is never built.
+#[allow(clippy::too_many_arguments)]
+fn pack_cols<T: Float>(
+    x: &[T],
+    g: &ConvGeometry,
+    samples: &Range<usize>,
+    grp: usize,
+    dst: &mut [T],
+    p0: usize,
+    kc: usize,
+    cols: Range<usize>,
+    nr: usize,
+) {
+    let (l, ntaps) = (g.l(), g.taps.len());
+    let mut row = vec![T::ZERO; cols.len()];
+    for p in p0..p0 + kc {
+        let (c, tap) = (p / ntaps, g.taps[p % ntaps]);
+        let channel = grp * g.cin_per_group() + c;
+        // the row, sample by sample
+        let mut q = cols.start;
+        while q < cols.end {
+            let (s, pos) = (samples.start + q / l, q % l);
+            let len = (l - pos).min(cols.end - q);
+            let plane = &x[s * g.in_size() + channel * g.h * g.w..][..g.h * g.w];
+            let at = q - cols.start;
+            im2col_row(plane, g, tap, pos..pos + len, &mut row[at..at + len]);
+            q += len;
+        }
+        for (sliver, values) in row.chunks(nr).enumerate() {
+            let lanes = &mut dst[(sliver * kc + p - p0) * nr..][..nr];
+            lanes[..values.len()].copy_from_slice(values);
+            lanes[values.len()..].fill(T::ZERO);
+        }
+    }
+}
+
+/// Calls `f(oh, ow_lo..ow_hi)` for each output row that the flat output positions `positions`
+/// (p = oh·wo + ow) touch, with the part of the row inside them.
+fn for_each_output_row(wo: usize, positions: Range<usize>, mut f: impl FnMut(usize, Range<usize>)) {
+    if positions.is_empty() || wo == 0 {
+        return;
+    }
+    for oh in positions.start / wo..=(positions.end - 1) / wo {
+        let row_start = oh * wo;
+        let lo = positions.start.max(row_start) - row_start;
+        let hi = positions.end.min(row_start + wo) - row_start;
+        f(oh, lo..hi);
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
+#[allow(clippy::too_many_arguments)]
 fn col2im<T: Float>(
     cols: &[T],
     g: &ConvGeometry,
     c0: usize,
     channels: usize,
+    positions: Range<usize>,
     dx: &mut [T],
     ld: usize,
     at: usize,
 ) {
-    let (l, ntaps) = (g.l(), g.taps.len());
+    let ntaps = g.taps.len();
+    let p0 = positions.start;
     for c in 0..channels {
         let plane = &mut dx[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &(i, j)) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
-            let row = &cols[start..start + l];
+            let row = &cols[start..start + positions.len()];
             let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
             let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
-            for oh in oh_lo..oh_hi {
+            for_each_output_row(g.wo, positions.clone(), |oh, ows| {
+                let (lo, hi) = (ow_lo.max(ows.start), ow_hi.min(ows.end));
+                if oh < oh_lo || oh >= oh_hi || lo >= hi {
+                    return;
+                }
                 let ih = oh * g.stride.0 + i * g.dilation.0 - g.pad.0;
                 let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
-                let src = &row[oh * g.wo + ow_lo..oh * g.wo + ow_hi];
-                if ow_lo == ow_hi {
-                    continue;
-                }
-                let iw0 = ow_lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
+                let src = &row[oh * g.wo + lo - p0..oh * g.wo + hi - p0];
+                let iw0 = lo * g.stride.1 + j * g.dilation.1 - g.pad.2;
                 if g.stride.1 == 1 {
                     for (d, &v) in dst[iw0..iw0 + src.len()].iter_mut().zip(src) {
                         *d += v;
@@ -189,7 +264,7 @@ fn col2im<T: Float>(
                         dst[iw0 + k * g.stride.1] += v;
                     }
                 }
-            }
+            });
         }
     }
 }
@@ -282,12 +357,33 @@ fn cols_are_input(g: &ConvGeometry) -> bool {
     g.taps == [(0, 0)] && g.stride == (1, 1) && g.pad == (0, 0, 0, 0) && (g.ho, g.wo) == (g.h, g.w)
 }
 
-/// The column matrix [k, ns·l] of group `grp` for a chunk of samples: borrowed from `x` when a
-/// single sample's channels already are its columns, else built by im2col into `scratch`.
+/// The bands of output positions a chunk of `ns` samples is processed in. Several samples are
+/// one band of ns·l columns. A single sample whose column matrix would outgrow the chunk
+/// budget (a 3x3 convolution over 64 channels of 32x32 is 2.4 MB) is cut into bands of whole
+/// micro-kernel widths, so that each band's columns are built and consumed while in L2.
+fn bands(g: &ConvGeometry, ns: usize) -> Vec<Range<usize>> {
+    const BAND_ELEMENTS: usize = 1 << 18;
+    const UNIT: usize = 32; // the widest micro-kernel's columns
+    let (l, k) = (g.l(), g.k_per_group());
+    if ns > 1 || cols_are_input(g) || k * l <= BAND_ELEMENTS {
+        return vec![0..ns * l];
+    }
+    let count = (k * l).div_ceil(BAND_ELEMENTS);
+    let width = l.div_ceil(count).next_multiple_of(UNIT);
+    (0..l)
+        .step_by(width)
+        .map(|j| j..(j + width).min(l))
+        .collect()
+}
+
+/// The column matrix [k, band] of group `grp` for a chunk of samples and a band of its
+/// columns: borrowed from `x` when a single sample's channels already are its columns, else
+/// built by im2col into `scratch`.
 fn chunk_cols<'a, T: Float>(
     x: &'a [T],
     g: &ConvGeometry,
-    samples: &std::ops::Range<usize>,
+    samples: &Range<usize>,
+    band: &Range<usize>,
     grp: usize,
     scratch: &'a mut Scratch<T>,
 ) -> &'a [T] {
@@ -296,14 +392,17 @@ fn chunk_cols<'a, T: Float>(
         let start = samples.start * g.in_size() + grp * g.cin_per_group() * l;
         return &x[start..start + k * l];
     }
-    let ld = samples.len() * l;
+    let ld = band.len();
     let cols = scratch.as_mut_slice();
     for (i, s) in samples.clone().enumerate() {
+        // a band of one sample, or all the positions of each of several samples
+        let positions = if samples.len() == 1 { band.clone() } else { 0..l };
         im2col(
             &x[s * g.in_size()..(s + 1) * g.in_size()],
             g,
             grp * g.cin_per_group(),
             g.cin_per_group(),
+            positions,
             cols,
             ld,
             i * l,
@@ -320,35 +419,60 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
         return y;
     }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
+    // one product per thread: the weights are packed once for all chunks, and each chunk's
+    // column matrix is packed straight from the image
+    let packed_w = packed_weights(g, threads, |grp| (cog, k, rows(w_active, grp * cog * k, k)));
     y.par_chunks_mut(per * g.out_size())
         .zip(chunks(g))
         .for_each(|(y_chunk, samples)| {
             let ns = samples.len();
-            let ld = ns * l;
-            let mut cols_buf = Scratch::take(k * ld);
-            // one sample: the product [cog, l] is the group's slab of y itself
-            let mut out_buf = Scratch::take(if ns == 1 { 0 } else { cog * ld });
+            let bands = bands(g, ns);
+            let direct = packed_w.is_some() && is_blocked_shape(cog, k, ns * l);
+            let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+            // one sample: the product lands in the group's slab of y itself
+            let mut out_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
             for grp in 0..g.groups {
-                let cols = chunk_cols(x, g, &samples, grp, &mut cols_buf);
-                let out = if ns == 1 {
-                    &mut y_chunk[grp * cog * l..(grp + 1) * cog * l]
-                } else {
-                    out_buf.as_mut_slice()
-                };
-                // out [cog, ns·l] = W_g [cog, k] · cols [k, ns·l]
-                matmul_with(
-                    cog,
-                    k,
-                    ld,
-                    rows(w_active, grp * cog * k, k),
-                    rows(cols, 0, ld),
-                    out,
-                    threads,
-                );
+                if let (true, Some(packed)) = (direct, &packed_w) {
+                    let (out, ldc) = if ns == 1 {
+                        (&mut y_chunk[grp * cog * l..], l)
+                    } else {
+                        (out_buf.as_mut_slice(), ns * l)
+                    };
+                    let packer = |dst: &mut [T], p0, kc, cols, nr| {
+                        pack_cols(x, g, &samples, grp, dst, p0, kc, cols, nr)
+                    };
+                    let source = if ns == 1 && cols_are_input(g) {
+                        let start = samples.start * g.in_size() + grp * g.cin_per_group() * l;
+                        BSource::Matrix(rows(x, start, l))
+                    } else {
+                        BSource::Packer(&packer)
+                    };
+                    matmul_packed(&packed[grp], ns * l, source, out, ldc, false);
+                }
+                for band in bands.iter().filter(|_| !direct) {
+                    let cols = chunk_cols(x, g, &samples, band, grp, &mut cols_buf);
+                    let (out, ldc) = if ns == 1 {
+                        (&mut y_chunk[grp * cog * l + band.start..], l)
+                    } else {
+                        (out_buf.as_mut_slice(), ns * l)
+                    };
+                    // out [cog, band] = W_g [cog, k] · cols [k, band]
+                    matmul_into(
+                        cog,
+                        k,
+                        band.len(),
+                        rows(w_active, grp * cog * k, k),
+                        rows(cols, 0, band.len()),
+                        out,
+                        ldc,
+                        false,
+                        threads,
+                    );
+                }
                 if ns == 1 {
                     continue;
                 }
-                let out = out_buf.as_slice();
+                let (out, ld) = (out_buf.as_slice(), ns * l);
                 for i in 0..ns {
                     for o in 0..cog {
                         let dst = i * g.out_size() + (grp * cog + o) * l;
@@ -361,20 +485,36 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     y
 }
 
-/// dy of the chunk's samples for group `grp` as a [cog, ns·l] matrix: borrowed from `dy` for a
-/// single sample, else gathered into `scratch`.
+/// Each group's weights packed once for all chunks when every chunk runs its products on one
+/// thread (`threads == 1`); `a(grp)` gives the group's [m, k] operand.
+fn packed_weights<'a, T: Float>(
+    g: &ConvGeometry,
+    threads: usize,
+    a: impl Fn(usize) -> (usize, usize, MatRef<'a, T>),
+) -> Option<Vec<PackedA<T>>> {
+    (threads == 1).then(|| {
+        (0..g.groups)
+            .map(|grp| {
+                let (m, k, a) = a(grp);
+                PackedA::new(m, k, a)
+            })
+            .collect()
+    })
+}
+
+/// dy of the chunk's samples for group `grp` as a [cog, ns·l] matrix (`rows(.., ld)` with the
+/// returned ld): read in place for a single sample, else gathered into `scratch`.
 fn chunk_dy<'a, T: Float>(
     dy: &'a [T],
     g: &ConvGeometry,
-    samples: &std::ops::Range<usize>,
+    samples: &Range<usize>,
     grp: usize,
     scratch: &'a mut Scratch<T>,
-) -> &'a [T] {
+) -> MatRef<'a, T> {
     let (l, cog) = (g.l(), g.cout_per_group());
     let ld = samples.len() * l;
     if samples.len() == 1 {
-        let start = samples.start * g.out_size() + grp * cog * l;
-        return &dy[start..start + cog * l];
+        return rows(dy, samples.start * g.out_size() + grp * cog * l, l);
     }
     let out = scratch.as_mut_slice();
     for (i, s) in samples.clone().enumerate() {
@@ -383,7 +523,15 @@ fn chunk_dy<'a, T: Float>(
             out[o * ld + i * l..o * ld + (i + 1) * l].copy_from_slice(&dy[src..src + l]);
         }
     }
-    &scratch.as_slice()[..cog * ld]
+    rows(&scratch.as_slice()[..cog * ld], 0, ld)
+}
+
+/// The columns `band` of a matrix.
+fn columns<'a, T>(m: MatRef<'a, T>, band: &Range<usize>) -> MatRef<'a, T> {
+    MatRef {
+        offset: m.offset + band.start * m.col_stride,
+        ..m
+    }
 }
 
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
@@ -394,44 +542,62 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
         return dx;
     }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
+    let packed_wt = packed_weights(g, threads, |grp| (k, cog, cols_t(w_active, grp * cog * k, k)));
     dx.par_chunks_mut(per * g.in_size())
         .zip(chunks(g))
         .for_each(|(dx_chunk, samples)| {
-            let ld = samples.len() * l;
+            let ns = samples.len();
+            let bands = bands(g, ns);
             // a single sample of a 1x1 convolution: the product is dx's slab itself
-            let direct = samples.len() == 1 && cols_are_input(g);
-            let mut cols_buf = Scratch::take(if direct { 0 } else { k * ld });
-            let mut dy_buf = Scratch::take(if samples.len() == 1 { 0 } else { cog * ld });
+            let direct = ns == 1 && cols_are_input(g);
+            let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+            let mut dy_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
             for grp in 0..g.groups {
                 let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
-                let cols = if direct {
-                    &mut dx_chunk[grp * k * l..(grp + 1) * k * l]
-                } else {
-                    cols_buf.as_mut_slice()
-                };
-                // cols [k, ns·l] = W_gᵀ [k, cog] · dy_g [cog, ns·l]
-                matmul_with(
-                    k,
-                    cog,
-                    ld,
-                    cols_t(w_active, grp * cog * k, k),
-                    rows(dy_g, 0, ld),
-                    cols,
-                    threads,
-                );
-                if direct {
-                    continue;
-                }
-                for i in 0..samples.len() {
-                    col2im(
-                        cols_buf.as_slice(),
-                        g,
-                        grp * g.cin_per_group(),
-                        g.cin_per_group(),
-                        &mut dx_chunk[i * g.in_size()..(i + 1) * g.in_size()],
-                        ld,
-                        i * l,
-                    );
+                for band in &bands {
+                    let cols = if direct {
+                        &mut dx_chunk[grp * k * l..(grp + 1) * k * l]
+                    } else {
+                        cols_buf.as_mut_slice()
+                    };
+                    // cols [k, band] = W_gᵀ [k, cog] · dy_g [cog, band]
+                    match &packed_wt {
+                        Some(packed) if is_blocked_shape(k, cog, band.len()) => matmul_packed(
+                            &packed[grp],
+                            band.len(),
+                            BSource::Matrix(columns(dy_g, band)),
+                            cols,
+                            band.len(),
+                            false,
+                        ),
+                        _ => matmul_into(
+                            k,
+                            cog,
+                            band.len(),
+                            cols_t(w_active, grp * cog * k, k),
+                            columns(dy_g, band),
+                            cols,
+                            band.len(),
+                            false,
+                            threads,
+                        ),
+                    }
+                    if direct {
+                        continue;
+                    }
+                    for i in 0..ns {
+                        let positions = if ns == 1 { band.clone() } else { 0..l };
+                        col2im(
+                            cols_buf.as_slice(),
+                            g,
+                            grp * g.cin_per_group(),
+                            g.cin_per_group(),
+                            positions,
+                            &mut dx_chunk[i * g.in_size()..(i + 1) * g.in_size()],
+                            band.len(),
+                            i * l,
+                        );
+                    }
                 }
             }
         });
@@ -450,23 +616,34 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     let partials: Vec<Vec<T>> = chunks(g)
         .into_par_iter()
         .map(|samples| {
-            let ld = samples.len() * l;
-            let mut cols_buf = Scratch::take(k * ld);
-            let mut dy_buf = Scratch::take(if samples.len() == 1 { 0 } else { cog * ld });
+            let ns = samples.len();
+            let bands = bands(g, ns);
+            let mut cols_buf = Scratch::take(k * bands[0].len());
+            let mut dy_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
             let mut acc = vec![T::ZERO; size];
             for grp in 0..g.groups {
-                let cols = chunk_cols(x, g, &samples, grp, &mut cols_buf);
                 let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
-                // acc_g [cog, k] = dy_g [cog, ns·l] · colsᵀ [ns·l, k]
-                matmul_with(
-                    cog,
-                    ld,
-                    k,
-                    rows(dy_g, 0, ld),
-                    cols_t(cols, 0, ld),
-                    &mut acc[grp * cog * k..(grp + 1) * cog * k],
-                    threads,
-                );
+                for (b, band) in bands.iter().enumerate() {
+                    let cols = chunk_cols(x, g, &samples, band, grp, &mut cols_buf);
+                    let cols = if ns == 1 && cols_are_input(g) {
+                        &cols[band.start..] // the input itself: the band's columns in place
+                    } else {
+                        cols
+                    };
+                    let ld = if ns == 1 && cols_are_input(g) { l } else { band.len() };
+                    // acc_g [cog, k] (+)= dy_g [cog, band] · colsᵀ [band, k]
+                    matmul_into(
+                        cog,
+                        band.len(),
+                        k,
+                        columns(dy_g, band),
+                        cols_t(cols, 0, ld),
+                        &mut acc[grp * cog * k..(grp + 1) * cog * k],
+                        k,
+                        b > 0,
+                        threads,
+                    );
+                }
             }
             acc
         })
@@ -561,6 +738,9 @@ mod tests {
             [2, 4, 5, 5, 3, 1, 1, 0, 1, 1],
             [3, 4, 5, 5, 4, 1, 1, 0, 1, 2],
             [2, 64, 64, 64, 2, 1, 1, 0, 1, 1],
+            // single samples cut into bands of columns that end mid-row (961 positions)
+            [1, 64, 31, 31, 3, 3, 1, 1, 1, 1],
+            [2, 64, 61, 61, 2, 3, 2, 1, 1, 1],
             // enough samples that chunks hold several (side-by-side columns, gathered dy)
             [16, 2, 5, 5, 3, 3, 2, 1, 1, 1],
             [16, 4, 3, 3, 2, 1, 1, 0, 1, 2],
@@ -568,29 +748,66 @@ mod tests {
             assert!(spec[1] < 64 || samples_per_chunk(&geometry(spec)) == 1);
             assert_eq!(cols_are_input(&geometry(spec)), spec[5] == 1);
             assert!(spec[0] < 16 || samples_per_chunk(&geometry(spec)) == 2);
-            let g = geometry(spec);
-            let [n, ci, h, w, co, k, _, _, _, grp] = spec;
-            let x = values(n * ci * h * w, 1);
-            let wf = values(co * ci / grp * k * k, 2);
-            let wa = gather_taps(&wf, &g);
-            let y = conv_forward(&x, &wa, &g);
-            let y_ref = naive(&x, &wf, &g);
-            assert!(
-                y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() < 1e-12),
-                "forward differs for {g:?}"
-            );
-            // <conv(x), dy> = <x, conv_input_grad(dy)> = <w, conv_weight_grad(x, dy)>
-            let dy = values(y.len(), 3);
-            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
-            let dx = conv_input_grad(&dy, &wa, &g);
-            let mid: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
-            let dw = conv_weight_grad(&x, &dy, &g);
-            let rhs: f64 = wa.iter().zip(&dw).map(|(a, b)| a * b).sum();
-            assert!(
-                (lhs - mid).abs() < 1e-9 && (lhs - rhs).abs() < 1e-9,
-                "{lhs} {mid} {rhs}"
-            );
+            assert!(spec[2] != 31 && spec[2] != 61 || bands(&geometry(spec), 1).len() == 3);
+            // one thread: weights packed once and columns packed from the image; three
+            // threads: few chunks take the threaded products over im2col buffers instead
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| check_against_definition(spec));
+            }
         }
+    }
+
+    /// Masked taps (PixelCNN's mask A over 3x3 and mask B over 1x3), on both product paths.
+    #[test]
+    fn masked_taps_match_the_definition() {
+        for (spec, taps) in [
+            ([8, 3, 6, 7, 4, 3, 1, 1, 1, 1], vec![(0, 0), (0, 1), (0, 2), (1, 0)]),
+            ([8, 4, 5, 5, 6, 3, 1, 1, 1, 2], vec![(1, 0), (1, 1)]),
+        ] {
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| check_taps_against_definition(spec, Some(taps.clone())));
+            }
+        }
+    }
+
+    fn check_against_definition(spec: [usize; 10]) {
+        check_taps_against_definition(spec, None)
+    }
+
+    fn check_taps_against_definition(spec: [usize; 10], taps: Option<Vec<(usize, usize)>>) {
+        let mut g = geometry(spec);
+        if let Some(taps) = taps {
+            g.taps = taps;
+        }
+        let [n, ci, h, w, co, k, _, _, _, grp] = spec;
+        let x = values(n * ci * h * w, 1);
+        let wf = values(co * ci / grp * k * k, 2);
+        let wa = gather_taps(&wf, &g);
+        let y = conv_forward(&x, &wa, &g);
+        let y_ref = naive(&x, &wf, &g);
+        assert!(
+            y.iter().zip(&y_ref).all(|(a, b)| (a - b).abs() < 1e-12),
+            "forward differs for {g:?}"
+        );
+        // <conv(x), dy> = <x, conv_input_grad(dy)> = <w, conv_weight_grad(x, dy)>
+        let dy = values(y.len(), 3);
+        let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| a * b).sum();
+        let dx = conv_input_grad(&dy, &wa, &g);
+        let mid: f64 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+        let dw = conv_weight_grad(&x, &dy, &g);
+        let rhs: f64 = wa.iter().zip(&dw).map(|(a, b)| a * b).sum();
+        assert!(
+            (lhs - mid).abs() < 1e-9 && (lhs - rhs).abs() < 1e-9,
+            "{lhs} {mid} {rhs} for {g:?}"
+        );
     }
 
     #[test]

@@ -149,26 +149,48 @@ pub fn matmul_with<T: Float>(
     c: &mut [T],
     threads: usize,
 ) {
-    assert!(
-        c.len() >= m * n,
-        "matmul: C has {} elements, need {}",
-        c.len(),
-        m * n
-    );
-    let c = &mut c[..m * n];
+    matmul_into(m, k, n, a, b, c, n, false, threads);
+}
+
+/// The general entry: C = A * B (or C += A * B when `accumulate`), where row i of C starts at
+/// `c[i * ldc]` (so C may be a band of columns of a wider matrix), on at most `threads`
+/// threads.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_into<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+    threads: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "matmul: C has {} elements, need {} rows of {n} every {ldc}",
+        c.len(),
+        m
+    );
+    let c = &mut c[..(m - 1) * ldc + n];
     if k == 0 {
-        c.fill(T::ZERO);
+        if !accumulate {
+            for row in c.chunks_mut(ldc) {
+                row[..n].fill(T::ZERO);
+            }
+        }
         return;
     }
     if m * n * k < SMALL_PRODUCT || m <= 2 || n <= 4 {
-        matmul_small(m, k, n, a, b, c);
+        matmul_small(m, k, n, a, b, c, ldc, accumulate);
         return;
     }
-    let kernel = select_kernel::<T>();
-    matmul_blocked(&kernel, m, k, n, a, b, c, threads);
+    let kernel = select_kernel_for::<T>(m);
+    matmul_blocked(&kernel, m, k, n, a, b, c, ldc, accumulate, threads);
 }
 
 /// The unblocked product for small problems, where packing would cost more than it saves.
@@ -178,11 +200,23 @@ pub fn matmul_with<T: Float>(
 /// - otherwise each C[i, j] is a dot product of row i of A and column j of B. Rows of A and
 ///   columns of B that are not contiguous in memory are first copied into contiguous buffers
 ///   (few elements, as this path only sees small products or one or two rows or columns).
-fn matmul_small<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
-    let c_rows = c.chunks_exact_mut(n).take(m).enumerate();
+#[allow(clippy::too_many_arguments)]
+fn matmul_small<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let c_rows = c.chunks_mut(ldc).take(m).map(|row| &mut row[..n]).enumerate();
     if b.col_stride == 1 && n >= 8 {
         for (i, c_row) in c_rows {
-            c_row.fill(T::ZERO);
+            if !accumulate {
+                c_row.fill(T::ZERO);
+            }
             for p in 0..k {
                 let a_ip = a.at(i, p);
                 let start = b.offset + p * b.row_stride;
@@ -216,7 +250,8 @@ fn matmul_small<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<
         };
         for (j, c_ij) in c_row.iter_mut().enumerate() {
             let start = b_start + j * b_step;
-            *c_ij = dot(a_row, &b_data[start..start + k]);
+            let d = dot(a_row, &b_data[start..start + k]);
+            *c_ij = if accumulate { *c_ij + d } else { d };
         }
     }
 }
@@ -320,6 +355,23 @@ fn select_kernel<T: Float>() -> Kernel<T> {
         }
     }
     portable_kernel::<T>()
+}
+
+/// [`select_kernel`], except that f32 products of few rows on AVX-512 take the 8-row kernel
+/// where the 12-row one would pad them by more than 5%: 64 rows (a 64-channel convolution) are
+/// 8 slivers of 8 rather than 6 of 12, a twelfth of whose work would be padding.
+fn select_kernel_for<T: Float>(m: usize) -> Kernel<T> {
+    let kernel = select_kernel::<T>();
+    #[cfg(target_arch = "x86_64")]
+    if kernel.mr == 12 && std::mem::size_of::<T>() == 4 {
+        let padded = |mr: usize| m.div_ceil(mr) * mr;
+        if padded(8) * 20 < padded(12) * 19 {
+            if let Some(eight) = same_type_kernel(x86::F32_AVX512_8ROWS) {
+                return eight;
+            }
+        }
+    }
+    kernel
 }
 
 /// The portable kernel: 4 x 8 for f32 (eight 4-wide SSE accumulators), 4 x 4 for f64.
@@ -489,10 +541,19 @@ mod x86 {
         pack_b: pack_f32_avx512::<32>,
     };
 
-    /// One step of the k loop loads 2 vectors of B and, for each of the 12 rows, broadcasts one
-    /// value of A and does 2 FMAs: 24 independent FMAs per step, enough to hide the FMA latency
-    /// (4 cycles) on both FMA ports. 24 accumulators + 2 B vectors + 1 broadcast = 27 of the
-    /// 32 zmm registers.
+    /// The same micro-kernel with 8 rows, for products of few rows that 12 would pad (see
+    /// `select_kernel_for`). Its A slivers are packed by the plain packer.
+    pub(super) const F32_AVX512_8ROWS: Kernel<f32> = Kernel {
+        mr: 8,
+        nr: 32,
+        kc: 256,
+        nc: 1024,
+        mc: 1536,
+        run: f32_avx512_8x32,
+        pack_a: pack_sliver::<f32, 8>,
+        pack_b: pack_f32_avx512::<32>,
+    };
+
     #[target_feature(enable = "avx512f")]
     unsafe fn f32_avx512_12x32(
         kc: usize,
@@ -502,7 +563,36 @@ mod x86 {
         ldc: usize,
         accumulate: bool,
     ) {
-        const MR: usize = 12;
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { f32_avx512_rows_x32::<12>(kc, a, b, c, ldc, accumulate) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f32_avx512_8x32(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded under the caller's guarantees.
+        unsafe { f32_avx512_rows_x32::<8>(kc, a, b, c, ldc, accumulate) }
+    }
+
+    /// One step of the k loop loads 2 vectors of B and, for each of the MR rows, broadcasts
+    /// one value of A and does 2 FMAs. With 12 rows: 24 independent FMAs per step, enough to
+    /// hide the FMA latency (4 cycles) on both FMA ports; 24 accumulators + 2 B vectors + 1
+    /// broadcast = 27 of the 32 zmm registers. With 8 rows, 16 FMAs per step.
+    #[inline(always)]
+    unsafe fn f32_avx512_rows_x32<const MR: usize>(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
         const NR: usize = 32;
         check_slivers(kc, MR, NR, a, b);
         // Ask for the C tile now: its cache lines arrive while the k loop runs, instead of
@@ -846,15 +936,18 @@ fn matmul_blocked<T: Float>(
     a: MatRef<T>,
     b: MatRef<T>,
     c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
     threads: usize,
 ) {
-    let out = OutPtr::new(c, n);
+    let out = OutPtr::new(c, ldc);
     let problem = Problem {
         kernel,
         k,
-        a,
-        b,
+        a: ASource::Matrix(a),
+        b: BSource::Matrix(b),
         out: &out,
+        accumulate,
     };
     if threads <= 1 {
         problem.rect(0..m, 0..n);
@@ -928,9 +1021,127 @@ impl ThreadGrid {
 struct Problem<'p, 'c, T> {
     kernel: &'p Kernel<T>,
     k: usize,
-    a: MatRef<'p, T>,
-    b: MatRef<'p, T>,
+    a: ASource<'p, T>,
+    b: BSource<'p, T>,
     out: &'p OutPtr<'c, T>,
+    /// Add the product to C rather than overwrite it.
+    accumulate: bool,
+}
+
+/// Where the blocked product gets its A blocks: packed from a matrix as it goes, or already
+/// packed once for many products ([`PackedA`]).
+#[derive(Clone, Copy)]
+enum ASource<'p, T> {
+    Matrix(MatRef<'p, T>),
+    Packed(&'p PackedA<T>),
+}
+
+/// Fills one packed B block the way `pack_b` does, from something that is not a matrix in
+/// memory: `pack(dst, p0, kc, cols, nr)` writes rows `p0..p0 + kc` of columns `cols` as
+/// `cols.len().div_ceil(nr)` slivers of `kc x nr` (sliver s, step p, lane j at
+/// `dst[(s * kc + p) * nr + j]`; lanes past the last column may hold anything finite).
+pub type PackB<'p, T> = &'p (dyn Fn(&mut [T], usize, usize, Range<usize>, usize) + Sync);
+
+/// Where the blocked product gets its B blocks: packed from a matrix, or by a [`PackB`]
+/// (a convolution packs its column matrix straight from the image, never building it).
+#[derive(Clone, Copy)]
+pub enum BSource<'p, T> {
+    Matrix(MatRef<'p, T>),
+    Packer(PackB<'p, T>),
+}
+
+/// A left operand packed once for many products with different right operands (a
+/// convolution's weights, shared by every chunk of samples). Products with it run on the
+/// calling thread ([`matmul_packed`]).
+pub struct PackedA<T> {
+    kernel: Kernel<T>,
+    m: usize,
+    k: usize,
+    kc_max: usize,
+    mc_max: usize,
+    /// Block (row block ib, depth block pb) at `(ib * depth_blocks + pb) * mc_max * kc_max`.
+    data: Vec<T>,
+}
+
+impl<T: Float> PackedA<T> {
+    /// Packs A [m, k] in the blocks that [`matmul_packed`] will ask for.
+    pub fn new(m: usize, k: usize, a: MatRef<T>) -> Self {
+        let kernel = select_kernel_for::<T>(m);
+        // the same blocking as `Problem::rect` over all rows
+        let kc_max = balanced_block(k, kernel.kc, 1).max(1);
+        let mc_max = balanced_block(m, kernel.mc, kernel.mr).max(kernel.mr);
+        let (row_blocks, depth_blocks) = (m.div_ceil(mc_max), k.div_ceil(kc_max));
+        let block = mc_max * kc_max;
+        let mut data = vec![T::ZERO; row_blocks * depth_blocks * block];
+        for (ib, ic) in (0..m).step_by(mc_max).enumerate() {
+            for (pb, pc) in (0..k).step_by(kc_max).enumerate() {
+                let at = (ib * depth_blocks + pb) * block;
+                let rows = ic..(ic + mc_max).min(m);
+                pack_a(&kernel, &mut data[at..at + block], &a, rows, pc, kc_max.min(k - pc));
+            }
+        }
+        PackedA {
+            kernel,
+            m,
+            k,
+            kc_max,
+            mc_max,
+            data,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    fn block(&self, row0: usize, p0: usize) -> &[T] {
+        let depth_blocks = self.k.div_ceil(self.kc_max);
+        let block = self.mc_max * self.kc_max;
+        let at = ((row0 / self.mc_max) * depth_blocks + p0 / self.kc_max) * block;
+        &self.data[at..at + block]
+    }
+}
+
+/// True when [`matmul`] would run the blocked algorithm for this shape (the one [`PackedA`]
+/// and [`BSource::Packer`] serve), not the plain loop for small products.
+pub fn is_blocked_shape(m: usize, k: usize, n: usize) -> bool {
+    !(m * n * k < SMALL_PRODUCT || m <= 2 || n <= 4 || k == 0)
+}
+
+/// C = A * B (or C += A * B when `accumulate`) for a pre-packed A, on the calling thread; rows
+/// of C are `ldc` apart. The shape must be a blocked one ([`is_blocked_shape`]).
+pub fn matmul_packed<T: Float>(
+    a: &PackedA<T>,
+    n: usize,
+    b: BSource<T>,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (a.m, a.k);
+    assert!(
+        is_blocked_shape(m, k, n),
+        "matmul_packed: {m}x{k}x{n} is a small product"
+    );
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "matmul_packed: C has {} elements, need {m} rows of {n} every {ldc}",
+        c.len()
+    );
+    let out = OutPtr::new(&mut c[..(m - 1) * ldc + n], ldc);
+    let problem = Problem {
+        kernel: &a.kernel,
+        k,
+        a: ASource::Packed(a),
+        b,
+        out: &out,
+        accumulate,
+    };
+    problem.rect(0..m, 0..n);
 }
 
 impl<T: Float> Problem<'_, '_, T> {
@@ -960,17 +1171,30 @@ impl<T: Float> Problem<'_, '_, T> {
             for pc in (0..self.k).step_by(kc_max) {
                 let kc = kc_max.min(self.k - pc);
                 let b_block = b_buffer.as_mut_slice();
-                pack_b(kernel, b_block, &self.b, pc, kc, col_block.clone());
+                match self.b {
+                    BSource::Matrix(b) => pack_b(kernel, b_block, &b, pc, kc, col_block.clone()),
+                    BSource::Packer(pack) => {
+                        let len = col_block.len().div_ceil(kernel.nr) * kernel.nr * kc;
+                        pack(&mut b_block[..len], pc, kc, col_block.clone(), kernel.nr)
+                    }
+                }
                 for ic in rows.clone().step_by(mc_max) {
                     let row_block = ic..(ic + mc_max).min(rows.end);
-                    let a_block = a_buffer.as_mut_slice();
-                    pack_a(kernel, a_block, &self.a, row_block.clone(), pc, kc);
+                    let a_block: &[T] = match self.a {
+                        ASource::Matrix(a) => {
+                            let a_block = a_buffer.as_mut_slice();
+                            pack_a(kernel, a_block, &a, row_block.clone(), pc, kc);
+                            a_block
+                        }
+                        // packed with the same blocking (`PackedA::new`, all rows)
+                        ASource::Packed(packed) => packed.block(ic, pc),
+                    };
                     let tiles = Tiles {
                         kernel,
                         kc,
                         a_block,
                         b_block,
-                        accumulate: pc > 0,
+                        accumulate: pc > 0 || self.accumulate,
                     };
                     tiles.run(self.out, row_block, col_block.clone());
                 }
@@ -1078,6 +1302,64 @@ const MAX_TILE: usize = 12 * 32;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A packed once, reused for several products; B from a matrix and from a packer that
+    /// builds the same slivers element by element.
+    #[test]
+    fn packed_a_and_packed_b_match_the_plain_product() {
+        for &(m, k, n) in &[(64usize, 576usize, 100usize), (13, 300, 70), (128, 40, 33)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 13) as f32) - 6.0).collect();
+            let ar = MatRef { data: &a, offset: 0, row_stride: k, col_stride: 1 };
+            let br = MatRef { data: &b, offset: 0, row_stride: n, col_stride: 1 };
+            let mut want = vec![0.0; m * n];
+            matmul(m, k, n, ar, br, &mut want);
+            let packed = PackedA::new(m, k, ar);
+            let packer = |dst: &mut [f32], p0: usize, kc: usize, cols: Range<usize>, nr: usize| {
+                for (s, col0) in cols.clone().step_by(nr).enumerate() {
+                    for p in 0..kc {
+                        for j in 0..nr {
+                            let col = col0 + j;
+                            dst[(s * kc + p) * nr + j] =
+                                if col < cols.end { b[(p0 + p) * n + col] } else { 0.0 };
+                        }
+                    }
+                }
+            };
+            for source in [BSource::Matrix(br), BSource::Packer(&packer)] {
+                let mut c = vec![7.0; m * n];
+                matmul_packed(&packed, n, source, &mut c, n, false);
+                // integer-valued operands: every order of summation gives the same floats
+                assert_eq!(c, want, "{m}x{k}x{n}");
+            }
+        }
+    }
+
+    /// C as a band of a wider matrix (`ldc` > n), overwritten and then accumulated into, on
+    /// the small path and the blocked one: the columns outside the band are never touched.
+    #[test]
+    fn matmul_into_writes_a_band_and_accumulates() {
+        for &(m, k, n) in &[(2usize, 3usize, 5usize), (40, 70, 50)] {
+            let ldc = n + 7;
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 11) as f64) - 5.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| ((i * 53 % 13) as f64) - 6.0).collect();
+            let (ar, br) = (
+                MatRef { data: &a, offset: 0, row_stride: k, col_stride: 1 },
+                MatRef { data: &b, offset: 0, row_stride: n, col_stride: 1 },
+            );
+            let mut want = vec![0.0; m * n];
+            matmul(m, k, n, ar, br, &mut want);
+            let mut c = vec![-1.0; m * ldc];
+            matmul_into(m, k, n, ar, br, &mut c, ldc, false, 2);
+            matmul_into(m, k, n, ar, br, &mut c, ldc, true, 2);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let expected = if j < n { 2.0 * want[i * n + j] } else { -1.0 };
+                    assert_eq!(c[i * ldc + j], expected, "({i}, {j}) of {m}x{k}x{n}");
+                }
+            }
+        }
+    }
 
     /// A deterministic pseudo-random value in [-1, 1).
     fn value(seed: usize) -> f64 {
@@ -1272,7 +1554,7 @@ mod tests {
                             mc: 2 * kernel.mr,
                             ..*kernel
                         };
-                        matmul_blocked(&kernel, m, k, n, a, b, &mut c, 2);
+                        matmul_blocked(&kernel, m, k, n, a, b, &mut c, n, false, 2);
                         assert_close(
                             &c,
                             &want,
@@ -1289,6 +1571,7 @@ mod tests {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 f32_kernels.push(x86::F32_AVX512);
+                f32_kernels.push(x86::F32_AVX512_8ROWS);
                 f64_kernels.push(x86::F64_AVX512);
             }
             if std::arch::is_x86_feature_detected!("avx2")
@@ -1321,7 +1604,7 @@ mod tests {
                     col_stride: b_cs,
                 };
                 let mut c = vec![f64::NAN; m * n];
-                matmul_small(m, k, n, a, b, &mut c);
+                matmul_small(m, k, n, a, b, &mut c, n, false);
                 let what = format!("small {m}x{k}x{n} {la:?} {lb:?}");
                 assert_close(&c, &reference(m, k, n, a, b), 1e-12, &what);
             }
