@@ -131,23 +131,48 @@ fn im2col<T: Float>(
         let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &tap) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
-            im2col_row(plane, g, tap, positions.clone(), &mut cols[start..start + positions.len()]);
+            let range = TapRange::of(g, tap);
+            im2col_row(
+                plane,
+                g,
+                tap,
+                range,
+                positions.clone(),
+                &mut cols[start..start + positions.len()],
+            );
+        }
+    }
+}
+
+/// The output rows and columns for which a tap reads inside the image.
+#[derive(Clone, Copy)]
+struct TapRange {
+    oh: (usize, usize),
+    ow: (usize, usize),
+}
+
+impl TapRange {
+    fn of(g: &ConvGeometry, (i, j): (usize, usize)) -> TapRange {
+        TapRange {
+            oh: valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0),
+            ow: valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1),
         }
     }
 }
 
 /// One row of the column matrix: `row[p - p0]` = the pixel of `plane` that tap (i, j) reads
-/// for output position p in `positions`, zero where it falls in the padding.
+/// for output position p in `positions`, zero where it falls in the padding. `range` is the
+/// tap's [`TapRange`].
 fn im2col_row<T: Float>(
     plane: &[T],
     g: &ConvGeometry,
     (i, j): (usize, usize),
+    range: TapRange,
     positions: Range<usize>,
     row: &mut [T],
 ) {
     let p0 = positions.start;
-    let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
-    let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
+    let ((oh_lo, oh_hi), (ow_lo, ow_hi)) = (range.oh, range.ow);
     for_each_output_row(g.wo, positions, |oh, ows| {
         let dst = &mut row[oh * g.wo + ows.start - p0..oh * g.wo + ows.end - p0];
         // the part of this output row whose input pixels lie inside the image
@@ -190,8 +215,9 @@ fn pack_cols<T: Float>(
 ) {
     let (l, ntaps) = (g.l(), g.taps.len());
     let mut row = vec![T::ZERO; cols.len()];
+    let ranges: Vec<TapRange> = g.taps.iter().map(|&tap| TapRange::of(g, tap)).collect();
     for p in p0..p0 + kc {
-        let (c, tap) = (p / ntaps, g.taps[p % ntaps]);
+        let (c, tap, range) = (p / ntaps, g.taps[p % ntaps], ranges[p % ntaps]);
         let channel = grp * g.cin_per_group() + c;
         // the row, sample by sample
         let mut q = cols.start;
@@ -200,7 +226,7 @@ fn pack_cols<T: Float>(
             let len = (l - pos).min(cols.end - q);
             let plane = &x[s * g.in_size() + channel * g.h * g.w..][..g.h * g.w];
             let at = q - cols.start;
-            im2col_row(plane, g, tap, pos..pos + len, &mut row[at..at + len]);
+            im2col_row(plane, g, tap, range, pos..pos + len, &mut row[at..at + len]);
             q += len;
         }
         for (sliver, values) in row.chunks(nr).enumerate() {
@@ -396,7 +422,11 @@ fn chunk_cols<'a, T: Float>(
     let cols = scratch.as_mut_slice();
     for (i, s) in samples.clone().enumerate() {
         // a band of one sample, or all the positions of each of several samples
-        let positions = if samples.len() == 1 { band.clone() } else { 0..l };
+        let positions = if samples.len() == 1 {
+            band.clone()
+        } else {
+            0..l
+        };
         im2col(
             &x[s * g.in_size()..(s + 1) * g.in_size()],
             g,
@@ -542,7 +572,9 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
         return dx;
     }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
-    let packed_wt = packed_weights(g, threads, |grp| (k, cog, cols_t(w_active, grp * cog * k, k)));
+    let packed_wt = packed_weights(g, threads, |grp| {
+        (k, cog, cols_t(w_active, grp * cog * k, k))
+    });
     dx.par_chunks_mut(per * g.in_size())
         .zip(chunks(g))
         .for_each(|(dx_chunk, samples)| {
@@ -630,7 +662,11 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
                     } else {
                         cols
                     };
-                    let ld = if ns == 1 && cols_are_input(g) { l } else { band.len() };
+                    let ld = if ns == 1 && cols_are_input(g) {
+                        l
+                    } else {
+                        band.len()
+                    };
                     // acc_g [cog, k] (+)= dy_g [cog, band] · colsᵀ [band, k]
                     matmul_into(
                         cog,
@@ -765,7 +801,10 @@ mod tests {
     #[test]
     fn masked_taps_match_the_definition() {
         for (spec, taps) in [
-            ([8, 3, 6, 7, 4, 3, 1, 1, 1, 1], vec![(0, 0), (0, 1), (0, 2), (1, 0)]),
+            (
+                [8, 3, 6, 7, 4, 3, 1, 1, 1, 1],
+                vec![(0, 0), (0, 1), (0, 2), (1, 0)],
+            ),
             ([8, 4, 5, 5, 6, 3, 1, 1, 1, 2], vec![(1, 0), (1, 1)]),
         ] {
             for threads in [1, 3] {

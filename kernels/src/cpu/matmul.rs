@@ -211,7 +211,11 @@ fn matmul_small<T: Float>(
     ldc: usize,
     accumulate: bool,
 ) {
-    let c_rows = c.chunks_mut(ldc).take(m).map(|row| &mut row[..n]).enumerate();
+    let c_rows = c
+        .chunks_mut(ldc)
+        .take(m)
+        .map(|row| &mut row[..n])
+        .enumerate();
     if b.col_stride == 1 && n >= 8 {
         for (i, c_row) in c_rows {
             if !accumulate {
@@ -1077,7 +1081,14 @@ impl<T: Float> PackedA<T> {
             for (pb, pc) in (0..k).step_by(kc_max).enumerate() {
                 let at = (ib * depth_blocks + pb) * block;
                 let rows = ic..(ic + mc_max).min(m);
-                pack_a(&kernel, &mut data[at..at + block], &a, rows, pc, kc_max.min(k - pc));
+                pack_a(
+                    &kernel,
+                    &mut data[at..at + block],
+                    &a,
+                    rows,
+                    pc,
+                    kc_max.min(k - pc),
+                );
             }
         }
         PackedA {
@@ -1310,8 +1321,18 @@ mod tests {
         for &(m, k, n) in &[(64usize, 576usize, 100usize), (13, 300, 70), (128, 40, 33)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 13) as f32) - 6.0).collect();
-            let ar = MatRef { data: &a, offset: 0, row_stride: k, col_stride: 1 };
-            let br = MatRef { data: &b, offset: 0, row_stride: n, col_stride: 1 };
+            let ar = MatRef {
+                data: &a,
+                offset: 0,
+                row_stride: k,
+                col_stride: 1,
+            };
+            let br = MatRef {
+                data: &b,
+                offset: 0,
+                row_stride: n,
+                col_stride: 1,
+            };
             let mut want = vec![0.0; m * n];
             matmul(m, k, n, ar, br, &mut want);
             let packed = PackedA::new(m, k, ar);
@@ -1320,8 +1341,11 @@ mod tests {
                     for p in 0..kc {
                         for j in 0..nr {
                             let col = col0 + j;
-                            dst[(s * kc + p) * nr + j] =
-                                if col < cols.end { b[(p0 + p) * n + col] } else { 0.0 };
+                            dst[(s * kc + p) * nr + j] = if col < cols.end {
+                                b[(p0 + p) * n + col]
+                            } else {
+                                0.0
+                            };
                         }
                     }
                 }
@@ -1344,8 +1368,18 @@ mod tests {
             let a: Vec<f64> = (0..m * k).map(|i| ((i * 37 % 11) as f64) - 5.0).collect();
             let b: Vec<f64> = (0..k * n).map(|i| ((i * 53 % 13) as f64) - 6.0).collect();
             let (ar, br) = (
-                MatRef { data: &a, offset: 0, row_stride: k, col_stride: 1 },
-                MatRef { data: &b, offset: 0, row_stride: n, col_stride: 1 },
+                MatRef {
+                    data: &a,
+                    offset: 0,
+                    row_stride: k,
+                    col_stride: 1,
+                },
+                MatRef {
+                    data: &b,
+                    offset: 0,
+                    row_stride: n,
+                    col_stride: 1,
+                },
             );
             let mut want = vec![0.0; m * n];
             matmul(m, k, n, ar, br, &mut want);
