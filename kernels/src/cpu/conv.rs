@@ -119,6 +119,7 @@ fn valid_range(
 fn im2col<T: Float>(
     x: &[T],
     g: &ConvGeometry,
+    gather: Option<&GatherTable>,
     c0: usize,
     channels: usize,
     positions: Range<usize>,
@@ -127,11 +128,20 @@ fn im2col<T: Float>(
     at: usize,
 ) {
     let ntaps = g.taps.len();
+    let ranges: Vec<TapRange> = g.taps.iter().map(|&tap| TapRange::of(g, tap)).collect();
     for c in 0..channels {
         let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &tap) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
-            let range = TapRange::of(g, tap);
+            if let Some(table) = gather {
+                let offsets = &table.offsets[t][positions.clone()];
+                let row = &mut cols[start..start + positions.len()];
+                for (d, &o) in row.iter_mut().zip(offsets) {
+                    *d = plane.get(o as usize).copied().unwrap_or(T::ZERO);
+                }
+                continue;
+            }
+            let range = ranges[t];
             im2col_row(
                 plane,
                 g,
@@ -201,10 +211,46 @@ fn im2col_row<T: Float>(
 /// (group `grp`; column q is position q mod l of sample q / l) straight into the matmul's B
 /// slivers (`nr` columns each, see `matmul::PackB`), one im2col row at a time through a small
 /// buffer that stays in L1: the column matrix itself is never built.
+/// For strided or dilated convolutions, whose column rows are gathers rather than copies of
+/// image rows: per tap, the pixel offset (within a channel's plane) read at each output
+/// position, `u32::MAX` in the padding. One flat loop over it replaces a short strided loop
+/// per output row (a 4x4 stride-2 convolution to 7x7 reads rows of 7).
+struct GatherTable {
+    offsets: Vec<Vec<u32>>,
+}
+
+impl GatherTable {
+    fn of(g: &ConvGeometry) -> Option<GatherTable> {
+        let worthwhile = g.stride != (1, 1) || g.dilation != (1, 1);
+        if !worthwhile || g.h * g.w >= u32::MAX as usize {
+            return None;
+        }
+        let offsets = g
+            .taps
+            .iter()
+            .map(|&(i, j)| {
+                (0..g.l())
+                    .map(|p| {
+                        let (oh, ow) = (p / g.wo, p % g.wo);
+                        let ih = (oh * g.stride.0 + i * g.dilation.0).checked_sub(g.pad.0);
+                        let iw = (ow * g.stride.1 + j * g.dilation.1).checked_sub(g.pad.2);
+                        match (ih, iw) {
+                            (Some(ih), Some(iw)) if ih < g.h && iw < g.w => (ih * g.w + iw) as u32,
+                            _ => u32::MAX,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(GatherTable { offsets })
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn pack_cols<T: Float>(
     x: &[T],
     g: &ConvGeometry,
+    gather: Option<&GatherTable>,
     samples: &Range<usize>,
     grp: usize,
     dst: &mut [T],
@@ -226,7 +272,16 @@ fn pack_cols<T: Float>(
             let len = (l - pos).min(cols.end - q);
             let plane = &x[s * g.in_size() + channel * g.h * g.w..][..g.h * g.w];
             let at = q - cols.start;
-            im2col_row(plane, g, tap, range, pos..pos + len, &mut row[at..at + len]);
+            let out = &mut row[at..at + len];
+            match gather {
+                Some(table) => {
+                    let offsets = &table.offsets[p % ntaps][pos..pos + len];
+                    for (d, &o) in out.iter_mut().zip(offsets) {
+                        *d = plane.get(o as usize).copied().unwrap_or(T::ZERO);
+                    }
+                }
+                None => im2col_row(plane, g, tap, range, pos..pos + len, out),
+            }
             q += len;
         }
         for (sliver, values) in row.chunks(nr).enumerate() {
@@ -256,6 +311,7 @@ fn for_each_output_row(wo: usize, positions: Range<usize>, mut f: impl FnMut(usi
 fn col2im<T: Float>(
     cols: &[T],
     g: &ConvGeometry,
+    gather: Option<&GatherTable>,
     c0: usize,
     channels: usize,
     positions: Range<usize>,
@@ -270,6 +326,14 @@ fn col2im<T: Float>(
         for (t, &(i, j)) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
             let row = &cols[start..start + positions.len()];
+            if let Some(table) = gather {
+                for (&o, &v) in table.offsets[t][positions.clone()].iter().zip(row) {
+                    if let Some(d) = plane.get_mut(o as usize) {
+                        *d += v;
+                    }
+                }
+                continue;
+            }
             let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
             let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
             for_each_output_row(g.wo, positions.clone(), |oh, ows| {
@@ -286,8 +350,8 @@ fn col2im<T: Float>(
                         *d += v;
                     }
                 } else {
-                    for (k, &v) in src.iter().enumerate() {
-                        dst[iw0 + k * g.stride.1] += v;
+                    for (pixels, &v) in dst[iw0..].chunks_mut(g.stride.1).zip(src) {
+                        pixels[0] += v;
                     }
                 }
             });
@@ -392,7 +456,7 @@ fn bands(g: &ConvGeometry, ns: usize) -> Vec<Range<usize>> {
     const UNIT: usize = 32; // the widest micro-kernel's columns
     let (l, k) = (g.l(), g.k_per_group());
     if ns > 1 || cols_are_input(g) || k * l <= BAND_ELEMENTS {
-        return vec![0..ns * l];
+        return std::iter::once(0..ns * l).collect();
     }
     let count = (k * l).div_ceil(BAND_ELEMENTS);
     let width = l.div_ceil(count).next_multiple_of(UNIT);
@@ -405,9 +469,11 @@ fn bands(g: &ConvGeometry, ns: usize) -> Vec<Range<usize>> {
 /// The column matrix [k, band] of group `grp` for a chunk of samples and a band of its
 /// columns: borrowed from `x` when a single sample's channels already are its columns, else
 /// built by im2col into `scratch`.
+#[allow(clippy::too_many_arguments)]
 fn chunk_cols<'a, T: Float>(
     x: &'a [T],
     g: &ConvGeometry,
+    gather: Option<&GatherTable>,
     samples: &Range<usize>,
     band: &Range<usize>,
     grp: usize,
@@ -430,6 +496,7 @@ fn chunk_cols<'a, T: Float>(
         im2col(
             &x[s * g.in_size()..(s + 1) * g.in_size()],
             g,
+            gather,
             grp * g.cin_per_group(),
             g.cin_per_group(),
             positions,
@@ -444,76 +511,124 @@ fn chunk_cols<'a, T: Float>(
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
 pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
-    let mut y = vec![T::ZERO; g.n * g.out_size()];
     if g.is_empty() {
-        return y;
+        return vec![T::ZERO; g.n * g.out_size()];
     }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
     // one product per thread: the weights are packed once for all chunks, and each chunk's
     // column matrix is packed straight from the image
     let packed_w = packed_weights(g, threads, |grp| (cog, k, rows(w_active, grp * cog * k, k)));
-    y.par_chunks_mut(per * g.out_size())
-        .zip(chunks(g))
-        .for_each(|(y_chunk, samples)| {
-            let ns = samples.len();
-            let bands = bands(g, ns);
-            let direct = packed_w.is_some() && is_blocked_shape(cog, k, ns * l);
-            let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
-            // one sample: the product lands in the group's slab of y itself
-            let mut out_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
-            for grp in 0..g.groups {
-                if let (true, Some(packed)) = (direct, &packed_w) {
-                    let (out, ldc) = if ns == 1 {
-                        (&mut y_chunk[grp * cog * l..], l)
-                    } else {
-                        (out_buf.as_mut_slice(), ns * l)
-                    };
+    let gather = GatherTable::of(g);
+    zeroed_by_chunks(g.n * g.out_size(), per * g.out_size(), |y_chunk, c| {
+        let samples = c * per..((c + 1) * per).min(g.n);
+        let ns = samples.len();
+        let bands = bands(g, ns);
+        // with packed weights: one product per sample, written into y in place, when a
+        // sample has columns enough for the micro-kernel; else one product for the chunk
+        let per_sample =
+            packed_w.is_some() && (ns == 1 || l >= DIRECT_COLUMNS) && is_blocked_shape(cog, k, l);
+        let chunked = packed_w.is_some() && !per_sample && is_blocked_shape(cog, k, ns * l);
+        let direct = per_sample || chunked;
+        let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+        let writes_y = per_sample || ns == 1;
+        let mut out_buf = Scratch::take(if writes_y { 0 } else { cog * ns * l });
+        for grp in 0..g.groups {
+            if let (true, Some(packed)) = (per_sample, &packed_w) {
+                for (i, s) in samples.clone().enumerate() {
+                    let one = s..s + 1;
                     let packer = |dst: &mut [T], p0, kc, cols, nr| {
-                        pack_cols(x, g, &samples, grp, dst, p0, kc, cols, nr)
+                        pack_cols(x, g, gather.as_ref(), &one, grp, dst, p0, kc, cols, nr)
                     };
-                    let source = if ns == 1 && cols_are_input(g) {
-                        let start = samples.start * g.in_size() + grp * g.cin_per_group() * l;
+                    let source = if cols_are_input(g) {
+                        let start = s * g.in_size() + grp * g.cin_per_group() * l;
                         BSource::Matrix(rows(x, start, l))
                     } else {
                         BSource::Packer(&packer)
                     };
-                    matmul_packed(&packed[grp], ns * l, source, out, ldc, false);
-                }
-                for band in bands.iter().filter(|_| !direct) {
-                    let cols = chunk_cols(x, g, &samples, band, grp, &mut cols_buf);
-                    let (out, ldc) = if ns == 1 {
-                        (&mut y_chunk[grp * cog * l + band.start..], l)
-                    } else {
-                        (out_buf.as_mut_slice(), ns * l)
-                    };
-                    // out [cog, band] = W_g [cog, k] · cols [k, band]
-                    matmul_into(
-                        cog,
-                        k,
-                        band.len(),
-                        rows(w_active, grp * cog * k, k),
-                        rows(cols, 0, band.len()),
-                        out,
-                        ldc,
-                        false,
-                        threads,
-                    );
-                }
-                if ns == 1 {
-                    continue;
-                }
-                let (out, ld) = (out_buf.as_slice(), ns * l);
-                for i in 0..ns {
-                    for o in 0..cog {
-                        let dst = i * g.out_size() + (grp * cog + o) * l;
-                        y_chunk[dst..dst + l]
-                            .copy_from_slice(&out[o * ld + i * l..o * ld + (i + 1) * l]);
-                    }
+                    let out = &mut y_chunk[i * g.out_size() + grp * cog * l..];
+                    matmul_packed(&packed[grp], l, source, out, l, false);
                 }
             }
-        });
-    y
+            if let (true, Some(packed)) = (chunked, &packed_w) {
+                let packer = |dst: &mut [T], p0, kc, cols, nr| {
+                    pack_cols(x, g, gather.as_ref(), &samples, grp, dst, p0, kc, cols, nr)
+                };
+                let (out, ldc) = (out_buf.as_mut_slice(), ns * l);
+                matmul_packed(
+                    &packed[grp],
+                    ns * l,
+                    BSource::Packer(&packer),
+                    out,
+                    ldc,
+                    false,
+                );
+            }
+            for band in bands.iter().filter(|_| !direct) {
+                let cols = chunk_cols(x, g, gather.as_ref(), &samples, band, grp, &mut cols_buf);
+                let (out, ldc) = if ns == 1 {
+                    (&mut y_chunk[grp * cog * l + band.start..], l)
+                } else {
+                    (out_buf.as_mut_slice(), ns * l)
+                };
+                // out [cog, band] = W_g [cog, k] · cols [k, band]
+                matmul_into(
+                    cog,
+                    k,
+                    band.len(),
+                    rows(w_active, grp * cog * k, k),
+                    rows(cols, 0, band.len()),
+                    out,
+                    ldc,
+                    false,
+                    threads,
+                );
+            }
+            if writes_y {
+                continue;
+            }
+            let (out, ld) = (out_buf.as_slice(), ns * l);
+            for i in 0..ns {
+                for o in 0..cog {
+                    let dst = i * g.out_size() + (grp * cog + o) * l;
+                    y_chunk[dst..dst + l]
+                        .copy_from_slice(&out[o * ld + i * l..o * ld + (i + 1) * l]);
+                }
+            }
+        }
+    })
 }
+
+/// A zeroed buffer of `len` elements cut into chunks of `chunk`, each zeroed and then handed to
+/// `fill(chunk, index)` on its own task: the zeroing is split across threads and happens just
+/// before the chunk is written, while its memory is in that thread's cache (a serial
+/// `vec![0; len]` of a 3 MB output costs as much as a small convolution).
+fn zeroed_by_chunks<T: Float>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(&mut [T], usize) + Sync + Send,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, part)| {
+            for v in part.iter_mut() {
+                v.write(T::ZERO);
+            }
+            // SAFETY: every element of `part` was initialised just above.
+            let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            fill(part, i);
+        });
+    // SAFETY: the chunks cover all `len` elements and each was initialised (a panic in a task
+    // propagates before this line, leaving the vector empty).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Output positions per sample from which the forward runs one product per sample straight
+/// into y (a 12x32 tile row then wastes at most a fifth of a sliver); below, the samples of a
+/// chunk share one wider product and are copied out.
+const DIRECT_COLUMNS: usize = 128;
 
 /// Each group's weights packed once for all chunks when every chunk runs its products on one
 /// thread (`threads == 1`); `a(grp)` gives the group's [m, k] operand.
@@ -567,73 +682,72 @@ fn columns<'a, T>(m: MatRef<'a, T>, band: &Range<usize>) -> MatRef<'a, T> {
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
 pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
-    let mut dx = vec![T::ZERO; g.n * g.in_size()];
     if g.is_empty() {
-        return dx;
+        return vec![T::ZERO; g.n * g.in_size()];
     }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
+    let gather = GatherTable::of(g);
     let packed_wt = packed_weights(g, threads, |grp| {
         (k, cog, cols_t(w_active, grp * cog * k, k))
     });
-    dx.par_chunks_mut(per * g.in_size())
-        .zip(chunks(g))
-        .for_each(|(dx_chunk, samples)| {
-            let ns = samples.len();
-            let bands = bands(g, ns);
-            // a single sample of a 1x1 convolution: the product is dx's slab itself
-            let direct = ns == 1 && cols_are_input(g);
-            let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
-            let mut dy_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
-            for grp in 0..g.groups {
-                let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
-                for band in &bands {
-                    let cols = if direct {
-                        &mut dx_chunk[grp * k * l..(grp + 1) * k * l]
-                    } else {
-                        cols_buf.as_mut_slice()
-                    };
-                    // cols [k, band] = W_gᵀ [k, cog] · dy_g [cog, band]
-                    match &packed_wt {
-                        Some(packed) if is_blocked_shape(k, cog, band.len()) => matmul_packed(
-                            &packed[grp],
-                            band.len(),
-                            BSource::Matrix(columns(dy_g, band)),
-                            cols,
-                            band.len(),
-                            false,
-                        ),
-                        _ => matmul_into(
-                            k,
-                            cog,
-                            band.len(),
-                            cols_t(w_active, grp * cog * k, k),
-                            columns(dy_g, band),
-                            cols,
-                            band.len(),
-                            false,
-                            threads,
-                        ),
-                    }
-                    if direct {
-                        continue;
-                    }
-                    for i in 0..ns {
-                        let positions = if ns == 1 { band.clone() } else { 0..l };
-                        col2im(
-                            cols_buf.as_slice(),
-                            g,
-                            grp * g.cin_per_group(),
-                            g.cin_per_group(),
-                            positions,
-                            &mut dx_chunk[i * g.in_size()..(i + 1) * g.in_size()],
-                            band.len(),
-                            i * l,
-                        );
-                    }
+    zeroed_by_chunks(g.n * g.in_size(), per * g.in_size(), |dx_chunk, c| {
+        let samples = c * per..((c + 1) * per).min(g.n);
+        let ns = samples.len();
+        let bands = bands(g, ns);
+        // a single sample of a 1x1 convolution: the product is dx's slab itself
+        let direct = ns == 1 && cols_are_input(g);
+        let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+        let mut dy_buf = Scratch::take(if ns == 1 { 0 } else { cog * ns * l });
+        for grp in 0..g.groups {
+            let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
+            for band in &bands {
+                let cols = if direct {
+                    &mut dx_chunk[grp * k * l..(grp + 1) * k * l]
+                } else {
+                    cols_buf.as_mut_slice()
+                };
+                // cols [k, band] = W_gᵀ [k, cog] · dy_g [cog, band]
+                match &packed_wt {
+                    Some(packed) if is_blocked_shape(k, cog, band.len()) => matmul_packed(
+                        &packed[grp],
+                        band.len(),
+                        BSource::Matrix(columns(dy_g, band)),
+                        cols,
+                        band.len(),
+                        false,
+                    ),
+                    _ => matmul_into(
+                        k,
+                        cog,
+                        band.len(),
+                        cols_t(w_active, grp * cog * k, k),
+                        columns(dy_g, band),
+                        cols,
+                        band.len(),
+                        false,
+                        threads,
+                    ),
+                }
+                if direct {
+                    continue;
+                }
+                for i in 0..ns {
+                    let positions = if ns == 1 { band.clone() } else { 0..l };
+                    col2im(
+                        cols_buf.as_slice(),
+                        g,
+                        gather.as_ref(),
+                        grp * g.cin_per_group(),
+                        g.cin_per_group(),
+                        positions,
+                        &mut dx_chunk[i * g.in_size()..(i + 1) * g.in_size()],
+                        band.len(),
+                        i * l,
+                    );
                 }
             }
-        });
-    dx
+        }
+    })
 }
 
 /// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps).
@@ -644,6 +758,7 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
         return vec![T::ZERO; size];
     }
     let threads = matmul_threads(g);
+    let gather = GatherTable::of(g);
     // one partial sum per chunk, added in chunk order: the same bits whatever the thread count
     let partials: Vec<Vec<T>> = chunks(g)
         .into_par_iter()
@@ -656,7 +771,8 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
             for grp in 0..g.groups {
                 let dy_g = chunk_dy(dy, g, &samples, grp, &mut dy_buf);
                 for (b, band) in bands.iter().enumerate() {
-                    let cols = chunk_cols(x, g, &samples, band, grp, &mut cols_buf);
+                    let cols =
+                        chunk_cols(x, g, gather.as_ref(), &samples, band, grp, &mut cols_buf);
                     let cols = if ns == 1 && cols_are_input(g) {
                         &cols[band.start..] // the input itself: the band's columns in place
                     } else {
@@ -777,6 +893,8 @@ mod tests {
             // single samples cut into bands of columns that end mid-row (961 positions)
             [1, 64, 31, 31, 3, 3, 1, 1, 1, 1],
             [2, 64, 61, 61, 2, 3, 2, 1, 1, 1],
+            // chunks of several samples with l >= DIRECT_COLUMNS: one product per sample
+            [16, 2, 12, 12, 3, 3, 1, 1, 1, 1],
             // enough samples that chunks hold several (side-by-side columns, gathered dy)
             [16, 2, 5, 5, 3, 3, 2, 1, 1, 1],
             [16, 4, 3, 3, 2, 1, 1, 0, 1, 2],
