@@ -246,6 +246,16 @@ proptest! {
         prop_assert_eq!(r, Ok(()));
     }
 
+    // ----- fused losses ----------------------------------------------------------------------
+
+    #[test]
+    fn bce_with_logits((x, y) in shape(1, 3, 5).prop_flat_map(|s| (input(Just(s.clone()), -4.0, 4.0), input(Just(s), 0.0, 1.0))), reduction in 0..3usize, t in any::<bool>()) {
+        // logits and targets both differentiated; Sum and Mean are the fused op
+        use autograd::nn::{loss, Reduction};
+        let r = [Reduction::Sum, Reduction::Mean, Reduction::None][reduction];
+        prop_assert_eq!(binary(&x, &y, t, |a, b| loss::bce_with_logits(a, b, r)), Ok(()));
+    }
+
     // ----- shape ops -------------------------------------------------------------------------
 
     #[test]

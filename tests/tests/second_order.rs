@@ -72,6 +72,13 @@ proptest! {
     }
 
     #[test]
+    fn bce_with_logits((x, y) in shape(1, 3, 4).prop_flat_map(|s| (input(Just(s.clone()), -3.0, 3.0), input(Just(s), 0.0, 1.0))), mean in any::<bool>()) {
+        use autograd::nn::{loss, Reduction};
+        let r = if mean { Reduction::Mean } else { Reduction::Sum };
+        prop_assert_eq!(check2(&x, &y, |a, b| loss::bce_with_logits(a, b, r)), Ok(()));
+    }
+
+    #[test]
     fn matmul_t(m in 1..4usize, k in 1..4usize, n in 1..4usize, batched in any::<bool>(), seed in any::<u64>()) {
         let sa = if batched { vec![2, m, k] } else { vec![m, k] };
         let a = Input::new(tests::fixed_weights(sa.iter().product(), seed), &sa);

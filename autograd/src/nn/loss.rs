@@ -4,9 +4,13 @@
 //! Elementwise losses require `input` and `target` of the same shape: a silent broadcast of
 //! `[N]` against `[N, 1]` is a classic bug, so it is an error here.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::op::CustomBackward;
 use crate::op::Indices;
 use crate::tensor::Tensor;
+use kernels::cpu::loss as fused;
+use std::sync::Arc;
 
 /// How per-element (or per-sample) losses are combined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -90,10 +94,65 @@ pub fn bce(probs: &Tensor, targets: &Tensor, reduction: Reduction) -> Result<Ten
 /// computed in the last form: softplus is evaluated stably and its derivative, sigmoid(x), is
 /// right everywhere (including x = 0, where the max/abs form's pieces have kinks), so
 /// dl/dx = sigmoid(x) - t.
+///
+/// Mean and Sum run as one fused op: one pass computes the reduced loss (the composite would
+/// write three full-size temporaries), and its backward, written with Tensor ops so that it
+/// can be differentiated again, is dl/dx = (sigmoid(x) - t) g s and dl/dt = -x g s, with s = 1
+/// or 1/n.
 pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("bce_with_logits", logits, targets)?;
-    let loss = logits.softplus()?.sub(&logits.mul(targets)?)?;
-    reduce(loss, reduction)
+    let scale = match reduction {
+        Reduction::Sum => 1.0,
+        Reduction::Mean => 1.0 / logits.numel() as f64,
+        Reduction::None => return logits.softplus()?.sub(&logits.mul(targets)?),
+    };
+    let total = match logits.dtype() {
+        DType::F32 => {
+            let (x, t) = (
+                logits.contiguous_data::<f32>(),
+                targets.contiguous_data::<f32>(),
+            );
+            f64::from(fused::bce_with_logits_sum(&x, &t))
+        }
+        DType::F64 => {
+            let (x, t) = (
+                logits.contiguous_data::<f64>(),
+                targets.contiguous_data::<f64>(),
+            );
+            fused::bce_with_logits_sum(&x, &t)
+        }
+    };
+    let value = Tensor::scalar(total * scale, logits.dtype());
+    Ok(Tensor::from_custom_op(
+        &value,
+        vec![logits.clone(), targets.clone()],
+        Arc::new(BceWithLogitsBackward { scale }),
+    ))
+}
+
+/// The backward of the fused [`bce_with_logits`] (Mean or Sum).
+struct BceWithLogitsBackward {
+    /// 1 for Sum, 1/n for Mean.
+    scale: f64,
+}
+
+impl CustomBackward for BceWithLogitsBackward {
+    fn name(&self) -> &'static str {
+        "bce_with_logits"
+    }
+
+    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor) -> Result<Vec<Tensor>> {
+        let (x, t) = (&inputs[0], &inputs[1]);
+        let g = grad.mul_scalar(self.scale)?;
+        let dx = x.sigmoid()?.sub(t)?.mul(&g)?;
+        // targets are data almost always: their zero gradient costs nothing then
+        let dt = if t.requires_grad() {
+            x.neg()?.mul(&g)?
+        } else {
+            Tensor::scalar(0.0, t.dtype()).expand(t.shape())?
+        };
+        Ok(vec![dx, dt])
+    }
 }
 
 /// Mean squared error: l_i = (x_i - y_i)^2.

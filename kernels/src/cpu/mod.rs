@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod index;
+pub mod loss;
 pub mod lstm;
 pub mod matmul;
 pub mod optim;
