@@ -12,10 +12,13 @@
 //! read, multiplied or written: the work shrinks with the mask. Samples run in parallel; each
 //! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
 
-use crate::cpu::matmul::{is_blocked_shape, matmul_into, matmul_packed, BSource, MatRef, PackedA};
+use crate::cpu::matmul::{
+    is_blocked_shape, matmul_into, matmul_packed, matmul_packed_uninit, BSource, MatRef, PackedA,
+};
 use crate::cpu::scratch::Scratch;
 use crate::float::Float;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Everything about a convolution's shapes. Input [n, c_in, h, w], output [n, c_out, ho, wo].
@@ -528,7 +531,7 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     // column matrix is packed straight from the image
     let packed_w = packed_weights(g, threads, |grp| (cog, k, rows(w_active, grp * cog * k, k)));
     let gather = GatherTable::of(g);
-    zeroed_by_chunks(g.n * g.out_size(), per * g.out_size(), |y_chunk, c| {
+    output_by_chunks(g.n * g.out_size(), per * g.out_size(), |y_part, c| {
         let samples = c * per..((c + 1) * per).min(g.n);
         let ns = samples.len();
         let bands = bands(g, ns);
@@ -536,13 +539,9 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
         // sample has columns enough for the micro-kernel; else one product for the chunk
         let per_sample =
             packed_w.is_some() && (ns == 1 || l >= DIRECT_COLUMNS) && is_blocked_shape(cog, k, l);
-        let chunked = packed_w.is_some() && !per_sample && is_blocked_shape(cog, k, ns * l);
-        let direct = per_sample || chunked;
-        let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
-        let writes_y = per_sample || ns == 1;
-        let mut out_buf = Scratch::take(if writes_y { 0 } else { cog * ns * l });
-        for grp in 0..g.groups {
-            if let (true, Some(packed)) = (per_sample, &packed_w) {
+        if let (true, Some(packed)) = (per_sample, &packed_w) {
+            // every element of the chunk is written by one product: no zeroing first
+            for grp in 0..g.groups {
                 for (i, s) in samples.clone().enumerate() {
                     let one = s..s + 1;
                     let packer = |dst: &mut [T], p0, kc, cols, nr| {
@@ -554,10 +553,19 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
                     } else {
                         BSource::Packer(&packer)
                     };
-                    let out = &mut y_chunk[i * g.out_size() + grp * cog * l..];
-                    matmul_packed(&packed[grp], l, source, out, l, false);
+                    let out = &mut y_part[i * g.out_size() + grp * cog * l..];
+                    matmul_packed_uninit(&packed[grp], l, source, out, l);
                 }
             }
+            return;
+        }
+        let y_chunk = zero_fill(y_part);
+        let chunked = packed_w.is_some() && is_blocked_shape(cog, k, ns * l);
+        let direct = chunked;
+        let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+        let writes_y = ns == 1;
+        let mut out_buf = Scratch::take(if writes_y { 0 } else { cog * ns * l });
+        for grp in 0..g.groups {
             if let (true, Some(packed)) = (chunked, &packed_w) {
                 let packer = |dst: &mut [T], p0, kc, cols, nr| {
                     pack_cols(x, g, gather.as_ref(), &samples, grp, dst, p0, kc, cols, nr)
@@ -607,31 +615,43 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     })
 }
 
-/// A zeroed buffer of `len` elements cut into chunks of `chunk`, each zeroed and then handed to
-/// `fill(chunk, index)` on its own task: the zeroing is split across threads and happens just
-/// before the chunk is written, while its memory is in that thread's cache (a serial
-/// `vec![0; len]` of a 3 MB output costs as much as a small convolution).
-fn zeroed_by_chunks<T: Float>(
+/// A new buffer of `len` elements cut into chunks of `chunk`, each handed uninitialised to
+/// `fill(chunk, index)` on its own task, which must initialise every element of it (by
+/// writing it, or by [`zero_fill`] first). Work on a chunk, its zeroing included, then happens
+/// on one thread while the chunk is in that thread's cache (a serial `vec![0; len]` of a
+/// 16 MB output costs as much as a small convolution).
+fn output_by_chunks<T: Float>(
     len: usize,
     chunk: usize,
-    fill: impl Fn(&mut [T], usize) + Sync + Send,
+    fill: impl Fn(&mut [MaybeUninit<T>], usize) + Sync + Send,
 ) -> Vec<T> {
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk.max(1))
         .enumerate()
-        .for_each(|(i, part)| {
-            for v in part.iter_mut() {
-                v.write(T::ZERO);
-            }
-            // SAFETY: every element of `part` was initialised just above.
-            let part = unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-            fill(part, i);
-        });
-    // SAFETY: the chunks cover all `len` elements and each was initialised (a panic in a task
-    // propagates before this line, leaving the vector empty).
+        .for_each(|(i, part)| fill(part, i));
+    // SAFETY: the chunks cover all `len` elements and `fill` initialised each of them (a panic
+    // in a task propagates before this line, leaving the vector empty).
     unsafe { out.set_len(len) };
     out
+}
+
+/// [`output_by_chunks`] with every chunk zeroed before `fill` adds to it.
+fn zeroed_by_chunks<T: Float>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(&mut [T], usize) + Sync + Send,
+) -> Vec<T> {
+    output_by_chunks(len, chunk, |part, i| fill(zero_fill(part), i))
+}
+
+/// Writes zeros over `part` and returns it as initialised.
+fn zero_fill<T: Float>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for v in part.iter_mut() {
+        v.write(T::ZERO);
+    }
+    // SAFETY: every element was initialised just above.
+    unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// Output positions per sample from which the forward runs one product per sample straight

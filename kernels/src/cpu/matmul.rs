@@ -33,6 +33,7 @@ use crate::float::Float;
 use rayon::prelude::*;
 use std::any::Any;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// A strided matrix operand: element (i, j) is `data[offset + i * row_stride + j * col_stride]`.
@@ -1123,6 +1124,37 @@ pub fn is_blocked_shape(m: usize, k: usize, n: usize) -> bool {
     !(m * n * k < SMALL_PRODUCT || m <= 2 || n <= 4 || k == 0)
 }
 
+/// [`matmul_packed`] overwriting a C that may not be initialised yet (a fresh output buffer,
+/// which then needs no zeroing): every element of the `m x n` block is written.
+pub fn matmul_packed_uninit<T: Float>(
+    a: &PackedA<T>,
+    n: usize,
+    b: BSource<T>,
+    c: &mut [MaybeUninit<T>],
+    ldc: usize,
+) {
+    let (m, k) = (a.m, a.k);
+    assert!(
+        is_blocked_shape(m, k, n),
+        "matmul_packed: {m}x{k}x{n} is a small product"
+    );
+    assert!(
+        ldc >= n && c.len() >= (m - 1) * ldc + n,
+        "matmul_packed: C has {} elements, need {m} rows of {n} every {ldc}",
+        c.len()
+    );
+    let out = OutPtr::new_uninit(&mut c[..(m - 1) * ldc + n], ldc);
+    let problem = Problem {
+        kernel: &a.kernel,
+        k,
+        a: ASource::Packed(a),
+        b,
+        out: &out,
+        accumulate: false,
+    };
+    problem.rect(0..m, 0..n);
+}
+
 /// C = A * B (or C += A * B when `accumulate`) for a pre-packed A, on the calling thread; rows
 /// of C are `ldc` apart. The shape must be a blocked one ([`is_blocked_shape`]).
 pub fn matmul_packed<T: Float>(
@@ -1238,6 +1270,17 @@ impl<'c, T> OutPtr<'c, T> {
         }
     }
 
+    /// C in memory not yet initialised: the blocked product only writes it before it reads
+    /// it (the first k block overwrites, later ones add to what it wrote).
+    fn new_uninit(c: &'c mut [MaybeUninit<T>], ldc: usize) -> Self {
+        OutPtr {
+            ptr: c.as_mut_ptr().cast::<T>(),
+            len: c.len(),
+            ldc,
+            _borrow: PhantomData,
+        }
+    }
+
     /// The address of C[i, j] for a tile of `rows x cols` there, checked to lie inside C.
     fn tile(&self, i: usize, j: usize, rows: usize, cols: usize) -> *mut T {
         assert!(rows > 0 && cols > 0 && j + cols <= self.ldc);
@@ -1297,11 +1340,18 @@ impl<T: Float> Tiles<'_, '_, T> {
         // SAFETY: `kernel` suits this CPU; scratch holds mr rows of nr values.
         unsafe { run(self.kc, a_sliver, b_sliver, scratch.as_mut_ptr(), nr, false) };
         for (r, src) in scratch.chunks_exact(nr).take(rows).enumerate() {
-            // SAFETY: row r of the tile, `cols` wide, is inside C (checked by `OutPtr::tile`)
-            // and belongs to this thread alone.
-            let dst = unsafe { std::slice::from_raw_parts_mut(c_tile.add(r * ldc), cols) };
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = if self.accumulate { *d + s } else { s };
+            for (j, &s) in src[..cols].iter().enumerate() {
+                // SAFETY: element (r, j) of the tile is inside C (checked by `OutPtr::tile`)
+                // and belongs to this thread alone. Written through the pointer, never read
+                // unless accumulating, as C may be uninitialised memory the first time.
+                unsafe {
+                    let d = c_tile.add(r * ldc + j);
+                    if self.accumulate {
+                        *d = *d + s;
+                    } else {
+                        d.write(s);
+                    }
+                }
             }
         }
     }
