@@ -1347,7 +1347,7 @@ impl<T: Float> Tiles<'_, '_, T> {
                 unsafe {
                     let d = c_tile.add(r * ldc + j);
                     if self.accumulate {
-                        *d = *d + s;
+                        *d += s;
                     } else {
                         d.write(s);
                     }
