@@ -3,6 +3,7 @@
 //! family; the CPU implementations live under [`cpu`].
 
 pub mod cpu;
+pub mod cuda;
 pub mod float;
 pub mod strided;
 pub mod vmath;

@@ -1,0 +1,103 @@
+// Elementwise kernels: unary maps over contiguous buffers and broadcasting binary maps over
+// strided views. The kind codes are those of kernels::cuda::elementwise (UnaryKind and
+// BinaryKind of the CPU path); every formula is the CPU twin's, so results agree to rounding.
+
+#define MAX_RANK 6
+
+template <typename T>
+__device__ T unary_op(int kind, T x, T p0, T p1) {
+    switch (kind) {
+    case 0: return -x;
+    case 1: return exp(x);
+    case 2: return log(x);
+    case 3: return sqrt(x);
+    case 4: return fabs(x);
+    case 5: {  // sigmoid, split by sign so that exp never overflows
+        T e = exp(-fabs(x));
+        T s = T(1) / (T(1) + e);
+        return x >= T(0) ? s : e * s;
+    }
+    case 6: return tanh(x);
+    case 7: return x > T(0) ? x : T(0);
+    case 8: return x > T(0) ? x : x * p0;
+    case 9: return fmax(x, T(0)) + log1p(exp(-fabs(x)));
+    case 10: return x > T(0) ? x : p0 * (exp(x) - T(1));
+    case 11: return p0 == T(2) ? x * x : pow(x, p0);
+    case 12: return fmin(fmax(x, p0), p1);
+    case 13: return x + p0;
+    case 14: return x * p0;
+    case 15: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case 16: return x > p0 ? T(1) : T(0);
+    case 17: return (x >= p0 && x <= p1) ? T(1) : T(0);
+    }
+    return x;
+}
+
+template <typename T>
+__device__ T binary_op(int kind, T x, T y, T p0) {
+    switch (kind) {
+    case 0: return x + y;
+    case 1: return x - y;
+    case 2: return x * y;
+    case 3: return x / y;
+    case 4: return fmax(x, y);
+    case 5: return fmin(x, y);
+    case 6: return x == y ? T(1) : T(0);
+    case 7: return x > y ? T(1) : T(0);
+    case 8: return x >= y ? T(1) : T(0);
+    case 9: return x < y ? T(1) : T(0);
+    case 10: return y > T(0) ? x : x * p0;  // the gradient x through leaky_relu(y)
+    }
+    return x;
+}
+
+// The output's shape and each operand's strides (elements; 0 along broadcast axes).
+struct Broadcast {
+    long long shape[MAX_RANK];
+    long long a[MAX_RANK];
+    long long b[MAX_RANK];
+    long long offset_a;
+    long long offset_b;
+    int rank;
+};
+
+template <typename T>
+__device__ void unary_kernel(const T* x, T* y, unsigned long long n, int kind, T p0, T p1) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        y[i] = unary_op<T>(kind, x[i], p0, p1);
+    }
+}
+
+template <typename T>
+__device__ void binary_kernel(const T* a, const T* b, T* out, unsigned long long n, int kind, T p0,
+                              Broadcast s) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        long long rest = (long long)i, ia = s.offset_a, ib = s.offset_b;
+        for (int d = s.rank - 1; d >= 0; --d) {
+            long long idx = rest % s.shape[d];
+            rest /= s.shape[d];
+            ia += idx * s.a[d];
+            ib += idx * s.b[d];
+        }
+        out[i] = binary_op<T>(kind, a[ia], b[ib], p0);
+    }
+}
+
+extern "C" __global__ void unary_f32(const float* x, float* y, unsigned long long n, int kind,
+                                     float p0, float p1) {
+    unary_kernel<float>(x, y, n, kind, p0, p1);
+}
+extern "C" __global__ void unary_f64(const double* x, double* y, unsigned long long n, int kind,
+                                     double p0, double p1) {
+    unary_kernel<double>(x, y, n, kind, p0, p1);
+}
+extern "C" __global__ void binary_f32(const float* a, const float* b, float* out,
+                                      unsigned long long n, int kind, float p0, Broadcast s) {
+    binary_kernel<float>(a, b, out, n, kind, p0, s);
+}
+extern "C" __global__ void binary_f64(const double* a, const double* b, double* out,
+                                      unsigned long long n, int kind, double p0, Broadcast s) {
+    binary_kernel<double>(a, b, out, n, kind, p0, s);
+}

@@ -1,0 +1,81 @@
+//! Matrix multiplication on the GPU (`matmul.cu`): the twin of `cpu::matmul::matmul`, with the
+//! operands read through (row, column) strides so transposed views need no copy.
+
+use super::elementwise::GpuFloat;
+use super::{driver_error, Gpu, GpuError};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+
+const MODULE: &str = "matmul";
+const SOURCE: &str = include_str!("matmul.cu");
+const TILE: usize = 64;
+
+/// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuMat<'a, T> {
+    pub data: &'a CudaSlice<T>,
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<T> GpuMat<'_, T> {
+    /// True when every element of a rows x cols matrix lies inside the buffer.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// C = A * B with A [m, k], B [k, n]; C row-major [m, n] (every element written).
+pub fn matmul_into<T: GpuFloat>(
+    gpu: &Gpu,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: GpuMat<T>,
+    b: GpuMat<T>,
+    c: &mut CudaSlice<T>,
+) -> Result<(), GpuError> {
+    let limit = i32::MAX as usize;
+    if !a.fits(m, k) || !b.fits(k, n) || c.len() < m * n || m > limit || n > limit || k > limit {
+        return Err(GpuError::Driver(format!(
+            "matmul: [{m}, {k}] x [{k}, {n}] does not fit its buffers ({}, {}, {} elements)",
+            a.data.len(),
+            b.data.len(),
+            c.len()
+        )));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let f = gpu.function(MODULE, SOURCE, &format!("matmul_{}", T::SUFFIX))?;
+    let cfg = LaunchConfig {
+        grid_dim: (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (mi, ni, ki) = (m as i32, n as i32, k as i32);
+    let (ao, ars, acs) = (a.offset as i64, a.row_stride as i64, a.col_stride as i64);
+    let (bo, brs, bcs) = (b.offset as i64, b.row_stride as i64, b.col_stride as i64);
+    let ldc = n as i64;
+    let mut launch = gpu.stream().launch_builder(&f);
+    launch
+        .arg(&mi)
+        .arg(&ni)
+        .arg(&ki)
+        .arg(a.data)
+        .arg(&ao)
+        .arg(&ars)
+        .arg(&acs)
+        .arg(b.data)
+        .arg(&bo)
+        .arg(&brs)
+        .arg(&bcs)
+        .arg(c)
+        .arg(&ldc);
+    // SAFETY: the kernel reads A and B inside the extents checked above and writes C[m, n].
+    unsafe { launch.launch(cfg) }.map_err(driver_error)?;
+    Ok(())
+}

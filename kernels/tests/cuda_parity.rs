@@ -1,0 +1,248 @@
+//! Every CUDA kernel against its CPU twin on random inputs, sizes that are not multiples of any
+//! tile, outputs poisoned (NaN) before each run so that an element left unwritten shows.
+//!
+//! Without a GPU (this machine, CI) each test prints once that it skipped and passes; with
+//! REQUIRE_GPU=1 a missing GPU fails them (the GPU machine's check script sets it).
+
+use cudarc::driver::CudaSlice;
+use kernels::cpu::elementwise::{binary, unary, BinaryKind, UnaryKind};
+use kernels::cpu::matmul::{matmul, MatRef};
+use kernels::cuda::elementwise::{binary_into, unary_into, GpuFloat, GpuView};
+use kernels::cuda::matmul::{matmul_into, GpuMat};
+use kernels::cuda::Gpu;
+use kernels::float::Float;
+use kernels::strided::{contiguous_strides, View};
+use std::sync::{Arc, Once};
+
+fn gpu() -> Option<Arc<Gpu>> {
+    static SKIPPED: Once = Once::new();
+    match Gpu::open(0) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            assert!(
+                std::env::var("REQUIRE_GPU").as_deref() != Ok("1"),
+                "REQUIRE_GPU=1 but the GPU cannot be used: {e}"
+            );
+            SKIPPED.call_once(|| eprintln!("cuda_parity: skipped, no GPU ({e})"));
+            None
+        }
+    }
+}
+
+/// Reproducible values in [lo, hi).
+fn values<T: Float>(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<T> {
+    let mut s = seed.wrapping_mul(6364136223846793005) ^ 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            T::from_f64(lo + (hi - lo) * ((s >> 11) as f64 / (1u64 << 53) as f64))
+        })
+        .collect()
+}
+
+/// ‖got − want‖ / ‖want‖ (the absolute norm when want is all zeros); any NaN fails.
+fn relative_error<T: Float>(got: &[T], want: &[T]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    if got.iter().any(|v| v.is_nan()) {
+        return f64::INFINITY;
+    }
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g.to_f64() - w.to_f64()).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|w| w.to_f64().powi(2)).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+fn poisoned<T: GpuFloat>(gpu: &Gpu, n: usize) -> CudaSlice<T> {
+    gpu.upload(&vec![T::from_f64(f64::NAN); n.max(1)]).unwrap()
+}
+
+const UNARY: [(UnaryKind, f64, f64); 18] = [
+    (UnaryKind::Neg, -3.0, 3.0),
+    (UnaryKind::Exp, -5.0, 5.0),
+    (UnaryKind::Log, 0.01, 10.0),
+    (UnaryKind::Sqrt, 0.0, 10.0),
+    (UnaryKind::Abs, -3.0, 3.0),
+    (UnaryKind::Sigmoid, -30.0, 30.0),
+    (UnaryKind::Tanh, -5.0, 5.0),
+    (UnaryKind::Relu, -3.0, 3.0),
+    (UnaryKind::LeakyRelu(0.2), -3.0, 3.0),
+    (UnaryKind::Softplus, -30.0, 30.0),
+    (UnaryKind::Elu(1.5), -3.0, 3.0),
+    (UnaryKind::Powf(2.5), 0.0, 4.0),
+    (UnaryKind::Clamp(-0.5, 0.7), -3.0, 3.0),
+    (UnaryKind::AddScalar(0.25), -3.0, 3.0),
+    (UnaryKind::MulScalar(-1.5), -3.0, 3.0),
+    (UnaryKind::Sign, -3.0, 3.0),
+    (UnaryKind::GtScalar(0.1), -3.0, 3.0),
+    (UnaryKind::InRange(-1.0, 1.0), -3.0, 3.0),
+];
+
+fn unary_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    for (i, &(kind, lo, hi)) in UNARY.iter().enumerate() {
+        for n in [1, 255, 257, 100_003] {
+            let x: Vec<T> = values(n, i as u64 * 31 + n as u64, lo, hi);
+            let want = unary(&x, kind);
+            let dx = gpu.upload(&x).unwrap();
+            let mut out = poisoned::<T>(gpu, n);
+            unary_into(gpu, &dx, &mut out, n, kind).unwrap();
+            let got = gpu.download(&out).unwrap();
+            let err = relative_error(&got[..n], &want);
+            assert!(
+                err <= tol,
+                "{} {} n = {n}: relative error {err}",
+                kind.name(),
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn unary_kernels_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    unary_parity::<f32>(&gpu, 1e-5);
+    unary_parity::<f64>(&gpu, 1e-12);
+}
+
+/// Strides of a contiguous tensor of shape `s` seen with the output's shape: 0 along its
+/// size-1 (broadcast) axes.
+fn broadcast_strides(s: &[usize]) -> Vec<usize> {
+    contiguous_strides(s)
+        .iter()
+        .zip(s)
+        .map(|(&st, &d)| if d == 1 { 0 } else { st })
+        .collect()
+}
+
+fn binary_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    let kinds = [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Div,
+        BinaryKind::Maximum,
+        BinaryKind::Minimum,
+        BinaryKind::Gt,
+        BinaryKind::Ge,
+        BinaryKind::Lt,
+        BinaryKind::LeakyReluGrad(0.2),
+    ];
+    // (output shape, a's shape, b's shape); size-1 axes broadcast
+    let cases: [(&[usize], &[usize], &[usize]); 4] = [
+        (&[1000], &[1000], &[1000]),
+        (&[3, 4, 5], &[3, 1, 5], &[1, 4, 5]),
+        (&[7, 33, 65], &[7, 33, 65], &[1, 1, 65]),
+        (
+            &[2, 3, 1, 5, 2, 3],
+            &[2, 1, 1, 5, 1, 3],
+            &[1, 3, 1, 1, 2, 3],
+        ),
+    ];
+    for kind in kinds {
+        for (c, &(shape, sa, sb)) in cases.iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let a: Vec<T> = values(sa.iter().product(), c as u64, -2.0, 2.0);
+            let b: Vec<T> = values(sb.iter().product(), c as u64 + 99, 0.5, 2.5);
+            let (ta, tb) = (broadcast_strides(sa), broadcast_strides(sb));
+            let cpu = |data, strides| View {
+                data,
+                shape,
+                strides,
+                offset: 0,
+            };
+            let want = binary(cpu(&a, &ta), cpu(&b, &tb), kind);
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut out = poisoned::<T>(gpu, n);
+            let dev = |data, strides| GpuView {
+                data,
+                strides,
+                offset: 0,
+            };
+            binary_into(gpu, dev(&da, &ta), dev(&db, &tb), shape, &mut out, kind).unwrap();
+            let got = gpu.download(&out).unwrap();
+            let err = relative_error(&got[..n], &want);
+            assert!(
+                err <= tol,
+                "{} {} {shape:?}: relative error {err}",
+                kind.name(),
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn binary_kernels_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    binary_parity::<f32>(&gpu, 1e-5);
+    binary_parity::<f64>(&gpu, 1e-12);
+}
+
+fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (65, 17, 33),
+        (130, 257, 70),
+        (64, 64, 64),
+        (3, 500, 129),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a: Vec<T> = values(m * k, (m * 7 + k) as u64, -1.0, 1.0);
+            let b: Vec<T> = values(k * n, (k * 5 + n) as u64, -1.0, 1.0);
+            // stored transposed when asked: element (i, j) of A at j * m + i
+            let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+            let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+            let mut want = vec![T::ZERO; m * n];
+            let cpu = |data, row_stride, col_stride| MatRef {
+                data,
+                offset: 0,
+                row_stride,
+                col_stride,
+            };
+            matmul(m, k, n, cpu(&a, a_rs, a_cs), cpu(&b, b_rs, b_cs), &mut want);
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut out = poisoned::<T>(gpu, m * n);
+            let dev = |data, row_stride, col_stride| GpuMat {
+                data,
+                offset: 0,
+                row_stride,
+                col_stride,
+            };
+            let (ga, gb) = (dev(&da, a_rs, a_cs), dev(&db, b_rs, b_cs));
+            matmul_into(gpu, m, k, n, ga, gb, &mut out).unwrap();
+            let got = gpu.download(&out).unwrap();
+            let err = relative_error(&got[..m * n], &want);
+            assert!(
+                err <= tol,
+                "matmul {} {m}x{k}x{n} (transposed {ta}, {tb}): relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    matmul_parity::<f32>(&gpu, 1e-4);
+    matmul_parity::<f64>(&gpu, 1e-12);
+}
+
+#[test]
+fn opening_a_missing_device_is_an_error_not_a_panic() {
+    // Without a driver (this machine) `open` answers with an error; on a GPU machine, an
+    // ordinal past the last device does.
+    match Gpu::open(0) {
+        Err(e) => assert!(!e.to_string().is_empty()),
+        Ok(_) => assert!(Gpu::open(1 << 20).is_err()),
+    }
+}
