@@ -137,11 +137,8 @@ fn im2col<T: Float>(
         for (t, &tap) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
             if let Some(table) = gather {
-                let offsets = &table.offsets[t][positions.clone()];
                 let row = &mut cols[start..start + positions.len()];
-                for (d, &o) in row.iter_mut().zip(offsets) {
-                    *d = plane.get(o as usize).copied().unwrap_or(T::ZERO);
-                }
+                table.gather(t, positions.clone(), plane, row);
                 continue;
             }
             let range = ranges[t];
@@ -220,12 +217,14 @@ fn im2col_row<T: Float>(
 /// per output row (a 4x4 stride-2 convolution to 7x7 reads rows of 7).
 struct GatherTable {
     offsets: Vec<Vec<u32>>,
+    /// h·w, the plane the offsets index.
+    plane: usize,
 }
 
 impl GatherTable {
     fn of(g: &ConvGeometry) -> Option<GatherTable> {
         let worthwhile = g.stride != (1, 1) || g.dilation != (1, 1);
-        if !worthwhile || g.h * g.w >= u32::MAX as usize {
+        if !worthwhile || g.h * g.w == 0 || g.h * g.w >= PADDING as usize {
             return None;
         }
         let offsets = g
@@ -239,15 +238,62 @@ impl GatherTable {
                         let iw = (ow * g.stride.1 + j * g.dilation.1).checked_sub(g.pad.2);
                         match (ih, iw) {
                             (Some(ih), Some(iw)) if ih < g.h && iw < g.w => (ih * g.w + iw) as u32,
-                            _ => u32::MAX,
+                            _ => PADDING,
                         }
                     })
                     .collect()
             })
             .collect();
-        Some(GatherTable { offsets })
+        Some(GatherTable {
+            offsets,
+            plane: g.h * g.w,
+        })
+    }
+
+    /// `out[q - p0] = plane[offset of tap t at output position q]`, 0 in the padding, for q in
+    /// `positions`. The loop is compiled for AVX-512 where the CPU has it (16-lane gathers).
+    fn gather<T: Float>(&self, t: usize, positions: Range<usize>, plane: &[T], out: &mut [T]) {
+        let offsets = &self.offsets[t][positions];
+        assert!(
+            plane.len() == self.plane && self.plane > 0 && out.len() == offsets.len(),
+            "GatherTable::gather: a plane of {} for a table of {}",
+            plane.len(),
+            self.plane
+        );
+        #[cfg(target_arch = "x86_64")]
+        if crate::cpu::vector::has_avx512() {
+            // SAFETY: the CPU has the features the function is compiled with; the offsets
+            // are below plane.len() or PADDING (see `gather_loop`).
+            return unsafe { gather_avx512(offsets, plane, out) };
+        }
+        // SAFETY: as above.
+        unsafe { gather_loop(offsets, plane, out) }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gather_avx512<T: Float>(offsets: &[u32], plane: &[T], out: &mut [T]) {
+    // SAFETY: forwarded under the caller's guarantees.
+    unsafe { gather_loop(offsets, plane, out) }
+}
+
+/// # Safety
+/// Every offset is either below `plane.len()` (true of a `GatherTable` built for a plane of
+/// this size: its offsets come from ih < h and iw < w) or `PADDING`, and `plane` is not empty.
+#[inline(always)]
+unsafe fn gather_loop<T: Float>(offsets: &[u32], plane: &[T], out: &mut [T]) {
+    for (d, &o) in out.iter_mut().zip(offsets) {
+        let index = if o == PADDING { 0 } else { o as usize };
+        // SAFETY: index < plane.len() by the contract above (0 for padding, plane non-empty);
+        // unchecked so that the loop becomes vector gathers.
+        let v = unsafe { *plane.get_unchecked(index) };
+        *d = if o == PADDING { T::ZERO } else { v };
+    }
+}
+
+/// A `GatherTable` offset that reads the zero padding.
+const PADDING: u32 = u32::MAX;
 
 #[allow(clippy::too_many_arguments)]
 fn pack_cols<T: Float>(
@@ -277,12 +323,7 @@ fn pack_cols<T: Float>(
             let at = q - cols.start;
             let out = &mut row[at..at + len];
             match gather {
-                Some(table) => {
-                    let offsets = &table.offsets[p % ntaps][pos..pos + len];
-                    for (d, &o) in out.iter_mut().zip(offsets) {
-                        *d = plane.get(o as usize).copied().unwrap_or(T::ZERO);
-                    }
-                }
+                Some(table) => table.gather(p % ntaps, pos..pos + len, plane, out),
                 None => im2col_row(plane, g, tap, range, pos..pos + len, out),
             }
             q += len;
@@ -340,6 +381,7 @@ fn col2im<T: Float>(
             let row = &cols[start..start + positions.len()];
             if let Some(table) = gather {
                 for (&o, &v) in table.offsets[t][positions.clone()].iter().zip(row) {
+                    // PADDING is past the plane: nothing to add there
                     if let Some(d) = plane.get_mut(o as usize) {
                         *d += v;
                     }
