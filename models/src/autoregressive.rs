@@ -8,12 +8,85 @@
 //! - sampling is D steps: draw x_1, then x_2 given x_1, ...,
 //! - completion is the same loop with the first pixels given instead of drawn.
 
-use crate::data::{Mnist, Pixels};
+use crate::data::{Batch, Mnist, Pixels};
 use crate::distributions::Bernoulli;
 use crate::eval::{EvalContext, Metric};
-use crate::zoo::GenerativeModel;
+use crate::zoo::{GenerativeModel, Losses};
 use autograd::nn::Conv2d;
+use autograd::optim::{Adam, Optimizer};
 use autograd::{mask_taps, no_grad, Error, Mask, Result, Rng, Tensor};
+
+/// What the exact-likelihood models (FVSBN, NADE, PixelCNN, the PixelRNNs) share, so that the
+/// `GenerativeModel` methods they have in common are written once (the `likelihood_*`
+/// functions below) and each model's impl only forwards to them.
+pub trait LikelihoodModel {
+    /// The model's registry name, for error messages.
+    fn model_name(&self) -> &'static str;
+    /// -log p(x) per image, nats, `[B]`, for binary images `[B, 1, H, W]`.
+    fn nll(&self, x: &Tensor) -> Result<Tensor>;
+    /// Images are `image_size` x `image_size`.
+    fn image_size(&self) -> usize;
+    /// How training images are binarised (evaluation always uses the fixed threshold).
+    fn training_pixels(&self) -> Pixels;
+    /// Images drawn pixel by pixel in raster order with the `known` prefix held fixed, and
+    /// the logits they were drawn from.
+    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)>;
+    /// The one optimizer, Adam on every parameter.
+    fn optimizer(&mut self) -> &mut Adam;
+}
+
+/// One step of maximum likelihood: the mean NLL of the batch, backward, an Adam step.
+pub fn likelihood_train_step(
+    model: &mut impl LikelihoodModel,
+    batch: &Batch,
+    rng: &mut Rng,
+) -> Result<Losses> {
+    let x = batch.tensor(model.training_pixels(), rng)?;
+    let loss = model.nll(&x)?.mean_all()?;
+    let opt = model.optimizer();
+    opt.zero_grad();
+    loss.backward()?;
+    opt.step()?;
+    Ok(vec![("loss".into(), loss.item()?)])
+}
+
+/// `n` images drawn pixel by pixel.
+pub fn likelihood_sample(model: &impl LikelihoodModel, n: usize, rng: &mut Rng) -> Result<Tensor> {
+    let pixels = model.image_size() * model.image_size();
+    Ok(model.generate(&Known::none(n, pixels), rng)?.0)
+}
+
+/// The images with all but their first `known` pixels drawn again.
+pub fn likelihood_complete(
+    model: &impl LikelihoodModel,
+    images: &Tensor,
+    known: usize,
+    rng: &mut Rng,
+) -> Result<Tensor> {
+    let k = Known::prefix(model.model_name(), images, model.image_size(), known)?;
+    Ok(model.generate(&k, rng)?.0)
+}
+
+/// The exact test NLL (every epoch's metric).
+pub fn likelihood_epoch_metrics(
+    model: &impl LikelihoodModel,
+    ctx: &mut EvalContext,
+) -> Result<Vec<Metric>> {
+    likelihood_metrics(ctx, model.image_size() * model.image_size(), |x| {
+        model.nll(x)
+    })
+}
+
+/// `genzoo eval`: the exact test NLL, then the sample metrics of drawn images.
+pub fn likelihood_eval<M: LikelihoodModel + GenerativeModel>(
+    model: &mut M,
+    ctx: &mut EvalContext,
+) -> Result<Vec<Metric>> {
+    let mut metrics = likelihood_epoch_metrics(model, ctx)?;
+    let samples = crate::eval::draw_samples(model, ctx)?;
+    metrics.extend(ctx.sample_metrics(&samples, model.training_pixels(), None)?);
+    Ok(metrics)
+}
 
 /// The image size the autoregressive models use unless their config says otherwise.
 pub fn default_image_size() -> usize {

@@ -254,36 +254,50 @@ impl GenerativeModel for Nade {
     }
 
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        let x = batch.tensor(self.config.pixels, rng)?;
-        let loss = self.nll(&x)?.mean_all()?;
-        self.opt.zero_grad();
-        loss.backward()?;
-        self.opt.step()?;
-        Ok(vec![("loss".into(), loss.item()?)])
+        autoregressive::likelihood_train_step(self, batch, rng)
     }
 
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        Ok(self
-            .generate(&Known::none(n, self.pixels_per_image()), rng)?
-            .0)
+        autoregressive::likelihood_sample(self, n, rng)
     }
 
     fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
-        let k = Known::prefix("nade", images, self.config.image_size, known)?;
-        Ok(self.generate(&k, rng)?.0)
+        autoregressive::likelihood_complete(self, images, known, rng)
     }
 
     /// The exact test NLL after every epoch (one pass over the test split).
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))
+        autoregressive::likelihood_epoch_metrics(self, ctx)
     }
 
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let mut metrics =
-            autoregressive::likelihood_metrics(ctx, self.pixels_per_image(), |x| self.nll(x))?;
-        let samples = crate::eval::draw_samples(self, ctx)?;
-        metrics.extend(ctx.sample_metrics(&samples, self.config.pixels, None)?);
-        Ok(metrics)
+        autoregressive::likelihood_eval(self, ctx)
+    }
+}
+
+impl autoregressive::LikelihoodModel for Nade {
+    fn model_name(&self) -> &'static str {
+        "nade"
+    }
+
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
+        Nade::nll(self, x)
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.image_size
+    }
+
+    fn training_pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        Nade::generate(self, known, rng)
+    }
+
+    fn optimizer(&mut self) -> &mut Adam {
+        &mut self.opt
     }
 }
 
