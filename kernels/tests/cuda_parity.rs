@@ -246,3 +246,96 @@ fn opening_a_missing_device_is_an_error_not_a_panic() {
         Ok(_) => assert!(Gpu::open(1 << 20).is_err()),
     }
 }
+
+fn reduce_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cuda::reduce::{reduce_into, Fold};
+    for &(outer, r, inner) in &[
+        (7, 1000, 1),
+        (3, 33, 65),
+        (1, 100_003, 1),
+        (64, 784, 1),
+        (2, 5, 1000),
+    ] {
+        let x: Vec<T> = values(outer * r * inner, (outer + r + inner) as u64, -1.0, 1.0);
+        for fold in [Fold::Sum, Fold::Max] {
+            let want = match fold {
+                Fold::Sum => kernels::cpu::reduce::sum(&x, outer, r, inner),
+                Fold::Max => kernels::cpu::reduce::max(&x, outer, r, inner),
+            };
+            let dx = gpu.upload(&x).unwrap();
+            let mut out = poisoned::<T>(gpu, outer * inner);
+            reduce_into(gpu, &dx, (outer, r, inner), fold, &mut out).unwrap();
+            let got = gpu.download(&out).unwrap();
+            let err = relative_error(&got[..outer * inner], &want);
+            assert!(
+                err <= tol,
+                "{fold:?} {} over [{outer}, {r}, {inner}]: relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn reductions_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    reduce_parity::<f32>(&gpu, 1e-5);
+    reduce_parity::<f64>(&gpu, 1e-12);
+}
+
+fn adam_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cuda::optim::{adam, AdamStep};
+    let n = 100_003;
+    for decoupled in [false, true] {
+        let mut p: Vec<T> = values(n, 1, -1.0, 1.0);
+        let (mut m, mut v) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+        let (mut dp, mut dm, mut dv) = (
+            gpu.upload(&p).unwrap(),
+            gpu.upload(&m).unwrap(),
+            gpu.upload(&v).unwrap(),
+        );
+        for step in 1..=5u64 {
+            let g: Vec<T> = values(n, 10 + step, -0.5, 0.5);
+            let h = AdamStep {
+                step,
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 1e-2,
+                decoupled,
+            };
+            kernels::cpu::optim::adam(
+                &mut p,
+                &g,
+                &mut m,
+                &mut v,
+                step,
+                h.lr,
+                h.beta1,
+                h.beta2,
+                h.eps,
+                h.weight_decay,
+                decoupled,
+            );
+            let dg = gpu.upload(&g).unwrap();
+            adam(gpu, &mut dp, &dg, &mut dm, &mut dv, n, h).unwrap();
+        }
+        for (name, got, want) in [("p", &dp, &p), ("m", &dm, &m), ("v", &dv, &v)] {
+            let got = gpu.download(got).unwrap();
+            let err = relative_error(&got, want);
+            assert!(
+                err <= tol,
+                "adam {} {name} (decoupled {decoupled}): relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn adam_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    adam_parity::<f32>(&gpu, 1e-5);
+    adam_parity::<f64>(&gpu, 1e-12);
+}

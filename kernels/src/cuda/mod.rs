@@ -12,6 +12,8 @@
 
 pub mod elementwise;
 pub mod matmul;
+pub mod optim;
+pub mod reduce;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr};
 use std::collections::HashMap;
