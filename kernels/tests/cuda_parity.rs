@@ -339,3 +339,74 @@ fn adam_matches_the_cpu() {
     adam_parity::<f32>(&gpu, 1e-5);
     adam_parity::<f64>(&gpu, 1e-12);
 }
+
+fn lstm_parity<T: GpuFloat + kernels::cpu::lstm::LstmFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
+    use kernels::cuda::lstm as gpu_lstm;
+    for &(batch, h) in &[(1, 1), (3, 17), (64, 256), (7, 300)] {
+        let gates: Vec<T> = values(batch * 4 * h, (batch * h) as u64, -3.0, 3.0);
+        let c_prev: Vec<T> = values(batch * h, 7 + h as u64, -2.0, 2.0);
+        let grad_out: Vec<T> = values(batch * 2 * h, 11 + batch as u64, -1.0, 1.0);
+        let mut out = vec![T::ZERO; batch * 2 * h];
+        lstm_cell_forward(
+            batch,
+            h,
+            Rows::contiguous(&gates, 4 * h),
+            Rows::contiguous(&c_prev, h),
+            &mut out,
+        );
+        let (mut dg, mut dc) = (vec![T::ZERO; batch * 4 * h], vec![T::ZERO; batch * h]);
+        lstm_cell_backward(
+            batch,
+            h,
+            Rows::contiguous(&gates, 4 * h),
+            Rows::contiguous(&c_prev, h),
+            Rows::contiguous(&out, 2 * h),
+            Rows::contiguous(&grad_out, 2 * h),
+            &mut dg,
+            &mut dc,
+        );
+        let (g_d, c_d, go_d) = (
+            gpu.upload(&gates).unwrap(),
+            gpu.upload(&c_prev).unwrap(),
+            gpu.upload(&grad_out).unwrap(),
+        );
+        let mut out_d = poisoned::<T>(gpu, batch * 2 * h);
+        gpu_lstm::lstm_cell_forward(gpu, (batch, h), &g_d, &c_d, &mut out_d).unwrap();
+        let (mut dg_d, mut dc_d) = (
+            poisoned::<T>(gpu, batch * 4 * h),
+            poisoned::<T>(gpu, batch * h),
+        );
+        gpu_lstm::lstm_cell_backward(
+            gpu,
+            (batch, h),
+            &g_d,
+            &c_d,
+            &out_d,
+            &go_d,
+            &mut dg_d,
+            &mut dc_d,
+        )
+        .unwrap();
+        for (name, got, want) in [
+            ("out", &out_d, &out),
+            ("grad_gates", &dg_d, &dg),
+            ("grad_c_prev", &dc_d, &dc),
+        ] {
+            let got = gpu.download(got).unwrap();
+            let err = relative_error(&got[..want.len()], want);
+            assert!(
+                err <= tol,
+                "lstm {name} {} batch {batch} hidden {h}: relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn lstm_cell_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    lstm_parity::<f32>(&gpu, 1e-5);
+    lstm_parity::<f64>(&gpu, 1e-12);
+}

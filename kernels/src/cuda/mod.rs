@@ -11,6 +11,7 @@
 //! the parity tests in `kernels/tests/cuda_parity.rs` are what verifies it on a GPU machine.
 
 pub mod elementwise;
+pub mod lstm;
 pub mod matmul;
 pub mod optim;
 pub mod reduce;
