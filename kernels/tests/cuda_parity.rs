@@ -410,3 +410,66 @@ fn lstm_cell_matches_the_cpu() {
     lstm_parity::<f32>(&gpu, 1e-5);
     lstm_parity::<f64>(&gpu, 1e-12);
 }
+
+/// A geometry as conv2d builds it: kernel k x k (or the given taps), symmetric padding.
+fn geometry(
+    [n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10],
+    taps: Option<Vec<(usize, usize)>>,
+) -> kernels::cpu::conv::ConvGeometry {
+    use kernels::cpu::conv::{conv_out_size, ConvGeometry};
+    ConvGeometry {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh: k,
+        kw: k,
+        stride: (s, s),
+        pad: (p, p, p, p),
+        dilation: (d, d),
+        groups,
+        ho: conv_out_size(h, p, p, k, s, d).unwrap(),
+        wo: conv_out_size(w, p, p, k, s, d).unwrap(),
+        taps: taps.unwrap_or_else(|| (0..k).flat_map(|i| (0..k).map(move |j| (i, j))).collect()),
+    }
+}
+
+fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cpu::conv::{conv_forward, gather_taps};
+    use kernels::cuda::conv::conv_forward_into;
+    let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
+    let cases = [
+        ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
+        ([4, 1, 28, 28, 64, 4, 2, 1, 1, 1], None),
+        ([3, 6, 11, 13, 4, 3, 2, 2, 2, 2], None),
+        ([2, 64, 14, 14, 70, 4, 2, 1, 1, 1], None),
+        ([5, 17, 10, 10, 33, 1, 1, 0, 1, 1], None),
+        ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
+    ];
+    for (spec, taps) in cases {
+        let g = geometry(spec, taps);
+        let [n, c_in, h, w, c_out, k, _, _, _, groups] = spec;
+        let x: Vec<T> = values(n * c_in * h * w, (n + c_in) as u64, -1.0, 1.0);
+        let w_full: Vec<T> = values(c_out * c_in / groups * k * k, c_out as u64, -1.0, 1.0);
+        let w_active = gather_taps(&w_full, &g);
+        let want = conv_forward(&x, &w_active, &g);
+        let (x_d, w_d) = (gpu.upload(&x).unwrap(), gpu.upload(&w_active).unwrap());
+        let mut y = poisoned::<T>(gpu, want.len());
+        conv_forward_into(gpu, &x_d, &w_d, &g, &mut y).unwrap();
+        let got = gpu.download(&y).unwrap();
+        let err = relative_error(&got[..want.len()], &want);
+        assert!(
+            err <= tol,
+            "conv2d {} {spec:?}: relative error {err}",
+            T::SUFFIX
+        );
+    }
+}
+
+#[test]
+fn conv_forward_matches_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    conv_parity::<f32>(&gpu, 1e-4);
+    conv_parity::<f64>(&gpu, 1e-12);
+}

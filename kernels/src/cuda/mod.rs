@@ -10,6 +10,7 @@
 //! Status: written without a GPU at hand (no device was lent to the session that wrote it);
 //! the parity tests in `kernels/tests/cuda_parity.rs` are what verifies it on a GPU machine.
 
+pub mod conv;
 pub mod elementwise;
 pub mod lstm;
 pub mod matmul;

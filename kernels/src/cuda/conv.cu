@@ -1,0 +1,81 @@
+// Convolution forward as an implicit GEMM: y[n, co, p] = sum_k W[co, k] * cols[k, (n, p)], where
+// k = (ci, tap) runs over a group's input channels and the active taps (all of them, or a
+// PixelCNN mask's, so masked taps are never read) and cols is never built: the B tile is loaded
+// straight from the image, zero in the padding. The tiling is matmul.cu's: 64 x 64 tiles of C
+// per block, 4 x 4 per thread, k steps of 16 through shared memory. Grid: (column tiles over
+// n·ho·wo, row tiles over cout/groups, groups).
+
+#define BM 64
+#define BN 64
+#define BK 16
+#define TM 4
+#define TN 4
+
+struct ConvShape {
+    long long n, c_in, h, w, c_out, ho, wo;
+    long long stride_h, stride_w, pad_top, pad_left, dil_h, dil_w;
+    long long groups, ntaps;
+};
+
+template <typename T>
+__device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y, ConvShape s) {
+    __shared__ T as[BK][BM];
+    __shared__ T bs[BK][BN];
+    const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
+    const long long k = cig * s.ntaps, l = s.ho * s.wo, cols = s.n * l;
+    const long long grp = blockIdx.z;
+    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    T acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    for (long long p0 = 0; p0 < k; p0 += BK) {
+        for (int e = tid; e < BM * BK; e += blockDim.x) {
+            int i = e / BK, p = e % BK;
+            long long r = row0 + i, pp = p0 + p;
+            as[p][i] = (r < cog && pp < k) ? w[(grp * cog + r) * k + pp] : T(0);
+        }
+        for (int e = tid; e < BK * BN; e += blockDim.x) {
+            int p = e / BN, j = e % BN;
+            long long col = col0 + j, pp = p0 + p;
+            T v = T(0);
+            if (col < cols && pp < k) {
+                long long img = col / l, pos = col % l, oh = pos / s.wo, ow = pos % s.wo;
+                long long ci = pp / s.ntaps, t = pp % s.ntaps;
+                long long ih = oh * s.stride_h - s.pad_top + taps[2 * t] * s.dil_h;
+                long long iw = ow * s.stride_w - s.pad_left + taps[2 * t + 1] * s.dil_w;
+                if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
+                    v = x[((img * s.c_in + grp * cig + ci) * s.h + ih) * s.w + iw];
+            }
+            bs[p][j] = v;
+        }
+        __syncthreads();
+        for (int p = 0; p < BK; ++p) {
+            T av[TM], bv[TN];
+            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
+            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < TM; ++i) {
+        long long r = row0 + tr * TM + i;
+        for (int j = 0; j < TN; ++j) {
+            long long col = col0 + tc * TN + j;
+            if (r < cog && col < cols) {
+                long long img = col / l, pos = col % l;
+                y[(img * s.c_out + grp * cog + r) * l + pos] = acc[i][j];
+            }
+        }
+    }
+}
+
+extern "C" __global__ void conv_forward_f32(const float* x, const float* w, const int* taps,
+                                            float* y, ConvShape s) {
+    conv_forward_tile<float>(x, w, taps, y, s);
+}
+extern "C" __global__ void conv_forward_f64(const double* x, const double* w, const int* taps,
+                                            double* y, ConvShape s) {
+    conv_forward_tile<double>(x, w, taps, y, s);
+}
