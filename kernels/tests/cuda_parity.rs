@@ -436,8 +436,8 @@ fn geometry(
 }
 
 fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
-    use kernels::cpu::conv::{conv_forward, gather_taps};
-    use kernels::cuda::conv::conv_forward_into;
+    use kernels::cpu::conv::{conv_forward, conv_input_grad, conv_weight_grad, gather_taps};
+    use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
     let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
     let cases = [
         ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
@@ -464,11 +464,32 @@ fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
             "conv2d {} {spec:?}: relative error {err}",
             T::SUFFIX
         );
+        // the two adjoints, against the CPU's on the same upstream gradient
+        let dy: Vec<T> = values(want.len(), 5 + n as u64, -1.0, 1.0);
+        let dy_d = gpu.upload(&dy).unwrap();
+        let dx_want = conv_input_grad(&dy, &w_active, &g);
+        let mut dx = poisoned::<T>(gpu, dx_want.len());
+        conv_input_grad_into(gpu, &dy_d, &w_d, &g, &mut dx).unwrap();
+        let err = relative_error(&gpu.download(&dx).unwrap()[..dx_want.len()], &dx_want);
+        assert!(
+            err <= tol,
+            "conv input grad {} {spec:?}: relative error {err}",
+            T::SUFFIX
+        );
+        let dw_want = conv_weight_grad(&x, &dy, &g);
+        let mut dw = poisoned::<T>(gpu, dw_want.len());
+        conv_weight_grad_into(gpu, &x_d, &dy_d, &g, &mut dw).unwrap();
+        let err = relative_error(&gpu.download(&dw).unwrap()[..dw_want.len()], &dw_want);
+        assert!(
+            err <= tol,
+            "conv weight grad {} {spec:?}: relative error {err}",
+            T::SUFFIX
+        );
     }
 }
 
 #[test]
-fn conv_forward_matches_the_cpu() {
+fn conv_family_matches_the_cpu() {
     let Some(gpu) = gpu() else { return };
     conv_parity::<f32>(&gpu, 1e-4);
     conv_parity::<f64>(&gpu, 1e-12);

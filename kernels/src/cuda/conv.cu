@@ -71,6 +71,149 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
     }
 }
 
+// dx = conv^T(dy, w), conv's input gradient and conv_transpose2d's forward, as an implicit GEMM:
+// dx[n, ci, q] = sum over (co, tap) of W[co, ci, tap] * dy[n, co, p(q, tap)], where p(q, tap) is
+// the output position that read input position q through that tap (none when q - tap offset is
+// not on the stride grid or falls outside the output). Rows: a group's input channels; columns:
+// (n, ih, iw); k: (co in the group, tap).
+template <typename T>
+__device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T* dx, ConvShape s) {
+    __shared__ T as[BK][BM];
+    __shared__ T bs[BK][BN];
+    const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
+    const long long k = cog * s.ntaps, plane = s.h * s.w, cols = s.n * plane, l = s.ho * s.wo;
+    const long long grp = blockIdx.z;
+    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    T acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    for (long long p0 = 0; p0 < k; p0 += BK) {
+        for (int e = tid; e < BM * BK; e += blockDim.x) {
+            int i = e / BK, p = e % BK;
+            long long ci = row0 + i, pp = p0 + p;
+            T v = T(0);
+            if (ci < cig && pp < k) {
+                long long co = pp / s.ntaps, t = pp % s.ntaps;
+                v = w[((grp * cog + co) * cig + ci) * s.ntaps + t];
+            }
+            as[p][i] = v;
+        }
+        for (int e = tid; e < BK * BN; e += blockDim.x) {
+            int p = e / BN, j = e % BN;
+            long long col = col0 + j, pp = p0 + p;
+            T v = T(0);
+            if (col < cols && pp < k) {
+                long long img = col / plane, q = col % plane, ih = q / s.w, iw = q % s.w;
+                long long co = pp / s.ntaps, t = pp % s.ntaps;
+                long long sh = ih + s.pad_top - taps[2 * t] * s.dil_h;
+                long long sw = iw + s.pad_left - taps[2 * t + 1] * s.dil_w;
+                if (sh >= 0 && sw >= 0 && sh % s.stride_h == 0 && sw % s.stride_w == 0) {
+                    long long oh = sh / s.stride_h, ow = sw / s.stride_w;
+                    if (oh < s.ho && ow < s.wo)
+                        v = dy[(img * s.c_out + grp * cog + co) * l + oh * s.wo + ow];
+                }
+            }
+            bs[p][j] = v;
+        }
+        __syncthreads();
+        for (int p = 0; p < BK; ++p) {
+            T av[TM], bv[TN];
+            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
+            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < TM; ++i) {
+        long long ci = row0 + tr * TM + i;
+        for (int j = 0; j < TN; ++j) {
+            long long col = col0 + tc * TN + j;
+            if (ci < cig && col < cols) {
+                long long img = col / plane, q = col % plane;
+                dx[(img * s.c_in + grp * cig + ci) * plane + q] = acc[i][j];
+            }
+        }
+    }
+}
+
+// dW = sum over samples of dy . cols(x)^T, as an implicit GEMM: dW[co, (ci, tap)] = sum over
+// (n, p) of dy[n, co, p] * x[n, ci, at(p, tap)]. Rows: a group's output channels; columns: the
+// group's (ci, tap); k: (n, output position), summed in a fixed order (deterministic).
+template <typename T>
+__device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, T* dw, ConvShape s) {
+    __shared__ T as[BK][BM];
+    __shared__ T bs[BK][BN];
+    const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
+    const long long l = s.ho * s.wo, k = s.n * l, cols = cig * s.ntaps;
+    const long long grp = blockIdx.z;
+    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    T acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    for (long long p0 = 0; p0 < k; p0 += BK) {
+        for (int e = tid; e < BM * BK; e += blockDim.x) {
+            int i = e / BK, p = e % BK;
+            long long co = row0 + i, pp = p0 + p;
+            T v = T(0);
+            if (co < cog && pp < k) {
+                long long img = pp / l, pos = pp % l;
+                v = dy[(img * s.c_out + grp * cog + co) * l + pos];
+            }
+            as[p][i] = v;
+        }
+        for (int e = tid; e < BK * BN; e += blockDim.x) {
+            int p = e / BN, j = e % BN;
+            long long col = col0 + j, pp = p0 + p;
+            T v = T(0);
+            if (col < cols && pp < k) {
+                long long img = pp / l, pos = pp % l, oh = pos / s.wo, ow = pos % s.wo;
+                long long ci = col / s.ntaps, t = col % s.ntaps;
+                long long ih = oh * s.stride_h - s.pad_top + taps[2 * t] * s.dil_h;
+                long long iw = ow * s.stride_w - s.pad_left + taps[2 * t + 1] * s.dil_w;
+                if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
+                    v = x[((img * s.c_in + grp * cig + ci) * s.h + ih) * s.w + iw];
+            }
+            bs[p][j] = v;
+        }
+        __syncthreads();
+        for (int p = 0; p < BK; ++p) {
+            T av[TM], bv[TN];
+            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
+            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < TM; ++i) {
+        long long co = row0 + tr * TM + i;
+        for (int j = 0; j < TN; ++j) {
+            long long col = col0 + tc * TN + j;
+            if (co < cog && col < cols) dw[(grp * cog + co) * cols + col] = acc[i][j];
+        }
+    }
+}
+
+extern "C" __global__ void conv_input_grad_f32(const float* dy, const float* w, const int* taps,
+                                               float* dx, ConvShape s) {
+    conv_input_grad_tile<float>(dy, w, taps, dx, s);
+}
+extern "C" __global__ void conv_input_grad_f64(const double* dy, const double* w, const int* taps,
+                                               double* dx, ConvShape s) {
+    conv_input_grad_tile<double>(dy, w, taps, dx, s);
+}
+extern "C" __global__ void conv_weight_grad_f32(const float* x, const float* dy, const int* taps,
+                                                float* dw, ConvShape s) {
+    conv_weight_grad_tile<float>(x, dy, taps, dw, s);
+}
+extern "C" __global__ void conv_weight_grad_f64(const double* x, const double* dy,
+                                                const int* taps, double* dw, ConvShape s) {
+    conv_weight_grad_tile<double>(x, dy, taps, dw, s);
+}
+
 extern "C" __global__ void conv_forward_f32(const float* x, const float* w, const int* taps,
                                             float* y, ConvShape s) {
     conv_forward_tile<float>(x, w, taps, y, s);
