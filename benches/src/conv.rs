@@ -5,7 +5,7 @@ use autograd::rng::Rng;
 use autograd::{no_grad, Conv2dOptions, ConvTranspose2dOptions, Mask, Result, Tensor};
 use serde_json::Value;
 
-fn shape4(v: &Value) -> [usize; 4] {
+pub(crate) fn shape4(v: &Value) -> [usize; 4] {
     let a: Vec<usize> = v
         .as_array()
         .expect("shape array")

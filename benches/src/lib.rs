@@ -3,6 +3,7 @@
 //! same work under the same names.
 
 pub mod conv;
+pub mod gpu;
 pub mod lstm;
 pub mod model_steps;
 

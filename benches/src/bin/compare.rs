@@ -54,25 +54,35 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    if args.device != "cpu" {
-        return Err(format!(
-            "device {:?}: only the CPU backend exists so far",
-            args.device
-        ));
-    }
     let threads = rayon::current_num_threads();
+    // the engine on the CPU; on CUDA, our kernels on device buffers (kernel level: the
+    // engine does not run on the GPU yet), gpu_only cases included
+    let (cases, suite, device_name, include_gpu_only) = match args.device.as_str() {
+        "cpu" => (
+            all_cases(20261127).map_err(|e| e.to_string())?,
+            "genzoo-autograd",
+            cpu_name(),
+            args.include_gpu_only,
+        ),
+        "cuda" => {
+            let gpu = kernels::cuda::Gpu::open(0).map_err(|e| format!("--device cuda: {e}"))?;
+            let name = gpu.name();
+            let cases = benches::gpu::gpu_cases(gpu).map_err(|e| e.to_string())?;
+            (cases, "genzoo-kernels-cuda", name, true)
+        }
+        other => return Err(format!("--device {other:?}: cpu or cuda")),
+    };
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?),
         None => Box::new(std::io::stdout()),
     };
-    let cases = all_cases(20261127).map_err(|e| e.to_string())?;
     for mut case in cases {
         let key = format!("{}/{}", case.group, case.name);
         if args
             .filter
             .as_ref()
             .is_some_and(|f| !key.contains(f.as_str()))
-            || (case.gpu_only && !args.include_gpu_only)
+            || (case.gpu_only && !include_gpu_only)
         {
             continue;
         }
@@ -86,9 +96,9 @@ fn run() -> Result<(), String> {
         let fwdbwd_ms = median_ms(case.fwdbwd.as_mut(), warmup, args.reps)
             .map_err(|e| format!("{key}: {e}"))?;
         let line = serde_json::json!({
-            "suite": "genzoo-autograd",
-            "device": "cpu",
-            "device_name": cpu_name(),
+            "suite": suite,
+            "device": args.device,
+            "device_name": device_name,
             "threads": threads,
             "group": case.group,
             "name": case.name,
