@@ -1,15 +1,9 @@
 // Convolution forward as an implicit GEMM: y[n, co, p] = sum_k W[co, k] * cols[k, (n, p)], where
 // k = (ci, tap) runs over a group's input channels and the active taps (all of them, or a
 // PixelCNN mask's, so masked taps are never read) and cols is never built: the B tile is loaded
-// straight from the image, zero in the padding. The tiling is matmul.cu's: 64 x 64 tiles of C
+// straight from the image, zero in the padding. The tiling is tile.cuh's (as matmul.cu's): 64 x 64 tiles of C
 // per block, 4 x 4 per thread, k steps of 16 through shared memory. Grid: (column tiles over
 // n·ho·wo, row tiles over cout/groups, groups).
-
-#define BM 64
-#define BN 64
-#define BK 16
-#define TM 4
-#define TN 4
 
 struct ConvShape {
     long long n, c_in, h, w, c_out, ho, wo;
@@ -24,11 +18,11 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long k = cig * s.ntaps, l = s.ho * s.wo, cols = s.n * l;
     const long long grp = blockIdx.z;
-    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const int tid = threadIdx.x;
+    TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
     T acc[TM][TN];
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
@@ -50,13 +44,7 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
             bs[p][j] = v;
         }
         __syncthreads();
-        for (int p = 0; p < BK; ++p) {
-            T av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
-            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-        }
+        tile_accumulate(acc, as, bs, tr, tc);
         __syncthreads();
     }
     for (int i = 0; i < TM; ++i) {
@@ -83,11 +71,11 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long k = cog * s.ntaps, plane = s.h * s.w, cols = s.n * plane, l = s.ho * s.wo;
     const long long grp = blockIdx.z;
-    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const int tid = threadIdx.x;
+    TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
     T acc[TM][TN];
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
@@ -117,13 +105,7 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
             bs[p][j] = v;
         }
         __syncthreads();
-        for (int p = 0; p < BK; ++p) {
-            T av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
-            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-        }
+        tile_accumulate(acc, as, bs, tr, tc);
         __syncthreads();
     }
     for (int i = 0; i < TM; ++i) {
@@ -148,11 +130,11 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long l = s.ho * s.wo, k = s.n * l, cols = cig * s.ntaps;
     const long long grp = blockIdx.z;
-    const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+    const int tid = threadIdx.x;
+    TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
     T acc[TM][TN];
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
@@ -179,13 +161,7 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
             bs[p][j] = v;
         }
         __syncthreads();
-        for (int p = 0; p < BK; ++p) {
-            T av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
-            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-        }
+        tile_accumulate(acc, as, bs, tr, tc);
         __syncthreads();
     }
     for (int i = 0; i < TM; ++i) {

@@ -8,7 +8,7 @@ use crate::cpu::conv::ConvGeometry;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
 const MODULE: &str = "conv";
-const SOURCE: &str = include_str!("conv.cu");
+const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("conv.cu"));
 const TILE: usize = 64;
 
 /// The launch argument describing the geometry (`ConvShape` in the .cu file).

@@ -1,14 +1,9 @@
 // C = A * B with A [m, k] and B [k, n] read through arbitrary (row, column) strides, C row-major
 // with row stride ldc. Each block computes a 64 x 64 tile of C with 256 threads, 4 x 4 values
 // per thread held in registers; A and B pass through shared memory 16 steps of k at a time.
-// Edges are zero-padded on load and masked on store, so any m, n, k works.
+// Edges are zero-padded on load and masked on store, so any m, n, k works. The tile loop is
+// tile.cuh's.
 // First version: no vectorised loads or double buffering yet (see the CUDA issue).
-
-#define BM 64
-#define BN 64
-#define BK 16
-#define TM 4
-#define TN 4
 
 template <typename T>
 __device__ void matmul_tile(int m, int n, int k, const T* a, long long a_off, long long a_rs,
@@ -17,13 +12,11 @@ __device__ void matmul_tile(int m, int n, int k, const T* a, long long a_off, lo
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
     const int tid = threadIdx.x;
-    const int tr = tid / (BN / TN);
-    const int tc = tid % (BN / TN);
+    TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM;
     const long long col0 = (long long)blockIdx.x * BN;
     T acc[TM][TN];
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    tile_zero(acc);
     for (int p0 = 0; p0 < k; p0 += BK) {
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
@@ -38,13 +31,7 @@ __device__ void matmul_tile(int m, int n, int k, const T* a, long long a_off, lo
             bs[p][j] = (col < n && pp < k) ? b[b_off + pp * b_rs + col * b_cs] : T(0);
         }
         __syncthreads();
-        for (int p = 0; p < BK; ++p) {
-            T av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = as[p][tr * TM + i];
-            for (int j = 0; j < TN; ++j) bv[j] = bs[p][tc * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-        }
+        tile_accumulate(acc, as, bs, tr, tc);
         __syncthreads();
     }
     for (int i = 0; i < TM; ++i) {

@@ -6,7 +6,7 @@ use super::{driver_error, Gpu, GpuError};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 const MODULE: &str = "matmul";
-const SOURCE: &str = include_str!("matmul.cu");
+const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
 const TILE: usize = 64;
 
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.

@@ -1,0 +1,96 @@
+// Runs our CUDA kernels' source on the CPU (prelude.h emulates the CUDA features they use)
+// and checks them against direct definitions: matmul through strided operands, the three
+// convolution products (the forward against the definition, the gradients by the adjoint
+// identities) with groups, stride, padding, dilation and masked taps, and the reductions
+// (warp shuffles included). A check of the kernels' logic where no GPU is at hand; it says
+// nothing of launch limits, NVRTC or the driver, which only the GPU parity tests cover.
+// Build and run: scripts/cuda-emulation/run.sh
+#include "prelude.h"
+#include "../../kernels/src/cuda/tile.cuh"
+#include "../../kernels/src/cuda/matmul.cu"
+#include "../../kernels/src/cuda/conv.cu"
+#include "../../kernels/src/cuda/reduce.cu"
+// compiled (so type-checked) too; their formulas are the CPU twins' line for line
+#include "../../kernels/src/cuda/elementwise.cu"
+#include "../../kernels/src/cuda/lstm.cu"
+#include "../../kernels/src/cuda/optim.cu"
+#include <random>
+static double rnd(std::mt19937& g) { return std::uniform_real_distribution<double>(-1, 1)(g); }
+static int failures = 0;
+static void check(const char* what, double err, double tol) {
+    printf("%-40s rel err %.3g %s\n", what, err, err <= tol ? "ok" : "FAIL");
+    if (!(err <= tol)) failures++;
+}
+static double rel(const vector<double>& a, const vector<double>& b) {
+    double d = 0, n = 0;
+    for (size_t i = 0; i < a.size(); ++i) { if (a[i] != a[i]) return INFINITY; d += (a[i]-b[i])*(a[i]-b[i]); n += b[i]*b[i]; }
+    return n == 0 ? sqrt(d) : sqrt(d / n);
+}
+int main() {
+    std::mt19937 g(1);
+    // matmul with strided (transposed) operands, sizes off the tile
+    for (auto [m, k, n] : vector<array<int,3>>{{65, 17, 33}, {130, 37, 70}, {1, 1, 1}}) {
+        for (int ta = 0; ta < 2; ++ta) for (int tb = 0; tb < 2; ++tb) {
+            vector<double> a(m * k), b(k * n), c(m * n, NAN), want(m * n, 0);
+            for (auto& v : a) v = rnd(g); for (auto& v : b) v = rnd(g);
+            long long ars = ta ? 1 : k, acs = ta ? m : 1, brs = tb ? 1 : n, bcs = tb ? k : 1;
+            for (int i = 0; i < m; ++i) for (int j = 0; j < n; ++j) { double s = 0; for (int p = 0; p < k; ++p) s += a[i*ars + p*acs] * b[p*brs + j*bcs]; want[i*n+j] = s; }
+            launch({(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), 1}, {256}, [&] { matmul_f64(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), n); });
+            char what[64]; snprintf(what, 64, "matmul %dx%dx%d t%d%d", m, k, n, ta, tb);
+            check(what, rel(c, want), 1e-12);
+        }
+    }
+    // conv: forward against the definition, the two gradients by the adjoint identities
+    struct Spec { long long n, ci, h, w, co, k, s, p, d, groups; bool masked; };
+    for (Spec sp : vector<Spec>{{2, 3, 9, 7, 5, 3, 1, 1, 1, 1, false}, {2, 4, 11, 13, 6, 3, 2, 2, 2, 2, false}, {3, 2, 8, 8, 4, 4, 2, 1, 1, 1, false}, {2, 3, 6, 6, 70, 3, 1, 1, 1, 1, true}}) {
+        vector<int> taps;
+        for (int i = 0; i < sp.k; ++i) for (int j = 0; j < sp.k; ++j) {
+            bool keep = !sp.masked || i < sp.k / 2 || (i == sp.k / 2 && j <= sp.k / 2);
+            if (keep) { taps.push_back(i); taps.push_back(j); }
+        }
+        long long nt = taps.size() / 2;
+        long long ho = (sp.h + 2*sp.p - sp.d*(sp.k-1) - 1) / sp.s + 1, wo = (sp.w + 2*sp.p - sp.d*(sp.k-1) - 1) / sp.s + 1;
+        ConvShape s{sp.n, sp.ci, sp.h, sp.w, sp.co, ho, wo, sp.s, sp.s, sp.p, sp.p, sp.d, sp.d, sp.groups, nt};
+        long long cig = sp.ci / sp.groups, cog = sp.co / sp.groups, kk = cig * nt;
+        vector<double> x(sp.n*sp.ci*sp.h*sp.w), w(sp.co*kk), y(sp.n*sp.co*ho*wo, NAN), want(y.size(), 0), dy(y.size()), dx(x.size(), NAN), dw(w.size(), NAN);
+        for (auto& v : x) v = rnd(g); for (auto& v : w) v = rnd(g); for (auto& v : dy) v = rnd(g);
+        for (long long n = 0; n < sp.n; ++n) for (long long o = 0; o < sp.co; ++o) for (long long oh = 0; oh < ho; ++oh) for (long long ow = 0; ow < wo; ++ow) {
+            long long grp = o / cog; double acc = 0;
+            for (long long c = 0; c < cig; ++c) for (long long t = 0; t < nt; ++t) {
+                long long ih = oh*sp.s - sp.p + taps[2*t]*sp.d, iw = ow*sp.s - sp.p + taps[2*t+1]*sp.d;
+                if (ih >= 0 && ih < sp.h && iw >= 0 && iw < sp.w) acc += x[((n*sp.ci + grp*cig + c)*sp.h + ih)*sp.w + iw] * w[(o*cig + c)*nt + t];
+            }
+            want[((n*sp.co + o)*ho + oh)*wo + ow] = acc;
+        }
+        long long cols = sp.n * ho * wo;
+        launch({(unsigned)((cols + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_forward_f64(x.data(), w.data(), taps.data(), y.data(), s); });
+        check("conv forward", rel(y, want), 1e-12);
+        long long xcols = sp.n * sp.h * sp.w;
+        launch({(unsigned)((xcols + 63) / 64), (unsigned)((cig + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_input_grad_f64(dy.data(), w.data(), taps.data(), dx.data(), s); });
+        launch({(unsigned)((kk + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_weight_grad_f64(x.data(), dy.data(), taps.data(), dw.data(), s); });
+        double lhs = 0, mid = 0, rhs = 0;
+        for (size_t i = 0; i < y.size(); ++i) lhs += want[i] * dy[i];
+        for (size_t i = 0; i < x.size(); ++i) mid += x[i] * dx[i];
+        for (size_t i = 0; i < w.size(); ++i) rhs += w[i] * dw[i];
+        check("conv input grad (adjoint)", fabs(lhs - mid) / fabs(lhs), 1e-12);
+        check("conv weight grad (adjoint)", fabs(lhs - rhs) / fabs(lhs), 1e-12);
+    }
+    // reductions: rows (warp shuffles) and columns
+    for (auto [outer, r, inner] : vector<array<long long,3>>{{7, 1000, 1}, {3, 33, 65}, {2, 5, 1}}) {
+        vector<double> x(outer*r*inner), out(outer*inner, NAN), want(outer*inner, 0), wmax(outer*inner, -INFINITY), omax(outer*inner, NAN);
+        for (auto& v : x) v = rnd(g);
+        for (long long o = 0; o < outer; ++o) for (long long j = 0; j < r; ++j) for (long long i = 0; i < inner; ++i) { want[o*inner+i] += x[(o*r+j)*inner+i]; wmax[o*inner+i] = fmax(wmax[o*inner+i], x[(o*r+j)*inner+i]); }
+        if (inner == 1) {
+            launch({(unsigned)outer}, {256}, [&] { sum_f64_rows(x.data(), out.data(), outer, r, 0.0); });
+            launch({(unsigned)outer}, {256}, [&] { max_f64_rows(x.data(), omax.data(), outer, r, -INFINITY); });
+        } else {
+            unsigned blocks = (outer*inner + 255) / 256;
+            launch({blocks}, {256}, [&] { sum_f64_columns(x.data(), out.data(), outer, r, inner, 0.0); });
+            launch({blocks}, {256}, [&] { max_f64_columns(x.data(), omax.data(), outer, r, inner, -INFINITY); });
+        }
+        check("reduce sum", rel(out, want), 1e-12);
+        check("reduce max", rel(omax, wmax), 0);
+    }
+    printf("%d failures\n", failures);
+    return failures != 0;
+}
