@@ -91,6 +91,36 @@ int main() {
         check("reduce sum", rel(out, want), 1e-12);
         check("reduce max", rel(omax, wmax), 0);
     }
+    // broadcasting binary kernel: the index decomposition, against a direct broadcast loop
+    {
+        long long shape[3] = {3, 4, 5};
+        vector<double> a(3 * 1 * 5), b(1 * 4 * 5), out(60, NAN), want(60);
+        for (auto& v : a) v = rnd(g); for (auto& v : b) v = rnd(g);
+        for (int i = 0; i < 3; ++i) for (int j = 0; j < 4; ++j) for (int k = 0; k < 5; ++k)
+            want[(i * 4 + j) * 5 + k] = a[i * 5 + k] * b[j * 5 + k];
+        Broadcast bc{};
+        for (int d = 0; d < 3; ++d) bc.shape[d] = shape[d];
+        bc.a[0] = 5; bc.a[1] = 0; bc.a[2] = 1;
+        bc.b[0] = 0; bc.b[1] = 5; bc.b[2] = 1;
+        bc.rank = 3;
+        launch({1}, {256}, [&] { binary_f64(a.data(), b.data(), out.data(), 60, 2, 0.0, bc); });
+        check("binary mul with broadcasting", rel(out, want), 0);
+    }
+    // LSTM cell: the gate layout (i, f, g, o) and [h | c] output, against the formulas
+    {
+        long long batch = 3, h = 37;
+        vector<double> gates(batch * 4 * h), cp(batch * h), out(batch * 2 * h, NAN), want(batch * 2 * h);
+        for (auto& v : gates) v = 3 * rnd(g); for (auto& v : cp) v = rnd(g);
+        auto sig = [](double x) { return 1 / (1 + exp(-x)); };
+        for (long long r = 0; r < batch; ++r) for (long long j = 0; j < h; ++j) {
+            const double* a = &gates[r * 4 * h];
+            double c = sig(a[h + j]) * cp[r * h + j] + sig(a[j]) * tanh(a[2 * h + j]);
+            want[r * 2 * h + h + j] = c;
+            want[r * 2 * h + j] = sig(a[3 * h + j]) * tanh(c);
+        }
+        launch({1}, {256}, [&] { lstm_forward_f64(gates.data(), cp.data(), out.data(), batch, h); });
+        check("lstm cell forward", rel(out, want), 1e-14);
+    }
     printf("%d failures\n", failures);
     return failures != 0;
 }
