@@ -375,34 +375,6 @@ fn add2_into<T: Element>(acc: &mut [T], p: &[T], q: &[T]) {
     }
 }
 
-/// A tensor's elements in row-major order: its storage itself when the tensor is contiguous,
-/// a copy otherwise.
-struct Dense<T> {
-    storage: Arc<Storage>,
-    start: usize,
-    len: usize,
-    copy: Option<Vec<T>>,
-}
-
-impl<T: Element> Dense<T> {
-    fn of(t: &Tensor) -> Dense<T> {
-        let copy = (!t.is_contiguous()).then(|| t.contiguous_data::<T>().into_vec());
-        Dense {
-            storage: t.storage(),
-            start: t.layout().offset,
-            len: t.numel(),
-            copy,
-        }
-    }
-
-    fn as_slice(&self) -> &[T] {
-        match &self.copy {
-            Some(v) => v,
-            None => &self.storage.as_slice::<T>()[self.start..self.start + self.len],
-        }
-    }
-}
-
 /// Rows of the batch per block of the sequence forward's recurrence (see `sequence_typed`).
 const SEQUENCE_BLOCK_ROWS: usize = 32;
 
@@ -653,8 +625,8 @@ impl<T: Element + LstmFloat> SequenceTape<T> {
         }
         let want_x = x.requires_grad();
         let want_h0 = args.state.is_some_and(|(h0, _)| h0.requires_grad());
-        let dy = Dense::<T>::of(grad);
-        let dy = dy.as_slice();
+        let dy = grad.contiguous_data::<T>();
+        let dy = &dy[..];
         let swh = args.weight_hh.storage();
         let w_hh = mat::<T>(&swh, args.weight_hh.layout());
         let c0 = match args.state {

@@ -136,21 +136,28 @@ fn im2col<T: Float>(
         let plane = &x[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &tap) in g.taps.iter().enumerate() {
             let start = (c * ntaps + t) * ld + at;
-            if let Some(table) = gather {
-                let row = &mut cols[start..start + positions.len()];
-                table.gather(t, positions.clone(), plane, row);
-                continue;
-            }
-            let range = ranges[t];
-            im2col_row(
-                plane,
-                g,
-                tap,
-                range,
-                positions.clone(),
-                &mut cols[start..start + positions.len()],
-            );
+            let row = &mut cols[start..start + positions.len()];
+            column_row(plane, g, gather, t, tap, ranges[t], positions.clone(), row);
         }
+    }
+}
+
+/// Row `positions` of tap `t` (= `tap`, with its `range`) of one channel's column matrix:
+/// through the gather table of a strided or dilated convolution, else by row copies.
+#[allow(clippy::too_many_arguments)]
+fn column_row<T: Float>(
+    plane: &[T],
+    g: &ConvGeometry,
+    gather: Option<&GatherTable>,
+    t: usize,
+    tap: (usize, usize),
+    range: TapRange,
+    positions: Range<usize>,
+    row: &mut [T],
+) {
+    match gather {
+        Some(table) => table.gather(t, positions, plane, row),
+        None => im2col_row(plane, g, tap, range, positions, row),
     }
 }
 
@@ -207,10 +214,6 @@ fn im2col_row<T: Float>(
     });
 }
 
-/// Packs rows `p0..p0 + kc` and columns `cols` of the column matrix of a chunk of samples
-/// (group `grp`; column q is position q mod l of sample q / l) straight into the matmul's B
-/// slivers (`nr` columns each, see `matmul::PackB`), one im2col row at a time through a small
-/// buffer that stays in L1: the column matrix itself is never built.
 /// For strided or dilated convolutions, whose column rows are gathers rather than copies of
 /// image rows: per tap, the pixel offset (within a channel's plane) read at each output
 /// position, `u32::MAX` in the padding. One flat loop over it replaces a short strided loop
@@ -260,22 +263,15 @@ impl GatherTable {
             plane.len(),
             self.plane
         );
-        #[cfg(target_arch = "x86_64")]
-        if crate::cpu::vector::has_avx512() {
-            // SAFETY: the CPU has the features the function is compiled with; the offsets
-            // are below plane.len() or PADDING (see `gather_loop`).
-            return unsafe { gather_avx512(offsets, plane, out) };
-        }
-        // SAFETY: as above.
-        unsafe { gather_loop(offsets, plane, out) }
+        crate::cpu::vector::widest(
+            #[inline(always)]
+            || {
+                // SAFETY: the offsets of a table built for a plane of this size are below
+                // plane.len() or PADDING, and the plane is not empty (checked above).
+                unsafe { gather_loop(offsets, plane, out) }
+            },
+        )
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gather_avx512<T: Float>(offsets: &[u32], plane: &[T], out: &mut [T]) {
-    // SAFETY: forwarded under the caller's guarantees.
-    unsafe { gather_loop(offsets, plane, out) }
 }
 
 /// # Safety
@@ -295,6 +291,10 @@ unsafe fn gather_loop<T: Float>(offsets: &[u32], plane: &[T], out: &mut [T]) {
 /// A `GatherTable` offset that reads the zero padding.
 const PADDING: u32 = u32::MAX;
 
+/// Packs rows `p0..p0 + kc` and columns `cols` of the column matrix of a chunk of samples
+/// (group `grp`; column q is position q mod l of sample q / l) straight into the matmul's B
+/// slivers (`nr` columns each, see `matmul::PackB`), one im2col row at a time through a small
+/// buffer that stays in L1: the column matrix itself is never built.
 #[allow(clippy::too_many_arguments)]
 fn pack_cols<T: Float>(
     x: &[T],
@@ -322,10 +322,7 @@ fn pack_cols<T: Float>(
             let plane = &x[s * g.in_size() + channel * g.h * g.w..][..g.h * g.w];
             let at = q - cols.start;
             let out = &mut row[at..at + len];
-            match gather {
-                Some(table) => table.gather(p % ntaps, pos..pos + len, plane, out),
-                None => im2col_row(plane, g, tap, range, pos..pos + len, out),
-            }
+            column_row(plane, g, gather, p % ntaps, tap, range, pos..pos + len, out);
             q += len;
         }
         for (sliver, values) in row.chunks(nr).enumerate() {
@@ -374,6 +371,7 @@ fn col2im<T: Float>(
 ) {
     let ntaps = g.taps.len();
     let p0 = positions.start;
+    let ranges: Vec<TapRange> = g.taps.iter().map(|&tap| TapRange::of(g, tap)).collect();
     for c in 0..channels {
         let plane = &mut dx[(c0 + c) * g.h * g.w..(c0 + c + 1) * g.h * g.w];
         for (t, &(i, j)) in g.taps.iter().enumerate() {
@@ -388,8 +386,7 @@ fn col2im<T: Float>(
                 }
                 continue;
             }
-            let (oh_lo, oh_hi) = valid_range(g.ho, g.h, g.stride.0, g.pad.0, i * g.dilation.0);
-            let (ow_lo, ow_hi) = valid_range(g.wo, g.w, g.stride.1, g.pad.2, j * g.dilation.1);
+            let ((oh_lo, oh_hi), (ow_lo, ow_hi)) = (ranges[t].oh, ranges[t].ow);
             for_each_output_row(g.wo, positions.clone(), |oh, ows| {
                 let (lo, hi) = (ow_lo.max(ows.start), ow_hi.min(ows.end));
                 if oh < oh_lo || oh >= oh_hi || lo >= hi {
@@ -603,8 +600,7 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
         }
         let y_chunk = zero_fill(y_part);
         let chunked = packed_w.is_some() && is_blocked_shape(cog, k, ns * l);
-        let direct = chunked;
-        let mut cols_buf = Scratch::take(if direct { 0 } else { k * bands[0].len() });
+        let mut cols_buf = Scratch::take(if chunked { 0 } else { k * bands[0].len() });
         let writes_y = ns == 1;
         let mut out_buf = Scratch::take(if writes_y { 0 } else { cog * ns * l });
         for grp in 0..g.groups {
@@ -622,7 +618,7 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
                     false,
                 );
             }
-            for band in bands.iter().filter(|_| !direct) {
+            for band in bands.iter().filter(|_| !chunked) {
                 let cols = chunk_cols(x, g, gather.as_ref(), &samples, band, grp, &mut cols_buf);
                 let (out, ldc) = if ns == 1 {
                     (&mut y_chunk[grp * cog * l + band.start..], l)

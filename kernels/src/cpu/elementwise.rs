@@ -102,22 +102,10 @@ fn map_slice<T: Float, F: Fn(T) -> T + Sync + Copy>(x: &[T], f: F) -> Vec<T> {
 }
 
 fn map_chunk<T: Float, F: Fn(T) -> T + Copy>(out: &mut [MaybeUninit<T>], x: &[T], f: F) {
-    #[cfg(target_arch = "x86_64")]
-    if vector::has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled with
-        return unsafe { map_chunk_avx512(out, x, f) };
-    }
-    map_loop(out, x, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn map_chunk_avx512<T: Float, F: Fn(T) -> T + Copy>(
-    out: &mut [MaybeUninit<T>],
-    x: &[T],
-    f: F,
-) {
-    map_loop(out, x, f)
+    vector::widest(
+        #[inline(always)]
+        || map_loop(out, x, f),
+    )
 }
 
 #[inline(always)]
@@ -150,23 +138,10 @@ fn zip_chunk<T: Float, F: Fn(T, T) -> T + Copy>(
     b: &[T],
     f: F,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if vector::has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled with
-        return unsafe { zip_chunk_avx512(out, a, b, f) };
-    }
-    zip_loop(out, a, b, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn zip_chunk_avx512<T: Float, F: Fn(T, T) -> T + Copy>(
-    out: &mut [MaybeUninit<T>],
-    a: &[T],
-    b: &[T],
-    f: F,
-) {
-    zip_loop(out, a, b, f)
+    vector::widest(
+        #[inline(always)]
+        || zip_loop(out, a, b, f),
+    )
 }
 
 #[inline(always)]

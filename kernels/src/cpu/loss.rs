@@ -25,18 +25,10 @@ pub fn bce_with_logits_sum<T: Float>(x: &[T], t: &[T]) -> T {
 }
 
 fn bce_chunk<T: Float>(x: &[T], t: &[T]) -> T {
-    #[cfg(target_arch = "x86_64")]
-    if vector::has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled with
-        return unsafe { bce_chunk_avx512(x, t) };
-    }
-    bce_lanes(x, t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn bce_chunk_avx512<T: Float>(x: &[T], t: &[T]) -> T {
-    bce_lanes(x, t)
+    vector::widest(
+        #[inline(always)]
+        || bce_lanes(x, t),
+    )
 }
 
 /// The sum in 16 interleaved partial sums (see `reduce::fold_row`).

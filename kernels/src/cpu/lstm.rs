@@ -290,25 +290,7 @@ pub fn lstm_cell_forward<T: LstmFloat>(
     c_prev: Rows<T>,
     out: &mut [T],
 ) {
-    const OP: &str = "lstm_cell_forward";
-    let h = hidden;
-    gates.check(OP, "gates", batch, 4 * h);
-    c_prev.check(OP, "c_prev", batch, h);
-    check_output(OP, "out", out.len(), batch, 2 * h);
-    if batch == 0 || h == 0 {
-        return;
-    }
-    let rows = rows_per_task(batch, h);
-    if rows >= batch {
-        forward_rows(h, gates, c_prev, out);
-    } else {
-        out.par_chunks_mut(rows * 2 * h)
-            .enumerate()
-            .for_each(|(k, o)| {
-                let first = k * rows;
-                forward_rows(h, gates.skip(first), c_prev.skip(first), o)
-            });
-    }
+    forward_checked("lstm_cell_forward", batch, hidden, gates, c_prev, out, true)
 }
 
 /// [`lstm_cell_forward`] on the calling thread only, for callers that already run one block of
@@ -320,12 +302,49 @@ pub fn lstm_cell_forward_serial<T: LstmFloat>(
     c_prev: Rows<T>,
     out: &mut [T],
 ) {
-    const OP: &str = "lstm_cell_forward_serial";
-    gates.check(OP, "gates", batch, 4 * hidden);
-    c_prev.check(OP, "c_prev", batch, hidden);
-    check_output(OP, "out", out.len(), batch, 2 * hidden);
-    if batch > 0 && hidden > 0 {
-        forward_rows(hidden, gates, c_prev, out);
+    forward_checked(
+        "lstm_cell_forward_serial",
+        batch,
+        hidden,
+        gates,
+        c_prev,
+        out,
+        false,
+    )
+}
+
+/// The forward's shape checks, then its rows: split across threads when `parallel` and there
+/// are enough of them.
+fn forward_checked<T: LstmFloat>(
+    op: &str,
+    batch: usize,
+    hidden: usize,
+    gates: Rows<T>,
+    c_prev: Rows<T>,
+    out: &mut [T],
+    parallel: bool,
+) {
+    let h = hidden;
+    gates.check(op, "gates", batch, 4 * h);
+    c_prev.check(op, "c_prev", batch, h);
+    check_output(op, "out", out.len(), batch, 2 * h);
+    if batch == 0 || h == 0 {
+        return;
+    }
+    let rows = if parallel {
+        rows_per_task(batch, h)
+    } else {
+        batch
+    };
+    if rows >= batch {
+        forward_rows(h, gates, c_prev, out);
+    } else {
+        out.par_chunks_mut(rows * 2 * h)
+            .enumerate()
+            .for_each(|(k, o)| {
+                let first = k * rows;
+                forward_rows(h, gates.skip(first), c_prev.skip(first), o)
+            });
     }
 }
 

@@ -1102,14 +1102,6 @@ impl<T: Float> PackedA<T> {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.m
-    }
-
-    pub fn depth(&self) -> usize {
-        self.k
-    }
-
     fn block(&self, row0: usize, p0: usize) -> &[T] {
         let depth_blocks = self.k.div_ceil(self.kc_max);
         let block = self.mc_max * self.kc_max;
@@ -1133,26 +1125,8 @@ pub fn matmul_packed_uninit<T: Float>(
     c: &mut [MaybeUninit<T>],
     ldc: usize,
 ) {
-    let (m, k) = (a.m, a.k);
-    assert!(
-        is_blocked_shape(m, k, n),
-        "matmul_packed: {m}x{k}x{n} is a small product"
-    );
-    assert!(
-        ldc >= n && c.len() >= (m - 1) * ldc + n,
-        "matmul_packed: C has {} elements, need {m} rows of {n} every {ldc}",
-        c.len()
-    );
-    let out = OutPtr::new_uninit(&mut c[..(m - 1) * ldc + n], ldc);
-    let problem = Problem {
-        kernel: &a.kernel,
-        k,
-        a: ASource::Packed(a),
-        b,
-        out: &out,
-        accumulate: false,
-    };
-    problem.rect(0..m, 0..n);
+    let len = packed_c_len(a, n, c.len(), ldc);
+    run_packed(a, n, b, &OutPtr::new_uninit(&mut c[..len], ldc), false);
 }
 
 /// C = A * B (or C += A * B when `accumulate`) for a pre-packed A, on the calling thread; rows
@@ -1165,26 +1139,41 @@ pub fn matmul_packed<T: Float>(
     ldc: usize,
     accumulate: bool,
 ) {
+    let len = packed_c_len(a, n, c.len(), ldc);
+    run_packed(a, n, b, &OutPtr::new(&mut c[..len], ldc), accumulate);
+}
+
+/// The elements of C a packed product writes, checked against the buffer's length.
+fn packed_c_len<T>(a: &PackedA<T>, n: usize, c_len: usize, ldc: usize) -> usize {
     let (m, k) = (a.m, a.k);
     assert!(
         is_blocked_shape(m, k, n),
         "matmul_packed: {m}x{k}x{n} is a small product"
     );
+    let len = (m - 1) * ldc + n;
     assert!(
-        ldc >= n && c.len() >= (m - 1) * ldc + n,
-        "matmul_packed: C has {} elements, need {m} rows of {n} every {ldc}",
-        c.len()
+        ldc >= n && c_len >= len,
+        "matmul_packed: C has {c_len} elements, need {m} rows of {n} every {ldc}"
     );
-    let out = OutPtr::new(&mut c[..(m - 1) * ldc + n], ldc);
+    len
+}
+
+fn run_packed<T: Float>(
+    a: &PackedA<T>,
+    n: usize,
+    b: BSource<T>,
+    out: &OutPtr<T>,
+    accumulate: bool,
+) {
     let problem = Problem {
         kernel: &a.kernel,
-        k,
+        k: a.k,
         a: ASource::Packed(a),
         b,
-        out: &out,
+        out,
         accumulate,
     };
-    problem.rect(0..m, 0..n);
+    problem.rect(0..a.m, 0..n);
 }
 
 impl<T: Float> Problem<'_, '_, T> {

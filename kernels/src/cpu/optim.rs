@@ -113,6 +113,7 @@ struct AdamConstants<T> {
     decay: T,
 }
 
+/// The loop, compiled for AVX-512 where the CPU has it (16 lanes).
 fn adam_chunk<T: Float, const DECOUPLED: bool, const SMALL_W1: bool>(
     p: &mut [T],
     g: &[T],
@@ -120,25 +121,10 @@ fn adam_chunk<T: Float, const DECOUPLED: bool, const SMALL_W1: bool>(
     v: &mut [T],
     k: &AdamConstants<T>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if vector::has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled with
-        return unsafe { adam_chunk_avx512::<T, DECOUPLED, SMALL_W1>(p, g, m, v, k) };
-    }
-    adam_loop::<T, DECOUPLED, SMALL_W1>(p, g, m, v, k)
-}
-
-/// The same loop, compiled for AVX-512 so that it is vectorised 16 wide.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn adam_chunk_avx512<T: Float, const DECOUPLED: bool, const SMALL_W1: bool>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    k: &AdamConstants<T>,
-) {
-    adam_loop::<T, DECOUPLED, SMALL_W1>(p, g, m, v, k)
+    vector::widest(
+        #[inline(always)]
+        || adam_loop::<T, DECOUPLED, SMALL_W1>(p, g, m, v, k),
+    )
 }
 
 #[inline(always)]

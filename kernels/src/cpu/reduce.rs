@@ -60,18 +60,10 @@ const LANES: usize = 32;
 /// `f` folded over one contiguous row, in `LANES` interleaved partial results combined at the
 /// end. The order depends only on the row's length, never on the thread count.
 fn fold_row<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
-    #[cfg(target_arch = "x86_64")]
-    if vector::has_avx512() {
-        // SAFETY: the CPU has the features the function is compiled with
-        return unsafe { fold_row_avx512(row, init, f) };
-    }
-    fold_row_lanes(row, init, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn fold_row_avx512<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
-    fold_row_lanes(row, init, f)
+    vector::widest(
+        #[inline(always)]
+        || fold_row_lanes(row, init, f),
+    )
 }
 
 #[inline(always)]

@@ -2,10 +2,9 @@
 //!
 //! The crate is built for baseline x86-64 (SSE2) so that one binary runs on every machine; a
 //! loop over slices is then auto-vectorised only 4 floats wide. A kernel gets 16-wide AVX-512
-//! code by writing its loop as an `#[inline(always)]` function and calling it from a twin
-//! compiled with `#[target_feature(enable = "avx512f,avx2,fma")]` when [`has_avx512`] says
-//! so (see `optim::adam_chunk`). A closure handed to such a function is not reliably inlined
-//! into it, so the loop must be a plain function. No fast-math is involved: Rust never
+//! code by writing its loop as an `#[inline(always)]` function and running it through
+//! [`widest`] in an `#[inline(always)]` closure (without that attribute LLVM may leave the
+//! closure a separate, baseline-compiled function). No fast-math is involved: Rust never
 //! reassociates or fuses `a * b + c`, so the results are bit-identical to the scalar loop.
 
 /// AVX-512F with AVX2 and FMA (every AVX-512 CPU has them), detected once and cached by std.
@@ -14,4 +13,24 @@ pub fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Runs `body` compiled for AVX-512 where the CPU has it, as it is otherwise. `body` must be
+/// an `#[inline(always)]` closure around the loop (so that LLVM inlines it into the AVX-512
+/// function and vectorises it 16 wide there); the loop it calls must be `#[inline(always)]`
+/// too.
+#[inline(always)]
+pub fn widest<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports every feature `avx512` is compiled with (checked above).
+        return unsafe { avx512(body) };
+    }
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+    body()
 }
