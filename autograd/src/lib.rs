@@ -42,6 +42,9 @@ pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
+/// Runs a closure on the engine's thread pool (see `kernels::cpu::on_pool`): a loop that calls
+/// parallel ops many times, such as a training loop, runs this way.
+pub use kernels::cpu::on_pool;
 pub use op::{CustomBackward, Indices, Op};
 pub use ops::conv::{mask_taps, Conv2dOptions, ConvTranspose2dOptions, Mask};
 pub use rng::Rng;

@@ -376,7 +376,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // all the engine's work runs on its thread pool, so that parallel kernels do not pay a
     // hand-over from this thread to the pool on every op
-    let result = kernels::cpu::on_pool(|| match cli.cmd {
+    let result = autograd::on_pool(|| match cli.cmd {
         Cmd::List => {
             list();
             Ok(ExitCode::SUCCESS)
