@@ -8,7 +8,7 @@
 use crate::error::Result;
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::elementwise::{BinaryKind, UnaryKind};
+use kernels::desc::{BinaryKind, UnaryKind};
 
 /// Gradients for `op.inputs()`, in order; `None` for inputs that do not require grad.
 pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
@@ -126,6 +126,7 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
             Ok(grads)
         }
         Op::Cast(x) => Ok(vec![Some(g.to_dtype(x.dtype())?)]),
+        Op::ToDevice(x) => Ok(vec![Some(g.to_device(x.device())?)]),
         Op::IndexSelect {
             input,
             axis,

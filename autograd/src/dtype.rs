@@ -1,6 +1,6 @@
 //! Element types of tensors and the bridge from a dtype tag to a typed buffer.
 
-use crate::storage::Storage;
+use crate::backend::CpuStorage;
 use kernels::Float;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,48 +31,63 @@ impl std::fmt::Display for DType {
 }
 
 /// A Rust element type that a tensor can hold.
-pub trait Element: Float {
+pub trait Element: Float + cpu_buffer::CpuElement {
     const DTYPE: DType;
-    /// The typed buffer inside `storage`; `None` when the storage holds another dtype.
-    fn slice(storage: &Storage) -> Option<&[Self]>;
-    fn slice_mut(storage: &mut Storage) -> Option<&mut [Self]>;
-    fn into_storage(data: Vec<Self>) -> Storage;
+}
+
+/// How an element type finds its buffer inside a CPU storage: sealed (the trait is not
+/// nameable outside the crate), since storage is the engine's own business.
+pub(crate) mod cpu_buffer {
+    use crate::backend::CpuStorage;
+
+    pub trait CpuElement: Sized {
+        /// The typed buffer inside a CPU `storage`; `None` when the storage holds another dtype.
+        fn slice(storage: &CpuStorage) -> Option<&[Self]>;
+        fn slice_mut(storage: &mut CpuStorage) -> Option<&mut [Self]>;
+        fn into_storage(data: Vec<Self>) -> CpuStorage;
+    }
 }
 
 impl Element for f32 {
     const DTYPE: DType = DType::F32;
-    fn slice(storage: &Storage) -> Option<&[Self]> {
+}
+
+impl cpu_buffer::CpuElement for f32 {
+    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
         match storage {
-            Storage::F32(v) => Some(v),
+            CpuStorage::F32(v) => Some(v),
             _ => None,
         }
     }
-    fn slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
+    fn slice_mut(storage: &mut CpuStorage) -> Option<&mut [Self]> {
         match storage {
-            Storage::F32(v) => Some(v),
+            CpuStorage::F32(v) => Some(v),
             _ => None,
         }
     }
-    fn into_storage(data: Vec<Self>) -> Storage {
-        Storage::F32(data)
+    fn into_storage(data: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(data)
     }
 }
 
 impl Element for f64 {
     const DTYPE: DType = DType::F64;
-    fn slice(storage: &Storage) -> Option<&[Self]> {
+}
+
+impl cpu_buffer::CpuElement for f64 {
+    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
         match storage {
-            Storage::F64(v) => Some(v),
+            CpuStorage::F64(v) => Some(v),
             _ => None,
         }
     }
-    fn slice_mut(storage: &mut Storage) -> Option<&mut [Self]> {
+    fn slice_mut(storage: &mut CpuStorage) -> Option<&mut [Self]> {
         match storage {
-            Storage::F64(v) => Some(v),
+            CpuStorage::F64(v) => Some(v),
             _ => None,
         }
     }
-    fn into_storage(data: Vec<Self>) -> Storage {
-        Storage::F64(data)
+    fn into_storage(data: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(data)
     }
 }

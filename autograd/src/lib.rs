@@ -22,6 +22,7 @@
 //! ```
 
 mod autodiff;
+mod backend;
 mod backward;
 pub mod device;
 pub mod dot;
@@ -34,7 +35,6 @@ pub mod op;
 mod ops;
 pub mod optim;
 pub mod rng;
-pub mod storage;
 pub mod tensor;
 
 pub use autodiff::grad;
@@ -45,7 +45,8 @@ pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
 /// Runs a closure on the engine's thread pool (see `kernels::cpu::on_pool`): a loop that calls
 /// parallel ops many times, such as a training loop, runs this way.
 pub use kernels::cpu::on_pool;
+pub use kernels::desc::{mask_taps, Mask};
 pub use op::{CustomBackward, Indices, Op};
-pub use ops::conv::{mask_taps, Conv2dOptions, ConvTranspose2dOptions, Mask};
+pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use rng::Rng;
 pub use tensor::{Tensor, TensorId};

@@ -3,8 +3,7 @@
 
 use crate::error::Result;
 use crate::tensor::Tensor;
-use kernels::cpu::conv::ConvGeometry;
-use kernels::cpu::elementwise::{BinaryKind, UnaryKind};
+use kernels::desc::{BinaryKind, ConvGeometry, UnaryKind};
 use std::sync::Arc;
 
 /// Index lists for gather/scatter: `data` holds indices in row-major order over `shape`.
@@ -64,6 +63,8 @@ pub enum Op {
     /// A contiguous copy of a strided view
     Copy(Tensor),
     Cast(Tensor),
+    /// The same values moved to another device; the gradient moves back.
+    ToDevice(Tensor),
     IndexSelect {
         input: Tensor,
         axis: usize,
@@ -134,6 +135,7 @@ impl Op {
             Op::Concat(..) => "concat",
             Op::Copy(_) => "contiguous",
             Op::Cast(_) => "cast",
+            Op::ToDevice(_) => "to_device",
             Op::IndexSelect { .. } => "index_select",
             Op::IndexAdd { .. } => "index_add",
             Op::Gather { .. } => "gather",
@@ -160,6 +162,7 @@ impl Op {
             | Op::Expand(x)
             | Op::Copy(x)
             | Op::Cast(x)
+            | Op::ToDevice(x)
             | Op::IndexSelect { input: x, .. }
             | Op::IndexAdd { source: x, .. }
             | Op::Gather { input: x, .. }

@@ -9,9 +9,9 @@
 //! - A thread-local default generator: [`manual_seed`] and [`with_default`], for code that does
 //!   not thread an `&mut Rng` through.
 
+use crate::backend::Storage;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
 use crate::tensor::Tensor;
 use std::cell::RefCell;
 
@@ -166,8 +166,8 @@ impl Rng {
     /// `n` uniforms in [0, 1) as a storage of `dtype`.
     fn uniform_storage(&mut self, n: usize, dtype: DType) -> Storage {
         match dtype {
-            DType::F32 => Storage::F32((0..n).map(|_| self.uniform_f32()).collect()),
-            DType::F64 => Storage::F64((0..n).map(|_| self.uniform()).collect()),
+            DType::F32 => Storage::from_vec::<f32>((0..n).map(|_| self.uniform_f32()).collect()),
+            DType::F64 => Storage::from_vec::<f64>((0..n).map(|_| self.uniform()).collect()),
         }
     }
 }
@@ -337,8 +337,8 @@ impl Tensor {
 
 fn f64_storage(data: Vec<f64>, dtype: DType) -> Storage {
     match dtype {
-        DType::F32 => Storage::F32(data.into_iter().map(|v| v as f32).collect()),
-        DType::F64 => Storage::F64(data),
+        DType::F32 => Storage::from_vec::<f32>(data.into_iter().map(|v| v as f32).collect()),
+        DType::F64 => Storage::from_vec::<f64>(data),
     }
 }
 

@@ -1,13 +1,13 @@
 //! `Tensor`: a cheap-to-clone handle to (storage, layout, dtype, device) plus, when it was made by
 //! a recorded op, that op and its inputs. Define-by-run: the graph is the web of these handles.
 
+use crate::backend::{CpuStorage, Storage};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
 use crate::op::Op;
-use crate::storage::Storage;
 use kernels::strided::View;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -65,23 +65,23 @@ impl Tensor {
         Tensor(Arc::new(Inner {
             id: TensorId::fresh(),
             dtype: storage.dtype(),
+            device: storage.device(),
             storage: RwLock::new(storage),
             layout,
-            device: Device::Cpu,
             requires_grad: AtomicBool::new(requires_grad),
             op,
             grad: Mutex::new(None),
         }))
     }
 
-    /// A new contiguous tensor made by `op` from `data`. The op is recorded only when grad mode is
-    /// on and some input requires grad; otherwise the result is a constant.
-    pub(crate) fn from_op<T: Element>(data: Vec<T>, shape: &[usize], op: Op) -> Tensor {
-        Tensor::from_op_storage(
-            Arc::new(T::into_storage(data)),
-            Layout::contiguous(shape),
-            op,
-        )
+    /// A constant tensor over `storage` (optimizer state exported as tensors).
+    pub(crate) fn from_storage(storage: Storage, layout: Layout) -> Tensor {
+        Tensor::new_internal(Arc::new(storage), layout, None)
+    }
+
+    /// A new contiguous tensor made by `op` from a storage a backend computed.
+    pub(crate) fn from_op_result(storage: Storage, shape: &[usize], op: Op) -> Tensor {
+        Tensor::from_op_storage(Arc::new(storage), Layout::contiguous(shape), op)
     }
 
     pub(crate) fn from_op_storage(storage: Arc<Storage>, layout: Layout, op: Op) -> Tensor {
@@ -111,7 +111,7 @@ impl Tensor {
             ));
         }
         Ok(Tensor::new_internal(
-            Arc::new(T::into_storage(data)),
+            Arc::new(Storage::from_vec(data)),
             Layout::contiguous(shape),
             None,
         ))
@@ -124,7 +124,7 @@ impl Tensor {
     /// A rank-0 tensor.
     pub fn scalar(value: f64, dtype: DType) -> Tensor {
         Tensor::new_internal(
-            Arc::new(Storage::filled(dtype, 1, value)),
+            Arc::new(Storage::Cpu(CpuStorage::filled(dtype, 1, value))),
             Layout::contiguous(&[]),
             None,
         )
@@ -133,7 +133,7 @@ impl Tensor {
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         let n = shape.iter().product();
         Tensor::new_internal(
-            Arc::new(Storage::filled(dtype, n, value)),
+            Arc::new(Storage::Cpu(CpuStorage::filled(dtype, n, value))),
             Layout::contiguous(shape),
             None,
         )
@@ -162,8 +162,8 @@ impl Tensor {
     /// 0, 1, ..., n-1.
     pub fn arange(n: usize, dtype: DType) -> Tensor {
         let storage = match dtype {
-            DType::F32 => Storage::F32((0..n).map(|i| i as f32).collect()),
-            DType::F64 => Storage::F64((0..n).map(|i| i as f64).collect()),
+            DType::F32 => Storage::from_vec((0..n).map(|i| i as f32).collect()),
+            DType::F64 => Storage::from_vec((0..n).map(|i| i as f64).collect()),
         };
         Tensor::new_internal(Arc::new(storage), Layout::contiguous(&[n]), None)
     }
@@ -256,31 +256,10 @@ impl Tensor {
         }
     }
 
-    /// Runs `f` on a strided view of the data.
+    /// Runs `f` on a strided view of the data on the CPU (see [`Storage::as_cpu`]).
     pub(crate) fn with_view<T: Element, R>(&self, f: impl FnOnce(View<T>) -> R) -> R {
         let storage = self.storage();
-        let l = &self.0.layout;
-        f(View {
-            data: storage.as_slice::<T>(),
-            shape: &l.shape,
-            strides: &l.strides,
-            offset: l.offset,
-        })
-    }
-
-    /// Runs `f` on a strided view of the data laid out as `layout` (e.g. an expanded layout).
-    pub(crate) fn with_view_as<T: Element, R>(
-        &self,
-        layout: &Layout,
-        f: impl FnOnce(View<T>) -> R,
-    ) -> R {
-        let storage = self.storage();
-        f(View {
-            data: storage.as_slice::<T>(),
-            shape: &layout.shape,
-            strides: &layout.strides,
-            offset: layout.offset,
-        })
+        f(storage.as_cpu().view::<T>(&self.0.layout))
     }
 
     /// The elements in row-major order, typed. Errors when `T` is not this tensor's dtype.
@@ -291,26 +270,28 @@ impl Tensor {
                 format!("tensor is {}, asked for {}", self.dtype(), T::DTYPE),
             ));
         }
-        Ok(self.with_view::<T, _>(|v| v.to_vec()))
+        Ok(self.storage().to_host::<T>(self.layout()))
     }
 
     /// The elements in row-major order as f64, whatever the dtype.
     pub fn to_vec_f64(&self) -> Vec<f64> {
+        let storage = self.storage();
         match self.dtype() {
-            DType::F32 => self
-                .with_view::<f32, _>(|v| v.to_vec())
+            DType::F32 => storage
+                .to_host::<f32>(self.layout())
                 .into_iter()
                 .map(f64::from)
                 .collect(),
-            DType::F64 => self.with_view::<f64, _>(|v| v.to_vec()),
+            DType::F64 => storage.to_host::<f64>(self.layout()),
         }
     }
 
     pub fn to_vec_f32(&self) -> Vec<f32> {
+        let storage = self.storage();
         match self.dtype() {
-            DType::F32 => self.with_view::<f32, _>(|v| v.to_vec()),
-            DType::F64 => self
-                .with_view::<f64, _>(|v| v.to_vec())
+            DType::F32 => storage.to_host::<f32>(self.layout()),
+            DType::F64 => storage
+                .to_host::<f64>(self.layout())
                 .into_iter()
                 .map(|v| v as f32)
                 .collect(),
@@ -332,8 +313,8 @@ impl Tensor {
         Ok(self.to_vec_f64()[0])
     }
 
-    /// The contiguous data of this tensor, typed: its storage itself when the layout is
-    /// contiguous (no copy), else a row-major copy.
+    /// The contiguous data of this tensor on the CPU, typed: its storage itself when the layout
+    /// is contiguous (no copy), else a row-major copy (see [`Storage::as_cpu`]).
     pub(crate) fn contiguous_data<T: Element>(&self) -> ContiguousData<T> {
         if self.is_contiguous() {
             let start = self.0.layout.offset;
@@ -346,7 +327,8 @@ impl Tensor {
         ContiguousData::Owned(self.with_view::<T, _>(|v| v.to_vec()))
     }
 
-    /// Replaces this leaf's data in place through `f` (used by optimizers, under no-grad).
+    /// Replaces this leaf's data in place through `f` on the host (initialisers, weight
+    /// loading; the optimizers go through [`Tensor::update_storage`] and the backends).
     /// The storage is copied first only if a live view still shares it.
     pub fn update_data<T: Element>(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
         if T::DTYPE != self.dtype() {
@@ -355,12 +337,25 @@ impl Tensor {
                 format!("tensor is {}, update is {}", self.dtype(), T::DTYPE),
             ));
         }
+        self.update_storage("update_data", |s| {
+            f(s.as_cpu_mut().as_mut_slice::<T>());
+            Ok(())
+        })
+    }
+
+    /// Runs `f` on this whole, contiguous tensor's storage, to update it in place (copied
+    /// first only if a live view still shares it).
+    pub(crate) fn update_storage(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Storage) -> Result<()>,
+    ) -> Result<()> {
         if !self.is_contiguous()
             || self.0.layout.offset != 0
             || self.storage().len() != self.numel()
         {
             return Err(Error::invalid(
-                "update_data",
+                op,
                 "only a whole, contiguous tensor (a parameter) can be updated in place",
             ));
         }
@@ -368,8 +363,7 @@ impl Tensor {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        f(Arc::make_mut(&mut guard).as_mut_slice::<T>());
-        Ok(())
+        f(Arc::make_mut(&mut guard))
     }
 
     /// Overwrites this leaf's data with `src`'s (same shape and dtype), e.g. when loading weights.
@@ -401,9 +395,15 @@ impl Tensor {
     /// This tensor on `device` (a no-op copy-free handle when it is already there), so model code
     /// names its device once and every op follows its inputs.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu => Ok(self.clone()),
+        if device == self.device() {
+            return Ok(self.clone());
         }
+        let storage = self.storage().to_device(self.layout(), device)?;
+        Ok(Tensor::from_op_storage(
+            Arc::new(storage),
+            Layout::contiguous(self.shape()),
+            Op::ToDevice(self.clone()),
+        ))
     }
 
     /// Same values in another dtype; differentiable (the gradient is cast back).
@@ -411,10 +411,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let storage = match dtype {
-            DType::F32 => Storage::F32(self.to_vec_f32()),
-            DType::F64 => Storage::F64(self.to_vec_f64()),
-        };
+        let storage = self.storage().cast(self.layout(), dtype)?;
         Ok(Tensor::from_op_storage(
             Arc::new(storage),
             Layout::contiguous(self.shape()),
@@ -489,7 +486,7 @@ impl<T: Element> std::ops::Deref for ContiguousData<T> {
     fn deref(&self) -> &[T] {
         match self {
             ContiguousData::Shared { storage, range, .. } => {
-                &storage.as_slice::<T>()[range.clone()]
+                &storage.as_cpu().as_slice::<T>()[range.clone()]
             }
             ContiguousData::Owned(v) => v,
         }

@@ -6,10 +6,10 @@
 use crate::{dims, shapes, Case};
 use autograd::{mask_taps, Error, Mask, Result};
 use cudarc::driver::CudaSlice;
-use kernels::cpu::conv::{conv_out_size, ConvGeometry};
 use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
 use kernels::cuda::matmul::{matmul_into, GpuMat};
 use kernels::cuda::{Gpu, GpuError};
+use kernels::desc::{conv_out_size, ConvGeometry};
 use std::sync::Arc;
 
 fn gpu_error(e: GpuError) -> Error {

@@ -5,11 +5,12 @@
 //! REQUIRE_GPU=1 a missing GPU fails them (the GPU machine's check script sets it).
 
 use cudarc::driver::CudaSlice;
-use kernels::cpu::elementwise::{binary, unary, BinaryKind, UnaryKind};
+use kernels::cpu::elementwise::{binary, unary};
 use kernels::cpu::matmul::{matmul, MatRef};
 use kernels::cuda::elementwise::{binary_into, unary_into, GpuFloat, GpuView};
 use kernels::cuda::matmul::{matmul_into, GpuMat};
 use kernels::cuda::Gpu;
+use kernels::desc::{BinaryKind, UnaryKind};
 use kernels::float::Float;
 use kernels::strided::{contiguous_strides, View};
 use std::sync::{Arc, Once};
@@ -284,7 +285,8 @@ fn reductions_match_the_cpu() {
 }
 
 fn adam_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
-    use kernels::cuda::optim::{adam, AdamStep};
+    use kernels::cuda::optim::adam;
+    use kernels::desc::AdamStep;
     let n = 100_003;
     for decoupled in [false, true] {
         let mut p: Vec<T> = values(n, 1, -1.0, 1.0);
@@ -305,19 +307,7 @@ fn adam_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
                 weight_decay: 1e-2,
                 decoupled,
             };
-            kernels::cpu::optim::adam(
-                &mut p,
-                &g,
-                &mut m,
-                &mut v,
-                step,
-                h.lr,
-                h.beta1,
-                h.beta2,
-                h.eps,
-                h.weight_decay,
-                decoupled,
-            );
+            kernels::cpu::optim::adam(&mut p, &g, &mut m, &mut v, &h);
             let dg = gpu.upload(&g).unwrap();
             adam(gpu, &mut dp, &dg, &mut dm, &mut dv, n, h).unwrap();
         }
@@ -415,8 +405,8 @@ fn lstm_cell_matches_the_cpu() {
 fn geometry(
     [n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10],
     taps: Option<Vec<(usize, usize)>>,
-) -> kernels::cpu::conv::ConvGeometry {
-    use kernels::cpu::conv::{conv_out_size, ConvGeometry};
+) -> kernels::desc::ConvGeometry {
+    use kernels::desc::{conv_out_size, ConvGeometry};
     ConvGeometry {
         n,
         c_in,

@@ -4,9 +4,10 @@
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::nn::{init, parameter, Module};
-use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions, Mask};
+use crate::ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use kernels::desc::Mask;
 
 fn make(
     shape: &[usize],

@@ -1,10 +1,10 @@
 //! Dropout (Srivastava et al., 2014), the "inverted" form PyTorch uses.
 
+use crate::backend::Storage;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::rng::Rng;
-use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// Training: y = x * m / (1 - p) with m_i ~ Bernoulli(1 - p), one uniform per element in
@@ -45,14 +45,15 @@ impl Dropout {
             .map(|_| if rng.uniform() < self.p { 0.0 } else { scale })
             .collect();
         let storage = match x.dtype() {
-            DType::F32 => Storage::F32(keep.into_iter().map(|v| v as f32).collect()),
-            DType::F64 => Storage::F64(keep),
+            DType::F32 => Storage::from_vec::<f32>(keep.into_iter().map(|v| v as f32).collect()),
+            DType::F64 => Storage::from_vec::<f64>(keep),
         };
         let mask = Tensor::new_internal(
             std::sync::Arc::new(storage),
             crate::layout::Layout::contiguous(x.shape()),
             None,
-        );
+        )
+        .to_device(x.device())?;
         x.mul(&mask)
     }
 }

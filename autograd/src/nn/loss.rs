@@ -4,12 +4,10 @@
 //! Elementwise losses require `input` and `target` of the same shape: a silent broadcast of
 //! `[N]` against `[N, 1]` is a classic bug, so it is an error here.
 
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::CustomBackward;
 use crate::op::Indices;
 use crate::tensor::Tensor;
-use kernels::cpu::loss as fused;
 use std::sync::Arc;
 
 /// How per-element (or per-sample) losses are combined.
@@ -106,22 +104,11 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, reduction: Reduction) 
         Reduction::Mean => 1.0 / logits.numel() as f64,
         Reduction::None => return logits.softplus()?.sub(&logits.mul(targets)?),
     };
-    let total = match logits.dtype() {
-        DType::F32 => {
-            let (x, t) = (
-                logits.contiguous_data::<f32>(),
-                targets.contiguous_data::<f32>(),
-            );
-            f64::from(fused::bce_with_logits_sum(&x, &t))
-        }
-        DType::F64 => {
-            let (x, t) = (
-                logits.contiguous_data::<f64>(),
-                targets.contiguous_data::<f64>(),
-            );
-            fused::bce_with_logits_sum(&x, &t)
-        }
-    };
+    let total = logits.storage().bce_with_logits_sum(
+        logits.layout(),
+        &targets.storage(),
+        targets.layout(),
+    )?;
     let value = Tensor::scalar(total * scale, logits.dtype());
     Ok(Tensor::from_custom_op(
         &value,

@@ -1,17 +1,10 @@
 //! Elementwise functions of two tensors, with NumPy broadcasting, and `where`.
 
-use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::layout::{broadcast_shapes, Layout};
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::elementwise::{binary, select, BinaryKind};
-
-fn apply<T: Element>(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, kind: BinaryKind) -> Vec<T> {
-    a.with_view_as::<T, _>(la, |va| {
-        b.with_view_as::<T, _>(lb, |vb| binary(va, vb, kind))
-    })
-}
+use kernels::desc::BinaryKind;
 
 impl Tensor {
     fn binary_op(&self, other: &Tensor, kind: BinaryKind, record: bool) -> Result<Tensor> {
@@ -20,10 +13,7 @@ impl Tensor {
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let la = self.layout().expand(&shape)?;
         let lb = other.layout().expand(&shape)?;
-        let storage = match self.dtype() {
-            DType::F32 => f32::into_storage(apply::<f32>(self, &la, other, &lb, kind)),
-            DType::F64 => f64::into_storage(apply::<f64>(self, &la, other, &lb, kind)),
-        };
+        let storage = self.storage().binary(&la, &other.storage(), &lb, kind)?;
         let storage = std::sync::Arc::new(storage);
         if record {
             Ok(Tensor::from_op_storage(
@@ -99,20 +89,13 @@ impl Tensor {
             a.layout().expand(&shape)?,
             b.layout().expand(&shape)?,
         );
-        let op = Op::Where(mask.detach(), a.clone(), b.clone());
-        Ok(match a.dtype() {
-            DType::F32 => {
-                let d = mask.with_view_as::<f32, _>(&lm, |vm| {
-                    a.with_view_as(&la, |va| b.with_view_as(&lb, |vb| select(vm, va, vb)))
-                });
-                Tensor::from_op(d, &shape, op)
-            }
-            DType::F64 => {
-                let d = mask.with_view_as::<f64, _>(&lm, |vm| {
-                    a.with_view_as(&la, |va| b.with_view_as(&lb, |vb| select(vm, va, vb)))
-                });
-                Tensor::from_op(d, &shape, op)
-            }
-        })
+        let storage = mask
+            .storage()
+            .select(&lm, &a.storage(), &la, &b.storage(), &lb)?;
+        Ok(Tensor::from_op_result(
+            storage,
+            &shape,
+            Op::Where(mask.detach(), a.clone(), b.clone()),
+        ))
     }
 }

@@ -6,11 +6,10 @@
 //! `ConvWeightGrad` (its adjoint in W). Each one's backward is written with the other two, so
 //! convolutions are differentiable to any order (WGAN-GP's penalty through a DCGAN critic).
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::conv::{self, conv_out_size, ConvGeometry};
+use kernels::desc::{conv_out_size, mask_taps, ConvGeometry, Mask};
 use std::sync::Arc;
 
 /// Options of `conv2d` and `masked_conv2d`; PyTorch's defaults (stride 1, no padding, ...).
@@ -106,52 +105,6 @@ impl ConvTranspose2dOptions {
     }
 }
 
-/// PixelCNN's masks (van den Oord et al. 2016), for one colour channel. With the kernel centre
-/// at (kh/2, kw/2), every tap on rows below the centre and right of it on the centre row is
-/// masked; mask A also masks the centre itself (the first layer must not see the pixel it
-/// predicts), mask B keeps it (later layers may see their own position's features).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mask {
-    A,
-    B,
-}
-
-/// The taps (row, col) of a kh x kw kernel that `mask` keeps, in row-major order.
-pub fn mask_taps(kh: usize, kw: usize, mask: Option<Mask>) -> Vec<(usize, usize)> {
-    let (ci, cj) = (kh / 2, kw / 2);
-    let keep = |i: usize, j: usize| match mask {
-        None => true,
-        Some(m) => i < ci || (i == ci && (j < cj || (j == cj && m == Mask::B))),
-    };
-    (0..kh)
-        .flat_map(|i| (0..kw).map(move |j| (i, j)))
-        .filter(|&(i, j)| keep(i, j))
-        .collect()
-}
-
-fn forward_data<T: Element>(x: &Tensor, w: &Tensor, geo: &ConvGeometry) -> Vec<T> {
-    conv::conv_forward(
-        &x.contiguous_data::<T>(),
-        &conv::gather_taps(&w.contiguous_data::<T>(), geo),
-        geo,
-    )
-}
-
-fn input_grad_data<T: Element>(dy: &Tensor, w: &Tensor, geo: &ConvGeometry) -> Vec<T> {
-    conv::conv_input_grad(
-        &dy.contiguous_data::<T>(),
-        &conv::gather_taps(&w.contiguous_data::<T>(), geo),
-        geo,
-    )
-}
-
-fn weight_grad_data<T: Element>(x: &Tensor, dy: &Tensor, geo: &ConvGeometry) -> Vec<T> {
-    conv::scatter_taps(
-        &conv::conv_weight_grad(&x.contiguous_data::<T>(), &dy.contiguous_data::<T>(), geo),
-        geo,
-    )
-}
-
 fn input_shape(g: &ConvGeometry) -> [usize; 4] {
     [g.n, g.c_in, g.h, g.w]
 }
@@ -185,10 +138,10 @@ impl Tensor {
             w: w.clone(),
             geo: geo.clone(),
         };
-        Ok(match x.dtype() {
-            DType::F32 => Tensor::from_op(forward_data::<f32>(x, w, geo), &output_shape(geo), op),
-            DType::F64 => Tensor::from_op(forward_data::<f64>(x, w, geo), &output_shape(geo), op),
-        })
+        let storage = x
+            .storage()
+            .conv_forward(x.layout(), &w.storage(), w.layout(), geo)?;
+        Ok(Tensor::from_op_result(storage, &output_shape(geo), op))
     }
 
     /// The recorded adjoint of the convolution in its input (conv_transpose2d's forward).
@@ -209,14 +162,10 @@ impl Tensor {
             w: w.clone(),
             geo: geo.clone(),
         };
-        Ok(match dy.dtype() {
-            DType::F32 => {
-                Tensor::from_op(input_grad_data::<f32>(dy, w, geo), &input_shape(geo), op)
-            }
-            DType::F64 => {
-                Tensor::from_op(input_grad_data::<f64>(dy, w, geo), &input_shape(geo), op)
-            }
-        })
+        let storage = dy
+            .storage()
+            .conv_input_grad(dy.layout(), &w.storage(), w.layout(), geo)?;
+        Ok(Tensor::from_op_result(storage, &input_shape(geo), op))
     }
 
     /// The recorded adjoint of the convolution in its weight.
@@ -237,14 +186,10 @@ impl Tensor {
             dy: dy.clone(),
             geo: geo.clone(),
         };
-        Ok(match x.dtype() {
-            DType::F32 => {
-                Tensor::from_op(weight_grad_data::<f32>(x, dy, geo), &weight_shape(geo), op)
-            }
-            DType::F64 => {
-                Tensor::from_op(weight_grad_data::<f64>(x, dy, geo), &weight_shape(geo), op)
-            }
-        })
+        let storage = x
+            .storage()
+            .conv_weight_grad(x.layout(), &dy.storage(), dy.layout(), geo)?;
+        Ok(Tensor::from_op_result(storage, &weight_shape(geo), op))
     }
 
     /// 2-D convolution (cross-correlation, as in PyTorch): x [N, Cin, H, W], weight
@@ -483,6 +428,7 @@ fn add_channel_bias(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
 
     #[test]
     fn masks_keep_the_causal_taps() {

@@ -1,13 +1,12 @@
 //! Indexing: index_select (embedding lookup), gather (pick one entry per row), their adjoints
 //! index_add and scatter_add, and one_hot.
 
-use crate::dtype::{DType, Element};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layout::resolve_axis;
 use crate::op::{Indices, Op};
 use crate::tensor::Tensor;
-use kernels::cpu::index;
-use std::sync::Arc;
+use kernels::desc::AxisSplit;
 
 impl Indices {
     /// Indices laid out row-major over `shape`.
@@ -25,13 +24,9 @@ impl Indices {
     }
 }
 
-/// [outer, n, inner] around `axis` of `shape`.
-fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (
-        shape[..axis].iter().product(),
-        shape[axis],
-        shape[axis + 1..].iter().product(),
-    )
+/// `shape` split around `axis`.
+fn split(shape: &[usize], axis: usize) -> AxisSplit {
+    AxisSplit::around(shape, axis, axis)
 }
 
 fn check_bounds(op: &'static str, idx: &[usize], n: usize) -> Result<()> {
@@ -44,46 +39,28 @@ fn check_bounds(op: &'static str, idx: &[usize], n: usize) -> Result<()> {
     }
 }
 
-fn dispatch<F32, F64>(dtype: DType, f32_fn: F32, f64_fn: F64) -> crate::storage::Storage
-where
-    F32: FnOnce() -> Vec<f32>,
-    F64: FnOnce() -> Vec<f64>,
-{
-    match dtype {
-        DType::F32 => f32::into_storage(f32_fn()),
-        DType::F64 => f64::into_storage(f64_fn()),
-    }
-}
-
 impl Tensor {
     /// The slices `indices` of `axis`, in that order (repeats allowed): an embedding lookup.
     pub fn index_select(&self, axis: isize, indices: &[usize]) -> Result<Tensor> {
         let axis = resolve_axis("index_select", axis, self.rank())?;
-        let (outer, n, inner) = split(self.shape(), axis);
-        check_bounds("index_select", indices, n)?;
+        let sp = split(self.shape(), axis);
+        check_bounds("index_select", indices, sp.axis)?;
         let mut shape = self.shape().to_vec();
         shape[axis] = indices.len();
-        let storage = dispatch(
-            self.dtype(),
-            || index::index_select(&self.contiguous_data::<f32>(), outer, n, inner, indices),
-            || index::index_select(&self.contiguous_data::<f64>(), outer, n, inner, indices),
-        );
+        let storage = self.storage().index_select(self.layout(), sp, indices)?;
         let op = Op::IndexSelect {
             input: self.clone(),
             axis,
             indices: indices.into(),
         };
-        Ok(Tensor::from_op_storage(
-            Arc::new(storage),
-            crate::layout::Layout::contiguous(&shape),
-            op,
-        ))
+        Ok(Tensor::from_op_result(storage, &shape, op))
     }
 
     /// Zeros with `size` entries along `axis`, and slice i of `self` added at entry indices[i].
     pub fn index_add(&self, axis: isize, indices: &[usize], size: usize) -> Result<Tensor> {
         let axis = resolve_axis("index_add", axis, self.rank())?;
-        let (outer, m, inner) = split(self.shape(), axis);
+        let sp = split(self.shape(), axis);
+        let m = sp.axis;
         if m != indices.len() {
             return Err(Error::shape(
                 "index_add",
@@ -97,22 +74,14 @@ impl Tensor {
         check_bounds("index_add", indices, size)?;
         let mut shape = self.shape().to_vec();
         shape[axis] = size;
-        let storage = dispatch(
-            self.dtype(),
-            || index::index_add(&self.contiguous_data::<f32>(), outer, size, inner, indices),
-            || index::index_add(&self.contiguous_data::<f64>(), outer, size, inner, indices),
-        );
+        let storage = self.storage().index_add(self.layout(), sp, indices, size)?;
         let op = Op::IndexAdd {
             source: self.clone(),
             axis,
             indices: indices.into(),
             size,
         };
-        Ok(Tensor::from_op_storage(
-            Arc::new(storage),
-            crate::layout::Layout::contiguous(&shape),
-            op,
-        ))
+        Ok(Tensor::from_op_result(storage, &shape, op))
     }
 
     /// out[..., j, ...] = self[..., index[..., j, ...], ...] along `axis`; `index` has the rank of
@@ -120,42 +89,16 @@ impl Tensor {
     pub fn gather(&self, axis: isize, index: &Indices) -> Result<Tensor> {
         let axis = resolve_axis("gather", axis, self.rank())?;
         self.check_gather_shape("gather", axis, &index.shape)?;
-        let (outer, n, inner) = split(self.shape(), axis);
-        check_bounds("gather", &index.data, n)?;
+        let sp = split(self.shape(), axis);
+        check_bounds("gather", &index.data, sp.axis)?;
         let m = index.shape[axis];
-        let storage = dispatch(
-            self.dtype(),
-            || {
-                index::gather(
-                    &self.contiguous_data::<f32>(),
-                    outer,
-                    n,
-                    inner,
-                    &index.data,
-                    m,
-                )
-            },
-            || {
-                index::gather(
-                    &self.contiguous_data::<f64>(),
-                    outer,
-                    n,
-                    inner,
-                    &index.data,
-                    m,
-                )
-            },
-        );
+        let storage = self.storage().gather(self.layout(), sp, &index.data, m)?;
         let op = Op::Gather {
             input: self.clone(),
             axis,
             index: index.clone(),
         };
-        Ok(Tensor::from_op_storage(
-            Arc::new(storage),
-            crate::layout::Layout::contiguous(&index.shape),
-            op,
-        ))
+        Ok(Tensor::from_op_result(storage, &index.shape, op))
     }
 
     /// The adjoint of gather: zeros with `size` entries along `axis`, self's entries added at `index`.
@@ -172,43 +115,19 @@ impl Tensor {
             ));
         }
         check_bounds("scatter_add", &index.data, size)?;
-        let (outer, m, inner) = split(self.shape(), axis);
+        let sp = split(self.shape(), axis);
         let mut shape = self.shape().to_vec();
         shape[axis] = size;
-        let storage = dispatch(
-            self.dtype(),
-            || {
-                index::scatter_add(
-                    &self.contiguous_data::<f32>(),
-                    outer,
-                    size,
-                    inner,
-                    &index.data,
-                    m,
-                )
-            },
-            || {
-                index::scatter_add(
-                    &self.contiguous_data::<f64>(),
-                    outer,
-                    size,
-                    inner,
-                    &index.data,
-                    m,
-                )
-            },
-        );
+        let storage = self
+            .storage()
+            .scatter_add(self.layout(), sp, &index.data, size)?;
         let op = Op::ScatterAdd {
             source: self.clone(),
             axis,
             index: index.clone(),
             size,
         };
-        Ok(Tensor::from_op_storage(
-            Arc::new(storage),
-            crate::layout::Layout::contiguous(&shape),
-            op,
-        ))
+        Ok(Tensor::from_op_result(storage, &shape, op))
     }
 
     fn check_gather_shape(

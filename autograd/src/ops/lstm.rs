@@ -25,52 +25,19 @@
 //! Recorded for gradients of gradients, the same sequence is rebuilt step by step from
 //! [`Tensor::lstm_cell_pointwise`] ([`lstm_sequence_stepwise`]) and differentiated.
 
+use crate::backend::Storage;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
 use crate::op::{CustomBackward, Op};
-use crate::storage::Storage;
 use crate::tensor::Tensor;
 use kernels::cpu::for_each_index_parallel;
 use kernels::cpu::lstm::{
-    lstm_cell_backward as fused_backward, lstm_cell_forward, lstm_cell_forward_serial, on_pool,
-    LstmFloat, Rows,
+    lstm_cell_backward as fused_backward, lstm_cell_forward_serial, on_pool, LstmFloat, Rows,
 };
 use kernels::cpu::matmul::{matmul, matmul_with, MatRef};
 use std::sync::Arc;
-
-/// Runs `f` on the rows of the 2-D tensor `t` read in place when each row is contiguous (any
-/// row stride, as for a column slice), or on a contiguous copy otherwise.
-fn with_rows<T: Element, R>(t: &Tensor, f: impl FnOnce(Rows<T>) -> R) -> R {
-    t.with_view::<T, _>(|v| {
-        let (rows, width) = (v.shape[0], v.shape[1]);
-        let row_contiguous = width <= 1 || v.strides[1] == 1;
-        if row_contiguous && (rows <= 1 || v.strides[0] >= width) {
-            let stride = if rows <= 1 { width } else { v.strides[0] };
-            f(Rows {
-                data: &v.data[v.offset.min(v.data.len())..],
-                stride,
-            })
-        } else {
-            let copy = v.to_vec();
-            f(Rows::contiguous(&copy, width))
-        }
-    })
-}
-
-fn forward_typed<T: Element + LstmFloat>(
-    gates: &Tensor,
-    c_prev: &Tensor,
-    b: usize,
-    h: usize,
-) -> Vec<T> {
-    let mut out = vec![T::ZERO; b * 2 * h];
-    with_rows::<T, _>(gates, |a| {
-        with_rows::<T, _>(c_prev, |c| lstm_cell_forward(b, h, a, c, &mut out))
-    });
-    out
-}
 
 /// (batch, hidden) of a valid (gates, c_prev) pair, or an error naming both shapes.
 fn check(gates: &Tensor, c_prev: &Tensor) -> Result<(usize, usize)> {
@@ -105,14 +72,13 @@ impl Tensor {
             gates: gates.clone(),
             c_prev: c_prev.clone(),
         };
-        Ok(match gates.dtype() {
-            DType::F32 => {
-                Tensor::from_op(forward_typed::<f32>(gates, c_prev, b, h), &[b, 2 * h], op)
-            }
-            DType::F64 => {
-                Tensor::from_op(forward_typed::<f64>(gates, c_prev, b, h), &[b, 2 * h], op)
-            }
-        })
+        let storage = gates.storage().lstm_cell_forward(
+            gates.layout(),
+            &c_prev.storage(),
+            c_prev.layout(),
+            [b, h],
+        )?;
+        Ok(Tensor::from_op_result(storage, &[b, 2 * h], op))
     }
 
     /// The pointwise part of an LSTM cell, fused into one op. `gates` [B, 4H] holds the
@@ -144,7 +110,8 @@ impl Tensor {
     }
 }
 
-fn backward_typed<T: Element + LstmFloat>(
+/// The fused backward kernel's gradients, those asked for in `want`.
+fn backward_fused(
     gates: &Tensor,
     c_prev: &Tensor,
     out: &Tensor,
@@ -152,26 +119,20 @@ fn backward_typed<T: Element + LstmFloat>(
     want: [bool; 2],
 ) -> Result<Vec<Option<Tensor>>> {
     let (b, h) = (c_prev.shape()[0], c_prev.shape()[1]);
-    let mut da = vec![T::ZERO; b * 4 * h];
-    let mut dc = vec![T::ZERO; b * h];
-    with_rows::<T, _>(gates, |a| {
-        with_rows::<T, _>(c_prev, |c| {
-            with_rows::<T, _>(out, |y| {
-                with_rows::<T, _>(g, |dy| fused_backward(b, h, a, c, y, dy, &mut da, &mut dc))
-            })
-        })
-    });
+    let (sc, so, sg) = (c_prev.storage(), out.storage(), g.storage());
+    let (da, dc) = gates.storage().lstm_cell_backward(
+        gates.layout(),
+        (&sc, c_prev.layout()),
+        (&so, out.layout()),
+        (&sg, g.layout()),
+        [b, h],
+    )?;
+    let keep = |want: bool, s: Storage, shape: &[usize]| {
+        want.then(|| Tensor::from_storage(s, Layout::contiguous(shape)))
+    };
     Ok(vec![
-        if want[0] {
-            Some(Tensor::from_vec(da, &[b, 4 * h])?)
-        } else {
-            None
-        },
-        if want[1] {
-            Some(Tensor::from_vec(dc, &[b, h])?)
-        } else {
-            None
-        },
+        keep(want[0], da, &[b, 4 * h]),
+        keep(want[1], dc, &[b, h]),
     ])
 }
 
@@ -195,10 +156,7 @@ pub(crate) fn lstm_cell_backward(
 ) -> Result<Vec<Option<Tensor>>> {
     let want = [gates.requires_grad(), c_prev.requires_grad()];
     if !is_grad_enabled() {
-        return match gates.dtype() {
-            DType::F32 => backward_typed::<f32>(gates, c_prev, out, g, want),
-            DType::F64 => backward_typed::<f64>(gates, c_prev, out, g, want),
-        };
+        return backward_fused(gates, c_prev, out, g, want);
     }
     lstm_cell_backward_composite(gates, c_prev, out, g, want)
 }
@@ -335,7 +293,7 @@ pub(crate) fn lstm_sequence_stepwise(x: &Tensor, args: SequenceArgs) -> Result<T
 /// A 2-D tensor's storage as a matmul operand (no copy, any strides).
 fn mat<'a, T: Element>(storage: &'a Storage, layout: &Layout) -> MatRef<'a, T> {
     MatRef {
-        data: storage.as_slice::<T>(),
+        data: storage.as_cpu().as_slice::<T>(),
         offset: layout.offset,
         row_stride: layout.strides[0],
         col_stride: layout.strides[1],

@@ -1,71 +1,9 @@
 //! Matrix multiplication: 2-D, and batched over leading axes that broadcast.
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
-use crate::layout::{broadcast_shapes, Layout};
+use crate::layout::broadcast_shapes;
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::matmul::{batched_matmul, matmul, MatRef};
-
-/// Buffer offsets of each matrix of a batched operand, in row-major batch order.
-fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
-    let nb = batch_shape.len();
-    let mut offsets = Vec::with_capacity(batch_shape.iter().product());
-    kernels::strided::for_each_row(
-        &[batch_shape, &[1]].concat(),
-        &[&[&layout.strides[..nb], &[0][..]].concat()],
-        &[layout.offset],
-        |offs, _, _| offsets.push(offs[0]),
-    );
-    offsets
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compute<T: Element>(
-    a: &Tensor,
-    la: &Layout,
-    b: &Tensor,
-    lb: &Layout,
-    batch: &[usize],
-    m: usize,
-    k: usize,
-    n: usize,
-) -> Vec<T> {
-    let nb = batch.len();
-    let count: usize = batch.iter().product();
-    let mut out = vec![T::ZERO; count * m * n];
-    if count == 0 {
-        return out;
-    }
-    let (sa, sb) = (a.storage(), b.storage());
-    let ar = MatRef {
-        data: sa.as_slice::<T>(),
-        offset: la.offset,
-        row_stride: la.strides[nb],
-        col_stride: la.strides[nb + 1],
-    };
-    let br = MatRef {
-        data: sb.as_slice::<T>(),
-        offset: lb.offset,
-        row_stride: lb.strides[nb],
-        col_stride: lb.strides[nb + 1],
-    };
-    if nb == 0 {
-        matmul(m, k, n, ar, br, &mut out);
-    } else {
-        batched_matmul(
-            m,
-            k,
-            n,
-            ar,
-            &batch_offsets(la, batch),
-            br,
-            &batch_offsets(lb, batch),
-            &mut out,
-        );
-    }
-    out
-}
 
 impl Tensor {
     /// [..., m, k] x [n, k]ᵀ -> [..., m, n]: `self.matmul(&w.t())` for a 2-D `w`, as a Linear
@@ -88,19 +26,14 @@ impl Tensor {
             .permute("matmul_t", &[1, 0])?
             .expand(&[batch, &[k, n]].concat())?;
         let shape = [batch, &[m, n]].concat();
-        let op = Op::MatmulT(self.clone(), w.clone());
-        Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(
-                compute::<f32>(self, &la, w, &lw, batch, m, k, n),
-                &shape,
-                op,
-            ),
-            DType::F64 => Tensor::from_op(
-                compute::<f64>(self, &la, w, &lw, batch, m, k, n),
-                &shape,
-                op,
-            ),
-        })
+        let storage = self
+            .storage()
+            .matmul(&la, &w.storage(), &lw, batch, [m, k, n])?;
+        Ok(Tensor::from_op_result(
+            storage,
+            &shape,
+            Op::MatmulT(self.clone(), w.clone()),
+        ))
     }
 
     /// [..., m, k] x [..., k, n] -> [..., m, n]; leading (batch) axes broadcast.
@@ -125,18 +58,13 @@ impl Tensor {
         let la = self.layout().expand(&[&batch[..], &[m, k]].concat())?;
         let lb = other.layout().expand(&[&batch[..], &[k, n]].concat())?;
         let shape = [&batch[..], &[m, n]].concat();
-        let op = Op::Matmul(self.clone(), other.clone());
-        Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(
-                compute::<f32>(self, &la, other, &lb, &batch, m, k, n),
-                &shape,
-                op,
-            ),
-            DType::F64 => Tensor::from_op(
-                compute::<f64>(self, &la, other, &lb, &batch, m, k, n),
-                &shape,
-                op,
-            ),
-        })
+        let storage = self
+            .storage()
+            .matmul(&la, &other.storage(), &lb, &batch, [m, k, n])?;
+        Ok(Tensor::from_op_result(
+            storage,
+            &shape,
+            Op::Matmul(self.clone(), other.clone()),
+        ))
     }
 }

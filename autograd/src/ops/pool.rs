@@ -14,7 +14,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Indices;
 use crate::tensor::Tensor;
-use kernels::cpu::pool::{max_pool2d_argmax, WindowAxis};
+use kernels::desc::WindowAxis;
 
 /// Checks that `x` is [N, C, H, W] or [C, H, W] and returns (planes = N·C, H, W).
 pub(crate) fn spatial_dims(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
@@ -161,10 +161,9 @@ impl Tensor {
                 ));
             }
         }
-        let index = match self.dtype() {
-            DType::F32 => max_pool2d_argmax(&self.contiguous_data::<f32>(), planes, &rows, &cols),
-            DType::F64 => max_pool2d_argmax(&self.contiguous_data::<f64>(), planes, &rows, &cols),
-        };
+        let index = self
+            .storage()
+            .max_pool2d_argmax(self.layout(), planes, &rows, &cols)?;
         let index = Indices::new(index, &[planes, rows.out * cols.out])?;
         self.reshape(&[planes, rows.size * cols.size])?
             .gather(1, &index)?

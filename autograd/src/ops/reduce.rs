@@ -1,23 +1,10 @@
 //! Reductions (sum, mean, max, logsumexp) over any axes, and softmax / log-softmax along one.
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::{resolve_axes, resolve_axis};
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::reduce;
-
-/// The maximal runs of adjacent axes in a sorted axis list: [0, 2, 3] -> [[0], [2, 3]].
-fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &a in axes {
-        match runs.last_mut() {
-            Some((_, last)) if *last + 1 == a => *last = a,
-            _ => runs.push((a, a)),
-        }
-    }
-    runs
-}
+use kernels::desc::AxisSplit;
 
 fn reduced_shape(shape: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
     let mut out = Vec::with_capacity(shape.len());
@@ -31,37 +18,6 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdim: bool) -> Vec<usize> {
         }
     }
     out
-}
-
-/// Reduces `axes` one run of adjacent axes at a time, the last run first. Each stage is a
-/// contiguous [outer, r, inner] reduction, so no permuted copy of the input is ever made
-/// (BatchNorm2d's axes 0, 2, 3 become a reduction over 2..=3 then over 0).
-fn run<T: Element>(x: &Tensor, axes: &[usize], max: bool) -> Result<Vec<T>> {
-    let stage = |data: &[T], shape: &[usize], (first, last): (usize, usize)| {
-        let outer = shape[..first].iter().product();
-        let r = shape[first..=last].iter().product();
-        let inner = shape[last + 1..].iter().product();
-        if max {
-            reduce::max(data, outer, r, inner)
-        } else {
-            reduce::sum(data, outer, r, inner)
-        }
-    };
-    let mut shape = x.shape().to_vec();
-    let runs = adjacent_runs(axes);
-    let Some((&last_run, earlier)) = runs.split_last() else {
-        return Ok(x.contiguous_data::<T>().into_vec());
-    };
-    let mut data = x.with_view::<T, _>(|v| match v.as_contiguous() {
-        Some(s) => stage(s, &shape, last_run),
-        None => stage(&v.to_vec(), &shape, last_run),
-    });
-    shape[last_run.0..=last_run.1].fill(1);
-    for &r in earlier.iter().rev() {
-        data = stage(&data, &shape, r);
-        shape[r.0..=r.1].fill(1);
-    }
-    Ok(data)
 }
 
 impl Tensor {
@@ -96,10 +52,8 @@ impl Tensor {
                 keepdim,
             }
         };
-        Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(run::<f32>(self, &axes, max)?, &shape, op),
-            DType::F64 => Tensor::from_op(run::<f64>(self, &axes, max)?, &shape, op),
-        })
+        let storage = self.storage().reduce(self.layout(), &axes, max)?;
+        Ok(Tensor::from_op_result(storage, &shape, op))
     }
 
     /// Sum over `axes` (empty: all axes); `keepdim` keeps them as size 1.
@@ -166,11 +120,7 @@ impl Tensor {
         let name = if log { "log_softmax" } else { "softmax" };
         let axis = resolve_axis(name, axis, self.rank())?;
         let shape = self.shape();
-        let (outer, r, inner) = (
-            shape[..axis].iter().product(),
-            shape[axis],
-            shape[axis + 1..].iter().product(),
-        );
+        let split = AxisSplit::around(shape, axis, axis);
         let op = if log {
             Op::LogSoftmax {
                 input: self.clone(),
@@ -182,18 +132,8 @@ impl Tensor {
                 axis,
             }
         };
-        Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(
-                reduce::softmax(&self.contiguous_data::<f32>(), outer, r, inner, log),
-                shape,
-                op,
-            ),
-            DType::F64 => Tensor::from_op(
-                reduce::softmax(&self.contiguous_data::<f64>(), outer, r, inner, log),
-                shape,
-                op,
-            ),
-        })
+        let storage = self.storage().softmax(self.layout(), split, log)?;
+        Ok(Tensor::from_op_result(storage, shape, op))
     }
 
     /// exp(x) / sum(exp(x)) along `axis`, one fused kernel.

@@ -1,25 +1,11 @@
 //! Shape ops. reshape (of contiguous data), permute, transpose, narrow and expand are views that
 //! share storage; concat, stack and non-view reshapes copy.
 
-use crate::dtype::{DType, Element};
+use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::layout::{resolve_axis, Layout};
 use crate::op::Op;
 use crate::tensor::Tensor;
-
-fn concat_data<T: Element>(xs: &[Tensor], axis: usize, shape: &[usize]) -> Vec<T> {
-    let outer: usize = shape[..axis].iter().product();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data::<T>()).collect();
-    let mut out = Vec::with_capacity(shape.iter().product());
-    for o in 0..outer {
-        for (x, p) in xs.iter().zip(&parts) {
-            let block = x.shape()[axis] * inner;
-            out.extend_from_slice(&p[o * block..(o + 1) * block]);
-        }
-    }
-    out
-}
 
 impl Tensor {
     /// Same elements, new shape (same count). A view when the data is contiguous, else a copy.
@@ -62,15 +48,12 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let op = Op::Copy(self.clone());
-        Ok(match self.dtype() {
-            DType::F32 => {
-                Tensor::from_op(self.contiguous_data::<f32>().into_vec(), self.shape(), op)
-            }
-            DType::F64 => {
-                Tensor::from_op(self.contiguous_data::<f64>().into_vec(), self.shape(), op)
-            }
-        })
+        let storage = self.storage().copy(self.layout())?;
+        Ok(Tensor::from_op_result(
+            storage,
+            self.shape(),
+            Op::Copy(self.clone()),
+        ))
     }
 
     /// Reorders axes: output axis i is input axis `perm[i]`. A view.
@@ -186,11 +169,18 @@ impl Tensor {
             }
             shape[axis] += x.shape()[axis];
         }
-        let op = Op::Concat(xs.to_vec(), axis);
-        Ok(match first.dtype() {
-            DType::F32 => Tensor::from_op(concat_data::<f32>(xs, axis, &shape), &shape, op),
-            DType::F64 => Tensor::from_op(concat_data::<f64>(xs, axis, &shape), &shape, op),
-        })
+        let storages: Vec<_> = xs.iter().map(|x| x.storage()).collect();
+        let parts: Vec<_> = storages
+            .iter()
+            .zip(xs)
+            .map(|(s, x)| (s.as_ref(), x.layout()))
+            .collect();
+        let storage = Storage::concat(&parts, axis, &shape)?;
+        Ok(Tensor::from_op_result(
+            storage,
+            &shape,
+            Op::Concat(xs.to_vec(), axis),
+        ))
     }
 
     /// Joins same-shaped tensors along a new axis.

@@ -1,34 +1,31 @@
 //! Elementwise functions of one tensor.
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::op::Op;
 use crate::tensor::Tensor;
-use kernels::cpu::elementwise::{unary, UnaryKind};
-
-fn apply<T: Element>(x: &Tensor, kind: UnaryKind) -> Vec<T> {
-    x.with_view::<T, _>(|v| match v.as_contiguous() {
-        Some(s) => unary(s, kind),
-        None => unary(&v.to_vec(), kind),
-    })
-}
+use kernels::desc::UnaryKind;
+use std::sync::Arc;
 
 impl Tensor {
     /// Applies a differentiable unary kernel and records it.
     pub(crate) fn unary_op(&self, kind: UnaryKind) -> Result<Tensor> {
-        let op = Op::Unary(self.clone(), kind);
-        Ok(match self.dtype() {
-            DType::F32 => Tensor::from_op(apply::<f32>(self, kind), self.shape(), op),
-            DType::F64 => Tensor::from_op(apply::<f64>(self, kind), self.shape(), op),
-        })
+        let storage = self.storage().unary(self.layout(), kind)?;
+        Ok(Tensor::from_op_result(
+            storage,
+            self.shape(),
+            Op::Unary(self.clone(), kind),
+        ))
     }
 
     /// Applies a kernel whose result is piecewise constant (masks): never recorded.
     pub(crate) fn unary_constant(&self, kind: UnaryKind) -> Result<Tensor> {
-        match self.dtype() {
-            DType::F32 => Tensor::from_vec(apply::<f32>(self, kind), self.shape()),
-            DType::F64 => Tensor::from_vec(apply::<f64>(self, kind), self.shape()),
-        }
+        let storage = self.storage().unary(self.layout(), kind)?;
+        Ok(Tensor::new_internal(
+            Arc::new(storage),
+            Layout::contiguous(self.shape()),
+            None,
+        ))
     }
 
     pub fn neg(&self) -> Result<Tensor> {

@@ -1,11 +1,10 @@
 //! Adam (Kingma & Ba, 2015) and AdamW (Loshchilov & Hutter, 2019), PyTorch's `torch.optim.Adam`
 //! and `torch.optim.AdamW`.
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::optim::{check_hyper, pair_mut, Optimizer, ParamList, ParamSet};
 use crate::tensor::Tensor;
-use kernels::cpu::optim as kernel;
+use kernels::desc::AdamStep;
 
 /// Hyperparameters of [`Adam`]. `Default` gives PyTorch's Adam; [`AdamConfig::adamw`] gives
 /// PyTorch's AdamW (decoupled weight decay 1e-2).
@@ -94,44 +93,35 @@ impl Adam {
         &self.config
     }
 
-    fn step_param<T: Element>(&mut self, i: usize) -> Result<()> {
+    fn step_param(&mut self, i: usize) -> Result<()> {
         let op = Adam::op_name(&self.config);
-        let Some(g) = self.set.grad_of::<T>(op, i)? else {
+        let Some(g) = self.set.grad_of(op, i)? else {
             return Ok(());
         };
         let c = self.config;
         let p = self.set.params[i].1.clone();
-        let state = self.set.state_mut(i, KEYS.len());
+        let state = self.set.state_mut(i, KEYS.len())?;
         state.step += 1;
-        let step = state.step;
+        let step = AdamStep {
+            step: state.step,
+            lr: c.lr,
+            beta1: c.betas.0,
+            beta2: c.betas.1,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            decoupled: c.decoupled_weight_decay,
+        };
         let (m, v) = pair_mut(&mut state.buffers)
             .ok_or_else(|| Error::invalid(op, "state must hold exp_avg and exp_avg_sq"))?;
-        let (m, v) = (m.as_mut_slice::<T>(), v.as_mut_slice::<T>());
-        p.update_data::<T>(|data| {
-            kernel::adam(
-                data,
-                &g,
-                m,
-                v,
-                step,
-                c.lr,
-                c.betas.0,
-                c.betas.1,
-                c.eps,
-                c.weight_decay,
-                c.decoupled_weight_decay,
-            )
-        })
+        let grad = g.storage();
+        p.update_storage(op, |data| data.adam_step((&grad, g.layout()), m, v, &step))
     }
 }
 
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         for i in 0..self.set.params.len() {
-            match self.set.params[i].1.dtype() {
-                DType::F32 => self.step_param::<f32>(i)?,
-                DType::F64 => self.step_param::<f64>(i)?,
-            }
+            self.step_param(i)?;
         }
         Ok(())
     }
@@ -162,6 +152,7 @@ impl Optimizer for Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
     use crate::optim::test_util::{close, quadratic_step};
 
     /// The reference update on one scalar with gradient 2 (p - 1).

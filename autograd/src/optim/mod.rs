@@ -34,10 +34,11 @@ pub use adam::{Adam, AdamConfig};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::dtype::{DType, Element};
+use crate::backend::Storage;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
-use crate::tensor::{ContiguousData, Tensor, TensorId};
+use crate::layout::Layout;
+use crate::tensor::{Tensor, TensorId};
 use std::collections::{HashMap, HashSet};
 
 /// What every optimizer offers.
@@ -169,13 +170,8 @@ impl ParamSet {
         })
     }
 
-    /// The gradient of parameter `i` as a contiguous buffer of `T`, if it has one. A gradient
-    /// that already owns contiguous storage is shared, not copied.
-    pub fn grad_of<T: Element>(
-        &self,
-        op: &'static str,
-        i: usize,
-    ) -> Result<Option<ContiguousData<T>>> {
+    /// The gradient of parameter `i`, if it has one, checked to match the parameter.
+    pub fn grad_of(&self, op: &'static str, i: usize) -> Result<Option<Tensor>> {
         let (name, p) = &self.params[i];
         let g = match p.grad() {
             Some(g) => g,
@@ -193,19 +189,23 @@ impl ParamSet {
                 ),
             ));
         }
-        Ok(Some(g.contiguous_data::<T>()))
+        Ok(Some(g))
     }
 
-    /// The state of parameter `i`, created with `n_buffers` zero buffers on first use.
-    pub fn state_mut(&mut self, i: usize, n_buffers: usize) -> &mut ParamState {
+    /// The state of parameter `i`, created with `n_buffers` zero buffers (on the parameter's
+    /// device) on first use.
+    pub fn state_mut(&mut self, i: usize, n_buffers: usize) -> Result<&mut ParamState> {
         let p = &self.params[i].1;
-        let (dtype, numel) = (p.dtype(), p.numel());
-        self.states[i].get_or_insert_with(|| ParamState {
-            step: 0,
-            buffers: (0..n_buffers)
-                .map(|_| Storage::filled(dtype, numel, 0.0))
-                .collect(),
-        })
+        let (dtype, numel, device) = (p.dtype(), p.numel(), p.device());
+        if self.states[i].is_none() {
+            let buffers = (0..n_buffers)
+                .map(|_| Storage::filled(dtype, numel, 0.0, device))
+                .collect::<Result<Vec<_>>>()?;
+            self.states[i] = Some(ParamState { step: 0, buffers });
+        }
+        self.states[i]
+            .as_mut()
+            .ok_or_else(|| Error::invalid("optimizer", "state was just created"))
     }
 
     pub fn export(&self, keys: &[&str]) -> Vec<(String, Tensor)> {
@@ -217,14 +217,9 @@ impl ParamSet {
                 Tensor::scalar(state.step as f64, DType::F64),
             ));
             for (key, buf) in keys.iter().zip(&state.buffers) {
-                let t = match buf {
-                    Storage::F32(v) => Tensor::from_vec(v.clone(), p.shape()),
-                    Storage::F64(v) => Tensor::from_vec(v.clone(), p.shape()),
-                };
                 // the buffer was made with the parameter's size
-                if let Ok(t) = t {
-                    out.push((format!("{name}.{key}"), t));
-                }
+                let t = Tensor::from_storage(buf.clone(), Layout::contiguous(p.shape()));
+                out.push((format!("{name}.{key}"), t));
             }
         }
         out
@@ -294,10 +289,7 @@ impl ParamSet {
                         ),
                     ));
                 }
-                buffers.push(match t.dtype() {
-                    DType::F32 => Storage::F32(t.to_vec::<f32>()?),
-                    DType::F64 => Storage::F64(t.to_vec::<f64>()?),
-                });
+                buffers.push(t.storage().to_device(t.layout(), p.device())?);
             }
             new_states.push(Some(ParamState {
                 step: step as u64,

@@ -1,10 +1,9 @@
 //! RMSprop (Hinton's lecture 6e), PyTorch's `torch.optim.RMSprop` without centering.
 
-use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::optim::{check_hyper, Optimizer, ParamList, ParamSet};
 use crate::tensor::Tensor;
-use kernels::cpu::optim as kernel;
+use kernels::desc::RmspropStep;
 
 /// Hyperparameters of [`RmsProp`]; the defaults are PyTorch's.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -75,14 +74,14 @@ impl RmsProp {
         }
     }
 
-    fn step_param<T: Element>(&mut self, i: usize) -> Result<()> {
-        let Some(g) = self.set.grad_of::<T>("rmsprop", i)? else {
+    fn step_param(&mut self, i: usize) -> Result<()> {
+        let Some(g) = self.set.grad_of("rmsprop", i)? else {
             return Ok(());
         };
         let c = self.config;
         let n_buffers = self.keys().len();
         let p = self.set.params[i].1.clone();
-        let state = self.set.state_mut(i, n_buffers);
+        let state = self.set.state_mut(i, n_buffers)?;
         state.step += 1;
         let mut bufs = state.buffers.iter_mut();
         let (Some(v), buf) = (bufs.next(), bufs.next()) else {
@@ -91,20 +90,16 @@ impl RmsProp {
                 "state must hold square_avg",
             ));
         };
-        let v = v.as_mut_slice::<T>();
-        let buf = buf.map(|b| b.as_mut_slice::<T>());
-        p.update_data::<T>(|data| {
-            kernel::rmsprop(
-                data,
-                &g,
-                v,
-                buf,
-                c.lr,
-                c.alpha,
-                c.eps,
-                c.momentum,
-                c.weight_decay,
-            )
+        let step = RmspropStep {
+            lr: c.lr,
+            alpha: c.alpha,
+            eps: c.eps,
+            momentum: c.momentum,
+            weight_decay: c.weight_decay,
+        };
+        let grad = g.storage();
+        p.update_storage("rmsprop", |data| {
+            data.rmsprop_step((&grad, g.layout()), v, buf, &step)
         })
     }
 }
@@ -112,10 +107,7 @@ impl RmsProp {
 impl Optimizer for RmsProp {
     fn step(&mut self) -> Result<()> {
         for i in 0..self.set.params.len() {
-            match self.set.params[i].1.dtype() {
-                DType::F32 => self.step_param::<f32>(i)?,
-                DType::F64 => self.step_param::<f64>(i)?,
-            }
+            self.step_param(i)?;
         }
         Ok(())
     }
@@ -147,6 +139,7 @@ impl Optimizer for RmsProp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
     use crate::optim::test_util::{close, quadratic_step};
 
     fn run(cfg: RmsPropConfig) -> (f64, f64) {

@@ -1,10 +1,9 @@
 //! Stochastic gradient descent with momentum, PyTorch's `torch.optim.SGD`.
 
-use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::optim::{check_hyper, Optimizer, ParamList, ParamSet};
 use crate::tensor::Tensor;
-use kernels::cpu::optim as kernel;
+use kernels::desc::SgdStep;
 
 /// Hyperparameters of [`Sgd`]; the defaults are PyTorch's.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,29 +85,26 @@ impl Sgd {
         }
     }
 
-    fn step_param<T: Element>(&mut self, i: usize) -> Result<()> {
-        let Some(g) = self.set.grad_of::<T>("sgd", i)? else {
+    fn step_param(&mut self, i: usize) -> Result<()> {
+        let Some(g) = self.set.grad_of("sgd", i)? else {
             return Ok(());
         };
         let c = self.config;
         let n_buffers = self.keys().len();
         let p = self.set.params[i].1.clone();
-        let state = self.set.state_mut(i, n_buffers);
-        let first_step = state.step == 0;
+        let state = self.set.state_mut(i, n_buffers)?;
+        let step = SgdStep {
+            first_step: state.step == 0,
+            lr: c.lr,
+            momentum: c.momentum,
+            dampening: c.dampening,
+            weight_decay: c.weight_decay,
+            nesterov: c.nesterov,
+        };
         state.step += 1;
-        let buf = state.buffers.first_mut().map(|b| b.as_mut_slice::<T>());
-        p.update_data::<T>(|data| {
-            kernel::sgd(
-                data,
-                &g,
-                buf,
-                first_step,
-                c.lr,
-                c.momentum,
-                c.dampening,
-                c.weight_decay,
-                c.nesterov,
-            )
+        let grad = g.storage();
+        p.update_storage("sgd", |data| {
+            data.sgd_step((&grad, g.layout()), state.buffers.first_mut(), &step)
         })
     }
 }
@@ -116,10 +112,7 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         for i in 0..self.set.params.len() {
-            match self.set.params[i].1.dtype() {
-                DType::F32 => self.step_param::<f32>(i)?,
-                DType::F64 => self.step_param::<f64>(i)?,
-            }
+            self.step_param(i)?;
         }
         Ok(())
     }
@@ -151,6 +144,7 @@ impl Optimizer for Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
     use crate::optim::test_util::{close, quadratic_step};
 
     #[test]

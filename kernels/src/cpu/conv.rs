@@ -16,79 +16,11 @@ use crate::cpu::matmul::{
     is_blocked_shape, matmul_into, matmul_packed, matmul_packed_uninit, BSource, MatRef, PackedA,
 };
 use crate::cpu::scratch::Scratch;
+use crate::desc::conv::ConvGeometry;
 use crate::float::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
-
-/// Everything about a convolution's shapes. Input [n, c_in, h, w], output [n, c_out, ho, wo].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub n: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: (usize, usize),
-    /// (top, bottom, left, right)
-    pub pad: (usize, usize, usize, usize),
-    pub dilation: (usize, usize),
-    pub groups: usize,
-    pub ho: usize,
-    pub wo: usize,
-    /// Active kernel positions (row, col), in row-major order.
-    pub taps: Vec<(usize, usize)>,
-}
-
-impl ConvGeometry {
-    pub fn cin_per_group(&self) -> usize {
-        self.c_in / self.groups
-    }
-    pub fn cout_per_group(&self) -> usize {
-        self.c_out / self.groups
-    }
-    /// Rows of one group's column matrix: its input channels times the active taps.
-    pub fn k_per_group(&self) -> usize {
-        self.cin_per_group() * self.taps.len()
-    }
-    fn in_size(&self) -> usize {
-        self.c_in * self.h * self.w
-    }
-    fn out_size(&self) -> usize {
-        self.c_out * self.ho * self.wo
-    }
-    fn l(&self) -> usize {
-        self.ho * self.wo
-    }
-    /// True when some dimension is zero, so there is no work (and chunking by it would fail).
-    fn is_empty(&self) -> bool {
-        self.in_size() == 0
-            || self.out_size() == 0
-            || self.n == 0
-            || self.k_per_group() == 0
-            || self.groups == 0
-    }
-}
-
-/// Output size of one spatial axis (PyTorch's formula); `None` when the kernel does not fit.
-pub fn conv_out_size(
-    input: usize,
-    pad_before: usize,
-    pad_after: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + pad_before + pad_after;
-    if padded < span || stride == 0 {
-        None
-    } else {
-        Some((padded - span) / stride + 1)
-    }
-}
 
 /// The range of output positions o for which o*stride - pad + offset lies in [0, size).
 fn valid_range(
@@ -234,7 +166,7 @@ impl GatherTable {
             .taps
             .iter()
             .map(|&(i, j)| {
-                (0..g.l())
+                (0..g.out_positions())
                     .map(|p| {
                         let (oh, ow) = (p / g.wo, p % g.wo);
                         let ih = (oh * g.stride.0 + i * g.dilation.0).checked_sub(g.pad.0);
@@ -308,7 +240,7 @@ fn pack_cols<T: Float>(
     cols: Range<usize>,
     nr: usize,
 ) {
-    let (l, ntaps) = (g.l(), g.taps.len());
+    let (l, ntaps) = (g.out_positions(), g.taps.len());
     let mut row = vec![T::ZERO; cols.len()];
     let ranges: Vec<TapRange> = g.taps.iter().map(|&tap| TapRange::of(g, tap)).collect();
     for p in p0..p0 + kc {
@@ -467,7 +399,7 @@ fn samples_per_chunk(g: &ConvGeometry) -> usize {
     const TARGET_ELEMENTS: usize = 1 << 18;
     const BALANCE: usize = 8;
     let n = g.n.max(1);
-    let per = (TARGET_ELEMENTS / (g.k_per_group() * g.l()).max(1)).clamp(1, n);
+    let per = (TARGET_ELEMENTS / (g.k_per_group() * g.out_positions()).max(1)).clamp(1, n);
     let count = n.div_ceil(per).next_multiple_of(BALANCE).min(n);
     n.div_ceil(count)
 }
@@ -505,7 +437,7 @@ fn cols_are_input(g: &ConvGeometry) -> bool {
 fn bands(g: &ConvGeometry, ns: usize) -> Vec<Range<usize>> {
     const BAND_ELEMENTS: usize = 1 << 18;
     const UNIT: usize = 32; // the widest micro-kernel's columns
-    let (l, k) = (g.l(), g.k_per_group());
+    let (l, k) = (g.out_positions(), g.k_per_group());
     if ns > 1 || cols_are_input(g) || k * l <= BAND_ELEMENTS {
         return std::iter::once(0..ns * l).collect();
     }
@@ -530,7 +462,7 @@ fn chunk_cols<'a, T: Float>(
     grp: usize,
     scratch: &'a mut Scratch<T>,
 ) -> &'a [T] {
-    let (l, k) = (g.l(), g.k_per_group());
+    let (l, k) = (g.out_positions(), g.k_per_group());
     if samples.len() == 1 && cols_are_input(g) {
         let start = samples.start * g.in_size() + grp * g.cin_per_group() * l;
         return &x[start..start + k * l];
@@ -561,7 +493,7 @@ fn chunk_cols<'a, T: Float>(
 
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] -> y [n, c_out, ho, wo].
 pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
-    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let (l, k, cog) = (g.out_positions(), g.k_per_group(), g.cout_per_group());
     if g.is_empty() {
         return vec![T::ZERO; g.n * g.out_size()];
     }
@@ -723,7 +655,7 @@ fn chunk_dy<'a, T: Float>(
     grp: usize,
     scratch: &'a mut Scratch<T>,
 ) -> MatRef<'a, T> {
-    let (l, cog) = (g.l(), g.cout_per_group());
+    let (l, cog) = (g.out_positions(), g.cout_per_group());
     let ld = samples.len() * l;
     if samples.len() == 1 {
         return rows(dy, samples.start * g.out_size() + grp * cog * l, l);
@@ -748,7 +680,7 @@ fn columns<'a, T>(m: MatRef<'a, T>, band: &Range<usize>) -> MatRef<'a, T> {
 
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w]. Also conv_transpose2d.
 pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<T> {
-    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let (l, k, cog) = (g.out_positions(), g.k_per_group(), g.cout_per_group());
     if g.is_empty() {
         return vec![T::ZERO; g.n * g.in_size()];
     }
@@ -819,7 +751,7 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
 
 /// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps).
 pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T> {
-    let (l, k, cog) = (g.l(), g.k_per_group(), g.cout_per_group());
+    let (l, k, cog) = (g.out_positions(), g.k_per_group(), g.cout_per_group());
     let size = g.c_out * k;
     if g.is_empty() {
         return vec![T::ZERO; size];
@@ -879,6 +811,7 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desc::conv_out_size;
 
     /// [n, c_in, h, w, c_out, kernel, stride, pad, dilation, groups]
     fn geometry([n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10]) -> ConvGeometry {

@@ -29,10 +29,10 @@
 //! kernel (plain Rust on fixed-size arrays, which the compiler vectorises) covers everything else.
 
 use crate::cpu::scratch::Scratch;
+use crate::cpu::shared_rows::SharedRows;
 use crate::float::Float;
 use rayon::prelude::*;
 use std::any::Any;
-use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -43,6 +43,27 @@ pub struct MatRef<'a, T> {
     pub offset: usize,
     pub row_stride: usize,
     pub col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A contiguous row-major [rows, cols] matrix starting at `data[offset]`.
+    pub fn dense(data: &'a [T], offset: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            offset,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The same matrix transposed (no copy: the strides swap).
+    pub fn t(self) -> Self {
+        MatRef {
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
 }
 
 impl<T: Float> MatRef<'_, T> {
@@ -945,7 +966,7 @@ fn matmul_blocked<T: Float>(
     accumulate: bool,
     threads: usize,
 ) {
-    let out = OutPtr::new(c, ldc);
+    let out = SharedRows::new(c, ldc);
     let problem = Problem {
         kernel,
         k,
@@ -1028,7 +1049,7 @@ struct Problem<'p, 'c, T> {
     k: usize,
     a: ASource<'p, T>,
     b: BSource<'p, T>,
-    out: &'p OutPtr<'c, T>,
+    out: &'p SharedRows<'c, T>,
     /// Add the product to C rather than overwrite it.
     accumulate: bool,
 }
@@ -1126,7 +1147,7 @@ pub fn matmul_packed_uninit<T: Float>(
     ldc: usize,
 ) {
     let len = packed_c_len(a, n, c.len(), ldc);
-    run_packed(a, n, b, &OutPtr::new_uninit(&mut c[..len], ldc), false);
+    run_packed(a, n, b, &SharedRows::new_uninit(&mut c[..len], ldc), false);
 }
 
 /// C = A * B (or C += A * B when `accumulate`) for a pre-packed A, on the calling thread; rows
@@ -1140,7 +1161,7 @@ pub fn matmul_packed<T: Float>(
     accumulate: bool,
 ) {
     let len = packed_c_len(a, n, c.len(), ldc);
-    run_packed(a, n, b, &OutPtr::new(&mut c[..len], ldc), accumulate);
+    run_packed(a, n, b, &SharedRows::new(&mut c[..len], ldc), accumulate);
 }
 
 /// The elements of C a packed product writes, checked against the buffer's length.
@@ -1162,7 +1183,7 @@ fn run_packed<T: Float>(
     a: &PackedA<T>,
     n: usize,
     b: BSource<T>,
-    out: &OutPtr<T>,
+    out: &SharedRows<T>,
     accumulate: bool,
 ) {
     let problem = Problem {
@@ -1235,50 +1256,6 @@ impl<T: Float> Problem<'_, '_, T> {
     }
 }
 
-/// C as the threads see it: a raw pointer. Threads write disjoint rectangles of C, and when C
-/// is cut into columns the rows of neighbouring rectangles interleave in memory, which
-/// `&mut [T]` (one contiguous range per borrower) cannot express.
-struct OutPtr<'c, T> {
-    ptr: *mut T,
-    len: usize,
-    ldc: usize,
-    _borrow: PhantomData<&'c mut [T]>,
-}
-
-// SAFETY: an `OutPtr` is only a way to reach the `&mut [T]` it was made from; the code that
-// shares it between threads gives each thread its own rectangle of C (see `matmul_blocked`).
-unsafe impl<T: Send> Sync for OutPtr<'_, T> {}
-
-impl<'c, T> OutPtr<'c, T> {
-    fn new(c: &'c mut [T], ldc: usize) -> Self {
-        OutPtr {
-            ptr: c.as_mut_ptr(),
-            len: c.len(),
-            ldc,
-            _borrow: PhantomData,
-        }
-    }
-
-    /// C in memory not yet initialised: the blocked product only writes it before it reads
-    /// it (the first k block overwrites, later ones add to what it wrote).
-    fn new_uninit(c: &'c mut [MaybeUninit<T>], ldc: usize) -> Self {
-        OutPtr {
-            ptr: c.as_mut_ptr().cast::<T>(),
-            len: c.len(),
-            ldc,
-            _borrow: PhantomData,
-        }
-    }
-
-    /// The address of C[i, j] for a tile of `rows x cols` there, checked to lie inside C.
-    fn tile(&self, i: usize, j: usize, rows: usize, cols: usize) -> *mut T {
-        assert!(rows > 0 && cols > 0 && j + cols <= self.ldc);
-        assert!((i + rows - 1) * self.ldc + j + cols <= self.len);
-        // SAFETY: in bounds by the checks above.
-        unsafe { self.ptr.add(i * self.ldc + j) }
-    }
-}
-
 /// A packed A block times a packed B block: the two innermost loops.
 struct Tiles<'k, 'p, T> {
     kernel: &'k Kernel<T>,
@@ -1291,7 +1268,7 @@ struct Tiles<'k, 'p, T> {
 
 impl<T: Float> Tiles<'_, '_, T> {
     /// Adds (or writes) the product into C[rows, cols], one micro-tile at a time.
-    fn run(&self, out: &OutPtr<T>, rows: Range<usize>, cols: Range<usize>) {
+    fn run(&self, out: &SharedRows<T>, rows: Range<usize>, cols: Range<usize>) {
         let Kernel { mr, nr, run, .. } = *self.kernel;
         let kc = self.kc;
         let a_slivers = self.a_block.chunks_exact(mr * kc);
@@ -1304,9 +1281,9 @@ impl<T: Float> Tiles<'_, '_, T> {
                 if tile_rows == mr && tile_cols == nr {
                     // SAFETY: `kernel` suits this CPU; the tile lies inside C (checked by
                     // `tile`) and belongs to this thread alone.
-                    unsafe { run(kc, a_sliver, b_sliver, c_tile, out.ldc, self.accumulate) };
+                    unsafe { run(kc, a_sliver, b_sliver, c_tile, out.width(), self.accumulate) };
                 } else {
-                    self.ragged_tile(a_sliver, b_sliver, c_tile, out.ldc, tile_rows, tile_cols);
+                    self.ragged_tile(a_sliver, b_sliver, c_tile, out.width(), tile_rows, tile_cols);
                 }
             }
         }
@@ -1330,7 +1307,7 @@ impl<T: Float> Tiles<'_, '_, T> {
         unsafe { run(self.kc, a_sliver, b_sliver, scratch.as_mut_ptr(), nr, false) };
         for (r, src) in scratch.chunks_exact(nr).take(rows).enumerate() {
             for (j, &s) in src[..cols].iter().enumerate() {
-                // SAFETY: element (r, j) of the tile is inside C (checked by `OutPtr::tile`)
+                // SAFETY: element (r, j) of the tile is inside C (checked by `SharedRows::tile`)
                 // and belongs to this thread alone. Written through the pointer, never read
                 // unless accumulating, as C may be uninitialised memory the first time.
                 unsafe {

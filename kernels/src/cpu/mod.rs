@@ -10,6 +10,7 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod scratch;
+pub mod shared_rows;
 pub mod vector;
 
 /// Runs `f(0)`, ..., `f(n - 1)` in parallel on rayon's pool (each index one task).

@@ -3,23 +3,21 @@
 
 use crate::cpu::elementwise::PARALLEL_THRESHOLD;
 use crate::cpu::vector;
+use crate::desc::{AdamStep, RmspropStep, SgdStep};
 use crate::float::Float;
 use rayon::prelude::*;
 
 /// SGD with momentum (PyTorch convention: buf = momentum * buf + (1 - dampening) * g;
 /// nesterov uses g + momentum * buf), L2 weight decay added to the gradient.
-#[allow(clippy::too_many_arguments)]
-pub fn sgd<T: Float>(
-    p: &mut [T],
-    g: &[T],
-    buf: Option<&mut [T]>,
-    first_step: bool,
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-) {
+pub fn sgd<T: Float>(p: &mut [T], g: &[T], buf: Option<&mut [T]>, h: &SgdStep) {
+    let SgdStep {
+        first_step,
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov,
+    } = *h;
     let (lr, mom, one_minus_damp, wd) = (
         T::from_f64(lr),
         T::from_f64(momentum),
@@ -54,20 +52,16 @@ pub fn sgd<T: Float>(
 /// m = lerp(m, g, 1 - beta1) (= beta1 m + (1 - beta1) g, PyTorch's `exp_avg.lerp_`);
 /// v = beta2 v + (1 - beta2) g^2;
 /// p -= (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
-#[allow(clippy::too_many_arguments)]
-pub fn adam<T: Float>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    step: u64,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    decoupled: bool,
-) {
+pub fn adam<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamStep) {
+    let AdamStep {
+        step,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+    } = *h;
     // `powf` is C's pow, as Python's `beta ** step` in PyTorch's Adam (`powi` rounds differently)
     let t = step.max(1) as f64;
     let bc1 = 1.0 - beta1.powf(t);
@@ -160,18 +154,20 @@ fn adam_loop<T: Float, const DECOUPLED: bool, const SMALL_W1: bool>(
 /// RMSprop (PyTorch convention, no centering): v = alpha v + (1 - alpha) g^2;
 /// with momentum (`buf` given): buf = momentum buf + g / (sqrt(v) + eps), p -= lr buf;
 /// without (`buf` None, as PyTorch keeps no buffer when momentum is 0): p -= lr g / (sqrt(v) + eps).
-#[allow(clippy::too_many_arguments)]
 pub fn rmsprop<T: Float>(
     p: &mut [T],
     g: &[T],
     v: &mut [T],
     buf: Option<&mut [T]>,
-    lr: f64,
-    alpha: f64,
-    eps: f64,
-    momentum: f64,
-    weight_decay: f64,
+    h: &RmspropStep,
 ) {
+    let RmspropStep {
+        lr,
+        alpha,
+        eps,
+        momentum,
+        weight_decay,
+    } = *h;
     let (lr, a, eps, mom, wd) = (
         T::from_f64(lr),
         T::from_f64(alpha),

@@ -6,32 +6,9 @@
 //! scatter-add to those indices) and its own backward are ordinary, differentiable index ops.
 //! Average pooling is linear and separable; the engine builds it from two small matmuls.
 
+use crate::desc::pool::WindowAxis;
 use crate::float::Float;
 use rayon::prelude::*;
-
-/// One spatial axis of a pooling window: out position o reads input positions
-/// `o * stride - pad + t * dilation` for t in 0..kernel (positions outside 0..size are padding).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WindowAxis {
-    pub size: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub dilation: usize,
-    /// Number of output positions (the caller computes and checks it).
-    pub out: usize,
-}
-
-impl WindowAxis {
-    /// The input positions (inside 0..size) read by output position `o`, in increasing order.
-    pub fn taps(&self, o: usize) -> impl Iterator<Item = usize> + '_ {
-        let start = (o * self.stride) as isize - self.pad as isize;
-        (0..self.kernel).filter_map(move |t| {
-            let p = start + (t * self.dilation) as isize;
-            (p >= 0 && (p as usize) < self.size).then_some(p as usize)
-        })
-    }
-}
 
 /// For each plane and output position (row-major over [planes, rows.out, cols.out]), the flat
 /// index `r * cols.size + c` of the window's maximum; padding counts as -inf. Like PyTorch, the

@@ -4,7 +4,7 @@
 
 use super::elementwise::GpuFloat;
 use super::{driver_error, Gpu, GpuError};
-use crate::cpu::conv::ConvGeometry;
+use crate::desc::ConvGeometry;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
 const MODULE: &str = "conv";

@@ -2,7 +2,7 @@
 //! formulas), from `elementwise.cu`.
 
 use super::{driver_error, grid_for, Gpu, GpuError};
-use crate::cpu::elementwise::{BinaryKind, UnaryKind};
+use crate::desc::{BinaryKind, UnaryKind};
 use crate::float::Float;
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 

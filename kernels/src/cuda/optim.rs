@@ -2,22 +2,11 @@
 
 use super::elementwise::GpuFloat;
 use super::{driver_error, grid_for, Gpu, GpuError};
+use crate::desc::AdamStep;
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 const MODULE: &str = "optim";
 const SOURCE: &str = include_str!("optim.cu");
-
-/// Adam's hyperparameters for one step (`step` counts from 1), as `cpu::optim::adam` takes them.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    pub step: u64,
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub decoupled: bool,
-}
 
 /// One Adam step over the first `n` elements of p, in place, with gradient g and state m, v.
 pub fn adam<T: GpuFloat>(

@@ -1,0 +1,607 @@
+//! The CPU arm of every op family: the buffers are `Vec`s, the work is `kernels::cpu`.
+
+use super::BackendStorage;
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::layout::Layout;
+use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, LstmFloat, Rows};
+use kernels::cpu::matmul::{batched_matmul, matmul, MatRef};
+use kernels::cpu::{conv, elementwise, index, loss, optim, pool, reduce};
+use kernels::desc::{AdamStep, RmspropStep, SgdStep};
+use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
+use kernels::strided::View;
+use std::borrow::Cow;
+
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl CpuStorage {
+    pub fn filled(dtype: DType, len: usize, value: f64) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(vec![value as f32; len]),
+            DType::F64 => CpuStorage::F64(vec![value; len]),
+        }
+    }
+
+    /// The typed buffer. Callers have checked the dtype, so a mismatch is a bug in the engine.
+    pub fn as_slice<T: Element>(&self) -> &[T] {
+        T::slice(self).unwrap_or_else(|| {
+            panic!(
+                "engine bug: storage holds {}, asked for {}",
+                self.dtype(),
+                T::DTYPE
+            )
+        })
+    }
+
+    pub fn as_mut_slice<T: Element>(&mut self) -> &mut [T] {
+        let dtype = self.dtype();
+        T::slice_mut(self)
+            .unwrap_or_else(|| panic!("engine bug: storage holds {dtype}, asked for {}", T::DTYPE))
+    }
+
+    /// A strided view of the buffer through `layout`.
+    pub fn view<'a, T: Element>(&'a self, layout: &'a Layout) -> View<'a, T> {
+        View {
+            data: self.as_slice::<T>(),
+            shape: &layout.shape,
+            strides: &layout.strides,
+            offset: layout.offset,
+        }
+    }
+
+    /// The elements `layout` selects in row-major order: a slice of the buffer when the layout
+    /// is contiguous, else a copy.
+    pub fn contiguous<'a, T: Element>(&'a self, layout: &'a Layout) -> Cow<'a, [T]> {
+        if layout.is_contiguous() {
+            let start = layout.offset;
+            return Cow::Borrowed(&self.as_slice::<T>()[start..start + layout.numel()]);
+        }
+        Cow::Owned(self.view::<T>(layout).to_vec())
+    }
+
+    /// The rows of the 2-D tensor `layout` describes, read in place when each row is
+    /// contiguous (any row stride, as for a column slice), else from a contiguous copy.
+    pub fn with_rows<T: Element, R>(&self, layout: &Layout, f: impl FnOnce(Rows<T>) -> R) -> R {
+        let v = self.view::<T>(layout);
+        let (rows, width) = (v.shape[0], v.shape[1]);
+        let row_contiguous = width <= 1 || v.strides[1] == 1;
+        if row_contiguous && (rows <= 1 || v.strides[0] >= width) {
+            let stride = if rows <= 1 { width } else { v.strides[0] };
+            f(Rows {
+                data: &v.data[v.offset.min(v.data.len())..],
+                stride,
+            })
+        } else {
+            let copy = v.to_vec();
+            f(Rows::contiguous(&copy, width))
+        }
+    }
+}
+
+/// Runs the typed kernel `f32_fn` or `f64_fn` by the storage's dtype and wraps its result.
+fn by_dtype(
+    s: &CpuStorage,
+    f32_fn: impl FnOnce(&CpuStorage) -> Vec<f32>,
+    f64_fn: impl FnOnce(&CpuStorage) -> Vec<f64>,
+) -> CpuStorage {
+    match s {
+        CpuStorage::F32(_) => CpuStorage::F32(f32_fn(s)),
+        CpuStorage::F64(_) => CpuStorage::F64(f64_fn(s)),
+    }
+}
+
+fn unary_typed<T: Element>(s: &CpuStorage, l: &Layout, kind: UnaryKind) -> Vec<T> {
+    let v = s.view::<T>(l);
+    match v.as_contiguous() {
+        Some(x) => elementwise::unary(x, kind),
+        None => elementwise::unary(&v.to_vec(), kind),
+    }
+}
+
+/// Reduces `axes` one run of adjacent axes at a time, the last run first. Each stage is a
+/// contiguous [outer, r, inner] reduction, so no permuted copy of the input is ever made
+/// (BatchNorm2d's axes 0, 2, 3 become a reduction over 2..=3 then over 0).
+fn reduce_typed<T: Element>(s: &CpuStorage, l: &Layout, axes: &[usize], max: bool) -> Vec<T> {
+    let stage = |data: &[T], shape: &[usize], (first, last): (usize, usize)| {
+        let AxisSplit { outer, axis, inner } = AxisSplit::around(shape, first, last);
+        if max {
+            reduce::max(data, outer, axis, inner)
+        } else {
+            reduce::sum(data, outer, axis, inner)
+        }
+    };
+    let mut shape = l.shape.clone();
+    let runs = adjacent_runs(axes);
+    let Some((&last_run, earlier)) = runs.split_last() else {
+        return s.contiguous::<T>(l).into_owned();
+    };
+    let v = s.view::<T>(l);
+    let mut data = match v.as_contiguous() {
+        Some(x) => stage(x, &shape, last_run),
+        None => stage(&v.to_vec(), &shape, last_run),
+    };
+    shape[last_run.0..=last_run.1].fill(1);
+    for &r in earlier.iter().rev() {
+        data = stage(&data, &shape, r);
+        shape[r.0..=r.1].fill(1);
+    }
+    data
+}
+
+/// The maximal runs of adjacent axes in a sorted axis list: [0, 2, 3] -> [[0], [2, 3]].
+fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &a in axes {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == a => *last = a,
+            _ => runs.push((a, a)),
+        }
+    }
+    runs
+}
+
+/// Buffer offsets of each matrix of a batched operand, in row-major batch order.
+fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
+    let nb = batch_shape.len();
+    let mut offsets = Vec::with_capacity(batch_shape.iter().product());
+    kernels::strided::for_each_row(
+        &[batch_shape, &[1]].concat(),
+        &[&[&layout.strides[..nb], &[0][..]].concat()],
+        &[layout.offset],
+        |offs, _, _| offsets.push(offs[0]),
+    );
+    offsets
+}
+
+/// The matrix at the start of `layout`'s last two axes (after `nb` batch axes).
+fn mat_ref<'a, T: Element>(s: &'a CpuStorage, l: &Layout, nb: usize) -> MatRef<'a, T> {
+    MatRef {
+        data: s.as_slice::<T>(),
+        offset: l.offset,
+        row_stride: l.strides[nb],
+        col_stride: l.strides[nb + 1],
+    }
+}
+
+fn matmul_typed<T: Element>(
+    a: &CpuStorage,
+    la: &Layout,
+    b: &CpuStorage,
+    lb: &Layout,
+    batch: &[usize],
+    [m, k, n]: [usize; 3],
+) -> Vec<T> {
+    let nb = batch.len();
+    let count: usize = batch.iter().product();
+    let mut out = vec![T::ZERO; count * m * n];
+    if count == 0 {
+        return out;
+    }
+    let (ar, br) = (mat_ref::<T>(a, la, nb), mat_ref::<T>(b, lb, nb));
+    if nb == 0 {
+        matmul(m, k, n, ar, br, &mut out);
+    } else {
+        batched_matmul(
+            m,
+            k,
+            n,
+            ar,
+            &batch_offsets(la, batch),
+            br,
+            &batch_offsets(lb, batch),
+            &mut out,
+        );
+    }
+    out
+}
+
+fn concat_typed<T: Element>(
+    parts: &[(&CpuStorage, &Layout)],
+    axis: usize,
+    shape: &[usize],
+) -> Vec<T> {
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let data: Vec<_> = parts.iter().map(|(s, l)| s.contiguous::<T>(l)).collect();
+    let mut out = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for ((_, l), p) in parts.iter().zip(&data) {
+            let block = l.shape[axis] * inner;
+            out.extend_from_slice(&p[o * block..(o + 1) * block]);
+        }
+    }
+    out
+}
+
+fn lstm_backward_typed<T: Element + LstmFloat>(
+    gates: (&CpuStorage, &Layout),
+    c_prev: (&CpuStorage, &Layout),
+    out: (&CpuStorage, &Layout),
+    grad: (&CpuStorage, &Layout),
+    [b, h]: [usize; 2],
+) -> (Vec<T>, Vec<T>) {
+    let mut da = vec![T::ZERO; b * 4 * h];
+    let mut dc = vec![T::ZERO; b * h];
+    gates.0.with_rows::<T, _>(gates.1, |a| {
+        c_prev.0.with_rows::<T, _>(c_prev.1, |c| {
+            out.0.with_rows::<T, _>(out.1, |y| {
+                grad.0.with_rows::<T, _>(grad.1, |dy| {
+                    lstm_cell_backward(b, h, a, c, y, dy, &mut da, &mut dc)
+                })
+            })
+        })
+    });
+    (da, dc)
+}
+
+impl BackendStorage for CpuStorage {
+    fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+        }
+    }
+
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn to_host<T: Element>(&self, layout: &Layout) -> Vec<T> {
+        self.view::<T>(layout).to_vec()
+    }
+
+    fn copy(&self, layout: &Layout) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |s| s.contiguous::<f32>(layout).into_owned(),
+            |s| s.contiguous::<f64>(layout).into_owned(),
+        ))
+    }
+
+    fn cast(&self, layout: &Layout, dtype: DType) -> Result<Self> {
+        Ok(match (self, dtype) {
+            (CpuStorage::F32(_), DType::F64) => CpuStorage::F64(
+                self.to_host::<f32>(layout)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            ),
+            (CpuStorage::F64(_), DType::F32) => CpuStorage::F32(
+                self.to_host::<f64>(layout)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect(),
+            ),
+            _ => self.copy(layout)?,
+        })
+    }
+
+    fn concat(parts: &[(&Self, &Layout)], axis: usize, shape: &[usize]) -> Result<Self> {
+        Ok(match parts.first().map(|(s, _)| s.dtype()) {
+            Some(DType::F64) => CpuStorage::F64(concat_typed::<f64>(parts, axis, shape)),
+            _ => CpuStorage::F32(concat_typed::<f32>(parts, axis, shape)),
+        })
+    }
+
+    fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |s| unary_typed::<f32>(s, layout, kind),
+            |s| unary_typed::<f64>(s, layout, kind),
+        ))
+    }
+
+    fn binary(&self, la: &Layout, rhs: &Self, lb: &Layout, kind: BinaryKind) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |s| elementwise::binary(s.view::<f32>(la), rhs.view::<f32>(lb), kind),
+            |s| elementwise::binary(s.view::<f64>(la), rhs.view::<f64>(lb), kind),
+        ))
+    }
+
+    fn select(&self, lm: &Layout, a: &Self, la: &Layout, b: &Self, lb: &Layout) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |m| elementwise::select(m.view::<f32>(lm), a.view(la), b.view(lb)),
+            |m| elementwise::select(m.view::<f64>(lm), a.view(la), b.view(lb)),
+        ))
+    }
+
+    fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |s| reduce_typed::<f32>(s, layout, axes, max),
+            |s| reduce_typed::<f64>(s, layout, axes, max),
+        ))
+    }
+
+    fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        Ok(by_dtype(
+            self,
+            |s| reduce::softmax(&s.contiguous::<f32>(layout), outer, axis, inner, log),
+            |s| reduce::softmax(&s.contiguous::<f64>(layout), outer, axis, inner, log),
+        ))
+    }
+
+    fn matmul(
+        &self,
+        la: &Layout,
+        rhs: &Self,
+        lb: &Layout,
+        batch: &[usize],
+        mkn: [usize; 3],
+    ) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |a| matmul_typed::<f32>(a, la, rhs, lb, batch, mkn),
+            |a| matmul_typed::<f64>(a, la, rhs, lb, batch, mkn),
+        ))
+    }
+
+    fn conv_forward(&self, lx: &Layout, w: &Self, lw: &Layout, g: &ConvGeometry) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |x| {
+                let w = conv::gather_taps(&w.contiguous::<f32>(lw), g);
+                conv::conv_forward(&x.contiguous::<f32>(lx), &w, g)
+            },
+            |x| {
+                let w = conv::gather_taps(&w.contiguous::<f64>(lw), g);
+                conv::conv_forward(&x.contiguous::<f64>(lx), &w, g)
+            },
+        ))
+    }
+
+    fn conv_input_grad(
+        &self,
+        ldy: &Layout,
+        w: &Self,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |dy| {
+                let w = conv::gather_taps(&w.contiguous::<f32>(lw), g);
+                conv::conv_input_grad(&dy.contiguous::<f32>(ldy), &w, g)
+            },
+            |dy| {
+                let w = conv::gather_taps(&w.contiguous::<f64>(lw), g);
+                conv::conv_input_grad(&dy.contiguous::<f64>(ldy), &w, g)
+            },
+        ))
+    }
+
+    fn conv_weight_grad(
+        &self,
+        lx: &Layout,
+        dy: &Self,
+        ldy: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |x| {
+                let active =
+                    conv::conv_weight_grad(&x.contiguous::<f32>(lx), &dy.contiguous(ldy), g);
+                conv::scatter_taps(&active, g)
+            },
+            |x| {
+                let active =
+                    conv::conv_weight_grad(&x.contiguous::<f64>(lx), &dy.contiguous(ldy), g);
+                conv::scatter_taps(&active, g)
+            },
+        ))
+    }
+
+    fn max_pool2d_argmax(
+        &self,
+        layout: &Layout,
+        planes: usize,
+        rows: &WindowAxis,
+        cols: &WindowAxis,
+    ) -> Result<Vec<usize>> {
+        Ok(match self {
+            CpuStorage::F32(_) => {
+                pool::max_pool2d_argmax(&self.contiguous::<f32>(layout), planes, rows, cols)
+            }
+            CpuStorage::F64(_) => {
+                pool::max_pool2d_argmax(&self.contiguous::<f64>(layout), planes, rows, cols)
+            }
+        })
+    }
+
+    fn index_select(&self, layout: &Layout, split: AxisSplit, indices: &[usize]) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        Ok(by_dtype(
+            self,
+            |s| index::index_select(&s.contiguous::<f32>(layout), outer, axis, inner, indices),
+            |s| index::index_select(&s.contiguous::<f64>(layout), outer, axis, inner, indices),
+        ))
+    }
+
+    fn index_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Self> {
+        let AxisSplit { outer, inner, .. } = split;
+        Ok(by_dtype(
+            self,
+            |s| index::index_add(&s.contiguous::<f32>(layout), outer, size, inner, indices),
+            |s| index::index_add(&s.contiguous::<f64>(layout), outer, size, inner, indices),
+        ))
+    }
+
+    fn gather(&self, layout: &Layout, split: AxisSplit, idx: &[usize], m: usize) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        Ok(by_dtype(
+            self,
+            |s| index::gather(&s.contiguous::<f32>(layout), outer, axis, inner, idx, m),
+            |s| index::gather(&s.contiguous::<f64>(layout), outer, axis, inner, idx, m),
+        ))
+    }
+
+    fn scatter_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        idx: &[usize],
+        size: usize,
+    ) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        Ok(by_dtype(
+            self,
+            |s| index::scatter_add(&s.contiguous::<f32>(layout), outer, size, inner, idx, axis),
+            |s| index::scatter_add(&s.contiguous::<f64>(layout), outer, size, inner, idx, axis),
+        ))
+    }
+
+    fn lstm_cell_forward(
+        &self,
+        lg: &Layout,
+        c_prev: &Self,
+        lc: &Layout,
+        [b, h]: [usize; 2],
+    ) -> Result<Self> {
+        Ok(by_dtype(
+            self,
+            |g| {
+                let mut out = vec![0.0f32; b * 2 * h];
+                g.with_rows::<f32, _>(lg, |a| {
+                    c_prev.with_rows::<f32, _>(lc, |c| lstm_cell_forward(b, h, a, c, &mut out))
+                });
+                out
+            },
+            |g| {
+                let mut out = vec![0.0f64; b * 2 * h];
+                g.with_rows::<f64, _>(lg, |a| {
+                    c_prev.with_rows::<f64, _>(lc, |c| lstm_cell_forward(b, h, a, c, &mut out))
+                });
+                out
+            },
+        ))
+    }
+
+    fn lstm_cell_backward(
+        &self,
+        lg: &Layout,
+        c_prev: (&Self, &Layout),
+        out: (&Self, &Layout),
+        grad: (&Self, &Layout),
+        bh: [usize; 2],
+    ) -> Result<(Self, Self)> {
+        Ok(match self {
+            CpuStorage::F32(_) => {
+                let (da, dc) = lstm_backward_typed::<f32>((self, lg), c_prev, out, grad, bh);
+                (CpuStorage::F32(da), CpuStorage::F32(dc))
+            }
+            CpuStorage::F64(_) => {
+                let (da, dc) = lstm_backward_typed::<f64>((self, lg), c_prev, out, grad, bh);
+                (CpuStorage::F64(da), CpuStorage::F64(dc))
+            }
+        })
+    }
+
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
+        Ok(match self {
+            CpuStorage::F32(_) => f64::from(loss::bce_with_logits_sum(
+                &self.contiguous::<f32>(lx),
+                &t.contiguous::<f32>(lt),
+            )),
+            CpuStorage::F64(_) => {
+                loss::bce_with_logits_sum(&self.contiguous::<f64>(lx), &t.contiguous::<f64>(lt))
+            }
+        })
+    }
+
+    fn sgd_step(
+        &mut self,
+        (grad, lg): (&Self, &Layout),
+        momentum: Option<&mut Self>,
+        step: &SgdStep,
+    ) -> Result<()> {
+        match self {
+            CpuStorage::F32(p) => optim::sgd(
+                p,
+                &grad.contiguous(lg),
+                momentum.map(|b| b.as_mut_slice::<f32>()),
+                step,
+            ),
+            CpuStorage::F64(p) => optim::sgd(
+                p,
+                &grad.contiguous(lg),
+                momentum.map(|b| b.as_mut_slice::<f64>()),
+                step,
+            ),
+        }
+        Ok(())
+    }
+
+    fn adam_step(
+        &mut self,
+        (grad, lg): (&Self, &Layout),
+        m: &mut Self,
+        v: &mut Self,
+        step: &AdamStep,
+    ) -> Result<()> {
+        match self {
+            CpuStorage::F32(p) => optim::adam(
+                p,
+                &grad.contiguous(lg),
+                m.as_mut_slice(),
+                v.as_mut_slice(),
+                step,
+            ),
+            CpuStorage::F64(p) => optim::adam(
+                p,
+                &grad.contiguous(lg),
+                m.as_mut_slice(),
+                v.as_mut_slice(),
+                step,
+            ),
+        }
+        Ok(())
+    }
+
+    fn rmsprop_step(
+        &mut self,
+        (grad, lg): (&Self, &Layout),
+        square_avg: &mut Self,
+        momentum: Option<&mut Self>,
+        step: &RmspropStep,
+    ) -> Result<()> {
+        match self {
+            CpuStorage::F32(p) => optim::rmsprop(
+                p,
+                &grad.contiguous(lg),
+                square_avg.as_mut_slice(),
+                momentum.map(|b| b.as_mut_slice::<f32>()),
+                step,
+            ),
+            CpuStorage::F64(p) => optim::rmsprop(
+                p,
+                &grad.contiguous(lg),
+                square_avg.as_mut_slice(),
+                momentum.map(|b| b.as_mut_slice::<f64>()),
+                step,
+            ),
+        }
+        Ok(())
+    }
+}

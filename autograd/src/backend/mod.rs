@@ -1,0 +1,603 @@
+//! The seam between the engine and its devices.
+//!
+//! A tensor's elements live in a [`Storage`]: one arm per device, each a type implementing
+//! [`BackendStorage`], the list of op families every device provides. `Storage` is the one
+//! place that picks the kernel by device: each of its methods matches on the operands' arms and
+//! calls that backend (operands on different devices are an error naming the op). The ops in
+//! `ops/` check their arguments, describe the work with the vocabulary of `kernels::desc`
+//! (elementwise kinds, convolution geometry, pooling windows, axis splits, optimizer steps),
+//! call `Storage`, and record the `Op`; the backward rules are Tensor ops, so they run on
+//! whatever device their inputs live on.
+//!
+//! This is candle's cut (an enum of backend storages over one backend trait) rather than burn's
+//! (autodiff as a decorator over a generic backend): our `Tensor` is one concrete type whose
+//! dtype and device are run-time values, the graph and its rules are written once against it,
+//! and a second device is one more arm, not a second instantiation of the whole engine.
+//!
+//! Arms: [`cpu::CpuStorage`] computes everything (`kernels::cpu`). [`cuda::CudaStorage`] is
+//! present on every machine so that the types and every dispatch already have their CUDA arm,
+//! but it cannot be constructed yet (the CUDA backend is a later step): moving a tensor to
+//! CUDA is a clear error. Giving an op its CUDA arm is its kernel (`kernels::cuda`) plus the
+//! method's body in `cuda.rs`.
+
+pub(crate) mod cpu;
+pub(crate) mod cuda;
+
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use kernels::desc::{AdamStep, RmspropStep, SgdStep};
+use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
+
+pub(crate) use cpu::CpuStorage;
+pub(crate) use cuda::CudaStorage;
+
+/// The op families every device provides. Inputs come with the [`Layout`] they are read
+/// through; results are new contiguous buffers on the same device (or, for the optimizer
+/// steps, the parameter and its state updated in place).
+pub(crate) trait BackendStorage: Sized {
+    fn dtype(&self) -> DType;
+    /// Elements in the buffer (not in any one view of it).
+    fn len(&self) -> usize;
+    fn device(&self) -> Device;
+
+    /// The elements `layout` selects, in row-major order, copied to the host as `T` (which is
+    /// this storage's dtype: callers check).
+    fn to_host<T: Element>(&self, layout: &Layout) -> Vec<T>;
+    /// The elements `layout` selects as a new contiguous buffer.
+    fn copy(&self, layout: &Layout) -> Result<Self>;
+    /// The same values in another dtype, contiguous.
+    fn cast(&self, layout: &Layout, dtype: DType) -> Result<Self>;
+    /// Contiguous parts joined along `axis` of the output `shape`.
+    fn concat(parts: &[(&Self, &Layout)], axis: usize, shape: &[usize]) -> Result<Self>;
+
+    fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Self>;
+    /// Both layouts already broadcast to the output shape (stride 0 on broadcast axes).
+    fn binary(&self, la: &Layout, rhs: &Self, lb: &Layout, kind: BinaryKind) -> Result<Self>;
+    /// `a` where `self` (the mask) is nonzero, else `b`; all three broadcast to one shape.
+    fn select(&self, lm: &Layout, a: &Self, la: &Layout, b: &Self, lb: &Layout) -> Result<Self>;
+
+    /// Sum (or max) over `axes` (sorted, distinct) of the tensor `layout` describes.
+    fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Self>;
+    /// Softmax (or log-softmax) along the middle axis of `split`.
+    fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Self>;
+
+    /// [batch.., m, k] x [batch.., k, n] with both layouts expanded to the batch shape.
+    fn matmul(
+        &self,
+        la: &Layout,
+        rhs: &Self,
+        lb: &Layout,
+        batch: &[usize],
+        mkn: [usize; 3],
+    ) -> Result<Self>;
+
+    /// y = conv(x, w) over `g` (w holds every tap; only `g.taps` are read).
+    fn conv_forward(&self, lx: &Layout, w: &Self, lw: &Layout, g: &ConvGeometry) -> Result<Self>;
+    /// dx from dy (`self`) and w: also conv_transpose2d's forward.
+    fn conv_input_grad(
+        &self,
+        ldy: &Layout,
+        w: &Self,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self>;
+    /// dw from x (`self`) and dy, zero at the taps `g` leaves out.
+    fn conv_weight_grad(
+        &self,
+        lx: &Layout,
+        dy: &Self,
+        ldy: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self>;
+
+    /// Max pooling's argmax per window (flat index within the plane), on the host.
+    fn max_pool2d_argmax(
+        &self,
+        layout: &Layout,
+        planes: usize,
+        rows: &WindowAxis,
+        cols: &WindowAxis,
+    ) -> Result<Vec<usize>>;
+
+    /// Slices `indices` of the middle axis of `split`.
+    fn index_select(&self, layout: &Layout, split: AxisSplit, indices: &[usize]) -> Result<Self>;
+    /// Zeros of `size` along the middle axis, slice i of `self` added at `indices[i]`.
+    fn index_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Self>;
+    /// PyTorch's gather along the middle axis of `split`; `index` holds `m` entries per
+    /// (outer, inner) position.
+    fn gather(&self, layout: &Layout, split: AxisSplit, index: &[usize], m: usize) -> Result<Self>;
+    /// The adjoint of gather: zeros of `size` along the axis, `self` added at `index`.
+    fn scatter_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        index: &[usize],
+        size: usize,
+    ) -> Result<Self>;
+
+    /// The fused LSTM cell: `self` the gates [b, 4h], c_prev [b, h]; returns `[h' | c']`.
+    fn lstm_cell_forward(
+        &self,
+        lg: &Layout,
+        c_prev: &Self,
+        lc: &Layout,
+        bh: [usize; 2],
+    ) -> Result<Self>;
+    /// Its backward: (d gates, d c_prev) from gates (`self`), c_prev, the output and its
+    /// gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_cell_backward(
+        &self,
+        lg: &Layout,
+        c_prev: (&Self, &Layout),
+        out: (&Self, &Layout),
+        grad: (&Self, &Layout),
+        bh: [usize; 2],
+    ) -> Result<(Self, Self)>;
+
+    /// Σ softplus(x) - x t over equally shaped logits (`self`) and targets, on the host.
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64>;
+
+    /// One SGD step on a whole, contiguous parameter (`self`) given its gradient (read through
+    /// its layout) and its state buffers (as long as the parameter).
+    fn sgd_step(
+        &mut self,
+        grad: (&Self, &Layout),
+        momentum: Option<&mut Self>,
+        step: &SgdStep,
+    ) -> Result<()>;
+    fn adam_step(
+        &mut self,
+        grad: (&Self, &Layout),
+        m: &mut Self,
+        v: &mut Self,
+        step: &AdamStep,
+    ) -> Result<()>;
+    fn rmsprop_step(
+        &mut self,
+        grad: (&Self, &Layout),
+        square_avg: &mut Self,
+        momentum: Option<&mut Self>,
+        step: &RmspropStep,
+    ) -> Result<()>;
+}
+
+/// A tensor's elements, on one device. Views (reshape, permute, narrow, expand) share one
+/// storage and differ only in their layout.
+#[derive(Clone, Debug)]
+pub(crate) enum Storage {
+    Cpu(CpuStorage),
+    Cuda(CudaStorage),
+}
+
+/// The error for operands on different devices.
+fn devices_differ(op: &'static str, a: Device, b: Device) -> Error {
+    Error::invalid(
+        op,
+        format!("operands are on different devices ({a} and {b}); move one with to_device"),
+    )
+}
+
+impl Storage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(s) => s.device(),
+            Storage::Cuda(s) => s.device(),
+        }
+    }
+
+    /// The CPU buffer: every storage until the CUDA arm can be constructed. The callers are the
+    /// engine's few raw-buffer paths that have no device dispatch yet (in-place leaf updates by
+    /// closure, the LSTM sequence, the grid recurrence); the compiler lists them once
+    /// `CudaStorage` holds data.
+    pub fn as_cpu(&self) -> &CpuStorage {
+        match self {
+            Storage::Cpu(s) => s,
+            Storage::Cuda(s) => s.unreachable(),
+        }
+    }
+
+    pub fn as_cpu_mut(&mut self) -> &mut CpuStorage {
+        match self {
+            Storage::Cpu(s) => s,
+            Storage::Cuda(s) => s.unreachable(),
+        }
+    }
+
+    /// Zeros (or `value`) of `dtype`, `len` long, on `device`.
+    pub fn filled(dtype: DType, len: usize, value: f64, device: Device) -> Result<Storage> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(CpuStorage::filled(dtype, len, value))),
+            Device::Cuda(_) => CudaStorage::filled(dtype, len, value, device).map(Storage::Cuda),
+        }
+    }
+
+    /// Host data as a CPU storage.
+    pub fn from_vec<T: Element>(data: Vec<T>) -> Storage {
+        Storage::Cpu(T::into_storage(data))
+    }
+
+    /// This storage's elements (through `layout`) on `device`, contiguous.
+    pub fn to_device(&self, layout: &Layout, device: Device) -> Result<Storage> {
+        match (self, device) {
+            (Storage::Cpu(s), Device::Cpu) => s.copy(layout).map(Storage::Cpu),
+            (Storage::Cpu(s), Device::Cuda(_)) => {
+                CudaStorage::upload(s, layout, device).map(Storage::Cuda)
+            }
+            (Storage::Cuda(s), _) => s.unreachable(),
+        }
+    }
+
+    pub fn to_host<T: Element>(&self, layout: &Layout) -> Vec<T> {
+        match self {
+            Storage::Cpu(s) => s.to_host(layout),
+            Storage::Cuda(s) => s.to_host(layout),
+        }
+    }
+
+    pub fn copy(&self, layout: &Layout) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.copy(layout).map(Storage::Cpu),
+            Storage::Cuda(s) => s.copy(layout).map(Storage::Cuda),
+        }
+    }
+
+    pub fn cast(&self, layout: &Layout, dtype: DType) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.cast(layout, dtype).map(Storage::Cpu),
+            Storage::Cuda(s) => s.cast(layout, dtype).map(Storage::Cuda),
+        }
+    }
+
+    /// `parts` (all on one device) joined along `axis`.
+    pub fn concat(parts: &[(&Storage, &Layout)], axis: usize, shape: &[usize]) -> Result<Storage> {
+        let Some(((first, _), rest)) = parts.split_first() else {
+            return Err(Error::invalid("concat", "nothing to join"));
+        };
+        if let Some((other, _)) = rest.iter().find(|(s, _)| s.device() != first.device()) {
+            return Err(devices_differ("concat", first.device(), other.device()));
+        }
+        match first {
+            Storage::Cpu(_) => {
+                let cpu: Vec<_> = parts.iter().map(|(s, l)| (s.as_cpu(), *l)).collect();
+                CpuStorage::concat(&cpu, axis, shape).map(Storage::Cpu)
+            }
+            Storage::Cuda(s) => s.unreachable(),
+        }
+    }
+
+    pub fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.unary(layout, kind).map(Storage::Cpu),
+            Storage::Cuda(s) => s.unary(layout, kind).map(Storage::Cuda),
+        }
+    }
+
+    pub fn binary(
+        &self,
+        la: &Layout,
+        rhs: &Storage,
+        lb: &Layout,
+        kind: BinaryKind,
+    ) -> Result<Storage> {
+        match (self, rhs) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => a.binary(la, b, lb, kind).map(Storage::Cpu),
+            (Storage::Cuda(a), Storage::Cuda(b)) => a.binary(la, b, lb, kind).map(Storage::Cuda),
+            _ => Err(devices_differ(kind.name(), self.device(), rhs.device())),
+        }
+    }
+
+    pub fn select(
+        &self,
+        lm: &Layout,
+        a: &Storage,
+        la: &Layout,
+        b: &Storage,
+        lb: &Layout,
+    ) -> Result<Storage> {
+        match (self, a, b) {
+            (Storage::Cpu(m), Storage::Cpu(a), Storage::Cpu(b)) => {
+                m.select(lm, a, la, b, lb).map(Storage::Cpu)
+            }
+            (Storage::Cuda(m), Storage::Cuda(a), Storage::Cuda(b)) => {
+                m.select(lm, a, la, b, lb).map(Storage::Cuda)
+            }
+            _ => Err(devices_differ("where", a.device(), b.device())),
+        }
+    }
+
+    pub fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.reduce(layout, axes, max).map(Storage::Cpu),
+            Storage::Cuda(s) => s.reduce(layout, axes, max).map(Storage::Cuda),
+        }
+    }
+
+    pub fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.softmax(layout, split, log).map(Storage::Cpu),
+            Storage::Cuda(s) => s.softmax(layout, split, log).map(Storage::Cuda),
+        }
+    }
+
+    pub fn matmul(
+        &self,
+        la: &Layout,
+        rhs: &Storage,
+        lb: &Layout,
+        batch: &[usize],
+        mkn: [usize; 3],
+    ) -> Result<Storage> {
+        match (self, rhs) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => a.matmul(la, b, lb, batch, mkn).map(Storage::Cpu),
+            (Storage::Cuda(a), Storage::Cuda(b)) => {
+                a.matmul(la, b, lb, batch, mkn).map(Storage::Cuda)
+            }
+            _ => Err(devices_differ("matmul", self.device(), rhs.device())),
+        }
+    }
+
+    pub fn conv_forward(
+        &self,
+        lx: &Layout,
+        w: &Storage,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Storage> {
+        match (self, w) {
+            (Storage::Cpu(x), Storage::Cpu(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cpu),
+            (Storage::Cuda(x), Storage::Cuda(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cuda),
+            _ => Err(devices_differ("conv2d", self.device(), w.device())),
+        }
+    }
+
+    pub fn conv_input_grad(
+        &self,
+        ldy: &Layout,
+        w: &Storage,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Storage> {
+        match (self, w) {
+            (Storage::Cpu(dy), Storage::Cpu(w)) => {
+                dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cpu)
+            }
+            (Storage::Cuda(dy), Storage::Cuda(w)) => {
+                dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cuda)
+            }
+            _ => Err(devices_differ(
+                "conv_transpose2d",
+                self.device(),
+                w.device(),
+            )),
+        }
+    }
+
+    pub fn conv_weight_grad(
+        &self,
+        lx: &Layout,
+        dy: &Storage,
+        ldy: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Storage> {
+        match (self, dy) {
+            (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cpu)
+            }
+            (Storage::Cuda(x), Storage::Cuda(dy)) => {
+                x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cuda)
+            }
+            _ => Err(devices_differ(
+                "conv2d_weight_grad",
+                self.device(),
+                dy.device(),
+            )),
+        }
+    }
+
+    pub fn max_pool2d_argmax(
+        &self,
+        layout: &Layout,
+        planes: usize,
+        rows: &WindowAxis,
+        cols: &WindowAxis,
+    ) -> Result<Vec<usize>> {
+        match self {
+            Storage::Cpu(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
+            Storage::Cuda(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
+        }
+    }
+
+    pub fn index_select(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        indices: &[usize],
+    ) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.index_select(layout, split, indices).map(Storage::Cpu),
+            Storage::Cuda(s) => s.index_select(layout, split, indices).map(Storage::Cuda),
+        }
+    }
+
+    pub fn index_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.index_add(layout, split, indices, size).map(Storage::Cpu),
+            Storage::Cuda(s) => s.index_add(layout, split, indices, size).map(Storage::Cuda),
+        }
+    }
+
+    pub fn gather(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        index: &[usize],
+        m: usize,
+    ) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.gather(layout, split, index, m).map(Storage::Cpu),
+            Storage::Cuda(s) => s.gather(layout, split, index, m).map(Storage::Cuda),
+        }
+    }
+
+    pub fn scatter_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        index: &[usize],
+        size: usize,
+    ) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => s.scatter_add(layout, split, index, size).map(Storage::Cpu),
+            Storage::Cuda(s) => s.scatter_add(layout, split, index, size).map(Storage::Cuda),
+        }
+    }
+
+    pub fn lstm_cell_forward(
+        &self,
+        lg: &Layout,
+        c_prev: &Storage,
+        lc: &Layout,
+        bh: [usize; 2],
+    ) -> Result<Storage> {
+        match (self, c_prev) {
+            (Storage::Cpu(g), Storage::Cpu(c)) => {
+                g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cpu)
+            }
+            (Storage::Cuda(g), Storage::Cuda(c)) => {
+                g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cuda)
+            }
+            _ => Err(devices_differ("lstm_cell", self.device(), c_prev.device())),
+        }
+    }
+
+    pub fn lstm_cell_backward(
+        &self,
+        lg: &Layout,
+        c_prev: (&Storage, &Layout),
+        out: (&Storage, &Layout),
+        grad: (&Storage, &Layout),
+        bh: [usize; 2],
+    ) -> Result<(Storage, Storage)> {
+        match (self, c_prev.0, out.0, grad.0) {
+            (Storage::Cpu(g), Storage::Cpu(c), Storage::Cpu(o), Storage::Cpu(d)) => g
+                .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
+                .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b))),
+            (Storage::Cuda(g), Storage::Cuda(c), Storage::Cuda(o), Storage::Cuda(d)) => g
+                .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
+                .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b))),
+            _ => Err(devices_differ(
+                "lstm_cell_backward",
+                self.device(),
+                grad.0.device(),
+            )),
+        }
+    }
+
+    pub fn bce_with_logits_sum(&self, lx: &Layout, t: &Storage, lt: &Layout) -> Result<f64> {
+        match (self, t) {
+            (Storage::Cpu(x), Storage::Cpu(t)) => x.bce_with_logits_sum(lx, t, lt),
+            (Storage::Cuda(x), Storage::Cuda(t)) => x.bce_with_logits_sum(lx, t, lt),
+            _ => Err(devices_differ("bce_with_logits", self.device(), t.device())),
+        }
+    }
+
+    pub fn sgd_step(
+        &mut self,
+        (grad, lg): (&Storage, &Layout),
+        momentum: Option<&mut Storage>,
+        step: &SgdStep,
+    ) -> Result<()> {
+        let devices = (self.device(), grad.device());
+        match (self, grad) {
+            (Storage::Cpu(p), Storage::Cpu(g)) => {
+                p.sgd_step((g, lg), momentum.map(|m| m.as_cpu_mut()), step)
+            }
+            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            _ => Err(devices_differ("sgd", devices.0, devices.1)),
+        }
+    }
+
+    pub fn adam_step(
+        &mut self,
+        (grad, lg): (&Storage, &Layout),
+        m: &mut Storage,
+        v: &mut Storage,
+        step: &AdamStep,
+    ) -> Result<()> {
+        let devices = (self.device(), grad.device());
+        match (self, grad) {
+            (Storage::Cpu(p), Storage::Cpu(g)) => {
+                p.adam_step((g, lg), m.as_cpu_mut(), v.as_cpu_mut(), step)
+            }
+            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            _ => Err(devices_differ("adam", devices.0, devices.1)),
+        }
+    }
+
+    pub fn rmsprop_step(
+        &mut self,
+        (grad, lg): (&Storage, &Layout),
+        square_avg: &mut Storage,
+        momentum: Option<&mut Storage>,
+        step: &RmspropStep,
+    ) -> Result<()> {
+        let devices = (self.device(), grad.device());
+        match (self, grad) {
+            (Storage::Cpu(p), Storage::Cpu(g)) => p.rmsprop_step(
+                (g, lg),
+                square_avg.as_cpu_mut(),
+                momentum.map(|m| m.as_cpu_mut()),
+                step,
+            ),
+            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            _ => Err(devices_differ("rmsprop", devices.0, devices.1)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Device, Tensor};
+
+    #[test]
+    fn moving_to_cuda_is_a_clear_error_and_the_cpu_is_a_no_op() {
+        let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).unwrap();
+        let err = x.to_device(Device::Cuda(0)).unwrap_err().to_string();
+        assert!(err.contains("cuda:0") && err.contains("not built"), "{err}");
+        let same = x.to_device(Device::Cpu).unwrap();
+        assert_eq!(same.id(), x.id());
+        assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
+        assert_eq!(x.device(), Device::Cpu);
+        let z = Tensor::zeros(&[2], DType::F64);
+        assert_eq!(z.device(), Device::Cpu);
+    }
+}
