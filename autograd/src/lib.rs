@@ -45,7 +45,7 @@ pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
 /// Runs a closure on the engine's thread pool (see `kernels::cpu::on_pool`): a loop that calls
 /// parallel ops many times, such as a training loop, runs this way.
 pub use kernels::cpu::on_pool;
-pub use kernels::desc::{mask_taps, Mask};
+pub use kernels::desc::{mask_taps, Mask, Sweep};
 pub use op::{CustomBackward, Indices, Op};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use rng::Rng;

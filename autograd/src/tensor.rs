@@ -8,8 +8,6 @@ use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
 use crate::op::Op;
-use kernels::strided::View;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -256,12 +254,6 @@ impl Tensor {
         }
     }
 
-    /// Runs `f` on a strided view of the data on the CPU (see [`Storage::as_cpu`]).
-    pub(crate) fn with_view<T: Element, R>(&self, f: impl FnOnce(View<T>) -> R) -> R {
-        let storage = self.storage();
-        f(storage.as_cpu().view::<T>(&self.0.layout))
-    }
-
     /// The elements in row-major order, typed. Errors when `T` is not this tensor's dtype.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
@@ -311,20 +303,6 @@ impl Tensor {
             ));
         }
         Ok(self.to_vec_f64()[0])
-    }
-
-    /// The contiguous data of this tensor on the CPU, typed: its storage itself when the layout
-    /// is contiguous (no copy), else a row-major copy (see [`Storage::as_cpu`]).
-    pub(crate) fn contiguous_data<T: Element>(&self) -> ContiguousData<T> {
-        if self.is_contiguous() {
-            let start = self.0.layout.offset;
-            return ContiguousData::Shared {
-                storage: self.storage(),
-                range: start..start + self.numel(),
-                element: PhantomData,
-            };
-        }
-        ContiguousData::Owned(self.with_view::<T, _>(|v| v.to_vec()))
     }
 
     /// Replaces this leaf's data in place through `f` on the host (initialisers, weight
@@ -380,16 +358,11 @@ impl Tensor {
                 ),
             ));
         }
-        match self.dtype() {
-            DType::F32 => {
-                let d = src.contiguous_data::<f32>();
-                self.update_data::<f32>(|p| p.copy_from_slice(&d))
-            }
-            DType::F64 => {
-                let d = src.contiguous_data::<f64>();
-                self.update_data::<f64>(|p| p.copy_from_slice(&d))
-            }
-        }
+        let data = src.storage().to_device(src.layout(), self.device())?;
+        self.update_storage("copy_from", |s| {
+            *s = data;
+            Ok(())
+        })
     }
 
     /// This tensor on `device` (a no-op copy-free handle when it is already there), so model code
@@ -467,38 +440,5 @@ impl Tensor {
             value.layout().clone(),
             Op::Custom(inputs, backward),
         )
-    }
-}
-
-/// A tensor's elements in row-major order as one slice: a range of its storage when its layout
-/// is contiguous, else a copy. Derefs to `[T]`.
-pub(crate) enum ContiguousData<T> {
-    Shared {
-        storage: Arc<Storage>,
-        range: std::ops::Range<usize>,
-        element: PhantomData<T>,
-    },
-    Owned(Vec<T>),
-}
-
-impl<T: Element> std::ops::Deref for ContiguousData<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        match self {
-            ContiguousData::Shared { storage, range, .. } => {
-                &storage.as_cpu().as_slice::<T>()[range.clone()]
-            }
-            ContiguousData::Owned(v) => v,
-        }
-    }
-}
-
-impl<T: Element> ContiguousData<T> {
-    /// The elements as an owned vector (a copy only when they are shared).
-    pub(crate) fn into_vec(self) -> Vec<T> {
-        match self {
-            ContiguousData::Shared { .. } => self.to_vec(),
-            ContiguousData::Owned(v) => v,
-        }
     }
 }

@@ -1,14 +1,18 @@
 //! The CPU arm of every op family: the buffers are `Vec`s, the work is `kernels::cpu`.
 
-use super::BackendStorage;
+use super::{
+    BackendStorage, GridTape, Operand, SequenceGrads, SequenceInputs, SequenceTape, SequenceWants,
+};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::layout::Layout;
+use kernels::cpu::grid_lstm;
 use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, LstmFloat, Rows};
+use kernels::cpu::lstm_sequence::{self, SequenceOperands};
 use kernels::cpu::matmul::{batched_matmul, matmul, MatRef};
 use kernels::cpu::{conv, elementwise, index, loss, optim, pool, reduce};
-use kernels::desc::{AdamStep, RmspropStep, SgdStep};
+use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use kernels::strided::View;
 use std::borrow::Cow;
@@ -237,6 +241,99 @@ fn lstm_backward_typed<T: Element + LstmFloat>(
         })
     });
     (da, dc)
+}
+
+/// The sequence's operands as the kernel takes them (biases and c_0 made contiguous).
+fn with_sequence_operands<T: Element + LstmFloat, R>(
+    inputs: &SequenceInputs<CpuStorage>,
+    f: impl FnOnce(SequenceOperands<T>) -> R,
+) -> R {
+    let bias = inputs
+        .bias
+        .map(|((bi, li), (bh, lh))| (bi.contiguous::<T>(li), bh.contiguous::<T>(lh)));
+    let c0 = inputs.state.map(|(_, (c0, l))| c0.contiguous::<T>(l));
+    f(SequenceOperands {
+        x: mat_ref(inputs.x.0, inputs.x.1, 0),
+        w_ih: mat_ref(inputs.w_ih.0, inputs.w_ih.1, 0),
+        w_hh: mat_ref(inputs.w_hh.0, inputs.w_hh.1, 0),
+        bias: bias.as_ref().map(|(i, h)| (&i[..], &h[..])),
+        h0: inputs.state.map(|((h0, l), _)| mat_ref(h0, l, 0)),
+        c0: c0.as_deref(),
+    })
+}
+
+fn sequence_forward_typed<T: Element + LstmFloat>(
+    inputs: &SequenceInputs<CpuStorage>,
+    shape: LstmSequenceShape,
+) -> (CpuStorage, SequenceTape<CpuStorage>) {
+    let (y, tape) = with_sequence_operands::<T, _>(inputs, |op| {
+        lstm_sequence::lstm_sequence_forward(shape, op)
+    });
+    let tape = SequenceTape {
+        gates: T::into_storage(tape.gates),
+        hc: T::into_storage(tape.hc),
+    };
+    (T::into_storage(y), tape)
+}
+
+fn sequence_backward_typed<T: Element + LstmFloat>(
+    inputs: &SequenceInputs<CpuStorage>,
+    shape: LstmSequenceShape,
+    tape: SequenceTape<&CpuStorage>,
+    (dy, ldy): (&CpuStorage, &Layout),
+    wants: SequenceWants,
+) -> SequenceGrads<CpuStorage> {
+    let tape = lstm_sequence::SequenceTape {
+        gates: tape.gates.as_slice::<T>(),
+        hc: tape.hc.as_slice::<T>(),
+    };
+    let g = with_sequence_operands::<T, _>(inputs, |op| {
+        lstm_sequence::lstm_sequence_backward(shape, op, tape, &dy.contiguous::<T>(ldy), wants)
+    });
+    SequenceGrads {
+        x: g.x,
+        w_ih: g.w_ih,
+        w_hh: g.w_hh,
+        bias: g.bias,
+        h0: g.h0,
+        c0: g.c0,
+    }
+    .map(T::into_storage)
+}
+
+fn grid_forward_typed<T: Element + LstmFloat>(
+    pre: Operand<CpuStorage>,
+    w: Operand<CpuStorage>,
+    plan: &GridPlan,
+) -> (CpuStorage, GridTape<CpuStorage>) {
+    let (y, t) = grid_lstm::grid_lstm_forward(
+        plan,
+        &pre.0.contiguous::<T>(pre.1),
+        &w.0.contiguous::<T>(w.1),
+    );
+    let tape = GridTape {
+        gates: T::into_storage(t.gates),
+        taps: T::into_storage(t.taps),
+        c_prev: T::into_storage(t.c_prev),
+        out: T::into_storage(t.out),
+    };
+    (T::into_storage(y), tape)
+}
+
+fn grid_backward_typed<T: Element + LstmFloat>(
+    plan: &GridPlan,
+    tape: GridTape<&CpuStorage>,
+    w: Operand<CpuStorage>,
+    dy: Operand<CpuStorage>,
+) -> (CpuStorage, CpuStorage) {
+    let tape = grid_lstm::GridTape {
+        gates: tape.gates.as_slice::<T>(),
+        taps: tape.taps.as_slice::<T>(),
+        c_prev: tape.c_prev.as_slice::<T>(),
+        out: tape.out.as_slice::<T>(),
+    };
+    let (dpre, dw) = tape.backward(plan, &w.0.contiguous::<T>(w.1), &dy.0.contiguous::<T>(dy.1));
+    (T::into_storage(dpre), T::into_storage(dw))
 }
 
 impl BackendStorage for CpuStorage {
@@ -515,6 +612,53 @@ impl BackendStorage for CpuStorage {
                 let (da, dc) = lstm_backward_typed::<f64>((self, lg), c_prev, out, grad, bh);
                 (CpuStorage::F64(da), CpuStorage::F64(dc))
             }
+        })
+    }
+
+    fn lstm_sequence_forward(
+        inputs: &SequenceInputs<Self>,
+        shape: LstmSequenceShape,
+    ) -> Result<(Self, SequenceTape<Self>)> {
+        Ok(match inputs.x.0 {
+            CpuStorage::F32(_) => sequence_forward_typed::<f32>(inputs, shape),
+            CpuStorage::F64(_) => sequence_forward_typed::<f64>(inputs, shape),
+        })
+    }
+
+    fn lstm_sequence_backward(
+        inputs: &SequenceInputs<Self>,
+        shape: LstmSequenceShape,
+        tape: SequenceTape<&Self>,
+        dy: (&Self, &Layout),
+        wants: SequenceWants,
+    ) -> Result<SequenceGrads<Self>> {
+        Ok(match inputs.x.0 {
+            CpuStorage::F32(_) => sequence_backward_typed::<f32>(inputs, shape, tape, dy, wants),
+            CpuStorage::F64(_) => sequence_backward_typed::<f64>(inputs, shape, tape, dy, wants),
+        })
+    }
+
+    fn grid_lstm_forward(
+        &self,
+        lp: &Layout,
+        w: Operand<Self>,
+        plan: &GridPlan,
+    ) -> Result<(Self, GridTape<Self>)> {
+        Ok(match self {
+            CpuStorage::F32(_) => grid_forward_typed::<f32>((self, lp), w, plan),
+            CpuStorage::F64(_) => grid_forward_typed::<f64>((self, lp), w, plan),
+        })
+    }
+
+    fn grid_lstm_backward(
+        plan: &GridPlan,
+        tape: GridTape<&Self>,
+        w: Operand<Self>,
+        dy: Operand<Self>,
+    ) -> Result<(Self, Self)> {
+        Ok(match w.0 {
+            CpuStorage::F32(_) => grid_backward_typed::<f32>(plan, tape, w, dy),
+            CpuStorage::F64(_) => grid_backward_typed::<f64>(plan, tape, w, dy),
         })
     }
 

@@ -3,12 +3,15 @@
 //! (device buffers through `kernels::cuda`, our NVRTC-compiled kernels) is a later step, and
 //! until then moving a tensor to CUDA is an error. Each method below becomes its kernel's call.
 
-use super::{BackendStorage, CpuStorage};
+use super::{
+    BackendStorage, CpuStorage, GridTape, Operand, SequenceGrads, SequenceInputs, SequenceTape,
+    SequenceWants,
+};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use kernels::desc::{AdamStep, RmspropStep, SgdStep};
+use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use std::convert::Infallible;
 
@@ -127,6 +130,37 @@ impl BackendStorage for CudaStorage {
         _: [usize; 2],
     ) -> Result<(Self, Self)> {
         self.unreachable()
+    }
+    fn lstm_sequence_forward(
+        inputs: &SequenceInputs<Self>,
+        _: LstmSequenceShape,
+    ) -> Result<(Self, SequenceTape<Self>)> {
+        inputs.x.0.unreachable()
+    }
+    fn lstm_sequence_backward(
+        inputs: &SequenceInputs<Self>,
+        _: LstmSequenceShape,
+        _: SequenceTape<&Self>,
+        _: (&Self, &Layout),
+        _: SequenceWants,
+    ) -> Result<SequenceGrads<Self>> {
+        inputs.x.0.unreachable()
+    }
+    fn grid_lstm_forward(
+        &self,
+        _: &Layout,
+        _: Operand<Self>,
+        _: &GridPlan,
+    ) -> Result<(Self, GridTape<Self>)> {
+        self.unreachable()
+    }
+    fn grid_lstm_backward(
+        _: &GridPlan,
+        tape: GridTape<&Self>,
+        _: Operand<Self>,
+        _: Operand<Self>,
+    ) -> Result<(Self, Self)> {
+        tape.gates.unreachable()
     }
     fn bce_with_logits_sum(&self, _: &Layout, _: &Self, _: &Layout) -> Result<f64> {
         self.unreachable()

@@ -27,11 +27,12 @@ use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use kernels::desc::{AdamStep, RmspropStep, SgdStep};
+use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 
 pub(crate) use cpu::CpuStorage;
 pub(crate) use cuda::CudaStorage;
+pub(crate) use kernels::cpu::lstm_sequence::SequenceWants;
 
 /// The op families every device provides. Inputs come with the [`Layout`] they are read
 /// through; results are new contiguous buffers on the same device (or, for the optimizer
@@ -143,6 +144,37 @@ pub(crate) trait BackendStorage: Sized {
         bh: [usize; 2],
     ) -> Result<(Self, Self)>;
 
+    /// One LSTM layer over a sequence: Y [T + 1, B, H] (h_1..h_T, then c_T) and the tape the
+    /// backward needs (the gates [T·B, 4H] and the cell outputs [T·B, 2H]).
+    fn lstm_sequence_forward(
+        inputs: &SequenceInputs<Self>,
+        shape: LstmSequenceShape,
+    ) -> Result<(Self, SequenceTape<Self>)>;
+    /// Backpropagation through time given dL/dY.
+    fn lstm_sequence_backward(
+        inputs: &SequenceInputs<Self>,
+        shape: LstmSequenceShape,
+        tape: SequenceTape<&Self>,
+        dy: (&Self, &Layout),
+        wants: SequenceWants,
+    ) -> Result<SequenceGrads<Self>>;
+
+    /// The LSTM swept over a grid (`plan`): h [B, R, C, H] from the input-to-state gates
+    /// `self` [B, R, C, 4H] and the state-to-state weights w [K H, 4H], with the tape.
+    fn grid_lstm_forward(
+        &self,
+        lp: &Layout,
+        w: Operand<Self>,
+        plan: &GridPlan,
+    ) -> Result<(Self, GridTape<Self>)>;
+    /// Its backward: (d pre, d w) given dL/dh.
+    fn grid_lstm_backward(
+        plan: &GridPlan,
+        tape: GridTape<&Self>,
+        w: Operand<Self>,
+        dy: Operand<Self>,
+    ) -> Result<(Self, Self)>;
+
     /// Σ softplus(x) - x t over equally shaped logits (`self`) and targets, on the host.
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64>;
 
@@ -168,6 +200,85 @@ pub(crate) trait BackendStorage: Sized {
         momentum: Option<&mut Self>,
         step: &RmspropStep,
     ) -> Result<()>;
+}
+
+/// A storage and the layout it is read through.
+pub(crate) type Operand<'a, S> = (&'a S, &'a Layout);
+
+/// The operands of an LSTM layer over a sequence: x as the matrix [T·B, I], `w_ih` [4H, I],
+/// `w_hh` [4H, H], the biases (b_ih, b_hh) [4H] and the initial state (h_0, c_0) [B, H].
+pub(crate) struct SequenceInputs<'a, S> {
+    pub x: Operand<'a, S>,
+    pub w_ih: Operand<'a, S>,
+    pub w_hh: Operand<'a, S>,
+    pub bias: Option<(Operand<'a, S>, Operand<'a, S>)>,
+    pub state: Option<(Operand<'a, S>, Operand<'a, S>)>,
+}
+
+impl<'a, S> SequenceInputs<'a, S> {
+    /// The same operands seen as another storage type, or `None` when `f` refuses one (an
+    /// operand on another device).
+    fn try_map<U>(&self, f: impl Fn(&'a S) -> Option<&'a U>) -> Option<SequenceInputs<'a, U>> {
+        let op = |(s, l): Operand<'a, S>| f(s).map(|u| (u, l));
+        let pair = |p: Option<(Operand<'a, S>, Operand<'a, S>)>| match p {
+            None => Some(None),
+            Some((a, b)) => Some(Some((op(a)?, op(b)?))),
+        };
+        Some(SequenceInputs {
+            x: op(self.x)?,
+            w_ih: op(self.w_ih)?,
+            w_hh: op(self.w_hh)?,
+            bias: pair(self.bias)?,
+            state: pair(self.state)?,
+        })
+    }
+}
+
+/// What an LSTM sequence's forward keeps: the gates [T·B, 4H] and cell outputs [T·B, 2H].
+#[derive(Clone, Debug)]
+pub(crate) struct SequenceTape<S> {
+    pub gates: S,
+    pub hc: S,
+}
+
+/// What a grid sweep's forward keeps, in the plan's slot order: the gates [P, 4H], the taps'
+/// states [P, K H], the previous cells [P, H] and the cell outputs [P, 2H].
+#[derive(Clone, Debug)]
+pub(crate) struct GridTape<S> {
+    pub gates: S,
+    pub taps: S,
+    pub c_prev: S,
+    pub out: S,
+}
+
+/// An LSTM sequence's gradients: those asked for, and c_0's always.
+pub(crate) struct SequenceGrads<S> {
+    pub x: Option<S>,
+    pub w_ih: Option<S>,
+    pub w_hh: Option<S>,
+    pub bias: Option<S>,
+    pub h0: Option<S>,
+    pub c0: S,
+}
+
+impl<S> SequenceGrads<S> {
+    fn map<U>(self, f: impl Fn(S) -> U) -> SequenceGrads<U> {
+        SequenceGrads {
+            x: self.x.map(&f),
+            w_ih: self.w_ih.map(&f),
+            w_hh: self.w_hh.map(&f),
+            bias: self.bias.map(&f),
+            h0: self.h0.map(&f),
+            c0: f(self.c0),
+        }
+    }
+}
+
+fn cpu_arm(s: &Storage) -> Option<&CpuStorage> {
+    match s {
+        Storage::Cpu(c) => Some(c),
+        Storage::Cuda(_) => None,
+    }
 }
 
 /// A tensor's elements, on one device. Views (reshape, permute, narrow, expand) share one
@@ -518,6 +629,101 @@ impl Storage {
                 "lstm_cell_backward",
                 self.device(),
                 grad.0.device(),
+            )),
+        }
+    }
+
+    pub fn lstm_sequence_forward(
+        inputs: &SequenceInputs<Storage>,
+        shape: LstmSequenceShape,
+    ) -> Result<(Storage, SequenceTape<Storage>)> {
+        match inputs.try_map(cpu_arm) {
+            Some(cpu) => {
+                let (y, tape) = CpuStorage::lstm_sequence_forward(&cpu, shape)?;
+                let tape = SequenceTape {
+                    gates: Storage::Cpu(tape.gates),
+                    hc: Storage::Cpu(tape.hc),
+                };
+                Ok((Storage::Cpu(y), tape))
+            }
+            None => Err(Error::invalid(
+                "lstm",
+                "the LSTM's operands are not all on the CPU (the only device that runs it yet)",
+            )),
+        }
+    }
+
+    pub fn lstm_sequence_backward(
+        inputs: &SequenceInputs<Storage>,
+        shape: LstmSequenceShape,
+        tape: SequenceTape<&Storage>,
+        (dy, ldy): (&Storage, &Layout),
+        wants: SequenceWants,
+    ) -> Result<SequenceGrads<Storage>> {
+        match (inputs.try_map(cpu_arm), tape.gates, tape.hc, dy) {
+            (Some(cpu), Storage::Cpu(gates), Storage::Cpu(hc), Storage::Cpu(dy)) => {
+                let tape = SequenceTape { gates, hc };
+                CpuStorage::lstm_sequence_backward(&cpu, shape, tape, (dy, ldy), wants)
+                    .map(|g| g.map(Storage::Cpu))
+            }
+            _ => Err(Error::invalid(
+                "lstm_backward",
+                "the LSTM's operands are not all on the CPU (the only device that runs it yet)",
+            )),
+        }
+    }
+
+    pub fn grid_lstm_forward(
+        &self,
+        lp: &Layout,
+        (w, lw): Operand<Storage>,
+        plan: &GridPlan,
+    ) -> Result<(Storage, GridTape<Storage>)> {
+        match (self, w) {
+            (Storage::Cpu(pre), Storage::Cpu(w)) => {
+                let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
+                let tape = GridTape {
+                    gates: Storage::Cpu(t.gates),
+                    taps: Storage::Cpu(t.taps),
+                    c_prev: Storage::Cpu(t.c_prev),
+                    out: Storage::Cpu(t.out),
+                };
+                Ok((Storage::Cpu(y), tape))
+            }
+            (Storage::Cuda(pre), _) => pre.unreachable(),
+            _ => Err(devices_differ("grid_lstm", self.device(), w.device())),
+        }
+    }
+
+    pub fn grid_lstm_backward(
+        plan: &GridPlan,
+        tape: GridTape<&Storage>,
+        (w, lw): Operand<Storage>,
+        (dy, ldy): Operand<Storage>,
+    ) -> Result<(Storage, Storage)> {
+        let cpu = (
+            cpu_arm(tape.gates),
+            cpu_arm(tape.taps),
+            cpu_arm(tape.c_prev),
+            cpu_arm(tape.out),
+            cpu_arm(w),
+            cpu_arm(dy),
+        );
+        match cpu {
+            (Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy)) => {
+                let tape = GridTape {
+                    gates,
+                    taps,
+                    c_prev,
+                    out,
+                };
+                CpuStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
+                    .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b)))
+            }
+            _ => Err(devices_differ(
+                "grid_lstm_backward",
+                w.device(),
+                dy.device(),
             )),
         }
     }

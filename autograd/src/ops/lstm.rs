@@ -25,18 +25,14 @@
 //! Recorded for gradients of gradients, the same sequence is rebuilt step by step from
 //! [`Tensor::lstm_cell_pointwise`] ([`lstm_sequence_stepwise`]) and differentiated.
 
-use crate::backend::Storage;
-use crate::dtype::{DType, Element};
+use crate::backend::{SequenceInputs, SequenceTape, SequenceWants, Storage};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
 use crate::op::{CustomBackward, Op};
 use crate::tensor::Tensor;
-use kernels::cpu::for_each_index_parallel;
-use kernels::cpu::lstm::{
-    lstm_cell_backward as fused_backward, lstm_cell_forward_serial, on_pool, LstmFloat, Rows,
-};
-use kernels::cpu::matmul::{matmul, matmul_with, MatRef};
+use kernels::cpu::on_pool;
+use kernels::desc::LstmSequenceShape;
 use std::sync::Arc;
 
 /// (batch, hidden) of a valid (gates, c_prev) pair, or an error naming both shapes.
@@ -243,19 +239,30 @@ impl<'a> SequenceArgs<'a> {
 /// backpropagation through time on raw buffers; under `create_graph` the sequence is rebuilt
 /// step by step with recorded ops ([`lstm_sequence_stepwise`]) and differentiated instead.
 pub(crate) fn lstm_sequence(x: &Tensor, args: SequenceArgs) -> Result<Tensor> {
+    let shape = sequence_shape(x, args);
+    let x2 = x_matrix(x, shape)?;
     // The loop runs on a pool thread: one hand-over for the whole sequence, not one per kernel
     // call. Grad mode is per thread, so the op is recorded back on this one.
-    let (value, tape): (Tensor, Arc<dyn CustomBackward>) = match x.dtype() {
-        DType::F32 => {
-            let (v, t) = on_pool(|| sequence_typed::<f32>(x, args))?;
-            (v, Arc::new(t))
-        }
-        DType::F64 => {
-            let (v, t) = on_pool(|| sequence_typed::<f64>(x, args))?;
-            (v, Arc::new(t))
-        }
+    let (y, tape) = on_pool(|| {
+        with_inputs(&x2, args, |inputs| {
+            Storage::lstm_sequence_forward(inputs, shape)
+        })
+    })?;
+    let value = Tensor::from_storage(
+        y,
+        Layout::contiguous(&[shape.steps + 1, shape.batch, shape.hidden]),
+    );
+    let backward = SequenceBackward {
+        shape,
+        bias: args.bias.is_some(),
+        state: args.state.is_some(),
+        tape,
     };
-    Ok(Tensor::from_custom_op(&value, args.inputs(x), tape))
+    Ok(Tensor::from_custom_op(
+        &value,
+        args.inputs(x),
+        Arc::new(backward),
+    ))
 }
 
 /// The same function as [`lstm_sequence`], built from recorded ops: per step
@@ -290,252 +297,52 @@ pub(crate) fn lstm_sequence_stepwise(x: &Tensor, args: SequenceArgs) -> Result<T
     Tensor::stack(&rows, 0)
 }
 
-/// A 2-D tensor's storage as a matmul operand (no copy, any strides).
-fn mat<'a, T: Element>(storage: &'a Storage, layout: &Layout) -> MatRef<'a, T> {
-    MatRef {
-        data: storage.as_cpu().as_slice::<T>(),
-        offset: layout.offset,
-        row_stride: layout.strides[0],
-        col_stride: layout.strides[1],
-    }
-}
-
-/// The transpose of a matmul operand.
-fn transposed<T>(m: MatRef<T>) -> MatRef<T> {
-    MatRef {
-        row_stride: m.col_stride,
-        col_stride: m.row_stride,
-        ..m
-    }
-}
-
-/// A contiguous [rows, cols] buffer as a matmul operand.
-fn dense<T>(data: &[T], offset: usize, cols: usize) -> MatRef<'_, T> {
-    MatRef {
-        data,
-        offset,
-        row_stride: cols,
-        col_stride: 1,
-    }
-}
-
-/// `acc += add`, elementwise.
-fn add_into<T: Element>(acc: &mut [T], add: &[T]) {
-    for (a, &b) in acc.iter_mut().zip(add) {
-        *a += b;
-    }
-}
-
-/// `acc += p + q`, elementwise.
-fn add2_into<T: Element>(acc: &mut [T], p: &[T], q: &[T]) {
-    for ((a, &p), &q) in acc.iter_mut().zip(p).zip(q) {
-        *a += p + q;
-    }
-}
-
-/// Rows of the batch per block of the sequence forward's recurrence (see `sequence_typed`).
-const SEQUENCE_BLOCK_ROWS: usize = 32;
-
-/// A row-major [rows, width] buffer whose disjoint row ranges several threads fill at once.
-struct SharedRows<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-// SAFETY: threads only reach disjoint rows through it (the callers' contract below).
-unsafe impl<T: Send> Sync for SharedRows<T> {}
-
-impl<T> SharedRows<T> {
-    fn new(buf: &mut [T]) -> Self {
-        SharedRows {
-            ptr: buf.as_mut_ptr(),
-            len: buf.len(),
-        }
-    }
-
-    /// Rows `first..first + count` of width `width`, writable.
-    ///
-    /// # Safety
-    /// No other reference to these rows may be live while the slice is.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn rows_mut(&self, first: usize, count: usize, width: usize) -> &mut [T] {
-        assert!(
-            (first + count) * width <= self.len,
-            "SharedRows: rows out of range"
-        );
-        // SAFETY: in bounds (checked); exclusive by the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(first * width), count * width) }
-    }
-
-    /// Rows `first..first + count` of width `width`, read-only.
-    ///
-    /// # Safety
-    /// No writable reference to these rows may be live while the slice is.
-    unsafe fn rows(&self, first: usize, count: usize, width: usize) -> &[T] {
-        assert!(
-            (first + count) * width <= self.len,
-            "SharedRows: rows out of range"
-        );
-        // SAFETY: in bounds (checked); not written meanwhile by the caller's contract.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(first * width), count * width) }
-    }
-}
-
-/// Sizes of one sequence.
-#[derive(Clone, Copy)]
-struct Dims {
-    steps: usize,
-    batch: usize,
-    input: usize,
-    hidden: usize,
-}
-
-/// What the forward keeps for the backward: every step's pre-activation gates [T·B, 4H] and
-/// output rows [h | c] [T·B, 2H].
-struct SequenceTape<T> {
-    dims: Dims,
-    bias: bool,
-    state: bool,
-    gates: Vec<T>,
-    hc: Vec<T>,
-}
-
-/// x [T, B, I] as the matrix [T·B, I] (a view when possible) with its storage.
-fn x_matrix(x: &Tensor, d: Dims) -> Result<Tensor> {
-    x.detach().reshape(&[d.steps * d.batch, d.input])
-}
-
-/// The forward on raw buffers: Y and what the backward needs. Records nothing.
-fn sequence_typed<T: Element + LstmFloat>(
-    x: &Tensor,
-    args: SequenceArgs,
-) -> Result<(Tensor, SequenceTape<T>)> {
-    let d = Dims {
+fn sequence_shape(x: &Tensor, args: SequenceArgs) -> LstmSequenceShape {
+    LstmSequenceShape {
         steps: x.shape()[0],
         batch: x.shape()[1],
         input: x.shape()[2],
         hidden: args.weight_hh.shape()[1],
-    };
-    let Dims {
-        steps,
-        batch,
-        input,
-        hidden,
-    } = d;
-    let (tb, g4, h2) = (steps * batch, 4 * hidden, 2 * hidden);
-    let tape = |gates, hc| SequenceTape {
-        dims: d,
-        bias: args.bias.is_some(),
-        state: args.state.is_some(),
-        gates,
-        hc,
-    };
-    if batch == 0 {
-        let value = Tensor::zeros(&[steps + 1, 0, hidden], x.dtype());
-        return Ok((value, tape(Vec::new(), Vec::new())));
     }
-    let x2 = x_matrix(x, d)?;
-    let (sx, swi, swh) = (
-        x2.storage(),
-        args.weight_ih.storage(),
-        args.weight_hh.storage(),
-    );
-    let w_ih_t = transposed(mat::<T>(&swi, args.weight_ih.layout()));
-    let w_hh_t = transposed(mat::<T>(&swh, args.weight_hh.layout()));
-    // the input projections of all steps
-    let mut gates = vec![T::ZERO; tb * g4];
-    matmul(
-        tb,
-        input,
-        g4,
-        mat::<T>(&sx, x2.layout()),
-        w_ih_t,
-        &mut gates,
-    );
-    let bias: Option<Vec<T>> = args.bias.map(|(bi, bh)| {
-        let (bi, bh) = (bi.contiguous_data::<T>(), bh.contiguous_data::<T>());
-        bi.iter().zip(bh.iter()).map(|(&a, &b)| a + b).collect()
-    });
-    let h0 = args
-        .state
-        .map(|(h0, _)| (h0.storage(), h0.layout().clone()));
-    let c0 = match args.state {
-        Some((_, c0)) => c0.contiguous_data::<T>().into_vec(),
-        None => vec![T::ZERO; batch * hidden],
-    };
-    let mut hc = vec![T::ZERO; tb * h2];
-    // Rows of the batch never meet in the recurrence, so blocks of rows run through all the
-    // steps independently, one block per thread, with no hand-off between threads per step.
-    // The blocks are fixed by the batch size alone, so results do not depend on thread count.
-    let blocks = batch.div_ceil(SEQUENCE_BLOCK_ROWS);
-    let (gates_rows, hc_rows) = (SharedRows::new(&mut gates), SharedRows::new(&mut hc));
-    let run_block = |blk: usize| {
-        let b0 = blk * SEQUENCE_BLOCK_ROWS;
-        let bs = SEQUENCE_BLOCK_ROWS.min(batch - b0);
-        let mut recurrent = vec![T::ZERO; bs * g4];
-        for t in 0..steps {
-            // SAFETY: rows t·B + b0 .. t·B + b0 + bs of gates and hc belong to this block
-            // alone, and step t - 1's rows (read below) are disjoint from step t's.
-            let gates_t = unsafe { gates_rows.rows_mut(t * batch + b0, bs, g4) };
-            let hc_t = unsafe { hc_rows.rows_mut(t * batch + b0, bs, h2) };
-            let hc_prev = (t > 0).then(|| unsafe { hc_rows.rows((t - 1) * batch + b0, bs, h2) });
-            let h_prev = match (hc_prev, &h0) {
-                (Some(prev), _) => Some(dense(prev, 0, h2)),
-                (None, Some((s, l))) => Some(MatRef {
-                    offset: l.offset + b0 * l.strides[0],
-                    ..mat::<T>(s, l)
-                }),
-                (None, None) => None, // h_0 = 0: nothing to add
-            };
-            // a_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ + (b_ih + b_hh), in one pass over the gates
-            match (h_prev, &bias) {
-                (Some(h_prev), bias) => {
-                    matmul_with(bs, hidden, g4, h_prev, w_hh_t, &mut recurrent, 1);
-                    for (row, rec) in gates_t.chunks_exact_mut(g4).zip(recurrent.chunks_exact(g4)) {
-                        match bias {
-                            Some(b) => add2_into(row, rec, b),
-                            None => add_into(row, rec),
-                        }
-                    }
-                }
-                (None, Some(b)) => {
-                    for row in gates_t.chunks_exact_mut(g4) {
-                        add_into(row, b);
-                    }
-                }
-                (None, None) => {}
-            }
-            let c_prev = match hc_prev {
-                None => Rows::contiguous(&c0[b0 * hidden..(b0 + bs) * hidden], hidden),
-                Some(prev) => Rows {
-                    data: &prev[hidden..],
-                    stride: h2,
-                },
-            };
-            lstm_cell_forward_serial(bs, hidden, Rows::contiguous(gates_t, g4), c_prev, hc_t);
-        }
-    };
-    if blocks > 1 {
-        for_each_index_parallel(blocks, run_block);
-    } else {
-        run_block(0);
-    }
-    // Y = [h_1, ..., h_T, c_T]
-    let mut y = vec![T::ZERO; (steps + 1) * batch * hidden];
-    for (yr, row) in y.chunks_exact_mut(hidden).zip(hc.chunks_exact(h2)) {
-        yr.copy_from_slice(&row[..hidden]);
-    }
-    for (yr, row) in y[tb * hidden..]
-        .chunks_exact_mut(hidden)
-        .zip(hc[(tb - batch) * h2..].chunks_exact(h2))
-    {
-        yr.copy_from_slice(&row[hidden..]);
-    }
-    let value = Tensor::from_vec(y, &[steps + 1, batch, hidden])?;
-    Ok((value, tape(gates, hc)))
 }
 
-impl<T: Element + LstmFloat> CustomBackward for SequenceTape<T> {
+/// x [T, B, I] as the matrix [T·B, I] (a view when possible).
+fn x_matrix(x: &Tensor, d: LstmSequenceShape) -> Result<Tensor> {
+    x.detach().reshape(&[d.steps * d.batch, d.input])
+}
+
+/// Runs `f` on the layer's operands as the backends take them (`x2`: x as [T·B, I]).
+fn with_inputs<R>(
+    x2: &Tensor,
+    args: SequenceArgs,
+    f: impl FnOnce(&SequenceInputs<Storage>) -> R,
+) -> R {
+    let held = |t: &Tensor| (t.storage(), t.layout().clone());
+    let (x, w_ih, w_hh) = (held(x2), held(args.weight_ih), held(args.weight_hh));
+    let bias = args.bias.map(|(bi, bh)| (held(bi), held(bh)));
+    let state = args.state.map(|(h0, c0)| (held(h0), held(c0)));
+    fn op((s, l): &(Arc<Storage>, Layout)) -> (&Storage, &Layout) {
+        (s.as_ref(), l)
+    }
+    f(&SequenceInputs {
+        x: op(&x),
+        w_ih: op(&w_ih),
+        w_hh: op(&w_hh),
+        bias: bias.as_ref().map(|(a, b)| (op(a), op(b))),
+        state: state.as_ref().map(|(a, b)| (op(a), op(b))),
+    })
+}
+
+/// The recorded sequence's backward: what the forward kept, and which optional inputs there
+/// are.
+struct SequenceBackward {
+    shape: LstmSequenceShape,
+    bias: bool,
+    state: bool,
+    tape: SequenceTape<Storage>,
+}
+
+impl CustomBackward for SequenceBackward {
     fn name(&self) -> &'static str {
         "lstm"
     }
@@ -561,8 +368,8 @@ impl<T: Element + LstmFloat> CustomBackward for SequenceTape<T> {
     }
 }
 
-impl<T: Element + LstmFloat> SequenceTape<T> {
-    /// Backpropagation through time on raw buffers. `grad` is dL/dY, [T + 1, B, H].
+impl SequenceBackward {
+    /// Backpropagation through time by the backend. `grad` is dL/dY, [T + 1, B, H].
     fn bptt(
         &self,
         inputs: &[Tensor],
@@ -570,133 +377,44 @@ impl<T: Element + LstmFloat> SequenceTape<T> {
         args: SequenceArgs,
         grad: &Tensor,
     ) -> Result<Vec<Option<Tensor>>> {
-        let Dims {
-            steps,
-            batch,
-            input,
-            hidden,
-        } = self.dims;
-        let (tb, g4, h2, bh) = (steps * batch, 4 * hidden, 2 * hidden, batch * hidden);
-        if batch == 0 {
-            // nothing flows: zeros everywhere (left to the caller)
-            return Ok(vec![None; inputs.len()]);
-        }
-        let want_x = x.requires_grad();
-        let want_h0 = args.state.is_some_and(|(h0, _)| h0.requires_grad());
-        let dy = grad.contiguous_data::<T>();
-        let dy = &dy[..];
-        let swh = args.weight_hh.storage();
-        let w_hh = mat::<T>(&swh, args.weight_hh.layout());
-        let c0 = match args.state {
-            Some((_, c0)) => c0.contiguous_data::<T>().into_vec(),
-            None => vec![T::ZERO; bh],
-        };
-        let hc = &self.hc;
-        // dL/d(gates) of every step, [T·B, 4H]
-        let mut dgates = vec![T::ZERO; tb * g4];
-        let mut dhc = vec![T::ZERO; batch * h2];
-        let mut dh_next = vec![T::ZERO; bh];
-        let mut dc = dy[tb * hidden..].to_vec();
-        let mut dc_prev = vec![T::ZERO; bh];
-        for t in (0..steps).rev() {
-            // [dh | dc] of step t's output: its own output gradient plus what step t + 1 sent back
-            let dy_t = &dy[t * bh..(t + 1) * bh];
-            for (r, row) in dhc.chunks_exact_mut(h2).enumerate() {
-                let (dh, dcr) = row.split_at_mut(hidden);
-                dh.copy_from_slice(&dy_t[r * hidden..(r + 1) * hidden]);
-                if t + 1 < steps {
-                    add_into(dh, &dh_next[r * hidden..(r + 1) * hidden]);
-                }
-                dcr.copy_from_slice(&dc[r * hidden..(r + 1) * hidden]);
-            }
-            let c_prev = if t == 0 {
-                Rows::contiguous(&c0[..], hidden)
-            } else {
-                Rows {
-                    data: &hc[(t - 1) * batch * h2 + hidden..],
-                    stride: h2,
-                }
-            };
-            let dgates_t = &mut dgates[t * batch * g4..(t + 1) * batch * g4];
-            fused_backward(
-                batch,
-                hidden,
-                Rows::contiguous(&self.gates[t * batch * g4..(t + 1) * batch * g4], g4),
-                c_prev,
-                Rows::contiguous(&hc[t * batch * h2..(t + 1) * batch * h2], h2),
-                Rows::contiguous(&dhc[..], h2),
-                dgates_t,
-                &mut dc_prev,
-            );
-            std::mem::swap(&mut dc, &mut dc_prev);
-            if t > 0 || want_h0 {
-                matmul(
-                    batch,
-                    g4,
-                    hidden,
-                    dense(dgates_t, 0, g4),
-                    w_hh,
-                    &mut dh_next,
-                );
-            }
-        }
-        let dgates_t = transposed(dense(&dgates[..], 0, g4));
-        let wants: Vec<bool> = inputs.iter().map(|t| t.requires_grad()).collect();
+        let d = self.shape;
         let mut out: Vec<Option<Tensor>> = vec![None; inputs.len()];
-        if want_x {
-            let swi = args.weight_ih.storage();
-            let mut dx = vec![T::ZERO; tb * input];
-            let w_ih = mat::<T>(&swi, args.weight_ih.layout());
-            matmul(tb, g4, input, dense(&dgates[..], 0, g4), w_ih, &mut dx);
-            out[0] = Some(Tensor::from_vec(dx, x.shape())?);
+        if d.batch == 0 {
+            // nothing flows: zeros everywhere (left to the caller)
+            return Ok(out);
         }
-        if wants[1] {
-            let x2 = x_matrix(x, self.dims)?;
-            let sx = x2.storage();
-            let mut dw = vec![T::ZERO; g4 * input];
-            matmul(g4, tb, input, dgates_t, mat::<T>(&sx, x2.layout()), &mut dw);
-            out[1] = Some(Tensor::from_vec(dw, &[g4, input])?);
-        }
-        if wants[2] {
-            // dW_hh = Σ_t dgates_tᵀ h_{t-1}: steps 1.. read h from the tape, step 0 reads h_0
-            let mut dw = vec![T::ZERO; g4 * hidden];
-            if steps > 1 {
-                let later = MatRef {
-                    offset: batch * g4,
-                    ..dgates_t
-                };
-                matmul(g4, tb - batch, hidden, later, dense(hc, 0, h2), &mut dw);
-            }
-            if let Some((h0, _)) = args.state {
-                let s0 = h0.storage();
-                let mut first = vec![T::ZERO; g4 * hidden];
-                matmul(
-                    g4,
-                    batch,
-                    hidden,
-                    dgates_t,
-                    mat::<T>(&s0, h0.layout()),
-                    &mut first,
-                );
-                add_into(&mut dw, &first);
-            }
-            out[2] = Some(Tensor::from_vec(dw, &[g4, hidden])?);
-        }
-        if self.bias && (wants[3] || wants[4]) {
-            let mut db = vec![T::ZERO; g4];
-            for row in dgates.chunks_exact(g4) {
-                add_into(&mut db, row);
-            }
-            let db = Tensor::from_vec(db, &[g4])?;
+        let wanted = |i: usize| inputs.get(i).is_some_and(|t| t.requires_grad());
+        let wants = SequenceWants {
+            x: x.requires_grad(),
+            w_ih: wanted(1),
+            w_hh: wanted(2),
+            bias: self.bias && (wanted(3) || wanted(4)),
+            h0: args.state.is_some_and(|(h0, _)| h0.requires_grad()),
+        };
+        let x2 = x_matrix(x, d)?;
+        let dy = grad.storage();
+        let tape = SequenceTape {
+            gates: &self.tape.gates,
+            hc: &self.tape.hc,
+        };
+        let g = with_inputs(&x2, args, |inputs| {
+            Storage::lstm_sequence_backward(inputs, d, tape, (&dy, grad.layout()), wants)
+        })?;
+        let (g4, bh) = (4 * d.hidden, [d.batch, d.hidden]);
+        let tensor =
+            |s: Storage, shape: &[usize]| Tensor::from_storage(s, Layout::contiguous(shape));
+        out[0] = g.x.map(|s| tensor(s, x.shape()));
+        out[1] = g.w_ih.map(|s| tensor(s, &[g4, d.input]));
+        out[2] = g.w_hh.map(|s| tensor(s, &[g4, d.hidden]));
+        if let Some(db) = g.bias {
+            let db = tensor(db, &[g4]);
             out[3] = Some(db.clone());
             out[4] = Some(db);
         }
         if self.state {
             let at = if self.bias { 5 } else { 3 };
-            if want_h0 {
-                out[at] = Some(Tensor::from_vec(dh_next, &[batch, hidden])?);
-            }
-            out[at + 1] = Some(Tensor::from_vec(dc, &[batch, hidden])?);
+            out[at] = g.h0.map(|s| tensor(s, &bh));
+            out[at + 1] = Some(tensor(g.c0, &bh));
         }
         Ok(out)
     }
@@ -705,6 +423,7 @@ impl<T: Element + LstmFloat> SequenceTape<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
     use crate::grad;
     use crate::rng::Rng;
 

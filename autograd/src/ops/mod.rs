@@ -3,6 +3,7 @@
 
 mod binary;
 pub mod conv;
+mod grid_lstm;
 mod index;
 pub(crate) mod lstm;
 mod matmul;

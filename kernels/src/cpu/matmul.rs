@@ -1283,7 +1283,14 @@ impl<T: Float> Tiles<'_, '_, T> {
                     // `tile`) and belongs to this thread alone.
                     unsafe { run(kc, a_sliver, b_sliver, c_tile, out.width(), self.accumulate) };
                 } else {
-                    self.ragged_tile(a_sliver, b_sliver, c_tile, out.width(), tile_rows, tile_cols);
+                    self.ragged_tile(
+                        a_sliver,
+                        b_sliver,
+                        c_tile,
+                        out.width(),
+                        tile_rows,
+                        tile_cols,
+                    );
                 }
             }
         }

@@ -2,9 +2,11 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod grid_lstm;
 pub mod index;
 pub mod loss;
 pub mod lstm;
+pub mod lstm_sequence;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
