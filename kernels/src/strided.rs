@@ -147,7 +147,8 @@ where
         .collect();
     let mut out = Vec::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
-    let parallel = n >= crate::cpu::elementwise::PARALLEL_THRESHOLD && shape.len() >= 2;
+    let parallel = crate::cpu::parallel::worth_splitting(n, crate::cpu::parallel::cost::ELEMENT_NS)
+        && shape.len() >= 2;
     if !parallel {
         let mut writer = RowWriter {
             buf: dst,

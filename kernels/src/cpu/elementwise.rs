@@ -2,6 +2,7 @@
 //! Large buffers are split across threads with rayon; each chunk is a plain loop over slices
 //! that the compiler can vectorise.
 
+use crate::cpu::parallel::{cost, worth_splitting};
 use crate::cpu::vector;
 use crate::desc::elementwise::{BinaryKind, UnaryKind};
 use crate::float::Float;
@@ -9,8 +10,6 @@ use crate::strided::{for_each_row, split_outer, RowWriter, View};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// Below this many elements a single thread is faster than waking the pool.
-pub const PARALLEL_THRESHOLD: usize = 1 << 15;
 const CHUNK: usize = 1 << 13;
 
 #[inline(always)]
@@ -35,7 +34,7 @@ fn softplus<T: Float>(x: T) -> T {
 fn map_slice<T: Float, F: Fn(T) -> T + Sync + Copy>(x: &[T], f: F) -> Vec<T> {
     let mut out = Vec::with_capacity(x.len());
     let dst = &mut out.spare_capacity_mut()[..x.len()];
-    if x.len() < PARALLEL_THRESHOLD {
+    if !worth_splitting(x.len(), cost::ELEMENT_NS) {
         map_chunk(dst, x, f);
     } else {
         dst.par_chunks_mut(CHUNK)
@@ -66,7 +65,7 @@ fn zip_slices<T: Float, F: Fn(T, T) -> T + Sync + Copy>(a: &[T], b: &[T], f: F) 
     let n = a.len().min(b.len());
     let mut out = Vec::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
-    if n < PARALLEL_THRESHOLD {
+    if !worth_splitting(n, cost::ELEMENT_NS) {
         zip_chunk(dst, &a[..n], &b[..n], f);
     } else {
         dst.par_chunks_mut(CHUNK)

@@ -33,6 +33,8 @@
 //! equal-length slices that the compiler vectorises, built a second time for AVX2+FMA and
 //! chosen at run time. f64 (the gradient checks' type) uses the exact library functions.
 
+use crate::cpu::parallel::{cost, worth_splitting};
+use crate::cpu::vector::{has_avx2_fma, has_avx512};
 use crate::float::Float;
 use rayon::prelude::*;
 
@@ -208,22 +210,16 @@ fn tanh_f32(x: f32) -> f32 {
     }
 }
 
-/// Below this many hidden units (batch x hidden) a call stays on one thread. A unit costs
-/// some 2-3 ns (AVX-512), so 8192 of them take 15-25 us: enough that two threads finish
-/// clearly sooner, even counting the few microseconds it takes to hand the pool a task.
-const PARALLEL_THRESHOLD: usize = 8192;
 /// Hidden units per rayon task.
 const UNITS_PER_TASK: usize = 4096;
 
 fn rows_per_task(batch: usize, hidden: usize) -> usize {
-    if batch * hidden < PARALLEL_THRESHOLD || hidden == 0 {
+    if !worth_splitting(batch * hidden, cost::LSTM_UNIT_NS) || hidden == 0 {
         batch.max(1)
     } else {
         UNITS_PER_TASK.div_ceil(hidden).clamp(1, batch.max(1))
     }
 }
-
-pub use super::on_pool;
 
 /// Read-only rows of a row-major matrix whose rows may be spaced further apart than their
 /// width (a column slice of a wider matrix, such as the c' half of `[h' | c']`): row r starts at
@@ -459,16 +455,6 @@ fn backward_rows<T: LstmFloat>(
         grad_gates,
         grad_c_prev,
     )
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && has_avx2_fma()
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -28,8 +28,10 @@
 //! `is_x86_feature_detected!`, so the binary still runs on machines without them. A portable
 //! kernel (plain Rust on fixed-size arrays, which the compiler vectorises) covers everything else.
 
+use crate::cpu::parallel::{cost, worth_splitting};
 use crate::cpu::scratch::Scratch;
 use crate::cpu::shared_rows::SharedRows;
+use crate::cpu::vector;
 use crate::float::Float;
 use rayon::prelude::*;
 use std::any::Any;
@@ -80,14 +82,9 @@ impl<T: Float> MatRef<'_, T> {
 /// would be padding.
 const SMALL_PRODUCT: usize = 12 * 12 * 12;
 
-/// Below this many multiply-adds a product runs on one thread. Handing work to the other
-/// threads and waiting for them costs some 30 us on the 2-core VM this was tuned on, as long as
-/// a 160^3 product takes on one core; at 192^3 two threads already win.
-const PARALLEL_PRODUCT: usize = 1 << 22;
-
 /// C = A * B with A [m, k], B [k, n]; C is contiguous row-major [m, n] and is overwritten.
 pub fn matmul<T: Float>(m: usize, k: usize, n: usize, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
-    let threads = if m * n * k >= PARALLEL_PRODUCT {
+    let threads = if worth_splitting(m * n * k, cost::MULTIPLY_ADD_NS) {
         rayon::current_num_threads()
     } else {
         1
@@ -133,11 +130,11 @@ pub fn batched_matmul<T: Float>(
     let pool = rayon::current_num_threads();
     let per_product = mn * k;
     let c = &mut c[..batch * mn];
-    let small = per_product < 4 * PARALLEL_PRODUCT;
+    let small = !worth_splitting(per_product / 4, cost::MULTIPLY_ADD_NS);
     if pool > 1 && batch >= pool && (small || batch.is_multiple_of(pool)) {
         // Enough products to go round: one product per task, each on one thread. Every core is
         // busy without the products having to be split.
-        if per_product * batch >= PARALLEL_PRODUCT {
+        if worth_splitting(per_product * batch, cost::MULTIPLY_ADD_NS) {
             c.par_chunks_mut(mn)
                 .enumerate()
                 .for_each(|item| product(item, 1));
@@ -149,7 +146,7 @@ pub fn batched_matmul<T: Float>(
     } else {
         // Few products, or large ones that would share the threads unevenly: one after the
         // other, each using the whole pool.
-        let threads = if per_product >= PARALLEL_PRODUCT {
+        let threads = if worth_splitting(per_product, cost::MULTIPLY_ADD_NS) {
             pool
         } else {
             1
@@ -365,7 +362,7 @@ fn same_type_kernel<S: 'static, T: 'static>(kernel: Kernel<S>) -> Option<Kernel<
 fn select_kernel<T: Float>() -> Kernel<T> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if vector::has_avx512() {
             if let Some(kernel) = same_type_kernel(x86::F32_AVX512) {
                 return kernel;
             }
@@ -373,8 +370,7 @@ fn select_kernel<T: Float>() -> Kernel<T> {
                 return kernel;
             }
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if vector::has_avx2_fma() {
             if let Some(kernel) = same_type_kernel(x86::F32_AVX2) {
                 return kernel;
             }
@@ -1626,7 +1622,7 @@ mod tests {
         let mut f64_kernels = vec![portable_kernel::<f64>()];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if vector::has_avx512() {
                 f32_kernels.push(x86::F32_AVX512);
                 f32_kernels.push(x86::F32_AVX512_8ROWS);
                 f64_kernels.push(x86::F64_AVX512);

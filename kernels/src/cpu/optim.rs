@@ -1,7 +1,7 @@
 //! Optimizer updates, applied in place to a parameter buffer. Each is one fused pass over the
 //! parameter, its gradient and its state, following PyTorch's update rules exactly.
 
-use crate::cpu::elementwise::PARALLEL_THRESHOLD;
+use crate::cpu::parallel::{cost, worth_splitting};
 use crate::cpu::vector;
 use crate::desc::{AdamStep, RmspropStep, SgdStep};
 use crate::float::Float;
@@ -84,7 +84,7 @@ pub fn adam<T: Float>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], h: &AdamSt
         (false, true) => adam_chunk::<T, false, true>(p, g, m, v, &k),
         (false, false) => adam_chunk::<T, false, false>(p, g, m, v, &k),
     };
-    if p.len() < PARALLEL_THRESHOLD {
+    if !worth_splitting(p.len(), cost::ELEMENT_NS) {
         return chunk(p, g, m, v);
     }
     p.par_chunks_mut(CHUNK)

@@ -2,11 +2,10 @@
 //! (row-major, contiguous) and reduces the middle axis, giving [outer, inner]; any set of adjacent
 //! axes reduces this way, and other sets are permuted into adjacency first.
 
+use crate::cpu::parallel::{cost, worth_splitting};
 use crate::cpu::vector;
 use crate::float::Float;
 use rayon::prelude::*;
-
-const PARALLEL_THRESHOLD: usize = 1 << 15;
 
 fn reduce<T: Float>(
     x: &[T],
@@ -30,9 +29,9 @@ fn reduce<T: Float>(
             }
         }
     };
-    if x.len() >= PARALLEL_THRESHOLD && outer > 1 {
+    if worth_splitting(x.len(), cost::ELEMENT_NS) && outer > 1 {
         out.par_chunks_mut(inner).enumerate().for_each(block);
-    } else if x.len() >= PARALLEL_THRESHOLD && inner > 1 {
+    } else if worth_splitting(x.len(), cost::ELEMENT_NS) && inner > 1 {
         // one outer block: split the inner axis across threads instead
         let chunk = inner.div_ceil(rayon::current_num_threads()).max(64);
         out.par_chunks_mut(chunk)
@@ -145,7 +144,7 @@ pub fn softmax<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, log: boo
         }
     };
     let block = (r * inner).max(1);
-    if x.len() >= PARALLEL_THRESHOLD {
+    if worth_splitting(x.len(), cost::ELEMENT_NS) {
         out.par_chunks_mut(block).enumerate().for_each(run);
     } else {
         out.chunks_mut(block).enumerate().for_each(run);

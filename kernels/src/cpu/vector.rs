@@ -7,12 +7,17 @@
 //! closure a separate, baseline-compiled function). No fast-math is involved: Rust never
 //! reassociates or fuses `a * b + c`, so the results are bit-identical to the scalar loop.
 
-/// AVX-512F with AVX2 and FMA (every AVX-512 CPU has them), detected once and cached by std.
+/// AVX-512F with AVX2 and FMA (every AVX-512 CPU has them), detected once and cached by std:
+/// the engine's one test for it (the matmul's micro-kernels and every loop through [`widest`]).
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+    std::arch::is_x86_feature_detected!("avx512f") && has_avx2_fma()
+}
+
+/// AVX2 with FMA (the matmul's 6x16 micro-kernel on CPUs without AVX-512).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Runs `body` compiled for AVX-512 where the CPU has it, as it is otherwise. `body` must be
