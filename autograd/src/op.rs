@@ -183,3 +183,19 @@ impl Op {
         self.inputs().into_iter().cloned().collect()
     }
 }
+
+/// A custom op's gradients for every input: those computed, and zeros (a broadcast scalar,
+/// which costs nothing and which the engine ignores) for inputs that got none.
+pub(crate) fn zeros_where_missing(
+    grads: Vec<Option<Tensor>>,
+    inputs: &[Tensor],
+) -> crate::error::Result<Vec<Tensor>> {
+    grads
+        .into_iter()
+        .zip(inputs)
+        .map(|(g, t)| match g {
+            Some(g) => Ok(g),
+            None => Tensor::scalar(0.0, t.dtype()).expand(t.shape()),
+        })
+        .collect()
+}

@@ -12,7 +12,7 @@ use crate::backend::{GridTape, Storage};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
-use crate::op::CustomBackward;
+use crate::op::{zeros_where_missing, CustomBackward};
 use crate::tensor::Tensor;
 use kernels::cpu::on_pool;
 use kernels::desc::{GridPlan, Sweep};
@@ -37,14 +37,7 @@ impl CustomBackward for GridBackward {
             // create_graph: differentiate the recorded reference instead
             let y = Tensor::grid_lstm_reference(pre, w, self.sweep)?;
             let g = crate::grad(&[y], std::slice::from_ref(grad), inputs, true)?;
-            return g
-                .into_iter()
-                .zip(inputs)
-                .map(|(g, t)| match g {
-                    Some(g) => Ok(g),
-                    None => Tensor::scalar(0.0, t.dtype()).expand(t.shape()),
-                })
-                .collect();
+            return zeros_where_missing(g, inputs);
         }
         let t = &self.tape;
         let tape = GridTape {

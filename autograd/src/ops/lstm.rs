@@ -29,7 +29,7 @@ use crate::backend::{SequenceInputs, SequenceTape, SequenceWants, Storage};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
-use crate::op::{CustomBackward, Op};
+use crate::op::{zeros_where_missing, CustomBackward, Op};
 use crate::tensor::Tensor;
 use kernels::cpu::on_pool;
 use kernels::desc::LstmSequenceShape;
@@ -356,15 +356,7 @@ impl CustomBackward for SequenceBackward {
         } else {
             on_pool(|| self.bptt(inputs, x, args, grad))?
         };
-        // (inputs that do not require grad get zeros, which the engine ignores)
-        grads
-            .into_iter()
-            .zip(inputs)
-            .map(|(g, t)| match g {
-                Some(g) => Ok(g),
-                None => Tensor::scalar(0.0, t.dtype()).expand(t.shape()),
-            })
-            .collect()
+        zeros_where_missing(grads, inputs)
     }
 }
 

@@ -389,6 +389,13 @@ pub fn select<T: Float>(mask: View<T>, a: View<T>, b: View<T>) -> Vec<T> {
     })
 }
 
+/// `acc += add`, elementwise, in place (the recurrences' accumulations of small rows).
+pub fn add_into<T: Float>(acc: &mut [T], add: &[T]) {
+    for (a, &b) in acc.iter_mut().zip(add) {
+        *a += b;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //! each wave one matmul and one fused cell call over all its positions and images; every tap of
 //! a position lies in an earlier wave.
 
+use crate::cpu::elementwise::add_into;
 use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, LstmFloat, Rows};
 use crate::cpu::matmul::{matmul, MatRef};
 use crate::desc::lstm::{GridPlan, NONE};
@@ -28,12 +29,6 @@ pub struct GridTape<B> {
     pub taps: B,
     pub c_prev: B,
     pub out: B,
-}
-
-fn add_into<T: LstmFloat>(acc: &mut [T], add: &[T]) {
-    for (a, &b) in acc.iter_mut().zip(add) {
-        *a += b;
-    }
 }
 
 /// The forward: h [B, R, C, H] (row-major, like `pre`) and the tape, for `pre` [B, R, C, 4H]

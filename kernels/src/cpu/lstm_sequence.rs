@@ -8,11 +8,13 @@
 //!   (h_t, c_t) = lstm_cell(a_t, c_{t-1})
 //! ```
 
+use crate::cpu::elementwise::add_into;
 use crate::cpu::for_each_index_parallel;
 use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward_serial, LstmFloat, Rows};
 use crate::cpu::matmul::{matmul, matmul_with, MatRef};
 use crate::cpu::shared_rows::SharedRows;
 use crate::desc::LstmSequenceShape;
+use std::borrow::Cow;
 
 /// Rows of the batch per block of the forward's recurrence (see [`lstm_sequence_forward`]).
 const BLOCK_ROWS: usize = 32;
@@ -61,11 +63,9 @@ pub struct SequenceWants {
     pub h0: bool,
 }
 
-/// `acc += add`, elementwise.
-fn add_into<T: LstmFloat>(acc: &mut [T], add: &[T]) {
-    for (a, &b) in acc.iter_mut().zip(add) {
-        *a += b;
-    }
+/// The initial cell state, zeros when there is none.
+fn c0_or_zeros<T: LstmFloat>(c0: Option<&[T]>, len: usize) -> Cow<'_, [T]> {
+    c0.map_or_else(|| Cow::Owned(vec![T::ZERO; len]), Cow::Borrowed)
 }
 
 /// `acc += p + q`, elementwise.
@@ -109,14 +109,7 @@ pub fn lstm_sequence_forward<T: LstmFloat>(
     let bias: Option<Vec<T>> = op
         .bias
         .map(|(bi, bh)| bi.iter().zip(bh).map(|(&a, &b)| a + b).collect());
-    let zeros;
-    let c0 = match op.c0 {
-        Some(c0) => c0,
-        None => {
-            zeros = vec![T::ZERO; batch * hidden];
-            &zeros
-        }
-    };
+    let c0 = c0_or_zeros(op.c0, batch * hidden);
     let mut hc = vec![T::ZERO; tb * h2];
     let blocks = batch.div_ceil(BLOCK_ROWS);
     let (gates_rows, hc_rows) = (
@@ -215,14 +208,7 @@ pub fn lstm_sequence_backward<T: LstmFloat>(
             ..SequenceGrads::default()
         };
     }
-    let zeros;
-    let c0 = match op.c0 {
-        Some(c0) => c0,
-        None => {
-            zeros = vec![T::ZERO; bh];
-            &zeros
-        }
-    };
+    let c0 = c0_or_zeros(op.c0, bh);
     let hc = tape.hc;
     // dL/d(gates) of every step, [T·B, 4H]
     let mut dgates = vec![T::ZERO; tb * g4];
@@ -243,7 +229,7 @@ pub fn lstm_sequence_backward<T: LstmFloat>(
             dcr.copy_from_slice(&dc[r * hidden..(r + 1) * hidden]);
         }
         let c_prev = if t == 0 {
-            Rows::contiguous(c0, hidden)
+            Rows::contiguous(&c0, hidden)
         } else {
             Rows {
                 data: &hc[(t - 1) * batch * h2 + hidden..],
