@@ -1,35 +1,23 @@
-//! The lecture's generative models, their data and the genzoo program.
+//! The lecture's generative models, their data and the genzoo program, laid out like the lecture:
 //!
-//! - [`data`]: MNIST in IDX files (the embedded subset by default), pixel transforms, batches.
-//! - [`zoo`]: the [`zoo::GenerativeModel`] trait and the registry of models.
-//! - [`run`]: run folders, the training loop (progress, sample grids, loss plot, metrics,
-//!   checkpoints, resume, NaN checks, Ctrl-C) and loading runs back.
-//! - [`checkpoint`]: safetensors checkpoints, written atomically.
-//! - [`eval`], [`metrics`], [`classifier`]: the evaluation harness (FCD, KID, label statistics
-//!   on the shipped LeNet-style classifier).
-//! - [`distributions`]: Bernoulli and categorical distributions, and the lecture's parameter
-//!   counting; [`autoregressive`]: what the autoregressive models ([`fvsbn`], [`nade`],
-//!   [`pixel_cnn`], [`pixel_rnn`]) share: generation in raster order, completion of half images, the NLL metrics.
-//! - [`image`]: PNG grids, the loss plot, the scatter of 2-d codes, `.npy` arrays.
-//! - [`latent`]: what the latent-variable models ([`vae`], [`aae`], [`wae`]) share: encoder and
-//!   decoder ([`latent::LatentModel`]) and the pictures written at the end of training.
+//! - [`model`]: what a model is to the program, the [`model::GenerativeModel`] trait, and the
+//!   [`model::Entry`] each model describes itself with; [`registry`]: the table of every model.
+//! - [`autoregressive`]: the exact-likelihood models ([`autoregressive::fvsbn`],
+//!   [`autoregressive::nade`], [`autoregressive::pixel_cnn`], [`autoregressive::pixel_rnn`]) and
+//!   what they share ([`autoregressive::LikelihoodModel`]: generation in raster order, completion
+//!   of half images, the NLL metrics), with their distributions.
+//! - [`latent`]: the latent-variable models ([`latent::vae`], [`latent::aae`], [`latent::wae`]) and
+//!   what they share: encoder and decoder ([`latent::LatentModel`]) and the pictures written at
+//!   the end of training.
+//! - [`adversarial`]: the GANs (next).
+//! - [`program`]: the genzoo program's parts: data, the training loop, checkpoints, the
+//!   evaluation harness (with its classifier), image / plot / `.npy` output.
+//! - [`grid_lstm`]: PixelRNN's recurrence as one custom op.
 
-pub mod aae;
+pub mod adversarial;
 pub mod autoregressive;
-pub mod checkpoint;
-pub mod classifier;
-pub mod data;
-pub mod distributions;
-pub mod eval;
-pub mod fvsbn;
 pub mod grid_lstm;
-pub mod image;
 pub mod latent;
-pub mod metrics;
-pub mod nade;
-pub mod pixel_cnn;
-pub mod pixel_rnn;
-pub mod run;
-pub mod vae;
-pub mod wae;
-pub mod zoo;
+pub mod model;
+pub mod program;
+pub mod registry;

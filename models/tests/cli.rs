@@ -386,9 +386,9 @@ fn corrupt_and_foreign_checkpoints_get_clear_errors() {
     );
 
     // a checkpoint of another model
-    let mut c = models::checkpoint::from_bytes(&good, "good").unwrap();
+    let mut c = models::program::checkpoint::from_bytes(&good, "good").unwrap();
     c.meta.model = "pixelsnail".into();
-    models::checkpoint::save(&ck, &c).unwrap();
+    models::program::checkpoint::save(&ck, &c).unwrap();
     let o = genzoo(&[
         "train",
         "classifier",
@@ -411,9 +411,9 @@ fn corrupt_and_foreign_checkpoints_get_clear_errors() {
         stderr(&o)
     );
     // the classifier's name on other tensors
-    let mut c = models::checkpoint::from_bytes(&good, "good").unwrap();
+    let mut c = models::program::checkpoint::from_bytes(&good, "good").unwrap();
     c.tensors.retain(|(n, _)| !n.starts_with("fc3"));
-    models::checkpoint::save(&ck, &c).unwrap();
+    models::program::checkpoint::save(&ck, &c).unwrap();
     let o = genzoo(&["eval", p(&run)]);
     assert!(
         stderr(&o).contains("lacks 2 of its 10 weights") && stderr(&o).contains("fc3.bias"),
@@ -463,7 +463,7 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
         err.contains("interrupted at step") && err.contains("--resume"),
         "{err}"
     );
-    let ck = models::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+    let ck = models::program::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
     assert!(
         ck.meta.step >= 3 && ck.meta.batch == ck.meta.step && ck.meta.epoch == 0,
         "{:?}",

@@ -3,9 +3,9 @@
 //! are far, with real-vs-real baselines beside every figure.
 
 use autograd::{DType, Rng, Tensor};
-use models::classifier::Classifier;
-use models::data::{self, Pixels};
-use models::eval::{EvalContext, Metric};
+use models::program::classifier::Classifier;
+use models::program::data::{self, Pixels};
+use models::program::eval::{EvalContext, Metric};
 
 fn get<'a>(m: &'a [Metric], name: &str) -> &'a Metric {
     m.iter()

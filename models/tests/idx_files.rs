@@ -4,7 +4,7 @@
 mod common;
 
 use common::TempDir;
-use models::data::{load_dir, read_idx};
+use models::program::data::{load_dir, read_idx};
 use std::io::Write;
 
 fn idx_bytes(dims: &[u32], data: &[u8]) -> Vec<u8> {

@@ -7,12 +7,13 @@ mod common;
 
 use autograd::{no_grad, Rng};
 use common::TempDir;
-use models::checkpoint::{self, Checkpoint, Meta};
-use models::data;
-use models::eval::EvalContext;
 use models::latent::{INTERPOLATIONS, LATENT_SCATTER, RECONSTRUCTIONS};
-use models::run::{self, TrainRequest};
-use models::zoo::{self, GenerativeModel};
+use models::model::GenerativeModel;
+use models::program::checkpoint::{self, Checkpoint, Meta};
+use models::program::data;
+use models::program::eval::EvalContext;
+use models::program::run::{self, TrainRequest};
+use models::registry;
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicBool;
 
@@ -44,7 +45,7 @@ fn small(model: &str) -> Vec<(String, Value)> {
 const LATENT_MODELS: [&str; 5] = ["vae", "conv-vae", "aae", "wae-mmd", "wae-gan"];
 
 fn build(model: &str, seed: u64) -> Box<dyn GenerativeModel> {
-    let entry = zoo::find(model).unwrap();
+    let entry = registry::find(model).unwrap();
     let cfg = run::patch_config(model, (entry.default_config)(), None, &small(model)).unwrap();
     (entry.build)(&cfg, &mut Rng::new(seed)).unwrap()
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{tensor_bits, TempDir, PIXELWISE};
-use models::run::{self, Outcome, TrainRequest};
+use models::program::run::{self, Outcome, TrainRequest};
 use std::sync::atomic::AtomicBool;
 
 fn request(model: &str, dir: &std::path::Path, epochs: usize) -> TrainRequest {
@@ -66,7 +66,7 @@ fn resume_is_bit_identical() {
         matches!(out, Outcome::Interrupted { step: 1, .. }),
         "{out:?}"
     );
-    let ck = models::checkpoint::load(&stopped.join(run::CHECKPOINT)).unwrap();
+    let ck = models::program::checkpoint::load(&stopped.join(run::CHECKPOINT)).unwrap();
     assert_eq!((ck.meta.step, ck.meta.epoch, ck.meta.batch), (1, 0, 1));
     let mut cont = request("classifier", stopped.path(), 2);
     cont.resume = true;
@@ -157,7 +157,7 @@ fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
         e.contains("last good checkpoint") && e.contains("(step 2)"),
         "{e}"
     );
-    let ck = models::checkpoint::load(&dir.join(run::CHECKPOINT)).unwrap();
+    let ck = models::program::checkpoint::load(&dir.join(run::CHECKPOINT)).unwrap();
     assert_eq!((ck.meta.step, ck.meta.epoch), (2, 1));
     // a NaN before any checkpoint says so
     let early = TempDir::new("nan-early");
@@ -205,7 +205,7 @@ fn a_generative_run_writes_grids_plots_metrics_and_evaluates() {
     let mut loaded = run::load_as(dir.path(), &PIXELWISE).unwrap();
     assert_eq!(loaded.meta.step, 40);
     let data = run::data_of(&loaded.meta, None).unwrap();
-    let mut ctx = models::eval::EvalContext::new(&data, 0, 300);
+    let mut ctx = models::program::eval::EvalContext::new(&data, 0, 300);
     let metrics = loaded.model.eval(&mut ctx).unwrap();
     let get = |n: &str| {
         metrics

@@ -1,8 +1,9 @@
 //! genzoo: train, sample and evaluate the lecture's generative models on MNIST.
 
 use clap::{builder::PossibleValuesParser, value_parser, Args, Parser, Subcommand, ValueEnum};
-use models::run::{self, Outcome, TrainRequest};
-use models::{eval::EvalContext, image, zoo};
+use models::program::run::{self, Outcome, TrainRequest};
+use models::program::{eval::EvalContext, image};
+use models::registry;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,7 +57,7 @@ fn check_device(d: DeviceArg) -> Result<(), String> {
 }
 
 fn model_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(zoo::names())
+    PossibleValuesParser::new(registry::names())
 }
 
 fn positive_finite(s: &str) -> Result<f64, String> {
@@ -180,8 +181,12 @@ struct CompleteArgs {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 fn list() {
-    let width = zoo::ENTRIES.iter().map(|e| e.name.len()).max().unwrap_or(0);
-    for e in zoo::ENTRIES {
+    let width = registry::ENTRIES
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0);
+    for e in registry::ENTRIES {
         println!(
             "{:width$}  {:15}  {}  [{}]",
             e.name,
@@ -267,7 +272,7 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     while left > 0 {
         let k = left.min(100);
         let s = autograd::no_grad(|| model.sample(k, &mut rng)).map_err(|e| e.to_string())?;
-        models::eval::check_samples(model.name(), &s, k).map_err(|e| e.to_string())?;
+        models::program::eval::check_samples(model.name(), &s, k).map_err(|e| e.to_string())?;
         parts.push(s);
         left -= k;
     }
@@ -278,7 +283,7 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
         image::npy_bytes(&s.to_vec_f32(), s.shape())
     }
     .map_err(|e| e.to_string())?;
-    models::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
+    models::program::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
     eprintln!("{n} samples of {} -> {}", loaded.entry.name, out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -292,7 +297,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     let metrics = loaded.model.eval(&mut ctx).map_err(|e| e.to_string())?;
     let m = &loaded.meta;
     if a.json {
-        let obj = |f: &dyn Fn(&models::eval::Metric) -> Option<Value>| -> Value {
+        let obj = |f: &dyn Fn(&models::program::eval::Metric) -> Option<Value>| -> Value {
             Value::Object(
                 metrics
                     .iter()
@@ -362,7 +367,7 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
     )
     .map_err(|e| e.to_string())?;
     let png = image::grid_png(&grid, Some(2 + per_image), 2).map_err(|e| e.to_string())?;
-    models::checkpoint::write_atomic(&out, &png).map_err(|e| e.to_string())?;
+    models::program::checkpoint::write_atomic(&out, &png).map_err(|e| e.to_string())?;
     eprintln!(
         "{} test images of {}: original, top half, {per_image} completions per row -> {}",
         grid.shape()[0] / (2 + per_image),

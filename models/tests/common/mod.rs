@@ -6,9 +6,9 @@
 use autograd::nn::{loss, Reduction};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{DType, Result, Rng, Tensor};
-use models::data::{Batch, Pixels};
-use models::eval::{self, EvalContext, Metric};
-use models::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use models::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
+use models::program::data::{Batch, Pixels};
+use models::program::eval::{self, EvalContext, Metric};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,7 @@ pub static PIXELWISE: Entry = Entry {
     default_batch_size: 32,
     default_config: || serde_json::to_value(PixelwiseConfig::default()).unwrap(),
     build: |cfg, _rng| {
-        let config: PixelwiseConfig = parse_config("pixelwise", cfg)?;
+        let config: PixelwiseConfig = PIXELWISE.parse_config(cfg)?;
         let logits = Tensor::zeros(&[1, 1, 28, 28], DType::F32).requires_grad_(true)?;
         let opt = Adam::new(
             vec![("logits".to_string(), logits.clone())],
@@ -104,7 +104,7 @@ impl Pixelwise {
 
 impl GenerativeModel for Pixelwise {
     fn name(&self) -> &'static str {
-        "pixelwise"
+        PIXELWISE.name
     }
     fn config(&self) -> serde_json::Value {
         serde_json::to_value(&self.config).unwrap()
@@ -148,7 +148,7 @@ impl GenerativeModel for Pixelwise {
             eval::mean_per_image(ctx, Pixels::Threshold, 250, &["nll_nats"], |x, _, _| {
                 Ok(vec![self.nll(x)?.to_vec_f64()])
             })?;
-        let samples = eval::draw_samples(self, ctx)?;
+        let samples = draw_samples(self, ctx)?;
         out.extend(ctx.sample_metrics(&samples, Pixels::Threshold, None)?);
         Ok(out)
     }
@@ -156,7 +156,7 @@ impl GenerativeModel for Pixelwise {
 
 /// The bits of every tensor of a checkpoint file, by name.
 pub fn tensor_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
-    let ck = models::checkpoint::load(path).unwrap();
+    let ck = models::program::checkpoint::load(path).unwrap();
     ck.tensors
         .iter()
         .map(|(n, t)| {

@@ -43,14 +43,13 @@
 //! states of the Diagonal BiLSTM, which are used one row later and are computed for a whole row,
 //! right to left, as soon as that row is finished. A pixel costs one column of the network.
 
-use crate::autoregressive::{self, Cache, Known, Pointwise, TapConv};
-use crate::data::{Batch, Pixels};
-use crate::distributions::Bernoulli;
-use crate::eval::{EvalContext, Metric};
+use crate::autoregressive::distributions::Bernoulli;
+use crate::autoregressive::{self, Cache, Known, LikelihoodModel, Pointwise, TapConv};
 use crate::grid_lstm::{grid_lstm, shift, Sweep};
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::model::{Entry, Family};
+use crate::program::data::Pixels;
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::optim::{Adam, AdamConfig};
 use autograd::{Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +67,7 @@ pub static ROW_ENTRY: Entry = Entry {
     build: |cfg, rng| {
         Ok(Box::new(PixelRnn::new(
             Kind::RowLstm,
-            parse_config("row-lstm", cfg)?,
+            ROW_ENTRY.parse_config(cfg)?,
             rng,
         )?))
     },
@@ -85,7 +84,7 @@ pub static DIAGONAL_ENTRY: Entry = Entry {
     build: |cfg, rng| {
         Ok(Box::new(PixelRnn::new(
             Kind::DiagonalBiLstm,
-            parse_config("diagonal-bilstm", cfg)?,
+            DIAGONAL_ENTRY.parse_config(cfg)?,
             rng,
         )?))
     },
@@ -101,8 +100,8 @@ pub enum Kind {
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::RowLstm => "row-lstm",
-            Kind::DiagonalBiLstm => "diagonal-bilstm",
+            Kind::RowLstm => ROW_ENTRY.name,
+            Kind::DiagonalBiLstm => DIAGONAL_ENTRY.name,
         }
     }
 }
@@ -436,54 +435,6 @@ impl PixelRnn {
         }
         self.head2.forward(&self.head1.forward(&r.relu()?)?.relu()?)
     }
-
-    /// -log p(x) per image, nats, `[B]`.
-    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
-    }
-
-    /// Pixel by pixel in raster order, computing the network one position at a time over
-    /// cached activations; returns the images and the logits each pixel was drawn from.
-    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
-        let hidden = self.config.hidden;
-        let input = TapConv::of(&self.input.weight, self.input.bias.as_ref(), Some(Mask::A))?;
-        let mut layers = self
-            .layers
-            .iter()
-            .map(|l| LayerStep::of(l, n, s, hidden))
-            .collect::<Result<Vec<_>>>()?;
-        let (head1, head2) = (Pointwise::of(&self.head1)?, Pointwise::of(&self.head2)?);
-        // the image so far, and the residual stream r_0 .. r_(L-1), channels last
-        let mut image = Cache::new(n, s, 1);
-        let mut stream: Vec<Cache> = (0..layers.len())
-            .map(|_| Cache::new(n, s, 2 * hidden))
-            .collect();
-        let mut logits = Vec::with_capacity(d);
-        for i in 0..d {
-            let (r, c) = (i / s, i % s);
-            if c == 0 && r > 0 {
-                for (layer, below) in layers.iter_mut().zip(&stream) {
-                    layer.row_done(below, r - 1)?;
-                }
-            }
-            let mut x = input.at(&image, r, c)?;
-            for (layer, below) in layers.iter_mut().zip(stream.iter_mut()) {
-                below.set(r, c, &x);
-                x = x.add(&layer.at(below, r, c)?)?;
-            }
-            let logit = head2.apply(&head1.apply(&x.relu()?)?.relu()?)?;
-            image.set(r, c, &known.next(i, &logit, rng)?);
-            logits.push(logit);
-        }
-        Ok((
-            Tensor::from_vec(image.data, &[n, 1, s, s])?,
-            Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
-        ))
-    }
 }
 
 // ----- the layers at one position, for generation -----------------------------------------------
@@ -630,7 +581,7 @@ impl Module for PixelRnn {
     }
 }
 
-impl GenerativeModel for PixelRnn {
+impl LikelihoodModel for PixelRnn {
     fn name(&self) -> &'static str {
         self.kind.name()
     }
@@ -639,67 +590,72 @@ impl GenerativeModel for PixelRnn {
         serde_json::to_value(&self.config).unwrap_or_default()
     }
 
-    fn pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
     fn weights(&self) -> Vec<(String, Tensor)> {
         self.named_parameters()
     }
 
-    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer", &self.opt)]
+    fn optimizer(&self) -> &Adam {
+        &self.opt
     }
 
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![("optimizer", &mut self.opt)]
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        autoregressive::likelihood_train_step(self, batch, rng)
-    }
-
-    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_sample(self, n, rng)
-    }
-
-    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_complete(self, images, known, rng)
-    }
-
-    /// The exact test NLL after every epoch (one pass over the test split).
-    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_epoch_metrics(self, ctx)
-    }
-
-    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_eval(self, ctx)
-    }
-}
-
-impl autoregressive::LikelihoodModel for PixelRnn {
-    fn model_name(&self) -> &'static str {
-        self.kind.name()
-    }
-
-    fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        PixelRnn::nll(self, x)
-    }
-
-    fn image_size(&self) -> usize {
-        self.config.image_size
+    fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
     }
 
     fn training_pixels(&self) -> Pixels {
         self.config.pixels
     }
 
-    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        PixelRnn::generate(self, known, rng)
+    fn image_size(&self) -> usize {
+        self.config.image_size
     }
 
-    fn optimizer(&mut self) -> &mut Adam {
-        &mut self.opt
+    /// -log p(x) per image, nats, `[B]`.
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
+        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
+        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
+            .sum(&[1], false)?
+            .neg()
+    }
+
+    /// Pixel by pixel in raster order, computing the network one position at a time over
+    /// cached activations; returns the images and the logits each pixel was drawn from.
+    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
+        let hidden = self.config.hidden;
+        let input = TapConv::of(&self.input.weight, self.input.bias.as_ref(), Some(Mask::A))?;
+        let mut layers = self
+            .layers
+            .iter()
+            .map(|l| LayerStep::of(l, n, s, hidden))
+            .collect::<Result<Vec<_>>>()?;
+        let (head1, head2) = (Pointwise::of(&self.head1)?, Pointwise::of(&self.head2)?);
+        // the image so far, and the residual stream r_0 .. r_(L-1), channels last
+        let mut image = Cache::new(n, s, 1);
+        let mut stream: Vec<Cache> = (0..layers.len())
+            .map(|_| Cache::new(n, s, 2 * hidden))
+            .collect();
+        let mut logits = Vec::with_capacity(d);
+        for i in 0..d {
+            let (r, c) = (i / s, i % s);
+            if c == 0 && r > 0 {
+                for (layer, below) in layers.iter_mut().zip(&stream) {
+                    layer.row_done(below, r - 1)?;
+                }
+            }
+            let mut x = input.at(&image, r, c)?;
+            for (layer, below) in layers.iter_mut().zip(stream.iter_mut()) {
+                below.set(r, c, &x);
+                x = x.add(&layer.at(below, r, c)?)?;
+            }
+            let logit = head2.apply(&head1.apply(&x.relu()?)?.relu()?)?;
+            image.set(r, c, &known.next(i, &logit, rng)?);
+            logits.push(logit);
+        }
+        Ok((
+            Tensor::from_vec(image.data, &[n, 1, s, s])?,
+            Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
+        ))
     }
 }
 

@@ -18,11 +18,13 @@
 //! So on the CPU a run resumed from any checkpoint (an epoch's end or a Ctrl-C) ends bit for bit
 //! where the uninterrupted run ends.
 
-use crate::checkpoint::{self, write_atomic, Checkpoint, Meta};
-use crate::data::{self, Batches, Mnist};
-use crate::eval::{EvalContext, Metric};
-use crate::image;
-use crate::zoo::{self, Entry, Family, GenerativeModel, Losses};
+use crate::latent;
+use crate::model::{Entry, Family, GenerativeModel, Losses};
+use crate::program::checkpoint::{self, write_atomic, Checkpoint, Meta};
+use crate::program::data::{self, Batches, Mnist};
+use crate::program::eval::{EvalContext, Metric};
+use crate::program::image;
+use crate::registry;
 use autograd::{no_grad, Error, Result, Rng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -430,7 +432,7 @@ fn save_checkpoint(
 /// Trains as `req` says until the epochs are done, Ctrl-C sets `stop`, or a step fails.
 /// A non-finite loss stops with an error naming the step; the last good checkpoint stays.
 pub fn train(req: &TrainRequest, stop: &AtomicBool) -> Result<Outcome> {
-    train_entry(zoo::find(&req.model)?, req, stop)
+    train_entry(registry::find(&req.model)?, req, stop)
 }
 
 /// [`train`] for a model given by its entry (`req.model` only names the default run folder),
@@ -580,7 +582,7 @@ pub fn train_entry(
         };
         if entry.family != Family::Classifier {
             let grid = no_grad(|| model.sample(GRID, &mut Rng::new(GRID_SEED)))?;
-            crate::eval::check_samples(entry.name, &grid, GRID)?;
+            crate::program::eval::check_samples(entry.name, &grid, GRID)?;
             let png = image::grid_png(&grid, Some(8), 2)?;
             write_atomic(
                 &dir.join("samples")
@@ -613,12 +615,22 @@ pub fn train_entry(
         }
     }
     // models with an encoder: reconstructions, interpolations, the scatter of 2-d codes
-    crate::latent::end_of_training(&dir, model.as_mut(), &data)?;
+    end_of_training(&dir, model.as_mut(), &data)?;
     Ok(Outcome::Finished {
         dir,
         epochs: epoch,
         step,
     })
+}
+
+/// [`latent::write_pictures`] for any model that has an encoder ([`GenerativeModel::latent`]); nothing
+/// for the others. Switches the model to evaluation behaviour first.
+pub fn end_of_training(dir: &Path, model: &mut dyn GenerativeModel, data: &Mnist) -> Result<()> {
+    model.set_training(false);
+    match model.latent() {
+        Some(m) => latent::write_pictures(dir, m, data),
+        None => Ok(()),
+    }
 }
 
 /// The checkpoint file of `path`: the file itself, or a run folder's checkpoint (else its
@@ -653,7 +665,7 @@ pub struct Loaded {
 /// Loads the model of a run folder or checkpoint: the model named in the file, built from the
 /// file's config, with the file's weights (and optimizer state).
 pub fn load(path: &Path) -> Result<Loaded> {
-    load_with(path, |name| zoo::find(name).ok())
+    load_with(path, |name| registry::find(name).ok())
 }
 
 /// [`load`] with the entry of a model that may not be in the registry.
@@ -671,7 +683,7 @@ fn load_with(path: &Path, find: impl Fn(&str) -> Option<&'static Entry>) -> Resu
             format!(
                 "holds a {:?} model, which this genzoo does not know (known: {})",
                 ck.meta.model,
-                zoo::names().join(", ")
+                registry::names().join(", ")
             ),
         )
     })?;

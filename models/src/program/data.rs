@@ -218,10 +218,10 @@ pub fn load_dir(dir: &Path) -> Result<Mnist> {
 
 /// The embedded MNIST subset (9,001 train / 999 test digits), compiled into the program.
 pub fn embedded() -> Result<Mnist> {
-    const TRAIN_IMAGES: &[u8] = include_bytes!("../../data/mnist10k/train-images-idx3-ubyte.gz");
-    const TRAIN_LABELS: &[u8] = include_bytes!("../../data/mnist10k/train-labels-idx1-ubyte.gz");
-    const TEST_IMAGES: &[u8] = include_bytes!("../../data/mnist10k/t10k-images-idx3-ubyte.gz");
-    const TEST_LABELS: &[u8] = include_bytes!("../../data/mnist10k/t10k-labels-idx1-ubyte.gz");
+    const TRAIN_IMAGES: &[u8] = include_bytes!("../../../data/mnist10k/train-images-idx3-ubyte.gz");
+    const TRAIN_LABELS: &[u8] = include_bytes!("../../../data/mnist10k/train-labels-idx1-ubyte.gz");
+    const TEST_IMAGES: &[u8] = include_bytes!("../../../data/mnist10k/t10k-images-idx3-ubyte.gz");
+    const TEST_LABELS: &[u8] = include_bytes!("../../../data/mnist10k/t10k-labels-idx1-ubyte.gz");
     let names = FILES.map(|f| format!("embedded mnist10k/{f}.gz"));
     Ok(Mnist {
         train: split_from(
@@ -391,7 +391,7 @@ impl Split {
 /// shorter), in a seeded random order or in order.
 ///
 /// ```
-/// use models::data::Batches;
+/// use models::program::data::Batches;
 /// let a: Vec<Vec<usize>> = Batches::shuffled(10, 4, 7).collect();
 /// assert_eq!(a.iter().map(|b| b.len()).collect::<Vec<_>>(), [4, 4, 2]);
 /// assert_eq!(a, Batches::shuffled(10, 4, 7).collect::<Vec<_>>());

@@ -8,17 +8,16 @@
 //! ```
 //!
 //! with W strictly lower-triangular: n + n(n-1)/2 free parameters (307,720 for 28 x 28 images,
-//! [`crate::distributions::fvsbn_params`]). All n conditionals come from one masked matmul,
+//! [`crate::autoregressive::distributions::fvsbn_params`]). All n conditionals come from one masked matmul,
 //! logits = x (W * M)^T + a with M_ij = 1 for j < i (else 0), so the exact likelihood is a
 //! single pass. Sampling runs the recursion directly: the pre-activations s = a + W x start at
 //! a and each drawn pixel adds its column, s += x_i W[:, i], O(n) per pixel.
 
-use crate::autoregressive::{self, Known};
-use crate::data::{Batch, Pixels};
-use crate::distributions::Bernoulli;
-use crate::eval::{EvalContext, Metric};
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use crate::autoregressive::distributions::Bernoulli;
+use crate::autoregressive::{self, Known, LikelihoodModel};
+use crate::model::{Entry, Family};
+use crate::program::data::Pixels;
+use autograd::optim::{Adam, AdamConfig};
 use autograd::{DType, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +30,7 @@ pub static ENTRY: Entry = Entry {
     default_epochs: 30,
     default_batch_size: 64,
     default_config: || serde_json::to_value(FvsbnConfig::default()).unwrap_or_default(),
-    build: |cfg, _rng| Ok(Box::new(Fvsbn::new(parse_config("fvsbn", cfg)?)?)),
+    build: |cfg, _rng| Ok(Box::new(Fvsbn::new(ENTRY.parse_config(cfg)?)?)),
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -72,7 +71,7 @@ pub struct Fvsbn {
 impl Fvsbn {
     /// Starts from W = 0 and a = 0: every pixel a fair coin.
     pub fn new(config: FvsbnConfig) -> Result<Fvsbn> {
-        autoregressive::check_image_size("fvsbn", config.image_size)?;
+        autoregressive::check_image_size(ENTRY.name, config.image_size)?;
         let n = config.image_size * config.image_size;
         let weight = Tensor::zeros(&[n, n], DType::F32).requires_grad_(true)?;
         let bias = Tensor::zeros(&[n], DType::F32).requires_grad_(true)?;
@@ -111,16 +110,49 @@ impl Fvsbn {
     /// The logits of every conditional, logit_i = a_i + sum_(j<i) W_ij x_j, [B, 1, H, W] for
     /// images x [B, 1, H, W].
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        autoregressive::check_images("fvsbn", x, self.config.image_size)?;
+        autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
         let b = x.shape()[0];
         x.reshape(&[b, self.pixels_per_image()])?
             .matmul(&self.masked_weight()?.t()?)?
             .add(&self.bias)?
             .reshape(x.shape())
     }
+}
+
+impl LikelihoodModel for Fvsbn {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("weight".into(), self.weight.clone()),
+            ("bias".into(), self.bias.clone()),
+        ]
+    }
+
+    fn optimizer(&self) -> &Adam {
+        &self.opt
+    }
+
+    fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
+    }
+
+    fn training_pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.image_size
+    }
 
     /// -log p(x) per image, nats, `[B]`.
-    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
         let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
         lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
             .sum(&[1], false)?
@@ -149,86 +181,11 @@ impl Fvsbn {
     }
 }
 
-impl GenerativeModel for Fvsbn {
-    fn name(&self) -> &'static str {
-        "fvsbn"
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
-
-    fn pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn weights(&self) -> Vec<(String, Tensor)> {
-        vec![
-            ("weight".into(), self.weight.clone()),
-            ("bias".into(), self.bias.clone()),
-        ]
-    }
-
-    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer", &self.opt)]
-    }
-
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![("optimizer", &mut self.opt)]
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        autoregressive::likelihood_train_step(self, batch, rng)
-    }
-
-    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_sample(self, n, rng)
-    }
-
-    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_complete(self, images, known, rng)
-    }
-
-    /// The exact test NLL after every epoch (one pass over the test split).
-    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_epoch_metrics(self, ctx)
-    }
-
-    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_eval(self, ctx)
-    }
-}
-
-impl autoregressive::LikelihoodModel for Fvsbn {
-    fn model_name(&self) -> &'static str {
-        "fvsbn"
-    }
-
-    fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        Fvsbn::nll(self, x)
-    }
-
-    fn image_size(&self) -> usize {
-        self.config.image_size
-    }
-
-    fn training_pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        Fvsbn::generate(self, known, rng)
-    }
-
-    fn optimizer(&mut self) -> &mut Adam {
-        &mut self.opt
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::autoregressive::checks;
+    use crate::model::GenerativeModel;
 
     fn small(size: usize) -> Fvsbn {
         let mut m = Fvsbn::new(FvsbnConfig {
@@ -247,7 +204,7 @@ mod tests {
             .copy_from(&Tensor::randn(&[n], DType::F32, &mut rng))
             .unwrap();
         m.opt = Adam::new(
-            m.weights(),
+            LikelihoodModel::weights(&m),
             AdamConfig {
                 lr: 0.05,
                 ..AdamConfig::default()

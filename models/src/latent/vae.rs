@@ -17,10 +17,10 @@
 //! Two variants: `vae` is the MLP of PyTorch's example (784-400-20), `conv-vae` a convolutional
 //! encoder (two stride-2 convolutions) and decoder (two stride-2 transposed convolutions).
 
-use crate::data::{Batch, Pixels};
-use crate::eval::{EvalContext, Metric};
 use crate::latent::LatentModel;
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
+use crate::program::data::{Batch, Pixels};
+use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{self, Conv2d, ConvTranspose2d, Linear, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Error, Result, Rng, Tensor};
@@ -34,7 +34,13 @@ pub static ENTRY: Entry = Entry {
     default_epochs: 30,
     default_batch_size: 128,
     default_config: || serde_json::to_value(VaeConfig::default()).unwrap_or_default(),
-    build: |cfg, rng| Ok(Box::new(Vae::new("vae", parse_config("vae", cfg)?, rng)?)),
+    build: |cfg, rng| {
+        Ok(Box::new(Vae::new(
+            ENTRY.name,
+            ENTRY.parse_config(cfg)?,
+            rng,
+        )?))
+    },
 };
 
 pub static CONV_ENTRY: Entry = Entry {
@@ -53,8 +59,8 @@ pub static CONV_ENTRY: Entry = Entry {
     },
     build: |cfg, rng| {
         Ok(Box::new(Vae::new(
-            "conv-vae",
-            parse_config("conv-vae", cfg)?,
+            CONV_ENTRY.name,
+            CONV_ENTRY.parse_config(cfg)?,
             rng,
         )?))
     },
@@ -389,8 +395,12 @@ impl GenerativeModel for Vae {
         let k = ctx.iwae_k.unwrap_or(self.config.iwae_k);
         let iwae_name = format!("iwae_nll_k{k}");
         let names = ["neg_elbo", "reconstruction", "kl", iwae_name.as_str()];
-        let mut metrics =
-            crate::eval::mean_per_image(ctx, Pixels::Threshold, 100, &names, |x, _, rng| {
+        let mut metrics = crate::program::eval::mean_per_image(
+            ctx,
+            Pixels::Threshold,
+            100,
+            &names,
+            |x, _, rng| {
                 let (recon, kl) = self.elbo_terms(x, rng)?;
                 let (recon, kl) = (recon.to_vec_f64(), kl.to_vec_f64());
                 let neg_elbo = recon.iter().zip(&kl).map(|(r, k)| r + k).collect();
@@ -400,8 +410,9 @@ impl GenerativeModel for Vae {
                     .map(|w| -log_mean_exp(w))
                     .collect();
                 Ok(vec![neg_elbo, recon, kl, iwae])
-            })?;
-        let samples = crate::eval::draw_samples(self, ctx)?;
+            },
+        )?;
+        let samples = draw_samples(self, ctx)?;
         metrics.extend(ctx.sample_metrics(&samples, Pixels::Unit, None)?);
         Ok(metrics)
     }
@@ -448,7 +459,7 @@ mod tests {
 #[cfg(test)]
 mod training_tests {
     use super::*;
-    use crate::data;
+    use crate::program::data;
 
     fn tiny_batch() -> Batch {
         let m = data::embedded().unwrap();
@@ -466,7 +477,7 @@ mod training_tests {
                 pixels: Pixels::Threshold,
                 ..VaeConfig::default()
             };
-            let mut vae = Vae::new("vae", cfg, &mut rng).unwrap();
+            let mut vae = Vae::new(ENTRY.name, cfg, &mut rng).unwrap();
             let batch = tiny_batch();
             let first = vae.train_step(&batch, &mut rng).unwrap()[0].1;
             let mut last = first;
@@ -489,7 +500,7 @@ mod training_tests {
             pixels: Pixels::Threshold,
             ..VaeConfig::default()
         };
-        let mut vae = Vae::new("vae", cfg, &mut rng).unwrap();
+        let mut vae = Vae::new(ENTRY.name, cfg, &mut rng).unwrap();
         let batch = tiny_batch();
         for _ in 0..40 {
             vae.train_step(&batch, &mut rng).unwrap();

@@ -8,84 +8,106 @@
 //! - sampling is D steps: draw x_1, then x_2 given x_1, ...,
 //! - completion is the same loop with the first pixels given instead of drawn.
 
-use crate::data::{Batch, Mnist, Pixels};
-use crate::distributions::Bernoulli;
-use crate::eval::{EvalContext, Metric};
-use crate::zoo::{GenerativeModel, Losses};
+use crate::model::{draw_samples, GenerativeModel, Losses};
+use crate::program::data::{Batch, Mnist, Pixels};
+use crate::program::eval::{check_samples, EvalContext, Metric};
 use autograd::nn::Conv2d;
 use autograd::optim::{Adam, Optimizer};
 use autograd::{mask_taps, no_grad, Error, Mask, Result, Rng, Tensor};
+use distributions::Bernoulli;
 
-/// What the exact-likelihood models (FVSBN, NADE, PixelCNN, the PixelRNNs) share, so that the
-/// `GenerativeModel` methods they have in common are written once (the `likelihood_*`
-/// functions below) and each model's impl only forwards to them.
+pub mod distributions;
+pub mod fvsbn;
+pub mod nade;
+pub mod pixel_cnn;
+pub mod pixel_rnn;
+
+/// An exact-likelihood model (FVSBN, NADE, PixelCNN, the PixelRNNs): what each one defines. Its
+/// [`GenerativeModel`] is the blanket impl below, written once for all of them: maximum
+/// likelihood steps, sampling and completion by [`LikelihoodModel::generate`], the exact test
+/// NLL after every epoch and in `eval`.
 pub trait LikelihoodModel {
-    /// The model's registry name, for error messages.
-    fn model_name(&self) -> &'static str;
-    /// -log p(x) per image, nats, `[B]`, for binary images `[B, 1, H, W]`.
-    fn nll(&self, x: &Tensor) -> Result<Tensor>;
-    /// Images are `image_size` x `image_size`.
-    fn image_size(&self) -> usize;
+    /// The registry name ([`crate::model::Entry::name`]).
+    fn name(&self) -> &'static str;
+    /// The config that rebuilds this model; stored in every checkpoint.
+    fn config(&self) -> serde_json::Value;
+    /// Parameters under PyTorch-style names.
+    fn weights(&self) -> Vec<(String, Tensor)>;
+    /// The one optimizer, Adam on every parameter (saved under "optimizer").
+    fn optimizer(&self) -> &Adam;
+    fn optimizer_mut(&mut self) -> &mut Adam;
     /// How training images are binarised (evaluation always uses the fixed threshold).
     fn training_pixels(&self) -> Pixels;
+    /// Images are `image_size` x `image_size`.
+    fn image_size(&self) -> usize;
+    /// -log p(x) per image, nats, `[B]`, for binary images `[B, 1, H, W]`.
+    fn nll(&self, x: &Tensor) -> Result<Tensor>;
     /// Images drawn pixel by pixel in raster order with the `known` prefix held fixed, and
     /// the logits they were drawn from.
     fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)>;
-    /// The one optimizer, Adam on every parameter.
-    fn optimizer(&mut self) -> &mut Adam;
 }
 
-/// One step of maximum likelihood: the mean NLL of the batch, backward, an Adam step.
-pub fn likelihood_train_step(
-    model: &mut impl LikelihoodModel,
-    batch: &Batch,
-    rng: &mut Rng,
-) -> Result<Losses> {
-    let x = batch.tensor(model.training_pixels(), rng)?;
-    let loss = model.nll(&x)?.mean_all()?;
-    let opt = model.optimizer();
-    opt.zero_grad();
-    loss.backward()?;
-    opt.step()?;
-    Ok(vec![("loss".into(), loss.item()?)])
-}
+impl<M: LikelihoodModel> GenerativeModel for M {
+    fn name(&self) -> &'static str {
+        LikelihoodModel::name(self)
+    }
 
-/// `n` images drawn pixel by pixel.
-pub fn likelihood_sample(model: &impl LikelihoodModel, n: usize, rng: &mut Rng) -> Result<Tensor> {
-    let pixels = model.image_size() * model.image_size();
-    Ok(model.generate(&Known::none(n, pixels), rng)?.0)
-}
+    fn config(&self) -> serde_json::Value {
+        LikelihoodModel::config(self)
+    }
 
-/// The images with all but their first `known` pixels drawn again.
-pub fn likelihood_complete(
-    model: &impl LikelihoodModel,
-    images: &Tensor,
-    known: usize,
-    rng: &mut Rng,
-) -> Result<Tensor> {
-    let k = Known::prefix(model.model_name(), images, model.image_size(), known)?;
-    Ok(model.generate(&k, rng)?.0)
-}
+    fn pixels(&self) -> Pixels {
+        self.training_pixels()
+    }
 
-/// The exact test NLL (every epoch's metric).
-pub fn likelihood_epoch_metrics(
-    model: &impl LikelihoodModel,
-    ctx: &mut EvalContext,
-) -> Result<Vec<Metric>> {
-    likelihood_metrics(ctx, model.image_size() * model.image_size(), |x| {
-        model.nll(x)
-    })
-}
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        LikelihoodModel::weights(self)
+    }
 
-/// `genzoo eval`: the exact test NLL, then the sample metrics of drawn images.
-pub fn likelihood_eval<M: LikelihoodModel + GenerativeModel>(
-    model: &mut M,
-    ctx: &mut EvalContext,
-) -> Result<Vec<Metric>> {
-    let mut metrics = likelihood_epoch_metrics(model, ctx)?;
-    let samples = crate::eval::draw_samples(model, ctx)?;
-    metrics.extend(ctx.sample_metrics(&samples, model.training_pixels(), None)?);
-    Ok(metrics)
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer", self.optimizer())]
+    }
+
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![("optimizer", self.optimizer_mut())]
+    }
+
+    /// One step of maximum likelihood: the mean NLL of the batch, backward, an Adam step.
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let x = batch.tensor(self.training_pixels(), rng)?;
+        let loss = self.nll(&x)?.mean_all()?;
+        let opt = self.optimizer_mut();
+        opt.zero_grad();
+        loss.backward()?;
+        opt.step()?;
+        Ok(vec![("loss".into(), loss.item()?)])
+    }
+
+    /// `n` images drawn pixel by pixel.
+    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let pixels = self.image_size() * self.image_size();
+        Ok(self.generate(&Known::none(n, pixels), rng)?.0)
+    }
+
+    /// The images with all but their first `known` pixels drawn again.
+    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
+        let name = LikelihoodModel::name(self);
+        let k = Known::prefix(name, images, self.image_size(), known)?;
+        Ok(self.generate(&k, rng)?.0)
+    }
+
+    /// The exact test NLL (every epoch's metric).
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        likelihood_metrics(ctx, self.image_size() * self.image_size(), |x| self.nll(x))
+    }
+
+    /// `genzoo eval`: the exact test NLL, then the sample metrics of drawn images.
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let mut metrics = self.epoch_metrics(ctx)?;
+        let samples = draw_samples(self, ctx)?;
+        metrics.extend(ctx.sample_metrics(&samples, self.training_pixels(), None)?);
+        Ok(metrics)
+    }
 }
 
 /// The image size the autoregressive models use unless their config says otherwise.
@@ -125,9 +147,10 @@ pub fn likelihood_metrics(
     pixels_per_image: usize,
     mut nll: impl FnMut(&Tensor) -> Result<Tensor>,
 ) -> Result<Vec<Metric>> {
-    let mut m = crate::eval::mean_per_image(ctx, Pixels::Threshold, 100, &["nll"], |x, _, _| {
-        Ok(vec![nll(x)?.to_vec_f64()])
-    })?;
+    let mut m =
+        crate::program::eval::mean_per_image(ctx, Pixels::Threshold, 100, &["nll"], |x, _, _| {
+            Ok(vec![nll(x)?.to_vec_f64()])
+        })?;
     let bits = m[0].value / (pixels_per_image.max(1) as f64 * std::f64::consts::LN_2);
     m.push(Metric::new("nll_bits_per_pixel", bits));
     Ok(m)
@@ -229,7 +252,7 @@ pub fn completion_inputs(data: &Mnist, n: usize) -> Result<Tensor> {
         .tensor(Pixels::Threshold, &mut Rng::new(0))
 }
 
-/// The completion picture as images for [`crate::image::grid_png`] with `2 + per_image` columns:
+/// The completion picture as images for [`crate::program::image::grid_png`] with `2 + per_image` columns:
 /// for each of `n` test images ([`completion_inputs`]) a row of the original, its top half (the
 /// unknown bottom half drawn mid-grey) and `per_image` completions of the bottom half given the
 /// top half, drawn pixel by pixel by `model`.
@@ -252,7 +275,7 @@ pub fn completion_grid(
     let mut completions = Vec::with_capacity(per_image);
     for _ in 0..per_image {
         let c = no_grad(|| model.complete(&x, known, &mut rng))?;
-        crate::eval::check_samples(model.name(), &c, n)?;
+        check_samples(model.name(), &c, n)?;
         completions.push(c.to_vec_f32());
     }
     let d = rows * cols;
@@ -462,7 +485,7 @@ impl Pointwise {
 #[cfg(test)]
 pub(crate) mod checks {
     use super::*;
-    use crate::data::Batch;
+    use crate::program::data::Batch;
     use autograd::DType;
 
     /// The autoregressive property through gradients: for a random binary image of `size` x

@@ -38,11 +38,11 @@
 //! 2e-4 they spill far outside the ring), while on the 8-d code 1e-3 makes the game unstable
 //! (test reconstruction error twice as large, FCD 563 instead of about 200).
 
-use crate::data::{Batch, Pixels};
-use crate::eval::{EvalContext, Metric};
+use crate::latent::vae::bernoulli_nll;
 use crate::latent::{bce_to, LatentModel, Mlp};
-use crate::vae::bernoulli_nll;
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
+use crate::program::data::{Batch, Pixels};
+use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{self, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
@@ -56,7 +56,7 @@ pub static ENTRY: Entry = Entry {
     default_epochs: 20,
     default_batch_size: 100,
     default_config: || serde_json::to_value(AaeConfig::default()).unwrap_or_default(),
-    build: |cfg, rng| Ok(Box::new(Aae::new(parse_config("aae", cfg)?, rng)?)),
+    build: |cfg, rng| Ok(Box::new(Aae::new(ENTRY.parse_config(cfg)?, rng)?)),
 };
 
 /// The prior p(z) the codes are matched to.
@@ -143,13 +143,13 @@ impl Aae {
         let c = &config;
         if c.latent == 0 || c.latent > 1024 {
             return Err(Error::invalid(
-                "aae",
+                ENTRY.name,
                 format!("latent must be in 1..=1024, got {}", c.latent),
             ));
         }
         if c.hidden == 0 || c.hidden > 8192 || c.disc_hidden == 0 || c.disc_hidden > 8192 {
             return Err(Error::invalid(
-                "aae",
+                ENTRY.name,
                 format!(
                     "hidden and disc_hidden must be in 1..=8192, got {} and {}",
                     c.hidden, c.disc_hidden
@@ -158,7 +158,7 @@ impl Aae {
         }
         if c.prior == Prior::Mixture && c.latent != 2 {
             return Err(Error::invalid(
-                "aae",
+                ENTRY.name,
                 format!(
                     "the mixture prior is 2-D: set latent=2 (got latent {})",
                     c.latent
@@ -167,7 +167,7 @@ impl Aae {
         }
         if c.use_labels && c.prior != Prior::Mixture {
             return Err(Error::invalid(
-                "aae",
+                ENTRY.name,
                 "use_labels picks a mixture component per digit: set prior=mixture",
             ));
         }
@@ -311,7 +311,7 @@ impl LatentModel for Aae {
 
 impl GenerativeModel for Aae {
     fn name(&self) -> &'static str {
-        "aae"
+        ENTRY.name
     }
 
     fn config(&self) -> serde_json::Value {
@@ -388,15 +388,20 @@ impl GenerativeModel for Aae {
     /// squared reconstruction error and the latent MMD ([`crate::latent::autoencoder_metrics`]),
     /// then the sample metrics.
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let mut metrics =
-            crate::eval::mean_per_image(ctx, Pixels::Unit, 100, &["reconstruction"], |x, _, _| {
+        let mut metrics = crate::program::eval::mean_per_image(
+            ctx,
+            Pixels::Unit,
+            100,
+            &["reconstruction"],
+            |x, _, _| {
                 let z = self.encode_mean(x)?;
                 Ok(vec![
                     bernoulli_nll(&self.decode_logits(&z)?, x)?.to_vec_f64()
                 ])
-            })?;
+            },
+        )?;
         metrics.extend(crate::latent::autoencoder_metrics(ctx, self)?);
-        let samples = crate::eval::draw_samples(self, ctx)?;
+        let samples = draw_samples(self, ctx)?;
         metrics.extend(ctx.sample_metrics(&samples, Pixels::Unit, None)?);
         Ok(metrics)
     }
@@ -405,7 +410,7 @@ impl GenerativeModel for Aae {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data;
+    use crate::program::data;
 
     fn tiny(prior: Prior, latent: usize, encoder: EncoderKind) -> AaeConfig {
         AaeConfig {

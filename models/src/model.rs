@@ -1,24 +1,30 @@
-//! The registry of models: the [`GenerativeModel`] trait every model implements, and the table
-//! [`ENTRIES`] that `genzoo` reads.
+//! What a model is to the program: the [`GenerativeModel`] trait every model implements, its
+//! [`Family`], the [`Losses`] of a step, and the [`Entry`] a model describes itself with
+//! (name, paper, defaults, how to build it). No model is named here; the table of them is
+//! [`crate::registry`].
 //!
 //! Adding a model is one file and one line:
 //!
-//! 1. `models/src/my_model.rs` defines a config struct (serde, with defaults and
+//! 1. `models/src/FAMILY/my_model.rs` defines a config struct (serde, with defaults and
 //!    `deny_unknown_fields`, an `lr` field that `--lr` sets), a struct holding the layers and the
-//!    optimizer(s), `impl GenerativeModel for MyModel`, and
-//!    `pub static ENTRY: Entry = Entry { name: "my_model", build: |cfg, rng| ..., .. }`.
-//! 2. `pub mod my_model;` in `lib.rs` and `&my_model::ENTRY` in [`ENTRIES`].
+//!    optimizer(s), `impl GenerativeModel for MyModel` (or, for an exact-likelihood model,
+//!    [`crate::autoregressive::LikelihoodModel`], which gives the `GenerativeModel`), and
+//!    `pub static ENTRY: Entry = Entry { name: "my_model", build: |cfg, rng| ..., .. }`; the model
+//!    takes its name from `ENTRY.name` (written once).
+//! 2. `pub mod my_model;` in the family's `mod.rs` and `&my_model::ENTRY` in
+//!    [`crate::registry::ENTRIES`].
 //!
 //! The program does everything else: batches, progress, sample grids from fixed noise, the loss
 //! plot, metrics as JSON lines, checkpoints (weights under PyTorch names from
 //! [`GenerativeModel::weights`], optimizer state from [`GenerativeModel::optimizers`]) and resume,
-//! NaN checks, Ctrl-C, and `eval` with the family's metrics ([`crate::eval`]).
+//! NaN checks, Ctrl-C, and `eval` with the family's metrics ([`crate::program::eval`]).
 
-use crate::data::{Batch, Pixels};
-use crate::eval::{EvalContext, Metric};
+use crate::latent::LatentModel;
+use crate::program::checkpoint;
+use crate::program::data::{Batch, Pixels};
+use crate::program::eval::{check_samples, EvalContext, Metric};
 use autograd::optim::Optimizer;
-use autograd::{Error, Result, Rng, Tensor};
-use std::collections::HashMap;
+use autograd::{no_grad, Error, Result, Rng, Tensor};
 
 /// What kind of model it is, which decides what `eval` reports by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,56 +72,21 @@ pub struct Entry {
     pub build: fn(&serde_json::Value, &mut Rng) -> Result<Box<dyn GenerativeModel>>,
 }
 
+impl Entry {
+    /// Reads this model's config from JSON ([`checkpoint::parse_config`], errors naming the
+    /// model).
+    pub fn parse_config<T: serde::de::DeserializeOwned>(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<T> {
+        checkpoint::parse_config(self.name, config)
+    }
+}
+
 impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Entry({})", self.name)
     }
-}
-
-/// Every model `genzoo` knows, in `genzoo list` order.
-pub static ENTRIES: &[&Entry] = &[
-    &crate::classifier::ENTRY,
-    &crate::vae::ENTRY,
-    &crate::vae::CONV_ENTRY,
-    &crate::fvsbn::ENTRY,
-    &crate::nade::ENTRY,
-    &crate::pixel_cnn::ENTRY,
-    &crate::pixel_rnn::ROW_ENTRY,
-    &crate::pixel_rnn::DIAGONAL_ENTRY,
-    &crate::aae::ENTRY,
-    &crate::wae::MMD_ENTRY,
-    &crate::wae::GAN_ENTRY,
-];
-
-/// The entry called `name`, or an error listing the known names.
-pub fn find(name: &str) -> Result<&'static Entry> {
-    ENTRIES
-        .iter()
-        .copied()
-        .find(|e| e.name == name)
-        .ok_or_else(|| {
-            Error::invalid(
-                "genzoo",
-                format!(
-                    "no model called {name:?}; known models: {}",
-                    names().join(", ")
-                ),
-            )
-        })
-}
-
-pub fn names() -> Vec<&'static str> {
-    ENTRIES.iter().map(|e| e.name).collect()
-}
-
-/// Reads a model's config from JSON, with the error naming the model and the problem
-/// (an unknown key, a value of the wrong type).
-pub fn parse_config<T: serde::de::DeserializeOwned>(
-    model: &str,
-    config: &serde_json::Value,
-) -> Result<T> {
-    serde_json::from_value(config.clone())
-        .map_err(|e| Error::invalid("config", format!("{model}: {e} (config {config})")))
 }
 
 /// A trainable model as `genzoo` drives it.
@@ -162,7 +133,7 @@ pub trait GenerativeModel {
     /// Models with an encoder (VAE, AAE, WAE): the encoder and decoder, from which the training
     /// loop draws reconstructions, interpolations and the scatter of 2-d codes after the last
     /// epoch ([`crate::latent::write_pictures`]). `None` (the default) for the others.
-    fn latent(&self) -> Option<&dyn crate::latent::LatentModel> {
+    fn latent(&self) -> Option<&dyn LatentModel> {
         None
     }
 
@@ -187,105 +158,44 @@ pub trait GenerativeModel {
 
     /// The model's own evaluation (`genzoo eval`). The default is its family's sample-quality
     /// metrics; likelihood and latent-variable models add their NLL or ELBO terms
-    /// ([`crate::eval::mean_per_image`]) to those.
+    /// ([`crate::program::eval::mean_per_image`]) to those.
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         let pixels = self.pixels();
-        let samples = crate::eval::draw_samples(self, ctx)?;
+        let samples = draw_samples(self, ctx)?;
         ctx.sample_metrics(&samples, pixels, None)
     }
 
     /// Weights, then each optimizer's state under "{prefix}.{param}.{key}": everything a
     /// checkpoint holds.
     fn state_dict(&self) -> Vec<(String, Tensor)> {
-        let mut all = self.weights();
-        for (prefix, opt) in self.optimizers() {
-            all.extend(
-                opt.state_tensors()
-                    .into_iter()
-                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-            );
-        }
-        all
+        checkpoint::state_dict(self.weights(), self.optimizers())
     }
 
-    /// Loads what [`GenerativeModel::state_dict`] saved. Every weight must be present with its
-    /// shape and dtype and no unknown name may be left over; optimizer state may be absent
-    /// (a weights-only file), then the optimizers start fresh. `source` (the file) is named in
-    /// errors. The names and shapes of the weights are checked before anything is loaded; an
-    /// optimizer whose state does not fit keeps its own (and the weights stay as they were).
+    /// Loads what [`GenerativeModel::state_dict`] saved ([`checkpoint::load_state_dict`]): every
+    /// weight must be present with its shape and dtype and no unknown name may be left over;
+    /// optimizer state may be absent (a weights-only file), then the optimizers start fresh.
+    /// `source` (the file) is named in errors.
     fn load_state_dict(&mut self, state: &[(String, Tensor)], source: &str) -> Result<()> {
-        let err = |msg: String| Error::Io {
-            path: source.to_string(),
-            msg,
-        };
-        let mut by_name: HashMap<&str, &Tensor> = HashMap::new();
-        for (n, t) in state {
-            by_name.insert(n.as_str(), t);
-        }
-        let weights = self.weights();
-        let model = self.name();
-        let mut missing = Vec::new();
-        for (n, w) in &weights {
-            match by_name.get(n.as_str()) {
-                None => missing.push(n.clone()),
-                Some(t) if t.shape() != w.shape() || t.dtype() != w.dtype() => {
-                    return Err(err(format!(
-                        "{n} is {:?} {} in the file but {:?} {} in the {model} model (a checkpoint of another config or model?)",
-                        t.shape(),
-                        t.dtype(),
-                        w.shape(),
-                        w.dtype()
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-        if !missing.is_empty() {
-            return Err(err(format!(
-                "not a checkpoint of this {model} model: it lacks {} of its {} weights ({}{})",
-                missing.len(),
-                weights.len(),
-                missing
-                    .iter()
-                    .take(4)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if missing.len() > 4 { ", ..." } else { "" }
-            )));
-        }
-        let mut used: std::collections::HashSet<&str> =
-            weights.iter().map(|(n, _)| n.as_str()).collect();
-        let prefixes: Vec<&'static str> = self.optimizers().iter().map(|(p, _)| *p).collect();
-        let mut opt_states: Vec<Vec<(String, Tensor)>> = vec![Vec::new(); prefixes.len()];
-        for (n, t) in state {
-            if used.contains(n.as_str()) {
-                continue;
-            }
-            let hit = prefixes
-                .iter()
-                .position(|p| n.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')));
-            match hit {
-                Some(k) => {
-                    opt_states[k].push((n[prefixes[k].len() + 1..].to_string(), t.clone()));
-                    used.insert(n.as_str());
-                }
-                None => {
-                    return Err(err(format!(
-                        "{n} is not a weight or optimizer state of the {model} model (a checkpoint of another model?)"
-                    )))
-                }
-            }
-        }
-        for ((prefix, opt), st) in self.optimizers_mut().into_iter().zip(&opt_states) {
-            opt.load_state(st)
-                .map_err(|e| err(format!("{prefix}: {e}")))?;
-        }
-        for (n, w) in &weights {
-            if let Some(t) = by_name.get(n.as_str()) {
-                w.copy_from(t).map_err(|e| err(format!("{n}: {e}")))?;
-            }
-        }
-        Ok(())
+        let (model, weights) = (self.name(), self.weights());
+        checkpoint::load_state_dict(model, weights, self.optimizers_mut(), state, source)
     }
+}
+
+/// `ctx.samples` samples from `model`, drawn 100 at a time in no-grad mode and evaluation
+/// behaviour, checked to be [n, C, H, W] in [0, 1].
+pub fn draw_samples<M: GenerativeModel + ?Sized>(
+    model: &mut M,
+    ctx: &mut EvalContext,
+) -> Result<Tensor> {
+    model.set_training(false);
+    let mut parts = Vec::new();
+    let mut left = ctx.samples;
+    while left > 0 {
+        let k = left.min(100);
+        let s = no_grad(|| model.sample(k, &mut ctx.rng))?;
+        check_samples(model.name(), &s, k)?;
+        parts.push(s);
+        left -= k;
+    }
+    Tensor::concat(&parts, 0)
 }

@@ -9,28 +9,20 @@
 //! Its trained weights ship in the repository (`models/weights/classifier.safetensors`, compiled
 //! in) so that `genzoo eval` works on a fresh machine; [`Classifier::shipped`] loads them.
 
-use crate::checkpoint;
-use crate::data::{Batch, Batches, Pixels};
-use crate::eval::{EvalContext, Metric};
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::program::checkpoint;
+use crate::program::data::Batches;
 use autograd::nn::{self, loss, Conv2d, Dropout, Linear, MaxPool2d, Module, Reduction};
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::optim::{Adam, AdamConfig};
 use autograd::{no_grad, Conv2dOptions, DType, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub static ENTRY: Entry = Entry {
-    name: "classifier",
-    title: "LeNet-style MNIST classifier (the evaluation harness's feature extractor)",
-    paper: "LeCun, Bottou, Bengio & Haffner 1998, Gradient-based learning applied to document recognition",
-    family: Family::Classifier,
-    default_epochs: 10,
-    default_batch_size: 64,
-    default_config: || serde_json::to_value(ClassifierConfig::default()).unwrap_or_default(),
-    build: |cfg, rng| Ok(Box::new(Classifier::new(parse_config("classifier", cfg)?, rng)?)),
-};
+pub mod training;
+
+/// The classifier's name in the registry and in its checkpoints' metadata.
+pub const NAME: &str = "classifier";
 
 /// The weights `genzoo eval` uses: `model.safetensors` of a `genzoo train classifier` run.
-const SHIPPED: &[u8] = include_bytes!("../weights/classifier.safetensors");
+const SHIPPED: &[u8] = include_bytes!("../../../weights/classifier.safetensors");
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,15 +146,22 @@ impl Classifier {
             });
         }
         let ck = checkpoint::from_bytes(bytes, name)?;
-        if ck.meta.model != ENTRY.name {
+        if ck.meta.model != NAME {
             return Err(Error::Io {
                 path: name.to_string(),
                 msg: format!("holds a {:?} model, not the classifier", ck.meta.model),
             });
         }
-        let config = parse_config(ENTRY.name, &ck.meta.config)?;
+        let config = checkpoint::parse_config(NAME, &ck.meta.config)?;
         let mut c = Classifier::new(config, &mut Rng::new(0))?;
-        c.load_state_dict(&ck.tensors, name)?;
+        let weights = Module::state_dict(&c);
+        checkpoint::load_state_dict(
+            NAME,
+            weights,
+            vec![("optimizer", &mut c.opt)],
+            &ck.tensors,
+            name,
+        )?;
         Ok(c)
     }
 
@@ -205,7 +204,7 @@ impl Classifier {
     }
 
     /// Accuracy and mean cross-entropy (nats) over a split, in batches of 250.
-    pub fn accuracy_and_loss(&self, split: &crate::data::Split) -> Result<(f64, f64)> {
+    pub fn accuracy_and_loss(&self, split: &crate::program::data::Split) -> Result<(f64, f64)> {
         let (mut hits, mut loss_sum) = (0usize, 0.0);
         no_grad(|| -> Result<()> {
             for idx in Batches::sequential(split.len(), 250) {
@@ -213,7 +212,7 @@ impl Classifier {
                 let logits = self.logits(&b.unit()?)?;
                 let labels = b.label_indices();
                 loss_sum += loss::cross_entropy(&logits, &labels, Reduction::Sum)?.item()?;
-                let preds = crate::metrics::argmax_rows(&logits.to_vec_f64(), 10);
+                let preds = crate::program::metrics::argmax_rows(&logits.to_vec_f64(), 10);
                 hits += preds.iter().zip(&labels).filter(|(p, l)| p == l).count();
             }
             Ok(())
@@ -235,113 +234,5 @@ impl Module for Classifier {
             ],
             |m| m.named_parameters(),
         )
-    }
-}
-
-/// Each image moved by (dx, dy) in [-shift, shift] (drawn from `rng`, two draws per image), the
-/// uncovered border filled with 0.
-pub fn random_shift(batch: &Batch, shift: usize, rng: &mut Rng) -> Batch {
-    let (rows, cols) = (batch.rows, batch.cols);
-    let mut out = batch.clone();
-    if shift == 0 {
-        return out;
-    }
-    let span = 2 * shift as u64 + 1;
-    for (src, dst) in batch
-        .images
-        .chunks_exact(rows * cols)
-        .zip(out.images.chunks_exact_mut(rows * cols))
-    {
-        let dx = rng.below(span) as isize - shift as isize;
-        let dy = rng.below(span) as isize - shift as isize;
-        for r in 0..rows as isize {
-            for c in 0..cols as isize {
-                let (sr, sc) = (r - dy, c - dx);
-                dst[(r * cols as isize + c) as usize] =
-                    if sr >= 0 && sc >= 0 && sr < rows as isize && sc < cols as isize {
-                        src[(sr * cols as isize + sc) as usize]
-                    } else {
-                        0
-                    };
-            }
-        }
-    }
-    out
-}
-
-impl GenerativeModel for Classifier {
-    fn name(&self) -> &'static str {
-        ENTRY.name
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
-
-    fn pixels(&self) -> Pixels {
-        Pixels::Unit
-    }
-
-    fn weights(&self) -> Vec<(String, Tensor)> {
-        self.state_dict_module()
-    }
-
-    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer", &self.opt)]
-    }
-
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![("optimizer", &mut self.opt)]
-    }
-
-    fn begin_epoch(&mut self, epoch: u64) -> Result<()> {
-        let lr = self.config.lr * self.config.lr_decay.powi(epoch.min(10_000) as i32);
-        self.opt.set_lr(lr)
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        let batch = random_shift(batch, self.config.shift, rng);
-        let (_, logits) = self.forward(&batch.unit()?, Some(rng))?;
-        let labels = batch.label_indices();
-        let loss = loss::cross_entropy(&logits, &labels, Reduction::Mean)?;
-        self.opt.zero_grad();
-        loss.backward()?;
-        self.opt.step()?;
-        let preds = crate::metrics::argmax_rows(&logits.to_vec_f64(), 10);
-        let acc = preds.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64
-            / labels.len().max(1) as f64;
-        Ok(vec![("loss".into(), loss.item()?), ("acc".into(), acc)])
-    }
-
-    fn sample(&mut self, _n: usize, _rng: &mut Rng) -> Result<Tensor> {
-        Err(Error::invalid(
-            "sample",
-            "the classifier is not a generative model: it has nothing to sample",
-        ))
-    }
-
-    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let (acc, loss) = self.accuracy_and_loss(&ctx.data.test)?;
-        Ok(vec![
-            Metric::new("test_accuracy", acc),
-            Metric::new("test_loss", loss),
-        ])
-    }
-
-    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let (acc, loss) = self.accuracy_and_loss(&ctx.data.test)?;
-        let (train_acc, train_loss) = self.accuracy_and_loss(&ctx.data.train)?;
-        Ok(vec![
-            Metric::new("test_accuracy", acc),
-            Metric::new("test_nll_nats", loss),
-            Metric::new("train_accuracy", train_acc),
-            Metric::new("train_nll_nats", train_loss),
-        ])
-    }
-}
-
-impl Classifier {
-    fn state_dict_module(&self) -> Vec<(String, Tensor)> {
-        Module::state_dict(self)
     }
 }

@@ -1,6 +1,6 @@
 //! The evaluation harness: what `genzoo eval` and the per-epoch metrics report.
 //!
-//! Sample quality is measured on the shipped MNIST classifier ([`crate::classifier`]): its
+//! Sample quality is measured on the shipped MNIST classifier ([`crate::program::classifier`]): its
 //! penultimate features give the Frechet classifier distance and KID between generated images and
 //! the real test images (KID on features scaled by one fixed factor, the one that gives the real
 //! test features a mean square of 1, so that its kernel (x.y/d + 1)^3 sees unit-scale inputs), its predictions give the label histogram (KL to uniform, classes
@@ -8,10 +8,9 @@
 //! Every figure comes with a real-vs-real baseline: the same statistic for as many real training
 //! images against the same test images, which says what "as good as real data" reads as.
 
-use crate::classifier::Classifier;
-use crate::data::{self, Mnist, Pixels};
-use crate::metrics;
-use crate::zoo::GenerativeModel;
+use crate::program::classifier::Classifier;
+use crate::program::data::{self, Mnist, Pixels};
+use crate::program::metrics;
 use autograd::{no_grad, Error, Result, Rng, Tensor};
 
 /// One reported figure.
@@ -253,25 +252,6 @@ impl<'a> EvalContext<'a> {
         }
         Ok(out)
     }
-}
-
-/// `ctx.samples` samples from `model`, drawn 100 at a time in no-grad mode and evaluation
-/// behaviour, checked to be [n, C, H, W] in [0, 1].
-pub fn draw_samples<M: GenerativeModel + ?Sized>(
-    model: &mut M,
-    ctx: &mut EvalContext,
-) -> Result<Tensor> {
-    model.set_training(false);
-    let mut parts = Vec::new();
-    let mut left = ctx.samples;
-    while left > 0 {
-        let k = left.min(100);
-        let s = no_grad(|| model.sample(k, &mut ctx.rng))?;
-        check_samples(model.name(), &s, k)?;
-        parts.push(s);
-        left -= k;
-    }
-    Tensor::concat(&parts, 0)
 }
 
 /// Checks the sample contract: [n, C, H, W], values in [0, 1].

@@ -19,13 +19,12 @@
 //!
 //! Parameters: 2DH + D + H (785,284 for 28 x 28 images and H = 500, the paper's size).
 
-use crate::autoregressive::{self, Known};
-use crate::data::{Batch, Pixels};
-use crate::distributions::Bernoulli;
-use crate::eval::{EvalContext, Metric};
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::autoregressive::distributions::Bernoulli;
+use crate::autoregressive::{self, Known, LikelihoodModel};
+use crate::model::{Entry, Family};
+use crate::program::data::Pixels;
 use autograd::nn::init;
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::optim::{Adam, AdamConfig};
 use autograd::{DType, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +36,7 @@ pub static ENTRY: Entry = Entry {
     default_epochs: 3,
     default_batch_size: 16,
     default_config: || serde_json::to_value(NadeConfig::default()).unwrap_or_default(),
-    build: |cfg, rng| Ok(Box::new(Nade::new(parse_config("nade", cfg)?, rng)?)),
+    build: |cfg, rng| Ok(Box::new(Nade::new(ENTRY.parse_config(cfg)?, rng)?)),
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,10 +89,10 @@ fn strictly_lower(n: usize) -> Result<Tensor> {
 impl Nade {
     /// W and V drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (fan_in D and H), b and c zero.
     pub fn new(config: NadeConfig, rng: &mut Rng) -> Result<Nade> {
-        autoregressive::check_image_size("nade", config.image_size)?;
+        autoregressive::check_image_size(ENTRY.name, config.image_size)?;
         if config.hidden == 0 || config.hidden > 8192 {
             return Err(Error::invalid(
-                "nade",
+                ENTRY.name,
                 format!("hidden must be in 1..=8192, got {}", config.hidden),
             ));
         }
@@ -115,7 +114,7 @@ impl Nade {
         .collect::<Result<Vec<_>>>()?;
         let [w, c, v, b]: [Tensor; 4] = params
             .try_into()
-            .map_err(|_| Error::invalid("nade", "four parameters"))?;
+            .map_err(|_| Error::invalid(ENTRY.name, "four parameters"))?;
         let opt = Adam::new(
             vec![
                 ("W".to_string(), w.clone()),
@@ -147,7 +146,7 @@ impl Nade {
     /// images x [B, 1, R, K] (D = R K pixels), laid out as [R, B, K, H] (pixel d = (r, k)): the
     /// running sum of the paper, computed as (all earlier rows) + (earlier pixels of the row).
     pub fn pre_activations(&self, x: &Tensor) -> Result<Tensor> {
-        autoregressive::check_images("nade", x, self.config.image_size)?;
+        autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
         let (bs, r, h) = (x.shape()[0], self.config.image_size, self.config.hidden);
         let k = r;
         // W^T [D, H] cut into the image's rows: [R, K, H]
@@ -187,9 +186,44 @@ impl Nade {
             .add(&self.b.reshape(&[r, r])?)?
             .reshape(x.shape())
     }
+}
+
+impl LikelihoodModel for Nade {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("W".into(), self.w.clone()),
+            ("c".into(), self.c.clone()),
+            ("V".into(), self.v.clone()),
+            ("b".into(), self.b.clone()),
+        ]
+    }
+
+    fn optimizer(&self) -> &Adam {
+        &self.opt
+    }
+
+    fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
+    }
+
+    fn training_pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.image_size
+    }
 
     /// -log p(x) per image, nats, `[B]`.
-    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
         let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
         lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
             .sum(&[1], false)?
@@ -220,84 +254,6 @@ impl Nade {
             Tensor::concat(&xs, 1)?.reshape(&[n, 1, size, size])?,
             Tensor::concat(&ls, 1)?.reshape(&[n, 1, size, size])?,
         ))
-    }
-}
-
-impl GenerativeModel for Nade {
-    fn name(&self) -> &'static str {
-        "nade"
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
-
-    fn pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn weights(&self) -> Vec<(String, Tensor)> {
-        vec![
-            ("W".into(), self.w.clone()),
-            ("c".into(), self.c.clone()),
-            ("V".into(), self.v.clone()),
-            ("b".into(), self.b.clone()),
-        ]
-    }
-
-    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer", &self.opt)]
-    }
-
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![("optimizer", &mut self.opt)]
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        autoregressive::likelihood_train_step(self, batch, rng)
-    }
-
-    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_sample(self, n, rng)
-    }
-
-    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_complete(self, images, known, rng)
-    }
-
-    /// The exact test NLL after every epoch (one pass over the test split).
-    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_epoch_metrics(self, ctx)
-    }
-
-    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_eval(self, ctx)
-    }
-}
-
-impl autoregressive::LikelihoodModel for Nade {
-    fn model_name(&self) -> &'static str {
-        "nade"
-    }
-
-    fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        Nade::nll(self, x)
-    }
-
-    fn image_size(&self) -> usize {
-        self.config.image_size
-    }
-
-    fn training_pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        Nade::generate(self, known, rng)
-    }
-
-    fn optimizer(&mut self) -> &mut Adam {
-        &mut self.opt
     }
 }
 
@@ -408,7 +364,7 @@ mod tests {
                 .iter()
                 .map(|(_, t)| t.numel() as u128)
                 .sum::<u128>(),
-            crate::distributions::nade_params(36, 32)
+            crate::autoregressive::distributions::nade_params(36, 32)
         );
         let bad = NadeConfig {
             hidden: 0,

@@ -20,13 +20,12 @@
 //! before (r, c), so each is computed exactly once, when its position comes; a pixel costs one
 //! column of the network, and a whole sample one forward pass.
 
-use crate::autoregressive::{self, Cache, Known, Pointwise, TapConv};
-use crate::data::{Batch, Pixels};
-use crate::distributions::Bernoulli;
-use crate::eval::{EvalContext, Metric};
-use crate::zoo::{parse_config, Entry, Family, GenerativeModel, Losses};
+use crate::autoregressive::distributions::Bernoulli;
+use crate::autoregressive::{self, Cache, Known, LikelihoodModel, Pointwise, TapConv};
+use crate::model::{Entry, Family};
+use crate::program::data::Pixels;
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::optim::{Adam, AdamConfig};
 use autograd::{Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +37,7 @@ pub static ENTRY: Entry = Entry {
     default_epochs: 3,
     default_batch_size: 32,
     default_config: || serde_json::to_value(PixelCnnConfig::default()).unwrap_or_default(),
-    build: |cfg, rng| {
-        Ok(Box::new(PixelCnn::new(
-            parse_config("pixelcnn", cfg)?,
-            rng,
-        )?))
-    },
+    build: |cfg, rng| Ok(Box::new(PixelCnn::new(ENTRY.parse_config(cfg)?, rng)?)),
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,7 +113,7 @@ pub struct PixelCnn {
 
 impl PixelCnn {
     pub fn new(config: PixelCnnConfig, rng: &mut Rng) -> Result<PixelCnn> {
-        autoregressive::check_image_size("pixelcnn", config.image_size)?;
+        autoregressive::check_image_size(ENTRY.name, config.image_size)?;
         let c = &config;
         if [c.channels, c.bottleneck, c.head]
             .iter()
@@ -127,7 +121,7 @@ impl PixelCnn {
             || c.blocks > 64
         {
             return Err(Error::invalid(
-                "pixelcnn",
+                ENTRY.name,
                 format!(
                     "channels, bottleneck and head must be in 1..=1024 and blocks at most 64, got {}, {}, {} and {}",
                     c.channels, c.bottleneck, c.head, c.blocks
@@ -189,16 +183,58 @@ impl PixelCnn {
 
     /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        autoregressive::check_images("pixelcnn", x, self.config.image_size)?;
+        autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
         let mut h = self.input.forward(x)?;
         for b in &self.blocks {
             h = h.add(&b.residual(&h)?)?;
         }
         self.head2.forward(&self.head1.forward(&h.relu()?)?.relu()?)
     }
+}
+
+impl Module for PixelCnn {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut all = nn::prefixed("input", self.input.named_parameters());
+        for (i, b) in self.blocks.iter().enumerate() {
+            all.extend(nn::prefixed(&format!("blocks.{i}"), b.named_parameters()));
+        }
+        all.extend(nn::prefixed("head1", self.head1.named_parameters()));
+        all.extend(nn::prefixed("head2", self.head2.named_parameters()));
+        all
+    }
+}
+
+impl LikelihoodModel for PixelCnn {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        self.named_parameters()
+    }
+
+    fn optimizer(&self) -> &Adam {
+        &self.opt
+    }
+
+    fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
+    }
+
+    fn training_pixels(&self) -> Pixels {
+        self.config.pixels
+    }
+
+    fn image_size(&self) -> usize {
+        self.config.image_size
+    }
 
     /// -log p(x) per image, nats, `[B]`.
-    pub fn nll(&self, x: &Tensor) -> Result<Tensor> {
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
         let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
         lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
             .sum(&[1], false)?
@@ -243,91 +279,6 @@ impl PixelCnn {
             Tensor::from_vec(image.data, &[n, 1, s, s])?,
             Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
         ))
-    }
-}
-
-impl Module for PixelCnn {
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut all = nn::prefixed("input", self.input.named_parameters());
-        for (i, b) in self.blocks.iter().enumerate() {
-            all.extend(nn::prefixed(&format!("blocks.{i}"), b.named_parameters()));
-        }
-        all.extend(nn::prefixed("head1", self.head1.named_parameters()));
-        all.extend(nn::prefixed("head2", self.head2.named_parameters()));
-        all
-    }
-}
-
-impl GenerativeModel for PixelCnn {
-    fn name(&self) -> &'static str {
-        "pixelcnn"
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(&self.config).unwrap_or_default()
-    }
-
-    fn pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn weights(&self) -> Vec<(String, Tensor)> {
-        self.named_parameters()
-    }
-
-    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer", &self.opt)]
-    }
-
-    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![("optimizer", &mut self.opt)]
-    }
-
-    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        autoregressive::likelihood_train_step(self, batch, rng)
-    }
-
-    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_sample(self, n, rng)
-    }
-
-    fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
-        autoregressive::likelihood_complete(self, images, known, rng)
-    }
-
-    /// The exact test NLL after every epoch (one pass over the test split).
-    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_epoch_metrics(self, ctx)
-    }
-
-    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        autoregressive::likelihood_eval(self, ctx)
-    }
-}
-
-impl autoregressive::LikelihoodModel for PixelCnn {
-    fn model_name(&self) -> &'static str {
-        "pixelcnn"
-    }
-
-    fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        PixelCnn::nll(self, x)
-    }
-
-    fn image_size(&self) -> usize {
-        self.config.image_size
-    }
-
-    fn training_pixels(&self) -> Pixels {
-        self.config.pixels
-    }
-
-    fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-        PixelCnn::generate(self, known, rng)
-    }
-
-    fn optimizer(&mut self) -> &mut Adam {
-        &mut self.opt
     }
 }
 

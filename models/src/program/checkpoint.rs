@@ -7,10 +7,11 @@
 //! Writes are atomic ([`write_atomic`]): a temporary file beside the target, synced, then renamed
 //! over it, so a crash or Ctrl-C never leaves half a checkpoint.
 
+use autograd::optim::Optimizer;
 use autograd::{DType, Error, Result, Tensor};
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -315,6 +316,118 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint> {
         meta: meta_out,
         tensors,
     })
+}
+
+/// A model's whole state as a checkpoint holds it: its weights, then each optimizer's state
+/// under "{prefix}.{param}.{key}".
+pub fn state_dict(
+    weights: Vec<(String, Tensor)>,
+    optimizers: Vec<(&'static str, &dyn Optimizer)>,
+) -> Vec<(String, Tensor)> {
+    let mut all = weights;
+    for (prefix, opt) in optimizers {
+        all.extend(
+            opt.state_tensors()
+                .into_iter()
+                .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+        );
+    }
+    all
+}
+
+/// Loads what [`state_dict`] saved into the `weights` and `optimizers` of the `model` model.
+/// Every weight must be present with its shape and dtype and no unknown name may be left over;
+/// optimizer state may be absent (a weights-only file), then the optimizers start fresh.
+/// `source` (the file) is named in errors. The names and shapes of the weights are checked
+/// before anything is loaded; an optimizer whose state does not fit keeps its own (and the
+/// weights stay as they were).
+pub fn load_state_dict(
+    model: &str,
+    weights: Vec<(String, Tensor)>,
+    optimizers: Vec<(&'static str, &mut dyn Optimizer)>,
+    state: &[(String, Tensor)],
+    source: &str,
+) -> Result<()> {
+    let err = |msg: String| Error::Io {
+        path: source.to_string(),
+        msg,
+    };
+    let mut by_name: HashMap<&str, &Tensor> = HashMap::new();
+    for (n, t) in state {
+        by_name.insert(n.as_str(), t);
+    }
+    let mut missing = Vec::new();
+    for (n, w) in &weights {
+        match by_name.get(n.as_str()) {
+            None => missing.push(n.clone()),
+            Some(t) if t.shape() != w.shape() || t.dtype() != w.dtype() => {
+                return Err(err(format!(
+                    "{n} is {:?} {} in the file but {:?} {} in the {model} model (a checkpoint of another config or model?)",
+                    t.shape(),
+                    t.dtype(),
+                    w.shape(),
+                    w.dtype()
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        return Err(err(format!(
+            "not a checkpoint of this {model} model: it lacks {} of its {} weights ({}{})",
+            missing.len(),
+            weights.len(),
+            missing
+                .iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() > 4 { ", ..." } else { "" }
+        )));
+    }
+    let mut used: HashSet<&str> = weights.iter().map(|(n, _)| n.as_str()).collect();
+    let prefixes: Vec<&'static str> = optimizers.iter().map(|(p, _)| *p).collect();
+    let mut opt_states: Vec<Vec<(String, Tensor)>> = vec![Vec::new(); prefixes.len()];
+    for (n, t) in state {
+        if used.contains(n.as_str()) {
+            continue;
+        }
+        let hit = prefixes
+            .iter()
+            .position(|p| n.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')));
+        match hit {
+            Some(k) => {
+                opt_states[k].push((n[prefixes[k].len() + 1..].to_string(), t.clone()));
+                used.insert(n.as_str());
+            }
+            None => {
+                return Err(err(format!(
+                    "{n} is not a weight or optimizer state of the {model} model (a checkpoint of another model?)"
+                )))
+            }
+        }
+    }
+    for ((prefix, opt), st) in optimizers.into_iter().zip(&opt_states) {
+        opt.load_state(st)
+            .map_err(|e| err(format!("{prefix}: {e}")))?;
+    }
+    for (n, w) in &weights {
+        if let Some(t) = by_name.get(n.as_str()) {
+            w.copy_from(t).map_err(|e| err(format!("{n}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a model's config from JSON (a checkpoint's [`Meta::config`], or the command line's),
+/// with the error naming the model and the problem (an unknown key, a value of the wrong type).
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    model: &str,
+    config: &serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(config.clone())
+        .map_err(|e| Error::invalid("config", format!("{model}: {e} (config {config})")))
 }
 
 #[cfg(test)]

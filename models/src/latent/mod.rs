@@ -1,6 +1,6 @@
-//! What the latent-variable models (VAE, AAE, WAE) share beyond [`GenerativeModel`]: an encoder
+//! What the latent-variable models (VAE, AAE, WAE) share beyond [`GenerativeModel`](crate::model::GenerativeModel): an encoder
 //! and a decoder seen through [`LatentModel`], a plain ReLU [`Mlp`], and the pictures that
-//! [`crate::run`] writes into the run folder at the end of training ([`write_pictures`]):
+//! [`crate::program::run`] writes into the run folder at the end of training ([`write_pictures`]):
 //!
 //! | file | what |
 //! |---|---|
@@ -8,17 +8,21 @@
 //! | `interpolations.png` | one row per digit d: a test image of d, the decoded codes (1 - t) z_a + t z_b for 10 values of t from 0 to 1, and a test image of digit d + 1 |
 //! | `latent_scatter.png` | 2-d latents only: the codes of every test image, coloured by digit (legend on the right), over 2,000 draws from the prior in light grey |
 //!
-//! The hook is one optional method, [`GenerativeModel::latent`]: a model that has an encoder
+//! The hook is one optional method, [`GenerativeModel::latent`](crate::model::GenerativeModel::latent): a model that has an encoder
 //! returns `Some(self)`, and the training loop calls [`write_pictures`] after the last epoch.
 
-use crate::checkpoint::write_atomic as write_png;
-use crate::data::{Mnist, Pixels};
-use crate::eval::{EvalContext, Metric};
-use crate::image;
-use crate::zoo::GenerativeModel;
+use crate::program::checkpoint::write_atomic as write_png;
+use crate::program::data::{Mnist, Pixels};
+use crate::program::eval::{EvalContext, Metric};
+use crate::program::image;
 use autograd::nn::{self, Linear, Module};
 use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
 use std::path::Path;
+
+pub mod aae;
+pub mod mmd;
+pub mod vae;
+pub mod wae;
 
 pub const RECONSTRUCTIONS: &str = "reconstructions.png";
 pub const INTERPOLATIONS: &str = "interpolations.png";
@@ -99,12 +103,12 @@ pub fn bce_to(logits: &Tensor, label: f64) -> Result<Tensor> {
 ///
 /// - `reconstruction_sq_error`: ||x - dec(enc(x))||^2 per image (summed over the pixels, code =
 ///   the encoder's mean), comparable across models;
-/// - `latent_mmd`: the MMD^2 estimate of [`crate::wae::mmd_imq`] between the codes of the test
+/// - `latent_mmd`: the MMD^2 estimate of [`mmd::mmd_imq`] between the codes of the test
 ///   images and as many draws from the prior: how far the aggregated posterior q(z) is from
 ///   p(z). Its baseline is the same statistic between two independent prior samples (about 0).
 pub fn autoencoder_metrics(ctx: &mut EvalContext, model: &dyn LatentModel) -> Result<Vec<Metric>> {
     let mut codes = Vec::new();
-    let mut metrics = crate::eval::mean_per_image(
+    let mut metrics = crate::program::eval::mean_per_image(
         ctx,
         model.input_pixels(),
         100,
@@ -126,8 +130,8 @@ pub fn autoencoder_metrics(ctx: &mut EvalContext, model: &dyn LatentModel) -> Re
             let p1 = model.sample_prior(n, &mut ctx.rng)?;
             let p2 = model.sample_prior(n, &mut ctx.rng)?;
             Ok((
-                crate::wae::mmd_imq(&q, &p1, 1.0)?.item()?,
-                crate::wae::mmd_imq(&p2, &p1, 1.0)?.item()?,
+                mmd::mmd_imq(&q, &p1, 1.0)?.item()?,
+                mmd::mmd_imq(&p2, &p1, 1.0)?.item()?,
             ))
         })?;
         metrics.push(Metric::with_baseline("latent_mmd", mmd.0, mmd.1));
@@ -209,7 +213,7 @@ pub fn write_pictures(dir: &Path, model: &dyn LatentModel, data: &Mnist) -> Resu
         // the scatter of 2-d codes
         if model.latent_dim() == 2 {
             let mut points = Vec::with_capacity(test.len());
-            for idx in crate::data::Batches::sequential(test.len(), 250) {
+            for idx in crate::program::data::Batches::sequential(test.len(), 250) {
                 let batch = test.batch(&idx);
                 let z = model
                     .encode_mean(&batch.tensor(pixels, &mut rng)?)?
@@ -237,14 +241,4 @@ pub fn write_pictures(dir: &Path, model: &dyn LatentModel, data: &Mnist) -> Resu
         }
         Ok(())
     })
-}
-
-/// [`write_pictures`] for any model that has an encoder ([`GenerativeModel::latent`]); nothing
-/// for the others. Switches the model to evaluation behaviour first.
-pub fn end_of_training(dir: &Path, model: &mut dyn GenerativeModel, data: &Mnist) -> Result<()> {
-    model.set_training(false);
-    match model.latent() {
-        Some(m) => write_pictures(dir, m, data),
-        None => Ok(()),
-    }
 }
