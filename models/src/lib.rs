@@ -12,11 +12,9 @@
 //! - [`adversarial`]: the GANs (next).
 //! - [`program`]: the genzoo program's parts: data, the training loop, checkpoints, the
 //!   evaluation harness (with its classifier), image / plot / `.npy` output.
-//! - [`grid_lstm`]: PixelRNN's recurrence as one custom op.
 
 pub mod adversarial;
 pub mod autoregressive;
-pub mod grid_lstm;
 pub mod latent;
 pub mod model;
 pub mod program;

@@ -33,7 +33,7 @@
 //!   before the 1x1 back to the residual stream. Together: the whole context x_<i.
 //!
 //! K_is runs as one convolution over the whole map; the recurrence of each layer (and
-//! direction) is one op, [`crate::grid_lstm`], which sweeps rows or anti-diagonals (the skewed
+//! direction) is one op of the engine, [`Tensor::grid_lstm`], which sweeps rows or anti-diagonals (the skewed
 //! map's columns, without building it) with the engine's fused LSTM cell kernels (PyTorch's
 //! gate order i, f, g, o), and is tested against the skew / scan / unskew / mirror formulation
 //! written in Tensor ops.
@@ -45,12 +45,11 @@
 
 use crate::autoregressive::distributions::Bernoulli;
 use crate::autoregressive::{self, Cache, Known, LikelihoodModel, Pointwise, TapConv};
-use crate::grid_lstm::{grid_lstm, shift, Sweep};
 use crate::model::{Entry, Family};
 use crate::program::data::Pixels;
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
 use autograd::optim::{Adam, AdamConfig};
-use autograd::{Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
+use autograd::{Conv2dOptions, DType, Error, Mask, Result, Rng, Sweep, Tensor};
 use serde::{Deserialize, Serialize};
 
 const PAPER: &str =
@@ -204,11 +203,11 @@ impl RowLstm {
     }
 
     /// The LSTM's output h [B, h, H, W] for the residual stream r [B, 2h, H, W]: K_is * r for
-    /// the whole map at once, then the rows in turn ([`grid_lstm`]).
+    /// the whole map at once, then the rows in turn ([`Tensor::grid_lstm`]).
     fn forward(&self, r: &Tensor) -> Result<Tensor> {
         let pre = self.input_to_state.forward(r)?.permute(&[0, 2, 3, 1])?;
         let w = tap_matrix(&self.state_to_state.weight)?;
-        grid_lstm(&pre.contiguous()?, &w, Sweep::Rows)?.permute(&[0, 3, 1, 2])
+        Tensor::grid_lstm(&pre.contiguous()?, &w, Sweep::Rows)?.permute(&[0, 3, 1, 2])
     }
 }
 
@@ -261,12 +260,12 @@ impl Diagonal {
     }
 
     /// This direction's output h [B, H, W, h] (channels last) for the residual stream
-    /// r [B, 2h, H, W]: K_is * r, then the diagonals in turn ([`grid_lstm`], which sweeps the
+    /// r [B, 2h, H, W]: K_is * r, then the diagonals in turn ([`Tensor::grid_lstm`], which sweeps the
     /// columns of the skewed map without building it).
     fn forward(&self, r: &Tensor, sweep: Sweep) -> Result<Tensor> {
         let pre = self.input_to_state.forward(r)?.permute(&[0, 2, 3, 1])?;
         let w = tap_matrix(&self.state_to_state.weight)?;
-        grid_lstm(&pre.contiguous()?, &w, sweep)
+        Tensor::grid_lstm(&pre.contiguous()?, &w, sweep)
     }
 }
 
@@ -311,7 +310,7 @@ impl DiagonalBiLstm {
     fn forward(&self, r: &Tensor) -> Result<Tensor> {
         let lr = self.left.forward(r, Sweep::DiagonalLeft)?;
         let rl = self.right.forward(r, Sweep::DiagonalRight)?;
-        lr.add(&shift(&rl, 1, 1)?)?.permute(&[0, 3, 1, 2])
+        lr.add(&rl.shift(1, 1)?)?.permute(&[0, 3, 1, 2])
     }
 }
 
