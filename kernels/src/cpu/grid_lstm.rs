@@ -179,7 +179,7 @@ impl<T: LstmFloat> GridTape<&[T]> {
             kh,
             p,
             g4,
-            MatRef::dense(&self.taps, 0, kh).t(),
+            MatRef::dense(self.taps, 0, kh).t(),
             MatRef::dense(&dgates, 0, g4),
             &mut dw,
         );
