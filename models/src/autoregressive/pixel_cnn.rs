@@ -177,10 +177,6 @@ impl PixelCnn {
         Ok(model)
     }
 
-    fn pixels_per_image(&self) -> usize {
-        self.config.image_size * self.config.image_size
-    }
-
     /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
@@ -235,10 +231,7 @@ impl LikelihoodModel for PixelCnn {
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
     }
 
     /// Pixel by pixel in raster order, computing the network one position at a time over
