@@ -17,7 +17,7 @@ use autograd::optim::{Adam, AdamConfig};
 use autograd::rng::Rng;
 use autograd::{Conv2dOptions, DType, Error, Mask, Result, Tensor};
 use models::autoregressive::distributions::Bernoulli;
-use models::autoregressive::{Known, LikelihoodModel};
+use models::autoregressive::{mask_a_input, Known, LikelihoodModel};
 use models::latent::vae::{self, VaeConfig};
 use models::model::{Entry, GenerativeModel};
 use models::program::data::{self, Batch, Pixels};
@@ -131,16 +131,7 @@ impl ContractPixelCnn {
 
     fn new(channels: usize, lr: f64, rng: &mut Rng) -> Result<ContractPixelCnn> {
         let (ch, f) = (channels, DType::F32);
-        let first = MaskedConv2d::new(
-            1,
-            ch,
-            (7, 7),
-            Mask::A,
-            Conv2dOptions::default().padding(3),
-            true,
-            f,
-            rng,
-        )?;
+        let first = mask_a_input(ch, rng)?;
         let blocks = (0..5)
             .map(|_| {
                 MaskedConv2d::new(
@@ -157,21 +148,21 @@ impl ContractPixelCnn {
             .collect::<Result<Vec<_>>>()?;
         let head1 = Conv2d::new(ch, ch, (1, 1), Conv2dOptions::default(), true, f, rng)?;
         let head2 = Conv2d::new(ch, 1, (1, 1), Conv2dOptions::default(), true, f, rng)?;
-        let mut m = ContractPixelCnn {
+        let net = ContractPixelCnn {
             first,
             blocks,
             head1,
             head2,
             opt: Adam::new(Vec::<(String, Tensor)>::new(), AdamConfig::default())?,
         };
-        m.opt = Adam::new(
-            LikelihoodModel::weights(&m),
-            AdamConfig {
-                lr,
-                ..AdamConfig::default()
-            },
-        )?;
-        Ok(m)
+        let opt = AdamConfig {
+            lr,
+            ..AdamConfig::default()
+        };
+        Ok(ContractPixelCnn {
+            opt: Adam::new(LikelihoodModel::weights(&net), opt)?,
+            ..net
+        })
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {

@@ -130,16 +130,7 @@ impl PixelCnn {
         }
         let f = DType::F32;
         let one = Conv2dOptions::default();
-        let input = MaskedConv2d::new(
-            1,
-            c.channels,
-            (7, 7),
-            Mask::A,
-            Conv2dOptions::default().padding(3),
-            true,
-            f,
-            rng,
-        )?;
+        let input = autoregressive::mask_a_input(c.channels, rng)?;
         let mut blocks = Vec::with_capacity(c.blocks);
         for _ in 0..c.blocks {
             blocks.push(Block {

@@ -379,16 +379,7 @@ impl PixelRnn {
         }
         let f = DType::F32;
         let one = Conv2dOptions::default();
-        let input = MaskedConv2d::new(
-            1,
-            2 * c.hidden,
-            (7, 7),
-            Mask::A,
-            Conv2dOptions::default().padding(3),
-            true,
-            f,
-            rng,
-        )?;
+        let input = autoregressive::mask_a_input(2 * c.hidden, rng)?;
         let layers = (0..c.layers)
             .map(|_| {
                 Ok(match kind {
