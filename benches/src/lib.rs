@@ -123,8 +123,7 @@ pub fn all_cases(seed: u64) -> Result<Vec<Case>> {
     cases.extend(conv::conv_cases(&mut rng)?);
     cases.extend(lstm::lstm_cases(&mut rng)?);
     cases.extend(overhead_cases()?);
-    cases.push(model_steps::vae_step_case(&mut rng)?);
-    cases.push(model_steps::pixelcnn_step_case(&mut rng)?);
+    cases.extend(model_steps::model_step_cases(&mut rng)?);
     Ok(cases)
 }
 

@@ -1,172 +1,256 @@
 //! The `model_steps` cases of the contract: one whole training iteration of a lecture model
-//! (forward, loss, backward, optimizer update) on a fixed batch. `fwd` is None; `fwdbwd` is the
-//! iteration. PyTorch's twins are in benches/torch_compare.py (`model_step_cases`).
+//! (forward, loss, backward, optimizer update), timed as `genzoo train` runs it: a
+//! [`GenerativeModel`] from the models crate and its [`GenerativeModel::train_step`] on a fixed
+//! [`Batch`] of MNIST images (the first training images of the embedded subset). `fwd` is None;
+//! `fwdbwd` is the iteration. PyTorch's twins are in benches/torch_compare.py
+//! (`model_step_cases`).
+//!
+//! Where the contract's network is one of the zoo's with some config, the case is that model
+//! built by its registry entry (`vae_mnist_step`); otherwise the contract's network is put
+//! together from our layers and run through the models' shared training code for its family
+//! (`pixelcnn_mnist_step`: a [`LikelihoodModel`], whose train step is the one every
+//! exact-likelihood model of the zoo runs). `dcgan_mnist_step` waits for the GANs.
 
 use crate::{shapes, Case};
-use autograd::nn::{loss, Linear, Reduction};
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::nn::{Conv2d, MaskedConv2d, Module};
+use autograd::optim::{Adam, AdamConfig};
 use autograd::rng::Rng;
-use autograd::{DType, Error, Result, Tensor};
+use autograd::{Conv2dOptions, DType, Error, Mask, Result, Tensor};
+use models::autoregressive::distributions::Bernoulli;
+use models::autoregressive::{mask_a_input, Known, LikelihoodModel};
+use models::latent::vae::{self, VaeConfig};
+use models::model::{Entry, GenerativeModel};
+use models::program::data::{self, Batch, Pixels};
+use serde_json::Value;
 
-/// `vae_mnist_step`: the VAE of PyTorch's example. Encoder 784-400 (ReLU) with two heads 400-20
-/// (mu, logvar); z = mu + exp(logvar / 2) eps with a fresh eps every iteration; decoder 20-400
-/// (ReLU)-784 (sigmoid); loss BCE(sum) + KL(q(z|x) || N(0, I)) (sum); Adam lr 1e-3. The input is a
-/// fixed batch of uniform values in [0, 1). The sigmoid and the BCE are computed together from
-/// the logits (`bce_with_logits`, the same function of the parameters); the PyTorch twin does the
-/// same with `binary_cross_entropy_with_logits`.
+/// The contract's entry `name` of `model_steps`.
+fn contract(name: &str) -> Result<Value> {
+    shapes()["model_steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .ok_or_else(|| {
+            Error::invalid(
+                "model_steps",
+                format!("shapes.json has no model_steps/{name}"),
+            )
+        })
+}
+
+/// The contract's batch size for a case.
+fn batch_size(c: &Value) -> Result<usize> {
+    c["batch"]
+        .as_u64()
+        .map(|b| b as usize)
+        .ok_or_else(|| Error::invalid("model_steps", format!("no batch size in {c}")))
+}
+
+/// The first `n` training images of the embedded MNIST subset, as `genzoo train` batches them.
+fn mnist_batch(n: usize) -> Result<Batch> {
+    let mnist = data::embedded()?;
+    let idx: Vec<usize> = (0..n.min(mnist.train.len())).collect();
+    Ok(mnist.train.batch(&idx))
+}
+
+/// A case timing `model.train_step(batch)`; the step's random draws (binarisation, noise) come
+/// from a generator of its own.
+fn step_case(
+    name: &str,
+    c: &Value,
+    flops: usize,
+    mut model: Box<dyn GenerativeModel>,
+    batch: Batch,
+    rng: &mut Rng,
+) -> Case {
+    let mut draws = rng.split();
+    model.set_training(true);
+    Case {
+        group: "model_steps".into(),
+        name: name.into(),
+        gpu_only: c["gpu_only"].as_bool().unwrap_or(false),
+        flops: Some(flops as u64),
+        fwd: None,
+        fwdbwd: Box::new(move || model.train_step(&batch, &mut draws).map(drop)),
+    }
+}
+
+/// `vae_mnist_step`: `genzoo train vae`'s model (the zoo's [`vae::ENTRY`] with its default
+/// config: encoder 784-400 (ReLU) with the two heads 400-20 for mu and logvar, decoder
+/// 20-400 (ReLU)-784, Bernoulli logits, Adam lr 1e-3) and its train step: stochastic
+/// binarisation of the batch, z = mu + exp(logvar / 2) eps with a fresh eps every iteration,
+/// loss -ELBO = BCE with logits summed over the pixels + KL(q(z|x) || N(0, I)), averaged over
+/// the batch (the contract's sums, divided by the batch size: the same work).
 ///
 /// flops counts the forward's matmuls, 2 B (784 400 + 2 400 20 + 20 400 + 400 784); the whole
 /// iteration does about three times that.
 pub fn vae_step_case(rng: &mut Rng) -> Result<Case> {
-    let spec = shapes();
-    let c = spec["model_steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "vae_mnist_step")
-        .ok_or_else(|| {
-            Error::invalid(
-                "vae_step_case",
-                "shapes.json has no model_steps/vae_mnist_step",
-            )
-        })?;
-    let b = c["batch"].as_u64().unwrap_or(128) as usize;
-    let (d, h, z) = (784, 400, 20);
-    let f = DType::F32;
-    let fc1 = Linear::new(d, h, true, f, rng)?;
-    let fc_mu = Linear::new(h, z, true, f, rng)?;
-    let fc_logvar = Linear::new(h, z, true, f, rng)?;
-    let fc3 = Linear::new(z, h, true, f, rng)?;
-    let fc4 = Linear::new(h, d, true, f, rng)?;
-    let mut params = Vec::new();
-    for (name, l) in [
-        ("fc1", &fc1),
-        ("fc21", &fc_mu),
-        ("fc22", &fc_logvar),
-        ("fc3", &fc3),
-        ("fc4", &fc4),
-    ] {
-        params.push((format!("{name}.weight"), l.weight.clone()));
-        if let Some(bias) = &l.bias {
-            params.push((format!("{name}.bias"), bias.clone()));
-        }
+    let c = contract("vae_mnist_step")?;
+    let b = batch_size(&c)?;
+    let config: VaeConfig = vae::ENTRY.parse_config(&(vae::ENTRY.default_config)())?;
+    let (d, h, z) = (28 * 28, config.hidden, config.latent);
+    if (h, z, config.conv, config.lr) != (400, 20, false, 1e-3) {
+        return Err(Error::invalid(
+            "vae_step_case",
+            format!("the vae's default config no longer matches the contract: {config:?}"),
+        ));
     }
-    let mut opt = Adam::new(
-        params,
-        AdamConfig {
-            lr: 1e-3,
-            ..AdamConfig::default()
-        },
-    )?;
-    let x = Tensor::rand(&[b, d], f, rng);
-    let mut noise = rng.split();
+    let model = build(&vae::ENTRY, rng)?;
     let flops = 2 * b * (d * h + 2 * h * z + z * h + h * d);
-    Ok(Case {
-        group: "model_steps".into(),
-        name: "vae_mnist_step".into(),
-        gpu_only: c["gpu_only"].as_bool().unwrap_or(false),
-        flops: Some(flops as u64),
-        fwd: None,
-        fwdbwd: Box::new(move || {
-            let hidden = fc1.forward(&x)?.relu()?;
-            let (mu, logvar) = (fc_mu.forward(&hidden)?, fc_logvar.forward(&hidden)?);
-            let eps = Tensor::randn(&[b, z], f, &mut noise);
-            let code = mu.add(&logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?;
-            let logits = fc4.forward(&fc3.forward(&code)?.relu()?)?;
-            let bce = loss::bce_with_logits(&logits, &x, Reduction::Sum)?;
-            let kl = loss::gaussian_kl(&mu, &logvar, Reduction::Sum)?;
-            let total = bce.add(&kl)?;
-            opt.zero_grad();
-            total.backward()?;
-            opt.step()
-        }),
-    })
+    Ok(step_case(
+        "vae_mnist_step",
+        &c,
+        flops,
+        model,
+        mnist_batch(b)?,
+        rng,
+    ))
 }
 
-/// `pixelcnn_mnist_step`: x [64, 1, 28, 28] binarised -> masked conv A (1 -> 64, 7x7, pad 3) ->
+/// A zoo model with its default config, as `genzoo train NAME` builds it.
+fn build(entry: &Entry, rng: &mut Rng) -> Result<Box<dyn GenerativeModel>> {
+    (entry.build)(&(entry.default_config)(), rng)
+}
+
+/// The contract's PixelCNN (not the zoo's residual one): masked conv A (1 -> 64, 7x7, pad 3) ->
 /// ReLU -> 5 x [masked conv B (64 -> 64, 3x3, pad 1) -> ReLU] -> 1x1 conv (64 -> 64) -> ReLU ->
-/// 1x1 conv (64 -> 1) -> per-pixel Bernoulli logits; loss BCE with logits (mean); Adam lr 1e-3.
-/// The batch is a fixed random binary image set. flops counts the forward's convolutions at
-/// their nominal (unmasked) size.
-pub fn pixelcnn_step_case(rng: &mut Rng) -> Result<Case> {
-    use autograd::nn::{Conv2d, MaskedConv2d};
-    use autograd::{Conv2dOptions, Mask};
-    let spec = shapes();
-    let c = spec["model_steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == "pixelcnn_mnist_step")
-        .ok_or_else(|| {
-            Error::invalid(
-                "pixelcnn_step_case",
-                "shapes.json has no model_steps/pixelcnn_mnist_step",
-            )
-        })?;
-    let b = c["batch"].as_u64().unwrap_or(64) as usize;
-    let (ch, f) = (64, DType::F32);
-    let first = MaskedConv2d::new(
-        1,
-        ch,
-        (7, 7),
-        Mask::A,
-        Conv2dOptions::default().padding(3),
-        true,
-        f,
-        rng,
-    )?;
-    let blocks = (0..5)
-        .map(|_| {
-            MaskedConv2d::new(
-                ch,
-                ch,
-                (3, 3),
-                Mask::B,
-                Conv2dOptions::default().padding(1),
-                true,
-                f,
-                rng,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let head1 = Conv2d::new(ch, ch, (1, 1), Conv2dOptions::default(), true, f, rng)?;
-    let head2 = Conv2d::new(ch, 1, (1, 1), Conv2dOptions::default(), true, f, rng)?;
-    let mut params: Vec<Tensor> = vec![first.weight.clone()];
-    params.extend(first.bias.clone());
-    for l in &blocks {
-        params.push(l.weight.clone());
-        params.extend(l.bias.clone());
-    }
-    for l in [&head1, &head2] {
-        params.push(l.weight.clone());
-        params.extend(l.bias.clone());
-    }
-    let mut opt = Adam::new(
-        params,
-        AdamConfig {
-            lr: 1e-3,
+/// 1x1 conv (64 -> 1) -> per-pixel Bernoulli logits, trained as the zoo's exact-likelihood
+/// models are ([`LikelihoodModel`]: the NLL of [`Bernoulli::nll_per_image`], its mean over the
+/// batch, Adam lr 1e-3).
+struct ContractPixelCnn {
+    first: MaskedConv2d,
+    blocks: Vec<MaskedConv2d>,
+    head1: Conv2d,
+    head2: Conv2d,
+    opt: Adam,
+}
+
+impl ContractPixelCnn {
+    const SIZE: usize = 28;
+
+    fn new(channels: usize, lr: f64, rng: &mut Rng) -> Result<ContractPixelCnn> {
+        let (ch, f) = (channels, DType::F32);
+        let first = mask_a_input(ch, rng)?;
+        let blocks = (0..5)
+            .map(|_| {
+                MaskedConv2d::new(
+                    ch,
+                    ch,
+                    (3, 3),
+                    Mask::B,
+                    Conv2dOptions::default().padding(1),
+                    true,
+                    f,
+                    rng,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head1 = Conv2d::new(ch, ch, (1, 1), Conv2dOptions::default(), true, f, rng)?;
+        let head2 = Conv2d::new(ch, 1, (1, 1), Conv2dOptions::default(), true, f, rng)?;
+        let net = ContractPixelCnn {
+            first,
+            blocks,
+            head1,
+            head2,
+            opt: Adam::new(Vec::<(String, Tensor)>::new(), AdamConfig::default())?,
+        };
+        let opt = AdamConfig {
+            lr,
             ..AdamConfig::default()
-        },
-    )?;
-    let x = Tensor::rand(&[b, 1, 28, 28], f, rng).gt_scalar(0.5)?;
+        };
+        Ok(ContractPixelCnn {
+            opt: Adam::new(LikelihoodModel::weights(&net), opt)?,
+            ..net
+        })
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = self.first.forward(x)?.relu()?;
+        for l in &self.blocks {
+            h = l.forward(&h)?.relu()?;
+        }
+        self.head2.forward(&self.head1.forward(&h)?.relu()?)
+    }
+}
+
+impl LikelihoodModel for ContractPixelCnn {
+    fn name(&self) -> &'static str {
+        "pixelcnn_mnist_step"
+    }
+
+    fn config(&self) -> Value {
+        Value::Null
+    }
+
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        let mut all = autograd::nn::prefixed("first", self.first.named_parameters());
+        for (i, l) in self.blocks.iter().enumerate() {
+            all.extend(autograd::nn::prefixed(
+                &format!("blocks.{i}"),
+                l.named_parameters(),
+            ));
+        }
+        all.extend(autograd::nn::prefixed(
+            "head1",
+            self.head1.named_parameters(),
+        ));
+        all.extend(autograd::nn::prefixed(
+            "head2",
+            self.head2.named_parameters(),
+        ));
+        all
+    }
+
+    fn optimizer(&self) -> &Adam {
+        &self.opt
+    }
+
+    fn optimizer_mut(&mut self) -> &mut Adam {
+        &mut self.opt
+    }
+
+    fn training_pixels(&self) -> Pixels {
+        Pixels::Stochastic
+    }
+
+    fn image_size(&self) -> usize {
+        Self::SIZE
+    }
+
+    fn nll(&self, x: &Tensor) -> Result<Tensor> {
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
+    }
+
+    fn generate(&self, _known: &Known, _rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        Err(Error::invalid(
+            "pixelcnn_mnist_step",
+            "the benchmark's PixelCNN only trains",
+        ))
+    }
+}
+
+/// `pixelcnn_mnist_step`: the contract's PixelCNN ([`ContractPixelCnn`]) and the zoo's
+/// likelihood train step on a batch of MNIST images binarised stochastically. flops counts the
+/// forward's convolutions at their nominal (unmasked) size.
+pub fn pixelcnn_step_case(rng: &mut Rng) -> Result<Case> {
+    let c = contract("pixelcnn_mnist_step")?;
+    let b = batch_size(&c)?;
+    let ch = 64;
+    let model = ContractPixelCnn::new(ch, 1e-3, rng)?;
     let pixels = b * 28 * 28;
     let flops = 2 * pixels * (ch * 49 + 5 * ch * ch * 9 + ch * ch + ch);
-    Ok(Case {
-        group: "model_steps".into(),
-        name: "pixelcnn_mnist_step".into(),
-        gpu_only: c["gpu_only"].as_bool().unwrap_or(false),
-        flops: Some(flops as u64),
-        fwd: None,
-        fwdbwd: Box::new(move || {
-            let mut h = first.forward(&x)?.relu()?;
-            for l in &blocks {
-                h = l.forward(&h)?.relu()?;
-            }
-            let logits = head2.forward(&head1.forward(&h)?.relu()?)?;
-            let loss = loss::bce_with_logits(&logits, &x, Reduction::Mean)?;
-            opt.zero_grad();
-            loss.backward()?;
-            opt.step()
-        }),
-    })
+    Ok(step_case(
+        "pixelcnn_mnist_step",
+        &c,
+        flops,
+        Box::new(model),
+        mnist_batch(b)?,
+        rng,
+    ))
+}
+
+/// Every model-step case the engine can run today, in contract order.
+pub fn model_step_cases(rng: &mut Rng) -> Result<Vec<Case>> {
+    Ok(vec![vae_step_case(rng)?, pixelcnn_step_case(rng)?])
 }

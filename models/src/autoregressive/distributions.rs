@@ -110,6 +110,16 @@ impl Bernoulli {
         x.mul(&self.logits)?.sub(&self.logits.softplus()?)
     }
 
+    /// -log p(x) of whole images, nats: the log-probabilities of each image's pixels summed and
+    /// negated, `[B]` for values `x` and logits `[B, ...]`. The exact-likelihood models' NLL.
+    pub fn nll_per_image(&self, x: &Tensor) -> Result<Tensor> {
+        let lp = self.log_prob(x)?;
+        let b = x.shape()[0];
+        lp.reshape(&[b, x.numel() / b.max(1)])?
+            .sum(&[1], false)?
+            .neg()
+    }
+
     /// One draw per element: 1 with probability sigmoid(l) (u < p, u ~ U(0, 1), one uniform per
     /// element in order). A constant of the logits' shape and dtype.
     pub fn sample(&self, rng: &mut Rng) -> Result<Tensor> {

@@ -153,10 +153,7 @@ impl LikelihoodModel for Fvsbn {
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
     }
 
     /// Pixel by pixel in raster order, with the pre-activations s = a + sum_(j<i) W_(:,j) x_j

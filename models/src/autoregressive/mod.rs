@@ -11,9 +11,9 @@
 use crate::model::{draw_samples, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{check_samples, EvalContext, Metric};
-use autograd::nn::Conv2d;
+use autograd::nn::{Conv2d, MaskedConv2d};
 use autograd::optim::{Adam, Optimizer};
-use autograd::{mask_taps, no_grad, Error, Mask, Result, Rng, Tensor};
+use autograd::{mask_taps, no_grad, Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
 use distributions::Bernoulli;
 
 pub mod distributions;
@@ -108,6 +108,22 @@ impl<M: LikelihoodModel> GenerativeModel for M {
         metrics.extend(ctx.sample_metrics(&samples, self.training_pixels(), None)?);
         Ok(metrics)
     }
+}
+
+/// The first layer of the convolutional and recurrent models (PixelCNN, PixelRNN): a 7x7 mask-A
+/// convolution (padding 3, with bias) from the binary image to `channels` maps, so that no
+/// position sees its own pixel.
+pub fn mask_a_input(channels: usize, rng: &mut Rng) -> Result<MaskedConv2d> {
+    MaskedConv2d::new(
+        1,
+        channels,
+        (7, 7),
+        Mask::A,
+        Conv2dOptions::default().padding(3),
+        true,
+        DType::F32,
+        rng,
+    )
 }
 
 /// The image size the autoregressive models use unless their config says otherwise.

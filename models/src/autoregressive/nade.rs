@@ -138,10 +138,6 @@ impl Nade {
         })
     }
 
-    fn pixels_per_image(&self) -> usize {
-        self.config.image_size * self.config.image_size
-    }
-
     /// The hidden pre-activations of every conditional, a_d = c + sum_(j<d) W[:, j] x_j, for
     /// images x [B, 1, R, K] (D = R K pixels), laid out as [R, B, K, H] (pixel d = (r, k)): the
     /// running sum of the paper, computed as (all earlier rows) + (earlier pixels of the row).
@@ -224,10 +220,7 @@ impl LikelihoodModel for Nade {
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
     }
 
     /// Pixel by pixel with the running pre-activation a += W[:, d] x_d; returns the images and
@@ -286,7 +279,7 @@ mod tests {
     /// The paper's recursion, one conditional at a time, in f64: the reference for the
     /// two-level prefix sum.
     fn naive_logits(m: &Nade, x: &[f64]) -> Vec<f64> {
-        let (d, h) = (m.pixels_per_image(), m.config.hidden);
+        let (d, h) = (m.config.image_size * m.config.image_size, m.config.hidden);
         let (w, c, v, b) = (
             m.w.to_vec_f64(),
             m.c.to_vec_f64(),

@@ -130,16 +130,7 @@ impl PixelCnn {
         }
         let f = DType::F32;
         let one = Conv2dOptions::default();
-        let input = MaskedConv2d::new(
-            1,
-            c.channels,
-            (7, 7),
-            Mask::A,
-            Conv2dOptions::default().padding(3),
-            true,
-            f,
-            rng,
-        )?;
+        let input = autoregressive::mask_a_input(c.channels, rng)?;
         let mut blocks = Vec::with_capacity(c.blocks);
         for _ in 0..c.blocks {
             blocks.push(Block {
@@ -175,10 +166,6 @@ impl PixelCnn {
             },
         )?;
         Ok(model)
-    }
-
-    fn pixels_per_image(&self) -> usize {
-        self.config.image_size * self.config.image_size
     }
 
     /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
@@ -235,10 +222,7 @@ impl LikelihoodModel for PixelCnn {
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
     }
 
     /// Pixel by pixel in raster order, computing the network one position at a time over

@@ -378,16 +378,7 @@ impl PixelRnn {
         }
         let f = DType::F32;
         let one = Conv2dOptions::default();
-        let input = MaskedConv2d::new(
-            1,
-            2 * c.hidden,
-            (7, 7),
-            Mask::A,
-            Conv2dOptions::default().padding(3),
-            true,
-            f,
-            rng,
-        )?;
+        let input = autoregressive::mask_a_input(2 * c.hidden, rng)?;
         let layers = (0..c.layers)
             .map(|_| {
                 Ok(match kind {
@@ -419,10 +410,6 @@ impl PixelRnn {
 
     pub fn kind(&self) -> Kind {
         self.kind
-    }
-
-    fn pixels_per_image(&self) -> usize {
-        self.config.image_size * self.config.image_size
     }
 
     /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
@@ -611,10 +598,7 @@ impl LikelihoodModel for PixelRnn {
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        let lp = Bernoulli::from_logits(&self.logits(x)?).log_prob(x)?;
-        lp.reshape(&[x.shape()[0], self.pixels_per_image()])?
-            .sum(&[1], false)?
-            .neg()
+        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
     }
 
     /// Pixel by pixel in raster order, computing the network one position at a time over
