@@ -281,6 +281,17 @@ fn cpu_arm(s: &Storage) -> Option<&CpuStorage> {
     }
 }
 
+/// An optimizer state buffer of a parameter on the CPU, which must be on the CPU too.
+fn cpu_state<'a>(op: &'static str, s: &'a mut Storage) -> Result<&'a mut CpuStorage> {
+    match s {
+        Storage::Cpu(c) => Ok(c),
+        Storage::Cuda(_) => Err(Error::invalid(
+            op,
+            "the optimizer state is on another device than its parameter",
+        )),
+    }
+}
+
 /// A tensor's elements, on one device. Views (reshape, permute, narrow, expand) share one
 /// storage and differ only in their layout.
 #[derive(Clone, Debug)]
@@ -319,17 +330,9 @@ impl Storage {
         }
     }
 
-    /// The CPU buffer: every storage until the CUDA arm can be constructed. The callers are the
-    /// engine's few raw-buffer paths that have no device dispatch yet (in-place leaf updates by
-    /// closure, the LSTM sequence, the grid recurrence); the compiler lists them once
-    /// `CudaStorage` holds data.
-    pub fn as_cpu(&self) -> &CpuStorage {
-        match self {
-            Storage::Cpu(s) => s,
-            Storage::Cuda(s) => s.unreachable(),
-        }
-    }
-
+    /// The CPU buffer, for the one host-side path with no device dispatch: a leaf updated in
+    /// place by a closure over its elements (`Tensor::update_data`: initialisers, weight
+    /// loading). The compiler lists its callers once `CudaStorage` holds data.
     pub fn as_cpu_mut(&mut self) -> &mut CpuStorage {
         match self {
             Storage::Cpu(s) => s,
@@ -392,7 +395,11 @@ impl Storage {
         }
         match first {
             Storage::Cpu(_) => {
-                let cpu: Vec<_> = parts.iter().map(|(s, l)| (s.as_cpu(), *l)).collect();
+                let cpu: Option<Vec<_>> = parts
+                    .iter()
+                    .map(|(s, l)| cpu_arm(s).map(|c| (c, *l)))
+                    .collect();
+                let cpu = cpu.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
                 CpuStorage::concat(&cpu, axis, shape).map(Storage::Cpu)
             }
             Storage::Cuda(s) => s.unreachable(),
@@ -745,7 +752,8 @@ impl Storage {
         let devices = (self.device(), grad.device());
         match (self, grad) {
             (Storage::Cpu(p), Storage::Cpu(g)) => {
-                p.sgd_step((g, lg), momentum.map(|m| m.as_cpu_mut()), step)
+                let momentum = momentum.map(|m| cpu_state("sgd", m)).transpose()?;
+                p.sgd_step((g, lg), momentum, step)
             }
             (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
             _ => Err(devices_differ("sgd", devices.0, devices.1)),
@@ -762,7 +770,8 @@ impl Storage {
         let devices = (self.device(), grad.device());
         match (self, grad) {
             (Storage::Cpu(p), Storage::Cpu(g)) => {
-                p.adam_step((g, lg), m.as_cpu_mut(), v.as_cpu_mut(), step)
+                let (m, v) = (cpu_state("adam", m)?, cpu_state("adam", v)?);
+                p.adam_step((g, lg), m, v, step)
             }
             (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
             _ => Err(devices_differ("adam", devices.0, devices.1)),
@@ -778,12 +787,11 @@ impl Storage {
     ) -> Result<()> {
         let devices = (self.device(), grad.device());
         match (self, grad) {
-            (Storage::Cpu(p), Storage::Cpu(g)) => p.rmsprop_step(
-                (g, lg),
-                square_avg.as_cpu_mut(),
-                momentum.map(|m| m.as_cpu_mut()),
-                step,
-            ),
+            (Storage::Cpu(p), Storage::Cpu(g)) => {
+                let square_avg = cpu_state("rmsprop", square_avg)?;
+                let momentum = momentum.map(|m| cpu_state("rmsprop", m)).transpose()?;
+                p.rmsprop_step((g, lg), square_avg, momentum, step)
+            }
             (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
             _ => Err(devices_differ("rmsprop", devices.0, devices.1)),
         }
