@@ -37,7 +37,6 @@ pub trait Float:
     fn ln_1p(self) -> Self;
     fn sqrt(self) -> Self;
     fn abs(self) -> Self;
-    fn tanh(self) -> Self;
     fn powf(self, p: Self) -> Self;
     fn max(self, other: Self) -> Self;
     fn min(self, other: Self) -> Self;
@@ -50,10 +49,26 @@ pub trait Float:
     fn ln_vectorised(self) -> Self;
     /// ln(1 + x), as [`Float::exp_vectorised`].
     fn ln_1p_vectorised(self) -> Self;
+    /// tanh x, as [`Float::exp_vectorised`].
+    fn tanh_vectorised(self) -> Self;
+    /// The logistic sigmoid σ(x) = 1 / (1 + e^-x), the engine's one (`Tensor::sigmoid` and the
+    /// LSTM gates): from e = e^-|x|, which never overflows, σ = 1 / (1 + e) for x >= 0 and
+    /// e / (1 + e) below, so that σ of a large negative x keeps its digits instead of
+    /// rounding 1 - σ(-x).
+    #[inline(always)]
+    fn sigmoid_vectorised(self) -> Self {
+        let e = (-self.abs()).exp_vectorised();
+        let s = Self::ONE / (Self::ONE + e);
+        if self >= Self::ZERO {
+            s
+        } else {
+            e * s
+        }
+    }
 }
 
 macro_rules! impl_float {
-    ($t:ty, $exp:path, $ln:path, $ln_1p:path) => {
+    ($t:ty, $exp:path, $ln:path, $ln_1p:path, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -87,10 +102,6 @@ macro_rules! impl_float {
                 <$t>::abs(self)
             }
             #[inline(always)]
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            #[inline(always)]
             fn powf(self, p: Self) -> Self {
                 <$t>::powf(self, p)
             }
@@ -122,9 +133,50 @@ macro_rules! impl_float {
             fn ln_1p_vectorised(self) -> Self {
                 $ln_1p(self)
             }
+            #[inline(always)]
+            fn tanh_vectorised(self) -> Self {
+                $tanh(self)
+            }
         }
     };
 }
 
-impl_float!(f32, vmath::exp_f32, vmath::ln_f32, vmath::ln_1p_f32);
-impl_float!(f64, f64::exp, f64::ln, f64::ln_1p);
+impl_float!(
+    f32,
+    vmath::exp_f32,
+    vmath::ln_f32,
+    vmath::ln_1p_f32,
+    vmath::tanh_f32
+);
+impl_float!(f64, f64::exp, f64::ln, f64::ln_1p, f64::tanh);
+
+#[cfg(test)]
+mod tests {
+    use super::Float;
+
+    /// σ of f32 against σ in f64, relative error over [-30, 30] and at the limits.
+    #[test]
+    fn f32_sigmoid_is_close_to_exact_and_saturates() {
+        let exact = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let worst = (-300_000..=300_000)
+            .map(|k| k as f32 * 1e-4)
+            .map(|x| {
+                let s = f64::from(x.sigmoid_vectorised());
+                ((s - exact(f64::from(x))) / exact(f64::from(x))).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst < 3e-7, "sigmoid relative error {worst}");
+        assert_eq!(0.0f32.sigmoid_vectorised(), 0.5);
+        assert_eq!(f32::INFINITY.sigmoid_vectorised(), 1.0);
+        assert_eq!(f32::NEG_INFINITY.sigmoid_vectorised(), 0.0);
+        assert_eq!(200.0f32.sigmoid_vectorised(), 1.0);
+        // far below zero σ(x) = e^x, kept (not rounded to 0 through 1 - σ(-x))
+        let tiny = (-90.0f32).sigmoid_vectorised();
+        assert!(tiny > 0.0 && (f64::from(tiny) / exact(-90.0) - 1.0).abs() < 1e-6);
+        assert!(f32::NAN.sigmoid_vectorised().is_nan());
+        assert_eq!(
+            (-3.0f64).sigmoid_vectorised(),
+            (-3.0f64).exp() / (1.0 + (-3.0f64).exp())
+        );
+    }
+}

@@ -330,7 +330,7 @@ fn adam_matches_the_cpu() {
     adam_parity::<f64>(&gpu, 1e-12);
 }
 
-fn lstm_parity<T: GpuFloat + kernels::cpu::lstm::LstmFloat>(gpu: &Gpu, tol: f64) {
+fn lstm_parity<T: GpuFloat + kernels::float::Float>(gpu: &Gpu, tol: f64) {
     use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
     use kernels::cuda::lstm as gpu_lstm;
     for &(batch, h) in &[(1, 1), (3, 17), (64, 256), (7, 300)] {

@@ -8,7 +8,7 @@ use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::layout::Layout;
 use kernels::cpu::grid_lstm;
-use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, LstmFloat, Rows};
+use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
 use kernels::cpu::lstm_sequence::{self, SequenceOperands};
 use kernels::cpu::matmul::{batched_matmul, matmul, MatRef};
 use kernels::cpu::{conv, elementwise, index, loss, optim, pool, reduce};
@@ -222,7 +222,7 @@ fn concat_typed<T: Element>(
     out
 }
 
-fn lstm_backward_typed<T: Element + LstmFloat>(
+fn lstm_backward_typed<T: Element>(
     gates: (&CpuStorage, &Layout),
     c_prev: (&CpuStorage, &Layout),
     out: (&CpuStorage, &Layout),
@@ -244,7 +244,7 @@ fn lstm_backward_typed<T: Element + LstmFloat>(
 }
 
 /// The sequence's operands as the kernel takes them (biases and c_0 made contiguous).
-fn with_sequence_operands<T: Element + LstmFloat, R>(
+fn with_sequence_operands<T: Element, R>(
     inputs: &SequenceInputs<CpuStorage>,
     f: impl FnOnce(SequenceOperands<T>) -> R,
 ) -> R {
@@ -262,7 +262,7 @@ fn with_sequence_operands<T: Element + LstmFloat, R>(
     })
 }
 
-fn sequence_forward_typed<T: Element + LstmFloat>(
+fn sequence_forward_typed<T: Element>(
     inputs: &SequenceInputs<CpuStorage>,
     shape: LstmSequenceShape,
 ) -> (CpuStorage, SequenceTape<CpuStorage>) {
@@ -276,7 +276,7 @@ fn sequence_forward_typed<T: Element + LstmFloat>(
     (T::into_storage(y), tape)
 }
 
-fn sequence_backward_typed<T: Element + LstmFloat>(
+fn sequence_backward_typed<T: Element>(
     inputs: &SequenceInputs<CpuStorage>,
     shape: LstmSequenceShape,
     tape: SequenceTape<&CpuStorage>,
@@ -301,7 +301,7 @@ fn sequence_backward_typed<T: Element + LstmFloat>(
     .map(T::into_storage)
 }
 
-fn grid_forward_typed<T: Element + LstmFloat>(
+fn grid_forward_typed<T: Element>(
     pre: Operand<CpuStorage>,
     w: Operand<CpuStorage>,
     plan: &GridPlan,
@@ -320,7 +320,7 @@ fn grid_forward_typed<T: Element + LstmFloat>(
     (T::into_storage(y), tape)
 }
 
-fn grid_backward_typed<T: Element + LstmFloat>(
+fn grid_backward_typed<T: Element>(
     plan: &GridPlan,
     tape: GridTape<&CpuStorage>,
     w: Operand<CpuStorage>,

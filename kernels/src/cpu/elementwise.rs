@@ -13,18 +13,6 @@ use std::mem::MaybeUninit;
 const CHUNK: usize = 1 << 13;
 
 #[inline(always)]
-fn sigmoid<T: Float>(x: T) -> T {
-    // e^(-|x|) never overflows; 1 / (1 + e) for x >= 0, e / (1 + e) below
-    let e = (-x.abs()).exp_vectorised();
-    let s = T::ONE / (T::ONE + e);
-    if x >= T::ZERO {
-        s
-    } else {
-        e * s
-    }
-}
-
-#[inline(always)]
 fn softplus<T: Float>(x: T) -> T {
     x.max(T::ZERO) + (-x.abs()).exp_vectorised().ln_1p_vectorised()
 }
@@ -128,12 +116,12 @@ pub fn unary<T: Float>(x: &[T], kind: UnaryKind) -> Vec<T> {
         UnaryKind::Sigmoid => map_slice(
             x,
             #[inline(always)]
-            |v| sigmoid(v),
+            |v| v.sigmoid_vectorised(),
         ),
         UnaryKind::Tanh => map_slice(
             x,
             #[inline(always)]
-            |v| v.tanh(),
+            |v| v.tanh_vectorised(),
         ),
         UnaryKind::Relu => map_slice(
             x,

@@ -16,9 +16,10 @@
 //! a position lies in an earlier wave.
 
 use crate::cpu::elementwise::add_into;
-use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, LstmFloat, Rows};
+use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
 use crate::cpu::matmul::{matmul, MatRef};
 use crate::desc::lstm::{GridPlan, NONE};
+use crate::float::Float;
 
 /// What the forward keeps, all in slot order: the gates [P, 4H], the taps' states [P, K H],
 /// the previous cells [P, H] and the cell's outputs [h | c] [P, 2H] (owned from the forward,
@@ -33,7 +34,7 @@ pub struct GridTape<B> {
 
 /// The forward: h [B, R, C, H] (row-major, like `pre`) and the tape, for `pre` [B, R, C, 4H]
 /// and `w` [K H, 4H], both contiguous.
-pub fn grid_lstm_forward<T: LstmFloat>(
+pub fn grid_lstm_forward<T: Float>(
     plan: &GridPlan,
     pre_v: &[T],
     w_v: &[T],
@@ -104,7 +105,7 @@ pub fn grid_lstm_forward<T: LstmFloat>(
     )
 }
 
-impl<T: LstmFloat> GridTape<&[T]> {
+impl<T: Float> GridTape<&[T]> {
     /// Backpropagation through the waves, last to first: d pre [B, R, C, 4H] and d w [K H, 4H]
     /// given dL/dh `dy` [B, R, C, H] (contiguous) and the forward's `w_v`.
     pub fn backward(self, plan: &GridPlan, w_v: &[T], dy: &[T]) -> (Vec<T>, Vec<T>) {

@@ -10,10 +10,11 @@
 
 use crate::cpu::elementwise::add_into;
 use crate::cpu::for_each_index_parallel;
-use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward_serial, LstmFloat, Rows};
+use crate::cpu::lstm::{lstm_cell_backward, lstm_cell_forward_serial, Rows};
 use crate::cpu::matmul::{matmul, matmul_with, MatRef};
 use crate::cpu::shared_rows::SharedRows;
 use crate::desc::LstmSequenceShape;
+use crate::float::Float;
 use std::borrow::Cow;
 
 /// Rows of the batch per block of the forward's recurrence (see [`lstm_sequence_forward`]).
@@ -64,12 +65,12 @@ pub struct SequenceWants {
 }
 
 /// The initial cell state, zeros when there is none.
-fn c0_or_zeros<T: LstmFloat>(c0: Option<&[T]>, len: usize) -> Cow<'_, [T]> {
+fn c0_or_zeros<T: Float>(c0: Option<&[T]>, len: usize) -> Cow<'_, [T]> {
     c0.map_or_else(|| Cow::Owned(vec![T::ZERO; len]), Cow::Borrowed)
 }
 
 /// `acc += p + q`, elementwise.
-fn add2_into<T: LstmFloat>(acc: &mut [T], p: &[T], q: &[T]) {
+fn add2_into<T: Float>(acc: &mut [T], p: &[T], q: &[T]) {
     for ((a, &p), &q) in acc.iter_mut().zip(p).zip(q) {
         *a += p + q;
     }
@@ -79,7 +80,7 @@ fn add2_into<T: LstmFloat>(acc: &mut [T], p: &[T], q: &[T]) {
 /// batch rows run through the whole recurrence on their own threads: rows never meet, so no
 /// thread waits for another between steps, and the blocks depend on the batch size alone, so
 /// the result does not depend on the number of threads.
-pub fn lstm_sequence_forward<T: LstmFloat>(
+pub fn lstm_sequence_forward<T: Float>(
     d: LstmSequenceShape,
     op: SequenceOperands<T>,
 ) -> (Vec<T>, SequenceTape<Vec<T>>) {
@@ -183,7 +184,7 @@ pub fn lstm_sequence_forward<T: LstmFloat>(
 
 /// Backpropagation through time: the gradients `wants` asks for, given dL/dY `dy`
 /// [T + 1, B, H] (contiguous) and the forward's tape.
-pub fn lstm_sequence_backward<T: LstmFloat>(
+pub fn lstm_sequence_backward<T: Float>(
     d: LstmSequenceShape,
     op: SequenceOperands<T>,
     tape: SequenceTape<&[T]>,
