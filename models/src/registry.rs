@@ -4,6 +4,7 @@
 //! Adding a model is one file and one line: the model's file (see [`crate::model`]) and
 //! `&its::ENTRY` in [`ENTRIES`].
 
+use crate::adversarial::{dcgan, gan, wgan};
 use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn};
 use crate::latent::{aae, vae, wae};
 use crate::model::Entry;
@@ -23,6 +24,10 @@ pub static ENTRIES: &[&Entry] = &[
     &aae::ENTRY,
     &wae::MMD_ENTRY,
     &wae::GAN_ENTRY,
+    &gan::ENTRY,
+    &dcgan::ENTRY,
+    &wgan::WGAN_ENTRY,
+    &wgan::WGAN_GP_ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known names.

@@ -1,5 +1,415 @@
-//! The adversarial models (GANs: Goodfellow et al. 2014 and the lecture's DCGAN, WGAN, ...)
-//! go here, one file per model like the other families: a generator and a discriminator trained
-//! against each other, `Family::Adversarial` in their `Entry`, losses `d_loss` and `g_loss`, and
-//! `eval` with the sample-quality metrics only (FCD, KID, label histogram: the default
-//! [`GenerativeModel::eval`](crate::model::GenerativeModel::eval)). None is written yet.
+//! The adversarial models (the lecture's section 4): a generator G, mapping noise z ~ p(z) to
+//! images, and a discriminator (or critic) D, trained against each other.
+//!
+//! ```text
+//!   min_G max_D  V(D, G) = E_{x ~ p_data}[log D(x)] + E_{z ~ p(z)}[log(1 - D(G(z)))]
+//! ```
+//!
+//! For a fixed G the best D is D*(x) = p_data(x) / (p_data(x) + p_g(x)), and at D* the game's
+//! value is V = -log 4 + 2 JSD(p_data || p_g): the generator minimises a Jensen-Shannon
+//! divergence, whose minimum -log 4 is reached exactly at p_g = p_data ([`toy`] shows both on a
+//! 1-D example). WGAN and WGAN-GP replace the JSD by the Wasserstein-1 distance, estimated by a
+//! 1-Lipschitz critic ([`wgan`]).
+//!
+//! This module holds what the GANs share: the losses, the two players with their optimizers
+//! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
+//! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
+//! and WGAN-GP), [`infogan`]; their networks are in [`networks`].
+
+pub mod dcgan;
+pub mod gan;
+// pub mod infogan;
+pub mod networks;
+// pub mod toy;
+pub mod wgan;
+
+use crate::adversarial::networks::NormOptions;
+use crate::model::{Entry, GenerativeModel, Losses};
+use crate::program::data::{Batch, Pixels};
+use crate::program::eval::{EvalContext, Metric};
+use autograd::nn::{self, Module};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{no_grad, DType, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Binary cross-entropy of discriminator logits against one label for the whole batch (1:
+/// "real", 0: "generated"), averaged over the batch: -mean log σ(l) for label 1, -mean
+/// log(1 - σ(l)) for label 0, computed stably from the logits. Also the AAE's and WAE-GAN's
+/// losses on their code space.
+pub fn bce_to(logits: &Tensor, label: f64) -> Result<Tensor> {
+    nn::loss::bce_with_logits(logits, &logits.full_like(label), nn::Reduction::Mean)
+}
+
+/// The generator's loss in the BCE games.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorLoss {
+    /// -log D(G(z)): the same fixed point as the minimax game, but strong gradients while D
+    /// still rejects the samples (Goodfellow et al. 2014, section 3). The default.
+    NonSaturating,
+    /// log(1 - D(G(z))), the game's own term: its gradient vanishes when D(G(z)) -> 0, which is
+    /// where training starts.
+    Minimax,
+}
+
+/// The generator's loss from D's logits on generated images (a mean over the batch).
+pub fn generator_loss(fake_logits: &Tensor, kind: GeneratorLoss) -> Result<Tensor> {
+    match kind {
+        GeneratorLoss::NonSaturating => bce_to(fake_logits, 1.0),
+        // log(1 - σ(l)) = -BCE(l, 0)
+        GeneratorLoss::Minimax => bce_to(fake_logits, 0.0)?.neg(),
+    }
+}
+
+/// d loss / d logit of each generator loss for one sample, at D(G(z)) = σ(l) = d: the lecture's
+/// point about the two losses. Non-saturating: -(1 - d), largest where d -> 0; minimax: -d,
+/// vanishing there.
+pub fn generator_loss_slope(kind: GeneratorLoss, d: f64) -> f64 {
+    match kind {
+        GeneratorLoss::NonSaturating => -(1.0 - d),
+        GeneratorLoss::Minimax => -d,
+    }
+}
+
+/// D's loss: real images labelled 1, generated ones 0, each term a batch mean.
+pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Result<Tensor> {
+    bce_to(real_logits, 1.0)?.add(&bce_to(fake_logits, 0.0)?)
+}
+
+/// z ~ N(0, I) of shape [n, dim].
+pub fn noise(n: usize, dim: usize, rng: &mut Rng) -> Tensor {
+    Tensor::randn(&[n, dim], DType::F32, rng)
+}
+
+/// Generator output in [-1, 1] -> an image in [0, 1].
+pub fn to_unit(x: &Tensor) -> Result<Tensor> {
+    x.add_scalar(1.0)?.mul_scalar(0.5)?.clamp(0.0, 1.0)
+}
+
+/// A network of one player: a module whose forward may update buffers (BatchNorm's running
+/// statistics), hence `&mut self`.
+pub trait Network: Module {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// The two players and their optimizers, with what every GAN does the same way: weights and
+/// optimizer state under "generator.*" / "discriminator.*" and "optimizer_g" / "optimizer_d",
+/// the train/eval switch, samples from noise, and D's running accuracy.
+pub struct Players<G: Network, D: Network> {
+    pub generator: G,
+    pub discriminator: D,
+    pub opt_g: Box<dyn Optimizer>,
+    pub opt_d: Box<dyn Optimizer>,
+    /// The size of z.
+    pub latent: usize,
+    pub monitor: Monitor,
+}
+
+impl<G: Network, D: Network> Players<G, D> {
+    /// Parameters and buffers of both networks.
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        let mut w = nn::prefixed("generator", self.generator.state_dict());
+        w.extend(nn::prefixed("discriminator", self.discriminator.state_dict()));
+        w
+    }
+
+    pub fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer_g", &*self.opt_g), ("optimizer_d", &*self.opt_d)]
+    }
+
+    pub fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![
+            ("optimizer_g", &mut *self.opt_g),
+            ("optimizer_d", &mut *self.opt_d),
+        ]
+    }
+
+    pub fn set_training(&mut self, training: bool) {
+        self.generator.set_training(training);
+        self.discriminator.set_training(training);
+    }
+
+    /// `n` images in [0, 1] from fresh noise.
+    pub fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let z = noise(n, self.latent, rng);
+        to_unit(&self.generator.forward(&z)?)
+    }
+
+    /// One step of the BCE game on real images `x` (in [-1, 1]): D on the real batch and on as
+    /// many generated images (labels 1 and 0), then G against the updated D with `loss`.
+    pub fn bce_step(&mut self, x: &Tensor, loss: GeneratorLoss, rng: &mut Rng) -> Result<Vec<(String, f64)>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let z = noise(n, self.latent, rng);
+        let fake = self.generator.forward(&z)?;
+        let real_logits = self.discriminator.forward(x)?;
+        let fake_logits = self.discriminator.forward(&fake.detach())?;
+        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
+        self.opt_d.zero_grad();
+        d_loss.backward()?;
+        self.opt_d.step()?;
+        self.monitor.record(&real_logits, &fake_logits)?;
+        // G's step: through the updated D to the generated images' graph
+        let g_loss = generator_loss(&self.discriminator.forward(&fake)?, loss)?;
+        self.opt_g.zero_grad();
+        g_loss.backward()?;
+        self.opt_g.step()?;
+        Ok(vec![
+            ("d_loss".into(), d_loss.item()?),
+            ("g_loss".into(), g_loss.item()?),
+        ])
+    }
+}
+
+/// The settings of the BCE games ([`gan`], [`dcgan`]): Adam for both players.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GanConfig {
+    /// Adam's learning rate, both players.
+    pub lr: f64,
+    /// Adam's betas, both players.
+    pub beta1: f64,
+    pub beta2: f64,
+    /// The size of z ~ N(0, I).
+    pub latent: usize,
+    pub loss: GeneratorLoss,
+    /// BatchNorm's eps and momentum (PyTorch's meaning, [`NormOptions`]).
+    pub bn_eps: f64,
+    pub bn_momentum: f64,
+}
+
+impl Default for GanConfig {
+    fn default() -> Self {
+        GanConfig {
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            latent: 100,
+            loss: GeneratorLoss::NonSaturating,
+            bn_eps: 1e-5,
+            bn_momentum: 0.1,
+        }
+    }
+}
+
+impl GanConfig {
+    pub fn norm(&self) -> NormOptions {
+        NormOptions {
+            eps: self.bn_eps,
+            momentum: self.bn_momentum,
+        }
+    }
+
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            betas: (self.beta1, self.beta2),
+            ..AdamConfig::default()
+        }
+    }
+}
+
+/// A GAN of the BCE game with networks `G` and `D`: [`gan::Gan`] (MLPs) and [`dcgan::Dcgan`]
+/// (convolutions) differ only in these.
+pub struct BceGan<G: Network, D: Network> {
+    entry: &'static Entry,
+    config: GanConfig,
+    pub players: Players<G, D>,
+}
+
+impl<G: Network, D: Network> BceGan<G, D> {
+    /// The model of `entry` from its networks; Adam from `config` for both.
+    pub fn new(entry: &'static Entry, config: GanConfig, generator: G, discriminator: D) -> Result<Self> {
+        let adam = config.adam();
+        let opt_g = Adam::new(nn::prefixed("generator", generator.named_parameters()), adam.clone())?;
+        let opt_d = Adam::new(nn::prefixed("discriminator", discriminator.named_parameters()), adam)?;
+        Ok(BceGan {
+            entry,
+            players: Players {
+                generator,
+                discriminator,
+                opt_g: Box::new(opt_g),
+                opt_d: Box::new(opt_d),
+                latent: config.latent,
+                monitor: Monitor::default(),
+            },
+            config,
+        })
+    }
+}
+
+impl<G: Network, D: Network> GenerativeModel for BceGan<G, D> {
+    fn name(&self) -> &'static str {
+        self.entry.name
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+    fn pixels(&self) -> Pixels {
+        Pixels::Symmetric
+    }
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        self.players.weights()
+    }
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        self.players.optimizers()
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        self.players.optimizers_mut()
+    }
+    fn set_training(&mut self, training: bool) {
+        self.players.set_training(training)
+    }
+    fn begin_epoch(&mut self, _epoch: u64) -> Result<()> {
+        self.players.monitor.reset();
+        Ok(())
+    }
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let x = batch.tensor(Pixels::Symmetric, rng)?;
+        self.players.bce_step(&x, self.config.loss, rng)
+    }
+    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        self.players.sample(n, rng)
+    }
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let monitor = self.players.monitor.clone();
+        epoch_metrics(self, ctx, Some(&monitor))
+    }
+}
+
+/// D's accuracy over an epoch: real images with a positive logit and generated ones with a
+/// negative one, counted in the D steps. Not part of a checkpoint: it restarts with each epoch
+/// (and with a resumed run).
+#[derive(Clone, Debug, Default)]
+pub struct Monitor {
+    correct: u64,
+    seen: u64,
+}
+
+impl Monitor {
+    pub fn record(&mut self, real_logits: &Tensor, fake_logits: &Tensor) -> Result<()> {
+        let (r, f) = (real_logits.to_vec_f64(), fake_logits.to_vec_f64());
+        self.correct += r.iter().filter(|&&v| v > 0.0).count() as u64;
+        self.correct += f.iter().filter(|&&v| v < 0.0).count() as u64;
+        self.seen += (r.len() + f.len()) as u64;
+        Ok(())
+    }
+
+    /// The fraction correct so far, None before the first D step.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.correct as f64 / self.seen as f64)
+    }
+
+    pub fn reset(&mut self) {
+        *self = Monitor::default();
+    }
+}
+
+/// How many samples the per-epoch metrics draw.
+pub const EPOCH_SAMPLES: usize = 500;
+
+/// What a GAN reports after every epoch: the sample metrics of [`EPOCH_SAMPLES`] samples from a
+/// fixed seed (FCD, KID, classes covered, label KL) and, for the BCE games, D's accuracy over the
+/// epoch. [`warnings`] reads them.
+pub fn epoch_metrics(
+    model: &mut dyn GenerativeModel,
+    ctx: &mut EvalContext,
+    monitor: Option<&Monitor>,
+) -> Result<Vec<Metric>> {
+    let mut rng = Rng::new(0x5eed_ea7c);
+    let samples = no_grad(|| model.sample(EPOCH_SAMPLES, &mut rng))?;
+    let mut metrics = ctx.sample_metrics(&samples, Pixels::Unit, None)?;
+    if let Some(acc) = monitor.and_then(Monitor::accuracy) {
+        metrics.push(Metric::new("d_accuracy", acc));
+    }
+    Ok(metrics)
+}
+
+/// Below this many digits covered by an epoch's samples, the run warns of mode collapse.
+pub const COLLAPSE_CLASSES: f64 = 8.0;
+/// Above this D accuracy over a whole epoch, the run warns that D wins outright.
+pub const D_WINS_ACCURACY: f64 = 0.99;
+
+/// The warnings what users of GAN code trip over deserve, from an epoch's metrics: samples that
+/// collapsed onto a few digits, and a discriminator that wins outright (G's gradients vanish).
+pub fn warnings(metrics: &[Metric]) -> Vec<String> {
+    let get = |n: &str| metrics.iter().find(|m| m.name == n).map(|m| m.value);
+    let mut out = Vec::new();
+    if let Some(c) = get("classes_covered") {
+        if c < COLLAPSE_CLASSES {
+            out.push(format!(
+                "mode collapse: the samples cover only {c} of 10 digits (see the sample grid)"
+            ));
+        }
+    }
+    if let Some(a) = get("d_accuracy") {
+        if a > D_WINS_ACCURACY {
+            out.push(format!(
+                "the discriminator wins outright: {:.1}% correct over the epoch, so the generator's gradients vanish (try a lower discriminator learning rate or the non-saturating loss)",
+                100.0 * a
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_generator_losses_and_their_slopes() {
+        let l = Tensor::from_vec(vec![-3.0f64, 0.0, 2.0], &[3, 1])
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        for kind in [GeneratorLoss::NonSaturating, GeneratorLoss::Minimax] {
+            let loss = generator_loss(&l, kind).unwrap();
+            let d: Vec<f64> = [-3.0f64, 0.0, 2.0]
+                .iter()
+                .map(|v| 1.0 / (1.0 + (-v).exp()))
+                .collect();
+            let want: f64 = d
+                .iter()
+                .map(|d| match kind {
+                    GeneratorLoss::NonSaturating => -d.ln(),
+                    GeneratorLoss::Minimax => (1.0 - d).ln(),
+                })
+                .sum::<f64>()
+                / 3.0;
+            assert!((loss.item().unwrap() - want).abs() < 1e-12, "{kind:?}");
+            let g = autograd::grad(&[loss], &[], &[l.clone()], false).unwrap()[0]
+                .clone()
+                .unwrap()
+                .to_vec_f64();
+            for (g, d) in g.iter().zip(&d) {
+                let want = generator_loss_slope(kind, *d) / 3.0;
+                assert!((g - want).abs() < 1e-12, "{kind:?}: {g} vs {want}");
+            }
+        }
+        // at d = 0.01 the non-saturating slope is ~99x the minimax one
+        let ratio = generator_loss_slope(GeneratorLoss::NonSaturating, 0.01)
+            / generator_loss_slope(GeneratorLoss::Minimax, 0.01);
+        assert!((ratio - 99.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warnings_name_collapse_and_a_winning_discriminator() {
+        let m = |c: f64, a: f64| {
+            vec![
+                Metric::new("classes_covered", c),
+                Metric::new("d_accuracy", a),
+            ]
+        };
+        assert!(warnings(&m(10.0, 0.8)).is_empty());
+        let w = warnings(&m(3.0, 0.995));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("mode collapse") && w[0].contains("3 of 10"));
+        assert!(w[1].contains("wins outright"));
+        let mut mon = Monitor::default();
+        assert_eq!(mon.accuracy(), None);
+        let real = Tensor::from_vec(vec![1.0f32, -1.0], &[2, 1]).unwrap();
+        let fake = Tensor::from_vec(vec![-2.0f32, -3.0], &[2, 1]).unwrap();
+        mon.record(&real, &fake).unwrap();
+        assert_eq!(mon.accuracy(), Some(0.75));
+    }
+}

@@ -39,7 +39,8 @@
 //! (test reconstruction error twice as large, FCD 563 instead of about 200).
 
 use crate::latent::vae::bernoulli_nll;
-use crate::latent::{bce_to, LatentModel, Mlp};
+use crate::adversarial::bce_to;
+use crate::latent::{LatentModel, Mlp};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
 use crate::program::eval::{EvalContext, Metric};

@@ -92,12 +92,6 @@ impl Module for Mlp {
     }
 }
 
-/// Binary cross-entropy of discriminator logits against one label for the whole batch (1: "from
-/// the prior", 0: "a code of data"), averaged: the GAN losses of the AAE and WAE-GAN.
-pub fn bce_to(logits: &Tensor, label: f64) -> Result<Tensor> {
-    nn::loss::bce_with_logits(logits, &logits.full_like(label), nn::Reduction::Mean)
-}
-
 /// What `eval` reports for an autoencoder without a likelihood (AAE, WAE), on the test split in
 /// the encoder's input form:
 ///

@@ -37,7 +37,8 @@
 //! in minutes on a CPU; decoder outputs go through a sigmoid (grey images in [0, 1]).
 
 use crate::latent::mmd::mmd_imq;
-use crate::latent::{bce_to, LatentModel, Mlp};
+use crate::adversarial::bce_to;
+use crate::latent::{LatentModel, Mlp};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
 use crate::program::eval::{EvalContext, Metric};
