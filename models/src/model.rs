@@ -151,6 +151,12 @@ pub trait GenerativeModel {
         ))
     }
 
+    /// Pictures of its own written into the run folder `dir` after the last epoch (InfoGAN's
+    /// code traversals, the GAN's loss slopes), in evaluation behaviour. None by default.
+    fn end_of_training(&mut self, _dir: &std::path::Path) -> Result<()> {
+        Ok(())
+    }
+
     /// Cheap metrics reported after every epoch (e.g. the classifier's test accuracy).
     fn epoch_metrics(&mut self, _ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         Ok(Vec::new())

@@ -4,7 +4,7 @@
 //! Adding a model is one file and one line: the model's file (see [`crate::model`]) and
 //! `&its::ENTRY` in [`ENTRIES`].
 
-use crate::adversarial::{dcgan, gan, wgan};
+use crate::adversarial::{dcgan, gan, infogan, wgan};
 use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn};
 use crate::latent::{aae, vae, wae};
 use crate::model::Entry;
@@ -28,6 +28,7 @@ pub static ENTRIES: &[&Entry] = &[
     &dcgan::ENTRY,
     &wgan::WGAN_ENTRY,
     &wgan::WGAN_GP_ENTRY,
+    &infogan::ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known names.

@@ -36,6 +36,37 @@ fn resumed_runs_end_bit_for_bit_where_uninterrupted_ones_do() {
     two_threads(resume_is_bit_identical)
 }
 
+/// A GAN's checkpoint holds both networks (BatchNorm buffers included), both optimizers and the
+/// WGAN's critic-step count: a run resumed after an epoch ends where the straight run does,
+/// generator steps (every fifth critic step, 3 batches an epoch) included.
+#[test]
+fn a_resumed_gan_run_is_bit_identical() {
+    two_threads(|| {
+        let never = AtomicBool::new(false);
+        for model in ["wgan-gp", "dcgan"] {
+            let straight = TempDir::new(&format!("gan-straight-{model}"));
+            run::train(&request(model, straight.path(), 2), &never).unwrap();
+            let split = TempDir::new(&format!("gan-split-{model}"));
+            run::train(&request(model, split.path(), 1), &never).unwrap();
+            let mut again = request(model, split.path(), 2);
+            again.resume = true;
+            run::train(&again, &never).unwrap();
+            let reference = tensor_bits(&straight.join(run::CHECKPOINT));
+            for name in [
+                "generator.bn0.running_var",
+                "optimizer_d.discriminator.fc.weight.exp_avg",
+            ] {
+                assert!(reference.iter().any(|(n, _)| n == name), "{model}: {name}");
+            }
+            assert_eq!(
+                tensor_bits(&split.join(run::CHECKPOINT)),
+                reference,
+                "{model}"
+            );
+        }
+    })
+}
+
 fn resume_is_bit_identical() {
     let never = AtomicBool::new(false);
     // 2 epochs straight

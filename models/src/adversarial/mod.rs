@@ -18,9 +18,9 @@
 
 pub mod dcgan;
 pub mod gan;
-// pub mod infogan;
+pub mod infogan;
 pub mod networks;
-// pub mod toy;
+pub mod toy;
 pub mod wgan;
 
 use crate::adversarial::networks::NormOptions;
@@ -109,7 +109,10 @@ impl<G: Network, D: Network> Players<G, D> {
     /// Parameters and buffers of both networks.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
         let mut w = nn::prefixed("generator", self.generator.state_dict());
-        w.extend(nn::prefixed("discriminator", self.discriminator.state_dict()));
+        w.extend(nn::prefixed(
+            "discriminator",
+            self.discriminator.state_dict(),
+        ));
         w
     }
 
@@ -137,7 +140,12 @@ impl<G: Network, D: Network> Players<G, D> {
 
     /// One step of the BCE game on real images `x` (in [-1, 1]): D on the real batch and on as
     /// many generated images (labels 1 and 0), then G against the updated D with `loss`.
-    pub fn bce_step(&mut self, x: &Tensor, loss: GeneratorLoss, rng: &mut Rng) -> Result<Vec<(String, f64)>> {
+    pub fn bce_step(
+        &mut self,
+        x: &Tensor,
+        loss: GeneratorLoss,
+        rng: &mut Rng,
+    ) -> Result<Vec<(String, f64)>> {
         let n = x.shape().first().copied().unwrap_or(0);
         let z = noise(n, self.latent, rng);
         let fake = self.generator.forward(&z)?;
@@ -218,10 +226,21 @@ pub struct BceGan<G: Network, D: Network> {
 
 impl<G: Network, D: Network> BceGan<G, D> {
     /// The model of `entry` from its networks; Adam from `config` for both.
-    pub fn new(entry: &'static Entry, config: GanConfig, generator: G, discriminator: D) -> Result<Self> {
+    pub fn new(
+        entry: &'static Entry,
+        config: GanConfig,
+        generator: G,
+        discriminator: D,
+    ) -> Result<Self> {
         let adam = config.adam();
-        let opt_g = Adam::new(nn::prefixed("generator", generator.named_parameters()), adam.clone())?;
-        let opt_d = Adam::new(nn::prefixed("discriminator", discriminator.named_parameters()), adam)?;
+        let opt_g = Adam::new(
+            nn::prefixed("generator", generator.named_parameters()),
+            adam,
+        )?;
+        let opt_d = Adam::new(
+            nn::prefixed("discriminator", discriminator.named_parameters()),
+            adam,
+        )?;
         Ok(BceGan {
             entry,
             players: Players {
@@ -377,7 +396,7 @@ mod tests {
                 .sum::<f64>()
                 / 3.0;
             assert!((loss.item().unwrap() - want).abs() < 1e-12, "{kind:?}");
-            let g = autograd::grad(&[loss], &[], &[l.clone()], false).unwrap()[0]
+            let g = autograd::grad(&[loss], &[], std::slice::from_ref(&l), false).unwrap()[0]
                 .clone()
                 .unwrap()
                 .to_vec_f64();

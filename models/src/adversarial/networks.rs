@@ -257,7 +257,8 @@ impl ConvDiscriminator {
 
 impl Module for ConvDiscriminator {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut kids: Vec<(&str, &dyn Module)> = vec![("conv1", &self.conv1), ("conv2", &self.conv2)];
+        let mut kids: Vec<(&str, &dyn Module)> =
+            vec![("conv1", &self.conv1), ("conv2", &self.conv2)];
         if let Some(bn) = &self.bn2 {
             kids.push(("bn2", bn));
         }

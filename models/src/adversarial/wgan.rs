@@ -26,7 +26,7 @@
 //! discriminator without its BatchNorm) for both.
 
 use crate::adversarial::networks::{check_latent, ConvDiscriminator, ConvGenerator, NormOptions};
-use crate::adversarial::{epoch_metrics, noise, Network, Players, Monitor};
+use crate::adversarial::{epoch_metrics, noise, Monitor, Network, Players};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
 use crate::program::eval::{EvalContext, Metric};
@@ -43,7 +43,13 @@ pub static WGAN_ENTRY: Entry = Entry {
     default_epochs: 20,
     default_batch_size: 64,
     default_config: || serde_json::to_value(WganConfig::clipped()).unwrap_or_default(),
-    build: |cfg, rng| Ok(Box::new(Wgan::new(&WGAN_ENTRY, WGAN_ENTRY.parse_config(cfg)?, rng)?)),
+    build: |cfg, rng| {
+        Ok(Box::new(Wgan::new(
+            &WGAN_ENTRY,
+            WGAN_ENTRY.parse_config(cfg)?,
+            rng,
+        )?))
+    },
 };
 
 pub static WGAN_GP_ENTRY: Entry = Entry {
@@ -171,7 +177,7 @@ impl Wgan {
                     ..AdamConfig::default()
                 };
                 (
-                    Box::new(Adam::new(g_params, adam.clone())?),
+                    Box::new(Adam::new(g_params, adam)?),
                     Box::new(Adam::new(c_params, adam)?),
                 )
             }
@@ -227,9 +233,13 @@ impl Wgan {
             ("wasserstein".into(), wasserstein.item()?),
         ];
         out.extend(losses);
-        if steps % self.config.n_critic as u64 == 0 {
+        if steps.is_multiple_of(self.config.n_critic as u64) {
             let z = noise(n, p.latent, rng);
-            let g_loss = p.discriminator.forward(&p.generator.forward(&z)?)?.mean_all()?.neg()?;
+            let g_loss = p
+                .discriminator
+                .forward(&p.generator.forward(&z)?)?
+                .mean_all()?
+                .neg()?;
             p.opt_g.zero_grad();
             g_loss.backward()?;
             p.opt_g.step()?;
@@ -253,12 +263,13 @@ pub fn gradient_penalty(
         .add(&e.neg()?.add_scalar(1.0)?.mul(&fake.detach())?)?
         .requires_grad_(true)?;
     let scores = critic(&x_hat)?.sum_all()?;
-    let grads = autograd::grad(&[scores], &[], &[x_hat.clone()], true)?;
-    let g = grads
-        .into_iter()
-        .next()
-        .flatten()
-        .ok_or_else(|| Error::grad("gradient_penalty", "the critic's score does not depend on its input"))?;
+    let grads = autograd::grad(&[scores], &[], std::slice::from_ref(&x_hat), true)?;
+    let g = grads.into_iter().next().flatten().ok_or_else(|| {
+        Error::grad(
+            "gradient_penalty",
+            "the critic's score does not depend on its input",
+        )
+    })?;
     let n = g.shape().first().copied().unwrap_or(0);
     // + 1e-12 keeps the square root differentiable at a zero gradient
     let norm = g
@@ -277,7 +288,9 @@ fn clip(critic: &dyn Module, c: f64) -> Result<()> {
             DType::F32 => p.update_data::<f32>(|d| {
                 d.iter_mut().for_each(|v| *v = v.clamp(-c as f32, c as f32))
             })?,
-            DType::F64 => p.update_data::<f64>(|d| d.iter_mut().for_each(|v| *v = v.clamp(-c, c)))?,
+            DType::F64 => {
+                p.update_data::<f64>(|d| d.iter_mut().for_each(|v| *v = v.clamp(-c, c)))?
+            }
         }
     }
     Ok(())

@@ -34,6 +34,43 @@ enum Cmd {
     /// Autoregressive models: complete the bottom half of test images given their top half,
     /// pixel by pixel; writes a PNG of originals beside completions.
     Complete(CompleteArgs),
+    /// Score any array of images with the evaluation harness (FCD, KID, label histogram), e.g.
+    /// samples from another framework: a .npy of N x 1 x 28 x 28 (or N x 28 x 28, N x 784)
+    /// values in [0, 1] (float) or 0..255 (uint8).
+    EvalSamples(EvalSamplesArgs),
+    /// The GAN theory on a 1-D toy: trains a discriminator against a fixed generator, compares
+    /// it with D* = p_data / (p_data + p_g), checks V(D*) = -log 4 + 2 JSD, and draws that and
+    /// the two generator losses' slopes.
+    GanTheory(GanTheoryArgs),
+}
+
+#[derive(Args)]
+struct EvalSamplesArgs {
+    /// The images, a .npy file.
+    #[arg(value_name = "FILE.npy")]
+    file: PathBuf,
+    /// The intended class of each image (conditional models), a .npy of N integers in 0..9.
+    #[arg(long, value_name = "L.npy")]
+    labels: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Compare with the test split of this data folder instead of the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GanTheoryArgs {
+    /// The folder for optimal_discriminator.png and generator_loss_slopes.png.
+    #[arg(long, value_name = "DIR", default_value = "runs/gan-theory")]
+    out: PathBuf,
+    /// Discriminator training steps.
+    #[arg(long, default_value_t = 3000, value_parser = value_parser!(u64).range(1..=1_000_000))]
+    steps: u64,
+    /// Seed of the draws and the initial weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -296,7 +333,35 @@ fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     ctx.iwae_k = a.iwae_k.map(|k| k as usize);
     let metrics = loaded.model.eval(&mut ctx).map_err(|e| e.to_string())?;
     let m = &loaded.meta;
-    if a.json {
+    let about = json!({
+        "model": m.model,
+        "checkpoint": loaded.path.display().to_string(),
+        "step": m.step,
+        "epoch": m.epoch,
+        "data": data.source,
+    });
+    let title = format!(
+        "{} ({}), step {}, epoch {}, on {} ({} test images)",
+        m.model,
+        loaded.path.display(),
+        m.step,
+        m.epoch,
+        data.source,
+        data.test.len()
+    );
+    print_metrics(&metrics, about, &title, a.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `metrics` as one JSON object (`about` plus metrics, baselines, details) or as a table
+/// under `title`.
+fn print_metrics(
+    metrics: &[models::program::eval::Metric],
+    mut about: Value,
+    title: &str,
+    as_json: bool,
+) {
+    if as_json {
         let obj = |f: &dyn Fn(&models::program::eval::Metric) -> Option<Value>| -> Value {
             Value::Object(
                 metrics
@@ -305,44 +370,136 @@ fn eval(a: EvalArgs) -> Result<ExitCode, String> {
                     .collect(),
             )
         };
-        let out = json!({
-            "model": m.model,
-            "checkpoint": loaded.path.display().to_string(),
-            "step": m.step,
-            "epoch": m.epoch,
-            "data": data.source,
-            "metrics": obj(&|x| Some(json!(x.value))),
-            "baseline": obj(&|x| x.baseline.map(|b| json!(b))),
-            "details": obj(&|x| x.detail.clone().map(Value::String)),
-        });
-        println!("{out}");
-    } else {
-        println!(
-            "{} ({}), step {}, epoch {}, on {} ({} test images)",
-            m.model,
-            loaded.path.display(),
-            m.step,
-            m.epoch,
-            data.source,
-            data.test.len()
-        );
-        let w = metrics
-            .iter()
-            .map(|x| x.name.len())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        println!("{:w$}  {:>12}  {:>12}", "metric", "value", "real-vs-real");
-        for x in &metrics {
-            let base = x.baseline.map_or("-".to_string(), |b| format!("{b:.6}"));
-            println!("{:w$}  {:>12.6}  {:>12}", x.name, x.value, base);
-        }
-        for x in &metrics {
-            if let Some(d) = &x.detail {
-                println!("{}: {d}", x.name);
-            }
+        about["metrics"] = obj(&|x| Some(json!(x.value)));
+        about["baseline"] = obj(&|x| x.baseline.map(|b| json!(b)));
+        about["details"] = obj(&|x| x.detail.clone().map(Value::String));
+        println!("{about}");
+        return;
+    }
+    println!("{title}");
+    let w = metrics
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!("{:w$}  {:>12}  {:>12}", "metric", "value", "real-vs-real");
+    for x in metrics {
+        let base = x.baseline.map_or("-".to_string(), |b| format!("{b:.6}"));
+        println!("{:w$}  {:>12.6}  {:>12}", x.name, x.value, base);
+    }
+    for x in metrics {
+        if let Some(d) = &x.detail {
+            println!("{}: {d}", x.name);
         }
     }
+}
+
+fn read_npy(path: &Path) -> Result<image::NpyArray, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    image::npy_read(&bytes, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+fn eval_samples(a: EvalSamplesArgs) -> Result<ExitCode, String> {
+    let arr = read_npy(&a.file)?;
+    let name = a.file.display().to_string();
+    let n = match arr.shape.as_slice() {
+        [n, 1, 28, 28] | [n, 28, 28] | [n, 784] => *n,
+        s => {
+            return Err(format!(
+                "{name}: shape {s:?}; expected N x 1 x 28 x 28, N x 28 x 28 or N x 784"
+            ))
+        }
+    };
+    let (lo, hi) = arr
+        .values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    if arr.values.iter().any(|v| !v.is_finite()) {
+        return Err(format!("{name}: holds values that are not finite"));
+    }
+    // uint8-like 0..255 images are scaled to [0, 1]; anything else must already be there
+    let scale = if hi > 1.0 && lo >= 0.0 && hi <= 255.0 {
+        1.0 / 255.0
+    } else {
+        1.0
+    };
+    if lo < 0.0 || hi * scale > 1.0 {
+        return Err(format!(
+            "{name}: values span [{lo}, {hi}]; images must be in [0, 1] (or 0..255); a tanh generator's [-1, 1] output is (x + 1) / 2"
+        ));
+    }
+    let images: Vec<f32> = arr.values.iter().map(|&v| (v * scale) as f32).collect();
+    let x = autograd::Tensor::from_vec(images, &[n, 1, 28, 28]).map_err(|e| e.to_string())?;
+    let labels = match &a.labels {
+        None => None,
+        Some(p) => {
+            let l = read_npy(p)?;
+            if l.shape != [n] {
+                return Err(format!(
+                    "{}: shape {:?}, expected ({n},): one label per image",
+                    p.display(),
+                    l.shape
+                ));
+            }
+            if l.values
+                .iter()
+                .any(|&v| v.fract() != 0.0 || !(0.0..=9.0).contains(&v))
+            {
+                return Err(format!("{}: labels must be integers in 0..9", p.display()));
+            }
+            Some(l.values.iter().map(|&v| v as usize).collect::<Vec<usize>>())
+        }
+    };
+    let data = models::program::data::load(a.data.as_deref()).map_err(|e| e.to_string())?;
+    let mut ctx = EvalContext::new(&data, 0, 0);
+    let metrics = ctx
+        .sample_metrics(&x, models::program::data::Pixels::Unit, labels.as_deref())
+        .map_err(|e| e.to_string())?;
+    let about = json!({"file": name, "images": n, "data": data.source});
+    let title = format!(
+        "{name}: {n} images, against {} ({} test images)",
+        data.source,
+        data.test.len()
+    );
+    print_metrics(&metrics, about, &title, a.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gan_theory(a: GanTheoryArgs) -> Result<ExitCode, String> {
+    use models::adversarial::toy;
+    let err = |e: autograd::Error| e.to_string();
+    let t = toy::Toy::default();
+    let d = toy::train_discriminator(&t, a.steps as usize, &mut autograd::Rng::new(a.seed))
+        .map_err(err)?;
+    let gap = toy::max_gap(&t, &d).map_err(err)?;
+    let (v, jsd) = (t.value_at_optimum(), t.jsd());
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| format!("cannot create {}: {e}", a.out.display()))?;
+    let write = |file: &str, bytes: Vec<u8>| -> Result<(), String> {
+        models::program::checkpoint::write_atomic(&a.out.join(file), &bytes).map_err(err)
+    };
+    write(
+        "optimal_discriminator.png",
+        toy::optimal_discriminator_png(&t, &d).map_err(err)?,
+    )?;
+    write(
+        "generator_loss_slopes.png",
+        toy::generator_loss_slopes_png().map_err(err)?,
+    )?;
+    println!(
+        "p_data = (N(-2, 0.5^2) + N(2, 0.5^2)) / 2, p_g = N(0.5, 1), D trained {} steps",
+        a.steps
+    );
+    println!(
+        "max |D - D*| where p_data + p_g >= {}: {gap:.4}",
+        toy::SUPPORT_DENSITY
+    );
+    println!(
+        "V(D*) = {v:.6} nats; -log 4 + 2 JSD = {:.6} (JSD = {jsd:.6} nats)",
+        -(4.0f64).ln() + 2.0 * jsd
+    );
+    println!("pictures in {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -390,6 +547,8 @@ fn main() -> ExitCode {
         Cmd::Sample(a) => sample(a),
         Cmd::Eval(a) => eval(a),
         Cmd::Complete(a) => complete(a),
+        Cmd::EvalSamples(a) => eval_samples(a),
+        Cmd::GanTheory(a) => gan_theory(a),
     });
     match result {
         Ok(code) => code,

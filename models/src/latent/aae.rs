@@ -38,8 +38,8 @@
 //! 2e-4 they spill far outside the ring), while on the 8-d code 1e-3 makes the game unstable
 //! (test reconstruction error twice as large, FCD 563 instead of about 200).
 
-use crate::latent::vae::bernoulli_nll;
 use crate::adversarial::bce_to;
+use crate::latent::vae::bernoulli_nll;
 use crate::latent::{LatentModel, Mlp};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};

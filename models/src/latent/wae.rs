@@ -36,8 +36,8 @@
 //! back, discriminator 8-512-512-512-1) rather than the paper's DCGAN-style convolutions, to train
 //! in minutes on a CPU; decoder outputs go through a sigmoid (grey images in [0, 1]).
 
-use crate::latent::mmd::mmd_imq;
 use crate::adversarial::bce_to;
+use crate::latent::mmd::mmd_imq;
 use crate::latent::{LatentModel, Mlp};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};

@@ -72,6 +72,97 @@ pub fn grid_png(images: &Tensor, cols: Option<usize>, scale: usize) -> Result<Ve
     png_bytes(width, height, color, &px)
 }
 
+/// An array read from a `.npy` file: its shape and its values as f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// Reads a `.npy` file's bytes (format 1.0, 2.0 or 3.0; C order; little-endian f4, f8, i4, i8
+/// or u1), `source` naming the file in errors. The header's shape must match the data's length
+/// exactly, so a malformed or truncated file is an error, never a panic or a huge allocation.
+pub fn npy_read(bytes: &[u8], source: &str) -> Result<NpyArray> {
+    let bad = |msg: String| Error::invalid("npy", format!("{source}: {msg}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (no \\x93NUMPY magic)".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(format!("unsupported .npy format version {v}"))),
+    };
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("the header runs past the end of the file".into()))?;
+    let header = std::str::from_utf8(&bytes[start..end])
+        .map_err(|_| bad("the header is not text".into()))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest)
+    };
+    let descr = field("descr")
+        .and_then(|r| r.strip_prefix('\''))
+        .and_then(|r| r.split('\'').next())
+        .ok_or_else(|| bad(format!("no 'descr' in the header {header:?}")))?;
+    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        return Err(bad(
+            "Fortran-order arrays are not supported (save with C order)".into(),
+        ));
+    }
+    let dims = field("shape")
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| bad(format!("no 'shape' in the header {header:?}")))?;
+    let shape = dims
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<usize>()
+                .map_err(|_| bad(format!("bad dimension {d:?} in the shape")))
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let width = match descr {
+        "<f4" | "<i4" => 4,
+        "<f8" | "<i8" => 8,
+        "|u1" | "<u1" => 1,
+        other => {
+            return Err(bad(format!(
+                "dtype {other:?} is not supported (use float32, float64, int32, int64 or uint8)"
+            )))
+        }
+    };
+    let data = &bytes[end..];
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|c| c.checked_mul(width) == Some(data.len()))
+        .ok_or_else(|| {
+            bad(format!(
+                "shape {shape:?} of {descr} needs a different size than the {} bytes of data",
+                data.len()
+            ))
+        })?;
+    let values = data
+        .chunks_exact(width)
+        .take(count)
+        .map(|c| match descr {
+            "<f4" => f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            "<i4" => f64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            "<f8" => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+            "<i8" => i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64,
+            _ => f64::from(c[0]),
+        })
+        .collect();
+    Ok(NpyArray { shape, values })
+}
+
 /// The bytes of a `.npy` file (format version 1.0) holding `data` as little-endian f32 with
 /// `shape` in C order: `numpy.load` gives an array of that shape and dtype float32.
 pub fn npy_bytes(data: &[f32], shape: &[usize]) -> Result<Vec<u8>> {
@@ -288,6 +379,30 @@ pub fn loss_plot_png(
     width: usize,
     height: usize,
 ) -> Result<Vec<u8>> {
+    let style = PlotStyle {
+        x_label: "step",
+        smooth: true,
+        log_y_allowed: true,
+    };
+    plot_png(series, width, height, &style)
+}
+
+/// How [`plot_png`] draws: the x axis's name, whether series are smoothed (loss curves) or
+/// drawn as they are (functions), whether the y axis may turn logarithmic.
+pub struct PlotStyle<'a> {
+    pub x_label: &'a str,
+    pub smooth: bool,
+    pub log_y_allowed: bool,
+}
+
+/// The PNG of curves of `series` (name, points), in `style` ([`loss_plot_png`] is the loss
+/// style).
+pub fn plot_png(
+    series: &[(String, Vec<(f64, f64)>)],
+    width: usize,
+    height: usize,
+    style: &PlotStyle,
+) -> Result<Vec<u8>> {
     let (width, height) = (width.clamp(200, 4000), height.clamp(150, 4000));
     let pts: Vec<(f64, f64)> = series
         .iter()
@@ -301,7 +416,7 @@ pub fn loss_plot_png(
         c.text(left, top + 20, "no losses yet", ink);
         return png_bytes(width, height, png::ColorType::Rgb, &c.px);
     }
-    let log = pts.iter().all(|p| p.1 > 0.0) && {
+    let log = style.log_y_allowed && pts.iter().all(|p| p.1 > 0.0) && {
         let (lo, hi) = pts
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
@@ -355,7 +470,12 @@ pub fn loss_plot_png(
     }
     c.line((left, bottom), (right, bottom), ink, 1);
     c.line((left, top), (left, bottom), ink, 1);
-    c.text(right - 24, bottom + 18, "step", ink);
+    c.text(
+        right - 6 * style.x_label.len() as i64,
+        bottom + 18,
+        style.x_label,
+        ink,
+    );
     if log {
         c.text(4, top, "log", ink);
     }
@@ -363,12 +483,18 @@ pub fn loss_plot_png(
     let visible: Vec<&(String, Vec<(f64, f64)>)> = series.iter().collect();
     for (k, (_, p)) in visible.iter().enumerate() {
         let col = PALETTE[k % PALETTE.len()];
-        let tint = col.map(|v| ((u16::from(v) + 3 * 255) / 4) as u8);
         let good: Vec<(f64, f64)> = p
             .iter()
             .copied()
             .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *y > 0.0))
             .collect();
+        if !style.smooth {
+            for w in good.windows(2) {
+                c.line((px(w[0].0), py(w[0].1)), (px(w[1].0), py(w[1].1)), col, 2);
+            }
+            continue;
+        }
+        let tint = col.map(|v| ((u16::from(v) + 3 * 255) / 4) as u8);
         for w in good.windows(2) {
             c.line((px(w[0].0), py(w[0].1)), (px(w[1].0), py(w[1].1)), tint, 1);
         }
@@ -539,6 +665,34 @@ mod tests {
         assert_eq!((info.width, info.height), (2 + 3 * 8, 2 + 8));
         assert!(grid_png(&Tensor::zeros(&[2, 2, 4, 4], DType::F32), None, 1).is_err());
         assert!(grid_png(&Tensor::zeros(&[4, 4], DType::F32), None, 1).is_err());
+    }
+
+    #[test]
+    fn npy_files_read_back_and_malformed_ones_are_errors() {
+        let b = npy_bytes(&[0.0, 0.5, 1.0, 0.25, 0.75, 1.0], &[2, 1, 1, 3]).unwrap();
+        let a = npy_read(&b, "x.npy").unwrap();
+        assert_eq!(a.shape, vec![2, 1, 1, 3]);
+        assert_eq!(a.values, vec![0.0, 0.5, 1.0, 0.25, 0.75, 1.0]);
+        for cut in [0, 5, 9, 20, b.len() - 1] {
+            assert!(npy_read(&b[..cut], "x.npy").is_err(), "cut at {cut}");
+        }
+        // the header edited in place (same length): a huge shape is an error, not an allocation
+        let edit = |from: &[u8], to: &[u8]| {
+            let at = b.windows(from.len()).position(|w| w == from).unwrap();
+            let mut e = b.clone();
+            e[at..at + to.len()].copy_from_slice(to);
+            e
+        };
+        let e = npy_read(&edit(b"(2, 1, 1, 3)", b"(9999999999)"), "x.npy")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.npy") && e.contains("9999999999"), "{e}");
+        assert!(
+            npy_read(&edit(b"<f4", b"|u1"), "x.npy").is_err(),
+            "24 bytes are not 6 uint8"
+        );
+        let flat = npy_read(&edit(b"(2, 1, 1, 3)", b"(6,)        "), "x.npy").unwrap();
+        assert_eq!(flat.shape, vec![6], "spaces after the shape are padding");
     }
 
     #[test]

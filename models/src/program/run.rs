@@ -18,6 +18,7 @@
 //! So on the CPU a run resumed from any checkpoint (an epoch's end or a Ctrl-C) ends bit for bit
 //! where the uninterrupted run ends.
 
+use crate::adversarial;
 use crate::latent;
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::checkpoint::{self, write_atomic, Checkpoint, Meta};
@@ -246,27 +247,30 @@ fn fmt_losses(l: &[(String, f64)]) -> String {
         .join("  ")
 }
 
-/// Running means of the losses of one epoch.
+/// Running means of the losses of one epoch, each over the steps that reported it (a WGAN's
+/// generator loss comes every fifth step).
 #[derive(Default)]
 struct Means {
-    sums: Vec<(String, f64)>,
-    n: usize,
+    /// name, sum, count
+    sums: Vec<(String, f64, usize)>,
 }
 
 impl Means {
     fn add(&mut self, l: &Losses) {
         for (k, v) in l {
-            match self.sums.iter_mut().find(|(n, _)| n == k) {
-                Some(s) => s.1 += v,
-                None => self.sums.push((k.clone(), *v)),
+            match self.sums.iter_mut().find(|(n, _, _)| n == k) {
+                Some(s) => {
+                    s.1 += v;
+                    s.2 += 1;
+                }
+                None => self.sums.push((k.clone(), *v, 1)),
             }
         }
-        self.n += 1;
     }
     fn get(&self) -> Losses {
         self.sums
             .iter()
-            .map(|(k, s)| (k.clone(), s / self.n.max(1) as f64))
+            .map(|(k, s, n)| (k.clone(), s / (*n).max(1) as f64))
             .collect()
     }
 }
@@ -597,10 +601,18 @@ pub fn train_entry(
         plot(&history, &dir.join(LOSS_PLOT))?;
         let secs = t0.elapsed().as_secs_f64();
         let mean = means.get();
-        log.append(&json!({
+        let warnings = match entry.family {
+            Family::Adversarial => adversarial::warnings(&metrics),
+            _ => Vec::new(),
+        };
+        let mut record = json!({
             "type": "epoch", "epoch": epoch, "step": step, "seconds": secs,
             "train": losses_json(&mean), "metrics": metrics_json(&metrics),
-        }))?;
+        });
+        if !warnings.is_empty() {
+            record["warnings"] = json!(warnings);
+        }
+        log.append(&record)?;
         save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, 0))?;
         if req.verbose {
             let m: Vec<(String, f64)> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
@@ -609,6 +621,10 @@ pub fn train_entry(
                 fmt_losses(&mean),
                 fmt_losses(&m)
             );
+        }
+        // warnings are printed even when quiet: they say the run is going wrong
+        for w in &warnings {
+            eprintln!("warning, epoch {epoch}: {w}");
         }
         if stop.load(Ordering::SeqCst) {
             return Ok(Outcome::Interrupted { dir, step });
@@ -627,10 +643,10 @@ pub fn train_entry(
 /// for the others. Switches the model to evaluation behaviour first.
 pub fn end_of_training(dir: &Path, model: &mut dyn GenerativeModel, data: &Mnist) -> Result<()> {
     model.set_training(false);
-    match model.latent() {
-        Some(m) => latent::write_pictures(dir, m, data),
-        None => Ok(()),
+    if let Some(m) = model.latent() {
+        latent::write_pictures(dir, m, data)?;
     }
+    model.end_of_training(dir)
 }
 
 /// The checkpoint file of `path`: the file itself, or a run folder's checkpoint (else its

@@ -1,0 +1,451 @@
+//! InfoGAN (Chen, Duan, Houthooft, Schulman, Sutskever & Abbeel 2016, "InfoGAN: Interpretable
+//! Representation Learning by Information Maximizing Generative Adversarial Nets").
+//!
+//! The generator's input is split into incompressible noise z (62-d, N(0, I)) and a latent code
+//! c: a 10-way categorical c1 and two continuous c2, c3 ~ U(-1, 1). Nothing ties c to the image
+//! unless asked: InfoGAN adds the mutual information I(c; G(z, c)), through its variational
+//! lower bound with an auxiliary distribution Q(c | x),
+//!
+//! ```text
+//!   min_{G,Q} max_D  V(D, G) - lambda L_I(G, Q)
+//!   L_I = E_{c ~ p(c), x ~ G(z, c)}[log Q(c | x)] + H(c)  <=  I(c; G(z, c))
+//! ```
+//!
+//! With Q's categorical part a softmax over 10 logits and its continuous part a Gaussian of
+//! fixed unit variance, -log Q(c | x) is a cross-entropy for c1 plus (c - mu(x))^2 / 2 per
+//! continuous code (up to a constant). D and Q share the discriminator's trunk (the paper's
+//! "Q shares all convolutional layers with D"); Q's head is Linear(6272, 128) -> BatchNorm ->
+//! LeakyReLU 0.2 -> Linear(128, 10 + 2). lambda = 1. The networks are the DCGAN's
+//! ([`crate::adversarial::networks`]), G taking 62 + 10 + 2 = 74 inputs. Each batch: one D step
+//! (BCE), then one step of G and Q's head on the non-saturating loss plus lambda L_I.
+//!
+//! Evaluation ([`Infogan::c1_error`]): Q's c1 as an unsupervised classifier of the test digits,
+//! its clusters mapped to labels by the best one-to-one matching of the confusion matrix; and
+//! traversal grids (`traversal_c2.png`, `traversal_c3.png`: rows c1 = 0..9, columns the
+//! continuous code from -2 to 2, beyond the training range as in the paper's figure 2).
+
+use crate::adversarial::networks::{ConvDiscriminator, ConvGenerator, NormOptions, TRUNK_FEATURES};
+use crate::adversarial::{bce_to, discriminator_loss, epoch_metrics, to_unit, Monitor, Network};
+use crate::model::{Entry, Family, GenerativeModel, Losses};
+use crate::program::data::{Batch, Pixels};
+use crate::program::eval::{EvalContext, Metric};
+use crate::program::image;
+use autograd::nn::{self, BatchNorm1d, Linear, Module};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub static ENTRY: Entry = Entry {
+    name: "infogan",
+    title: "InfoGAN, 62-d noise + 10-way categorical + 2 continuous codes, D and Q sharing a trunk",
+    paper: "Chen et al. 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs",
+    family: Family::Adversarial,
+    default_epochs: 20,
+    default_batch_size: 64,
+    default_config: || serde_json::to_value(InfoganConfig::default()).unwrap_or_default(),
+    build: |cfg, rng| Ok(Box::new(Infogan::new(ENTRY.parse_config(cfg)?, rng)?)),
+};
+
+/// The categorical code's size.
+pub const CATEGORIES: usize = 10;
+/// The continuous codes.
+pub const CONTINUOUS: usize = 2;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfoganConfig {
+    /// D's Adam learning rate.
+    pub lr: f64,
+    /// G's and Q's Adam learning rate (the paper: 1e-3 for G, 2e-4 for D).
+    pub lr_g: f64,
+    /// The size of the noise z.
+    pub noise: usize,
+    /// lambda, the weight of the information term.
+    pub lambda: f64,
+    /// The weight of the continuous codes' term within it.
+    pub lambda_continuous: f64,
+}
+
+impl Default for InfoganConfig {
+    fn default() -> Self {
+        InfoganConfig {
+            lr: 2e-4,
+            lr_g: 1e-3,
+            noise: 62,
+            lambda: 1.0,
+            lambda_continuous: 0.1,
+        }
+    }
+}
+
+/// Q's head on the shared trunk's features.
+struct QHead {
+    fc1: Linear,
+    bn: BatchNorm1d,
+    fc2: Linear,
+}
+
+impl Module for QHead {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[("fc1", &self.fc1), ("bn", &self.bn), ("fc2", &self.fc2)],
+            |m| m.named_parameters(),
+        )
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::prefixed("bn", self.bn.named_buffers())
+    }
+    fn set_training(&mut self, training: bool) {
+        self.bn.set_training(training)
+    }
+}
+
+impl QHead {
+    /// features [n, 6272] -> (c1 logits [n, 10], c2 c3 means [n, 2]).
+    fn forward(&mut self, f: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.bn.forward(&self.fc1.forward(f)?)?.leaky_relu(0.2)?;
+        let out = self.fc2.forward(&h)?;
+        Ok((
+            out.narrow(1, 0, CATEGORIES)?,
+            out.narrow(1, CATEGORIES, CONTINUOUS)?,
+        ))
+    }
+}
+
+/// A draw of the generator's input: z, c1 (as labels and one-hot) and the continuous codes.
+pub struct Codes {
+    pub z: Tensor,
+    pub c1: Vec<usize>,
+    pub continuous: Tensor,
+}
+
+impl Codes {
+    /// z ~ N(0, I), c1 uniform on 0..10, c2 c3 ~ U(-1, 1).
+    pub fn draw(n: usize, noise: usize, rng: &mut Rng) -> Result<Codes> {
+        let z = Tensor::randn(&[n, noise], DType::F32, rng);
+        let c1 = (0..n)
+            .map(|_| rng.below(CATEGORIES as u64) as usize)
+            .collect();
+        let continuous = Tensor::rand(&[n, CONTINUOUS], DType::F32, rng)
+            .mul_scalar(2.0)?
+            .add_scalar(-1.0)?;
+        Ok(Codes { z, c1, continuous })
+    }
+
+    /// [z | one-hot c1 | c2 c3], the generator's input.
+    pub fn input(&self) -> Result<Tensor> {
+        let onehot = Tensor::one_hot(&self.c1, CATEGORIES, DType::F32)?;
+        Tensor::concat(&[self.z.clone(), onehot, self.continuous.clone()], 1)
+    }
+}
+
+pub struct Infogan {
+    config: InfoganConfig,
+    generator: ConvGenerator,
+    /// The trunk and D's head.
+    discriminator: ConvDiscriminator,
+    q: QHead,
+    opt_d: Adam,
+    /// G and Q's head.
+    opt_gq: Adam,
+    monitor: Monitor,
+}
+
+impl Infogan {
+    pub fn new(config: InfoganConfig, rng: &mut Rng) -> Result<Infogan> {
+        if config.noise == 0 || config.noise > 4096 {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!("noise must be in 1..=4096, got {}", config.noise),
+            ));
+        }
+        for (name, v) in [
+            ("lambda", config.lambda),
+            ("lambda_continuous", config.lambda_continuous),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(Error::invalid(
+                    ENTRY.name,
+                    format!("{name} must be >= 0 and finite, got {v}"),
+                ));
+            }
+        }
+        let norm = NormOptions::default();
+        let generator = ConvGenerator::new(config.noise + CATEGORIES + CONTINUOUS, norm, rng)?;
+        let discriminator = ConvDiscriminator::new(Some(norm), rng)?;
+        let q = QHead {
+            fc1: Linear::new(TRUNK_FEATURES, 128, true, DType::F32, rng)?,
+            bn: BatchNorm1d::new(128, DType::F32)?,
+            fc2: Linear::new(128, CATEGORIES + CONTINUOUS, true, DType::F32, rng)?,
+        };
+        let adam = |lr| AdamConfig {
+            lr,
+            betas: (0.5, 0.999),
+            ..AdamConfig::default()
+        };
+        let opt_d = Adam::new(
+            nn::prefixed("discriminator", discriminator.named_parameters()),
+            adam(config.lr),
+        )?;
+        let mut gq = nn::prefixed("generator", generator.named_parameters());
+        gq.extend(nn::prefixed("q", q.named_parameters()));
+        let opt_gq = Adam::new(gq, adam(config.lr_g))?;
+        Ok(Infogan {
+            config,
+            generator,
+            discriminator,
+            q,
+            opt_d,
+            opt_gq,
+            monitor: Monitor::default(),
+        })
+    }
+
+    /// -log Q(c | x) per batch (mean): the cross-entropy of c1 plus lambda_continuous times the
+    /// Gaussian term (c - mu)^2 / 2 summed over the continuous codes.
+    fn information_loss(&mut self, x: &Tensor, codes: &Codes) -> Result<Tensor> {
+        let (logits, mu) = self.q.forward(&self.discriminator.features(x)?)?;
+        let ce = nn::loss::cross_entropy(&logits, &codes.c1, nn::Reduction::Mean)?;
+        let gauss = mu
+            .sub(&codes.continuous)?
+            .square()?
+            .sum(&[1], false)?
+            .mean_all()?
+            .mul_scalar(0.5)?;
+        ce.add(&gauss.mul_scalar(self.config.lambda_continuous)?)
+    }
+
+    fn step(&mut self, x: &Tensor, rng: &mut Rng) -> Result<Losses> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let codes = Codes::draw(n, self.config.noise, rng)?;
+        let fake = self.generator.forward(&codes.input()?)?;
+        // D: real 1, generated 0
+        let real_logits = self.discriminator.forward(x)?;
+        let fake_logits = self.discriminator.forward(&fake.detach())?;
+        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
+        self.opt_d.zero_grad();
+        d_loss.backward()?;
+        self.opt_d.step()?;
+        self.monitor.record(&real_logits, &fake_logits)?;
+        // G and Q: fool D, and let Q read the code back from the image
+        let g_loss = bce_to(&self.discriminator.forward(&fake)?, 1.0)?;
+        let info = self.information_loss(&fake, &codes)?;
+        let total = g_loss.add(&info.mul_scalar(self.config.lambda)?)?;
+        self.opt_gq.zero_grad();
+        total.backward()?;
+        self.opt_gq.step()?;
+        Ok(vec![
+            ("d_loss".into(), d_loss.item()?),
+            ("g_loss".into(), g_loss.item()?),
+            ("info_loss".into(), info.item()?),
+        ])
+    }
+
+    /// Q's most likely c1 for each image of `x` (in [-1, 1]).
+    pub fn c1_of(&mut self, x: &Tensor) -> Result<Vec<usize>> {
+        let (logits, _) = no_grad(|| {
+            let f = self.discriminator.features(x)?;
+            self.q.forward(&f)
+        })?;
+        Ok(crate::program::metrics::argmax_rows(
+            &logits.to_vec_f64(),
+            CATEGORIES,
+        ))
+    }
+
+    /// c1 as an unsupervised classifier of the test digits: the error after mapping clusters to
+    /// labels by the best one-to-one matching of the confusion matrix.
+    pub fn c1_error(&mut self, ctx: &EvalContext) -> Result<f64> {
+        let test = &ctx.data.test;
+        let mut clusters = Vec::with_capacity(test.len());
+        let idx: Vec<usize> = (0..test.len()).collect();
+        for chunk in idx.chunks(100) {
+            let b = test.batch(chunk);
+            clusters.extend(self.c1_of(&b.tensor(Pixels::Symmetric, &mut Rng::new(0))?)?);
+        }
+        let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+        let mut confusion = [[0usize; CATEGORIES]; CATEGORIES];
+        for (&c, &l) in clusters.iter().zip(&labels) {
+            confusion[c][l % CATEGORIES] += 1;
+        }
+        let matched = best_matching(&confusion);
+        Ok(1.0 - matched as f64 / clusters.len().max(1) as f64)
+    }
+
+    /// The traversal grid of continuous code `k`: rows c1 = 0..9, columns code k from -2 to 2
+    /// (8 values), the other code 0 and z fixed per row, in [0, 1].
+    pub fn traversal(&mut self, k: usize, rng: &mut Rng) -> Result<Tensor> {
+        let cols = 8;
+        let n = CATEGORIES * cols;
+        let row_noise =
+            Tensor::randn(&[CATEGORIES, self.config.noise], DType::F32, rng).to_vec_f64();
+        let (mut z, mut c1, mut cont) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..CATEGORIES {
+            for c in 0..cols {
+                z.extend(
+                    row_noise[r * self.config.noise..(r + 1) * self.config.noise]
+                        .iter()
+                        .map(|&v| v as f32),
+                );
+                c1.push(r);
+                let v = -2.0 + 4.0 * c as f32 / (cols - 1) as f32;
+                cont.extend(if k == 0 { [v, 0.0] } else { [0.0, v] });
+            }
+        }
+        let codes = Codes {
+            z: Tensor::from_vec(z, &[n, self.config.noise])?,
+            c1,
+            continuous: Tensor::from_vec(cont, &[n, CONTINUOUS])?,
+        };
+        self.generator.set_training(false);
+        let x = no_grad(|| self.generator.forward(&codes.input()?))?;
+        to_unit(&x)
+    }
+}
+
+/// The largest number of items on the diagonal of `confusion` under some one-to-one map of rows
+/// (clusters) to columns (labels): a dynamic programme over the sets of labels already taken.
+pub fn best_matching(confusion: &[[usize; CATEGORIES]; CATEGORIES]) -> usize {
+    let full = 1usize << CATEGORIES;
+    // best[mask]: the most matched items with clusters 0..popcount(mask) mapped into `mask`
+    let mut best = vec![0usize; full];
+    for mask in 1..full {
+        let row = mask.count_ones() as usize - 1;
+        best[mask] = (0..CATEGORIES)
+            .filter(|&l| mask & (1 << l) != 0)
+            .map(|l| best[mask ^ (1 << l)] + confusion[row][l])
+            .max()
+            .unwrap_or(0);
+    }
+    best[full - 1]
+}
+
+impl Module for Infogan {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[
+                ("generator", &self.generator),
+                ("discriminator", &self.discriminator),
+                ("q", &self.q),
+            ],
+            |m| m.named_parameters(),
+        )
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[
+                ("generator", &self.generator),
+                ("discriminator", &self.discriminator),
+                ("q", &self.q),
+            ],
+            |m| m.named_buffers(),
+        )
+    }
+}
+
+impl GenerativeModel for Infogan {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+    fn pixels(&self) -> Pixels {
+        Pixels::Symmetric
+    }
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        Module::state_dict(self)
+    }
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer_g", &self.opt_gq), ("optimizer_d", &self.opt_d)]
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![
+            ("optimizer_g", &mut self.opt_gq),
+            ("optimizer_d", &mut self.opt_d),
+        ]
+    }
+    fn set_training(&mut self, training: bool) {
+        self.generator.set_training(training);
+        self.discriminator.set_training(training);
+        self.q.set_training(training);
+    }
+    fn begin_epoch(&mut self, _epoch: u64) -> Result<()> {
+        self.monitor.reset();
+        Ok(())
+    }
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let x = batch.tensor(Pixels::Symmetric, rng)?;
+        self.step(&x, rng)
+    }
+    fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        let codes = Codes::draw(n, self.config.noise, rng)?;
+        to_unit(&self.generator.forward(&codes.input()?)?)
+    }
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let monitor = self.monitor.clone();
+        let mut m = epoch_metrics(self, ctx, Some(&monitor))?;
+        m.push(Metric::new("c1_test_error", self.c1_error(ctx)?));
+        Ok(m)
+    }
+    /// The sample metrics, then c1's test error as an unsupervised classifier.
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let samples = crate::model::draw_samples(self, ctx)?;
+        let mut m = ctx.sample_metrics(&samples, Pixels::Unit, None)?;
+        m.push(Metric::new("c1_test_error", self.c1_error(ctx)?));
+        Ok(m)
+    }
+    fn end_of_training(&mut self, dir: &Path) -> Result<()> {
+        for (k, file) in ["traversal_c2.png", "traversal_c3.png"].iter().enumerate() {
+            let grid = self.traversal(k, &mut Rng::new(0x7a5e))?;
+            crate::program::checkpoint::write_atomic(
+                &dir.join(file),
+                &image::grid_png(&grid, Some(8), 2)?,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_matching_finds_the_permutation() {
+        let mut c = [[0usize; CATEGORIES]; CATEGORIES];
+        // cluster r holds digit (r + 3) % 10 mostly, plus noise
+        for r in 0..CATEGORIES {
+            c[r][(r + 3) % CATEGORIES] = 50 + r;
+            c[r][(r + 5) % CATEGORIES] = 7;
+        }
+        let want: usize = (0..CATEGORIES).map(|r| 50 + r).sum();
+        assert_eq!(best_matching(&c), want);
+        // a greedy row-by-row choice would be wrong here: row 0 prefers 0, but 0 is worth more to row 1
+        let mut g = [[0usize; CATEGORIES]; CATEGORIES];
+        g[0][0] = 5;
+        g[0][1] = 4;
+        g[1][0] = 10;
+        assert_eq!(best_matching(&g), 14);
+    }
+
+    #[test]
+    fn information_loss_falls_when_q_and_g_train() {
+        let m = crate::program::data::embedded().unwrap();
+        let batch = m.train.batch(&(0..32).collect::<Vec<_>>());
+        let mut rng = Rng::new(8);
+        let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
+        let first = gan.train_step(&batch, &mut rng).unwrap();
+        let mut last = first.clone();
+        for _ in 0..25 {
+            last = gan.train_step(&batch, &mut rng).unwrap();
+        }
+        assert!(
+            last[2].1 < 0.7 * first[2].1,
+            "info loss {first:?} -> {last:?}"
+        );
+        let t = gan.traversal(1, &mut Rng::new(1)).unwrap();
+        assert_eq!(t.shape(), &[80, 1, 28, 28]);
+    }
+}
