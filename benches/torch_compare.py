@@ -161,6 +161,91 @@ def overhead_cases(dev):
         yield "overhead", c, None, fwd, fwdbwd
 
 
+def dcgan_nets(dev, batch_norm_in_d):
+    """The networks of shapes.json's dcgan_mnist_step (the critic of wgangp_mnist_step without
+    the discriminator's BatchNorm), DCGAN's init: conv weights N(0, 0.02), BN gamma N(1, 0.02)."""
+    nn = torch.nn
+    g = nn.Sequential(
+        nn.Linear(100, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(),
+        nn.Unflatten(1, (128, 7, 7)),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh(),
+    )
+    d_layers = [nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(64, 128, 4, 2, 1)]
+    if batch_norm_in_d:
+        d_layers.append(nn.BatchNorm2d(128))
+    d_layers += [nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(128 * 7 * 7, 1)]
+    d = nn.Sequential(*d_layers)
+    for m in list(g.modules()) + list(d.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return g.to(dev), d.to(dev)
+
+
+def dcgan_flops(b):
+    g = 100 * 6272 + 128 * 64 * 16 * 7 * 7 + 64 * 16 * 14 * 14
+    d = 64 * 16 * 14 * 14 + 64 * 128 * 16 * 7 * 7 + 6272
+    return 2 * b * (g + d)
+
+
+def gan_step_cases(dev):
+    """model_steps/dcgan_mnist_step and wgangp_mnist_step, as in shapes.json: DCGAN one D step
+    (BCE with logits, real 1 and fake 0) then one G step (non-saturating), Adam 2e-4 (0.5, 0.999);
+    WGAN-GP one critic step (mean C(fake) - mean C(real) + 10 (||grad_x C(x_hat)||_2 - 1)^2,
+    create_graph) then one generator step (-mean C(G(z))), Adam 1e-4 (0.5, 0.9). A fixed batch
+    of uniform values in [-1, 1), fresh noise every iteration."""
+    F = torch.nn.functional
+    for c in SHAPES["model_steps"]:
+        if c["name"] not in ("dcgan_mnist_step", "wgangp_mnist_step"):
+            continue
+        b = c["batch"]
+        x = torch.rand(b, 1, 28, 28, device=dev) * 2 - 1
+        if c["name"] == "dcgan_mnist_step":
+            g, d = dcgan_nets(dev, True)
+            opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+            opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+            def step(x=x, g=g, d=d, opt_g=opt_g, opt_d=opt_d):
+                fake = g(torch.randn(b, 100, device=dev))
+                real_logits, fake_logits = d(x), d(fake.detach())
+                d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) \
+                    + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                opt_d.zero_grad()
+                d_loss.backward()
+                opt_d.step()
+                out = d(fake)
+                g_loss = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+                opt_g.zero_grad()
+                g_loss.backward()
+                opt_g.step()
+        else:
+            g, d = dcgan_nets(dev, False)
+            opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.5, 0.9))
+            opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.5, 0.9))
+
+            def step(x=x, g=g, d=d, opt_g=opt_g, opt_d=opt_d):
+                with torch.no_grad():
+                    fake = g(torch.randn(b, 100, device=dev))
+                c_real, c_fake = d(x).mean(), d(fake).mean()
+                e = torch.rand(b, 1, 1, 1, device=dev)
+                x_hat = (e * x + (1 - e) * fake).requires_grad_(True)
+                grad, = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+                norm = (grad.reshape(b, -1).square().sum(1) + 1e-12).sqrt()
+                loss = c_fake - c_real + 10 * ((norm - 1) ** 2).mean()
+                opt_d.zero_grad()
+                loss.backward()
+                opt_d.step()
+                g_loss = -d(g(torch.randn(b, 100, device=dev))).mean()
+                opt_g.zero_grad()
+                g_loss.backward()
+                opt_g.step()
+
+        yield "model_steps", c, dcgan_flops(b), None, step
+
+
 def vae_step_cases(dev):
     """model_steps/vae_mnist_step: one training iteration of the VAE of PyTorch's example
     (784-400 ReLU, heads 400->20 for mu and logvar, 20-400 ReLU -784 sigmoid; BCE(sum) + KL;
@@ -250,7 +335,7 @@ def main():
         except (OSError, StopIteration):
             pass
     out = open(args.out, "w") if args.out else None
-    for gen in (matmul_cases, conv_cases, lstm_cases, overhead_cases, vae_step_cases, pixelcnn_step_cases):
+    for gen in (matmul_cases, conv_cases, lstm_cases, overhead_cases, gan_step_cases, vae_step_cases, pixelcnn_step_cases):
         for group, c, flops, fwd, fwdbwd in gen(dev):
             key = f"{group}/{c['name']}"
             if args.filter and args.filter not in key:

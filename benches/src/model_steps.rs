@@ -9,13 +9,16 @@
 //! built by its registry entry (`vae_mnist_step`); otherwise the contract's network is put
 //! together from our layers and run through the models' shared training code for its family
 //! (`pixelcnn_mnist_step`: a [`LikelihoodModel`], whose train step is the one every
-//! exact-likelihood model of the zoo runs). `dcgan_mnist_step` waits for the GANs.
+//! exact-likelihood model of the zoo runs). `dcgan_mnist_step` and `wgangp_mnist_step` are the
+//! zoo's DCGAN and WGAN-GP.
 
 use crate::{shapes, Case};
 use autograd::nn::{Conv2d, MaskedConv2d, Module};
 use autograd::optim::{Adam, AdamConfig};
 use autograd::rng::Rng;
 use autograd::{Conv2dOptions, DType, Error, Mask, Result, Tensor};
+use models::adversarial::wgan::{self, Wgan, WganConfig};
+use models::adversarial::{dcgan, GanConfig};
 use models::autoregressive::distributions::Bernoulli;
 use models::autoregressive::{mask_a_input, Known, LikelihoodModel};
 use models::latent::vae::{self, VaeConfig};
@@ -250,7 +253,68 @@ pub fn pixelcnn_step_case(rng: &mut Rng) -> Result<Case> {
     ))
 }
 
-/// Every model-step case the engine can run today, in contract order.
+/// Forward FLOPs of the DCGAN generator and discriminator of the contract for a batch of `b`:
+/// every multiply-add of the linear layers and (transposed) convolutions, twice.
+fn dcgan_forward_flops(b: usize) -> usize {
+    let g = 100 * 6272 + 128 * 64 * 16 * 7 * 7 + 64 * 16 * 14 * 14;
+    let d = 64 * 16 * 14 * 14 + 64 * 128 * 16 * 7 * 7 + 6272;
+    2 * b * (g + d)
+}
+
+/// `dcgan_mnist_step`: `genzoo train dcgan`'s model (the zoo's [`dcgan::ENTRY`], default config:
+/// the contract's networks, Adam 2e-4 (0.5, 0.999), BCE with logits, non-saturating G loss) and
+/// its train step: D on the real batch (in [-1, 1]) and on as many generated images, then G.
+/// flops: one forward of G and D ([`dcgan_forward_flops`]); the iteration runs D three times.
+pub fn dcgan_step_case(rng: &mut Rng) -> Result<Case> {
+    let c = contract("dcgan_mnist_step")?;
+    let b = batch_size(&c)?;
+    let config: GanConfig = dcgan::ENTRY.parse_config(&(dcgan::ENTRY.default_config)())?;
+    if (config.latent, config.lr, config.beta1, config.beta2) != (100, 2e-4, 0.5, 0.999) {
+        return Err(Error::invalid(
+            "dcgan_step_case",
+            format!("the dcgan's default config no longer matches the contract: {config:?}"),
+        ));
+    }
+    let model = build(&dcgan::ENTRY, rng)?;
+    Ok(step_case(
+        "dcgan_mnist_step",
+        &c,
+        dcgan_forward_flops(b),
+        model,
+        mnist_batch(b)?,
+        rng,
+    ))
+}
+
+/// `wgangp_mnist_step`: `genzoo train wgan-gp`'s model (the zoo's [`wgan::WGAN_GP_ENTRY`]: the
+/// DCGAN generator, the critic without normalisation, the penalty 10 (||grad C(x_hat)|| - 1)^2
+/// through a double backward, Adam 1e-4 (0.5, 0.9)) with one critic step per generator step,
+/// as the contract times it (`genzoo train wgan-gp` takes five critic steps, each one of these
+/// iterations without the generator's part).
+pub fn wgangp_step_case(rng: &mut Rng) -> Result<Case> {
+    let c = contract("wgangp_mnist_step")?;
+    let b = batch_size(&c)?;
+    let config = WganConfig {
+        n_critic: 1,
+        ..WganConfig::penalised()
+    };
+    let model = Wgan::new(&wgan::WGAN_GP_ENTRY, config, rng)?;
+    Ok(step_case(
+        "wgangp_mnist_step",
+        &c,
+        dcgan_forward_flops(b),
+        Box::new(model),
+        mnist_batch(b)?,
+        rng,
+    ))
+}
+
+/// Every model-step case of the contract, in its order.
 pub fn model_step_cases(rng: &mut Rng) -> Result<Vec<Case>> {
-    Ok(vec![vae_step_case(rng)?, pixelcnn_step_case(rng)?])
+    Ok(vec![
+        dcgan_step_case(rng)?,
+        wgangp_step_case(rng)?,
+        vae_step_case(rng)?,
+        pixelcnn_step_case(rng)?,
+    ])
 }
