@@ -470,3 +470,82 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
         ck.meta
     );
 }
+
+/// `eval-samples` scores any .npy of images: real test digits score near the real-vs-real
+/// baseline (and far better than noise); wrong shapes, ranges and files are errors that name
+/// the file.
+#[test]
+fn eval_samples_scores_arrays_from_anywhere() {
+    let dir = TempDir::new("eval-samples");
+    let data = models::program::data::embedded().unwrap();
+    let n = 300;
+    let real = data.test.batch(&(0..n).collect::<Vec<_>>());
+    let pixels: Vec<f32> = real.images.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let write = |name: &str, v: &[f32], shape: &[usize]| {
+        let path = dir.join(name);
+        std::fs::write(&path, models::program::image::npy_bytes(v, shape).unwrap()).unwrap();
+        path
+    };
+    let digits = write("real.npy", &pixels, &[n, 1, 28, 28]);
+    let noise: Vec<f32> = (0..pixels.len())
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let noise = write("noise.npy", &noise, &[n, 784]);
+    let fcd = |path: &Path| -> (f64, f64) {
+        let o = genzoo(&["eval-samples", p(path), "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        (
+            v["metrics"]["fcd"].as_f64().unwrap(),
+            v["baseline"]["fcd"].as_f64().unwrap(),
+        )
+    };
+    let (real_fcd, base) = fcd(&digits);
+    let (noise_fcd, _) = fcd(&noise);
+    assert!(
+        real_fcd < 3.0 * base,
+        "real digits: FCD {real_fcd}, baseline {base}"
+    );
+    assert!(
+        noise_fcd > 10.0 * real_fcd,
+        "noise {noise_fcd} vs digits {real_fcd}"
+    );
+    // intended labels give the accuracy
+    let labels: Vec<f32> = real.label_indices().iter().map(|&l| l as f32).collect();
+    let lab = write("labels.npy", &labels, &[n]);
+    let o = genzoo(&["eval-samples", p(&digits), "--labels", p(&lab)]);
+    assert!(
+        o.status.success() && stdout(&o).contains("accuracy"),
+        "{}",
+        stdout(&o)
+    );
+    // errors
+    let symmetric: Vec<f32> = pixels.iter().map(|v| 2.0 * v - 1.0).collect();
+    let sym = write("sym.npy", &symmetric, &[n, 1, 28, 28]);
+    let wrong = write("wrong.npy", &pixels[..n * 700], &[n, 700]);
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"\x93NUMPY\x01\x00\xff\xffnot a header").unwrap();
+    for (path, says) in [
+        (&sym, "(x + 1) / 2"),
+        (&wrong, "N x 784"),
+        (&garbage, "garbage.npy"),
+        (&dir.join("missing.npy"), "cannot read"),
+    ] {
+        let o = genzoo(&["eval-samples", p(path)]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(says), "{path:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn gan_theory_draws_the_optimal_discriminator_and_the_loss_slopes() {
+    let dir = TempDir::new("gan-theory");
+    let o = genzoo(&["gan-theory", "--out", p(dir.path()), "--steps", "1500"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("V(D*)") && out.contains("JSD"), "{out}");
+    for f in ["optimal_discriminator.png", "generator_loss_slopes.png"] {
+        let png = std::fs::read(dir.join(f)).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{f}");
+    }
+}

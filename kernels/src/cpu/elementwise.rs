@@ -156,12 +156,16 @@ pub fn unary<T: Float>(x: &[T], kind: UnaryKind) -> Vec<T> {
             )
         }
         UnaryKind::Powf(p) => {
+            // x^2 and x^1 exactly as libm's powf gives them, without its per-element call
+            // (x^1 is what the backward of a square computes: 2 x^(2 - 1))
             if p == 2.0 {
                 map_slice(
                     x,
                     #[inline(always)]
                     |v| v * v,
                 )
+            } else if p == 1.0 {
+                x.to_vec()
             } else {
                 let p = c(p);
                 map_slice(
