@@ -25,7 +25,7 @@
 //! continuous code from -2 to 2, beyond the training range as in the paper's figure 2).
 
 use crate::adversarial::networks::{ConvDiscriminator, ConvGenerator, NormOptions, TRUNK_FEATURES};
-use crate::adversarial::{bce_to, discriminator_loss, epoch_metrics, to_unit, Monitor, Network};
+use crate::adversarial::{bce_to, discriminator_step, epoch_metrics, to_unit, Monitor, Network};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
 use crate::program::eval::{EvalContext, Metric};
@@ -220,14 +220,13 @@ impl Infogan {
         let n = x.shape().first().copied().unwrap_or(0);
         let codes = Codes::draw(n, self.config.noise, rng)?;
         let fake = self.generator.forward(&codes.input()?)?;
-        // D: real 1, generated 0
-        let real_logits = self.discriminator.forward(x)?;
-        let fake_logits = self.discriminator.forward(&fake.detach())?;
-        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
-        self.opt_d.zero_grad();
-        d_loss.backward()?;
-        self.opt_d.step()?;
-        self.monitor.record(&real_logits, &fake_logits)?;
+        let d_loss = discriminator_step(
+            &mut self.discriminator,
+            &mut self.opt_d,
+            &mut self.monitor,
+            x,
+            &fake,
+        )?;
         // G and Q: fool D, and let Q read the code back from the image
         let g_loss = bce_to(&self.discriminator.forward(&fake)?, 1.0)?;
         let info = self.information_loss(&fake, &codes)?;
@@ -236,7 +235,7 @@ impl Infogan {
         total.backward()?;
         self.opt_gq.step()?;
         Ok(vec![
-            ("d_loss".into(), d_loss.item()?),
+            ("d_loss".into(), d_loss),
             ("g_loss".into(), g_loss.item()?),
             ("info_loss".into(), info.item()?),
         ])

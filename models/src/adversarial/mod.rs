@@ -149,23 +149,42 @@ impl<G: Network, D: Network> Players<G, D> {
         let n = x.shape().first().copied().unwrap_or(0);
         let z = noise(n, self.latent, rng);
         let fake = self.generator.forward(&z)?;
-        let real_logits = self.discriminator.forward(x)?;
-        let fake_logits = self.discriminator.forward(&fake.detach())?;
-        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
-        self.opt_d.zero_grad();
-        d_loss.backward()?;
-        self.opt_d.step()?;
-        self.monitor.record(&real_logits, &fake_logits)?;
+        let d_loss = discriminator_step(
+            &mut self.discriminator,
+            &mut *self.opt_d,
+            &mut self.monitor,
+            x,
+            &fake,
+        )?;
         // G's step: through the updated D to the generated images' graph
         let g_loss = generator_loss(&self.discriminator.forward(&fake)?, loss)?;
         self.opt_g.zero_grad();
         g_loss.backward()?;
         self.opt_g.step()?;
         Ok(vec![
-            ("d_loss".into(), d_loss.item()?),
+            ("d_loss".into(), d_loss),
             ("g_loss".into(), g_loss.item()?),
         ])
     }
+}
+
+/// One step of D in the BCE game: real images `x` labelled 1, `fake` ones (detached: G is not
+/// trained here) labelled 0; D's accuracy goes to `monitor`. Returns the loss.
+pub fn discriminator_step(
+    d: &mut dyn Network,
+    opt: &mut dyn Optimizer,
+    monitor: &mut Monitor,
+    x: &Tensor,
+    fake: &Tensor,
+) -> Result<f64> {
+    let real_logits = d.forward(x)?;
+    let fake_logits = d.forward(&fake.detach())?;
+    let loss = discriminator_loss(&real_logits, &fake_logits)?;
+    opt.zero_grad();
+    loss.backward()?;
+    opt.step()?;
+    monitor.record(&real_logits, &fake_logits)?;
+    loss.item()
 }
 
 /// The settings of the BCE games ([`gan`], [`dcgan`]): Adam for both players.

@@ -15,6 +15,7 @@
 //! gamma ~ N(1, 0.02) and beta = 0; the linear layers keep PyTorch's default.
 
 use crate::adversarial::Network;
+use crate::latent::Mlp;
 use autograd::nn::{self, init, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module};
 use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Error, Result, Rng, Tensor};
 
@@ -101,40 +102,27 @@ impl Network for MlpGenerator {
 
 /// 784 -> 512 -> 256 -> 1 (module doc).
 pub struct MlpDiscriminator {
-    layers: Vec<Linear>,
+    net: Mlp,
 }
 
 impl MlpDiscriminator {
     pub fn new(rng: &mut Rng) -> Result<MlpDiscriminator> {
-        let layers = [PIXELS, 512, 256, 1]
-            .windows(2)
-            .map(|w| Linear::new(w[0], w[1], true, DType::F32, rng))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(MlpDiscriminator { layers })
+        Ok(MlpDiscriminator {
+            net: Mlp::leaky(&[PIXELS, 512, 256, 1], SLOPE, rng)?,
+        })
     }
 }
 
 impl Module for MlpDiscriminator {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| nn::prefixed(&format!("fc{}", i + 1), l.named_parameters()))
-            .collect()
+        self.net.named_parameters()
     }
 }
 
 impl Network for MlpDiscriminator {
     /// images [n, 1, 28, 28] -> logits [n, 1].
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.reshape(&[batch_of(x), PIXELS])?;
-        for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(&h)?;
-            if i + 1 < self.layers.len() {
-                h = h.leaky_relu(SLOPE)?;
-            }
-        }
-        Ok(h)
+        self.net.forward(&x.reshape(&[batch_of(x), PIXELS])?)
     }
 }
 

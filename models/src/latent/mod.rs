@@ -49,10 +49,12 @@ pub trait LatentModel {
     fn sample_prior(&self, n: usize, rng: &mut Rng) -> Result<Tensor>;
 }
 
-/// A stack of fully connected layers `fc1`, `fc2`, ... with ReLU between them and nothing after
-/// the last: `Mlp::new(&[784, 1000, 1000, 8], rng)` is 784-1000-1000-8.
+/// A stack of fully connected layers `fc1`, `fc2`, ... with ReLU (or a leaky ReLU) between them
+/// and nothing after the last: `Mlp::new(&[784, 1000, 1000, 8], rng)` is 784-1000-1000-8.
 pub struct Mlp {
     layers: Vec<Linear>,
+    /// The negative slope of the leaky ReLU between layers; 0 for ReLU.
+    slope: f64,
 }
 
 impl Mlp {
@@ -67,7 +69,15 @@ impl Mlp {
             .windows(2)
             .map(|w| Linear::new(w[0], w[1], true, DType::F32, rng))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Mlp { layers })
+        Ok(Mlp { layers, slope: 0.0 })
+    }
+
+    /// The same stack with LeakyReLU(`slope`) between the layers (a GAN's discriminator).
+    pub fn leaky(sizes: &[usize], slope: f64, rng: &mut Rng) -> Result<Mlp> {
+        Ok(Mlp {
+            slope,
+            ..Mlp::new(sizes, rng)?
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -75,7 +85,11 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if i + 1 < self.layers.len() {
-                h = h.relu()?;
+                h = if self.slope == 0.0 {
+                    h.relu()?
+                } else {
+                    h.leaky_relu(self.slope)?
+                };
             }
         }
         Ok(h)
