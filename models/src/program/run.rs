@@ -7,6 +7,7 @@
 //! | `config.json` | the model, its config and the training settings |
 //! | `metrics.jsonl` | one JSON object per step (`"type": "step"`, the losses) and per epoch (`"type": "epoch"`, mean losses, epoch metrics, seconds) |
 //! | `loss.png` | the loss curves, redrawn after every epoch |
+//! | `fcd.png` | the FCD of each epoch's samples beside the epoch means of the losses, each curve scaled to its own range (models whose epoch metrics have an FCD: the GANs) |
 //! | `samples/epoch-NNN.png`, `samples.png` | 64 samples from fixed noise after every epoch (generative models) |
 //! | `checkpoint.safetensors` | weights, optimizer state, step, generator state: what `--resume` continues from |
 //! | `model.safetensors` | the weights alone (PyTorch names), e.g. the shipped classifier |
@@ -38,6 +39,7 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const LOSS_PLOT: &str = "loss.png";
+pub const FCD_PLOT: &str = "fcd.png";
 pub const SAMPLES: &str = "samples.png";
 pub const CONFIG: &str = "config.json";
 
@@ -238,6 +240,61 @@ fn plot(history: &History, path: &Path) -> Result<()> {
         }
     }
     write_atomic(path, &image::loss_plot_png(&series, 800, 480)?)
+}
+
+/// `fcd.png`: the FCD of every epoch so far (read back from metrics.jsonl, so a resumed run
+/// draws its earlier epochs too) above the epoch means of the losses, each curve scaled to its
+/// own range (a WGAN's Wasserstein estimate and the FCD fall together, on very different
+/// scales). Nothing when the epochs report no FCD.
+fn plot_epochs(log: &Path, path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(log).map_err(|e| io(log, format!("cannot read: {e}")))?;
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut push = |name: String, x: f64, y: f64| match series.iter_mut().find(|(n, _)| *n == name)
+    {
+        Some((_, p)) => p.push((x, y)),
+        None => series.push((name, vec![(x, y)])),
+    };
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        if v["type"] != "epoch" {
+            continue;
+        }
+        let (Some(e), Some(fcd)) = (v["epoch"].as_f64(), v["metrics"]["fcd"].as_f64()) else {
+            continue;
+        };
+        push("fcd".into(), e, fcd);
+        for (k, y) in v["train"].as_object().into_iter().flatten() {
+            if let Some(y) = y.as_f64() {
+                push(format!("{k} (epoch mean)"), e, y);
+            }
+        }
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    // each curve on [0, 1] of its own range, its range in the legend
+    let scaled: Vec<(String, Vec<(f64, f64)>)> = series
+        .into_iter()
+        .map(|(name, p)| {
+            let (lo, hi) = p
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), q| (a.min(q.1), b.max(q.1)));
+            let span = if hi > lo { hi - lo } else { 1.0 };
+            let label = format!("{name} {lo:.3} .. {hi:.3}");
+            (
+                label,
+                p.iter().map(|&(x, y)| (x, (y - lo) / span)).collect(),
+            )
+        })
+        .collect();
+    let style = image::PlotStyle {
+        x_label: "epoch",
+        smooth: false,
+        log_y_allowed: false,
+    };
+    write_atomic(path, &image::plot_png(&scaled, 800, 480, &style)?)
 }
 
 fn fmt_losses(l: &[(String, f64)]) -> String {
@@ -613,6 +670,7 @@ pub fn train_entry(
             record["warnings"] = json!(warnings);
         }
         log.append(&record)?;
+        plot_epochs(&log.path, &dir.join(FCD_PLOT))?;
         save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, 0))?;
         if req.verbose {
             let m: Vec<(String, f64)> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
