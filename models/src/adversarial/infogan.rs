@@ -13,18 +13,28 @@
 //!
 //! With Q's categorical part a softmax over 10 logits and its continuous part a Gaussian of
 //! fixed unit variance, -log Q(c | x) is a cross-entropy for c1 plus (c - mu(x))^2 / 2 per
-//! continuous code (up to a constant). D and Q share the discriminator's trunk (the paper's
-//! "Q shares all convolutional layers with D"); Q's head is Linear(6272, 128) -> BatchNorm ->
-//! LeakyReLU 0.2 -> Linear(128, 10 + 2). lambda = 1. The networks are the DCGAN's
-//! ([`crate::adversarial::networks`]), G taking 62 + 10 + 2 = 74 inputs. Each batch: one D step
-//! (BCE), then one step of G and Q's head on the non-saturating loss plus lambda L_I.
+//! continuous code (up to a constant). The networks are the paper's for MNIST (its table 1):
+//!
+//! ```text
+//!   G:     [z | c] (74) -> FC 1024 -> BN -> ReLU -> FC 7*7*128 -> BN -> ReLU
+//!            -> ConvT(128, 64, k4, s2) -> BN -> ReLU -> ConvT(64, 1, k4, s2) -> tanh
+//!   trunk: x -> Conv(1, 64, k4, s2) -> LReLU -> Conv(64, 128, k4, s2) -> BN -> LReLU
+//!            -> FC 1024 -> BN -> LReLU                          (shared by D and Q)
+//!   D:     trunk -> FC 1                Q: trunk -> FC 128 -> BN -> LReLU -> FC 10 + 2
+//! ```
+//!
+//! (the DCGAN's layers of [`crate::adversarial::networks`] with the extra FC 1024 layers). Each
+//! batch, as PyTorch-GAN's `infogan.py` trains it: one D step (BCE: the trunk and D's head), one
+//! G step on the non-saturating loss, then one step of the information term on fresh codes,
+//! lambda L_I, for G, the trunk and Q's head together (Q's gradients reach the shared layers, as
+//! in the paper). Adam (0.5, 0.999); lambda = 1 for c1, `lambda_continuous` for c2, c3.
 //!
 //! Evaluation ([`Infogan::c1_error`]): Q's c1 as an unsupervised classifier of the test digits,
 //! its clusters mapped to labels by the best one-to-one matching of the confusion matrix; and
 //! traversal grids (`traversal_c2.png`, `traversal_c3.png`: rows c1 = 0..9, columns the
 //! continuous code from -2 to 2, beyond the training range as in the paper's figure 2).
 
-use crate::adversarial::networks::{ConvDiscriminator, ConvGenerator, NormOptions, TRUNK_FEATURES};
+use crate::adversarial::networks::{ConvGenerator, ConvTrunk, NormOptions, TRUNK_FEATURES};
 use crate::adversarial::{bce_to, discriminator_step, epoch_metrics, to_unit, Monitor, Network};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
@@ -57,7 +67,8 @@ pub const CONTINUOUS: usize = 2;
 pub struct InfoganConfig {
     /// D's Adam learning rate.
     pub lr: f64,
-    /// G's and Q's Adam learning rate (the paper: 1e-3 for G, 2e-4 for D).
+    /// G's Adam learning rate on its adversarial loss (the paper: 1e-3 for G, 2e-4 for D; the
+    /// information term's optimizer takes `lr`).
     pub lr_g: f64,
     /// The size of the noise z.
     pub noise: usize,
@@ -140,15 +151,116 @@ impl Codes {
     }
 }
 
+/// The width of the FC layers the paper adds to the DCGAN's G and D.
+const HIDDEN: usize = 1024;
+
+/// G: [z | c] -> FC 1024 -> BN -> ReLU -> the DCGAN generator.
+struct InfoGenerator {
+    fc: Linear,
+    bn: BatchNorm1d,
+    dcgan: ConvGenerator,
+}
+
+impl Module for InfoGenerator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[
+                ("fc0", &self.fc),
+                ("bn0_fc", &self.bn),
+                ("dcgan", &self.dcgan),
+            ],
+            |m| m.named_parameters(),
+        )
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::children(&[("bn0_fc", &self.bn), ("dcgan", &self.dcgan)], |m| {
+            m.named_buffers()
+        })
+    }
+    fn set_training(&mut self, training: bool) {
+        self.bn.set_training(training);
+        self.dcgan.set_training(training);
+    }
+}
+
+impl Network for InfoGenerator {
+    fn forward(&mut self, codes: &Tensor) -> Result<Tensor> {
+        let h = self.bn.forward(&self.fc.forward(codes)?)?.relu()?;
+        self.dcgan.forward(&h)
+    }
+}
+
+/// D's and Q's shared trunk: the DCGAN discriminator's convolutions, then FC 1024 -> BN -> LReLU.
+struct InfoTrunk {
+    convs: ConvTrunk,
+    fc: Linear,
+    bn: BatchNorm1d,
+}
+
+impl InfoTrunk {
+    fn features(&mut self, x: &Tensor) -> Result<Tensor> {
+        let f = self.convs.features(x)?;
+        self.bn.forward(&self.fc.forward(&f)?)?.leaky_relu(0.2)
+    }
+}
+
+impl Module for InfoTrunk {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[("convs", &self.convs), ("fc", &self.fc), ("bn", &self.bn)],
+            |m| m.named_parameters(),
+        )
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::children(&[("convs", &self.convs), ("bn", &self.bn)], |m| {
+            m.named_buffers()
+        })
+    }
+    fn set_training(&mut self, training: bool) {
+        self.convs.set_training(training);
+        self.bn.set_training(training);
+    }
+}
+
+/// D: the trunk and its logit.
+struct InfoDiscriminator {
+    trunk: InfoTrunk,
+    head: Linear,
+}
+
+impl Module for InfoDiscriminator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(&[("trunk", &self.trunk), ("head", &self.head)], |m| {
+            m.named_parameters()
+        })
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        nn::prefixed("trunk", self.trunk.named_buffers())
+    }
+    fn set_training(&mut self, training: bool) {
+        self.trunk.set_training(training)
+    }
+}
+
+impl Network for InfoDiscriminator {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let f = self.trunk.features(x)?;
+        self.head.forward(&f)
+    }
+}
+
 pub struct Infogan {
     config: InfoganConfig,
-    generator: ConvGenerator,
+    generator: InfoGenerator,
     /// The trunk and D's head.
-    discriminator: ConvDiscriminator,
+    discriminator: InfoDiscriminator,
     q: QHead,
+    /// The trunk and D's head, on D's loss.
     opt_d: Adam,
-    /// G and Q's head.
-    opt_gq: Adam,
+    /// G, on its adversarial loss.
+    opt_g: Adam,
+    /// G, the trunk and Q's head, on the information term.
+    opt_info: Adam,
     monitor: Monitor,
 }
 
@@ -172,32 +284,52 @@ impl Infogan {
             }
         }
         let norm = NormOptions::default();
-        let generator = ConvGenerator::new(config.noise + CATEGORIES + CONTINUOUS, norm, rng)?;
-        let discriminator = ConvDiscriminator::new(Some(norm), rng)?;
+        let f32 = DType::F32;
+        let generator = InfoGenerator {
+            fc: Linear::new(
+                config.noise + CATEGORIES + CONTINUOUS,
+                HIDDEN,
+                true,
+                f32,
+                rng,
+            )?,
+            bn: BatchNorm1d::new(HIDDEN, f32)?,
+            dcgan: ConvGenerator::new(HIDDEN, norm, rng)?,
+        };
+        let discriminator = InfoDiscriminator {
+            trunk: InfoTrunk {
+                convs: ConvTrunk::new(Some(norm), rng)?,
+                fc: Linear::new(TRUNK_FEATURES, HIDDEN, true, f32, rng)?,
+                bn: BatchNorm1d::new(HIDDEN, f32)?,
+            },
+            head: Linear::new(HIDDEN, 1, true, f32, rng)?,
+        };
         let q = QHead {
-            fc1: Linear::new(TRUNK_FEATURES, 128, true, DType::F32, rng)?,
-            bn: BatchNorm1d::new(128, DType::F32)?,
-            fc2: Linear::new(128, CATEGORIES + CONTINUOUS, true, DType::F32, rng)?,
+            fc1: Linear::new(HIDDEN, 128, true, f32, rng)?,
+            bn: BatchNorm1d::new(128, f32)?,
+            fc2: Linear::new(128, CATEGORIES + CONTINUOUS, true, f32, rng)?,
         };
         let adam = |lr| AdamConfig {
             lr,
             betas: (0.5, 0.999),
             ..AdamConfig::default()
         };
-        let opt_d = Adam::new(
-            nn::prefixed("discriminator", discriminator.named_parameters()),
-            adam(config.lr),
-        )?;
-        let mut gq = nn::prefixed("generator", generator.named_parameters());
-        gq.extend(nn::prefixed("q", q.named_parameters()));
-        let opt_gq = Adam::new(gq, adam(config.lr_g))?;
+        let g = nn::prefixed("generator", generator.named_parameters());
+        let d = nn::prefixed("discriminator", discriminator.named_parameters());
+        let mut info = g.clone();
+        info.extend(nn::prefixed(
+            "discriminator.trunk",
+            discriminator.trunk.named_parameters(),
+        ));
+        info.extend(nn::prefixed("q", q.named_parameters()));
         Ok(Infogan {
+            opt_d: Adam::new(d, adam(config.lr))?,
+            opt_g: Adam::new(g, adam(config.lr_g))?,
+            opt_info: Adam::new(info, adam(config.lr))?,
             config,
             generator,
             discriminator,
             q,
-            opt_d,
-            opt_gq,
             monitor: Monitor::default(),
         })
     }
@@ -205,7 +337,7 @@ impl Infogan {
     /// -log Q(c | x) per batch (mean): the cross-entropy of c1 plus lambda_continuous times the
     /// Gaussian term (c - mu)^2 / 2 summed over the continuous codes.
     fn information_loss(&mut self, x: &Tensor, codes: &Codes) -> Result<Tensor> {
-        let (logits, mu) = self.q.forward(&self.discriminator.features(x)?)?;
+        let (logits, mu) = self.q.forward(&self.discriminator.trunk.features(x)?)?;
         let ce = nn::loss::cross_entropy(&logits, &codes.c1, nn::Reduction::Mean)?;
         let gauss = mu
             .sub(&codes.continuous)?
@@ -227,13 +359,20 @@ impl Infogan {
             x,
             &fake,
         )?;
-        // G and Q: fool D, and let Q read the code back from the image
+        // G: fool D
         let g_loss = bce_to(&self.discriminator.forward(&fake)?, 1.0)?;
-        let info = self.information_loss(&fake, &codes)?;
-        let total = g_loss.add(&info.mul_scalar(self.config.lambda)?)?;
-        self.opt_gq.zero_grad();
-        total.backward()?;
-        self.opt_gq.step()?;
+        self.opt_g.zero_grad();
+        g_loss.backward()?;
+        self.opt_g.step()?;
+        // G, the trunk and Q: let Q read the code back from a fresh image
+        let codes = Codes::draw(n, self.config.noise, rng)?;
+        let fake = self.generator.forward(&codes.input()?)?;
+        let info = self
+            .information_loss(&fake, &codes)?
+            .mul_scalar(self.config.lambda)?;
+        self.opt_info.zero_grad();
+        info.backward()?;
+        self.opt_info.step()?;
         Ok(vec![
             ("d_loss".into(), d_loss),
             ("g_loss".into(), g_loss.item()?),
@@ -244,7 +383,7 @@ impl Infogan {
     /// Q's most likely c1 for each image of `x` (in [-1, 1]).
     pub fn c1_of(&mut self, x: &Tensor) -> Result<Vec<usize>> {
         let (logits, _) = no_grad(|| {
-            let f = self.discriminator.features(x)?;
+            let f = self.discriminator.trunk.features(x)?;
             self.q.forward(&f)
         })?;
         Ok(crate::program::metrics::argmax_rows(
@@ -357,12 +496,17 @@ impl GenerativeModel for Infogan {
         Module::state_dict(self)
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer_g", &self.opt_gq), ("optimizer_d", &self.opt_d)]
+        vec![
+            ("optimizer_g", &self.opt_g),
+            ("optimizer_d", &self.opt_d),
+            ("optimizer_info", &self.opt_info),
+        ]
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
         vec![
-            ("optimizer_g", &mut self.opt_gq),
+            ("optimizer_g", &mut self.opt_g),
             ("optimizer_d", &mut self.opt_d),
+            ("optimizer_info", &mut self.opt_info),
         ]
     }
     fn set_training(&mut self, training: bool) {
@@ -434,14 +578,19 @@ mod tests {
         let m = crate::program::data::embedded().unwrap();
         let batch = m.train.batch(&(0..32).collect::<Vec<_>>());
         let mut rng = Rng::new(8);
-        let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
+        // the information term's step at a larger rate than the default, to see it in 30 steps
+        let config = InfoganConfig {
+            lr: 1e-3,
+            ..InfoganConfig::default()
+        };
+        let mut gan = Infogan::new(config, &mut rng).unwrap();
         let first = gan.train_step(&batch, &mut rng).unwrap();
         let mut last = first.clone();
-        for _ in 0..25 {
+        for _ in 0..30 {
             last = gan.train_step(&batch, &mut rng).unwrap();
         }
         assert!(
-            last[2].1 < 0.7 * first[2].1,
+            last[2].1 < 0.8 * first[2].1,
             "info loss {first:?} -> {last:?}"
         );
         let t = gan.traversal(1, &mut Rng::new(1)).unwrap();

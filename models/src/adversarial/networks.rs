@@ -208,31 +208,29 @@ impl Network for ConvGenerator {
     }
 }
 
-/// The DCGAN discriminator, or without its BatchNorm the WGAN-GP critic (module doc).
-pub struct ConvDiscriminator {
+/// The DCGAN discriminator's convolutions: images [n, 1, 28, 28] -> features [n, 128*7*7]
+/// (Conv -> LeakyReLU -> Conv -> [BatchNorm2d] -> LeakyReLU -> flatten). InfoGAN's D and Q share
+/// it.
+pub struct ConvTrunk {
     conv1: Conv2d,
     conv2: Conv2d,
     bn2: Option<BatchNorm2d>,
-    fc: Linear,
 }
 
-impl ConvDiscriminator {
-    /// `norm`: the BatchNorm2d after the second convolution, or None (a critic with no
-    /// normalisation, as WGAN-GP's penalty needs: it is taken per sample).
-    pub fn new(norm: Option<NormOptions>, rng: &mut Rng) -> Result<ConvDiscriminator> {
-        let d = ConvDiscriminator {
+impl ConvTrunk {
+    /// `norm`: the BatchNorm2d after the second convolution, or None.
+    pub fn new(norm: Option<NormOptions>, rng: &mut Rng) -> Result<ConvTrunk> {
+        let t = ConvTrunk {
             conv1: Conv2d::new(1, NARROW, (4, 4), conv_stride2(), true, DType::F32, rng)?,
             conv2: Conv2d::new(NARROW, WIDE, (4, 4), conv_stride2(), true, DType::F32, rng)?,
             bn2: norm
                 .map(|n| BatchNorm2d::with_options(WIDE, n.eps, n.momentum, DType::F32))
                 .transpose()?,
-            fc: Linear::new(TRUNK_FEATURES, 1, true, DType::F32, rng)?,
         };
-        dcgan_init(&d, rng)?;
-        Ok(d)
+        dcgan_init(&t, rng)?;
+        Ok(t)
     }
 
-    /// The trunk: images [n, 1, 28, 28] -> features [n, 128*7*7] (InfoGAN's D and Q share it).
     pub fn features(&mut self, x: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(x)?.leaky_relu(SLOPE)?;
         let mut h = self.conv2.forward(&h)?;
@@ -243,14 +241,13 @@ impl ConvDiscriminator {
     }
 }
 
-impl Module for ConvDiscriminator {
+impl Module for ConvTrunk {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut kids: Vec<(&str, &dyn Module)> =
             vec![("conv1", &self.conv1), ("conv2", &self.conv2)];
         if let Some(bn) = &self.bn2 {
             kids.push(("bn2", bn));
         }
-        kids.push(("fc", &self.fc));
         nn::children(&kids, |m| m.named_parameters())
     }
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
@@ -266,10 +263,43 @@ impl Module for ConvDiscriminator {
     }
 }
 
+/// The DCGAN discriminator, or without its BatchNorm the WGAN-GP critic (module doc): the
+/// [`ConvTrunk`] and Linear(128*7*7, 1), its parameters named as one module's ("conv1.weight",
+/// ..., "fc.weight").
+pub struct ConvDiscriminator {
+    trunk: ConvTrunk,
+    fc: Linear,
+}
+
+impl ConvDiscriminator {
+    /// `norm`: the BatchNorm2d after the second convolution, or None (a critic with no
+    /// normalisation, as WGAN-GP's penalty needs: it is taken per sample).
+    pub fn new(norm: Option<NormOptions>, rng: &mut Rng) -> Result<ConvDiscriminator> {
+        Ok(ConvDiscriminator {
+            trunk: ConvTrunk::new(norm, rng)?,
+            fc: Linear::new(TRUNK_FEATURES, 1, true, DType::F32, rng)?,
+        })
+    }
+}
+
+impl Module for ConvDiscriminator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = self.trunk.named_parameters();
+        p.extend(nn::prefixed("fc", self.fc.named_parameters()));
+        p
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.trunk.named_buffers()
+    }
+    fn set_training(&mut self, training: bool) {
+        self.trunk.set_training(training)
+    }
+}
+
 impl Network for ConvDiscriminator {
     /// images [n, 1, 28, 28] -> logits (critic scores) [n, 1].
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let f = self.features(x)?;
+        let f = self.trunk.features(x)?;
         self.fc.forward(&f)
     }
 }
