@@ -32,7 +32,8 @@
 //! Evaluation ([`Infogan::c1_error`]): Q's c1 as an unsupervised classifier of the test digits,
 //! its clusters mapped to labels by the best one-to-one matching of the confusion matrix; and
 //! traversal grids (`traversal_c2.png`, `traversal_c3.png`: rows c1 = 0..9, columns the
-//! continuous code from -2 to 2, beyond the training range as in the paper's figure 2).
+//! continuous code from -2 to 2, beyond the training range as in the paper's figure 2; one z for
+//! the whole grid).
 
 use crate::adversarial::networks::{ConvGenerator, ConvTrunk, NormOptions, TRUNK_FEATURES};
 use crate::adversarial::{bce_to, discriminator_step, epoch_metrics, to_unit, Monitor, Network};
@@ -412,20 +413,16 @@ impl Infogan {
     }
 
     /// The traversal grid of continuous code `k`: rows c1 = 0..9, columns code k from -2 to 2
-    /// (8 values), the other code 0 and z fixed per row, in [0, 1].
+    /// (8 values), the other code 0 and one z for the whole grid, in [0, 1].
     pub fn traversal(&mut self, k: usize, rng: &mut Rng) -> Result<Tensor> {
         let cols = 8;
         let n = CATEGORIES * cols;
-        let row_noise =
-            Tensor::randn(&[CATEGORIES, self.config.noise], DType::F32, rng).to_vec_f64();
+        // one z for the whole grid: rows differ in c1 only, columns in code k only
+        let z_one: Vec<f32> = Tensor::randn(&[1, self.config.noise], DType::F32, rng).to_vec_f32();
         let (mut z, mut c1, mut cont) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..CATEGORIES {
             for c in 0..cols {
-                z.extend(
-                    row_noise[r * self.config.noise..(r + 1) * self.config.noise]
-                        .iter()
-                        .map(|&v| v as f32),
-                );
+                z.extend_from_slice(&z_one);
                 c1.push(r);
                 let v = -2.0 + 4.0 * c as f32 / (cols - 1) as f32;
                 cont.extend(if k == 0 { [v, 0.0] } else { [0.0, v] });
