@@ -525,10 +525,17 @@ fn eval_samples_scores_arrays_from_anywhere() {
     let wrong = write("wrong.npy", &pixels[..n * 700], &[n, 700]);
     let garbage = dir.join("garbage.npy");
     std::fs::write(&garbage, b"\x93NUMPY\x01\x00\xff\xffnot a header").unwrap();
+    // a file larger than any array of images to score is refused before it is read (sparse)
+    let huge = dir.join("huge.npy");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((1 << 30) + 1)
+        .unwrap();
     for (path, says) in [
         (&sym, "(x + 1) / 2"),
         (&wrong, "N x 784"),
         (&garbage, "garbage.npy"),
+        (&huge, "more than"),
         (&dir.join("missing.npy"), "cannot read"),
     ] {
         let o = genzoo(&["eval-samples", p(path)]);

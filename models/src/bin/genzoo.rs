@@ -395,8 +395,19 @@ fn print_metrics(
     }
 }
 
+/// The largest .npy `eval-samples` reads: 100,000 images of 784 f64 values, with room to spare.
+const NPY_LIMIT: u64 = 1 << 30;
+
 fn read_npy(path: &Path) -> Result<image::NpyArray, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let len = std::fs::metadata(path).map_err(cannot)?.len();
+    if len > NPY_LIMIT {
+        return Err(format!(
+            "{}: {len} bytes is more than the {NPY_LIMIT} an array of images to score needs",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(cannot)?;
     image::npy_read(&bytes, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
