@@ -556,3 +556,20 @@ fn gan_theory_draws_the_optimal_discriminator_and_the_loss_slopes() {
         assert_eq!(&png[1..4], b"PNG", "{f}");
     }
 }
+
+/// A reader that goes away (`genzoo list | head -1`) is not a crash.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genzoo"))
+        .args(["list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before genzoo writes a line
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}

@@ -217,6 +217,15 @@ struct CompleteArgs {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// `println!` that does not panic when stdout is closed (`genzoo list | head`): a reader that
+/// has gone away is not an error of ours, so the line is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn list() {
     let width = registry::ENTRIES
         .iter()
@@ -224,7 +233,7 @@ fn list() {
         .max()
         .unwrap_or(0);
     for e in registry::ENTRIES {
-        println!(
+        say!(
             "{:width$}  {:15}  {}  [{}]",
             e.name,
             e.family.as_str(),
@@ -373,24 +382,24 @@ fn print_metrics(
         about["metrics"] = obj(&|x| Some(json!(x.value)));
         about["baseline"] = obj(&|x| x.baseline.map(|b| json!(b)));
         about["details"] = obj(&|x| x.detail.clone().map(Value::String));
-        println!("{about}");
+        say!("{about}");
         return;
     }
-    println!("{title}");
+    say!("{title}");
     let w = metrics
         .iter()
         .map(|x| x.name.len())
         .max()
         .unwrap_or(6)
         .max(6);
-    println!("{:w$}  {:>12}  {:>12}", "metric", "value", "real-vs-real");
+    say!("{:w$}  {:>12}  {:>12}", "metric", "value", "real-vs-real");
     for x in metrics {
         let base = x.baseline.map_or("-".to_string(), |b| format!("{b:.6}"));
-        println!("{:w$}  {:>12.6}  {:>12}", x.name, x.value, base);
+        say!("{:w$}  {:>12.6}  {:>12}", x.name, x.value, base);
     }
     for x in metrics {
         if let Some(d) = &x.detail {
-            println!("{}: {d}", x.name);
+            say!("{}: {d}", x.name);
         }
     }
 }
@@ -498,19 +507,19 @@ fn gan_theory(a: GanTheoryArgs) -> Result<ExitCode, String> {
         "generator_loss_slopes.png",
         toy::generator_loss_slopes_png().map_err(err)?,
     )?;
-    println!(
+    say!(
         "p_data = (N(-2, 0.5^2) + N(2, 0.5^2)) / 2, p_g = N(0.5, 1), D trained {} steps",
         a.steps
     );
-    println!(
+    say!(
         "max |D - D*| where p_data + p_g >= {}: {gap:.4}",
         toy::SUPPORT_DENSITY
     );
-    println!(
+    say!(
         "V(D*) = {v:.6} nats; -log 4 + 2 JSD = {:.6} (JSD = {jsd:.6} nats)",
         -(4.0f64).ln() + 2.0 * jsd
     );
-    println!("pictures in {}", a.out.display());
+    say!("pictures in {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
