@@ -34,7 +34,7 @@ pub static ENTRY: Entry = Entry {
 
 /// The DCGAN of `config`, weights drawn from `rng`.
 pub fn build(config: GanConfig, rng: &mut autograd::Rng) -> autograd::Result<Dcgan> {
-    check_latent(ENTRY.name, config.latent)?;
+    check_latent(ENTRY.name, "latent", config.latent)?;
     let g = ConvGenerator::new(config.latent, config.norm(), rng)?;
     let d = ConvDiscriminator::new(Some(config.norm()), rng)?;
     Dcgan::new(&ENTRY, config, g, d)

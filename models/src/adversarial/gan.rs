@@ -31,7 +31,7 @@ pub static ENTRY: Entry = Entry {
     default_config: || serde_json::to_value(GanConfig::default()).unwrap_or_default(),
     build: |cfg, rng| {
         let config: GanConfig = ENTRY.parse_config(cfg)?;
-        check_latent(ENTRY.name, config.latent)?;
+        check_latent(ENTRY.name, "latent", config.latent)?;
         let g = MlpGenerator::new(config.latent, config.norm(), rng)?;
         let d = MlpDiscriminator::new(rng)?;
         Ok(Box::new(Gan::new(&ENTRY, config, g, d)?))

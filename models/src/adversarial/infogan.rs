@@ -35,7 +35,9 @@
 //! continuous code from -2 to 2, beyond the training range as in the paper's figure 2; one z for
 //! the whole grid).
 
-use crate::adversarial::networks::{ConvGenerator, ConvTrunk, NormOptions, TRUNK_FEATURES};
+use crate::adversarial::networks::{
+    check_latent, ConvGenerator, ConvTrunk, NormOptions, TRUNK_FEATURES,
+};
 use crate::adversarial::{bce_to, discriminator_step, epoch_metrics, to_unit, Monitor, Network};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels};
@@ -267,12 +269,7 @@ pub struct Infogan {
 
 impl Infogan {
     pub fn new(config: InfoganConfig, rng: &mut Rng) -> Result<Infogan> {
-        if config.noise == 0 || config.noise > 4096 {
-            return Err(Error::invalid(
-                ENTRY.name,
-                format!("noise must be in 1..=4096, got {}", config.noise),
-            ));
-        }
+        check_latent(ENTRY.name, "noise", config.noise)?;
         for (name, v) in [
             ("lambda", config.lambda),
             ("lambda_continuous", config.lambda_continuous),

@@ -140,12 +140,7 @@ impl<G: Network, D: Network> Players<G, D> {
 
     /// One step of the BCE game on real images `x` (in [-1, 1]): D on the real batch and on as
     /// many generated images (labels 1 and 0), then G against the updated D with `loss`.
-    pub fn bce_step(
-        &mut self,
-        x: &Tensor,
-        loss: GeneratorLoss,
-        rng: &mut Rng,
-    ) -> Result<Vec<(String, f64)>> {
+    pub fn bce_step(&mut self, x: &Tensor, loss: GeneratorLoss, rng: &mut Rng) -> Result<Losses> {
         let n = x.shape().first().copied().unwrap_or(0);
         let z = noise(n, self.latent, rng);
         let fake = self.generator.forward(&z)?;
@@ -183,7 +178,7 @@ pub fn discriminator_step(
     opt.zero_grad();
     loss.backward()?;
     opt.step()?;
-    monitor.record(&real_logits, &fake_logits)?;
+    monitor.record(&real_logits, &fake_logits);
     loss.item()
 }
 
@@ -324,12 +319,11 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn record(&mut self, real_logits: &Tensor, fake_logits: &Tensor) -> Result<()> {
+    pub fn record(&mut self, real_logits: &Tensor, fake_logits: &Tensor) {
         let (r, f) = (real_logits.to_vec_f64(), fake_logits.to_vec_f64());
         self.correct += r.iter().filter(|&&v| v > 0.0).count() as u64;
         self.correct += f.iter().filter(|&&v| v < 0.0).count() as u64;
         self.seen += (r.len() + f.len()) as u64;
-        Ok(())
     }
 
     /// The fraction correct so far, None before the first D step.
@@ -447,7 +441,7 @@ mod tests {
         assert_eq!(mon.accuracy(), None);
         let real = Tensor::from_vec(vec![1.0f32, -1.0], &[2, 1]).unwrap();
         let fake = Tensor::from_vec(vec![-2.0f32, -3.0], &[2, 1]).unwrap();
-        mon.record(&real, &fake).unwrap();
+        mon.record(&real, &fake);
         assert_eq!(mon.accuracy(), Some(0.75));
     }
 }

@@ -321,12 +321,12 @@ pub fn dcgan_init(module: &dyn Module, rng: &mut Rng) -> Result<()> {
     Ok(())
 }
 
-/// Errors unless `latent` is a usable size of z.
-pub fn check_latent(model: &'static str, latent: usize) -> Result<()> {
-    if latent == 0 || latent > 4096 {
+/// Errors unless `size` (the config field `field`: the size of z) is usable: 1..=4096.
+pub fn check_latent(model: &'static str, field: &str, size: usize) -> Result<()> {
+    if size == 0 || size > 4096 {
         return Err(Error::invalid(
             model,
-            format!("latent must be in 1..=4096, got {latent}"),
+            format!("{field} must be in 1..=4096, got {size}"),
         ));
     }
     Ok(())

@@ -133,7 +133,7 @@ pub struct Wgan {
 
 impl Wgan {
     pub fn new(entry: &'static Entry, config: WganConfig, rng: &mut Rng) -> Result<Wgan> {
-        check_latent(entry.name, config.latent)?;
+        check_latent(entry.name, "latent", config.latent)?;
         if config.n_critic == 0 || config.n_critic > 100 {
             return Err(Error::invalid(
                 entry.name,
@@ -212,13 +212,13 @@ impl Wgan {
         let c_fake = p.discriminator.forward(&fake)?.mean_all()?;
         let wasserstein = c_real.sub(&c_fake)?;
         let mut critic_loss = wasserstein.neg()?;
-        let mut losses: Losses = Vec::new();
+        let mut penalty = None;
         if let Constraint::Penalty(lambda) = self.config.constraint {
             let e = Tensor::rand(&[n, 1, 1, 1], DType::F32, rng);
             let critic = &mut p.discriminator;
-            let penalty = gradient_penalty(&mut |v| critic.forward(v), x, &fake, &e)?;
-            losses.push(("penalty".into(), penalty.item()?));
-            critic_loss = critic_loss.add(&penalty.mul_scalar(lambda)?)?;
+            let gp = gradient_penalty(&mut |v| critic.forward(v), x, &fake, &e)?;
+            critic_loss = critic_loss.add(&gp.mul_scalar(lambda)?)?;
+            penalty = Some(gp.item()?);
         }
         p.opt_d.zero_grad();
         critic_loss.backward()?;
@@ -232,7 +232,9 @@ impl Wgan {
             ("critic_loss".into(), critic_loss.item()?),
             ("wasserstein".into(), wasserstein.item()?),
         ];
-        out.extend(losses);
+        if let Some(gp) = penalty {
+            out.push(("penalty".into(), gp));
+        }
         if steps.is_multiple_of(self.config.n_critic as u64) {
             let z = noise(n, p.latent, rng);
             let g_loss = p

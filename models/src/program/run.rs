@@ -566,6 +566,9 @@ pub fn train_entry(
         }
     }
     let n = data.train.len();
+    // one evaluation context for the run, so that the classifier and the real images' features
+    // are computed once; its generator restarts every epoch (the same draws each time)
+    let mut ctx = EvalContext::new(&data, EVAL_SEED, 0);
     while epoch < epochs {
         let t0 = Instant::now();
         model.set_training(true);
@@ -637,10 +640,8 @@ pub fn train_entry(
         bar.finish_and_clear();
         // the epoch's end: metrics, sample grid, plot, log, checkpoint
         model.set_training(false);
-        let metrics = {
-            let mut ctx = EvalContext::new(&data, EVAL_SEED, 0);
-            model.epoch_metrics(&mut ctx)?
-        };
+        ctx.rng = Rng::new(EVAL_SEED);
+        let metrics = model.epoch_metrics(&mut ctx)?;
         if entry.family != Family::Classifier {
             let grid = no_grad(|| model.sample(GRID, &mut Rng::new(GRID_SEED)))?;
             crate::program::eval::check_samples(entry.name, &grid, GRID)?;
@@ -670,7 +671,9 @@ pub fn train_entry(
             record["warnings"] = json!(warnings);
         }
         log.append(&record)?;
-        plot_epochs(&log.path, &dir.join(FCD_PLOT))?;
+        if metrics.iter().any(|m| m.name == "fcd") {
+            plot_epochs(&log.path, &dir.join(FCD_PLOT))?;
+        }
         save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, 0))?;
         if req.verbose {
             let m: Vec<(String, f64)> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
