@@ -31,7 +31,7 @@
 //! [`Float::tanh_vectorised`]: branch-free f32 approximations within 2 ulp, the exact library
 //! functions in f64), the same that `Tensor::sigmoid` and `Tensor::tanh` compute, so the
 //! fused cell and its Tensor-op form agree. The row loops are plain loops over equal-length
-//! slices, compiled for AVX-512 where the CPU has it ([`crate::cpu::vector::widest`]).
+//! slices, compiled for AVX-512 (else AVX2) where the CPU has it ([`crate::cpu::vector::widest`]).
 
 use crate::cpu::parallel::{cost, worth_splitting};
 use crate::cpu::vector;

@@ -1627,9 +1627,7 @@ mod tests {
                 f32_kernels.push(x86::F32_AVX512_8ROWS);
                 f64_kernels.push(x86::F64_AVX512);
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if vector::has_avx2_fma() {
                 f32_kernels.push(x86::F32_AVX2);
             }
         }
