@@ -15,7 +15,7 @@
 //! [`Toy::jsd`]). `genzoo gan-theory` writes the picture (D beside D* and both densities) and
 //! the lecture's plot of the two generator losses' slopes.
 
-use crate::adversarial::{bce_to, generator_loss_slope, GeneratorLoss};
+use crate::adversarial::{discriminator_loss, generator_loss_slope, GeneratorLoss};
 use crate::latent::Mlp;
 use crate::program::image;
 use autograd::nn::Module;
@@ -170,7 +170,7 @@ pub fn train_discriminator(toy: &Toy, steps: usize, rng: &mut Rng) -> Result<Toy
         let fake: Vec<f32> = (0..batch).map(|_| toy.generator.draw(rng) as f32).collect();
         let real = Tensor::from_vec(real, &[batch, 1])?;
         let fake = Tensor::from_vec(fake, &[batch, 1])?;
-        let loss = bce_to(&net.forward(&real)?, 1.0)?.add(&bce_to(&net.forward(&fake)?, 0.0)?)?;
+        let loss = discriminator_loss(&net.forward(&real)?, &net.forward(&fake)?)?;
         opt.zero_grad();
         loss.backward()?;
         opt.step()?;
