@@ -21,7 +21,7 @@
 
 use crate::latent::LatentModel;
 use crate::program::checkpoint;
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{check_samples, EvalContext, Metric};
 use autograd::optim::Optimizer;
 use autograd::{no_grad, Error, Result, Rng, Tensor};
@@ -155,6 +155,15 @@ pub trait GenerativeModel {
     /// code traversals, the GAN's loss slopes), in evaluation behaviour. None by default.
     fn end_of_training(&mut self, _dir: &std::path::Path) -> Result<()> {
         Ok(())
+    }
+
+    /// What early stopping watches: a loss on held-out images (`split`, the run's validation
+    /// digits), lower is better, computed in no-grad mode and evaluation behaviour with `rng`
+    /// for any draws. Likelihood models: the exact NLL in nats per image; the VAE: its negative
+    /// ELBO; the autoencoders: their reconstruction error; the classifier: its cross-entropy.
+    /// `None` (the default, the GANs): the model has none, and runs hold nothing out.
+    fn validation_loss(&mut self, _split: &Split, _rng: &mut Rng) -> Result<Option<f64>> {
+        Ok(None)
     }
 
     /// Cheap metrics reported after every epoch (e.g. the classifier's test accuracy).

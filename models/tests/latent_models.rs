@@ -134,7 +134,7 @@ fn a_short_run_writes_the_latent_pictures_and_eval_reports_the_figures() {
         let two_d = !model.starts_with("wae");
         assert_eq!(dir.join(LATENT_SCATTER).exists(), two_d, "{model}");
 
-        let mut loaded = run::load(dir.path()).unwrap();
+        let mut loaded = run::load(dir.path(), run::Pick::Best).unwrap();
         let data = run::data_of(&loaded.meta, None).unwrap();
         let mut ctx = EvalContext::new(&data, 1, 40);
         let metrics = no_grad(|| loaded.model.eval(&mut ctx)).unwrap();

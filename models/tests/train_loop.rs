@@ -233,7 +233,7 @@ fn a_generative_run_writes_grids_plots_metrics_and_evaluates() {
     assert!(second < first, "the loss went down: {first} -> {second}");
 
     // evaluation: its NLL and the sample metrics with their real-vs-real baselines
-    let mut loaded = run::load_as(dir.path(), &PIXELWISE).unwrap();
+    let mut loaded = run::load_as(dir.path(), run::Pick::Best, &PIXELWISE).unwrap();
     assert_eq!(loaded.meta.step, 40);
     let data = run::data_of(&loaded.meta, None).unwrap();
     let mut ctx = models::program::eval::EvalContext::new(&data, 0, 300);
@@ -261,9 +261,191 @@ fn a_generative_run_writes_grids_plots_metrics_and_evaluates() {
     }
     assert_eq!(get("classes_covered").baseline, Some(10.0));
     // the registry does not know this model
-    let e = run::load(dir.path()).err().unwrap().to_string();
+    let e = run::load(dir.path(), run::Pick::Best)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("pixelwise") && e.contains("does not know"),
         "{e}"
+    );
+}
+
+/// The epoch records of a run's metrics.jsonl.
+fn epoch_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(run::METRICS))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "epoch")
+        .collect()
+}
+
+fn scripted(dir: &std::path::Path, epochs: usize, script: &[f64]) -> TrainRequest {
+    let mut r = request("pixelwise", dir, epochs);
+    r.limit_batches = Some(2);
+    r.set = vec![("validation_script".into(), serde_json::json!(script))];
+    r
+}
+
+/// The validation loss of every epoch is logged, best.safetensors holds the weights of the
+/// epoch with the lowest one, `--patience` stops after that many epochs without a better one,
+/// and `eval` / `sample` read the best epoch unless told `--last`.
+#[test]
+fn validation_keeps_the_best_epoch_and_patience_stops() {
+    let never = AtomicBool::new(false);
+    let dir = TempDir::new("validation");
+    // epoch 2 is the best; 3 and 4 do not beat it, so patience 2 stops after epoch 4 (and
+    // epoch 5, after the resume, does not beat it either)
+    let mut r = scripted(dir.path(), 8, &[3.0, 2.0, 2.5, 2.0, 2.2, 0.5, 0.4, 0.3]);
+    r.patience = Some(2);
+    let out = run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::EarlyStopped {
+                epochs: 4,
+                best_epoch: 2,
+                step: 8,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let epochs = epoch_records(dir.path());
+    let vals: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["validation"].as_f64().unwrap())
+        .collect();
+    assert_eq!(vals, [3.0, 2.0, 2.5, 2.0]);
+    let bests: Vec<u64> = epochs
+        .iter()
+        .map(|e| e["best_epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bests, [1, 2, 2, 2], "a tie does not replace the best");
+    let best = models::program::checkpoint::load(&dir.join(run::BEST)).unwrap();
+    assert_eq!((best.meta.epoch, best.meta.step), (2, 4));
+    // best.safetensors holds epoch 2's weights, the checkpoint epoch 4's
+    let last = run::load_as(dir.path(), run::Pick::Last, &PIXELWISE).unwrap();
+    let picked = run::load_as(dir.path(), run::Pick::Best, &PIXELWISE).unwrap();
+    assert_eq!((last.meta.epoch, picked.meta.epoch), (4, 2));
+    assert!(picked.path.ends_with(run::BEST));
+    assert_ne!(
+        last.model.weights()[0].1.to_vec_f64(),
+        picked.model.weights()[0].1.to_vec_f64()
+    );
+    // the held-out digits are the last 1,000 of the training split, by default
+    let data = run::data_of(&last.meta, None).unwrap();
+    let settings = &last.meta.train;
+    assert_eq!(settings["val"], run::DEFAULT_VAL as u64);
+    assert!(data.train.len() > run::DEFAULT_VAL);
+
+    // resumed without --patience, the run goes on; the best so far comes back from the log
+    let mut more = scripted(dir.path(), 6, &[3.0, 2.0, 2.5, 2.0, 2.2, 0.5, 0.4, 0.3]);
+    more.resume = true;
+    run::train_entry(&PIXELWISE, &more, &never).unwrap();
+    let bests: Vec<u64> = epoch_records(dir.path())
+        .iter()
+        .map(|e| e["best_epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bests, [1, 2, 2, 2, 2, 6]);
+    let best = models::program::checkpoint::load(&dir.join(run::BEST)).unwrap();
+    assert_eq!(best.meta.epoch, 6);
+}
+
+/// The real validation loss: the held-out digits' NLL falls as the model learns, a run with
+/// `--val 0` holds out nothing and writes no best.safetensors, and the settings that make no
+/// sense are refused.
+#[test]
+fn the_validation_split_is_held_out_and_checked() {
+    let never = AtomicBool::new(false);
+    let dir = TempDir::new("validation-real");
+    let mut r = request("pixelwise", dir.path(), 2);
+    r.limit_batches = Some(10);
+    r.val = Some(500);
+    run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    let vals: Vec<f64> = epoch_records(dir.path())
+        .iter()
+        .map(|e| e["validation"].as_f64().unwrap())
+        .collect();
+    assert!(vals[1] < vals[0] && vals[0] < 543.0, "{vals:?}");
+    // the resumed run keeps its split
+    let mut other = r.clone();
+    other.resume = true;
+    other.epochs = Some(3);
+    other.val = Some(100);
+    let e = run::train_entry(&PIXELWISE, &other, &never)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--val") && e.contains("500"), "{e}");
+
+    let none = TempDir::new("validation-none");
+    let mut r = request("pixelwise", none.path(), 1);
+    r.val = Some(0);
+    run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    assert!(!none.join(run::BEST).exists());
+    assert!(epoch_records(none.path())[0].get("validation").is_none());
+    let mut p = request("pixelwise", TempDir::new("v-p").path(), 1);
+    p.val = Some(0);
+    p.patience = Some(1);
+    let e = run::train_entry(&PIXELWISE, &p, &never)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--patience"), "{e}");
+    let big = TempDir::new("validation-big");
+    let mut b = request("pixelwise", big.path(), 1);
+    b.val = Some(1_000_000);
+    let e = run::train_entry(&PIXELWISE, &b, &never)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--val 1000000") && e.contains("training digits"),
+        "{e}"
+    );
+    // a GAN has nothing to validate
+    let gan = TempDir::new("validation-gan");
+    let mut g = request("dcgan", gan.path(), 1);
+    g.val = Some(100);
+    let e = run::train(&g, &never).unwrap_err().to_string();
+    assert!(e.contains("no validation loss"), "{e}");
+    for m in [0.0, -1.0, f64::NAN] {
+        let mut t = request("pixelwise", TempDir::new("v-m").path(), 1);
+        t.max_minutes = Some(m);
+        let e = run::train_entry(&PIXELWISE, &t, &never)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-minutes"), "{e}");
+    }
+}
+
+/// `--max-minutes`: the run ends after the step that passes the budget, with a checkpoint that
+/// resumes to the same end as a run without a budget.
+#[test]
+fn a_time_budget_ends_the_run_with_a_checkpoint_to_resume() {
+    let never = AtomicBool::new(false);
+    let straight = TempDir::new("budget-straight");
+    run::train_entry(
+        &PIXELWISE,
+        &request("pixelwise", straight.path(), 2),
+        &never,
+    )
+    .unwrap();
+    let dir = TempDir::new("budget");
+    let mut r = request("pixelwise", dir.path(), 2);
+    r.max_minutes = Some(1e-9);
+    let out = run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    assert!(matches!(out, Outcome::OutOfTime { step: 1, .. }), "{out:?}");
+    let mut again = request("pixelwise", dir.path(), 2);
+    again.resume = true;
+    // a budget beyond what the clock can hold is no budget
+    again.max_minutes = Some(1e300);
+    run::train_entry(&PIXELWISE, &again, &never).unwrap();
+    assert_eq!(
+        tensor_bits(&dir.join(run::CHECKPOINT)),
+        tensor_bits(&straight.join(run::CHECKPOINT))
+    );
+    assert_eq!(
+        std::fs::read(dir.join(run::BEST)).unwrap(),
+        std::fs::read(straight.join(run::BEST)).unwrap()
     );
 }

@@ -501,10 +501,7 @@ impl GenerativeModel for Infogan {
         Module::state_dict(self)
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![
-            ("optimizer_g", &self.opt_g),
-            ("optimizer_d", &self.opt_d),
-        ]
+        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
         vec![

@@ -9,8 +9,8 @@
 //! - completion is the same loop with the first pixels given instead of drawn.
 
 use crate::model::{draw_samples, GenerativeModel, Losses};
-use crate::program::data::{Batch, Mnist, Pixels};
-use crate::program::eval::{check_samples, EvalContext, Metric};
+use crate::program::data::{Batch, Mnist, Pixels, Split};
+use crate::program::eval::{check_samples, means_over, EvalContext, Metric};
 use autograd::nn::{Conv2d, MaskedConv2d};
 use autograd::optim::{Adam, Optimizer};
 use autograd::{mask_taps, no_grad, Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
@@ -94,6 +94,14 @@ impl<M: LikelihoodModel> GenerativeModel for M {
         let name = LikelihoodModel::name(self);
         let k = Known::prefix(name, images, self.image_size(), known)?;
         Ok(self.generate(&k, rng)?.0)
+    }
+
+    /// The exact NLL of the held-out images, in the test's form (thresholded).
+    fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
+        let m = means_over(split, Pixels::Threshold, 100, 1, rng, |x, _, _| {
+            Ok(vec![self.nll(x)?.to_vec_f64()])
+        })?;
+        Ok(m.first().copied())
     }
 
     /// The exact test NLL (every epoch's metric).

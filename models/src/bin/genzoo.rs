@@ -141,9 +141,39 @@ struct TrainArgs {
     /// Print no progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Hold out the last N training digits to validate on after every epoch; the best epoch's
+    /// weights go to best.safetensors [default: 1000 for likelihood and latent-variable models, 0
+    /// for the others].
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(0..=10_000_000))]
+    val: Option<u64>,
+    /// Stop when P epochs in a row have not lowered the validation loss.
+    #[arg(long, value_name = "P", value_parser = value_parser!(u64).range(1..=1_000_000))]
+    patience: Option<u64>,
+    /// End the run after the step that passes M minutes, with a checkpoint to --resume from.
+    #[arg(long, value_name = "M", value_parser = positive_finite)]
+    max_minutes: Option<f64>,
     /// Train on at most N batches per epoch (tests and quick looks).
     #[arg(long, hide = true, value_name = "N", value_parser = value_parser!(u64).range(1..))]
     limit_batches: Option<u64>,
+}
+
+/// Which weights of a run folder a command reads.
+#[derive(Args)]
+struct PickArgs {
+    /// Read the run's last checkpoint instead of its best epoch (best.safetensors, where the
+    /// run has a validation loss).
+    #[arg(long)]
+    last: bool,
+}
+
+impl PickArgs {
+    fn pick(&self) -> run::Pick {
+        if self.last {
+            run::Pick::Last
+        } else {
+            run::Pick::Best
+        }
+    }
 }
 
 #[derive(Args)]
@@ -151,6 +181,8 @@ struct SampleArgs {
     /// A run folder or a checkpoint file.
     #[arg(value_name = "RUN_OR_CHECKPOINT")]
     path: PathBuf,
+    #[command(flatten)]
+    pick: PickArgs,
     /// How many samples.
     #[arg(long, default_value_t = 64, value_parser = value_parser!(u64).range(1..=100_000))]
     n: u64,
@@ -170,6 +202,8 @@ struct EvalArgs {
     /// A run folder or a checkpoint file.
     #[arg(value_name = "RUN_OR_CHECKPOINT")]
     path: PathBuf,
+    #[command(flatten)]
+    pick: PickArgs,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -195,6 +229,8 @@ struct CompleteArgs {
     /// A run folder or a checkpoint file (of fvsbn, nade, pixelcnn, ...).
     #[arg(value_name = "RUN_OR_CHECKPOINT")]
     path: PathBuf,
+    #[command(flatten)]
+    pick: PickArgs,
     /// The PNG to write [default: completions.png in the run folder].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -266,6 +302,9 @@ fn train(a: TrainArgs) -> Result<ExitCode, String> {
         resume: a.resume,
         set: a.set,
         limit_batches: a.limit_batches.map(|v| v as usize),
+        val: a.val.map(|v| v as usize),
+        patience: a.patience.map(|v| v as usize),
+        max_minutes: a.max_minutes,
         progress: !a.quiet,
         verbose: true,
     };
@@ -279,6 +318,20 @@ fn train(a: TrainArgs) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Outcome::EarlyStopped {
+            dir,
+            epochs,
+            step,
+            best_epoch,
+        } => {
+            eprintln!(
+                "stopped early: {epochs} epochs, {step} steps in {:.1} s, the validation loss has not improved since epoch {best_epoch} (its weights: {}); run folder {}",
+                t0.elapsed().as_secs_f64(),
+                dir.join(run::BEST).display(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Outcome::Interrupted { dir, step } => {
             eprintln!(
                 "interrupted at step {step}: checkpoint written to {}; continue with --resume --out {}",
@@ -287,12 +340,20 @@ fn train(a: TrainArgs) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::from(130))
         }
+        Outcome::OutOfTime { dir, step } => {
+            eprintln!(
+                "--max-minutes reached at step {step}: checkpoint written to {}; continue with --resume --out {}",
+                dir.join(run::CHECKPOINT).display(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
 fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     check_device(a.device)?;
-    let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
+    let mut loaded = run::load(&a.path, a.pick.pick()).map_err(|e| e.to_string())?;
     let n = a.n as usize;
     let out = a.out.unwrap_or_else(|| {
         loaded
@@ -336,7 +397,7 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
 
 fn eval(a: EvalArgs) -> Result<ExitCode, String> {
     check_device(a.device)?;
-    let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
+    let mut loaded = run::load(&a.path, a.pick.pick()).map_err(|e| e.to_string())?;
     let data = run::data_of(&loaded.meta, a.data.as_deref()).map_err(|e| e.to_string())?;
     let mut ctx = EvalContext::new(&data, a.seed, a.samples as usize);
     ctx.iwae_k = a.iwae_k.map(|k| k as usize);
@@ -525,7 +586,7 @@ fn gan_theory(a: GanTheoryArgs) -> Result<ExitCode, String> {
 
 fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
     check_device(a.device)?;
-    let mut loaded = run::load(&a.path).map_err(|e| e.to_string())?;
+    let mut loaded = run::load(&a.path, a.pick.pick()).map_err(|e| e.to_string())?;
     let data = run::data_of(&loaded.meta, a.data.as_deref()).map_err(|e| e.to_string())?;
     let out = a.out.unwrap_or_else(|| {
         loaded

@@ -42,7 +42,7 @@ use crate::adversarial::bce_to;
 use crate::latent::vae::bernoulli_nll;
 use crate::latent::{LatentModel, Mlp};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{self, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
@@ -378,6 +378,11 @@ impl GenerativeModel for Aae {
             ("d_loss".into(), d_loss.item()?),
             ("g_loss".into(), g_loss.item()?),
         ])
+    }
+
+    /// The reconstruction error of the held-out images ([`crate::latent::reconstruction_sq_error`]).
+    fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
+        crate::latent::reconstruction_sq_error(self, split, rng).map(Some)
     }
 
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {

@@ -12,7 +12,7 @@
 //! returns `Some(self)`, and the training loop calls [`write_pictures`] after the last epoch.
 
 use crate::program::checkpoint::write_atomic as write_png;
-use crate::program::data::{Mnist, Pixels};
+use crate::program::data::{Mnist, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use crate::program::image;
 use autograd::nn::{self, Linear, Module};
@@ -145,6 +145,24 @@ pub fn autoencoder_metrics(ctx: &mut EvalContext, model: &dyn LatentModel) -> Re
         metrics.push(Metric::with_baseline("latent_mmd", mmd.0, mmd.1));
     }
     Ok(metrics)
+}
+
+/// The validation loss of the autoencoders (AAE, WAE): ||x - dec(enc(x))||^2 per held-out
+/// image, summed over the pixels, code = the encoder's mean (the `reconstruction_sq_error` of
+/// [`autoencoder_metrics`]).
+pub fn reconstruction_sq_error(
+    model: &dyn LatentModel,
+    split: &Split,
+    rng: &mut Rng,
+) -> Result<f64> {
+    let m =
+        crate::program::eval::means_over(split, model.input_pixels(), 100, 1, rng, |x, _, _| {
+            let r = model.decode_mean(&model.encode_mean(x)?)?;
+            let b = x.shape().first().copied().unwrap_or(0);
+            let err = r.sub(x)?.square()?.reshape(&[b, x.numel() / b.max(1)])?;
+            Ok(vec![err.sum(&[1], false)?.to_vec_f64()])
+        })?;
+    Ok(m[0])
 }
 
 /// Seeds of the pictures' fixed draws (test binarisation where stochastic, prior points).

@@ -19,7 +19,7 @@
 
 use crate::latent::LatentModel;
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{self, Conv2d, ConvTranspose2d, Linear, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
@@ -384,6 +384,22 @@ impl GenerativeModel for Vae {
             ("reconstruction".into(), recon.item()?),
             ("kl".into(), kl.item()?),
         ])
+    }
+
+    /// The negative ELBO of the held-out images in the test's form (thresholded).
+    fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
+        let m = crate::program::eval::means_over(
+            split,
+            Pixels::Threshold,
+            100,
+            1,
+            rng,
+            |x, _, rng| {
+                let (recon, kl) = self.elbo_terms(x, rng)?;
+                Ok(vec![recon.add(&kl)?.to_vec_f64()])
+            },
+        )?;
+        Ok(m.first().copied())
     }
 
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {

@@ -369,13 +369,24 @@ impl Split {
 
     /// The first `n` items (all of them when `n >= len()`).
     pub fn head(&self, n: usize) -> Split {
+        self.split_at(n).0
+    }
+
+    /// The first `n` items and the rest (`n` at most `len()`): a training split and the
+    /// validation split held out at its end.
+    pub fn split_at(&self, n: usize) -> (Split, Split) {
         let n = n.min(self.len());
-        Split {
-            images: self.images[..n * self.pixels()].to_vec(),
-            labels: self.labels[..n].to_vec(),
+        let cut = n * self.pixels();
+        let part = |images: &[u8], labels: &[u8]| Split {
+            images: images.to_vec(),
+            labels: labels.to_vec(),
             rows: self.rows,
             cols: self.cols,
-        }
+        };
+        (
+            part(&self.images[..cut], &self.labels[..n]),
+            part(&self.images[cut..], &self.labels[n..]),
+        )
     }
 
     /// All images as one f32 tensor [n, 1, rows, cols] with `pixels` applied.
@@ -543,6 +554,10 @@ mod tests {
         assert!(v.contains(&-1.0) && v.contains(&1.0));
         assert_eq!(b.unit().unwrap().shape(), &[99, 1, 28, 28]);
         assert_eq!(m.test.head(5).len(), 5);
+        let (first, rest) = m.test.split_at(990);
+        assert_eq!((first.len(), rest.len()), (990, m.test.len() - 990));
+        assert_eq!(rest.image(0), m.test.image(990));
+        assert_eq!(rest.labels[0], m.test.labels[990]);
         assert_eq!(Batches::sequential(3, 0).count(), 3);
     }
 

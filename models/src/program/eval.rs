@@ -286,34 +286,44 @@ pub fn mean_per_image(
     pixels: Pixels,
     batch_size: usize,
     names: &[&str],
-    mut f: impl FnMut(&Tensor, &[usize], &mut Rng) -> Result<Vec<Vec<f64>>>,
+    f: impl FnMut(&Tensor, &[usize], &mut Rng) -> Result<Vec<Vec<f64>>>,
 ) -> Result<Vec<Metric>> {
-    let test = &ctx.data.test;
-    let mut sums = vec![0.0; names.len()];
-    let mut count = 0usize;
-    for idx in data::Batches::sequential(test.len(), batch_size) {
-        let batch = test.batch(&idx);
-        let x = batch.tensor(pixels, &mut ctx.rng)?;
+    let data = ctx.data;
+    let means = means_over(&data.test, pixels, batch_size, names.len(), &mut ctx.rng, f)?;
+    Ok(names
+        .iter()
+        .zip(means)
+        .map(|(n, m)| Metric::new(*n, m))
+        .collect())
+}
+
+/// [`mean_per_image`] over any split (the validation split of a run): the means of `count`
+/// per-image quantities, with `rng` for `f` and for stochastic binarisation.
+pub fn means_over(
+    split: &data::Split,
+    pixels: Pixels,
+    batch_size: usize,
+    count: usize,
+    rng: &mut Rng,
+    mut f: impl FnMut(&Tensor, &[usize], &mut Rng) -> Result<Vec<Vec<f64>>>,
+) -> Result<Vec<f64>> {
+    let mut sums = vec![0.0; count];
+    let mut n = 0usize;
+    for idx in data::Batches::sequential(split.len(), batch_size) {
+        let batch = split.batch(&idx);
+        let x = batch.tensor(pixels, rng)?;
         let labels = batch.label_indices();
-        let values = no_grad(|| f(&x, &labels, &mut ctx.rng))?;
-        if values.len() != names.len() || values.iter().any(|v| v.len() != idx.len()) {
+        let values = no_grad(|| f(&x, &labels, rng))?;
+        if values.len() != count || values.iter().any(|v| v.len() != idx.len()) {
             return Err(Error::shape(
                 "eval",
-                format!(
-                    "expected {} lists of {} values ({names:?})",
-                    names.len(),
-                    idx.len()
-                ),
+                format!("expected {count} lists of {} values", idx.len()),
             ));
         }
         for (s, v) in sums.iter_mut().zip(&values) {
             *s += v.iter().sum::<f64>();
         }
-        count += idx.len();
+        n += idx.len();
     }
-    Ok(names
-        .iter()
-        .zip(sums)
-        .map(|(n, s)| Metric::new(*n, s / count.max(1) as f64))
-        .collect())
+    Ok(sums.into_iter().map(|s| s / n.max(1) as f64).collect())
 }

@@ -11,6 +11,7 @@
 //! | `samples/epoch-NNN.png`, `samples.png` | 64 samples from fixed noise after every epoch (generative models) |
 //! | `checkpoint.safetensors` | weights, optimizer state, step, generator state: what `--resume` continues from |
 //! | `model.safetensors` | the weights alone (PyTorch names), e.g. the shipped classifier |
+//! | `best.safetensors` | the weights of the epoch with the lowest validation loss so far (models with one, [`GenerativeModel::validation_loss`]); what `eval`, `sample` and `complete` read from a run folder unless told `--last` |
 //! | `reconstructions.png`, `interpolations.png`, `latent_scatter.png` | latent-variable models, after the last epoch ([`crate::latent`]) |
 //!
 //! Determinism: the model is built from `Rng::new(seed)`, and the same generator (saved in every
@@ -18,6 +19,14 @@
 //! (the run's seed and the epoch number), and sample grids use a fixed generator of their own.
 //! So on the CPU a run resumed from any checkpoint (an epoch's end or a Ctrl-C) ends bit for bit
 //! where the uninterrupted run ends.
+//!
+//! Validation: models with a validation loss (likelihood and latent-variable models, the
+//! classifier) hold out the last `--val` training digits (1,000 by default for the likelihood
+//! and latent families), score them after every epoch (`validation` in the epoch's record and a
+//! curve in `loss.png`), keep the best epoch's weights in `best.safetensors`, and with
+//! `--patience P` stop once P epochs in a row have not beaten the best. `--max-minutes M` ends a
+//! run after the step that passes M minutes, with a checkpoint to resume from. The best so far
+//! is read back from `metrics.jsonl` when a run resumes.
 
 use crate::adversarial;
 use crate::latent;
@@ -42,12 +51,18 @@ pub const LOSS_PLOT: &str = "loss.png";
 pub const FCD_PLOT: &str = "fcd.png";
 pub const SAMPLES: &str = "samples.png";
 pub const CONFIG: &str = "config.json";
+pub const BEST: &str = "best.safetensors";
+
+/// The validation digits held out by default, for models that have a validation loss.
+pub const DEFAULT_VAL: usize = 1000;
 
 /// Samples in the per-epoch grid.
 const GRID: usize = 64;
 /// Seeds of the generators for the sample grids and for the per-epoch evaluation.
 const GRID_SEED: u64 = 0x6121_D5EE_D000_0001;
 const EVAL_SEED: u64 = 0xE7A1_5EED_0000_0002;
+/// The generator of the validation loss's draws (a VAE's codes), the same every epoch.
+const VAL_SEED: u64 = 0x7A1_5EED_0000_0003;
 
 /// The settings of a run that a resumed run keeps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +73,10 @@ pub struct Settings {
     pub data: Option<String>,
     /// Batches per epoch when limited (tests, quick looks).
     pub limit_batches: Option<usize>,
+    /// The last `val` training digits are held out for validation (0 in checkpoints of runs
+    /// from before validation existed).
+    #[serde(default)]
+    pub val: usize,
 }
 
 /// What `genzoo train` was asked for; `None` means "the default" (or, with `resume`, "as the
@@ -75,6 +94,13 @@ pub struct TrainRequest {
     /// Config overrides `key=value` (value as JSON, else as a string).
     pub set: Vec<(String, Value)>,
     pub limit_batches: Option<usize>,
+    /// Training digits held out for validation [default: [`DEFAULT_VAL`] for models with a
+    /// validation loss, else 0]; a resumed run keeps its own.
+    pub val: Option<usize>,
+    /// Stop when this many epochs in a row have not lowered the validation loss.
+    pub patience: Option<usize>,
+    /// End the run (with a checkpoint) after the step that passes this many minutes.
+    pub max_minutes: Option<f64>,
     /// Draw progress bars (they are hidden anyway when stderr is not a terminal).
     pub progress: bool,
     /// Print a line per epoch to stderr.
@@ -91,6 +117,15 @@ pub enum Outcome {
     },
     /// Ctrl-C: the step in progress was finished and a checkpoint written.
     Interrupted { dir: PathBuf, step: u64 },
+    /// `--patience` epochs in a row without a better validation loss than `best_epoch`'s.
+    EarlyStopped {
+        dir: PathBuf,
+        epochs: u64,
+        step: u64,
+        best_epoch: u64,
+    },
+    /// `--max-minutes` passed: the step in progress was finished and a checkpoint written.
+    OutOfTime { dir: PathBuf, step: u64 },
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -168,6 +203,19 @@ impl Log {
 /// The per-step losses of the history in `metrics.jsonl`: (step, losses).
 type History = Vec<(u64, Losses)>;
 
+/// The validation losses of the epochs so far: (epoch, step at its end, loss).
+type Validation = Vec<(u64, u64, f64)>;
+
+/// The epoch with the lowest validation loss, and that loss (the first of equals).
+fn best_of(validation: &Validation) -> Option<(u64, f64)> {
+    validation
+        .iter()
+        .fold(None, |best: Option<(u64, f64)>, &(e, _, v)| match best {
+            Some((_, b)) if b <= v => best,
+            _ => Some((e, v)),
+        })
+}
+
 fn losses_json(l: &Losses) -> Value {
     Value::Object(l.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
@@ -177,8 +225,8 @@ fn metrics_json(m: &[Metric]) -> Value {
 }
 
 /// Keeps the lines of `metrics.jsonl` up to the checkpoint (a resumed run rewrites what came
-/// after it) and returns the step history.
-fn rewind_log(path: &Path, step: u64, epoch: u64) -> Result<History> {
+/// after it) and returns the step history and the epochs' validation losses.
+fn rewind_log(path: &Path, step: u64, epoch: u64) -> Result<(History, Validation)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -186,6 +234,7 @@ fn rewind_log(path: &Path, step: u64, epoch: u64) -> Result<History> {
     };
     let mut keep = String::new();
     let mut history = Vec::new();
+    let mut validation = Vec::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue; // a line cut by a crash
@@ -218,14 +267,23 @@ fn rewind_log(path: &Path, step: u64, epoch: u64) -> Result<History> {
                 .unwrap_or_default();
             history.push((s, losses));
         }
+        if let (true, Some(e), Some(s), Some(val)) = (
+            kind == "epoch",
+            v["epoch"].as_u64(),
+            v["step"].as_u64(),
+            v["validation"].as_f64(),
+        ) {
+            validation.push((e, s, val));
+        }
         keep.push_str(line);
         keep.push('\n');
     }
     write_atomic(path, keep.as_bytes())?;
-    Ok(history)
+    Ok((history, validation))
 }
 
-fn plot(history: &History, path: &Path) -> Result<()> {
+/// `loss.png`: every step's losses, and the validation loss at each epoch's end.
+fn plot(history: &History, validation: &Validation, path: &Path) -> Result<()> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for (step, losses) in history {
         for (name, v) in losses {
@@ -238,6 +296,10 @@ fn plot(history: &History, path: &Path) -> Result<()> {
             };
             series[i].1.push((*step as f64, *v));
         }
+    }
+    if !validation.is_empty() {
+        let points = validation.iter().map(|&(_, s, v)| (s as f64, v)).collect();
+        series.push(("validation".into(), points));
     }
     write_atomic(path, &image::loss_plot_png(&series, 800, 480)?)
 }
@@ -407,6 +469,9 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
                 format!("{:?}", settings.limit_batches),
             )?;
         }
+        if let Some(v) = req.val {
+            keep("--val", v.to_string(), settings.val.to_string())?;
+        }
         let patched = patch_config(entry.name, ck.meta.config.clone(), req.lr, &req.set)?;
         if patched != ck.meta.config {
             return Err(invalid(format!(
@@ -435,11 +500,23 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
             ));
         }
         let config = patch_config(entry.name, (entry.default_config)(), req.lr, &req.set)?;
+        let val = match (req.val, entry.family) {
+            (Some(v), Family::Adversarial) if v > 0 => {
+                return Err(invalid(format!(
+                    "--val {v}: the {} model has no validation loss (the GANs are judged by their samples), so there is nothing to hold digits out for",
+                    entry.name
+                )))
+            }
+            (Some(v), _) => v,
+            (None, Family::Likelihood | Family::LatentVariable) => DEFAULT_VAL,
+            (None, _) => 0,
+        };
         let settings = Settings {
             batch_size: req.batch_size.unwrap_or(entry.default_batch_size),
             seed: req.seed.unwrap_or(0),
             data: req.data.as_ref().map(|d| d.display().to_string()),
             limit_batches: req.limit_batches,
+            val,
         };
         if settings.batch_size == 0 {
             return Err(invalid("--batch-size must be at least 1"));
@@ -458,14 +535,13 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
     }
 }
 
-fn save_checkpoint(
-    dir: &Path,
+fn meta_of(
     model: &dyn GenerativeModel,
     settings: &Settings,
     rng: &Rng,
     (step, epoch, batch): (u64, u64, u64),
-) -> Result<()> {
-    let meta = Meta {
+) -> Meta {
+    Meta {
         model: model.name().to_string(),
         config: model.config(),
         train: serde_json::to_value(settings).unwrap_or_default(),
@@ -473,7 +549,34 @@ fn save_checkpoint(
         epoch,
         batch,
         rng: rng.state(),
-    };
+    }
+}
+
+/// `best.safetensors`: the weights as they are at the end of `epoch`.
+fn save_best(
+    dir: &Path,
+    model: &dyn GenerativeModel,
+    settings: &Settings,
+    rng: &Rng,
+    (step, epoch): (u64, u64),
+) -> Result<()> {
+    checkpoint::save(
+        &dir.join(BEST),
+        &Checkpoint {
+            meta: meta_of(model, settings, rng, (step, epoch, 0)),
+            tensors: model.weights(),
+        },
+    )
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &dyn GenerativeModel,
+    settings: &Settings,
+    rng: &Rng,
+    position: (u64, u64, u64),
+) -> Result<()> {
+    let meta = meta_of(model, settings, rng, position);
     checkpoint::save(
         &dir.join(CHECKPOINT),
         &Checkpoint {
@@ -523,6 +626,32 @@ pub fn train_entry(
     if epochs == 0 {
         return Err(invalid("--epochs must be at least 1"));
     }
+    if settings.val >= data.train.len() {
+        return Err(invalid(format!(
+            "--val {} leaves no digits to train on: {} has {} training digits",
+            settings.val,
+            data.source,
+            data.train.len()
+        )));
+    }
+    if req.patience.is_some() && settings.val == 0 {
+        return Err(invalid(
+            "--patience stops on the validation loss, and this run holds out no validation digits (--val 0, or a GAN)",
+        ));
+    }
+    let deadline = match req.max_minutes {
+        Some(m) if !(m > 0.0 && m.is_finite()) => {
+            return Err(invalid(format!(
+                "--max-minutes must be a finite number > 0, got {m}"
+            )))
+        }
+        // a budget too long for the clock is no budget
+        Some(m) => std::time::Duration::try_from_secs_f64(m * 60.0)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d)),
+        None => None,
+    };
+    let (train_split, val_split) = data.train.split_at(data.train.len() - settings.val);
     let about = json!({
         "model": entry.name,
         "paper": entry.paper,
@@ -540,18 +669,23 @@ pub fn train_entry(
     let log = Log {
         path: dir.join(METRICS),
     };
-    let mut history = if req.resume {
+    let (mut history, mut validation) = if req.resume {
         rewind_log(&log.path, step, epoch)?
     } else {
         write_atomic(&log.path, b"")?;
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     if req.verbose {
         eprintln!(
-            "{} {}: {} train / {} test images from {}; {} parameters; run folder {}",
+            "{} {}: {} train / {}{} test images from {}; {} parameters; run folder {}",
             if req.resume { "resuming" } else { "training" },
             entry.name,
-            data.train.len(),
+            train_split.len(),
+            if val_split.is_empty() {
+                String::new()
+            } else {
+                format!("{} validation / ", val_split.len())
+            },
             data.test.len(),
             data.source,
             model
@@ -565,7 +699,7 @@ pub fn train_entry(
             eprintln!("  from step {step} (epoch {}, batch {batch})", epoch + 1);
         }
     }
-    let n = data.train.len();
+    let n = train_split.len();
     // one evaluation context for the run, so that the classifier and the real images' features
     // are computed once; its generator restarts every epoch (the same draws each time)
     let mut ctx = EvalContext::new(&data, EVAL_SEED, 0);
@@ -602,7 +736,7 @@ pub fn train_entry(
             }
         }
         for idx in order.iter().skip(batch as usize) {
-            let b = data.train.batch(idx);
+            let b = train_split.batch(idx);
             let losses = model.train_step(&b, &mut rng)?;
             step += 1;
             batch += 1;
@@ -630,11 +764,16 @@ pub fn train_entry(
             history.push((step, losses));
             bar.set_message(fmt_losses(&means.get()));
             bar.inc(1);
-            if stop.load(Ordering::SeqCst) {
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if stop.load(Ordering::SeqCst) || out_of_time {
                 bar.abandon();
                 save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, batch))?;
-                plot(&history, &dir.join(LOSS_PLOT))?;
-                return Ok(Outcome::Interrupted { dir, step });
+                plot(&history, &validation, &dir.join(LOSS_PLOT))?;
+                return Ok(if out_of_time {
+                    Outcome::OutOfTime { dir, step }
+                } else {
+                    Outcome::Interrupted { dir, step }
+                });
             }
         }
         bar.finish_and_clear();
@@ -642,6 +781,17 @@ pub fn train_entry(
         model.set_training(false);
         ctx.rng = Rng::new(EVAL_SEED);
         let metrics = model.epoch_metrics(&mut ctx)?;
+        let val_loss = if settings.val > 0 {
+            let v = model.validation_loss(&val_split, &mut Rng::new(VAL_SEED))?;
+            Some(v.ok_or_else(|| {
+                invalid(format!(
+                    "the {} model has no validation loss: train it with --val 0",
+                    entry.name
+                ))
+            })?)
+        } else {
+            None
+        };
         if entry.family != Family::Classifier {
             let grid = no_grad(|| model.sample(GRID, &mut Rng::new(GRID_SEED)))?;
             crate::program::eval::check_samples(entry.name, &grid, GRID)?;
@@ -656,7 +806,15 @@ pub fn train_entry(
         model.set_training(true);
         epoch += 1;
         batch = 0;
-        plot(&history, &dir.join(LOSS_PLOT))?;
+        let improved = match (val_loss, best_of(&validation)) {
+            (Some(v), Some((_, best))) => v < best,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if let Some(v) = val_loss {
+            validation.push((epoch, step, v));
+        }
+        plot(&history, &validation, &dir.join(LOSS_PLOT))?;
         let secs = t0.elapsed().as_secs_f64();
         let mean = means.get();
         let warnings = match entry.family {
@@ -670,15 +828,27 @@ pub fn train_entry(
         if !warnings.is_empty() {
             record["warnings"] = json!(warnings);
         }
+        let best = best_of(&validation);
+        if let (Some(v), Some((best_epoch, _))) = (val_loss, best) {
+            record["validation"] = json!(v);
+            record["best_epoch"] = json!(best_epoch);
+        }
         log.append(&record)?;
+        if improved {
+            save_best(&dir, model.as_ref(), &settings, &rng, (step, epoch))?;
+        }
         if metrics.iter().any(|m| m.name == "fcd") {
             plot_epochs(&log.path, &dir.join(FCD_PLOT))?;
         }
         save_checkpoint(&dir, model.as_ref(), &settings, &rng, (step, epoch, 0))?;
         if req.verbose {
             let m: Vec<(String, f64)> = metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
+            let val = match (val_loss, best) {
+                (Some(v), Some((b, _))) => format!("  validation {v:.4} (best: epoch {b})"),
+                _ => String::new(),
+            };
             eprintln!(
-                "epoch {epoch}/{epochs}  step {step}  {}  {}  ({secs:.1} s)",
+                "epoch {epoch}/{epochs}  step {step}  {}  {}{val}  ({secs:.1} s)",
                 fmt_losses(&mean),
                 fmt_losses(&m)
             );
@@ -689,6 +859,17 @@ pub fn train_entry(
         }
         if stop.load(Ordering::SeqCst) {
             return Ok(Outcome::Interrupted { dir, step });
+        }
+        if let (Some(p), Some((best_epoch, _))) = (req.patience, best) {
+            if epoch - best_epoch >= p as u64 && epoch < epochs {
+                end_of_training(&dir, model.as_mut(), &data)?;
+                return Ok(Outcome::EarlyStopped {
+                    dir,
+                    epochs: epoch,
+                    step,
+                    best_epoch,
+                });
+            }
         }
     }
     // models with an encoder: reconstructions, interpolations, the scatter of 2-d codes
@@ -710,11 +891,25 @@ pub fn end_of_training(dir: &Path, model: &mut dyn GenerativeModel, data: &Mnist
     model.end_of_training(dir)
 }
 
-/// The checkpoint file of `path`: the file itself, or a run folder's checkpoint (else its
-/// weights file).
-pub fn resolve(path: &Path) -> Result<PathBuf> {
+/// Which weights of a run folder to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The best epoch's (`best.safetensors`) where the run has a validation loss, else the last.
+    Best,
+    /// The last checkpoint's, whatever the validation said.
+    Last,
+}
+
+/// The checkpoint file of `path`: the file itself, or from a run folder its best epoch's
+/// weights (with [`Pick::Best`], where there are some), else its checkpoint, else its weights
+/// file.
+pub fn resolve(path: &Path, pick: Pick) -> Result<PathBuf> {
     if path.is_dir() {
-        for f in [CHECKPOINT, WEIGHTS] {
+        let files: &[&str] = match pick {
+            Pick::Best => &[BEST, CHECKPOINT, WEIGHTS],
+            Pick::Last => &[CHECKPOINT, WEIGHTS],
+        };
+        for f in files {
             let p = path.join(f);
             if p.exists() {
                 return Ok(p);
@@ -739,19 +934,23 @@ pub struct Loaded {
     pub model: Box<dyn GenerativeModel>,
 }
 
-/// Loads the model of a run folder or checkpoint: the model named in the file, built from the
-/// file's config, with the file's weights (and optimizer state).
-pub fn load(path: &Path) -> Result<Loaded> {
-    load_with(path, |name| registry::find(name).ok())
+/// Loads the model of a run folder ([`resolve`]) or checkpoint: the model named in the file,
+/// built from the file's config, with the file's weights (and optimizer state).
+pub fn load(path: &Path, pick: Pick) -> Result<Loaded> {
+    load_with(path, pick, |name| registry::find(name).ok())
 }
 
 /// [`load`] with the entry of a model that may not be in the registry.
-pub fn load_as(path: &Path, entry: &'static Entry) -> Result<Loaded> {
-    load_with(path, |name| (name == entry.name).then_some(entry))
+pub fn load_as(path: &Path, pick: Pick, entry: &'static Entry) -> Result<Loaded> {
+    load_with(path, pick, |name| (name == entry.name).then_some(entry))
 }
 
-fn load_with(path: &Path, find: impl Fn(&str) -> Option<&'static Entry>) -> Result<Loaded> {
-    let path = resolve(path)?;
+fn load_with(
+    path: &Path,
+    pick: Pick,
+    find: impl Fn(&str) -> Option<&'static Entry>,
+) -> Result<Loaded> {
+    let path = resolve(path, pick)?;
     let ck = checkpoint::load(&path)?;
     let name = path.display().to_string();
     let entry = find(&ck.meta.model).ok_or_else(|| {

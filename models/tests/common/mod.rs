@@ -7,7 +7,7 @@ use autograd::nn::{loss, Reduction};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{DType, Result, Rng, Tensor};
 use models::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
-use models::program::data::{Batch, Pixels};
+use models::program::data::{Batch, Pixels, Split};
 use models::program::eval::{self, EvalContext, Metric};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,9 @@ pub struct PixelwiseConfig {
     pub lr: f64,
     /// Report a NaN loss at this step (tests of the NaN check).
     pub nan_at_step: Option<u64>,
+    /// The validation loss of epoch i (0-based) is `validation_script[i]` instead of the
+    /// held-out digits' NLL (tests of early stopping).
+    pub validation_script: Option<Vec<f64>>,
 }
 
 impl Default for PixelwiseConfig {
@@ -56,6 +59,7 @@ impl Default for PixelwiseConfig {
         PixelwiseConfig {
             lr: 0.05,
             nan_at_step: None,
+            validation_script: None,
         }
     }
 }
@@ -83,6 +87,7 @@ pub static PIXELWISE: Entry = Entry {
             logits,
             opt,
             steps: 0,
+            epoch: 0,
         }))
     },
 };
@@ -92,6 +97,8 @@ pub struct Pixelwise {
     logits: Tensor,
     opt: Adam,
     steps: u64,
+    /// The epoch in progress (0-based), from `begin_epoch`.
+    epoch: u64,
 }
 
 impl Pixelwise {
@@ -120,6 +127,19 @@ impl GenerativeModel for Pixelwise {
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
         vec![("optimizer", &mut self.opt)]
+    }
+    fn begin_epoch(&mut self, epoch: u64) -> Result<()> {
+        self.epoch = epoch;
+        Ok(())
+    }
+    fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
+        if let Some(script) = &self.config.validation_script {
+            return Ok(script.get(self.epoch as usize).copied());
+        }
+        let m = eval::means_over(split, Pixels::Threshold, 250, 1, rng, |x, _, _| {
+            Ok(vec![self.nll(x)?.to_vec_f64()])
+        })?;
+        Ok(Some(m[0]))
     }
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
         self.steps += 1;

@@ -4,7 +4,7 @@
 
 use super::{Classifier, ClassifierConfig, NAME};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{loss, Module, Reduction};
 use autograd::optim::Optimizer;
@@ -101,6 +101,11 @@ impl GenerativeModel for Classifier {
             "sample",
             "the classifier is not a generative model: it has nothing to sample",
         ))
+    }
+
+    /// The cross-entropy of the held-out digits.
+    fn validation_loss(&mut self, split: &Split, _rng: &mut Rng) -> Result<Option<f64>> {
+        Ok(Some(self.accuracy_and_loss(split)?.1))
     }
 
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
