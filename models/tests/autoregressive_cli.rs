@@ -61,6 +61,19 @@ fn fvsbn_trains_evaluates_and_completes() {
     // the per-epoch line carries the test NLL too
     let metrics = std::fs::read_to_string(dir.join("fvsbn/metrics.jsonl")).unwrap();
     assert!(metrics.contains("\"nll\""), "{metrics}");
+    // eval reads the best epoch's weights, or with --last the last checkpoint
+    let best = v["checkpoint"].as_str().unwrap();
+    assert!(best.ends_with("best.safetensors"), "{v}");
+    assert!(metrics.contains("\"validation\""), "{metrics}");
+    let last = ok(&["eval", run, "--json", "--samples", "10", "--last"]);
+    let last: serde_json::Value = serde_json::from_str(last.trim()).unwrap();
+    assert!(
+        last["checkpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("checkpoint.safetensors"),
+        "{last}"
+    );
 
     // 3 images, 2 completions each: columns original, top half, 2 completions; 28 x 28 drawn
     // twice as large with 2-pixel gaps

@@ -31,7 +31,8 @@ pub static ENTRY: Entry = Entry {
     title: "Variational autoencoder, MLP 784-400-20, Bernoulli decoder",
     paper: "Kingma & Welling 2013, Auto-Encoding Variational Bayes",
     family: Family::LatentVariable,
-    default_epochs: 30,
+    // about 50 s: past the 39 s of the early-stopped PyTorch reference (README.md)
+    default_epochs: 100,
     default_batch_size: 128,
     default_config: || serde_json::to_value(VaeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| {
@@ -76,8 +77,10 @@ pub struct VaeConfig {
     pub hidden: usize,
     /// Convolutional encoder/decoder instead of the MLP.
     pub conv: bool,
-    /// How training images become the Bernoulli targets (stochastic binarisation by default;
-    /// evaluation always uses the fixed threshold, so likelihoods compare across models).
+    /// How training images become the Bernoulli targets (stochastic binarisation by default:
+    /// early-stopped, it gives an IWAE bound of 84.7 nats on the thresholded test digits where
+    /// training on them gives 87.4; evaluation always uses the fixed threshold, so likelihoods
+    /// compare across models).
     pub pixels: Pixels,
     /// Importance samples of the IWAE bound in `eval`.
     pub iwae_k: usize,
