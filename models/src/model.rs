@@ -70,9 +70,44 @@ pub struct Entry {
     pub default_config: fn() -> serde_json::Value,
     /// Builds the model (and its optimizers) from a config, drawing initial weights from `rng`.
     pub build: fn(&serde_json::Value, &mut Rng) -> Result<Box<dyn GenerativeModel>>,
+    /// Named settings beside the quick defaults (`genzoo train MODEL --preset NAME`).
+    pub presets: &'static [Preset],
+}
+
+/// A named size and schedule of a model (`--preset paper`: its paper's network): config keys
+/// set over the defaults (before `--lr` and `--set`), and the epochs and batch size a run with
+/// it takes unless the command line says.
+#[derive(Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    /// What it is, where it comes from, and its expected wall time on the 2-core CPU.
+    pub about: &'static str,
+    /// The config keys it sets, a JSON object.
+    pub config: &'static str,
+    pub epochs: usize,
+    pub batch_size: usize,
 }
 
 impl Entry {
+    /// The preset called `name`, or an error listing this model's presets.
+    pub fn preset(&self, name: &str) -> Result<&'static Preset> {
+        self.presets.iter().find(|p| p.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.presets.iter().map(|p| p.name).collect();
+            Error::invalid(
+                "train",
+                format!(
+                    "--preset {name:?}: the {} model has {}",
+                    self.name,
+                    if known.is_empty() {
+                        "no presets".to_string()
+                    } else {
+                        format!("the presets {}", known.join(", "))
+                    }
+                ),
+            )
+        })
+    }
+
     /// Reads this model's config from JSON ([`checkpoint::parse_config`], errors naming the
     /// model).
     pub fn parse_config<T: serde::de::DeserializeOwned>(

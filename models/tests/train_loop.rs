@@ -449,3 +449,57 @@ fn a_time_budget_ends_the_run_with_a_checkpoint_to_resume() {
         std::fs::read(straight.join(run::BEST)).unwrap()
     );
 }
+
+/// Every preset of every model is JSON its model accepts, builds, and trains a step.
+#[test]
+fn every_preset_builds_and_trains_a_step() {
+    let data = models::program::data::embedded().unwrap();
+    let batch = data.train.batch(&[0, 1, 2, 3]);
+    let mut seen = 0;
+    for entry in models::registry::ENTRIES {
+        for preset in entry.presets {
+            let config = run::with_preset(entry, (entry.default_config)(), preset).unwrap();
+            let mut rng = autograd::Rng::new(1);
+            let mut model = (entry.build)(&config, &mut rng)
+                .unwrap_or_else(|e| panic!("{} --preset {}: {e}", entry.name, preset.name));
+            let losses = model.train_step(&batch, &mut rng).unwrap();
+            assert!(losses.iter().all(|(_, v)| v.is_finite()), "{losses:?}");
+            assert!(!preset.about.contains("PRESET_"), "{}", preset.about);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "{seen} presets");
+}
+
+/// `--preset` sets the config keys, epochs and batch size it names (the command line still
+/// overrides them), is kept by a resumed run, and an unknown name lists the known ones.
+#[test]
+fn a_preset_sets_config_and_schedule_and_is_kept_on_resume() {
+    let never = AtomicBool::new(false);
+    let dir = TempDir::new("preset");
+    let mut r = request("vae", dir.path(), 1);
+    r.batch_size = None;
+    r.preset = Some("paper".into());
+    r.limit_batches = Some(1);
+    run::train(&r, &never).unwrap();
+    let about: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(run::CONFIG)).unwrap()).unwrap();
+    assert_eq!(about["config"]["hidden"], 500, "{about}");
+    assert_eq!(about["settings"]["batch_size"], 100, "{about}");
+    assert_eq!(about["settings"]["preset"], "paper", "{about}");
+    let mut other = request("vae", dir.path(), 2);
+    other.batch_size = None;
+    other.resume = true;
+    other.limit_batches = Some(1);
+    other.preset = Some("quick".into());
+    let e = run::train(&other, &never).unwrap_err().to_string();
+    assert!(e.contains("--preset") && e.contains("paper"), "{e}");
+    let mut unknown = request("vae", TempDir::new("preset-x").path(), 1);
+    unknown.preset = Some("huge".into());
+    let e = run::train(&unknown, &never).unwrap_err().to_string();
+    assert!(e.contains("huge") && e.contains("paper"), "{e}");
+    let mut none = request("fvsbn", TempDir::new("preset-y").path(), 1);
+    none.preset = Some("paper".into());
+    let e = run::train(&none, &never).unwrap_err().to_string();
+    assert!(e.contains("no presets"), "{e}");
+}

@@ -30,6 +30,7 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 64,
     default_config: || serde_json::to_value(GanConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(build(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
 };
 
 /// The DCGAN of `config`, weights drawn from `rng`.

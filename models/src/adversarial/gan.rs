@@ -36,4 +36,5 @@ pub static ENTRY: Entry = Entry {
         let d = MlpDiscriminator::new(rng)?;
         Ok(Box::new(Gan::new(&ENTRY, config, g, d)?))
     },
+    presets: &[],
 };

@@ -59,6 +59,7 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 64,
     default_config: || serde_json::to_value(InfoganConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Infogan::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
 };
 
 /// The categorical code's size.

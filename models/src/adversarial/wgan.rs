@@ -50,6 +50,7 @@ pub static WGAN_ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[],
 };
 
 pub static WGAN_GP_ENTRY: Entry = Entry {
@@ -67,6 +68,7 @@ pub static WGAN_GP_ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[],
 };
 
 /// How the critic is kept (about) 1-Lipschitz.

@@ -33,6 +33,7 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 64,
     default_config: || serde_json::to_value(FvsbnConfig::default()).unwrap_or_default(),
     build: |cfg, _rng| Ok(Box::new(Fvsbn::new(ENTRY.parse_config(cfg)?)?)),
+    presets: &[],
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

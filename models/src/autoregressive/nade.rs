@@ -21,7 +21,7 @@
 
 use crate::autoregressive::distributions::Bernoulli;
 use crate::autoregressive::{self, Known, LikelihoodModel};
-use crate::model::{Entry, Family};
+use crate::model::{Entry, Family, Preset};
 use crate::program::data::Pixels;
 use autograd::nn::init;
 use autograd::optim::{Adam, AdamConfig};
@@ -37,6 +37,13 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 16,
     default_config: || serde_json::to_value(NadeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Nade::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[Preset {
+        name: "paper",
+        about: "Larochelle & Murray 2011: H = 500 (as the defaults), 20 epochs instead of 3 (Adam, not the paper's SGD); about 17 min",
+        config: r#"{"hidden": 500}"#,
+        epochs: 20,
+        batch_size: 16,
+    }],
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

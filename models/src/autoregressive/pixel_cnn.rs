@@ -22,7 +22,7 @@
 
 use crate::autoregressive::distributions::Bernoulli;
 use crate::autoregressive::{self, Cache, Known, LikelihoodModel, Pointwise, TapConv};
-use crate::model::{Entry, Family};
+use crate::model::{Entry, Family, Preset};
 use crate::program::data::Pixels;
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
 use autograd::optim::{Adam, AdamConfig};
@@ -38,6 +38,13 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 32,
     default_config: || serde_json::to_value(PixelCnnConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(PixelCnn::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[Preset {
+        name: "paper",
+        about: "van den Oord et al. 2016 (the PixelRNN paper's MNIST PixelCNN): 15 residual layers of h = 16, 20 epochs; about 9 min",
+        config: r#"{"blocks": 15, "channels": 32, "bottleneck": 16}"#,
+        epochs: 20,
+        batch_size: 32,
+    }],
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

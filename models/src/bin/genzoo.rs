@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// List every model, one line each, with its paper.
+    /// List every model, one line each, with its paper (and its presets below it).
     List,
     /// Train a model; writes samples, a loss plot, metrics and checkpoints to its run folder.
     Train(TrainArgs),
@@ -146,6 +146,10 @@ struct TrainArgs {
     /// for the others].
     #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(0..=10_000_000))]
     val: Option<u64>,
+    /// Start from a named size and schedule of the model, e.g. `paper` (its paper's network);
+    /// `genzoo list` shows them. --epochs, --batch-size, --lr and --set still apply.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
     /// Stop when P epochs in a row have not lowered the validation loss.
     #[arg(long, value_name = "P", value_parser = value_parser!(u64).range(1..=1_000_000))]
     patience: Option<u64>,
@@ -276,6 +280,16 @@ fn list() {
             e.title,
             e.paper
         );
+        for p in e.presets {
+            say!(
+                "{:width$}    --preset {}: {} ({} epochs, batch {})",
+                "",
+                p.name,
+                p.about,
+                p.epochs,
+                p.batch_size
+            );
+        }
     }
 }
 
@@ -303,6 +317,7 @@ fn train(a: TrainArgs) -> Result<ExitCode, String> {
         set: a.set,
         limit_batches: a.limit_batches.map(|v| v as usize),
         val: a.val.map(|v| v as usize),
+        preset: a.preset,
         patience: a.patience.map(|v| v as usize),
         max_minutes: a.max_minutes,
         progress: !a.quiet,

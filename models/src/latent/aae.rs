@@ -58,6 +58,7 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 100,
     default_config: || serde_json::to_value(AaeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Aae::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
 };
 
 /// The prior p(z) the codes are matched to.

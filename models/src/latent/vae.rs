@@ -18,7 +18,7 @@
 //! encoder (two stride-2 convolutions) and decoder (two stride-2 transposed convolutions).
 
 use crate::latent::LatentModel;
-use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
+use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses, Preset};
 use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{self, Conv2d, ConvTranspose2d, Linear, Module};
@@ -42,6 +42,13 @@ pub static ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[Preset {
+        name: "paper",
+        about: "Kingma & Welling 2013, MNIST: 500 hidden units in encoder and decoder, 20-d code, batches of 100, 300 epochs (Adam, not the paper's Adagrad); about 4 min",
+        config: r#"{"hidden": 500, "latent": 20}"#,
+        epochs: 300,
+        batch_size: 100,
+    }],
 };
 
 pub static CONV_ENTRY: Entry = Entry {
@@ -65,6 +72,7 @@ pub static CONV_ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[],
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -62,6 +62,7 @@ pub static MMD_ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[],
 };
 
 pub static GAN_ENTRY: Entry = Entry {
@@ -79,6 +80,7 @@ pub static GAN_ENTRY: Entry = Entry {
             rng,
         )?))
     },
+    presets: &[],
 };
 
 /// The divergence D_Z between the codes and the prior.

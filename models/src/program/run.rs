@@ -30,7 +30,7 @@
 
 use crate::adversarial;
 use crate::latent;
-use crate::model::{Entry, Family, GenerativeModel, Losses};
+use crate::model::{Entry, Family, GenerativeModel, Losses, Preset};
 use crate::program::checkpoint::{self, write_atomic, Checkpoint, Meta};
 use crate::program::data::{self, Batches, Mnist};
 use crate::program::eval::{EvalContext, Metric};
@@ -77,6 +77,9 @@ pub struct Settings {
     /// from before validation existed).
     #[serde(default)]
     pub val: usize,
+    /// The preset the run started from (`--preset`), if any.
+    #[serde(default)]
+    pub preset: Option<String>,
 }
 
 /// What `genzoo train` was asked for; `None` means "the default" (or, with `resume`, "as the
@@ -97,6 +100,9 @@ pub struct TrainRequest {
     /// Training digits held out for validation [default: [`DEFAULT_VAL`] for models with a
     /// validation loss, else 0]; a resumed run keeps its own.
     pub val: Option<usize>,
+    /// A named size and schedule of the model ([`crate::model::Preset`]); a resumed run keeps
+    /// its own.
+    pub preset: Option<String>,
     /// Stop when this many epochs in a row have not lowered the validation loss.
     pub patience: Option<usize>,
     /// End the run (with a checkpoint) after the step that passes this many minutes.
@@ -159,6 +165,26 @@ pub fn patch_config(
         obj.insert("lr".into(), json!(lr));
     }
     for (k, v) in set {
+        obj.insert(k.clone(), v.clone());
+    }
+    Ok(config)
+}
+
+/// `config` with the keys of `preset` set.
+pub fn with_preset(entry: &Entry, mut config: Value, preset: &Preset) -> Result<Value> {
+    let keys: Value = serde_json::from_str(preset.config).map_err(|e| {
+        invalid(format!(
+            "the {} preset {:?} is not JSON: {e}",
+            entry.name, preset.name
+        ))
+    })?;
+    let (Some(obj), Some(keys)) = (config.as_object_mut(), keys.as_object()) else {
+        return Err(invalid(format!(
+            "the {} preset {:?} and the config must be JSON objects",
+            entry.name, preset.name
+        )));
+    };
+    for (k, v) in keys {
         obj.insert(k.clone(), v.clone());
     }
     Ok(config)
@@ -472,6 +498,13 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
         if let Some(v) = req.val {
             keep("--val", v.to_string(), settings.val.to_string())?;
         }
+        if let Some(p) = &req.preset {
+            keep(
+                "--preset",
+                p.clone(),
+                settings.preset.clone().unwrap_or_else(|| "none".into()),
+            )?;
+        }
         let patched = patch_config(entry.name, ck.meta.config.clone(), req.lr, &req.set)?;
         if patched != ck.meta.config {
             return Err(invalid(format!(
@@ -499,7 +532,12 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
                 "a run is already here: pass --resume to continue it, or choose another --out",
             ));
         }
-        let config = patch_config(entry.name, (entry.default_config)(), req.lr, &req.set)?;
+        let preset = req.preset.as_deref().map(|n| entry.preset(n)).transpose()?;
+        let mut config = (entry.default_config)();
+        if let Some(p) = preset {
+            config = with_preset(entry, config, p)?;
+        }
+        let config = patch_config(entry.name, config, req.lr, &req.set)?;
         let val = match (req.val, entry.family) {
             (Some(v), Family::Adversarial) if v > 0 => {
                 return Err(invalid(format!(
@@ -512,11 +550,15 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
             (None, _) => 0,
         };
         let settings = Settings {
-            batch_size: req.batch_size.unwrap_or(entry.default_batch_size),
+            batch_size: req
+                .batch_size
+                .or(preset.map(|p| p.batch_size))
+                .unwrap_or(entry.default_batch_size),
             seed: req.seed.unwrap_or(0),
             data: req.data.as_ref().map(|d| d.display().to_string()),
             limit_batches: req.limit_batches,
             val,
+            preset: preset.map(|p| p.name.to_string()),
         };
         if settings.batch_size == 0 {
             return Err(invalid("--batch-size must be at least 1"));
@@ -622,7 +664,11 @@ pub fn train_entry(
     let data = data::load(settings.data.as_deref().map(Path::new))?;
     std::fs::create_dir_all(dir.join("samples"))
         .map_err(|e| io(&dir, format!("cannot create the run folder: {e}")))?;
-    let epochs = req.epochs.unwrap_or(entry.default_epochs) as u64;
+    let preset_epochs = match &settings.preset {
+        Some(p) => Some(entry.preset(p)?.epochs),
+        None => None,
+    };
+    let epochs = req.epochs.or(preset_epochs).unwrap_or(entry.default_epochs) as u64;
     if epochs == 0 {
         return Err(invalid("--epochs must be at least 1"));
     }

@@ -90,6 +90,7 @@ pub static PIXELWISE: Entry = Entry {
             epoch: 0,
         }))
     },
+    presets: &[],
 };
 
 pub struct Pixelwise {

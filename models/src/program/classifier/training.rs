@@ -19,6 +19,7 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 64,
     default_config: || serde_json::to_value(ClassifierConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Classifier::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
 };
 
 /// Each image moved by (dx, dy) in [-shift, shift] (drawn from `rng`, two draws per image), the
