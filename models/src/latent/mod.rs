@@ -123,11 +123,8 @@ pub fn autoencoder_metrics(ctx: &mut EvalContext, model: &dyn LatentModel) -> Re
         &["reconstruction_sq_error"],
         |x, _, _| {
             let z = model.encode_mean(x)?;
-            let r = model.decode_mean(&z)?;
-            let b = x.shape().first().copied().unwrap_or(0);
             codes.extend(z.to_vec_f32());
-            let err = r.sub(x)?.square()?.reshape(&[b, x.numel() / b.max(1)])?;
-            Ok(vec![err.sum(&[1], false)?.to_vec_f64()])
+            Ok(vec![squared_errors(model, x, &z)?])
         },
     )?;
     let d = model.latent_dim();
@@ -157,12 +154,20 @@ pub fn reconstruction_sq_error(
 ) -> Result<f64> {
     let m =
         crate::program::eval::means_over(split, model.input_pixels(), 100, 1, rng, |x, _, _| {
-            let r = model.decode_mean(&model.encode_mean(x)?)?;
-            let b = x.shape().first().copied().unwrap_or(0);
-            let err = r.sub(x)?.square()?.reshape(&[b, x.numel() / b.max(1)])?;
-            Ok(vec![err.sum(&[1], false)?.to_vec_f64()])
+            Ok(vec![squared_errors(model, x, &model.encode_mean(x)?)?])
         })?;
     Ok(m[0])
+}
+
+/// ||x - dec(z)||^2 of each image of the batch `x`, summed over its pixels.
+fn squared_errors(model: &dyn LatentModel, x: &Tensor, z: &Tensor) -> Result<Vec<f64>> {
+    let b = x.shape().first().copied().unwrap_or(0);
+    let err = model
+        .decode_mean(z)?
+        .sub(x)?
+        .square()?
+        .reshape(&[b, x.numel() / b.max(1)])?;
+    Ok(err.sum(&[1], false)?.to_vec_f64())
 }
 
 /// Seeds of the pictures' fixed draws (test binarisation where stochastic, prior points).

@@ -170,24 +170,17 @@ pub fn patch_config(
     Ok(config)
 }
 
-/// `config` with the keys of `preset` set.
-pub fn with_preset(entry: &Entry, mut config: Value, preset: &Preset) -> Result<Value> {
-    let keys: Value = serde_json::from_str(preset.config).map_err(|e| {
-        invalid(format!(
-            "the {} preset {:?} is not JSON: {e}",
-            entry.name, preset.name
-        ))
-    })?;
-    let (Some(obj), Some(keys)) = (config.as_object_mut(), keys.as_object()) else {
-        return Err(invalid(format!(
-            "the {} preset {:?} and the config must be JSON objects",
-            entry.name, preset.name
-        )));
-    };
-    for (k, v) in keys {
-        obj.insert(k.clone(), v.clone());
-    }
-    Ok(config)
+/// `config` with the keys of `preset` set (as `--set` would set them).
+pub fn with_preset(entry: &Entry, config: Value, preset: &Preset) -> Result<Value> {
+    let keys: serde_json::Map<String, Value> =
+        serde_json::from_str(preset.config).map_err(|e| {
+            invalid(format!(
+                "the {} preset {:?} is not a JSON object: {e}",
+                entry.name, preset.name
+            ))
+        })?;
+    let keys: Vec<(String, Value)> = keys.into_iter().collect();
+    patch_config(entry.name, config, None, &keys)
 }
 
 /// Reads `KEY=VALUE` (VALUE as JSON, or as a plain string when it is not JSON).
@@ -664,11 +657,15 @@ pub fn train_entry(
     let data = data::load(settings.data.as_deref().map(Path::new))?;
     std::fs::create_dir_all(dir.join("samples"))
         .map_err(|e| io(&dir, format!("cannot create the run folder: {e}")))?;
-    let preset_epochs = match &settings.preset {
-        Some(p) => Some(entry.preset(p)?.epochs),
-        None => None,
-    };
-    let epochs = req.epochs.or(preset_epochs).unwrap_or(entry.default_epochs) as u64;
+    let preset = settings
+        .preset
+        .as_deref()
+        .map(|n| entry.preset(n))
+        .transpose()?;
+    let epochs = req
+        .epochs
+        .or(preset.map(|p| p.epochs))
+        .unwrap_or(entry.default_epochs) as u64;
     if epochs == 0 {
         return Err(invalid("--epochs must be at least 1"));
     }
@@ -852,14 +849,10 @@ pub fn train_entry(
         model.set_training(true);
         epoch += 1;
         batch = 0;
-        let improved = match (val_loss, best_of(&validation)) {
-            (Some(v), Some((_, best))) => v < best,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
         if let Some(v) = val_loss {
             validation.push((epoch, step, v));
         }
+        let best = best_of(&validation);
         plot(&history, &validation, &dir.join(LOSS_PLOT))?;
         let secs = t0.elapsed().as_secs_f64();
         let mean = means.get();
@@ -874,13 +867,13 @@ pub fn train_entry(
         if !warnings.is_empty() {
             record["warnings"] = json!(warnings);
         }
-        let best = best_of(&validation);
         if let (Some(v), Some((best_epoch, _))) = (val_loss, best) {
             record["validation"] = json!(v);
             record["best_epoch"] = json!(best_epoch);
         }
         log.append(&record)?;
-        if improved {
+        // this epoch is the best only when it beat every earlier one (a tie keeps the earlier)
+        if val_loss.is_some() && best.is_some_and(|(e, _)| e == epoch) {
             save_best(&dir, model.as_ref(), &settings, &rng, (step, epoch))?;
         }
         if metrics.iter().any(|m| m.name == "fcd") {
