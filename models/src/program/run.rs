@@ -225,14 +225,16 @@ type History = Vec<(u64, Losses)>;
 /// The validation losses of the epochs so far: (epoch, step at its end, loss).
 type Validation = Vec<(u64, u64, f64)>;
 
-/// The epoch with the lowest validation loss, and that loss (the first of equals).
+/// The epoch with the lowest validation loss, and that loss (the first of equals; a NaN or
+/// infinite loss is never the best).
 fn best_of(validation: &Validation) -> Option<(u64, f64)> {
-    validation
-        .iter()
-        .fold(None, |best: Option<(u64, f64)>, &(e, _, v)| match best {
+    validation.iter().filter(|(_, _, v)| v.is_finite()).fold(
+        None,
+        |best: Option<(u64, f64)>, &(e, _, v)| match best {
             Some((_, b)) if b <= v => best,
             _ => Some((e, v)),
-        })
+        },
+    )
 }
 
 fn losses_json(l: &Losses) -> Value {
@@ -1025,4 +1027,25 @@ pub fn data_of(meta: &Meta, data: Option<&Path>) -> Result<Mnist> {
     }
     let settings: Option<Settings> = serde_json::from_value(meta.train.clone()).ok();
     data::load(settings.and_then(|s| s.data).as_deref().map(Path::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_epoch_is_the_first_lowest_finite_loss() {
+        let v = |losses: &[f64]| -> Validation {
+            losses
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u64 + 1, 10 * (i as u64 + 1), l))
+                .collect()
+        };
+        assert_eq!(best_of(&v(&[])), None);
+        assert_eq!(best_of(&v(&[3.0, 2.0, 2.0, 2.5])), Some((2, 2.0)));
+        assert_eq!(best_of(&v(&[3.0, f64::NAN, 2.5])), Some((3, 2.5)));
+        assert_eq!(best_of(&v(&[f64::NAN, f64::INFINITY])), None);
+        assert_eq!(best_of(&v(&[f64::NAN, 4.0])), Some((2, 4.0)));
+    }
 }
