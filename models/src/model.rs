@@ -74,9 +74,10 @@ pub struct Entry {
     pub presets: &'static [Preset],
 }
 
-/// A named size and schedule of a model (`--preset paper`: its paper's network): config keys
-/// set over the defaults (before `--lr` and `--set`), and the epochs and batch size a run with
-/// it takes unless the command line says.
+/// A named size and schedule of a model (`--preset paper`: its paper's network; `--preset
+/// reference`: the PyTorch reference of README.md): config keys set over the defaults (before
+/// `--lr` and `--set`), and the epochs, batch size and patience a run with it takes unless the
+/// command line says.
 #[derive(Debug)]
 pub struct Preset {
     pub name: &'static str,
@@ -86,6 +87,8 @@ pub struct Preset {
     pub config: &'static str,
     pub epochs: usize,
     pub batch_size: usize,
+    /// Early stopping (`--patience`) when the run holds out validation digits.
+    pub patience: Option<usize>,
 }
 
 impl Entry {

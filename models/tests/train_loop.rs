@@ -353,6 +353,52 @@ fn validation_keeps_the_best_epoch_and_patience_stops() {
     assert_eq!(best.meta.epoch, 6);
 }
 
+/// A preset's patience stops a run as `--patience` does, the command line's overrides it, and a
+/// run with nothing held out trains on without it.
+#[test]
+fn a_preset_brings_its_patience() {
+    let never = AtomicBool::new(false);
+    let script = [3.0, 2.0, 2.5, 2.0, 2.2, 0.5, 0.4, 0.3];
+    let mut r = scripted(TempDir::new("preset-patience").path(), 8, &script);
+    r.preset = Some("patient".into());
+    let out = run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::EarlyStopped {
+                epochs: 4,
+                best_epoch: 2,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let mut longer = scripted(TempDir::new("preset-patience-3").path(), 8, &script);
+    longer.preset = Some("patient".into());
+    longer.patience = Some(3);
+    let out = run::train_entry(&PIXELWISE, &longer, &never).unwrap();
+    assert!(
+        matches!(
+            out,
+            Outcome::EarlyStopped {
+                epochs: 5,
+                best_epoch: 2,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let mut no_val = scripted(TempDir::new("preset-no-val").path(), 8, &script);
+    no_val.preset = Some("patient".into());
+    no_val.val = Some(0);
+    no_val.epochs = Some(5);
+    let out = run::train_entry(&PIXELWISE, &no_val, &never).unwrap();
+    assert!(
+        matches!(out, Outcome::Finished { epochs: 5, .. }),
+        "{out:?}"
+    );
+}
+
 /// The real validation loss: the held-out digits' NLL falls as the model learns, a run with
 /// `--val 0` holds out nothing and writes no best.safetensors, and the settings that make no
 /// sense are refused.
@@ -498,7 +544,7 @@ fn a_preset_sets_config_and_schedule_and_is_kept_on_resume() {
     unknown.preset = Some("huge".into());
     let e = run::train(&unknown, &never).unwrap_err().to_string();
     assert!(e.contains("huge") && e.contains("paper"), "{e}");
-    let mut none = request("fvsbn", TempDir::new("preset-y").path(), 1);
+    let mut none = request("dcgan", TempDir::new("preset-y").path(), 1);
     none.preset = Some("paper".into());
     let e = run::train(&none, &never).unwrap_err().to_string();
     assert!(e.contains("no presets"), "{e}");

@@ -37,13 +37,24 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 16,
     default_config: || serde_json::to_value(NadeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Nade::new(ENTRY.parse_config(cfg)?, rng)?)),
-    presets: &[Preset {
-        name: "paper",
-        about: "Larochelle & Murray 2011: H = 500 (as the defaults), 20 epochs instead of 3 (Adam, not the paper's SGD); about 19 min",
-        config: r#"{"hidden": 500}"#,
-        epochs: 20,
-        batch_size: 16,
-    }],
+    presets: &[
+        Preset {
+            name: "paper",
+            about: "Larochelle & Murray 2011: H = 500 (as the defaults), 20 epochs instead of 3 (Adam, not the paper's SGD); about 19 min",
+            config: r#"{"hidden": 500}"#,
+            epochs: 20,
+            batch_size: 16,
+            patience: None,
+        },
+        Preset {
+            name: "reference",
+            about: "the PyTorch reference of README.md: H = 500 on thresholded digits, early-stopped after 2 epochs without a better validation loss, at most 30; at most 35 min (estimated)",
+            config: r#"{"hidden": 500, "pixels": "threshold"}"#,
+            epochs: 30,
+            batch_size: 16,
+            patience: Some(2),
+        },
+    ],
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

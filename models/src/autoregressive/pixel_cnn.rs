@@ -10,6 +10,11 @@
 //!   logit = 1x1(ReLU(1x1(ReLU(h_L))))                   p(x_i = 1 | x_<i) = sigmoid(logit_i)
 //! ```
 //!
+//! That is the paper's residual layout (its figure 5). `layout = "plain"` is the simpler stack
+//! most PixelCNN tutorials build, h_l = MaskB_3x3(ReLU(h_(l-1))) at the width of the stream (2h),
+//! with the same input layer and head: `--preset reference` is its 192k-parameter
+//! A7 + 5 x B3, 64-channel form.
+//!
 //! Mask A keeps the taps above the centre and left of it on the centre row; mask B also keeps
 //! the centre (a later layer may read its own position's features, which were computed without
 //! x_i). Masked taps are skipped by the convolution, not multiplied by zero.
@@ -38,25 +43,48 @@ pub static ENTRY: Entry = Entry {
     default_batch_size: 32,
     default_config: || serde_json::to_value(PixelCnnConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(PixelCnn::new(ENTRY.parse_config(cfg)?, rng)?)),
-    presets: &[Preset {
-        name: "paper",
-        about: "van den Oord et al. 2016 (the PixelRNN paper's MNIST PixelCNN): 15 residual layers of h = 16, 20 epochs; about 14 min",
-        config: r#"{"blocks": 15, "channels": 32, "bottleneck": 16}"#,
-        epochs: 20,
-        batch_size: 32,
-    }],
+    presets: &[
+        Preset {
+            name: "paper",
+            about: "van den Oord et al. 2016 (the PixelRNN paper's MNIST PixelCNN): 15 residual layers of h = 16, 20 epochs; about 14 min",
+            config: r#"{"blocks": 15, "channels": 32, "bottleneck": 16}"#,
+            epochs: 20,
+            batch_size: 32,
+            patience: None,
+        },
+        Preset {
+            name: "reference",
+            about: "the PyTorch reference of README.md: plain layout, 7x7 mask A then 5 3x3 mask-B layers of 64 channels (192,065 parameters), thresholded digits; at most 30 min (estimated)",
+            config: r#"{"layout": "plain", "blocks": 5, "channels": 64, "head": 64, "pixels": "threshold"}"#,
+            epochs: 30,
+            batch_size: 32,
+            patience: Some(5),
+        },
+    ],
 };
+
+/// How the masked convolutions between the input layer and the head are stacked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// The paper's residual blocks, 2h -> h -> 3x3 mask B -> h -> 2h, added to their input.
+    Residual,
+    /// ReLU then a 3x3 mask-B convolution at the stream's width (2h -> 2h), no skip.
+    Plain,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PixelCnnConfig {
     pub lr: f64,
-    /// 2h, the channels between the blocks (the residual stream).
+    pub layout: Layout,
+    /// 2h, the channels between the blocks (the residual stream; every layer's, plain).
     pub channels: usize,
-    /// h, the channels inside a block (around its 3x3 mask-B convolution).
+    /// h, the channels inside a residual block (around its 3x3 mask-B convolution); unused by
+    /// the plain layout.
     pub bottleneck: usize,
-    /// Residual blocks; each one widens the receptive field by one row up and one column to
-    /// each side.
+    /// Residual blocks, or plain layers; each one widens the receptive field by one row up and
+    /// one column to each side.
     pub blocks: usize,
     /// Channels of the hidden 1x1 layer of the output head.
     pub head: usize,
@@ -71,6 +99,7 @@ impl Default for PixelCnnConfig {
     fn default() -> Self {
         PixelCnnConfig {
             lr: 2e-3,
+            layout: Layout::Residual,
             channels: 32,
             bottleneck: 16,
             blocks: 6,
@@ -81,31 +110,125 @@ impl Default for PixelCnnConfig {
     }
 }
 
-/// ReLU -> 1x1 (2h -> h) -> ReLU -> 3x3 mask B (h -> h) -> ReLU -> 1x1 (h -> 2h), added to its
-/// input.
-struct Block {
-    reduce: Conv2d,
-    conv: MaskedConv2d,
-    expand: Conv2d,
+/// One layer between the input and the head.
+enum Block {
+    /// h + 1x1 (h -> 2h) (ReLU (3x3 mask B (h -> h) (ReLU (1x1 (2h -> h) (ReLU h))))).
+    Residual {
+        reduce: Conv2d,
+        conv: MaskedConv2d,
+        expand: Conv2d,
+    },
+    /// 3x3 mask B (2h -> 2h) (ReLU h).
+    Plain { conv: MaskedConv2d },
 }
 
 impl Block {
-    fn residual(&self, h: &Tensor) -> Result<Tensor> {
-        let t = self.reduce.forward(&h.relu()?)?.relu()?;
-        self.expand.forward(&self.conv.forward(&t)?.relu()?)
+    fn new(c: &PixelCnnConfig, rng: &mut Rng) -> Result<Block> {
+        let (f, one) = (DType::F32, Conv2dOptions::default());
+        let mask_b = |channels, rng: &mut Rng| {
+            let same = Conv2dOptions::default().padding(1);
+            MaskedConv2d::new(channels, channels, (3, 3), Mask::B, same, true, f, rng)
+        };
+        Ok(match c.layout {
+            Layout::Residual => Block::Residual {
+                reduce: Conv2d::new(c.channels, c.bottleneck, (1, 1), one.clone(), true, f, rng)?,
+                conv: mask_b(c.bottleneck, rng)?,
+                expand: Conv2d::new(c.bottleneck, c.channels, (1, 1), one, true, f, rng)?,
+            },
+            Layout::Plain => Block::Plain {
+                conv: mask_b(c.channels, rng)?,
+            },
+        })
+    }
+
+    fn forward(&self, h: &Tensor) -> Result<Tensor> {
+        match self {
+            Block::Residual {
+                reduce,
+                conv,
+                expand,
+            } => {
+                let t = reduce.forward(&h.relu()?)?.relu()?;
+                h.add(&expand.forward(&conv.forward(&t)?.relu()?)?)
+            }
+            Block::Plain { conv } => conv.forward(&h.relu()?),
+        }
     }
 }
 
 impl Module for Block {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        nn::children(
-            &[
-                ("reduce", &self.reduce as &dyn Module),
-                ("conv", &self.conv),
-                ("expand", &self.expand),
-            ],
-            |m| m.named_parameters(),
-        )
+        match self {
+            Block::Residual {
+                reduce,
+                conv,
+                expand,
+            } => nn::children(
+                &[
+                    ("reduce", reduce as &dyn Module),
+                    ("conv", conv),
+                    ("expand", expand),
+                ],
+                |m| m.named_parameters(),
+            ),
+            Block::Plain { conv } => nn::prefixed("conv", conv.named_parameters()),
+        }
+    }
+}
+
+/// A block run one position at a time ([`PixelCnn::generate`]): its 3x3 convolution reads a
+/// cache of its input, filled as positions come.
+enum BlockAt {
+    Residual {
+        reduce: Pointwise,
+        conv: TapConv,
+        expand: Pointwise,
+        mid: Cache,
+    },
+    Plain {
+        conv: TapConv,
+        input: Cache,
+    },
+}
+
+impl BlockAt {
+    fn of(block: &Block, n: usize, size: usize) -> Result<BlockAt> {
+        let taps = |c: &MaskedConv2d| TapConv::of(&c.weight, c.bias.as_ref(), Some(Mask::B));
+        Ok(match block {
+            Block::Residual {
+                reduce,
+                conv,
+                expand,
+            } => BlockAt::Residual {
+                reduce: Pointwise::of(reduce)?,
+                conv: taps(conv)?,
+                expand: Pointwise::of(expand)?,
+                mid: Cache::new(n, size, conv.weight.shape()[0]),
+            },
+            Block::Plain { conv } => BlockAt::Plain {
+                conv: taps(conv)?,
+                input: Cache::new(n, size, conv.weight.shape()[1]),
+            },
+        })
+    }
+
+    /// The block's output at (r, c), `[n, channels]`, from its input there.
+    fn at(&mut self, h: &Tensor, r: usize, c: usize) -> Result<Tensor> {
+        match self {
+            BlockAt::Residual {
+                reduce,
+                conv,
+                expand,
+                mid,
+            } => {
+                mid.set(r, c, &reduce.apply(&h.relu()?)?.relu()?);
+                h.add(&expand.apply(&conv.at(mid, r, c)?.relu()?)?)
+            }
+            BlockAt::Plain { conv, input } => {
+                input.set(r, c, &h.relu()?);
+                conv.at(input, r, c)
+            }
+        }
     }
 }
 
@@ -138,23 +261,9 @@ impl PixelCnn {
         let f = DType::F32;
         let one = Conv2dOptions::default();
         let input = autoregressive::mask_a_input(c.channels, rng)?;
-        let mut blocks = Vec::with_capacity(c.blocks);
-        for _ in 0..c.blocks {
-            blocks.push(Block {
-                reduce: Conv2d::new(c.channels, c.bottleneck, (1, 1), one.clone(), true, f, rng)?,
-                conv: MaskedConv2d::new(
-                    c.bottleneck,
-                    c.bottleneck,
-                    (3, 3),
-                    Mask::B,
-                    Conv2dOptions::default().padding(1),
-                    true,
-                    f,
-                    rng,
-                )?,
-                expand: Conv2d::new(c.bottleneck, c.channels, (1, 1), one.clone(), true, f, rng)?,
-            });
-        }
+        let blocks = (0..c.blocks)
+            .map(|_| Block::new(c, rng))
+            .collect::<Result<Vec<_>>>()?;
         let head1 = Conv2d::new(c.channels, c.head, (1, 1), one.clone(), true, f, rng)?;
         let head2 = Conv2d::new(c.head, 1, (1, 1), one, true, f, rng)?;
         let mut model = PixelCnn {
@@ -180,7 +289,7 @@ impl PixelCnn {
         autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
         let mut h = self.input.forward(x)?;
         for b in &self.blocks {
-            h = h.add(&b.residual(&h)?)?;
+            h = b.forward(&h)?;
         }
         self.head2.forward(&self.head1.forward(&h.relu()?)?.relu()?)
     }
@@ -237,30 +346,20 @@ impl LikelihoodModel for PixelCnn {
     fn generate(&self, known: &Known, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
         let (n, d, s) = (known.n(), known.pixels(), self.config.image_size);
         let input = TapConv::of(&self.input.weight, self.input.bias.as_ref(), Some(Mask::A))?;
-        let blocks = self
+        let mut blocks = self
             .blocks
             .iter()
-            .map(|b| {
-                Ok((
-                    Pointwise::of(&b.reduce)?,
-                    TapConv::of(&b.conv.weight, b.conv.bias.as_ref(), Some(Mask::B))?,
-                    Pointwise::of(&b.expand)?,
-                ))
-            })
+            .map(|b| BlockAt::of(b, n, s))
             .collect::<Result<Vec<_>>>()?;
         let (head1, head2) = (Pointwise::of(&self.head1)?, Pointwise::of(&self.head2)?);
-        // the image so far, and each block's input to its 3x3 convolution, channels last
+        // the image so far, channels last
         let mut image = Cache::new(n, s, 1);
-        let mut mids: Vec<Cache> = (0..blocks.len())
-            .map(|_| Cache::new(n, s, self.config.bottleneck))
-            .collect();
         let mut logits = Vec::with_capacity(d);
         for i in 0..d {
             let (r, c) = (i / s, i % s);
             let mut h = input.at(&image, r, c)?;
-            for ((reduce, conv, expand), mid) in blocks.iter().zip(mids.iter_mut()) {
-                mid.set(r, c, &reduce.apply(&h.relu()?)?.relu()?);
-                h = h.add(&expand.apply(&conv.at(mid, r, c)?.relu()?)?)?;
+            for block in blocks.iter_mut() {
+                h = block.at(&h, r, c)?;
             }
             let logit = head2.apply(&head1.apply(&h.relu()?)?.relu()?)?;
             image.set(r, c, &known.next(i, &logit, rng)?);
@@ -279,8 +378,13 @@ mod tests {
     use crate::autoregressive::checks;
 
     fn small(size: usize, blocks: usize) -> PixelCnn {
+        small_of(Layout::Residual, size, blocks)
+    }
+
+    fn small_of(layout: Layout, size: usize, blocks: usize) -> PixelCnn {
         PixelCnn::new(
             PixelCnnConfig {
+                layout,
                 image_size: size,
                 channels: 8,
                 bottleneck: 4,
@@ -294,23 +398,47 @@ mod tests {
         .unwrap()
     }
 
+    const LAYOUTS: [Layout; 2] = [Layout::Residual, Layout::Plain];
+
     #[test]
     fn autoregressive_through_gradients() {
         // 8 x 8: the 7x7 kernel and two blocks reach across most of the image
-        let m = small(8, 2);
-        checks::autoregressive(8, |x| m.logits(x));
+        for layout in LAYOUTS {
+            let m = small_of(layout, 8, 2);
+            checks::autoregressive(8, |x| m.logits(x));
+        }
     }
 
     #[test]
     fn probabilities_of_all_images_sum_to_one() {
-        let m = small(3, 2);
-        checks::normalised(3, |x| m.nll(x));
+        for layout in LAYOUTS {
+            let m = small_of(layout, 3, 2);
+            checks::normalised(3, |x| m.nll(x));
+        }
     }
 
     #[test]
     fn fast_generation_matches_full_forward_passes() {
-        let m = small(6, 3);
-        checks::generation_matches_full_passes(6, |x| m.logits(x), |k, rng| m.generate(k, rng));
+        for layout in LAYOUTS {
+            let m = small_of(layout, 6, 3);
+            checks::generation_matches_full_passes(6, |x| m.logits(x), |k, rng| m.generate(k, rng));
+        }
+    }
+
+    #[test]
+    fn reference_preset_is_the_192k_plain_network() {
+        // A7 (1 -> 64), five B3 (64 -> 64), head 64 -> 64 -> 1, every layer with a bias
+        let preset = ENTRY.preset("reference").unwrap();
+        let config = crate::program::run::with_preset(&ENTRY, (ENTRY.default_config)(), preset);
+        let m = PixelCnn::new(
+            ENTRY.parse_config(&config.unwrap()).unwrap(),
+            &mut Rng::new(0),
+        );
+        let m = m.unwrap();
+        assert_eq!(m.config.layout, Layout::Plain);
+        let count: usize = m.named_parameters().iter().map(|(_, t)| t.numel()).sum();
+        let expected = (49 * 64 + 64) + 5 * (9 * 64 * 64 + 64) + (64 * 64 + 64) + (64 + 1);
+        assert_eq!((count, expected), (192_065, 192_065));
     }
 
     #[test]

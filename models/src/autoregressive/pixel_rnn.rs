@@ -77,6 +77,7 @@ pub static ROW_ENTRY: Entry = Entry {
         config: r#"{"layers": 7, "hidden": 16}"#,
         epochs: 20,
         batch_size: 32,
+        patience: None,
     }],
 };
 
@@ -101,6 +102,7 @@ pub static DIAGONAL_ENTRY: Entry = Entry {
         config: r#"{"layers": 7, "hidden": 16}"#,
         epochs: 20,
         batch_size: 32,
+        patience: None,
     }],
 };
 

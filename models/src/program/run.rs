@@ -684,6 +684,10 @@ pub fn train_entry(
             "--patience stops on the validation loss, and this run holds out no validation digits (--val 0, or a GAN)",
         ));
     }
+    // a preset's patience applies where there is something to validate on
+    let patience = req
+        .patience
+        .or(preset.and_then(|p| p.patience).filter(|_| settings.val > 0));
     let deadline = match req.max_minutes {
         Some(m) if !(m > 0.0 && m.is_finite()) => {
             return Err(invalid(format!(
@@ -901,7 +905,7 @@ pub fn train_entry(
         if stop.load(Ordering::SeqCst) {
             return Ok(Outcome::Interrupted { dir, step });
         }
-        if let (Some(p), Some((best_epoch, _))) = (req.patience, best) {
+        if let (Some(p), Some((best_epoch, _))) = (patience, best) {
             if epoch - best_epoch >= p as u64 && epoch < epochs {
                 end_of_training(&dir, model.as_mut(), &data)?;
                 return Ok(Outcome::EarlyStopped {

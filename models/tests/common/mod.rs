@@ -6,7 +6,7 @@
 use autograd::nn::{loss, Reduction};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{DType, Result, Rng, Tensor};
-use models::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
+use models::model::{draw_samples, Entry, Family, GenerativeModel, Losses, Preset};
 use models::program::data::{Batch, Pixels, Split};
 use models::program::eval::{self, EvalContext, Metric};
 use serde::{Deserialize, Serialize};
@@ -90,7 +90,14 @@ pub static PIXELWISE: Entry = Entry {
             epoch: 0,
         }))
     },
-    presets: &[],
+    presets: &[Preset {
+        name: "patient",
+        about: "early stopping after 2 epochs without a better validation loss (a test preset)",
+        config: "{}",
+        epochs: 8,
+        batch_size: 32,
+        patience: Some(2),
+    }],
 };
 
 pub struct Pixelwise {
