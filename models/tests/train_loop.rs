@@ -359,9 +359,16 @@ fn validation_keeps_the_best_epoch_and_patience_stops() {
 fn a_preset_brings_its_patience() {
     let never = AtomicBool::new(false);
     let script = [3.0, 2.0, 2.5, 2.0, 2.2, 0.5, 0.4, 0.3];
-    let mut r = scripted(TempDir::new("preset-patience").path(), 8, &script);
-    r.preset = Some("patient".into());
-    let out = run::train_entry(&PIXELWISE, &r, &never).unwrap();
+    // the test preset "patient" (patience 2) over the scripted validation losses above
+    let outcome = |name: &str, patience: Option<usize>, val: Option<usize>, epochs: usize| {
+        let dir = TempDir::new(name);
+        let mut r = scripted(dir.path(), epochs, &script);
+        r.preset = Some("patient".into());
+        r.patience = patience;
+        r.val = val;
+        run::train_entry(&PIXELWISE, &r, &never).unwrap()
+    };
+    let out = outcome("preset-patience", None, None, 8);
     assert!(
         matches!(
             out,
@@ -373,10 +380,7 @@ fn a_preset_brings_its_patience() {
         ),
         "{out:?}"
     );
-    let mut longer = scripted(TempDir::new("preset-patience-3").path(), 8, &script);
-    longer.preset = Some("patient".into());
-    longer.patience = Some(3);
-    let out = run::train_entry(&PIXELWISE, &longer, &never).unwrap();
+    let out = outcome("preset-patience-3", Some(3), None, 8);
     assert!(
         matches!(
             out,
@@ -388,11 +392,7 @@ fn a_preset_brings_its_patience() {
         ),
         "{out:?}"
     );
-    let mut no_val = scripted(TempDir::new("preset-no-val").path(), 8, &script);
-    no_val.preset = Some("patient".into());
-    no_val.val = Some(0);
-    no_val.epochs = Some(5);
-    let out = run::train_entry(&PIXELWISE, &no_val, &never).unwrap();
+    let out = outcome("preset-no-val", None, Some(0), 5);
     assert!(
         matches!(out, Outcome::Finished { epochs: 5, .. }),
         "{out:?}"
