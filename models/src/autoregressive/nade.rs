@@ -65,8 +65,9 @@ pub struct NadeConfig {
     pub hidden: usize,
     /// Images are `image_size` x `image_size` (28 for MNIST).
     pub image_size: usize,
-    /// How training images become binary (stochastic binarisation by default; evaluation always
-    /// uses the fixed threshold).
+    /// How training images become binary. The fixed threshold by default, the form the test
+    /// uses: after 3 epochs it gives 82.16 nats on the test digits where stochastic binarisation
+    /// gives 84.59 (README.md has the comparison). Evaluation always uses the threshold.
     pub pixels: Pixels,
 }
 
@@ -76,7 +77,7 @@ impl Default for NadeConfig {
             lr: 5e-3,
             hidden: 500,
             image_size: autoregressive::default_image_size(),
-            pixels: Pixels::Stochastic,
+            pixels: Pixels::Threshold,
         }
     }
 }

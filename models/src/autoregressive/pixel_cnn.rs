@@ -90,8 +90,10 @@ pub struct PixelCnnConfig {
     pub head: usize,
     /// Images are `image_size` x `image_size` (28 for MNIST).
     pub image_size: usize,
-    /// How training images become binary (stochastic binarisation by default; evaluation always
-    /// uses the fixed threshold).
+    /// How training images become binary. The fixed threshold by default, the form the test
+    /// uses: early-stopped, the default network gives 73.00 nats on the test digits where
+    /// stochastic binarisation gives 78.42 (README.md has the comparison). Evaluation always
+    /// uses the threshold.
     pub pixels: Pixels,
 }
 
@@ -105,7 +107,7 @@ impl Default for PixelCnnConfig {
             blocks: 6,
             head: 32,
             image_size: autoregressive::default_image_size(),
-            pixels: Pixels::Stochastic,
+            pixels: Pixels::Threshold,
         }
     }
 }

@@ -135,8 +135,10 @@ pub struct PixelRnnConfig {
     pub head: usize,
     /// Images are `image_size` x `image_size` (28 for MNIST).
     pub image_size: usize,
-    /// How training images become binary (stochastic binarisation by default; evaluation always
-    /// uses the fixed threshold).
+    /// How training images become binary. The fixed threshold by default, the form the test
+    /// uses: early-stopped, the Row LSTM gives 69.81 nats on the test digits where stochastic
+    /// binarisation gives 75.70, the Diagonal BiLSTM 63.96 where it gives 74.16 (README.md has
+    /// the comparison). Evaluation always uses the threshold.
     pub pixels: Pixels,
 }
 
@@ -149,7 +151,7 @@ impl PixelRnnConfig {
             layers: 2,
             head: 32,
             image_size: autoregressive::default_image_size(),
-            pixels: Pixels::Stochastic,
+            pixels: Pixels::Threshold,
         }
     }
 
