@@ -35,7 +35,7 @@ pub static ENTRY: Entry = Entry {
     build: |cfg, _rng| Ok(Box::new(Fvsbn::new(ENTRY.parse_config(cfg)?)?)),
     presets: &[Preset {
         name: "reference",
-        about: "the PyTorch reference of README.md: the defaults (thresholded digits), early-stopped after 10 epochs without a better validation loss; about 1.5 min (estimated from the default run)",
+        about: "the PyTorch reference of README.md: the defaults (thresholded digits), early-stopped after 10 epochs without a better validation loss; about 70 s on the 2-core CPU (measured: best epoch 158 of 168, 81.8 nats)",
         config: "{}",
         epochs: 200,
         batch_size: 64,

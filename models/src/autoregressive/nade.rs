@@ -48,7 +48,7 @@ pub static ENTRY: Entry = Entry {
         },
         Preset {
             name: "reference",
-            about: "the PyTorch reference of README.md: H = 500 on thresholded digits, early-stopped after 2 epochs without a better validation loss, at most 30; at most 35 min (estimated)",
+            about: "the PyTorch reference of README.md: H = 500 on thresholded digits, early-stopped after 2 epochs without a better validation loss, at most 30; about 10 min on the 2-core CPU (measured: best epoch 6 of 8, 79.0 nats)",
             config: r#"{"hidden": 500, "pixels": "threshold"}"#,
             epochs: 30,
             batch_size: 16,

@@ -53,7 +53,7 @@ pub static ENTRY: Entry = Entry {
         },
         Preset {
             name: "reference",
-            about: "the PyTorch reference of README.md: 784-400-20 on thresholded digits, early-stopped after 10 epochs without a better validation loss; about 40 s (estimated)",
+            about: "the PyTorch reference of README.md: 784-400-20 on thresholded digits, early-stopped after 10 epochs without a better validation loss; about 30 s on the 2-core CPU (measured: best epoch 64 of 74, IWAE k = 500 87.4 nats)",
             config: r#"{"hidden": 400, "latent": 20, "pixels": "threshold"}"#,
             epochs: 300,
             batch_size: 128,
