@@ -341,17 +341,31 @@ impl Infogan {
         ce.add(&gauss.mul_scalar(self.config.lambda_continuous)?)
     }
 
+    /// D's side of a step on real `x` and generated `fake`: the BCE of D and its trunk (real 1,
+    /// generated 0), and Q's head's information term on the trunk's detached features, so that
+    /// the trunk learns only real against fake. Returns (BCE, information term, real logits,
+    /// fake logits).
+    fn discriminator_objective(
+        &mut self,
+        x: &Tensor,
+        fake: &Tensor,
+        codes: &Codes,
+    ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let real_logits = self.discriminator.forward(x)?;
+        let features = self.discriminator.trunk.features(&fake.detach())?;
+        let fake_logits = self.discriminator.head.forward(&features)?;
+        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
+        let info = self.information_loss(&features.detach(), codes)?;
+        Ok((d_loss, info, real_logits, fake_logits))
+    }
+
     fn step(&mut self, x: &Tensor, rng: &mut Rng) -> Result<Losses> {
         let n = x.shape().first().copied().unwrap_or(0);
         let lambda = self.config.lambda;
         let codes = Codes::draw(n, self.config.noise, rng)?;
         let fake = self.generator.forward(&codes.input()?)?;
-        // D and its trunk: real 1, generated 0; Q's head: the code read back from the image
-        let real_logits = self.discriminator.forward(x)?;
-        let features = self.discriminator.trunk.features(&fake.detach())?;
-        let fake_logits = self.discriminator.head.forward(&features)?;
-        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
-        let info = self.information_loss(&features.detach(), &codes)?;
+        let (d_loss, info, real_logits, fake_logits) =
+            self.discriminator_objective(x, &fake, &codes)?;
         self.opt_d.zero_grad();
         d_loss.add(&info.mul_scalar(lambda)?)?.backward()?;
         self.opt_d.step()?;
@@ -603,6 +617,29 @@ mod tests {
             gan.information_loss(&f, codes)?.item()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn in_d_s_step_the_information_term_trains_q_and_not_the_trunk() {
+        let m = crate::program::data::embedded().unwrap();
+        let x = m.train.batch(&(0..8).collect::<Vec<_>>());
+        let x = x.tensor(Pixels::Symmetric, &mut Rng::new(0)).unwrap();
+        let mut rng = Rng::new(3);
+        let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
+        let codes = Codes::draw(8, gan.config.noise, &mut rng).unwrap();
+        let fake = gan.generator.forward(&codes.input().unwrap()).unwrap();
+        let (_, info, _, _) = gan.discriminator_objective(&x, &fake, &codes).unwrap();
+        info.backward().unwrap();
+        let moved = |params: Vec<(String, Tensor)>| {
+            params
+                .iter()
+                .filter_map(|(_, p)| p.grad())
+                .map(|g| g.to_vec_f64().iter().map(|v| v.abs()).sum::<f64>())
+                .sum::<f64>()
+        };
+        assert_eq!(moved(gan.discriminator.trunk.named_parameters()), 0.0);
+        assert_eq!(moved(gan.generator.named_parameters()), 0.0);
+        assert!(moved(gan.q.named_parameters()) > 0.0);
     }
 
     #[test]
