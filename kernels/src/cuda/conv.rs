@@ -7,8 +7,8 @@ use super::{driver_error, Gpu, GpuError};
 use crate::desc::ConvGeometry;
 use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
 
-const MODULE: &str = "conv";
-const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("conv.cu"));
+pub(crate) const MODULE: &str = "conv";
+pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("conv.cu"));
 const TILE: usize = 64;
 
 /// The launch argument describing the geometry (`ConvShape` in the .cu file).

@@ -6,8 +6,8 @@ use crate::desc::{BinaryKind, UnaryKind};
 use crate::float::Float;
 use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
 
-const MODULE: &str = "elementwise";
-const SOURCE: &str = include_str!("elementwise.cu");
+pub(crate) const MODULE: &str = "elementwise";
+pub(crate) const SOURCE: &str = include_str!("elementwise.cu");
 
 /// The most axes a broadcasting view may have on the GPU (`MAX_RANK` in the .cu file).
 pub const MAX_RANK: usize = 6;

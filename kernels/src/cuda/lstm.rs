@@ -6,8 +6,8 @@ use super::elementwise::GpuFloat;
 use super::{driver_error, grid_for, Gpu, GpuError};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
-const MODULE: &str = "lstm";
-const SOURCE: &str = include_str!("lstm.cu");
+pub(crate) const MODULE: &str = "lstm";
+pub(crate) const SOURCE: &str = include_str!("lstm.cu");
 
 fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
     if len < need {

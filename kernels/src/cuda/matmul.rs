@@ -5,8 +5,8 @@ use super::elementwise::GpuFloat;
 use super::{driver_error, Gpu, GpuError};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
-const MODULE: &str = "matmul";
-const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
+pub(crate) const MODULE: &str = "matmul";
+pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
 const TILE: usize = 64;
 
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.

@@ -11,6 +11,7 @@
 //! the parity tests in `kernels/tests/cuda_parity.rs` are what verifies it on a GPU machine.
 
 pub mod conv;
+pub mod cubin;
 pub mod elementwise;
 pub mod lstm;
 pub mod matmul;
@@ -130,10 +131,7 @@ impl Gpu {
             Some(m) => m.clone(),
             None => {
                 let options = cudarc::nvrtc::CompileOptions {
-                    options: vec![
-                        format!("--gpu-architecture={}", self.arch),
-                        "--std=c++17".into(),
-                    ],
+                    options: cubin::compile_options(&self.arch),
                     ..Default::default()
                 };
                 let ptx = cudarc::nvrtc::compile_ptx_with_opts(source, options).map_err(|e| {

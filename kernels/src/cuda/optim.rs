@@ -5,8 +5,8 @@ use super::{driver_error, grid_for, Gpu, GpuError};
 use crate::desc::AdamStep;
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
-const MODULE: &str = "optim";
-const SOURCE: &str = include_str!("optim.cu");
+pub(crate) const MODULE: &str = "optim";
+pub(crate) const SOURCE: &str = include_str!("optim.cu");
 
 /// One Adam step over the first `n` elements of p, in place, with gradient g and state m, v.
 pub fn adam<T: GpuFloat>(

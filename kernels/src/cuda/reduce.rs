@@ -5,8 +5,8 @@ use super::elementwise::GpuFloat;
 use super::{driver_error, grid_for, Gpu, GpuError};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
-const MODULE: &str = "reduce";
-const SOURCE: &str = include_str!("reduce.cu");
+pub(crate) const MODULE: &str = "reduce";
+pub(crate) const SOURCE: &str = include_str!("reduce.cu");
 
 /// Which fold.
 #[derive(Clone, Copy, Debug, PartialEq)]
