@@ -11,19 +11,56 @@ struct ConvShape {
     long long groups, ntaps;
 };
 
+// Index arithmetic without a division per loaded element: each kernel splits its column index
+// (fixed for the block) once per block and its k index once per k slice, by BN or BK threads,
+// into offsets and positions kept in shared memory (-1 offsets mark the padding past the last
+// column or k); the loaders then only add and compare. Dividing in 64 bits is a software
+// routine on the GPU, which the loaders called per element before.
+
 template <typename T>
 __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y, ConvShape s) {
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
+    // per column (n, oh, ow): its group's channels in x, its place in y, its window's corner
+    __shared__ long long col_x[BN], col_y[BN];
+    __shared__ int col_ih[BN], col_iw[BN];
+    // per k (ci, tap) of the slice: the channel's offset and the tap's
+    __shared__ long long k_x[BK];
+    __shared__ int k_dh[BK], k_dw[BK];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
-    const long long k = cig * s.ntaps, l = s.ho * s.wo, cols = s.n * l;
+    const long long k = cig * s.ntaps, l = s.ho * s.wo, cols = s.n * l, plane = s.h * s.w;
     const long long grp = blockIdx.z;
     const int tid = threadIdx.x;
     TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    if (tid < BN) {
+        long long col = col0 + tid;
+        if (col < cols) {
+            long long img = col / l, pos = col % l;
+            col_x[tid] = (img * s.c_in + grp * cig) * plane;
+            col_y[tid] = (img * s.c_out + grp * cog) * l + pos;
+            col_ih[tid] = (int)((pos / s.wo) * s.stride_h - s.pad_top);
+            col_iw[tid] = (int)((pos % s.wo) * s.stride_w - s.pad_left);
+        } else {
+            col_x[tid] = -1;
+        }
+    }
+    __syncthreads();
     T acc[TM][TN];
     tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
+        if (tid < BK) {
+            long long pp = p0 + tid;
+            if (pp < k) {
+                long long ci = pp / s.ntaps, t = pp % s.ntaps;
+                k_x[tid] = ci * plane;
+                k_dh[tid] = (int)(taps[2 * t] * s.dil_h);
+                k_dw[tid] = (int)(taps[2 * t + 1] * s.dil_w);
+            } else {
+                k_x[tid] = -1;
+            }
+        }
+        __syncthreads();
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
             long long r = row0 + i, pp = p0 + p;
@@ -31,15 +68,11 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
-            long long col = col0 + j, pp = p0 + p;
             T v = T(0);
-            if (col < cols && pp < k) {
-                long long img = col / l, pos = col % l, oh = pos / s.wo, ow = pos % s.wo;
-                long long ci = pp / s.ntaps, t = pp % s.ntaps;
-                long long ih = oh * s.stride_h - s.pad_top + taps[2 * t] * s.dil_h;
-                long long iw = ow * s.stride_w - s.pad_left + taps[2 * t + 1] * s.dil_w;
+            if (col_x[j] >= 0 && k_x[p] >= 0) {
+                int ih = col_ih[j] + k_dh[p], iw = col_iw[j] + k_dw[p];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                    v = x[((img * s.c_in + grp * cig + ci) * s.h + ih) * s.w + iw];
+                    v = x[col_x[j] + k_x[p] + (long long)ih * s.w + iw];
             }
             bs[p][j] = v;
         }
@@ -50,11 +83,8 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
     for (int i = 0; i < TM; ++i) {
         long long r = row0 + tr * TM + i;
         for (int j = 0; j < TN; ++j) {
-            long long col = col0 + tc * TN + j;
-            if (r < cog && col < cols) {
-                long long img = col / l, pos = col % l;
-                y[(img * s.c_out + grp * cog + r) * l + pos] = acc[i][j];
-            }
+            int c = tc * TN + j;
+            if (r < cog && col_x[c] >= 0) y[col_y[c] + r * l] = acc[i][j];
         }
     }
 }
@@ -68,38 +98,62 @@ template <typename T>
 __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T* dx, ConvShape s) {
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
+    // per column (n, ih, iw): its group's channels in dy, its place in dx, its padded position
+    __shared__ long long col_dy[BN], col_dx[BN];
+    __shared__ int col_h[BN], col_w[BN];
+    // per k (co, tap) of the slice: the channel's offset in dy, its weights' start, the tap
+    __shared__ long long k_dy[BK], k_w[BK];
+    __shared__ int k_dh[BK], k_dw[BK];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long k = cog * s.ntaps, plane = s.h * s.w, cols = s.n * plane, l = s.ho * s.wo;
     const long long grp = blockIdx.z;
     const int tid = threadIdx.x;
+    const int stride_h = (int)s.stride_h, stride_w = (int)s.stride_w;
     TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    if (tid < BN) {
+        long long col = col0 + tid;
+        if (col < cols) {
+            long long img = col / plane, q = col % plane;
+            col_dy[tid] = (img * s.c_out + grp * cog) * l;
+            col_dx[tid] = (img * s.c_in + grp * cig) * plane + q;
+            col_h[tid] = (int)(q / s.w + s.pad_top);
+            col_w[tid] = (int)(q % s.w + s.pad_left);
+        } else {
+            col_dy[tid] = -1;
+        }
+    }
+    __syncthreads();
     T acc[TM][TN];
     tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
+        if (tid < BK) {
+            long long pp = p0 + tid;
+            if (pp < k) {
+                long long co = pp / s.ntaps, t = pp % s.ntaps;
+                k_dy[tid] = co * l;
+                k_w[tid] = (grp * cog + co) * cig * s.ntaps + t;
+                k_dh[tid] = (int)(taps[2 * t] * s.dil_h);
+                k_dw[tid] = (int)(taps[2 * t + 1] * s.dil_w);
+            } else {
+                k_dy[tid] = -1;
+            }
+        }
+        __syncthreads();
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
-            long long ci = row0 + i, pp = p0 + p;
-            T v = T(0);
-            if (ci < cig && pp < k) {
-                long long co = pp / s.ntaps, t = pp % s.ntaps;
-                v = w[((grp * cog + co) * cig + ci) * s.ntaps + t];
-            }
-            as[p][i] = v;
+            long long ci = row0 + i;
+            as[p][i] = (ci < cig && k_dy[p] >= 0) ? w[k_w[p] + ci * s.ntaps] : T(0);
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
-            long long col = col0 + j, pp = p0 + p;
             T v = T(0);
-            if (col < cols && pp < k) {
-                long long img = col / plane, q = col % plane, ih = q / s.w, iw = q % s.w;
-                long long co = pp / s.ntaps, t = pp % s.ntaps;
-                long long sh = ih + s.pad_top - taps[2 * t] * s.dil_h;
-                long long sw = iw + s.pad_left - taps[2 * t + 1] * s.dil_w;
-                if (sh >= 0 && sw >= 0 && sh % s.stride_h == 0 && sw % s.stride_w == 0) {
-                    long long oh = sh / s.stride_h, ow = sw / s.stride_w;
+            if (col_dy[j] >= 0 && k_dy[p] >= 0) {
+                int sh = col_h[j] - k_dh[p], sw = col_w[j] - k_dw[p];
+                if (sh >= 0 && sw >= 0 && sh % stride_h == 0 && sw % stride_w == 0) {
+                    int oh = sh / stride_h, ow = sw / stride_w;
                     if (oh < s.ho && ow < s.wo)
-                        v = dy[(img * s.c_out + grp * cog + co) * l + oh * s.wo + ow];
+                        v = dy[col_dy[j] + k_dy[p] + (long long)oh * s.wo + ow];
                 }
             }
             bs[p][j] = v;
@@ -111,11 +165,8 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
     for (int i = 0; i < TM; ++i) {
         long long ci = row0 + tr * TM + i;
         for (int j = 0; j < TN; ++j) {
-            long long col = col0 + tc * TN + j;
-            if (ci < cig && col < cols) {
-                long long img = col / plane, q = col % plane;
-                dx[(img * s.c_in + grp * cig + ci) * plane + q] = acc[i][j];
-            }
+            int c = tc * TN + j;
+            if (ci < cig && col_dy[c] >= 0) dx[col_dx[c] + ci * plane] = acc[i][j];
         }
     }
 }
@@ -127,36 +178,59 @@ template <typename T>
 __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, T* dw, ConvShape s) {
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
+    // per column (ci, tap): the channel's offset in x and the tap's
+    __shared__ long long col_x[BN];
+    __shared__ int col_dh[BN], col_dw[BN];
+    // per k (n, output position) of the slice: the sample's group in x, its place in dy, and
+    // the window's corner
+    __shared__ long long k_x[BK], k_dy[BK];
+    __shared__ int k_ih[BK], k_iw[BK];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
-    const long long l = s.ho * s.wo, k = s.n * l, cols = cig * s.ntaps;
+    const long long l = s.ho * s.wo, k = s.n * l, cols = cig * s.ntaps, plane = s.h * s.w;
     const long long grp = blockIdx.z;
     const int tid = threadIdx.x;
     TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    if (tid < BN) {
+        long long col = col0 + tid;
+        if (col < cols) {
+            long long ci = col / s.ntaps, t = col % s.ntaps;
+            col_x[tid] = ci * plane;
+            col_dh[tid] = (int)(taps[2 * t] * s.dil_h);
+            col_dw[tid] = (int)(taps[2 * t + 1] * s.dil_w);
+        } else {
+            col_x[tid] = -1;
+        }
+    }
+    __syncthreads();
     T acc[TM][TN];
     tile_zero(acc);
     for (long long p0 = 0; p0 < k; p0 += BK) {
+        if (tid < BK) {
+            long long pp = p0 + tid;
+            if (pp < k) {
+                long long img = pp / l, pos = pp % l;
+                k_x[tid] = (img * s.c_in + grp * cig) * plane;
+                k_dy[tid] = (img * s.c_out + grp * cog) * l + pos;
+                k_ih[tid] = (int)((pos / s.wo) * s.stride_h - s.pad_top);
+                k_iw[tid] = (int)((pos % s.wo) * s.stride_w - s.pad_left);
+            } else {
+                k_x[tid] = -1;
+            }
+        }
+        __syncthreads();
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
-            long long co = row0 + i, pp = p0 + p;
-            T v = T(0);
-            if (co < cog && pp < k) {
-                long long img = pp / l, pos = pp % l;
-                v = dy[(img * s.c_out + grp * cog + co) * l + pos];
-            }
-            as[p][i] = v;
+            long long co = row0 + i;
+            as[p][i] = (co < cog && k_x[p] >= 0) ? dy[k_dy[p] + co * l] : T(0);
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
-            long long col = col0 + j, pp = p0 + p;
             T v = T(0);
-            if (col < cols && pp < k) {
-                long long img = pp / l, pos = pp % l, oh = pos / s.wo, ow = pos % s.wo;
-                long long ci = col / s.ntaps, t = col % s.ntaps;
-                long long ih = oh * s.stride_h - s.pad_top + taps[2 * t] * s.dil_h;
-                long long iw = ow * s.stride_w - s.pad_left + taps[2 * t + 1] * s.dil_w;
+            if (col_x[j] >= 0 && k_x[p] >= 0) {
+                int ih = k_ih[p] + col_dh[j], iw = k_iw[p] + col_dw[j];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                    v = x[((img * s.c_in + grp * cig + ci) * s.h + ih) * s.w + iw];
+                    v = x[k_x[p] + col_x[j] + (long long)ih * s.w + iw];
             }
             bs[p][j] = v;
         }
