@@ -42,6 +42,23 @@ fn accumulate(grads: &mut HashMap<TensorId, Tensor>, id: TensorId, g: Tensor) ->
     Ok(())
 }
 
+/// The tensors of `order` (inputs first) through which a gradient reaches a tensor of `keep`:
+/// those in `keep` and those with such an input. The walk computes gradients only for these,
+/// so a gradient that would only flow to tensors nobody asked for is never computed (PyTorch's
+/// `backward(inputs=...)`: a G step does not compute D's weight gradients).
+fn leading_to(order: &[Tensor], keep: &HashSet<TensorId>) -> HashSet<TensorId> {
+    let mut needed = HashSet::new();
+    for t in order {
+        let feeds_kept = keep.contains(&t.id())
+            || t.op()
+                .is_some_and(|op| op.inputs().iter().any(|i| needed.contains(&i.id())));
+        if feeds_kept {
+            needed.insert(t.id());
+        }
+    }
+    needed
+}
+
 /// Runs the backward walk. Returns the gradient of every tensor in `keep` that was reached.
 fn run(
     outputs: &[Tensor],
@@ -68,15 +85,18 @@ fn run(
         accumulate(&mut grads, out.id(), g)?;
     }
     let mut kept = HashMap::new();
-    for t in topological_order(outputs).into_iter().rev() {
+    let order = topological_order(outputs);
+    let needed = leading_to(&order, keep);
+    let wants = |x: &Tensor| needed.contains(&x.id());
+    for t in order.into_iter().rev() {
         let g = match grads.remove(&t.id()) {
             Some(g) => g,
             None => continue,
         };
-        if let Some(op) = t.op() {
-            let input_grads = backward(op, &t, &g)?;
+        if let Some(op) = t.op().filter(|op| op.inputs().into_iter().any(wants)) {
+            let input_grads = backward(op, &t, &g, &wants)?;
             for (input, ig) in op.inputs().into_iter().zip(input_grads) {
-                if let (true, Some(ig)) = (input.requires_grad(), ig) {
+                if let (true, Some(ig)) = (wants(input), ig) {
                     accumulate(&mut grads, input.id(), ig)?;
                 }
             }
@@ -158,7 +178,25 @@ impl Tensor {
         self.backward_impl(&[], true)
     }
 
+    /// Backward from a scalar into the `.grad()` of `leaves` only (PyTorch's
+    /// `backward(inputs=leaves)`): other leaves are left as they are, and gradients that would
+    /// reach only them are not computed. One player's step of a GAN uses it, so G's step does
+    /// not pay for D's weight gradients.
+    pub fn backward_into(&self, leaves: &[Tensor]) -> Result<()> {
+        self.backward_select(&[], false, Some(leaves))
+    }
+
     fn backward_impl(&self, grad_outputs: &[Tensor], create_graph: bool) -> Result<()> {
+        self.backward_select(grad_outputs, create_graph, None)
+    }
+
+    /// Backward into the reachable leaves, or into those of `only` among them.
+    fn backward_select(
+        &self,
+        grad_outputs: &[Tensor],
+        create_graph: bool,
+        only: Option<&[Tensor]>,
+    ) -> Result<()> {
         if !self.requires_grad() {
             return Err(Error::grad(
                 "backward",
@@ -167,7 +205,11 @@ impl Tensor {
         }
         let outputs = std::slice::from_ref(self);
         let seeds = seed_gradients(outputs, grad_outputs)?;
-        let leaves = reachable_leaves(outputs);
+        let mut leaves = reachable_leaves(outputs);
+        if let Some(only) = only {
+            let wanted: HashSet<TensorId> = only.iter().map(|t| t.id()).collect();
+            leaves.retain(|t| wanted.contains(&t.id()));
+        }
         let keep: HashSet<TensorId> = leaves.iter().map(|t| t.id()).collect();
         let mut got = run(outputs, &seeds, &keep, create_graph)?;
         let _mode = GradModeGuard::set(create_graph);

@@ -10,10 +10,17 @@ use crate::op::Op;
 use crate::tensor::Tensor;
 use kernels::desc::{BinaryKind, UnaryKind};
 
-/// Gradients for `op.inputs()`, in order; `None` for inputs that do not require grad.
-pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+/// Gradients for `op.inputs()`, in order; `None` for inputs the walk does not want (those that
+/// do not require grad, or through which no requested gradient flows: `wants_input`). A rule
+/// may return a gradient for an unwanted input; the engine drops it.
+pub(crate) fn backward(
+    op: &Op,
+    out: &Tensor,
+    g: &Tensor,
+    wants_input: &dyn Fn(&Tensor) -> bool,
+) -> Result<Vec<Option<Tensor>>> {
     let inputs = op.inputs();
-    let wants = |i: usize| inputs[i].requires_grad();
+    let wants = |i: usize| wants_input(inputs[i]);
     let only_if =
         |i: usize, f: &dyn Fn() -> Result<Tensor>| if wants(i) { f().map(Some) } else { Ok(None) };
     match op {
@@ -116,7 +123,7 @@ pub(crate) fn backward(op: &Op, out: &Tensor, g: &Tensor) -> Result<Vec<Option<T
             let mut grads = Vec::with_capacity(xs.len());
             for x in xs {
                 let len = x.shape()[*axis];
-                grads.push(if x.requires_grad() {
+                grads.push(if wants_input(x) {
                     Some(g.narrow(*axis as isize, start, len)?)
                 } else {
                     None

@@ -135,3 +135,66 @@ fn deep_chains_do_not_overflow_the_stack() {
     assert_eq!(x.grad().unwrap().to_vec_f64(), vec![1.0]);
     drop(y);
 }
+
+/// Counts how often its backward runs; the value passes through unchanged.
+struct CountedIdentity(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl autograd::CustomBackward for CountedIdentity {
+    fn name(&self) -> &'static str {
+        "counted_identity"
+    }
+    fn backward(
+        &self,
+        _inputs: &[Tensor],
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> autograd::Result<Vec<Tensor>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(vec![grad.clone()])
+    }
+}
+
+#[test]
+fn backward_into_fills_only_the_named_leaves_and_skips_the_rest_of_the_graph() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // loss = sum(a * counted(b)): a's gradient needs b's value, not b's branch's backward
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let build = |a: &Tensor, b: &Tensor| {
+        let value = no_grad(|| b.mul_scalar(1.0)).unwrap();
+        let counted = Tensor::from_custom_op(
+            &value,
+            vec![b.clone()],
+            std::sync::Arc::new(CountedIdentity(calls.clone())),
+        );
+        a.mul(&counted).unwrap().sum_all().unwrap()
+    };
+    let (a, b) = (var(&[1.0, 2.0], &[2]), var(&[3.0, 5.0], &[2]));
+    build(&a, &b)
+        .backward_into(std::slice::from_ref(&a))
+        .unwrap();
+    assert_eq!(a.grad().unwrap().to_vec_f64(), vec![3.0, 5.0]);
+    assert!(b.grad().is_none(), "b was not asked for");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "b's branch was differentiated"
+    );
+    // the full backward still walks it, and backward_into(a) gives a the same gradient
+    let (a2, b2) = (var(&[1.0, 2.0], &[2]), var(&[3.0, 5.0], &[2]));
+    build(&a2, &b2).backward().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        a2.grad().unwrap().to_vec_f64(),
+        a.grad().unwrap().to_vec_f64()
+    );
+    assert_eq!(b2.grad().unwrap().to_vec_f64(), vec![1.0, 2.0]);
+    // grad() prunes the same way
+    let (a3, b3) = (var(&[1.0, 2.0], &[2]), var(&[3.0, 5.0], &[2]));
+    let got = grad(&[build(&a3, &b3)], &[], std::slice::from_ref(&a3), false).unwrap();
+    assert_eq!(got[0].as_ref().unwrap().to_vec_f64(), vec![3.0, 5.0]);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "grad() differentiated b's branch"
+    );
+}

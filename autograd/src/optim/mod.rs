@@ -46,6 +46,16 @@ pub trait Optimizer {
     /// One update of every parameter that has a gradient.
     fn step(&mut self) -> Result<()>;
 
+    /// One step down `loss`: clears the gradients, backpropagates into this optimizer's
+    /// parameters only ([`Tensor::backward_into`]: gradients that would reach only other
+    /// leaves are not computed, and those leaves' `.grad()` is left alone), and updates them.
+    fn minimize(&mut self, loss: &Tensor) -> Result<()> {
+        self.zero_grad();
+        let params: Vec<Tensor> = self.params().iter().map(|(_, p)| p.clone()).collect();
+        loss.backward_into(&params)?;
+        self.step()
+    }
+
     /// Clears every parameter's gradient (PyTorch's `zero_grad(set_to_none=True)`).
     fn zero_grad(&self) {
         for (_, p) in self.params() {

@@ -366,17 +366,15 @@ impl Infogan {
         let fake = self.generator.forward(&codes.input()?)?;
         let (d_loss, info, real_logits, fake_logits) =
             self.discriminator_objective(x, &fake, &codes)?;
-        self.opt_d.zero_grad();
-        d_loss.add(&info.mul_scalar(lambda)?)?.backward()?;
-        self.opt_d.step()?;
+        self.opt_d
+            .minimize(&d_loss.add(&info.mul_scalar(lambda)?)?)?;
         self.monitor.record(&real_logits, &fake_logits);
         // G: fool the updated D and keep its code readable by the updated Q
         let features = self.discriminator.trunk.features(&fake)?;
         let g_loss = bce_to(&self.discriminator.head.forward(&features)?, 1.0)?;
         let g_info = self.information_loss(&features, &codes)?;
-        self.opt_g.zero_grad();
-        g_loss.add(&g_info.mul_scalar(lambda)?)?.backward()?;
-        self.opt_g.step()?;
+        self.opt_g
+            .minimize(&g_loss.add(&g_info.mul_scalar(lambda)?)?)?;
         Ok(vec![
             ("d_loss".into(), d_loss.item()?),
             ("g_loss".into(), g_loss.item()?),

@@ -153,9 +153,7 @@ impl<G: Network, D: Network> Players<G, D> {
         )?;
         // G's step: through the updated D to the generated images' graph
         let g_loss = generator_loss(&self.discriminator.forward(&fake)?, loss)?;
-        self.opt_g.zero_grad();
-        g_loss.backward()?;
-        self.opt_g.step()?;
+        self.opt_g.minimize(&g_loss)?;
         Ok(vec![
             ("d_loss".into(), d_loss),
             ("g_loss".into(), g_loss.item()?),
@@ -175,9 +173,7 @@ pub fn discriminator_step(
     let real_logits = d.forward(x)?;
     let fake_logits = d.forward(&fake.detach())?;
     let loss = discriminator_loss(&real_logits, &fake_logits)?;
-    opt.zero_grad();
-    loss.backward()?;
-    opt.step()?;
+    opt.minimize(&loss)?;
     monitor.record(&real_logits, &fake_logits);
     loss.item()
 }

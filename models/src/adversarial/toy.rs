@@ -171,9 +171,7 @@ pub fn train_discriminator(toy: &Toy, steps: usize, rng: &mut Rng) -> Result<Toy
         let real = Tensor::from_vec(real, &[batch, 1])?;
         let fake = Tensor::from_vec(fake, &[batch, 1])?;
         let loss = discriminator_loss(&net.forward(&real)?, &net.forward(&fake)?)?;
-        opt.zero_grad();
-        loss.backward()?;
-        opt.step()?;
+        opt.minimize(&loss)?;
     }
     Ok(ToyDiscriminator { net })
 }

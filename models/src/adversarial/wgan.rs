@@ -222,9 +222,7 @@ impl Wgan {
             critic_loss = critic_loss.add(&gp.mul_scalar(lambda)?)?;
             penalty = Some(gp.item()?);
         }
-        p.opt_d.zero_grad();
-        critic_loss.backward()?;
-        p.opt_d.step()?;
+        p.opt_d.minimize(&critic_loss)?;
         if let Constraint::Clip(c) = self.config.constraint {
             clip(&p.discriminator, c)?;
         }
@@ -244,9 +242,7 @@ impl Wgan {
                 .forward(&p.generator.forward(&z)?)?
                 .mean_all()?
                 .neg()?;
-            p.opt_g.zero_grad();
-            g_loss.backward()?;
-            p.opt_g.step()?;
+            p.opt_g.minimize(&g_loss)?;
             out.push(("g_loss".into(), g_loss.item()?));
         }
         Ok(out)

@@ -77,9 +77,7 @@ impl<M: LikelihoodModel> GenerativeModel for M {
         let x = batch.tensor(self.training_pixels(), rng)?;
         let loss = self.nll(&x)?.mean_all()?;
         let opt = self.optimizer_mut();
-        opt.zero_grad();
-        loss.backward()?;
-        opt.step()?;
+        opt.minimize(&loss)?;
         Ok(vec![("loss".into(), loss.item()?)])
     }
 

@@ -350,9 +350,7 @@ impl GenerativeModel for Aae {
         // reconstruction phase: encoder and decoder
         let z = self.encode_sample(&x, rng)?;
         let recon = bernoulli_nll(&self.decode_logits(&z)?, &x)?.mean_all()?;
-        self.opt_ae.zero_grad();
-        recon.backward()?;
-        self.opt_ae.step()?;
+        self.opt_ae.minimize(&recon)?;
         // regularisation phase, 1: the discriminator tells prior draws (1) from codes (0)
         let digits = batch.label_indices();
         let (labels, components) = if self.config.use_labels {
@@ -365,15 +363,11 @@ impl GenerativeModel for Aae {
         let z_data = no_grad(|| self.encode_sample(&x, rng))?;
         let d_loss = bce_to(&self.discriminate(&z_prior, labels.as_ref())?, 1.0)?
             .add(&bce_to(&self.discriminate(&z_data, labels.as_ref())?, 0.0)?)?;
-        self.opt_d.zero_grad();
-        d_loss.backward()?;
-        self.opt_d.step()?;
+        self.opt_d.minimize(&d_loss)?;
         // regularisation phase, 2: the encoder, as the generator, makes its codes pass for prior draws
         let z = self.encode_sample(&x, rng)?;
         let g_loss = bce_to(&self.discriminate(&z, labels.as_ref())?, 1.0)?;
-        self.opt_g.zero_grad();
-        g_loss.backward()?;
-        self.opt_g.step()?;
+        self.opt_g.minimize(&g_loss)?;
         Ok(vec![
             ("reconstruction".into(), recon.item()?),
             ("d_loss".into(), d_loss.item()?),

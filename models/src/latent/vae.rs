@@ -398,9 +398,7 @@ impl GenerativeModel for Vae {
         let (recon, kl) = self.elbo_terms(&x, rng)?;
         let (recon, kl) = (recon.mean_all()?, kl.mean_all()?);
         let loss = recon.add(&kl)?;
-        self.opt.zero_grad();
-        loss.backward()?;
-        self.opt.step()?;
+        self.opt.minimize(&loss)?;
         Ok(vec![
             ("loss".into(), loss.item()?),
             ("reconstruction".into(), recon.item()?),

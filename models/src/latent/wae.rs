@@ -316,9 +316,7 @@ impl GenerativeModel for Wae {
             let z_data = autograd::no_grad(|| self.encoder.forward(&x.reshape(&[n, PIXELS])?))?;
             let d_loss =
                 bce_to(&d.forward(&z_prior)?, 1.0)?.add(&bce_to(&d.forward(&z_data)?, 0.0)?)?;
-            opt_d.zero_grad();
-            d_loss.backward()?;
-            opt_d.step()?;
+            opt_d.minimize(&d_loss)?;
             losses.push(("d_loss".to_string(), d_loss.item()?));
         }
         // then encoder and decoder: reconstruction + lambda * penalty
@@ -333,9 +331,7 @@ impl GenerativeModel for Wae {
             Some(d) => bce_to(&d.forward(&z)?, 1.0)?,
         };
         let loss = recon.add(&penalty.mul_scalar(lambda)?)?;
-        self.opt.zero_grad();
-        loss.backward()?;
-        self.opt.step()?;
+        self.opt.minimize(&loss)?;
         let name = match self.penalty {
             Penalty::Mmd => "mmd",
             Penalty::Gan => "g_loss",

@@ -88,9 +88,7 @@ impl GenerativeModel for Classifier {
         let (_, logits) = self.forward(&batch.unit()?, Some(rng))?;
         let labels = batch.label_indices();
         let loss = loss::cross_entropy(&logits, &labels, Reduction::Mean)?;
-        self.opt.zero_grad();
-        loss.backward()?;
-        self.opt.step()?;
+        self.opt.minimize(&loss)?;
         let preds = crate::program::metrics::argmax_rows(&logits.to_vec_f64(), 10);
         let acc = preds.iter().zip(&labels).filter(|(p, l)| p == l).count() as f64
             / labels.len().max(1) as f64;
