@@ -110,7 +110,9 @@ fn run(
 
 /// Gradients of `outputs` (weighted by `grad_outputs`, or ones for scalar outputs when empty)
 /// with respect to `inputs`; `None` for an input the outputs do not depend on. With
-/// `create_graph` the gradients are recorded and can be differentiated again.
+/// `create_graph` the gradients are recorded and can be differentiated again. Only the ops
+/// through which a gradient reaches `inputs` are differentiated (WGAN-GP's grad_x C(x) does
+/// not compute the critic's weight gradients).
 pub fn grad(
     outputs: &[Tensor],
     grad_outputs: &[Tensor],
