@@ -59,11 +59,23 @@ fn leading_to(order: &[Tensor], keep: &HashSet<TensorId>) -> HashSet<TensorId> {
     needed
 }
 
-/// Runs the backward walk. Returns the gradient of every tensor in `keep` that was reached.
+/// Which tensors the walk differentiates into.
+enum Wanted {
+    /// Every tensor that requires grad: a plain backward into all reachable leaves, where each
+    /// such tensor leads to one of them, so pruning would find nothing to skip.
+    All,
+    /// Only those through which a gradient reaches `keep` ([`leading_to`]).
+    LeadingToKept,
+}
+
+/// Runs the backward walk over `order` (`topological_order(outputs)`). Returns the gradient of
+/// every tensor in `keep` that was reached.
 fn run(
     outputs: &[Tensor],
     grad_outputs: &[Tensor],
+    order: Vec<Tensor>,
     keep: &HashSet<TensorId>,
+    wanted: Wanted,
     create_graph: bool,
 ) -> Result<HashMap<TensorId, Tensor>> {
     let _mode = GradModeGuard::set(create_graph);
@@ -85,19 +97,27 @@ fn run(
         accumulate(&mut grads, out.id(), g)?;
     }
     let mut kept = HashMap::new();
-    let order = topological_order(outputs);
-    let needed = leading_to(&order, keep);
-    let wants = |x: &Tensor| needed.contains(&x.id());
+    let needed = match wanted {
+        Wanted::All => None,
+        Wanted::LeadingToKept => Some(leading_to(&order, keep)),
+    };
+    let wants = |x: &Tensor| match &needed {
+        None => x.requires_grad(),
+        Some(needed) => needed.contains(&x.id()),
+    };
     for t in order.into_iter().rev() {
         let g = match grads.remove(&t.id()) {
             Some(g) => g,
             None => continue,
         };
-        if let Some(op) = t.op().filter(|op| op.inputs().into_iter().any(wants)) {
-            let input_grads = backward(op, &t, &g, &wants)?;
-            for (input, ig) in op.inputs().into_iter().zip(input_grads) {
-                if let (true, Some(ig)) = (wants(input), ig) {
-                    accumulate(&mut grads, input.id(), ig)?;
+        if let Some(op) = t.op() {
+            let inputs = op.inputs();
+            if inputs.iter().any(|i| wants(i)) {
+                let input_grads = backward(op, &t, &g, &wants)?;
+                for (input, ig) in inputs.into_iter().zip(input_grads) {
+                    if let (true, Some(ig)) = (wants(input), ig) {
+                        accumulate(&mut grads, input.id(), ig)?;
+                    }
                 }
             }
         }
@@ -121,7 +141,15 @@ pub fn grad(
 ) -> Result<Vec<Option<Tensor>>> {
     let seeds = seed_gradients(outputs, grad_outputs)?;
     let keep: HashSet<TensorId> = inputs.iter().map(|t| t.id()).collect();
-    let mut got = run(outputs, &seeds, &keep, create_graph)?;
+    let order = topological_order(outputs);
+    let mut got = run(
+        outputs,
+        &seeds,
+        order,
+        &keep,
+        Wanted::LeadingToKept,
+        create_graph,
+    )?;
     Ok(inputs.iter().map(|t| got.remove(&t.id())).collect())
 }
 
@@ -153,14 +181,6 @@ fn seed_gradients(outputs: &[Tensor], grad_outputs: &[Tensor]) -> Result<Vec<Ten
             }
             Ok(o.ones_like())
         })
-        .collect()
-}
-
-/// The leaves (variables) a backward walk from `roots` reaches.
-fn reachable_leaves(roots: &[Tensor]) -> Vec<Tensor> {
-    topological_order(roots)
-        .into_iter()
-        .filter(|t| t.is_leaf())
         .collect()
 }
 
@@ -207,13 +227,19 @@ impl Tensor {
         }
         let outputs = std::slice::from_ref(self);
         let seeds = seed_gradients(outputs, grad_outputs)?;
-        let mut leaves = reachable_leaves(outputs);
-        if let Some(only) = only {
-            let wanted: HashSet<TensorId> = only.iter().map(|t| t.id()).collect();
-            leaves.retain(|t| wanted.contains(&t.id()));
-        }
+        // one walk of the graph gives both the order and the reachable leaves
+        let order = topological_order(outputs);
+        let mut leaves: Vec<Tensor> = order.iter().filter(|t| t.is_leaf()).cloned().collect();
+        let wanted = match only {
+            None => Wanted::All,
+            Some(only) => {
+                let named: HashSet<TensorId> = only.iter().map(|t| t.id()).collect();
+                leaves.retain(|t| named.contains(&t.id()));
+                Wanted::LeadingToKept
+            }
+        };
         let keep: HashSet<TensorId> = leaves.iter().map(|t| t.id()).collect();
-        let mut got = run(outputs, &seeds, &keep, create_graph)?;
+        let mut got = run(outputs, &seeds, order, &keep, wanted, create_graph)?;
         let _mode = GradModeGuard::set(create_graph);
         for leaf in leaves {
             if let Some(g) = got.remove(&leaf.id()) {
