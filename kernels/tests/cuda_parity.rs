@@ -189,23 +189,30 @@ fn binary_kernels_match_the_cpu() {
 }
 
 fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
-    for &(m, k, n) in &[
-        (1, 1, 1),
-        (65, 17, 33),
-        (130, 257, 70),
-        (64, 64, 64),
-        (3, 500, 129),
+    // (m, k, n, offset of both operands in their buffers): sizes off every tile, and the f32
+    // kernel's 128-bit path (interior 128 x 128 tiles, k a multiple of 8, aligned strides and
+    // offsets) against its bounds-checked one (offset 1 or 2 defeats the alignment)
+    for &(m, k, n, offset) in &[
+        (1, 1, 1, 0),
+        (65, 17, 33, 0),
+        (130, 257, 70, 0),
+        (64, 64, 64, 0),
+        (3, 500, 129, 0),
+        (256, 40, 384, 0),
+        (257, 64, 260, 4),
+        (384, 96, 256, 1),
+        (300, 200, 260, 2),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let a: Vec<T> = values(m * k, (m * 7 + k) as u64, -1.0, 1.0);
-            let b: Vec<T> = values(k * n, (k * 5 + n) as u64, -1.0, 1.0);
-            // stored transposed when asked: element (i, j) of A at j * m + i
+            let a: Vec<T> = values(offset + m * k, (m * 7 + k) as u64, -1.0, 1.0);
+            let b: Vec<T> = values(offset + k * n, (k * 5 + n) as u64, -1.0, 1.0);
+            // stored transposed when asked: element (i, j) of A at offset + j * m + i
             let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
             let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
             let mut want = vec![T::ZERO; m * n];
             let cpu = |data, row_stride, col_stride| MatRef {
                 data,
-                offset: 0,
+                offset,
                 row_stride,
                 col_stride,
             };
@@ -214,7 +221,7 @@ fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
             let mut out = poisoned::<T>(gpu, m * n);
             let dev = |data, row_stride, col_stride| GpuMat {
                 data,
-                offset: 0,
+                offset,
                 row_stride,
                 col_stride,
             };
@@ -224,7 +231,7 @@ fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
             let err = relative_error(&got[..m * n], &want);
             assert!(
                 err <= tol,
-                "matmul {} {m}x{k}x{n} (transposed {ta}, {tb}): relative error {err}",
+                "matmul {} {m}x{k}x{n} offset {offset} (transposed {ta}, {tb}): relative error {err}",
                 T::SUFFIX
             );
         }
@@ -436,6 +443,9 @@ fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
         ([2, 64, 14, 14, 70, 4, 2, 1, 1, 1], None),
         ([5, 17, 10, 10, 33, 1, 1, 0, 1, 1], None),
         ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
+        // long reductions (n·ho·wo of 8,192 and 2,304), so the weight gradient splits them
+        ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
+        ([4, 8, 24, 24, 8, 3, 1, 1, 1, 2], None),
     ];
     for (spec, taps) in cases {
         let g = geometry(spec, taps);

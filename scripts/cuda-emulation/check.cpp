@@ -40,6 +40,21 @@ int main() {
             check(what, rel(c, want), 1e-12);
         }
     }
+    // the f32 kernel's 128 x 128 tiling: its 128-bit fast path (interior tiles, aligned strides,
+    // k a multiple of 8) and its bounds-checked path, in each of the four layouts
+    for (auto [m, k, n] : vector<array<int,3>>{{256, 40, 384}, {257, 40, 260}, {131, 13, 129}, {1, 1, 1}}) {
+        for (int ta = 0; ta < 2; ++ta) for (int tb = 0; tb < 2; ++tb) {
+            vector<float> a(m * k), b(k * n), c(m * n, NAN);
+            vector<double> want(m * n, 0), got(m * n);
+            for (auto& v : a) v = (float)rnd(g); for (auto& v : b) v = (float)rnd(g);
+            long long ars = ta ? 1 : k, acs = ta ? m : 1, brs = tb ? 1 : n, bcs = tb ? k : 1;
+            for (int i = 0; i < m; ++i) for (int j = 0; j < n; ++j) { double s = 0; for (int p = 0; p < k; ++p) s += (double)a[i*ars + p*acs] * b[p*brs + j*bcs]; want[i*n+j] = s; }
+            launch({(unsigned)((n + 127) / 128), (unsigned)((m + 127) / 128), 1}, {256}, [&] { matmul_f32(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), n); });
+            for (int i = 0; i < m * n; ++i) got[i] = c[i];
+            char what[64]; snprintf(what, 64, "matmul f32 %dx%dx%d t%d%d", m, k, n, ta, tb);
+            check(what, rel(got, want), 1e-6);
+        }
+    }
     // conv: forward against the definition, the two gradients by the adjoint identities
     struct Spec { long long n, ci, h, w, co, k, s, p, d, groups; bool masked; };
     for (Spec sp : vector<Spec>{{2, 3, 9, 7, 5, 3, 1, 1, 1, 1, false}, {2, 4, 11, 13, 6, 3, 2, 2, 2, 2, false}, {3, 2, 8, 8, 4, 4, 2, 1, 1, 1, false}, {2, 3, 6, 6, 70, 3, 1, 1, 1, 1, true}}) {
@@ -66,8 +81,31 @@ int main() {
         launch({(unsigned)((cols + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_forward_f64(x.data(), w.data(), taps.data(), y.data(), s); });
         check("conv forward", rel(y, want), 1e-12);
         long long xcols = sp.n * sp.h * sp.w;
-        launch({(unsigned)((xcols + 63) / 64), (unsigned)((cig + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_input_grad_f64(dy.data(), w.data(), taps.data(), dx.data(), s); });
-        launch({(unsigned)((kk + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_weight_grad_f64(x.data(), dy.data(), taps.data(), dw.data(), s); });
+        // the input gradient's tap table: phase_start, then the taps grouped by stride phase
+        // (as kernels::cuda::conv::phase_table builds it); one launch per (group, phase)
+        vector<int> itaps = taps;
+        {
+            vector<int> start(sp.s * sp.s + 1, 0), grouped;
+            for (int ph = 0; ph < sp.s * sp.s; ++ph) {
+                for (long long t = 0; t < nt; ++t)
+                    if ((taps[2*t] * sp.d % sp.s) * sp.s + taps[2*t+1] * sp.d % sp.s == ph) grouped.push_back((int)t);
+                start[ph + 1] = (int)grouped.size();
+            }
+            itaps.insert(itaps.end(), start.begin(), start.end());
+            itaps.insert(itaps.end(), grouped.begin(), grouped.end());
+        }
+        long long xcols_phase = sp.n * ((sp.h + sp.s - 1) / sp.s) * ((sp.w + sp.s - 1) / sp.s);
+        launch({(unsigned)((xcols_phase + 63) / 64), (unsigned)((cig + 63) / 64), (unsigned)(sp.groups * sp.s * sp.s)}, {256}, [&] { conv_input_grad_f64(dy.data(), w.data(), itaps.data(), dx.data(), s); });
+        launch({(unsigned)((kk + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)sp.groups}, {256}, [&] { conv_weight_grad_f64(x.data(), dy.data(), taps.data(), dw.data(), s, 1, cols); });
+        // the same reduction split in three ranges of k, summed by sum_splits
+        {
+            long long chunk = ((cols + 2) / 3 + 15) / 16 * 16;
+            int splits = (int)((cols + chunk - 1) / chunk);
+            vector<double> parts(splits * dw.size(), NAN), dw2(dw.size(), NAN);
+            launch({(unsigned)((kk + 63) / 64), (unsigned)((cog + 63) / 64), (unsigned)(sp.groups * splits)}, {256}, [&] { conv_weight_grad_f64(x.data(), dy.data(), taps.data(), parts.data(), s, splits, chunk); });
+            launch({1}, {256}, [&] { sum_splits_f64(parts.data(), dw2.data(), (long long)dw.size(), splits); });
+            check("conv weight grad, k split", rel(dw2, dw), 1e-12);
+        }
         double lhs = 0, mid = 0, rhs = 0;
         for (size_t i = 0; i < y.size(); ++i) lhs += want[i] * dy[i];
         for (size_t i = 0; i < x.size(); ++i) mid += x[i] * dx[i];

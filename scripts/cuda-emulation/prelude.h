@@ -18,6 +18,10 @@ inline double shfl_slots[1024];
 #define __global__
 #define __device__
 #define __shared__ static
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+struct alignas(16) float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline void __syncthreads() { block_barrier->arrive_and_wait(); }
 template <typename T> T __shfl_down_sync(unsigned, T v, int offset) {
     int t = threadIdx.x, lane = t & 31, warp = t >> 5;

@@ -94,6 +94,13 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
 // the output position that read input position q through that tap (none when q - tap offset is
 // not on the stride grid or falls outside the output). Rows: a group's input channels; columns:
 // (n, ih, iw); k: (co in the group, tap).
+//
+// With a stride, the taps that reach an input position depend only on its phase (its padded
+// row and column modulo the stride): a stride-2 4 x 4 kernel reaches each position through 4
+// of its 16 taps. So blockIdx.z = group * phases + phase, a block's columns are the positions
+// of one phase and its k runs over that phase's taps alone; no zero is multiplied. `taps`
+// holds, after the 2 * ntaps offsets, phase_start[phases + 1] and the taps' indices grouped by
+// phase (kernels::cuda::conv::phase_table).
 template <typename T>
 __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T* dx, ConvShape s) {
     __shared__ T as[BK][BM];
@@ -104,21 +111,34 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
     // per k (co, tap) of the slice: the channel's offset in dy, its weights' start, the tap
     __shared__ long long k_dy[BK], k_w[BK];
     __shared__ int k_dh[BK], k_dw[BK];
-    const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
-    const long long k = cog * s.ntaps, plane = s.h * s.w, cols = s.n * plane, l = s.ho * s.wo;
-    const long long grp = blockIdx.z;
-    const int tid = threadIdx.x;
     const int stride_h = (int)s.stride_h, stride_w = (int)s.stride_w;
+    const int phases = stride_h * stride_w;
+    const long long grp = blockIdx.z / phases;
+    const int phase = blockIdx.z % phases, ph = phase / stride_w, pw = phase % stride_w;
+    const int* phase_start = taps + 2 * s.ntaps;
+    const int* phase_tap = phase_start + phases + 1 + phase_start[phase];
+    const long long phase_taps = phase_start[phase + 1] - phase_start[phase];
+    // this phase's input rows: ih0, ih0 + stride, ... below h (columns likewise)
+    const int ih0 = (int)(((ph - s.pad_top) % stride_h + stride_h) % stride_h);
+    const int iw0 = (int)(((pw - s.pad_left) % stride_w + stride_w) % stride_w);
+    const long long rows_p = ih0 < s.h ? (s.h - ih0 + stride_h - 1) / stride_h : 0;
+    const long long cols_p = iw0 < s.w ? (s.w - iw0 + stride_w - 1) / stride_w : 0;
+    const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
+    const long long k = cog * phase_taps, plane = s.h * s.w, l = s.ho * s.wo;
+    const long long grid_p = rows_p * cols_p, cols = s.n * grid_p;
+    const int tid = threadIdx.x;
     TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    if (col0 >= cols) return; // the grid is sized for the largest phase
     if (tid < BN) {
         long long col = col0 + tid;
         if (col < cols) {
-            long long img = col / plane, q = col % plane;
+            long long img = col / grid_p, q = col % grid_p;
+            long long ih = ih0 + (q / cols_p) * stride_h, iw = iw0 + (q % cols_p) * stride_w;
             col_dy[tid] = (img * s.c_out + grp * cog) * l;
-            col_dx[tid] = (img * s.c_in + grp * cig) * plane + q;
-            col_h[tid] = (int)(q / s.w + s.pad_top);
-            col_w[tid] = (int)(q % s.w + s.pad_left);
+            col_dx[tid] = (img * s.c_in + grp * cig) * plane + ih * s.w + iw;
+            col_h[tid] = (int)(ih + s.pad_top);
+            col_w[tid] = (int)(iw + s.pad_left);
         } else {
             col_dy[tid] = -1;
         }
@@ -130,7 +150,8 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
         if (tid < BK) {
             long long pp = p0 + tid;
             if (pp < k) {
-                long long co = pp / s.ntaps, t = pp % s.ntaps;
+                long long co = pp / phase_taps;
+                int t = phase_tap[pp % phase_taps];
                 k_dy[tid] = co * l;
                 k_w[tid] = (grp * cog + co) * cig * s.ntaps + t;
                 k_dh[tid] = (int)(taps[2 * t] * s.dil_h);
@@ -149,8 +170,9 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
             int p = e / BN, j = e % BN;
             T v = T(0);
             if (col_dy[j] >= 0 && k_dy[p] >= 0) {
+                // on the stride grid by the phase: the divisions are exact
                 int sh = col_h[j] - k_dh[p], sw = col_w[j] - k_dw[p];
-                if (sh >= 0 && sw >= 0 && sh % stride_h == 0 && sw % stride_w == 0) {
+                if (sh >= 0 && sw >= 0) {
                     int oh = sh / stride_h, ow = sw / stride_w;
                     if (oh < s.ho && ow < s.wo)
                         v = dy[col_dy[j] + k_dy[p] + (long long)oh * s.wo + ow];
@@ -174,8 +196,12 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
 // dW = sum over samples of dy . cols(x)^T, as an implicit GEMM: dW[co, (ci, tap)] = sum over
 // (n, p) of dy[n, co, p] * x[n, ci, at(p, tap)]. Rows: a group's output channels; columns: the
 // group's (ci, tap); k: (n, output position), summed in a fixed order (deterministic).
+// The product is small and its k long (n·ho·wo), so k is split in `splits` ranges of `chunk`
+// (a multiple of BK) over blockIdx.z = group * splits + split, each writing its partial sum to
+// its own slice of dw (dw[split][c_out][cols]); sum_splits adds the slices in order.
 template <typename T>
-__device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, T* dw, ConvShape s) {
+__device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, T* dw, ConvShape s,
+                                      int splits, long long chunk) {
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
     // per column (ci, tap): the channel's offset in x and the tap's
@@ -186,8 +212,10 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
     __shared__ long long k_x[BK], k_dy[BK];
     __shared__ int k_ih[BK], k_iw[BK];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
-    const long long l = s.ho * s.wo, k = s.n * l, cols = cig * s.ntaps, plane = s.h * s.w;
-    const long long grp = blockIdx.z;
+    const long long l = s.ho * s.wo, cols = cig * s.ntaps, plane = s.h * s.w;
+    const long long grp = blockIdx.z / splits, split = blockIdx.z % splits;
+    const long long k_begin = split * chunk, k = min(s.n * l, k_begin + chunk);
+    dw += split * s.c_out * cols;
     const int tid = threadIdx.x;
     TILE_THREAD(tr, tc);
     const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
@@ -205,7 +233,7 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
     __syncthreads();
     T acc[TM][TN];
     tile_zero(acc);
-    for (long long p0 = 0; p0 < k; p0 += BK) {
+    for (long long p0 = k_begin; p0 < k; p0 += BK) {
         if (tid < BK) {
             long long pp = p0 + tid;
             if (pp < k) {
@@ -256,12 +284,33 @@ extern "C" __global__ void conv_input_grad_f64(const double* dy, const double* w
     conv_input_grad_tile<double>(dy, w, taps, dx, s);
 }
 extern "C" __global__ void conv_weight_grad_f32(const float* x, const float* dy, const int* taps,
-                                                float* dw, ConvShape s) {
-    conv_weight_grad_tile<float>(x, dy, taps, dw, s);
+                                                float* dw, ConvShape s, int splits,
+                                                long long chunk) {
+    conv_weight_grad_tile<float>(x, dy, taps, dw, s, splits, chunk);
 }
 extern "C" __global__ void conv_weight_grad_f64(const double* x, const double* dy,
-                                                const int* taps, double* dw, ConvShape s) {
-    conv_weight_grad_tile<double>(x, dy, taps, dw, s);
+                                                const int* taps, double* dw, ConvShape s,
+                                                int splits, long long chunk) {
+    conv_weight_grad_tile<double>(x, dy, taps, dw, s, splits, chunk);
+}
+
+// out[i] = sum over s of part[s * len + i], the splits added in order (so deterministic).
+template <typename T>
+__device__ void sum_splits(const T* part, T* out, long long len, int splits) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < len;
+         i += (long long)gridDim.x * blockDim.x) {
+        T acc = part[i];
+        for (int s = 1; s < splits; ++s) acc += part[s * len + i];
+        out[i] = acc;
+    }
+}
+extern "C" __global__ void sum_splits_f32(const float* part, float* out, long long len,
+                                          int splits) {
+    sum_splits<float>(part, out, len, splits);
+}
+extern "C" __global__ void sum_splits_f64(const double* part, double* out, long long len,
+                                          int splits) {
+    sum_splits<double>(part, out, len, splits);
 }
 
 extern "C" __global__ void conv_forward_f32(const float* x, const float* w, const int* taps,

@@ -127,28 +127,103 @@ fn launch<T: GpuFloat>(
             "conv2d {name}: geometry {g:?} is too large for one launch"
         )));
     }
-    let taps: Vec<i32> = g
+    let mut taps: Vec<i32> = g
         .taps
         .iter()
         .flat_map(|&(i, j)| [i as i32, j as i32])
         .collect();
-    let taps = gpu.upload(&taps)?;
     let shape = ConvShape::of(g);
     let f = gpu.function(MODULE, SOURCE, &format!("conv_{name}_{}", T::SUFFIX))?;
-    let cfg = LaunchConfig {
-        grid_dim: (
-            cols.div_ceil(TILE) as u32,
-            rows.div_ceil(TILE) as u32,
-            g.groups as u32,
-        ),
+    let mut tiles = (cols.div_ceil(TILE), rows.div_ceil(TILE));
+    let grid = |tiles: (usize, usize), z: usize| LaunchConfig {
+        grid_dim: (tiles.0 as u32, tiles.1 as u32, z as u32),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };
+    if let Product::Forward = product {
+        let taps = gpu.upload(&taps)?;
+        let mut args = gpu.stream().launch_builder(&f);
+        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        // SAFETY: every index the kernel forms lies inside the extents checked above.
+        unsafe { args.launch(grid(tiles, g.groups)) }.map_err(driver_error)?;
+        return Ok(());
+    }
+    if let Product::InputGrad = product {
+        // one launch for every (group, phase); columns: the largest phase's positions
+        let phases = g.stride.0 * g.stride.1;
+        if phases == 0 || g.groups * phases > 65_535 {
+            return Err(GpuError::Driver(format!(
+                "conv2d {name}: geometry {g:?} is too large for one launch"
+            )));
+        }
+        taps.extend(phase_table(g));
+        let taps = gpu.upload(&taps)?;
+        tiles.0 = (g.n * g.h.div_ceil(g.stride.0) * g.w.div_ceil(g.stride.1)).div_ceil(TILE);
+        let mut args = gpu.stream().launch_builder(&f);
+        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        // SAFETY: as above; each phase's blocks write only that phase's positions of dx.
+        unsafe { args.launch(grid(tiles, g.groups * phases)) }.map_err(driver_error)?;
+        return Ok(());
+    }
+    let taps = gpu.upload(&taps)?;
+    let (splits, chunk) = split_k(tiles.0 * tiles.1 * g.groups, g.n * g.ho * g.wo, g.groups);
+    let (splits_arg, chunk_arg) = (splits as i32, chunk as i64);
+    if splits == 1 {
+        let mut args = gpu.stream().launch_builder(&f);
+        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        args.arg(&splits_arg).arg(&chunk_arg);
+        // SAFETY: as above; one split writes dw itself.
+        unsafe { args.launch(grid(tiles, g.groups)) }.map_err(driver_error)?;
+        return Ok(());
+    }
+    // SAFETY: every element of the partial sums is written by the kernel before it is read.
+    let mut parts = unsafe { gpu.stream().alloc::<T>(splits * need_out) }.map_err(driver_error)?;
     let mut args = gpu.stream().launch_builder(&f);
-    args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
-    // SAFETY: every index the kernel forms lies inside the extents checked above.
-    unsafe { args.launch(cfg) }.map_err(driver_error)?;
+    args.arg(a).arg(b).arg(&taps).arg(&mut parts).arg(&shape);
+    args.arg(&splits_arg).arg(&chunk_arg);
+    // SAFETY: split s writes parts[s * need_out ..][..need_out], inside the allocation.
+    unsafe { args.launch(grid(tiles, g.groups * splits)) }.map_err(driver_error)?;
+    let sum = gpu.function(MODULE, SOURCE, &format!("sum_splits_{}", T::SUFFIX))?;
+    let len = need_out as i64;
+    let mut args = gpu.stream().launch_builder(&sum);
+    args.arg(&parts).arg(out).arg(&len).arg(&splits_arg);
+    // SAFETY: reads splits * need_out partial sums, writes need_out elements of dw.
+    unsafe { args.launch(super::grid_for(need_out)) }.map_err(driver_error)?;
     Ok(())
+}
+
+/// The input gradient's taps by phase: with stride (sh, sw), tap (i, j) reaches the input
+/// positions whose padded row is i·dil_h modulo sh and column j·dil_w modulo sw, phase
+/// (i·dil_h mod sh)·sw + (j·dil_w mod sw). Returns phase_start[sh·sw + 1] (where each phase's
+/// taps begin) followed by the tap indices grouped by phase, in the taps' own order.
+fn phase_table(g: &ConvGeometry) -> Vec<i32> {
+    let (sh, sw) = g.stride;
+    let phase = |&(i, j): &(usize, usize)| (i * g.dilation.0 % sh) * sw + j * g.dilation.1 % sw;
+    let mut start = vec![0i32; sh * sw + 1];
+    let mut grouped = Vec::with_capacity(g.taps.len());
+    for p in 0..sh * sw {
+        grouped.extend(
+            (0..g.taps.len())
+                .filter(|&t| phase(&g.taps[t]) == p)
+                .map(|t| t as i32),
+        );
+        start[p + 1] = grouped.len() as i32;
+    }
+    start.extend(grouped);
+    start
+}
+
+/// How to split the weight gradient's reduction over n·ho·wo (`k`) so that a small dW still
+/// fills the GPU: about 512 blocks in all (four per SM on the 132-SM H100 / H200), each split
+/// at least 512 long, `chunk` a multiple of the kernel's k step (16). Returns (splits, chunk).
+fn split_k(blocks: usize, k: usize, groups: usize) -> (usize, usize) {
+    const TARGET_BLOCKS: usize = 512;
+    const MIN_CHUNK: usize = 512;
+    const K_STEP: usize = 16;
+    let most = (k / MIN_CHUNK).clamp(1, 65_535 / groups.max(1));
+    let splits = TARGET_BLOCKS.div_ceil(blocks.max(1)).clamp(1, most);
+    let chunk = k.div_ceil(splits).div_ceil(K_STEP).max(1) * K_STEP;
+    (k.div_ceil(chunk).max(1), chunk)
 }
 
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] (the active taps, in the
@@ -184,4 +259,31 @@ pub fn conv_weight_grad_into<T: GpuFloat>(
     dw: &mut CudaSlice<T>,
 ) -> Result<(), GpuError> {
     launch(gpu, Product::WeightGrad, g, (x, dy), dw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_k;
+
+    #[test]
+    fn split_k_covers_the_reduction_in_whole_k_steps_within_the_grid() {
+        for (blocks, k, groups) in [
+            (9, 524_288, 1),
+            (1, 100, 1),
+            (600, 1 << 20, 1),
+            (4, 5000, 7),
+        ] {
+            let (splits, chunk) = split_k(blocks, k, groups);
+            assert!(splits >= 1 && chunk % 16 == 0, "{blocks} {k} {groups}");
+            // every k in exactly one split, none empty
+            assert!(
+                splits * chunk >= k && (splits - 1) * chunk < k,
+                "{blocks} {k} {groups}"
+            );
+            assert!(splits * groups <= 65_535);
+        }
+        // a small dW over a long reduction is split; a large one is not
+        assert!(split_k(9, 524_288, 1).0 > 1);
+        assert_eq!(split_k(600, 1 << 20, 1).0, 1);
+    }
 }

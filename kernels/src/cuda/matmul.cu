@@ -1,9 +1,8 @@
 // C = A * B with A [m, k] and B [k, n] read through arbitrary (row, column) strides, C row-major
-// with row stride ldc. Each block computes a 64 x 64 tile of C with 256 threads, 4 x 4 values
-// per thread held in registers; A and B pass through shared memory 16 steps of k at a time.
-// Edges are zero-padded on load and masked on store, so any m, n, k works. The tile loop is
-// tile.cuh's.
-// First version: no vectorised loads or double buffering yet (see the CUDA issue).
+// with row stride ldc. Edges are zero-padded on load and masked on store, so any m, n, k works.
+// f32: tile.cuh's 128 x 128 tiling (8 x 8 per thread, double-buffered, 128-bit loads where the
+// layout allows). f64, which the gradient checks use: the simpler 64 x 64 tiling (4 x 4 per
+// thread), 8 x 8 doubles per thread being more registers than a thread has.
 
 template <typename T>
 __device__ void matmul_tile(int m, int n, int k, const T* a, long long a_off, long long a_rs,
@@ -43,11 +42,134 @@ __device__ void matmul_tile(int m, int n, int k, const T* a, long long a_off, lo
     }
 }
 
-extern "C" __global__ void matmul_f32(int m, int n, int k, const float* a, long long a_off,
-                                      long long a_rs, long long a_cs, const float* b,
-                                      long long b_off, long long b_rs, long long b_cs, float* c,
-                                      long long ldc) {
-    matmul_tile<float>(m, n, k, a, a_off, a_rs, a_cs, b, b_off, b_rs, b_cs, c, ldc);
+// A strided matrix inside a buffer: element (i, j) at off + i * rs + j * cs, zero outside.
+struct FOperand {
+    const float* data;
+    long long off, rs, cs, rows, cols;
+};
+
+__device__ __forceinline__ float foperand_at(const FOperand& o, long long i, long long j) {
+    return (i < o.rows && j < o.cols) ? o.data[o.off + i * o.rs + j * o.cs] : 0.f;
+}
+
+// Four values from (i, j) on, down the rows or along the columns, each checked against the
+// bounds (the edge tiles' and odd layouts' way; the others take one 128-bit load).
+__device__ __forceinline__ float4 foperand_load4(const FOperand& o, long long i, long long j,
+                                                 bool down_rows) {
+    const long long di = down_rows ? 1 : 0, dj = down_rows ? 0 : 1;
+    float4 v;
+    v.x = foperand_at(o, i, j);
+    v.y = foperand_at(o, i + di, j + dj);
+    v.z = foperand_at(o, i + 2 * di, j + 2 * dj);
+    v.w = foperand_at(o, i + 3 * di, j + 3 * dj);
+    return v;
+}
+
+// True when 128-bit loads of four consecutive elements along the contiguous direction are
+// aligned everywhere in the matrix (its other stride and its offset multiples of 4).
+__device__ __forceinline__ bool foperand_vectorisable(const FOperand& o, bool down_rows) {
+    return o.off % 4 == 0 && (down_rows ? o.rs == 1 && o.cs % 4 == 0 : o.cs == 1 && o.rs % 4 == 0);
+}
+
+// Each thread loads 4 values of A's slice and 4 of B's: along the operand's contiguous
+// direction (A down its rows when it is column-major, B along its columns when row-major),
+// the other operand's way otherwise.
+// sm_100's ptxas wants about 190 registers for this loop and spills under the 128 that two
+// blocks per SM leave; there it gets them and one block per SM.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+#define MATMUL_F32_BLOCKS_PER_SM 1
+#else
+#define MATMUL_F32_BLOCKS_PER_SM 2
+#endif
+
+extern "C" __global__ void __launch_bounds__(256, MATMUL_F32_BLOCKS_PER_SM)
+    matmul_f32(int m, int n, int k, const float* a, long long a_off, long long a_rs,
+               long long a_cs, const float* b, long long b_off, long long b_rs, long long b_cs,
+               float* c, long long ldc) {
+    __shared__ FTiles t;
+    const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    const long long row0 = (long long)blockIdx.y * FM, col0 = (long long)blockIdx.x * FN;
+    const FOperand A{a, a_off, a_rs, a_cs, m, k}, B{b, b_off, b_rs, b_cs, k, n};
+    // A [FM x FK]: down its rows (4 rows of one k) or along k (4 k of one row)
+    const bool a_down = a_rs == 1 && a_cs != 1;
+    const int ai = a_down ? (tid & 31) * 4 : tid >> 1, ap = a_down ? tid >> 5 : (tid & 1) * 4;
+    const bool a_vec = foperand_vectorisable(A, a_down) && row0 + FM <= m;
+    // B [FK x FN]: along its columns (4 columns of one k) or down k (4 k of one column)
+    const bool b_down = b_rs == 1 && b_cs != 1;
+    const int bj = b_down ? tid >> 1 : (tid & 31) * 4, bp = b_down ? (tid & 1) * 4 : tid >> 5;
+    const bool b_vec = foperand_vectorisable(B, b_down) && col0 + FN <= n;
+    auto stash = [&](int buf, float4 ra, float4 rb) {
+        if (a_down) {
+            *(float4*)&t.a[buf][ap][ai] = ra;
+        } else {
+            t.a[buf][ap][ai] = ra.x;
+            t.a[buf][ap + 1][ai] = ra.y;
+            t.a[buf][ap + 2][ai] = ra.z;
+            t.a[buf][ap + 3][ai] = ra.w;
+        }
+        if (b_down) {
+            t.b[buf][bp][bj] = rb.x;
+            t.b[buf][bp + 1][bj] = rb.y;
+            t.b[buf][bp + 2][bj] = rb.z;
+            t.b[buf][bp + 3][bj] = rb.w;
+        } else {
+            *(float4*)&t.b[buf][bp][bj] = rb;
+        }
+    };
+    float acc[8][8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+    const int slices = (k + FK - 1) / FK;
+    if (a_vec && b_vec && k % FK == 0) {
+        // the fast path: 128-bit loads, the next slice in flight while this one is multiplied
+        const float4* a_at = (const float4*)(a + a_off + (row0 + ai) * a_rs + ap * a_cs);
+        const float4* b_at = (const float4*)(b + b_off + bp * b_rs + (col0 + bj) * b_cs);
+        const long long a_step = FK * a_cs / 4, b_step = FK * b_rs / 4;
+        stash(0, a_at[0], b_at[0]);
+        __syncthreads();
+        for (int s = 0; s < slices; ++s) {
+            const bool more = s + 1 < slices;
+            float4 ra, rb;
+            if (more) {
+                a_at += a_step;
+                b_at += b_step;
+                ra = *a_at;
+                rb = *b_at;
+            }
+            ftile_accumulate(acc, t, s & 1, ty, tx);
+            if (more) stash((s + 1) & 1, ra, rb);
+            __syncthreads();
+        }
+    } else {
+        // edge tiles and layouts without aligned 128-bit loads: every value bounds-checked
+        for (int s = 0; s < slices; ++s) {
+            const int p0 = s * FK;
+            stash(0, foperand_load4(A, row0 + ai, p0 + ap, a_down),
+                  foperand_load4(B, p0 + bp, col0 + bj, b_down));
+            __syncthreads();
+            ftile_accumulate(acc, t, 0, ty, tx);
+            __syncthreads();
+        }
+    }
+    const bool vec_store = row0 + FM <= m && col0 + FN <= n && ldc % 4 == 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const long long r = row0 + ftile_index(ty, i);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const long long c0 = col0 + ftile_index(tx, half * 4);
+            float* out = &c[r * ldc + c0];
+            if (vec_store) {
+                *(float4*)out = make_float4(acc[i][half * 4], acc[i][half * 4 + 1],
+                                            acc[i][half * 4 + 2], acc[i][half * 4 + 3]);
+            } else if (r < m) {
+                for (int j = 0; j < 4; ++j)
+                    if (c0 + j < n) out[j] = acc[i][half * 4 + j];
+            }
+        }
+    }
 }
 extern "C" __global__ void matmul_f64(int m, int n, int k, const double* a, long long a_off,
                                       long long a_rs, long long a_cs, const double* b,

@@ -7,7 +7,15 @@ use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 pub(crate) const MODULE: &str = "matmul";
 pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
-const TILE: usize = 64;
+
+/// The square tile of C one block computes: matmul.cu's f32 kernel 128, its f64 kernel 64.
+fn tile<T: GpuFloat>() -> usize {
+    if T::SUFFIX == "f32" {
+        128
+    } else {
+        64
+    }
+}
 
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
@@ -51,8 +59,9 @@ pub fn matmul_into<T: GpuFloat>(
         return Ok(());
     }
     let f = gpu.function(MODULE, SOURCE, &format!("matmul_{}", T::SUFFIX))?;
+    let tile = tile::<T>();
     let cfg = LaunchConfig {
-        grid_dim: (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1),
+        grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1),
         block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     };

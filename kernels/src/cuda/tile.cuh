@@ -30,3 +30,40 @@ __device__ void tile_accumulate(T (&acc)[TM][TN], const T (&as)[BK][BM], const T
             for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
     }
 }
+
+// The f32 tiling (matmul_f32, after the published SGEMM worklogs): a block of 256 threads
+// computes a 128 x 128 tile of C, each thread 8 x 8 values in registers; A and B pass through
+// shared memory 8 steps of k at a time, double-buffered (the next slice is loaded from global
+// memory into registers while this one is multiplied), with 128-bit loads wherever the operand's
+// layout and alignment allow. A thread's 8 rows are two runs of 4, 64 apart (its 8 columns
+// likewise), so each k step reads 4 LDS.128 for 64 FMAs and a warp's reads of a B row fall on
+// distinct banks.
+#define FM 128
+#define FN 128
+#define FK 8
+#define FPAD 4 // keeps the transposed stores of A off a single bank; rows stay 16-byte aligned
+
+struct FTiles {
+    float a[2][FK][FM + FPAD];
+    float b[2][FK][FN + FPAD];
+};
+
+// acc[i][j] += A-slice rows of (ty) x B-slice columns of (tx), over the FK steps of `buf`.
+__device__ __forceinline__ void ftile_accumulate(float (&acc)[8][8], const FTiles& t, int buf,
+                                                 int ty, int tx) {
+#pragma unroll
+    for (int p = 0; p < FK; ++p) {
+        float av[8], bv[8];
+        *(float4*)&av[0] = *(const float4*)&t.a[buf][p][ty * 4];
+        *(float4*)&av[4] = *(const float4*)&t.a[buf][p][64 + ty * 4];
+        *(float4*)&bv[0] = *(const float4*)&t.b[buf][p][tx * 4];
+        *(float4*)&bv[4] = *(const float4*)&t.b[buf][p][64 + tx * 4];
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+            for (int j = 0; j < 8; ++j) acc[i][j] += av[i] * bv[j];
+    }
+}
+
+// The tile-local row (or column) of a thread's i-th value: two runs of 4, 64 apart.
+__device__ __forceinline__ int ftile_index(int t, int i) { return (i < 4 ? 0 : 64) + t * 4 + (i & 3); }
