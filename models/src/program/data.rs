@@ -19,96 +19,142 @@ fn io_err(name: &str, msg: impl Into<String>) -> Error {
     }
 }
 
+/// The most data bytes an IDX header may declare (1 GiB: full MNIST's training images are
+/// 47 MB), so that a hostile header cannot make us allocate or inflate without bound.
+pub const MAX_IDX_DATA_BYTES: usize = 1 << 30;
+
 /// Parses IDX bytes (gunzipping first if they start with the gzip magic). `name` is used in
 /// errors. Checks the magic number, the element type (unsigned byte), the dimensions and that the
 /// byte count is exactly what the dimensions say.
 pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
-    let raw;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| io_err(name, format!("corrupt gzip stream: {e}")))?;
-        raw = out;
-        &raw[..]
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        read_idx_stream(flate2::read::GzDecoder::new(bytes), name, "gzip stream")
     } else {
-        bytes
+        read_idx_stream(bytes, name, "file")
+    }
+}
+
+/// Reads an IDX array from `source` without ever reading more than its header declares plus
+/// one byte (how trailing bytes are told apart), and refuses a header that declares more than
+/// [`MAX_IDX_DATA_BYTES`] before allocating: a gzip bomb costs what its header says, at most.
+/// `what` names the source in errors ("file", "gzip stream").
+fn read_idx_stream(source: impl Read, name: &str, what: &str) -> Result<Idx> {
+    let mut source = source;
+    let read_err = |e: std::io::Error| {
+        if what == "gzip stream" {
+            io_err(name, format!("corrupt gzip stream: {e}"))
+        } else {
+            io_err(name, e.to_string())
+        }
     };
-    if bytes.len() < 4 {
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut source, &mut head).map_err(read_err)?;
+    if got < 4 {
         return Err(io_err(
             name,
-            format!("too short for an IDX header ({} bytes)", bytes.len()),
+            format!("too short for an IDX header ({got} bytes)"),
         ));
     }
-    if bytes[0] != 0 || bytes[1] != 0 {
+    if head[0] != 0 || head[1] != 0 {
         return Err(io_err(
             name,
             format!(
                 "bad IDX magic number {:02x}{:02x}{:02x}{:02x} (expected 0000 08 nn)",
-                bytes[0], bytes[1], bytes[2], bytes[3]
+                head[0], head[1], head[2], head[3]
             ),
         ));
     }
-    if bytes[2] != 0x08 {
+    if head[2] != 0x08 {
         return Err(io_err(
             name,
             format!(
                 "IDX element type 0x{:02x} is not unsigned byte (0x08)",
-                bytes[2]
+                head[2]
             ),
         ));
     }
-    let rank = bytes[3] as usize;
+    let rank = head[3] as usize;
     if rank == 0 {
         return Err(io_err(name, "IDX file declares zero dimensions"));
     }
-    let header = 4 + 4 * rank;
-    if bytes.len() < header {
+    let mut dim_bytes = vec![0u8; 4 * rank];
+    let got = read_up_to(&mut source, &mut dim_bytes).map_err(read_err)?;
+    if got < dim_bytes.len() {
         return Err(io_err(
             name,
             format!(
-                "truncated header: {rank} dimensions need {header} bytes, file has {}",
-                bytes.len()
+                "truncated header: {rank} dimensions need {} bytes, {what} has {}",
+                4 + 4 * rank,
+                4 + got
             ),
         ));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| {
-            u32::from_be_bytes([
-                bytes[4 + 4 * i],
-                bytes[5 + 4 * i],
-                bytes[6 + 4 * i],
-                bytes[7 + 4 * i],
-            ]) as usize
-        })
+    let dims: Vec<usize> = dim_bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| io_err(name, format!("dimensions {dims:?} overflow")))?;
-    let got = bytes.len() - header;
-    if got != expected {
-        let what = if got < expected {
-            "truncated"
-        } else {
-            "has trailing bytes"
-        };
-        return Err(io_err(
+        .filter(|&n| n <= MAX_IDX_DATA_BYTES)
+        .ok_or_else(|| {
+            io_err(
+                name,
+                format!(
+                    "dimensions {dims:?} declare more than {MAX_IDX_DATA_BYTES} bytes, \
+                     the most an IDX file may hold here"
+                ),
+            )
+        })?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(expected + 1).map_err(|_| {
+        io_err(
             name,
-            format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {got}"),
-        ));
+            format!("cannot allocate {expected} bytes for dimensions {dims:?}"),
+        )
+    })?;
+    source
+        .take(expected as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(read_err)?;
+    let got = data.len();
+    if got != expected {
+        let detail = if got < expected {
+            format!("truncated: dimensions {dims:?} need {expected} data bytes, {what} has {got}")
+        } else {
+            format!("has trailing bytes: dimensions {dims:?} need {expected} data bytes, {what} has more")
+        };
+        return Err(io_err(name, detail));
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(Idx { dims, data })
 }
 
-/// Reads an IDX file, gzip-compressed or not.
+/// Fills as much of `buf` as `source` has; returns how much (short only at the end).
+fn read_up_to(source: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Reads an IDX file, gzip-compressed or not, streaming it through the bounded reader (a plain
+/// file is not read past what its header declares either).
 pub fn read_idx(path: &Path) -> Result<Idx> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| io_err(&name, e.to_string()))?;
-    parse_idx(&bytes, &name)
+    let file = std::fs::File::open(path).map_err(|e| io_err(&name, e.to_string()))?;
+    let mut file = std::io::BufReader::new(file);
+    let start = std::io::BufRead::fill_buf(&mut file).map_err(|e| io_err(&name, e.to_string()))?;
+    if start.starts_with(&[0x1f, 0x8b]) {
+        read_idx_stream(flate2::read::GzDecoder::new(file), &name, "gzip stream")
+    } else {
+        read_idx_stream(file, &name, "file")
+    }
 }
 
 /// Images (uint8, [n, rows, cols]) with their labels (0..=9).
@@ -504,6 +550,63 @@ mod tests {
                 "{needle}: {e}"
             );
         }
+    }
+
+    /// Counts the bytes a reader hands out.
+    struct Counted<R> {
+        inner: R,
+        count: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.count.set(self.count.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_inflated_only_as_far_as_its_header_declares() {
+        // a header for 512 digits (401,408 bytes) followed by 256 MB of zeros: about 250 KB
+        // compressed
+        let declared = 512 * 28 * 28;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &idx_bytes(&[512, 28, 28], &[])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            std::io::Write::write_all(&mut gz, &zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let count = std::rc::Rc::new(std::cell::Cell::new(0));
+        let source = Counted {
+            inner: flate2::read::GzDecoder::new(&bomb[..]),
+            count: count.clone(),
+        };
+        let e = read_idx_stream(source, "bomb.gz", "gzip stream")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bomb.gz") && e.contains("trailing"), "{e}");
+        // the header, the declared data and the one byte that shows there is more
+        assert_eq!(count.get(), 4 + 12 + declared + 1);
+        // through the public entry point too
+        let e = parse_idx(&bomb, "bomb.gz").unwrap_err().to_string();
+        assert!(e.contains("trailing"), "{e}");
+    }
+
+    #[test]
+    fn a_header_declaring_more_than_the_cap_is_refused_before_anything_is_read() {
+        // 65536 x 65536 bytes = 4 GiB declared, nothing behind it
+        let e = parse_idx(&idx_bytes(&[65536, 65536], &[]), "huge.idx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("huge.idx") && e.contains("more than"), "{e}");
+        // and dimensions whose product overflows
+        let e = parse_idx(&idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]), "o.idx")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than"), "{e}");
     }
 
     #[test]
