@@ -5,9 +5,9 @@
 
 use crate::{dims, shapes, Case};
 use autograd::{mask_taps, Error, Mask, Result};
-use cudarc::driver::CudaSlice;
 use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
 use kernels::cuda::matmul::{matmul_into, GpuMat};
+use kernels::cuda::GpuBuffer;
 use kernels::cuda::{Gpu, GpuError};
 use kernels::desc::{conv_out_size, ConvGeometry};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ fn gpu_error(e: GpuError) -> Error {
     Error::invalid("cuda", e.to_string())
 }
 
-fn buffer(gpu: &Gpu, n: usize, seed: u64) -> Result<CudaSlice<f32>> {
+fn buffer(gpu: &Gpu, n: usize, seed: u64) -> Result<GpuBuffer<f32>> {
     let mut s = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let host: Vec<f32> = (0..n)
         .map(|_| {
@@ -29,7 +29,7 @@ fn buffer(gpu: &Gpu, n: usize, seed: u64) -> Result<CudaSlice<f32>> {
     gpu.upload(&host).map_err(gpu_error)
 }
 
-fn mat(data: &CudaSlice<f32>, row_stride: usize, col_stride: usize) -> GpuMat<'_, f32> {
+fn mat(data: &GpuBuffer<f32>, row_stride: usize, col_stride: usize) -> GpuMat<'_, f32> {
     GpuMat {
         data,
         offset: 0,
@@ -61,8 +61,11 @@ fn matmul_cases(gpu: &Arc<Gpu>) -> Result<Vec<Case>> {
             buffer(gpu, k * n, 0)?,
         );
         let (g1, g2) = (gpu.clone(), gpu.clone());
-        let (fa, fb) = (a.clone(), b.clone());
-        let mut fout = out.clone();
+        let (fa, fb) = (
+            a.try_clone().map_err(gpu_error)?,
+            b.try_clone().map_err(gpu_error)?,
+        );
+        let mut fout = out.try_clone().map_err(gpu_error)?;
         cases.push(Case {
             group: "matmul".into(),
             name: c["name"].as_str().unwrap_or("?").into(),
@@ -152,8 +155,15 @@ fn conv_cases(gpu: &Arc<Gpu>) -> Result<Vec<Case>> {
             let transpose = group == "conv_transpose2d";
             let (g1, g2) = (gpu.clone(), gpu.clone());
             let (fg, bg) = (g.clone(), g);
-            let (fx, fw, fdy) = (x.clone(), w.clone(), dy.clone());
-            let (mut fy, mut fdx) = (y.clone(), dx.clone());
+            let (fx, fw, fdy) = (
+                x.try_clone().map_err(gpu_error)?,
+                w.try_clone().map_err(gpu_error)?,
+                dy.try_clone().map_err(gpu_error)?,
+            );
+            let (mut fy, mut fdx) = (
+                y.try_clone().map_err(gpu_error)?,
+                dx.try_clone().map_err(gpu_error)?,
+            );
             cases.push(Case {
                 group: group.into(),
                 name: c["name"].as_str().unwrap_or("?").into(),

@@ -47,6 +47,12 @@ fn every_module_compiles_to_cubin_for_every_architecture_without_spills() {
             );
             for k in &kernels {
                 assert!(k.registers > 0, "{module} {arch}: {k:?} read no registers");
+                // the emulated device must have every kernel NVRTC finds
+                assert!(
+                    kernels::cuda::emulation::has_kernel(&k.kernel),
+                    "{module}: the emulated device (emulation/device.cpp) lacks {}",
+                    k.kernel
+                );
                 problems.extend(
                     cubin::problems(k)
                         .into_iter()

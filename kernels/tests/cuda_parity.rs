@@ -1,33 +1,36 @@
 //! Every CUDA kernel against its CPU twin on random inputs, sizes that are not multiples of any
 //! tile, outputs poisoned (NaN) before each run so that an element left unwritten shows.
 //!
-//! Without a GPU (this machine, CI) each test prints once that it skipped and passes; with
+//! Each test runs on the emulated device (the same .cu sources compiled for the host, launched
+//! through the same wrappers with the same grids: every machine, CI included) and on the GPU
+//! when there is one. Without a GPU the GPU half prints once that it skipped; with
 //! REQUIRE_GPU=1 a missing GPU fails them (the GPU machine's check script sets it).
 
-use cudarc::driver::CudaSlice;
 use kernels::cpu::elementwise::{binary, unary};
 use kernels::cpu::matmul::{matmul, MatRef};
 use kernels::cuda::elementwise::{binary_into, unary_into, GpuFloat, GpuView};
 use kernels::cuda::matmul::{matmul_into, GpuMat};
-use kernels::cuda::Gpu;
+use kernels::cuda::{Gpu, GpuBuffer};
 use kernels::desc::{BinaryKind, UnaryKind};
 use kernels::float::Float;
 use kernels::strided::{contiguous_strides, View};
 use std::sync::{Arc, Once};
 
-fn gpu() -> Option<Arc<Gpu>> {
+/// The devices to check: the emulated one, and GPU 0 when present.
+fn devices() -> Vec<Arc<Gpu>> {
     static SKIPPED: Once = Once::new();
+    let mut devices = vec![Gpu::emulated()];
     match Gpu::open(0) {
-        Ok(gpu) => Some(gpu),
+        Ok(gpu) => devices.push(gpu),
         Err(e) => {
             assert!(
                 std::env::var("REQUIRE_GPU").as_deref() != Ok("1"),
                 "REQUIRE_GPU=1 but the GPU cannot be used: {e}"
             );
-            SKIPPED.call_once(|| eprintln!("cuda_parity: skipped, no GPU ({e})"));
-            None
+            SKIPPED.call_once(|| eprintln!("cuda_parity: no GPU ({e}): the emulated device only"));
         }
     }
+    devices
 }
 
 /// Reproducible values in [lo, hi).
@@ -62,7 +65,7 @@ fn relative_error<T: Float>(got: &[T], want: &[T]) -> f64 {
     }
 }
 
-fn poisoned<T: GpuFloat>(gpu: &Gpu, n: usize) -> CudaSlice<T> {
+fn poisoned<T: GpuFloat>(gpu: &Gpu, n: usize) -> GpuBuffer<T> {
     gpu.upload(&vec![T::from_f64(f64::NAN); n.max(1)]).unwrap()
 }
 
@@ -109,9 +112,10 @@ fn unary_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn unary_kernels_match_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    unary_parity::<f32>(&gpu, 1e-5);
-    unary_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        unary_parity::<f32>(&gpu, 1e-5);
+        unary_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 /// Strides of a contiguous tensor of shape `s` seen with the output's shape: 0 along its
@@ -183,9 +187,10 @@ fn binary_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn binary_kernels_match_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    binary_parity::<f32>(&gpu, 1e-5);
-    binary_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        binary_parity::<f32>(&gpu, 1e-5);
+        binary_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
@@ -240,9 +245,10 @@ fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn matmul_matches_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    matmul_parity::<f32>(&gpu, 1e-4);
-    matmul_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        matmul_parity::<f32>(&gpu, 1e-4);
+        matmul_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 #[test]
@@ -286,9 +292,10 @@ fn reduce_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn reductions_match_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    reduce_parity::<f32>(&gpu, 1e-5);
-    reduce_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        reduce_parity::<f32>(&gpu, 1e-5);
+        reduce_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 fn adam_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
@@ -332,9 +339,10 @@ fn adam_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn adam_matches_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    adam_parity::<f32>(&gpu, 1e-5);
-    adam_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        adam_parity::<f32>(&gpu, 1e-5);
+        adam_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 fn lstm_parity<T: GpuFloat + kernels::float::Float>(gpu: &Gpu, tol: f64) {
@@ -403,9 +411,10 @@ fn lstm_parity<T: GpuFloat + kernels::float::Float>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn lstm_cell_matches_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    lstm_parity::<f32>(&gpu, 1e-5);
-    lstm_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        lstm_parity::<f32>(&gpu, 1e-5);
+        lstm_parity::<f64>(&gpu, 1e-12);
+    }
 }
 
 /// A geometry as conv2d builds it: kernel k x k (or the given taps), symmetric padding.
@@ -490,7 +499,8 @@ fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
 
 #[test]
 fn conv_family_matches_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    conv_parity::<f32>(&gpu, 1e-4);
-    conv_parity::<f64>(&gpu, 1e-12);
+    for gpu in devices() {
+        conv_parity::<f32>(&gpu, 1e-4);
+        conv_parity::<f64>(&gpu, 1e-12);
+    }
 }

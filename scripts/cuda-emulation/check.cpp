@@ -5,7 +5,7 @@
 // (warp shuffles included). A check of the kernels' logic where no GPU is at hand; it says
 // nothing of launch limits, NVRTC or the driver, which only the GPU parity tests cover.
 // Build and run: scripts/cuda-emulation/run.sh
-#include "prelude.h"
+#include "../../kernels/src/cuda/emulation/prelude.h"
 #include "../../kernels/src/cuda/tile.cuh"
 #include "../../kernels/src/cuda/matmul.cu"
 #include "../../kernels/src/cuda/conv.cu"

@@ -3,5 +3,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
-g++ -std=c++20 -O1 -pthread -fno-strict-aliasing -Wno-unknown-pragmas "$here/check.cpp" -o "$out/check"
+g++ -std=c++20 -O2 -fno-strict-aliasing -Wno-unknown-pragmas "$here/check.cpp" -o "$out/check"
 "$out/check"

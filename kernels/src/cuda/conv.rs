@@ -3,9 +3,9 @@
 //! (weights as the active taps only, so a masked convolution never reads its masked taps).
 
 use super::elementwise::GpuFloat;
-use super::{driver_error, Gpu, GpuError};
+use super::{Gpu, GpuBuffer, GpuError};
 use crate::desc::ConvGeometry;
-use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 pub(crate) const MODULE: &str = "conv";
 pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("conv.cu"));
@@ -74,8 +74,8 @@ fn launch<T: GpuFloat>(
     gpu: &Gpu,
     product: Product,
     g: &ConvGeometry,
-    (a, b): (&CudaSlice<T>, &CudaSlice<T>),
-    out: &mut CudaSlice<T>,
+    (a, b): (&GpuBuffer<T>, &GpuBuffer<T>),
+    out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let groups_ok =
         g.groups > 0 && g.c_in.is_multiple_of(g.groups) && g.c_out.is_multiple_of(g.groups);
@@ -133,7 +133,7 @@ fn launch<T: GpuFloat>(
         .flat_map(|&(i, j)| [i as i32, j as i32])
         .collect();
     let shape = ConvShape::of(g);
-    let f = gpu.function(MODULE, SOURCE, &format!("conv_{name}_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("conv_{name}_{}", T::SUFFIX))?;
     let mut tiles = (cols.div_ceil(TILE), rows.div_ceil(TILE));
     let grid = |tiles: (usize, usize), z: usize| LaunchConfig {
         grid_dim: (tiles.0 as u32, tiles.1 as u32, z as u32),
@@ -142,10 +142,10 @@ fn launch<T: GpuFloat>(
     };
     if let Product::Forward = product {
         let taps = gpu.upload(&taps)?;
-        let mut args = gpu.stream().launch_builder(&f);
-        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        let mut args = gpu.launch(&f);
+        args.buf(a).buf(b).buf(&taps).buf_mut(out).arg(&shape);
         // SAFETY: every index the kernel forms lies inside the extents checked above.
-        unsafe { args.launch(grid(tiles, g.groups)) }.map_err(driver_error)?;
+        unsafe { args.run(grid(tiles, g.groups)) }?;
         return Ok(());
     }
     if let Product::InputGrad = product {
@@ -159,36 +159,40 @@ fn launch<T: GpuFloat>(
         taps.extend(phase_table(g));
         let taps = gpu.upload(&taps)?;
         tiles.0 = (g.n * g.h.div_ceil(g.stride.0) * g.w.div_ceil(g.stride.1)).div_ceil(TILE);
-        let mut args = gpu.stream().launch_builder(&f);
-        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        let mut args = gpu.launch(&f);
+        args.buf(a).buf(b).buf(&taps).buf_mut(out).arg(&shape);
         // SAFETY: as above; each phase's blocks write only that phase's positions of dx.
-        unsafe { args.launch(grid(tiles, g.groups * phases)) }.map_err(driver_error)?;
+        unsafe { args.run(grid(tiles, g.groups * phases)) }?;
         return Ok(());
     }
     let taps = gpu.upload(&taps)?;
     let (splits, chunk) = split_k(tiles.0 * tiles.1 * g.groups, g.n * g.ho * g.wo, g.groups);
     let (splits_arg, chunk_arg) = (splits as i32, chunk as i64);
     if splits == 1 {
-        let mut args = gpu.stream().launch_builder(&f);
-        args.arg(a).arg(b).arg(&taps).arg(out).arg(&shape);
+        let mut args = gpu.launch(&f);
+        args.buf(a).buf(b).buf(&taps).buf_mut(out).arg(&shape);
         args.arg(&splits_arg).arg(&chunk_arg);
         // SAFETY: as above; one split writes dw itself.
-        unsafe { args.launch(grid(tiles, g.groups)) }.map_err(driver_error)?;
+        unsafe { args.run(grid(tiles, g.groups)) }?;
         return Ok(());
     }
     // SAFETY: every element of the partial sums is written by the kernel before it is read.
-    let mut parts = unsafe { gpu.stream().alloc::<T>(splits * need_out) }.map_err(driver_error)?;
-    let mut args = gpu.stream().launch_builder(&f);
-    args.arg(a).arg(b).arg(&taps).arg(&mut parts).arg(&shape);
+    let mut parts = gpu.alloc::<T>(splits * need_out)?;
+    let mut args = gpu.launch(&f);
+    args.buf(a)
+        .buf(b)
+        .buf(&taps)
+        .buf_mut(&mut parts)
+        .arg(&shape);
     args.arg(&splits_arg).arg(&chunk_arg);
     // SAFETY: split s writes parts[s * need_out ..][..need_out], inside the allocation.
-    unsafe { args.launch(grid(tiles, g.groups * splits)) }.map_err(driver_error)?;
-    let sum = gpu.function(MODULE, SOURCE, &format!("sum_splits_{}", T::SUFFIX))?;
+    unsafe { args.run(grid(tiles, g.groups * splits)) }?;
+    let sum = gpu.kernel(MODULE, SOURCE, &format!("sum_splits_{}", T::SUFFIX))?;
     let len = need_out as i64;
-    let mut args = gpu.stream().launch_builder(&sum);
-    args.arg(&parts).arg(out).arg(&len).arg(&splits_arg);
+    let mut args = gpu.launch(&sum);
+    args.buf(&parts).buf_mut(out).arg(&len).arg(&splits_arg);
     // SAFETY: reads splits * need_out partial sums, writes need_out elements of dw.
-    unsafe { args.launch(super::grid_for(need_out)) }.map_err(driver_error)?;
+    unsafe { args.run(super::grid_for(need_out)) }?;
     Ok(())
 }
 
@@ -230,10 +234,10 @@ fn split_k(blocks: usize, k: usize, groups: usize) -> (usize, usize) {
 /// geometry's order) -> y [n, c_out, ho, wo], every element written.
 pub fn conv_forward_into<T: GpuFloat>(
     gpu: &Gpu,
-    x: &CudaSlice<T>,
-    w_active: &CudaSlice<T>,
+    x: &GpuBuffer<T>,
+    w_active: &GpuBuffer<T>,
     g: &ConvGeometry,
-    y: &mut CudaSlice<T>,
+    y: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     launch(gpu, Product::Forward, g, (x, w_active), y)
 }
@@ -242,10 +246,10 @@ pub fn conv_forward_into<T: GpuFloat>(
 /// forward), every element written.
 pub fn conv_input_grad_into<T: GpuFloat>(
     gpu: &Gpu,
-    dy: &CudaSlice<T>,
-    w_active: &CudaSlice<T>,
+    dy: &GpuBuffer<T>,
+    w_active: &GpuBuffer<T>,
     g: &ConvGeometry,
-    dx: &mut CudaSlice<T>,
+    dx: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     launch(gpu, Product::InputGrad, g, (dy, w_active), dx)
 }
@@ -253,10 +257,10 @@ pub fn conv_input_grad_into<T: GpuFloat>(
 /// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps), every element written.
 pub fn conv_weight_grad_into<T: GpuFloat>(
     gpu: &Gpu,
-    x: &CudaSlice<T>,
-    dy: &CudaSlice<T>,
+    x: &GpuBuffer<T>,
+    dy: &GpuBuffer<T>,
     g: &ConvGeometry,
-    dw: &mut CudaSlice<T>,
+    dw: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     launch(gpu, Product::WeightGrad, g, (x, dy), dw)
 }

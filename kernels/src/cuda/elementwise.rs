@@ -1,10 +1,10 @@
 //! Elementwise kernels on the GPU: the CUDA twins of `cpu::elementwise` (same kinds, same
 //! formulas), from `elementwise.cu`.
 
-use super::{driver_error, grid_for, Gpu, GpuError};
+use super::{grid_for, Gpu, GpuBuffer, GpuError};
 use crate::desc::{BinaryKind, UnaryKind};
 use crate::float::Float;
-use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
+use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 
 pub(crate) const MODULE: &str = "elementwise";
 pub(crate) const SOURCE: &str = include_str!("elementwise.cu");
@@ -69,8 +69,8 @@ fn binary_code(kind: BinaryKind) -> (i32, f64) {
 /// `out[i] = kind(x[i])` for the first `n` elements (both buffers hold at least `n`).
 pub fn unary_into<T: GpuFloat>(
     gpu: &Gpu,
-    x: &CudaSlice<T>,
-    out: &mut CudaSlice<T>,
+    x: &GpuBuffer<T>,
+    out: &mut GpuBuffer<T>,
     n: usize,
     kind: UnaryKind,
 ) -> Result<(), GpuError> {
@@ -85,26 +85,26 @@ pub fn unary_into<T: GpuFloat>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function(MODULE, SOURCE, &format!("unary_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("unary_{}", T::SUFFIX))?;
     let (code, p0, p1) = unary_code(kind);
     let (n64, p0, p1) = (n as u64, T::from_f64(p0), T::from_f64(p1));
-    let mut launch = gpu.stream().launch_builder(&f);
+    let mut launch = gpu.launch(&f);
     launch
-        .arg(x)
-        .arg(out)
+        .buf(x)
+        .buf_mut(out)
         .arg(&n64)
         .arg(&code)
         .arg(&p0)
         .arg(&p1);
     // SAFETY: the kernel reads n elements of x and writes n of out, both checked above.
-    unsafe { launch.launch(grid_for(n)) }.map_err(driver_error)?;
+    unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }
 
 /// A strided view of a device buffer: its shape, strides and offset, in elements.
 #[derive(Clone, Debug)]
 pub struct GpuView<'a, T> {
-    pub data: &'a CudaSlice<T>,
+    pub data: &'a GpuBuffer<T>,
     pub strides: &'a [usize],
     pub offset: usize,
 }
@@ -131,7 +131,7 @@ pub fn binary_into<T: GpuFloat>(
     a: GpuView<T>,
     b: GpuView<T>,
     shape: &[usize],
-    out: &mut CudaSlice<T>,
+    out: &mut GpuBuffer<T>,
     kind: BinaryKind,
 ) -> Result<(), GpuError> {
     let n: usize = shape.iter().product();
@@ -173,19 +173,19 @@ pub fn binary_into<T: GpuFloat>(
         s.a[d] = a.strides[d] as i64;
         s.b[d] = b.strides[d] as i64;
     }
-    let f = gpu.function(MODULE, SOURCE, &format!("binary_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("binary_{}", T::SUFFIX))?;
     let (code, p0) = binary_code(kind);
     let (n64, p0) = (n as u64, T::from_f64(p0));
-    let mut launch = gpu.stream().launch_builder(&f);
+    let mut launch = gpu.launch(&f);
     launch
-        .arg(a.data)
-        .arg(b.data)
-        .arg(out)
+        .buf(a.data)
+        .buf(b.data)
+        .buf_mut(out)
         .arg(&n64)
         .arg(&code)
         .arg(&p0)
         .arg(&s);
     // SAFETY: every index the kernel forms lies inside its buffer (checked above).
-    unsafe { launch.launch(grid_for(n)) }.map_err(driver_error)?;
+    unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

@@ -3,8 +3,7 @@
 //! [batch, H], out [batch, 2H] = [h' | c'].
 
 use super::elementwise::GpuFloat;
-use super::{driver_error, grid_for, Gpu, GpuError};
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use super::{grid_for, Gpu, GpuBuffer, GpuError};
 
 pub(crate) const MODULE: &str = "lstm";
 pub(crate) const SOURCE: &str = include_str!("lstm.cu");
@@ -22,9 +21,9 @@ fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
 pub fn lstm_cell_forward<T: GpuFloat>(
     gpu: &Gpu,
     (batch, hidden): (usize, usize),
-    gates: &CudaSlice<T>,
-    c_prev: &CudaSlice<T>,
-    out: &mut CudaSlice<T>,
+    gates: &GpuBuffer<T>,
+    c_prev: &GpuBuffer<T>,
+    out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let n = batch * hidden;
     check("gates", gates.len(), 4 * n)?;
@@ -33,12 +32,12 @@ pub fn lstm_cell_forward<T: GpuFloat>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function(MODULE, SOURCE, &format!("lstm_forward_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("lstm_forward_{}", T::SUFFIX))?;
     let (b, h) = (batch as i64, hidden as i64);
-    let mut launch = gpu.stream().launch_builder(&f);
-    launch.arg(gates).arg(c_prev).arg(out).arg(&b).arg(&h);
+    let mut launch = gpu.launch(&f);
+    launch.buf(gates).buf(c_prev).buf_mut(out).arg(&b).arg(&h);
     // SAFETY: the kernel touches the extents checked above.
-    unsafe { launch.launch(grid_for(n)) }.map_err(driver_error)?;
+    unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }
 
@@ -47,12 +46,12 @@ pub fn lstm_cell_forward<T: GpuFloat>(
 pub fn lstm_cell_backward<T: GpuFloat>(
     gpu: &Gpu,
     (batch, hidden): (usize, usize),
-    gates: &CudaSlice<T>,
-    c_prev: &CudaSlice<T>,
-    out: &CudaSlice<T>,
-    grad_out: &CudaSlice<T>,
-    grad_gates: &mut CudaSlice<T>,
-    grad_c_prev: &mut CudaSlice<T>,
+    gates: &GpuBuffer<T>,
+    c_prev: &GpuBuffer<T>,
+    out: &GpuBuffer<T>,
+    grad_out: &GpuBuffer<T>,
+    grad_gates: &mut GpuBuffer<T>,
+    grad_c_prev: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let n = batch * hidden;
     check("gates", gates.len(), 4 * n)?;
@@ -64,19 +63,19 @@ pub fn lstm_cell_backward<T: GpuFloat>(
     if n == 0 {
         return Ok(());
     }
-    let f = gpu.function(MODULE, SOURCE, &format!("lstm_backward_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("lstm_backward_{}", T::SUFFIX))?;
     let (b, h) = (batch as i64, hidden as i64);
-    let mut launch = gpu.stream().launch_builder(&f);
+    let mut launch = gpu.launch(&f);
     launch
-        .arg(gates)
-        .arg(c_prev)
-        .arg(out)
-        .arg(grad_out)
-        .arg(grad_gates)
-        .arg(grad_c_prev)
+        .buf(gates)
+        .buf(c_prev)
+        .buf(out)
+        .buf(grad_out)
+        .buf_mut(grad_gates)
+        .buf_mut(grad_c_prev)
         .arg(&b)
         .arg(&h);
     // SAFETY: the kernel touches the extents checked above.
-    unsafe { launch.launch(grid_for(n)) }.map_err(driver_error)?;
+    unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! operands read through (row, column) strides so transposed views need no copy.
 
 use super::elementwise::GpuFloat;
-use super::{driver_error, Gpu, GpuError};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use super::{Gpu, GpuBuffer, GpuError};
+use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "matmul";
 pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
@@ -20,7 +20,7 @@ fn tile<T: GpuFloat>() -> usize {
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct GpuMat<'a, T> {
-    pub data: &'a CudaSlice<T>,
+    pub data: &'a GpuBuffer<T>,
     pub offset: usize,
     pub row_stride: usize,
     pub col_stride: usize,
@@ -44,7 +44,7 @@ pub fn matmul_into<T: GpuFloat>(
     n: usize,
     a: GpuMat<T>,
     b: GpuMat<T>,
-    c: &mut CudaSlice<T>,
+    c: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let limit = i32::MAX as usize;
     if !a.fits(m, k) || !b.fits(k, n) || c.len() < m * n || m > limit || n > limit || k > limit {
@@ -58,7 +58,7 @@ pub fn matmul_into<T: GpuFloat>(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let f = gpu.function(MODULE, SOURCE, &format!("matmul_{}", T::SUFFIX))?;
+    let f = gpu.kernel(MODULE, SOURCE, &format!("matmul_{}", T::SUFFIX))?;
     let tile = tile::<T>();
     let cfg = LaunchConfig {
         grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1),
@@ -69,22 +69,22 @@ pub fn matmul_into<T: GpuFloat>(
     let (ao, ars, acs) = (a.offset as i64, a.row_stride as i64, a.col_stride as i64);
     let (bo, brs, bcs) = (b.offset as i64, b.row_stride as i64, b.col_stride as i64);
     let ldc = n as i64;
-    let mut launch = gpu.stream().launch_builder(&f);
+    let mut launch = gpu.launch(&f);
     launch
         .arg(&mi)
         .arg(&ni)
         .arg(&ki)
-        .arg(a.data)
+        .buf(a.data)
         .arg(&ao)
         .arg(&ars)
         .arg(&acs)
-        .arg(b.data)
+        .buf(b.data)
         .arg(&bo)
         .arg(&brs)
         .arg(&bcs)
-        .arg(c)
+        .buf_mut(c)
         .arg(&ldc);
     // SAFETY: the kernel reads A and B inside the extents checked above and writes C[m, n].
-    unsafe { launch.launch(cfg) }.map_err(driver_error)?;
+    unsafe { launch.run(cfg) }?;
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! The fused Adam / AdamW update on the GPU (`optim.cu`), the twin of `cpu::optim::adam`.
 
 use super::elementwise::GpuFloat;
-use super::{driver_error, grid_for, Gpu, GpuError};
+use super::{grid_for, Gpu, GpuBuffer, GpuError};
 use crate::desc::AdamStep;
-use cudarc::driver::{CudaSlice, PushKernelArg};
 
 pub(crate) const MODULE: &str = "optim";
 pub(crate) const SOURCE: &str = include_str!("optim.cu");
@@ -11,10 +10,10 @@ pub(crate) const SOURCE: &str = include_str!("optim.cu");
 /// One Adam step over the first `n` elements of p, in place, with gradient g and state m, v.
 pub fn adam<T: GpuFloat>(
     gpu: &Gpu,
-    p: &mut CudaSlice<T>,
-    g: &CudaSlice<T>,
-    m: &mut CudaSlice<T>,
-    v: &mut CudaSlice<T>,
+    p: &mut GpuBuffer<T>,
+    g: &GpuBuffer<T>,
+    m: &mut GpuBuffer<T>,
+    v: &mut GpuBuffer<T>,
     n: usize,
     h: AdamStep,
 ) -> Result<(), GpuError> {
@@ -38,13 +37,13 @@ pub fn adam<T: GpuFloat>(
     let (eps, wd, decay) = (c(h.eps), c(h.weight_decay), c(1.0 - h.lr * h.weight_decay));
     let (decoupled, small_w1) = (h.decoupled as i32, ((1.0 - h.beta1).abs() < 0.5) as i32);
     let n64 = n as u64;
-    let f = gpu.function(MODULE, SOURCE, &format!("adam_{}", T::SUFFIX))?;
-    let mut launch = gpu.stream().launch_builder(&f);
+    let f = gpu.kernel(MODULE, SOURCE, &format!("adam_{}", T::SUFFIX))?;
+    let mut launch = gpu.launch(&f);
     launch
-        .arg(p)
-        .arg(g)
-        .arg(m)
-        .arg(v)
+        .buf_mut(p)
+        .buf(g)
+        .buf_mut(m)
+        .buf_mut(v)
         .arg(&n64)
         .arg(&step_size)
         .arg(&inv_bc2_sqrt)
@@ -57,6 +56,6 @@ pub fn adam<T: GpuFloat>(
         .arg(&decoupled)
         .arg(&small_w1);
     // SAFETY: the kernel touches the first n elements of each buffer (checked above).
-    unsafe { launch.launch(grid_for(n)) }.map_err(driver_error)?;
+    unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

@@ -2,8 +2,8 @@
 //! [outer, r, inner] buffer, the twins of `cpu::reduce::{sum, max}`.
 
 use super::elementwise::GpuFloat;
-use super::{driver_error, grid_for, Gpu, GpuError};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use super::{grid_for, Gpu, GpuBuffer, GpuError};
+use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "reduce";
 pub(crate) const SOURCE: &str = include_str!("reduce.cu");
@@ -18,10 +18,10 @@ pub enum Fold {
 /// `out[o, i]` = the fold of `x[o, :, i]` for x [outer, r, inner]; `out` holds outer·inner.
 pub fn reduce_into<T: GpuFloat>(
     gpu: &Gpu,
-    x: &CudaSlice<T>,
+    x: &GpuBuffer<T>,
     (outer, r, inner): (usize, usize, usize),
     fold: Fold,
-    out: &mut CudaSlice<T>,
+    out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let n_out = outer * inner;
     if x.len() < outer * r * inner || out.len() < n_out {
@@ -40,28 +40,33 @@ pub fn reduce_into<T: GpuFloat>(
     };
     let (outer64, r64, inner64) = (outer as i64, r as i64, inner as i64);
     if inner == 1 {
-        let f = gpu.function(MODULE, SOURCE, &format!("{name}_{}_rows", T::SUFFIX))?;
+        let f = gpu.kernel(MODULE, SOURCE, &format!("{name}_{}_rows", T::SUFFIX))?;
         let cfg = LaunchConfig {
             grid_dim: (outer.min(65_535) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut launch = gpu.stream().launch_builder(&f);
-        launch.arg(x).arg(out).arg(&outer64).arg(&r64).arg(&init);
-        // SAFETY: reads outer·r elements of x, writes outer of out (checked above).
-        unsafe { launch.launch(cfg) }.map_err(driver_error)?;
-    } else {
-        let f = gpu.function(MODULE, SOURCE, &format!("{name}_{}_columns", T::SUFFIX))?;
-        let mut launch = gpu.stream().launch_builder(&f);
+        let mut launch = gpu.launch(&f);
         launch
-            .arg(x)
-            .arg(out)
+            .buf(x)
+            .buf_mut(out)
+            .arg(&outer64)
+            .arg(&r64)
+            .arg(&init);
+        // SAFETY: reads outer·r elements of x, writes outer of out (checked above).
+        unsafe { launch.run(cfg) }?;
+    } else {
+        let f = gpu.kernel(MODULE, SOURCE, &format!("{name}_{}_columns", T::SUFFIX))?;
+        let mut launch = gpu.launch(&f);
+        launch
+            .buf(x)
+            .buf_mut(out)
             .arg(&outer64)
             .arg(&r64)
             .arg(&inner64)
             .arg(&init);
         // SAFETY: reads outer·r·inner elements of x, writes outer·inner of out (checked above).
-        unsafe { launch.launch(grid_for(n_out)) }.map_err(driver_error)?;
+        unsafe { launch.run(grid_for(n_out)) }?;
     }
     Ok(())
 }
