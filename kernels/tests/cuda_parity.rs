@@ -504,3 +504,104 @@ fn conv_family_matches_the_cpu() {
         conv_parity::<f64>(&gpu, 1e-12);
     }
 }
+
+/// A strided copy (a permuted, sliced, broadcast view made contiguous), the casts both ways,
+/// select and fill, against the CPU's reading of the same views.
+fn copy_parity<T: GpuFloat>(gpu: &Gpu) {
+    use kernels::cuda::elementwise::{copy_into, fill_into, select_into};
+    // a [4, 5, 6] buffer seen as its transpose [6, 5, 4] from offset 0, and as [3, 5, 2] slices
+    // of it with a broadcast axis
+    let data: Vec<T> = values(4 * 5 * 6 + 7, 11, -2.0, 2.0);
+    let views: [(&[usize], &[usize], usize); 3] = [
+        (&[6, 5, 4], &[1, 6, 30], 0),
+        (&[3, 5, 2], &[30, 6, 2], 7),
+        (&[3, 7, 5], &[30, 0, 6], 1),
+    ];
+    let d = gpu.upload(&data).unwrap();
+    for (shape, strides, offset) in views {
+        let cpu = View {
+            data: &data[..],
+            shape,
+            strides,
+            offset,
+        }
+        .to_vec();
+        let n = cpu.len();
+        let view = || GpuView {
+            data: &d,
+            strides,
+            offset,
+        };
+        let mut same = poisoned::<T>(gpu, n);
+        copy_into(gpu, view(), shape, &mut same).unwrap();
+        assert_eq!(gpu.download(&same).unwrap()[..n], cpu[..], "copy {shape:?}");
+        let mut as_f64 = poisoned::<f64>(gpu, n);
+        copy_into(gpu, view(), shape, &mut as_f64).unwrap();
+        let want: Vec<f64> = cpu.iter().map(|v| v.to_f64()).collect();
+        assert_eq!(
+            gpu.download(&as_f64).unwrap()[..n],
+            want[..],
+            "cast {shape:?}"
+        );
+        let mut as_f32 = poisoned::<f32>(gpu, n);
+        copy_into(gpu, view(), shape, &mut as_f32).unwrap();
+        let want: Vec<f32> = cpu.iter().map(|v| v.to_f64() as f32).collect();
+        assert_eq!(
+            gpu.download(&as_f32).unwrap()[..n],
+            want[..],
+            "cast {shape:?}"
+        );
+        // select by the sign of the view itself between it and its contiguous copy negated
+        let negated: Vec<T> = cpu.iter().map(|&v| T::from_f64(-v.to_f64())).collect();
+        let dn = gpu.upload(&negated).unwrap();
+        let contiguous = contiguous_strides(shape);
+        let mask: Vec<T> = cpu
+            .iter()
+            .map(|v| T::from_f64((v.to_f64() > 0.0) as u8 as f64))
+            .collect();
+        let dm = gpu.upload(&mask).unwrap();
+        let mut out = poisoned::<T>(gpu, n);
+        let on = |data| GpuView {
+            data,
+            strides: &contiguous,
+            offset: 0,
+        };
+        select_into(gpu, on(&dm), view(), on(&dn), shape, &mut out).unwrap();
+        let want: Vec<T> = cpu
+            .iter()
+            .zip(&negated)
+            .map(|(&v, &m)| if v.to_f64() > 0.0 { v } else { m })
+            .collect();
+        assert_eq!(
+            gpu.download(&out).unwrap()[..n],
+            want[..],
+            "select {shape:?}"
+        );
+        // every element non-negative: |v| by select
+        assert!(gpu
+            .download(&out)
+            .unwrap()
+            .iter()
+            .all(|v| v.to_f64() >= 0.0));
+    }
+    let mut filled = poisoned::<T>(gpu, 1000);
+    fill_into(gpu, &mut filled, 999, 0.5).unwrap();
+    let got = gpu.download(&filled).unwrap();
+    assert!(got[..999].iter().all(|v| v.to_f64() == 0.5) && got[999].is_nan());
+    // a view past its buffer is an error, not a wild read
+    let mut out = poisoned::<T>(gpu, 1000);
+    let past = GpuView {
+        data: &d,
+        strides: &[1],
+        offset: 10,
+    };
+    assert!(copy_into(gpu, past, &[data.len()], &mut out).is_err());
+}
+
+#[test]
+fn copies_casts_selects_and_fills_match_the_cpu() {
+    for gpu in devices() {
+        copy_parity::<f32>(&gpu);
+        copy_parity::<f64>(&gpu);
+    }
+}

@@ -101,3 +101,78 @@ extern "C" __global__ void binary_f64(const double* a, const double* b, double* 
                                       unsigned long long n, int kind, double p0, Broadcast s) {
     binary_kernel<double>(a, b, out, n, kind, p0, s);
 }
+
+// out[i] = x at the i-th position of the view (shape and strides in s.shape / s.a, offset
+// s.offset_a), converted to the output's type: a strided copy made contiguous, or a cast.
+template <typename S, typename D>
+__device__ void copy_kernel(const S* x, D* out, unsigned long long n, Broadcast s) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        long long rest = (long long)i, ix = s.offset_a;
+        for (int d = s.rank - 1; d >= 0; --d) {
+            ix += (rest % s.shape[d]) * s.a[d];
+            rest /= s.shape[d];
+        }
+        out[i] = (D)x[ix];
+    }
+}
+
+extern "C" __global__ void copy_f32_f32(const float* x, float* out, unsigned long long n,
+                                        Broadcast s) {
+    copy_kernel<float, float>(x, out, n, s);
+}
+extern "C" __global__ void copy_f64_f64(const double* x, double* out, unsigned long long n,
+                                        Broadcast s) {
+    copy_kernel<double, double>(x, out, n, s);
+}
+extern "C" __global__ void copy_f32_f64(const float* x, double* out, unsigned long long n,
+                                        Broadcast s) {
+    copy_kernel<float, double>(x, out, n, s);
+}
+extern "C" __global__ void copy_f64_f32(const double* x, float* out, unsigned long long n,
+                                        Broadcast s) {
+    copy_kernel<double, float>(x, out, n, s);
+}
+
+// out[i] = mask != 0 ? a : b, all three read through their strides (s.a for a, s.b for b,
+// mask_strides for the mask) at the i-th position of the output's shape.
+template <typename T>
+__device__ void select_kernel(const T* mask, const T* a, const T* b, T* out, unsigned long long n,
+                              Broadcast s, Broadcast m) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        long long rest = (long long)i, ia = s.offset_a, ib = s.offset_b, im = m.offset_a;
+        for (int d = s.rank - 1; d >= 0; --d) {
+            long long idx = rest % s.shape[d];
+            rest /= s.shape[d];
+            ia += idx * s.a[d];
+            ib += idx * s.b[d];
+            im += idx * m.a[d];
+        }
+        out[i] = mask[im] != T(0) ? a[ia] : b[ib];
+    }
+}
+
+extern "C" __global__ void select_f32(const float* mask, const float* a, const float* b,
+                                      float* out, unsigned long long n, Broadcast s, Broadcast m) {
+    select_kernel<float>(mask, a, b, out, n, s, m);
+}
+extern "C" __global__ void select_f64(const double* mask, const double* a, const double* b,
+                                      double* out, unsigned long long n, Broadcast s,
+                                      Broadcast m) {
+    select_kernel<double>(mask, a, b, out, n, s, m);
+}
+
+template <typename T>
+__device__ void fill_kernel(T* out, unsigned long long n, T value) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x)
+        out[i] = value;
+}
+
+extern "C" __global__ void fill_f32(float* out, unsigned long long n, float value) {
+    fill_kernel<float>(out, n, value);
+}
+extern "C" __global__ void fill_f64(double* out, unsigned long long n, double value) {
+    fill_kernel<double>(out, n, value);
+}

@@ -124,6 +124,69 @@ struct Broadcast {
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the kernel's `Broadcast`.
 unsafe impl DeviceRepr for Broadcast {}
 
+impl Broadcast {
+    /// Views `a` and `b` (either may be a's again) seen with the output's `shape`; an error
+    /// naming `op` when the rank is too high, a view's strides do not match the shape or a view
+    /// reaches past its buffer.
+    fn of<A, B>(
+        op: &str,
+        shape: &[usize],
+        a: &GpuView<A>,
+        b: &GpuView<B>,
+    ) -> Result<Broadcast, GpuError> {
+        if shape.len() > MAX_RANK
+            || a.strides.len() != shape.len()
+            || b.strides.len() != shape.len()
+        {
+            return Err(GpuError::Driver(format!(
+                "{op}: shape {shape:?} with strides {:?} and {:?} (at most {MAX_RANK} axes)",
+                a.strides, b.strides
+            )));
+        }
+        let n: usize = shape.iter().product();
+        let reach = |strides: &[usize], offset: usize| {
+            offset
+                + shape
+                    .iter()
+                    .zip(strides)
+                    .map(|(&d, &s)| d.saturating_sub(1) * s)
+                    .sum::<usize>()
+        };
+        if n > 0
+            && (reach(a.strides, a.offset) >= a.data.len()
+                || reach(b.strides, b.offset) >= b.data.len())
+        {
+            return Err(GpuError::Driver(format!(
+                "{op}: a view of shape {shape:?} reaches past its buffer"
+            )));
+        }
+        let mut s = Broadcast {
+            shape: [1; MAX_RANK],
+            a: [0; MAX_RANK],
+            b: [0; MAX_RANK],
+            offset_a: a.offset as i64,
+            offset_b: b.offset as i64,
+            rank: shape.len() as i32,
+        };
+        for (d, &len) in shape.iter().enumerate() {
+            s.shape[d] = len as i64;
+            s.a[d] = a.strides[d] as i64;
+            s.b[d] = b.strides[d] as i64;
+        }
+        Ok(s)
+    }
+}
+
+fn output_fits<T>(op: &str, out: &GpuBuffer<T>, n: usize) -> Result<(), GpuError> {
+    if out.len() < n {
+        return Err(GpuError::Driver(format!(
+            "{op}: an output of {} elements for {n}",
+            out.len()
+        )));
+    }
+    Ok(())
+}
+
 /// `out = kind(a, b)` over `shape`, where both views already have `shape` (stride 0 along
 /// broadcast axes); `out` is contiguous.
 pub fn binary_into<T: GpuFloat>(
@@ -135,43 +198,10 @@ pub fn binary_into<T: GpuFloat>(
     kind: BinaryKind,
 ) -> Result<(), GpuError> {
     let n: usize = shape.iter().product();
-    if shape.len() > MAX_RANK || a.strides.len() != shape.len() || b.strides.len() != shape.len() {
-        return Err(GpuError::Driver(format!(
-            "binary {}: shape {shape:?} with strides {:?} and {:?} (at most {MAX_RANK} axes)",
-            kind.name(),
-            a.strides,
-            b.strides
-        )));
-    }
-    let reach = |v: &GpuView<T>| {
-        v.offset
-            + shape
-                .iter()
-                .zip(v.strides)
-                .map(|(&d, &s)| d.saturating_sub(1) * s)
-                .sum::<usize>()
-    };
-    if n > 0 && (reach(&a) >= a.data.len() || reach(&b) >= b.data.len() || out.len() < n) {
-        return Err(GpuError::Driver(format!(
-            "binary {}: a view of shape {shape:?} reaches past its buffer",
-            kind.name()
-        )));
-    }
+    let s = Broadcast::of(&format!("binary {}", kind.name()), shape, &a, &b)?;
+    output_fits("binary", out, n)?;
     if n == 0 {
         return Ok(());
-    }
-    let mut s = Broadcast {
-        shape: [1; MAX_RANK],
-        a: [0; MAX_RANK],
-        b: [0; MAX_RANK],
-        offset_a: a.offset as i64,
-        offset_b: b.offset as i64,
-        rank: shape.len() as i32,
-    };
-    for (d, &len) in shape.iter().enumerate() {
-        s.shape[d] = len as i64;
-        s.a[d] = a.strides[d] as i64;
-        s.b[d] = b.strides[d] as i64;
     }
     let f = gpu.kernel(MODULE, SOURCE, &format!("binary_{}", T::SUFFIX))?;
     let (code, p0) = binary_code(kind);
@@ -186,6 +216,81 @@ pub fn binary_into<T: GpuFloat>(
         .arg(&p0)
         .arg(&s);
     // SAFETY: every index the kernel forms lies inside its buffer (checked above).
+    unsafe { launch.run(grid_for(n)) }?;
+    Ok(())
+}
+
+/// `out` = the view `x` of `shape` in row-major order, converted to `D`: a strided copy made
+/// contiguous (S = D) or a cast.
+pub fn copy_into<S: GpuFloat, D: GpuFloat>(
+    gpu: &Gpu,
+    x: GpuView<S>,
+    shape: &[usize],
+    out: &mut GpuBuffer<D>,
+) -> Result<(), GpuError> {
+    let n: usize = shape.iter().product();
+    let s = Broadcast::of("copy", shape, &x, &x)?;
+    output_fits("copy", out, n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = gpu.kernel(MODULE, SOURCE, &format!("copy_{}_{}", S::SUFFIX, D::SUFFIX))?;
+    let n64 = n as u64;
+    let mut launch = gpu.launch(&f);
+    launch.buf(x.data).buf_mut(out).arg(&n64).arg(&s);
+    // SAFETY: the view lies inside its buffer and out holds n (checked above).
+    unsafe { launch.run(grid_for(n)) }?;
+    Ok(())
+}
+
+/// `out = mask != 0 ? a : b` over `shape`, the three views already of `shape`.
+pub fn select_into<T: GpuFloat>(
+    gpu: &Gpu,
+    mask: GpuView<T>,
+    a: GpuView<T>,
+    b: GpuView<T>,
+    shape: &[usize],
+    out: &mut GpuBuffer<T>,
+) -> Result<(), GpuError> {
+    let n: usize = shape.iter().product();
+    let s = Broadcast::of("select", shape, &a, &b)?;
+    let m = Broadcast::of("select", shape, &mask, &mask)?;
+    output_fits("select", out, n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = gpu.kernel(MODULE, SOURCE, &format!("select_{}", T::SUFFIX))?;
+    let n64 = n as u64;
+    let mut launch = gpu.launch(&f);
+    launch
+        .buf(mask.data)
+        .buf(a.data)
+        .buf(b.data)
+        .buf_mut(out)
+        .arg(&n64)
+        .arg(&s)
+        .arg(&m);
+    // SAFETY: the views lie inside their buffers and out holds n (checked above).
+    unsafe { launch.run(grid_for(n)) }?;
+    Ok(())
+}
+
+/// The first `n` elements of `out` set to `value`.
+pub fn fill_into<T: GpuFloat>(
+    gpu: &Gpu,
+    out: &mut GpuBuffer<T>,
+    n: usize,
+    value: f64,
+) -> Result<(), GpuError> {
+    output_fits("fill", out, n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = gpu.kernel(MODULE, SOURCE, &format!("fill_{}", T::SUFFIX))?;
+    let (n64, value) = (n as u64, T::from_f64(value));
+    let mut launch = gpu.launch(&f);
+    launch.buf_mut(out).arg(&n64).arg(&value);
+    // SAFETY: out holds n (checked above).
     unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

@@ -43,6 +43,8 @@ const Kernel KERNELS[] = {
     KERNEL(sum_splits_f32), KERNEL(sum_splits_f64),
     KERNEL(unary_f32), KERNEL(unary_f64),
     KERNEL(binary_f32), KERNEL(binary_f64),
+    KERNEL(copy_f32_f32), KERNEL(copy_f64_f64), KERNEL(copy_f32_f64), KERNEL(copy_f64_f32),
+    KERNEL(select_f32), KERNEL(select_f64), KERNEL(fill_f32), KERNEL(fill_f64),
     KERNEL(sum_f32_rows), KERNEL(sum_f64_rows), KERNEL(max_f32_rows), KERNEL(max_f64_rows),
     KERNEL(sum_f32_columns), KERNEL(sum_f64_columns),
     KERNEL(max_f32_columns), KERNEL(max_f64_columns),
