@@ -269,14 +269,14 @@ fn pad_axis(g: &Tensor, axis: usize, start: usize, full: usize) -> Result<Tensor
     let zeros_of = |n: usize| {
         let mut s = g.shape().to_vec();
         s[axis] = n;
-        Tensor::zeros(&s, g.dtype())
+        Tensor::full_on(&s, 0.0, g.dtype(), g.device())
     };
     if start > 0 {
-        parts.push(zeros_of(start));
+        parts.push(zeros_of(start)?);
     }
     parts.push(g.clone());
     if start + len < full {
-        parts.push(zeros_of(full - start - len));
+        parts.push(zeros_of(full - start - len)?);
     }
     Tensor::concat(&parts, axis as isize)
 }

@@ -195,7 +195,9 @@ pub(crate) fn zeros_where_missing(
         .zip(inputs)
         .map(|(g, t)| match g {
             Some(g) => Ok(g),
-            None => Tensor::scalar(0.0, t.dtype()).expand(t.shape()),
+            None => Tensor::full_on(&[1], 0.0, t.dtype(), t.device())?
+                .reshape(&[])?
+                .expand(t.shape()),
         })
         .collect()
 }

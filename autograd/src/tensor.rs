@@ -141,20 +141,34 @@ impl Tensor {
         Tensor::full(shape, 0.0, dtype)
     }
 
+    /// `value` everywhere, made on `device` (no host copy on a CUDA device).
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        let n = shape.iter().product();
+        Ok(Tensor::new_internal(
+            Arc::new(Storage::filled(dtype, n, value, device)?),
+            Layout::contiguous(shape),
+            None,
+        ))
+    }
+
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Tensor::full(shape, 1.0, dtype)
     }
 
+    /// Zeros of this tensor's shape, dtype and device.
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.dtype())
+        self.full_like(0.0)
     }
 
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape(), self.dtype())
+        self.full_like(1.0)
     }
 
+    /// `value` in this tensor's shape, dtype and device. On a CUDA device whose memory is
+    /// exhausted this ends the process with the reason (the many callers cannot fail).
     pub fn full_like(&self, value: f64) -> Tensor {
-        Tensor::full(self.shape(), value, self.dtype())
+        Tensor::full_on(self.shape(), value, self.dtype(), self.device())
+            .unwrap_or_else(|e| panic!("making a constant on {}: {e}", self.device()))
     }
 
     /// 0, 1, ..., n-1.
@@ -315,10 +329,7 @@ impl Tensor {
                 format!("tensor is {}, update is {}", self.dtype(), T::DTYPE),
             ));
         }
-        self.update_storage("update_data", |s| {
-            f(s.as_cpu_mut().as_mut_slice::<T>());
-            Ok(())
-        })
+        self.update_storage("update_data", |s| s.update_on_host(f))
     }
 
     /// Runs `f` on this whole, contiguous tensor's storage, to update it in place (copied

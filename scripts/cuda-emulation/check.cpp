@@ -35,7 +35,7 @@ int main() {
             for (auto& v : a) v = rnd(g); for (auto& v : b) v = rnd(g);
             long long ars = ta ? 1 : k, acs = ta ? m : 1, brs = tb ? 1 : n, bcs = tb ? k : 1;
             for (int i = 0; i < m; ++i) for (int j = 0; j < n; ++j) { double s = 0; for (int p = 0; p < k; ++p) s += a[i*ars + p*acs] * b[p*brs + j*bcs]; want[i*n+j] = s; }
-            launch({(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), 1}, {256}, [&] { matmul_f64(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), n); });
+            launch({(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), 1}, {256}, [&] { matmul_f64(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), 0, n); });
             char what[64]; snprintf(what, 64, "matmul %dx%dx%d t%d%d", m, k, n, ta, tb);
             check(what, rel(c, want), 1e-12);
         }
@@ -49,7 +49,7 @@ int main() {
             for (auto& v : a) v = (float)rnd(g); for (auto& v : b) v = (float)rnd(g);
             long long ars = ta ? 1 : k, acs = ta ? m : 1, brs = tb ? 1 : n, bcs = tb ? k : 1;
             for (int i = 0; i < m; ++i) for (int j = 0; j < n; ++j) { double s = 0; for (int p = 0; p < k; ++p) s += (double)a[i*ars + p*acs] * b[p*brs + j*bcs]; want[i*n+j] = s; }
-            launch({(unsigned)((n + 127) / 128), (unsigned)((m + 127) / 128), 1}, {256}, [&] { matmul_f32(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), n); });
+            launch({(unsigned)((n + 127) / 128), (unsigned)((m + 127) / 128), 1}, {256}, [&] { matmul_f32(m, n, k, a.data(), 0, ars, acs, b.data(), 0, brs, bcs, c.data(), 0, n); });
             for (int i = 0; i < m * n; ++i) got[i] = c[i];
             char what[64]; snprintf(what, 64, "matmul f32 %dx%dx%d t%d%d", m, k, n, ta, tb);
             check(what, rel(got, want), 1e-6);

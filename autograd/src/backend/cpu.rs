@@ -138,7 +138,7 @@ fn reduce_typed<T: Element>(s: &CpuStorage, l: &Layout, axes: &[usize], max: boo
 }
 
 /// The maximal runs of adjacent axes in a sorted axis list: [0, 2, 3] -> [[0], [2, 3]].
-fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
+pub(super) fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for &a in axes {
         match runs.last_mut() {
@@ -150,7 +150,7 @@ fn adjacent_runs(axes: &[usize]) -> Vec<(usize, usize)> {
 }
 
 /// Buffer offsets of each matrix of a batched operand, in row-major batch order.
-fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
+pub(super) fn batch_offsets(layout: &Layout, batch_shape: &[usize]) -> Vec<usize> {
     let nb = batch_shape.len();
     let mut offsets = Vec::with_capacity(batch_shape.iter().product());
     kernels::strided::for_each_row(

@@ -1,8 +1,14 @@
-//! The CUDA arm. Present on every machine so that the storage and device types, and every
-//! dispatch in `Storage`, already have it; it cannot be constructed yet: the CUDA backend
-//! (device buffers through `kernels::cuda`, our NVRTC-compiled kernels) is a later step, and
-//! until then moving a tensor to CUDA is an error. Each method below becomes its kernel's call.
+//! The CUDA arm: elements in a device's memory (`kernels::cuda::GpuBuffer`), every op one or a
+//! few launches of our kernels (`kernels::cuda`), on a real GPU (`Device::Cuda(n)`) or on the
+//! emulated device (`Device::EmulatedCuda`: the same kernels run on the host), through the
+//! same code.
+//!
+//! Not every op family has its CUDA kernels yet: index ops, the LSTM over a sequence and over
+//! a grid, and the SGD and RMSprop steps answer with an error naming the op and the device
+//! (`not_yet`). Three work on the host by the trait's contract (their results are host values):
+//! max pooling's argmax, the BCE sum and `to_host`.
 
+use super::cpu::{adjacent_runs, batch_offsets};
 use super::{
     BackendStorage, CpuStorage, GridTape, Operand, SequenceGrads, SequenceInputs, SequenceTape,
     SequenceWants,
@@ -11,131 +17,830 @@ use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
+use kernels::cuda::elementwise::{
+    binary_into, copy_into, copy_to_view, fill_into, select_into, unary_into, GpuFloat, GpuView,
+};
+use kernels::cuda::matmul::{matmul_into_at, GpuMat};
+use kernels::cuda::reduce::{reduce_into, Fold};
+use kernels::cuda::{lstm, optim, Gpu, GpuBuffer, GpuError};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
-use std::convert::Infallible;
+use kernels::strided::{contiguous_strides, View};
+use std::sync::Arc;
 
-/// Elements in CUDA device memory. Uninhabited for now (it holds an `Infallible`), so every
-/// method is statically unreachable and the compiler proves no tensor is on CUDA.
-#[derive(Clone, Debug)]
-pub struct CudaStorage(Infallible);
+/// A typed device buffer.
+#[derive(Debug)]
+enum CudaData {
+    F32(GpuBuffer<f32>),
+    F64(GpuBuffer<f64>),
+}
 
-fn not_built(what: &str, device: Device) -> Error {
+/// Elements in a CUDA device's memory.
+#[derive(Debug)]
+pub struct CudaStorage {
+    gpu: Arc<Gpu>,
+    device: Device,
+    data: CudaData,
+}
+
+impl Clone for CudaStorage {
+    /// A device-to-device copy. Storage is cloned only to update a shared buffer in place
+    /// (`Arc::make_mut`) or to copy optimizer state, and the trait's `Clone` cannot fail: a
+    /// device out of memory here ends the process with the reason.
+    fn clone(&self) -> CudaStorage {
+        let data = match &self.data {
+            CudaData::F32(b) => b.try_clone().map(CudaData::F32),
+            CudaData::F64(b) => b.try_clone().map(CudaData::F64),
+        }
+        .unwrap_or_else(|e| panic!("copying a tensor on {}: {e}", self.device));
+        CudaStorage {
+            gpu: self.gpu.clone(),
+            device: self.device,
+            data,
+        }
+    }
+}
+
+/// The element types with CUDA kernels, and how each finds its buffer.
+trait OnGpu: Element + GpuFloat {
+    fn buffer(data: &CudaData) -> Option<&GpuBuffer<Self>>;
+    fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<Self>>;
+    fn wrap(buffer: GpuBuffer<Self>) -> CudaData;
+}
+
+impl OnGpu for f32 {
+    fn buffer(data: &CudaData) -> Option<&GpuBuffer<f32>> {
+        match data {
+            CudaData::F32(b) => Some(b),
+            CudaData::F64(_) => None,
+        }
+    }
+    fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<f32>> {
+        match data {
+            CudaData::F32(b) => Some(b),
+            CudaData::F64(_) => None,
+        }
+    }
+    fn wrap(buffer: GpuBuffer<f32>) -> CudaData {
+        CudaData::F32(buffer)
+    }
+}
+
+impl OnGpu for f64 {
+    fn buffer(data: &CudaData) -> Option<&GpuBuffer<f64>> {
+        match data {
+            CudaData::F64(b) => Some(b),
+            CudaData::F32(_) => None,
+        }
+    }
+    fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<f64>> {
+        match data {
+            CudaData::F64(b) => Some(b),
+            CudaData::F32(_) => None,
+        }
+    }
+    fn wrap(buffer: GpuBuffer<f64>) -> CudaData {
+        CudaData::F64(buffer)
+    }
+}
+
+/// A kernel's error as the op's.
+fn on_device(op: &'static str) -> impl Fn(GpuError) -> Error {
+    move |e| Error::invalid(op, e.to_string())
+}
+
+/// The error of an op family without CUDA kernels yet.
+fn not_yet(op: &'static str, device: Device) -> Error {
     Error::invalid(
-        "to_device",
-        format!(
-            "{what} {device}: the CUDA backend is not built yet (the kernels exist in \
-             kernels::cuda, the engine does not reach them); use the CPU"
-        ),
+        op,
+        format!("{op} has no CUDA kernel yet, so it cannot run on {device}; use the CPU for it"),
     )
 }
 
+/// Runs `f32_op` or `f64_op` by the storage's dtype.
+fn by_dtype<R>(
+    s: &CudaStorage,
+    f32_op: impl FnOnce() -> Result<R>,
+    f64_op: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    match s.data {
+        CudaData::F32(_) => f32_op(),
+        CudaData::F64(_) => f64_op(),
+    }
+}
+
+/// A contiguous buffer starting at element 0, borrowed when the storage already is one.
+enum Contiguous<'a, T> {
+    Borrowed(&'a GpuBuffer<T>),
+    Owned(GpuBuffer<T>),
+}
+
+impl<T> std::ops::Deref for Contiguous<'_, T> {
+    type Target = GpuBuffer<T>;
+    fn deref(&self) -> &GpuBuffer<T> {
+        match self {
+            Contiguous::Borrowed(b) => b,
+            Contiguous::Owned(b) => b,
+        }
+    }
+}
+
 impl CudaStorage {
-    /// A value of type `!` in all but name: there is no `CudaStorage` to call this on.
-    pub fn unreachable(&self) -> ! {
-        match self.0 {}
+    /// The device behind `device` (opened once per process).
+    fn gpu_for(device: Device) -> Result<Arc<Gpu>> {
+        match device {
+            Device::Cuda(n) => Gpu::open(n)
+                .map_err(|e| Error::invalid("to_device", format!("cannot use {device}: {e}"))),
+            Device::EmulatedCuda => Ok(Gpu::emulated()),
+            Device::Cpu => Err(Error::invalid("to_device", "the CPU is not a CUDA device")),
+        }
     }
 
-    pub fn filled(_dtype: DType, _len: usize, _value: f64, device: Device) -> Result<CudaStorage> {
-        Err(not_built("cannot allocate on", device))
+    pub fn filled(dtype: DType, len: usize, value: f64, device: Device) -> Result<CudaStorage> {
+        let gpu = CudaStorage::gpu_for(device)?;
+        let data = match dtype {
+            DType::F32 => CudaData::F32(filled_buffer(&gpu, len, value)?),
+            DType::F64 => CudaData::F64(filled_buffer(&gpu, len, value)?),
+        };
+        Ok(CudaStorage { gpu, device, data })
     }
 
-    pub fn upload(_host: &CpuStorage, _layout: &Layout, device: Device) -> Result<CudaStorage> {
-        Err(not_built("cannot move a tensor to", device))
+    /// The elements of a CPU storage (through `layout`) on `device`, contiguous.
+    pub fn upload(host: &CpuStorage, layout: &Layout, device: Device) -> Result<CudaStorage> {
+        let gpu = CudaStorage::gpu_for(device)?;
+        let data = match host.dtype() {
+            DType::F32 => CudaData::F32(
+                gpu.upload(&host.contiguous::<f32>(layout))
+                    .map_err(on_device("to_device"))?,
+            ),
+            DType::F64 => CudaData::F64(
+                gpu.upload(&host.contiguous::<f64>(layout))
+                    .map_err(on_device("to_device"))?,
+            ),
+        };
+        Ok(CudaStorage { gpu, device, data })
     }
+
+    /// The elements (through `layout`) as a CPU storage.
+    pub fn download(&self, layout: &Layout) -> Result<CpuStorage> {
+        Ok(match self.data {
+            CudaData::F32(_) => CpuStorage::F32(self.host::<f32>(layout)?),
+            CudaData::F64(_) => CpuStorage::F64(self.host::<f64>(layout)?),
+        })
+    }
+
+    /// The typed buffer; callers have checked the dtype, so a mismatch is a bug in the engine.
+    fn buf<T: OnGpu>(&self) -> &GpuBuffer<T> {
+        T::buffer(&self.data).unwrap_or_else(|| {
+            panic!(
+                "engine bug: storage holds {}, asked for {}",
+                self.dtype(),
+                T::DTYPE
+            )
+        })
+    }
+
+    fn buf_mut<T: OnGpu>(&mut self) -> &mut GpuBuffer<T> {
+        let dtype = self.dtype();
+        T::buffer_mut(&mut self.data)
+            .unwrap_or_else(|| panic!("engine bug: storage holds {dtype}, asked for {}", T::DTYPE))
+    }
+
+    /// A new storage on this device holding `buffer`.
+    fn holding<T: OnGpu>(&self, buffer: GpuBuffer<T>) -> CudaStorage {
+        CudaStorage {
+            gpu: self.gpu.clone(),
+            device: self.device,
+            data: T::wrap(buffer),
+        }
+    }
+
+    fn view<'a, T: OnGpu>(&'a self, layout: &'a Layout) -> GpuView<'a, T> {
+        GpuView {
+            data: self.buf::<T>(),
+            strides: &layout.strides,
+            offset: layout.offset,
+        }
+    }
+
+    /// The elements `layout` selects, contiguous from element 0: the buffer itself when it
+    /// already is exactly that, else a copy.
+    fn contiguous<'a, T: OnGpu>(
+        &'a self,
+        op: &'static str,
+        layout: &'a Layout,
+    ) -> Result<Contiguous<'a, T>> {
+        if layout.is_contiguous() && layout.offset == 0 {
+            return Ok(Contiguous::Borrowed(self.buf::<T>()));
+        }
+        let mut out = self.gpu.alloc::<T>(layout.numel()).map_err(on_device(op))?;
+        copy_into(&self.gpu, self.view::<T>(layout), &layout.shape, &mut out)
+            .map_err(on_device(op))?;
+        Ok(Contiguous::Owned(out))
+    }
+
+    /// The elements `layout` selects, on the host.
+    fn host<T: OnGpu>(&self, layout: &Layout) -> Result<Vec<T>> {
+        let all = self
+            .gpu
+            .download(self.buf::<T>())
+            .map_err(on_device("to_host"))?;
+        Ok(View {
+            data: &all[..],
+            shape: &layout.shape,
+            strides: &layout.strides,
+            offset: layout.offset,
+        }
+        .to_vec())
+    }
+
+    fn alloc<T: OnGpu>(&self, op: &'static str, len: usize) -> Result<GpuBuffer<T>> {
+        self.gpu.alloc::<T>(len).map_err(on_device(op))
+    }
+
+    fn cast_to<S: OnGpu, D: OnGpu>(&self, layout: &Layout) -> Result<CudaStorage> {
+        let mut out = self.alloc::<D>("to_dtype", layout.numel())?;
+        copy_into(&self.gpu, self.view::<S>(layout), &layout.shape, &mut out)
+            .map_err(on_device("to_dtype"))?;
+        Ok(self.holding(out))
+    }
+
+    fn unary_t<T: OnGpu>(&self, layout: &Layout, kind: UnaryKind) -> Result<CudaStorage> {
+        let x = self.contiguous::<T>("unary", layout)?;
+        let n = layout.numel();
+        let mut out = self.alloc::<T>("unary", n)?;
+        unary_into(&self.gpu, &x, &mut out, n, kind).map_err(on_device("unary"))?;
+        Ok(self.holding(out))
+    }
+
+    fn binary_t<T: OnGpu>(
+        &self,
+        la: &Layout,
+        rhs: &CudaStorage,
+        lb: &Layout,
+        kind: BinaryKind,
+    ) -> Result<CudaStorage> {
+        let mut out = self.alloc::<T>("binary", la.numel())?;
+        binary_into(
+            &self.gpu,
+            self.view::<T>(la),
+            rhs.view::<T>(lb),
+            &la.shape,
+            &mut out,
+            kind,
+        )
+        .map_err(on_device("binary"))?;
+        Ok(self.holding(out))
+    }
+
+    /// Sum or max over one run of adjacent axes of a contiguous buffer of `shape`.
+    fn reduce_stage<T: OnGpu>(
+        &self,
+        x: &GpuBuffer<T>,
+        shape: &[usize],
+        (first, last): (usize, usize),
+        fold: Fold,
+    ) -> Result<GpuBuffer<T>> {
+        let AxisSplit { outer, axis, inner } = AxisSplit::around(shape, first, last);
+        let mut out = self.alloc::<T>("reduce", outer * inner)?;
+        reduce_into(&self.gpu, x, (outer, axis, inner), fold, &mut out)
+            .map_err(on_device("reduce"))?;
+        Ok(out)
+    }
+
+    /// As the CPU's: one run of adjacent axes at a time, the last run first.
+    fn reduce_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        axes: &[usize],
+        max: bool,
+    ) -> Result<CudaStorage> {
+        let fold = if max { Fold::Max } else { Fold::Sum };
+        let x = self.contiguous::<T>("reduce", layout)?;
+        let runs = adjacent_runs(axes);
+        let mut shape = layout.shape.clone();
+        let Some((&last_run, earlier)) = runs.split_last() else {
+            let mut out = self.alloc::<T>("reduce", layout.numel())?;
+            copy_into(&self.gpu, self.view::<T>(layout), &layout.shape, &mut out)
+                .map_err(on_device("reduce"))?;
+            return Ok(self.holding(out));
+        };
+        let mut data = self.reduce_stage(&x, &shape, last_run, fold)?;
+        shape[last_run.0..=last_run.1].fill(1);
+        for &r in earlier.iter().rev() {
+            data = self.reduce_stage(&data, &shape, r, fold)?;
+            shape[r.0..=r.1].fill(1);
+        }
+        Ok(self.holding(data))
+    }
+
+    /// Softmax over the middle axis of [outer, axis, inner] from the kernels at hand: the max,
+    /// x - max, exp, its sum, then a division (or, for log-softmax, x - max - log sum).
+    fn softmax_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        log: bool,
+    ) -> Result<CudaStorage> {
+        let AxisSplit { outer, axis, inner } = split;
+        let gpu = &self.gpu;
+        let op = on_device("softmax");
+        let x = self.contiguous::<T>("softmax", layout)?;
+        let n = outer * axis * inner;
+        let full = [outer, axis, inner];
+        let full_strides = contiguous_strides(&full);
+        // a [outer, inner] statistic seen as [outer, axis, inner]
+        let per_row = [inner, 0, 1];
+        let max = self.reduce_stage(&x, &full, (1, 1), Fold::Max)?;
+        let mut shifted = self.alloc::<T>("softmax", n)?;
+        let at = |data, strides| GpuView {
+            data,
+            strides,
+            offset: 0,
+        };
+        binary_into(
+            gpu,
+            at(&x, &full_strides),
+            at(&max, &per_row),
+            &full,
+            &mut shifted,
+            BinaryKind::Sub,
+        )
+        .map_err(&op)?;
+        let mut e = self.alloc::<T>("softmax", n)?;
+        unary_into(gpu, &shifted, &mut e, n, UnaryKind::Exp).map_err(&op)?;
+        let sum = self.reduce_stage(&e, &full, (1, 1), Fold::Sum)?;
+        let mut out = self.alloc::<T>("softmax", n)?;
+        if log {
+            let mut log_sum = self.alloc::<T>("softmax", outer * inner)?;
+            unary_into(gpu, &sum, &mut log_sum, outer * inner, UnaryKind::Log).map_err(&op)?;
+            binary_into(
+                gpu,
+                at(&shifted, &full_strides),
+                at(&log_sum, &per_row),
+                &full,
+                &mut out,
+                BinaryKind::Sub,
+            )
+            .map_err(&op)?;
+        } else {
+            binary_into(
+                gpu,
+                at(&e, &full_strides),
+                at(&sum, &per_row),
+                &full,
+                &mut out,
+                BinaryKind::Div,
+            )
+            .map_err(&op)?;
+        }
+        Ok(self.holding(out))
+    }
+
+    fn matmul_t<T: OnGpu>(
+        &self,
+        la: &Layout,
+        rhs: &CudaStorage,
+        lb: &Layout,
+        batch: &[usize],
+        [m, k, n]: [usize; 3],
+    ) -> Result<CudaStorage> {
+        let nb = batch.len();
+        let count: usize = batch.iter().product();
+        let mut out = self.alloc::<T>("matmul", count * m * n)?;
+        fn operand<'a, T: OnGpu>(
+            s: &'a CudaStorage,
+            l: &Layout,
+            nb: usize,
+            offset: usize,
+        ) -> GpuMat<'a, T> {
+            GpuMat {
+                data: s.buf::<T>(),
+                offset,
+                row_stride: l.strides[nb],
+                col_stride: l.strides[nb + 1],
+            }
+        }
+        let (oa, ob) = if nb == 0 {
+            (vec![la.offset], vec![lb.offset])
+        } else {
+            (batch_offsets(la, batch), batch_offsets(lb, batch))
+        };
+        for (i, (&a, &b)) in oa.iter().zip(&ob).enumerate().take(count) {
+            matmul_into_at(
+                &self.gpu,
+                [m, k, n],
+                operand::<T>(self, la, nb, a),
+                operand::<T>(rhs, lb, nb, b),
+                &mut out,
+                i * m * n,
+            )
+            .map_err(on_device("matmul"))?;
+        }
+        Ok(self.holding(out))
+    }
+
+    /// The weights of the active taps, [c_out, c_in/G · T], from w [c_out, c_in/G, kh·kw]: w
+    /// itself when every tap is active, a strided copy when the active taps are the first T
+    /// of the row-major order (PixelCNN's masks A and B are); other tap sets have no kernel yet.
+    fn active_weights<'a, T: OnGpu>(
+        &'a self,
+        op: &'static str,
+        lw: &'a Layout,
+        g: &ConvGeometry,
+    ) -> Result<Contiguous<'a, T>> {
+        let kk = g.kh * g.kw;
+        let rows = g.c_out * g.cin_per_group();
+        let ntaps =
+            active_prefix(g).ok_or_else(|| not_yet("conv2d with these taps", self.device))?;
+        let w = self.contiguous::<T>(op, lw)?;
+        if ntaps == kk {
+            return Ok(w);
+        }
+        let mut out = self.alloc::<T>(op, rows * ntaps)?;
+        let view = GpuView {
+            data: &*w,
+            strides: &[kk, 1],
+            offset: 0,
+        };
+        copy_into(&self.gpu, view, &[rows, ntaps], &mut out).map_err(on_device(op))?;
+        Ok(Contiguous::Owned(out))
+    }
+
+    fn conv_forward_t<T: OnGpu>(
+        &self,
+        lx: &Layout,
+        w: &CudaStorage,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<CudaStorage> {
+        let x = self.contiguous::<T>("conv2d", lx)?;
+        let w = w.active_weights::<T>("conv2d", lw, g)?;
+        let mut y = self.alloc::<T>("conv2d", g.n * g.c_out * g.ho * g.wo)?;
+        conv_forward_into(&self.gpu, &x, &w, g, &mut y).map_err(on_device("conv2d"))?;
+        Ok(self.holding(y))
+    }
+
+    fn conv_input_grad_t<T: OnGpu>(
+        &self,
+        ldy: &Layout,
+        w: &CudaStorage,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<CudaStorage> {
+        let dy = self.contiguous::<T>("conv2d input gradient", ldy)?;
+        let w = w.active_weights::<T>("conv2d input gradient", lw, g)?;
+        let mut dx = self.alloc::<T>("conv2d input gradient", g.n * g.c_in * g.h * g.w)?;
+        conv_input_grad_into(&self.gpu, &dy, &w, g, &mut dx)
+            .map_err(on_device("conv2d input gradient"))?;
+        Ok(self.holding(dx))
+    }
+
+    fn conv_weight_grad_t<T: OnGpu>(
+        &self,
+        lx: &Layout,
+        dy: &CudaStorage,
+        ldy: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<CudaStorage> {
+        let op = "conv2d weight gradient";
+        let (kk, rows) = (g.kh * g.kw, g.c_out * g.cin_per_group());
+        let ntaps =
+            active_prefix(g).ok_or_else(|| not_yet("conv2d with these taps", self.device))?;
+        let x = self.contiguous::<T>(op, lx)?;
+        let dy = dy.contiguous::<T>(op, ldy)?;
+        let mut active = self.alloc::<T>(op, rows * ntaps)?;
+        conv_weight_grad_into(&self.gpu, &x, &dy, g, &mut active).map_err(on_device(op))?;
+        if ntaps == kk {
+            return Ok(self.holding(active));
+        }
+        // zeros at the inactive taps
+        let mut full = filled_buffer::<T>(&self.gpu, rows * kk, 0.0)?;
+        let view = GpuView {
+            data: &active,
+            strides: &[ntaps, 1],
+            offset: 0,
+        };
+        copy_to_view(&self.gpu, view, &[rows, ntaps], &mut full, &[kk, 1], 0)
+            .map_err(on_device(op))?;
+        Ok(self.holding(full))
+    }
+
+    fn lstm_cell_forward_t<T: OnGpu>(
+        &self,
+        lg: &Layout,
+        c_prev: &CudaStorage,
+        lc: &Layout,
+        [b, h]: [usize; 2],
+    ) -> Result<CudaStorage> {
+        let gates = self.contiguous::<T>("lstm_cell", lg)?;
+        let c = c_prev.contiguous::<T>("lstm_cell", lc)?;
+        let mut out = self.alloc::<T>("lstm_cell", b * 2 * h)?;
+        lstm::lstm_cell_forward(&self.gpu, (b, h), &gates, &c, &mut out)
+            .map_err(on_device("lstm_cell"))?;
+        Ok(self.holding(out))
+    }
+
+    fn lstm_cell_backward_t<T: OnGpu>(
+        &self,
+        lg: &Layout,
+        (c_prev, lc): (&CudaStorage, &Layout),
+        (out, lo): (&CudaStorage, &Layout),
+        (grad, lgr): (&CudaStorage, &Layout),
+        [b, h]: [usize; 2],
+    ) -> Result<(CudaStorage, CudaStorage)> {
+        let op = "lstm_cell backward";
+        let gates = self.contiguous::<T>(op, lg)?;
+        let c = c_prev.contiguous::<T>(op, lc)?;
+        let o = out.contiguous::<T>(op, lo)?;
+        let g = grad.contiguous::<T>(op, lgr)?;
+        let mut d_gates = self.alloc::<T>(op, b * 4 * h)?;
+        let mut d_c = self.alloc::<T>(op, b * h)?;
+        lstm::lstm_cell_backward(
+            &self.gpu,
+            (b, h),
+            &gates,
+            &c,
+            &o,
+            &g,
+            &mut d_gates,
+            &mut d_c,
+        )
+        .map_err(on_device(op))?;
+        Ok((self.holding(d_gates), self.holding(d_c)))
+    }
+
+    fn adam_t<T: OnGpu>(
+        &mut self,
+        (grad, lg): (&CudaStorage, &Layout),
+        m: &mut CudaStorage,
+        v: &mut CudaStorage,
+        step: &AdamStep,
+    ) -> Result<()> {
+        let n = lg.numel();
+        let g = grad.contiguous::<T>("adam", lg)?;
+        let gpu = self.gpu.clone();
+        optim::adam(
+            &gpu,
+            self.buf_mut::<T>(),
+            &g,
+            m.buf_mut::<T>(),
+            v.buf_mut::<T>(),
+            n,
+            *step,
+        )
+        .map_err(on_device("adam"))
+    }
+}
+
+/// `len` elements of `value`.
+fn filled_buffer<T: GpuFloat>(gpu: &Gpu, len: usize, value: f64) -> Result<GpuBuffer<T>> {
+    let mut out = gpu.alloc::<T>(len).map_err(on_device("zeros"))?;
+    fill_into(gpu, &mut out, len, value).map_err(on_device("zeros"))?;
+    Ok(out)
+}
+
+/// How many taps are active when they are the first ones of the kernel's row-major order
+/// (all of them, or a PixelCNN mask's); `None` for any other tap set.
+fn active_prefix(g: &ConvGeometry) -> Option<usize> {
+    g.taps
+        .iter()
+        .enumerate()
+        .all(|(t, &(i, j))| i * g.kw + j == t)
+        .then_some(g.taps.len())
 }
 
 impl BackendStorage for CudaStorage {
     fn dtype(&self) -> DType {
-        self.unreachable()
-    }
-    fn len(&self) -> usize {
-        self.unreachable()
-    }
-    fn device(&self) -> Device {
-        self.unreachable()
-    }
-    fn to_host<T: Element>(&self, _: &Layout) -> Vec<T> {
-        self.unreachable()
-    }
-    fn copy(&self, _: &Layout) -> Result<Self> {
-        self.unreachable()
-    }
-    fn cast(&self, _: &Layout, _: DType) -> Result<Self> {
-        self.unreachable()
-    }
-    fn concat(parts: &[(&Self, &Layout)], _: usize, _: &[usize]) -> Result<Self> {
-        match parts.first() {
-            Some((s, _)) => s.unreachable(),
-            None => Err(Error::invalid("concat", "nothing to join")),
+        match self.data {
+            CudaData::F32(_) => DType::F32,
+            CudaData::F64(_) => DType::F64,
         }
     }
-    fn unary(&self, _: &Layout, _: UnaryKind) -> Result<Self> {
-        self.unreachable()
+    fn len(&self) -> usize {
+        match &self.data {
+            CudaData::F32(b) => b.len(),
+            CudaData::F64(b) => b.len(),
+        }
     }
-    fn binary(&self, _: &Layout, _: &Self, _: &Layout, _: BinaryKind) -> Result<Self> {
-        self.unreachable()
+    fn device(&self) -> Device {
+        self.device
     }
-    fn select(&self, _: &Layout, _: &Self, _: &Layout, _: &Self, _: &Layout) -> Result<Self> {
-        self.unreachable()
+    /// A failed copy from the device (a lost device) ends the process with the reason: the
+    /// trait's callers (`to_vec_f64` and the like) cannot fail.
+    fn to_host<T: Element>(&self, layout: &Layout) -> Vec<T> {
+        let host = self
+            .download(layout)
+            .unwrap_or_else(|e| panic!("copying a tensor from {}: {e}", self.device));
+        host.to_host::<T>(&Layout::contiguous(&layout.shape))
     }
-    fn reduce(&self, _: &Layout, _: &[usize], _: bool) -> Result<Self> {
-        self.unreachable()
+    fn copy(&self, layout: &Layout) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.cast_to::<f32, f32>(layout),
+            || self.cast_to::<f64, f64>(layout),
+        )
     }
-    fn softmax(&self, _: &Layout, _: AxisSplit, _: bool) -> Result<Self> {
-        self.unreachable()
+    fn cast(&self, layout: &Layout, dtype: DType) -> Result<Self> {
+        match (self.dtype(), dtype) {
+            (DType::F32, DType::F64) => self.cast_to::<f32, f64>(layout),
+            (DType::F64, DType::F32) => self.cast_to::<f64, f32>(layout),
+            _ => self.copy(layout),
+        }
     }
-    fn matmul(&self, _: &Layout, _: &Self, _: &Layout, _: &[usize], _: [usize; 3]) -> Result<Self> {
-        self.unreachable()
+    fn concat(parts: &[(&Self, &Layout)], axis: usize, shape: &[usize]) -> Result<Self> {
+        let Some((first, _)) = parts.first() else {
+            return Err(Error::invalid("concat", "nothing to join"));
+        };
+        fn join<T: OnGpu>(
+            first: &CudaStorage,
+            parts: &[(&CudaStorage, &Layout)],
+            axis: usize,
+            shape: &[usize],
+        ) -> Result<CudaStorage> {
+            let strides = contiguous_strides(shape);
+            let mut out = first.alloc::<T>("concat", shape.iter().product())?;
+            let mut start = 0;
+            for (s, l) in parts {
+                copy_to_view(
+                    &first.gpu,
+                    s.view::<T>(l),
+                    &l.shape,
+                    &mut out,
+                    &strides,
+                    start * strides[axis],
+                )
+                .map_err(on_device("concat"))?;
+                start += l.shape[axis];
+            }
+            Ok(first.holding(out))
+        }
+        by_dtype(
+            first,
+            || join::<f32>(first, parts, axis, shape),
+            || join::<f64>(first, parts, axis, shape),
+        )
     }
-    fn conv_forward(&self, _: &Layout, _: &Self, _: &Layout, _: &ConvGeometry) -> Result<Self> {
-        self.unreachable()
+    fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.unary_t::<f32>(layout, kind),
+            || self.unary_t::<f64>(layout, kind),
+        )
     }
-    fn conv_input_grad(&self, _: &Layout, _: &Self, _: &Layout, _: &ConvGeometry) -> Result<Self> {
-        self.unreachable()
+    fn binary(&self, la: &Layout, rhs: &Self, lb: &Layout, kind: BinaryKind) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.binary_t::<f32>(la, rhs, lb, kind),
+            || self.binary_t::<f64>(la, rhs, lb, kind),
+        )
     }
-    fn conv_weight_grad(&self, _: &Layout, _: &Self, _: &Layout, _: &ConvGeometry) -> Result<Self> {
-        self.unreachable()
+    fn select(&self, lm: &Layout, a: &Self, la: &Layout, b: &Self, lb: &Layout) -> Result<Self> {
+        fn pick<T: OnGpu>(
+            m: &CudaStorage,
+            lm: &Layout,
+            (a, la): (&CudaStorage, &Layout),
+            (b, lb): (&CudaStorage, &Layout),
+        ) -> Result<CudaStorage> {
+            let mut out = m.alloc::<T>("where", lm.numel())?;
+            select_into(
+                &m.gpu,
+                m.view::<T>(lm),
+                a.view::<T>(la),
+                b.view::<T>(lb),
+                &lm.shape,
+                &mut out,
+            )
+            .map_err(on_device("where"))?;
+            Ok(m.holding(out))
+        }
+        by_dtype(
+            self,
+            || pick::<f32>(self, lm, (a, la), (b, lb)),
+            || pick::<f64>(self, lm, (a, la), (b, lb)),
+        )
+    }
+    fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.reduce_t::<f32>(layout, axes, max),
+            || self.reduce_t::<f64>(layout, axes, max),
+        )
+    }
+    fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.softmax_t::<f32>(layout, split, log),
+            || self.softmax_t::<f64>(layout, split, log),
+        )
+    }
+    fn matmul(
+        &self,
+        la: &Layout,
+        rhs: &Self,
+        lb: &Layout,
+        batch: &[usize],
+        mkn: [usize; 3],
+    ) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.matmul_t::<f32>(la, rhs, lb, batch, mkn),
+            || self.matmul_t::<f64>(la, rhs, lb, batch, mkn),
+        )
+    }
+    fn conv_forward(&self, lx: &Layout, w: &Self, lw: &Layout, g: &ConvGeometry) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.conv_forward_t::<f32>(lx, w, lw, g),
+            || self.conv_forward_t::<f64>(lx, w, lw, g),
+        )
+    }
+    fn conv_input_grad(
+        &self,
+        ldy: &Layout,
+        w: &Self,
+        lw: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.conv_input_grad_t::<f32>(ldy, w, lw, g),
+            || self.conv_input_grad_t::<f64>(ldy, w, lw, g),
+        )
+    }
+    fn conv_weight_grad(
+        &self,
+        lx: &Layout,
+        dy: &Self,
+        ldy: &Layout,
+        g: &ConvGeometry,
+    ) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.conv_weight_grad_t::<f32>(lx, dy, ldy, g),
+            || self.conv_weight_grad_t::<f64>(lx, dy, ldy, g),
+        )
     }
     fn max_pool2d_argmax(
         &self,
-        _: &Layout,
-        _: usize,
-        _: &WindowAxis,
-        _: &WindowAxis,
+        layout: &Layout,
+        planes: usize,
+        rows: &WindowAxis,
+        cols: &WindowAxis,
     ) -> Result<Vec<usize>> {
-        self.unreachable()
+        // the argmax is a host value by the trait's contract
+        self.download(layout)?.max_pool2d_argmax(
+            &Layout::contiguous(&layout.shape),
+            planes,
+            rows,
+            cols,
+        )
     }
     fn index_select(&self, _: &Layout, _: AxisSplit, _: &[usize]) -> Result<Self> {
-        self.unreachable()
+        Err(not_yet("index_select", self.device))
     }
     fn index_add(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        self.unreachable()
+        Err(not_yet("index_add", self.device))
     }
     fn gather(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        self.unreachable()
+        Err(not_yet("gather", self.device))
     }
     fn scatter_add(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        self.unreachable()
+        Err(not_yet("scatter_add", self.device))
     }
-    fn lstm_cell_forward(&self, _: &Layout, _: &Self, _: &Layout, _: [usize; 2]) -> Result<Self> {
-        self.unreachable()
+    fn lstm_cell_forward(
+        &self,
+        lg: &Layout,
+        c_prev: &Self,
+        lc: &Layout,
+        bh: [usize; 2],
+    ) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.lstm_cell_forward_t::<f32>(lg, c_prev, lc, bh),
+            || self.lstm_cell_forward_t::<f64>(lg, c_prev, lc, bh),
+        )
     }
     fn lstm_cell_backward(
         &self,
-        _: &Layout,
-        _: (&Self, &Layout),
-        _: (&Self, &Layout),
-        _: (&Self, &Layout),
-        _: [usize; 2],
+        lg: &Layout,
+        c_prev: (&Self, &Layout),
+        out: (&Self, &Layout),
+        grad: (&Self, &Layout),
+        bh: [usize; 2],
     ) -> Result<(Self, Self)> {
-        self.unreachable()
+        by_dtype(
+            self,
+            || self.lstm_cell_backward_t::<f32>(lg, c_prev, out, grad, bh),
+            || self.lstm_cell_backward_t::<f64>(lg, c_prev, out, grad, bh),
+        )
     }
     fn lstm_sequence_forward(
         inputs: &SequenceInputs<Self>,
         _: LstmSequenceShape,
     ) -> Result<(Self, SequenceTape<Self>)> {
-        inputs.x.0.unreachable()
+        Err(not_yet("lstm_sequence", inputs.x.0.device))
     }
     fn lstm_sequence_backward(
         inputs: &SequenceInputs<Self>,
@@ -144,7 +849,7 @@ impl BackendStorage for CudaStorage {
         _: (&Self, &Layout),
         _: SequenceWants,
     ) -> Result<SequenceGrads<Self>> {
-        inputs.x.0.unreachable()
+        Err(not_yet("lstm_sequence", inputs.x.0.device))
     }
     fn grid_lstm_forward(
         &self,
@@ -152,7 +857,7 @@ impl BackendStorage for CudaStorage {
         _: Operand<Self>,
         _: &GridPlan,
     ) -> Result<(Self, GridTape<Self>)> {
-        self.unreachable()
+        Err(not_yet("grid_lstm", self.device))
     }
     fn grid_lstm_backward(
         _: &GridPlan,
@@ -160,22 +865,28 @@ impl BackendStorage for CudaStorage {
         _: Operand<Self>,
         _: Operand<Self>,
     ) -> Result<(Self, Self)> {
-        tape.gates.unreachable()
+        Err(not_yet("grid_lstm", tape.gates.device))
     }
-    fn bce_with_logits_sum(&self, _: &Layout, _: &Self, _: &Layout) -> Result<f64> {
-        self.unreachable()
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
+        // a host value by the trait's contract
+        let (x, t) = (self.download(lx)?, t.download(lt)?);
+        let (lx, lt) = (Layout::contiguous(&lx.shape), Layout::contiguous(&lt.shape));
+        x.bce_with_logits_sum(&lx, &t, &lt)
     }
     fn sgd_step(&mut self, _: (&Self, &Layout), _: Option<&mut Self>, _: &SgdStep) -> Result<()> {
-        self.unreachable()
+        Err(not_yet("sgd", self.device))
     }
     fn adam_step(
         &mut self,
-        _: (&Self, &Layout),
-        _: &mut Self,
-        _: &mut Self,
-        _: &AdamStep,
+        grad: (&Self, &Layout),
+        m: &mut Self,
+        v: &mut Self,
+        step: &AdamStep,
     ) -> Result<()> {
-        self.unreachable()
+        match self.data {
+            CudaData::F32(_) => self.adam_t::<f32>(grad, m, v, step),
+            CudaData::F64(_) => self.adam_t::<f64>(grad, m, v, step),
+        }
     }
     fn rmsprop_step(
         &mut self,
@@ -184,6 +895,6 @@ impl BackendStorage for CudaStorage {
         _: Option<&mut Self>,
         _: &RmspropStep,
     ) -> Result<()> {
-        self.unreachable()
+        Err(not_yet("rmsprop", self.device))
     }
 }

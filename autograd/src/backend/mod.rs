@@ -281,6 +281,24 @@ fn cpu_arm(s: &Storage) -> Option<&CpuStorage> {
     }
 }
 
+fn cuda_arm(s: &Storage) -> Option<&CudaStorage> {
+    match s {
+        Storage::Cuda(c) => Some(c),
+        Storage::Cpu(_) => None,
+    }
+}
+
+/// An optimizer state buffer of a parameter on a CUDA device, which must be there too.
+fn cuda_state<'a>(op: &'static str, s: &'a mut Storage) -> Result<&'a mut CudaStorage> {
+    match s {
+        Storage::Cuda(c) => Ok(c),
+        Storage::Cpu(_) => Err(Error::invalid(
+            op,
+            "the optimizer state is on another device than its parameter",
+        )),
+    }
+}
+
 /// An optimizer state buffer of a parameter on the CPU, which must be on the CPU too.
 fn cpu_state<'a>(op: &'static str, s: &'a mut Storage) -> Result<&'a mut CpuStorage> {
     match s {
@@ -330,13 +348,22 @@ impl Storage {
         }
     }
 
-    /// The CPU buffer, for the one host-side path with no device dispatch: a leaf updated in
-    /// place by a closure over its elements (`Tensor::update_data`: initialisers, weight
-    /// loading). The compiler lists its callers once `CudaStorage` holds data.
-    pub fn as_cpu_mut(&mut self) -> &mut CpuStorage {
+    /// The one host-side path with no device dispatch: a whole buffer updated in place by a
+    /// closure over its elements (`Tensor::update_data`: initialisers, weight loading). On a
+    /// CUDA device, through a host copy.
+    pub fn update_on_host<T: Element>(&mut self, f: impl FnOnce(&mut [T])) -> Result<()> {
         match self {
-            Storage::Cpu(s) => s,
-            Storage::Cuda(s) => s.unreachable(),
+            Storage::Cpu(s) => {
+                f(s.as_mut_slice::<T>());
+                Ok(())
+            }
+            Storage::Cuda(s) => {
+                let whole = Layout::contiguous(&[s.len()]);
+                let mut host = s.download(&whole)?;
+                f(host.as_mut_slice::<T>());
+                *s = CudaStorage::upload(&host, &whole, s.device())?;
+                Ok(())
+            }
         }
     }
 
@@ -344,7 +371,9 @@ impl Storage {
     pub fn filled(dtype: DType, len: usize, value: f64, device: Device) -> Result<Storage> {
         match device {
             Device::Cpu => Ok(Storage::Cpu(CpuStorage::filled(dtype, len, value))),
-            Device::Cuda(_) => CudaStorage::filled(dtype, len, value, device).map(Storage::Cuda),
+            Device::Cuda(_) | Device::EmulatedCuda => {
+                CudaStorage::filled(dtype, len, value, device).map(Storage::Cuda)
+            }
         }
     }
 
@@ -357,10 +386,17 @@ impl Storage {
     pub fn to_device(&self, layout: &Layout, device: Device) -> Result<Storage> {
         match (self, device) {
             (Storage::Cpu(s), Device::Cpu) => s.copy(layout).map(Storage::Cpu),
-            (Storage::Cpu(s), Device::Cuda(_)) => {
+            (Storage::Cpu(s), Device::Cuda(_) | Device::EmulatedCuda) => {
                 CudaStorage::upload(s, layout, device).map(Storage::Cuda)
             }
-            (Storage::Cuda(s), _) => s.unreachable(),
+            (Storage::Cuda(s), Device::Cpu) => s.download(layout).map(Storage::Cpu),
+            (Storage::Cuda(s), _) if s.device() == device => s.copy(layout).map(Storage::Cuda),
+            // between two CUDA devices, through the host
+            (Storage::Cuda(s), _) => {
+                let host = s.download(layout)?;
+                let contiguous = Layout::contiguous(&layout.shape);
+                CudaStorage::upload(&host, &contiguous, device).map(Storage::Cuda)
+            }
         }
     }
 
@@ -402,7 +438,15 @@ impl Storage {
                 let cpu = cpu.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
                 CpuStorage::concat(&cpu, axis, shape).map(Storage::Cpu)
             }
-            Storage::Cuda(s) => s.unreachable(),
+            Storage::Cuda(_) => {
+                let cuda: Option<Vec<_>> = parts
+                    .iter()
+                    .map(|(s, l)| cuda_arm(s).map(|c| (c, *l)))
+                    .collect();
+                let cuda =
+                    cuda.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
+                CudaStorage::concat(&cuda, axis, shape).map(Storage::Cuda)
+            }
         }
     }
 
@@ -697,7 +741,16 @@ impl Storage {
                 };
                 Ok((Storage::Cpu(y), tape))
             }
-            (Storage::Cuda(pre), _) => pre.unreachable(),
+            (Storage::Cuda(pre), Storage::Cuda(w)) => {
+                let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
+                let tape = GridTape {
+                    gates: Storage::Cuda(t.gates),
+                    taps: Storage::Cuda(t.taps),
+                    c_prev: Storage::Cuda(t.c_prev),
+                    out: Storage::Cuda(t.out),
+                };
+                Ok((Storage::Cuda(y), tape))
+            }
             _ => Err(devices_differ("grid_lstm", self.device(), w.device())),
         }
     }
@@ -755,7 +808,10 @@ impl Storage {
                 let momentum = momentum.map(|m| cpu_state("sgd", m)).transpose()?;
                 p.sgd_step((g, lg), momentum, step)
             }
-            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            (Storage::Cuda(p), Storage::Cuda(g)) => {
+                let momentum = momentum.map(|m| cuda_state("sgd", m)).transpose()?;
+                p.sgd_step((g, lg), momentum, step)
+            }
             _ => Err(devices_differ("sgd", devices.0, devices.1)),
         }
     }
@@ -773,7 +829,10 @@ impl Storage {
                 let (m, v) = (cpu_state("adam", m)?, cpu_state("adam", v)?);
                 p.adam_step((g, lg), m, v, step)
             }
-            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            (Storage::Cuda(p), Storage::Cuda(g)) => {
+                let (m, v) = (cuda_state("adam", m)?, cuda_state("adam", v)?);
+                p.adam_step((g, lg), m, v, step)
+            }
             _ => Err(devices_differ("adam", devices.0, devices.1)),
         }
     }
@@ -792,7 +851,11 @@ impl Storage {
                 let momentum = momentum.map(|m| cpu_state("rmsprop", m)).transpose()?;
                 p.rmsprop_step((g, lg), square_avg, momentum, step)
             }
-            (Storage::Cuda(p), Storage::Cuda(_)) => p.unreachable(),
+            (Storage::Cuda(p), Storage::Cuda(g)) => {
+                let square_avg = cuda_state("rmsprop", square_avg)?;
+                let momentum = momentum.map(|m| cuda_state("rmsprop", m)).transpose()?;
+                p.rmsprop_step((g, lg), square_avg, momentum, step)
+            }
             _ => Err(devices_differ("rmsprop", devices.0, devices.1)),
         }
     }
@@ -803,10 +866,11 @@ mod tests {
     use crate::{DType, Device, Tensor};
 
     #[test]
-    fn moving_to_cuda_is_a_clear_error_and_the_cpu_is_a_no_op() {
+    fn moving_to_a_missing_gpu_is_a_clear_error_and_the_cpu_is_a_no_op() {
         let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3]).unwrap();
-        let err = x.to_device(Device::Cuda(0)).unwrap_err().to_string();
-        assert!(err.contains("cuda:0") && err.contains("not built"), "{err}");
+        // no GPU on this machine, or not this many on a GPU machine
+        let err = x.to_device(Device::Cuda(1 << 20)).unwrap_err().to_string();
+        assert!(err.contains("cuda:1048576"), "{err}");
         let same = x.to_device(Device::Cpu).unwrap();
         assert_eq!(same.id(), x.id());
         assert_eq!(Device::Cuda(1).to_string(), "cuda:1");

@@ -278,7 +278,7 @@ pub(crate) fn lstm_sequence_stepwise(x: &Tensor, args: SequenceArgs) -> Result<T
     let (mut h, mut c) = match args.state {
         Some((h0, c0)) => (h0.clone(), c0.clone()),
         None => {
-            let z = Tensor::zeros(&[b, hidden], x.dtype());
+            let z = Tensor::full_on(&[b, hidden], 0.0, x.dtype(), x.device())?;
             (z.clone(), z)
         }
     };

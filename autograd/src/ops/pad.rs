@@ -40,7 +40,7 @@ impl Tensor {
         let zeros = |x: &Tensor, axis: usize, n: usize| {
             let mut s = x.shape().to_vec();
             s[axis] = n;
-            Tensor::zeros(&s, x.dtype())
+            Tensor::full_on(&s, 0.0, x.dtype(), x.device())
         };
         let around = |x: Tensor, axis: usize, before: usize, after: usize| -> Result<Tensor> {
             if before == 0 && after == 0 {
@@ -48,11 +48,11 @@ impl Tensor {
             }
             let mut parts = Vec::with_capacity(3);
             if before > 0 {
-                parts.push(zeros(&x, axis, before));
+                parts.push(zeros(&x, axis, before)?);
             }
             parts.push(x.clone());
             if after > 0 {
-                parts.push(zeros(&x, axis, after));
+                parts.push(zeros(&x, axis, after)?);
             }
             Tensor::concat(&parts, axis as isize)
         };

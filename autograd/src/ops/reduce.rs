@@ -99,7 +99,7 @@ impl Tensor {
         let m = self.max(axes, true)?.detach();
         // a row of -inf would give -inf - -inf = NaN; shift by 0 there instead
         let m = Tensor::where_cond(
-            &m.abs()?.lt(&Tensor::scalar(f64::INFINITY, self.dtype()))?,
+            &m.abs()?.lt(&m.full_like(f64::INFINITY))?,
             &m,
             &m.zeros_like(),
         )?;

@@ -102,18 +102,22 @@ extern "C" __global__ void binary_f64(const double* a, const double* b, double* 
     binary_kernel<double>(a, b, out, n, kind, p0, s);
 }
 
-// out[i] = x at the i-th position of the view (shape and strides in s.shape / s.a, offset
-// s.offset_a), converted to the output's type: a strided copy made contiguous, or a cast.
+// The i-th position of the shape s.shape, read from x through s.a (offset s.offset_a) and
+// written to out through s.b (offset s.offset_b), converted to the output's type: a strided
+// copy made contiguous (s.b the contiguous strides), a copy into a slab of a larger tensor
+// (concat), or a cast.
 template <typename S, typename D>
 __device__ void copy_kernel(const S* x, D* out, unsigned long long n, Broadcast s) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        long long rest = (long long)i, ix = s.offset_a;
+        long long rest = (long long)i, ix = s.offset_a, io = s.offset_b;
         for (int d = s.rank - 1; d >= 0; --d) {
-            ix += (rest % s.shape[d]) * s.a[d];
+            long long idx = rest % s.shape[d];
             rest /= s.shape[d];
+            ix += idx * s.a[d];
+            io += idx * s.b[d];
         }
-        out[i] = (D)x[ix];
+        out[io] = (D)x[ix];
     }
 }
 

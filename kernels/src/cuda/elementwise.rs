@@ -228,17 +228,48 @@ pub fn copy_into<S: GpuFloat, D: GpuFloat>(
     shape: &[usize],
     out: &mut GpuBuffer<D>,
 ) -> Result<(), GpuError> {
+    let strides = crate::strided::contiguous_strides(shape);
+    copy_to_view(gpu, x, shape, out, &strides, 0)
+}
+
+/// The view `x` of `shape` written into `out` through `out_strides` from `out_offset`
+/// (converted to `D`): [`copy_into`] with a strided destination, such as one part's slab of a
+/// concatenation. The destination positions must be distinct.
+pub fn copy_to_view<S: GpuFloat, D: GpuFloat>(
+    gpu: &Gpu,
+    x: GpuView<S>,
+    shape: &[usize],
+    out: &mut GpuBuffer<D>,
+    out_strides: &[usize],
+    out_offset: usize,
+) -> Result<(), GpuError> {
     let n: usize = shape.iter().product();
-    let s = Broadcast::of("copy", shape, &x, &x)?;
-    output_fits("copy", out, n)?;
+    let mut s = Broadcast::of("copy", shape, &x, &x)?;
+    let reach = out_offset
+        + shape
+            .iter()
+            .zip(out_strides)
+            .map(|(&d, &st)| d.saturating_sub(1) * st)
+            .sum::<usize>();
+    if out_strides.len() != shape.len() || (n > 0 && reach >= out.len()) {
+        return Err(GpuError::Driver(format!(
+            "copy: a destination of shape {shape:?}, strides {out_strides:?} and offset \
+             {out_offset} does not fit {} elements",
+            out.len()
+        )));
+    }
     if n == 0 {
         return Ok(());
     }
+    for (d, &st) in out_strides.iter().enumerate() {
+        s.b[d] = st as i64;
+    }
+    s.offset_b = out_offset as i64;
     let f = gpu.kernel(MODULE, SOURCE, &format!("copy_{}_{}", S::SUFFIX, D::SUFFIX))?;
     let n64 = n as u64;
     let mut launch = gpu.launch(&f);
     launch.buf(x.data).buf_mut(out).arg(&n64).arg(&s);
-    // SAFETY: the view lies inside its buffer and out holds n (checked above).
+    // SAFETY: the view and the destination lie inside their buffers (checked above).
     unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

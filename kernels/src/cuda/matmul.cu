@@ -1,5 +1,5 @@
 // C = A * B with A [m, k] and B [k, n] read through arbitrary (row, column) strides, C row-major
-// with row stride ldc. Edges are zero-padded on load and masked on store, so any m, n, k works.
+// from element c_off with row stride ldc (one matrix of a batch). Edges are zero-padded on load and masked on store, so any m, n, k works.
 // f32: tile.cuh's 128 x 128 tiling (8 x 8 per thread, double-buffered, 128-bit loads where the
 // layout allows). f64, which the gradient checks use: the simpler 64 x 64 tiling (4 x 4 per
 // thread), 8 x 8 doubles per thread being more registers than a thread has.
@@ -85,8 +85,9 @@ __device__ __forceinline__ bool foperand_vectorisable(const FOperand& o, bool do
 extern "C" __global__ void __launch_bounds__(256, MATMUL_F32_BLOCKS_PER_SM)
     matmul_f32(int m, int n, int k, const float* a, long long a_off, long long a_rs,
                long long a_cs, const float* b, long long b_off, long long b_rs, long long b_cs,
-               float* c, long long ldc) {
+               float* c, long long c_off, long long ldc) {
     __shared__ FTiles t;
+    c += c_off;
     const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
     const long long row0 = (long long)blockIdx.y * FM, col0 = (long long)blockIdx.x * FN;
     const FOperand A{a, a_off, a_rs, a_cs, m, k}, B{b, b_off, b_rs, b_cs, k, n};
@@ -174,6 +175,6 @@ extern "C" __global__ void __launch_bounds__(256, MATMUL_F32_BLOCKS_PER_SM)
 extern "C" __global__ void matmul_f64(int m, int n, int k, const double* a, long long a_off,
                                       long long a_rs, long long a_cs, const double* b,
                                       long long b_off, long long b_rs, long long b_cs, double* c,
-                                      long long ldc) {
-    matmul_tile<double>(m, n, k, a, a_off, a_rs, a_cs, b, b_off, b_rs, b_cs, c, ldc);
+                                      long long c_off, long long ldc) {
+    matmul_tile<double>(m, n, k, a, a_off, a_rs, a_cs, b, b_off, b_rs, b_cs, c + c_off, ldc);
 }

@@ -46,10 +46,29 @@ pub fn matmul_into<T: GpuFloat>(
     b: GpuMat<T>,
     c: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
+    matmul_into_at(gpu, [m, k, n], a, b, c, 0)
+}
+
+/// [`matmul_into`] writing C from element `c_offset` of `c` on: one matrix of a batch.
+pub fn matmul_into_at<T: GpuFloat>(
+    gpu: &Gpu,
+    [m, k, n]: [usize; 3],
+    a: GpuMat<T>,
+    b: GpuMat<T>,
+    c: &mut GpuBuffer<T>,
+    c_offset: usize,
+) -> Result<(), GpuError> {
     let limit = i32::MAX as usize;
-    if !a.fits(m, k) || !b.fits(k, n) || c.len() < m * n || m > limit || n > limit || k > limit {
+    if !a.fits(m, k)
+        || !b.fits(k, n)
+        || c.len() < c_offset + m * n
+        || m > limit
+        || n > limit
+        || k > limit
+    {
         return Err(GpuError::Driver(format!(
-            "matmul: [{m}, {k}] x [{k}, {n}] does not fit its buffers ({}, {}, {} elements)",
+            "matmul: [{m}, {k}] x [{k}, {n}] does not fit its buffers ({}, {}, {} elements \
+             from {c_offset})",
             a.data.len(),
             b.data.len(),
             c.len()
@@ -68,7 +87,7 @@ pub fn matmul_into<T: GpuFloat>(
     let (mi, ni, ki) = (m as i32, n as i32, k as i32);
     let (ao, ars, acs) = (a.offset as i64, a.row_stride as i64, a.col_stride as i64);
     let (bo, brs, bcs) = (b.offset as i64, b.row_stride as i64, b.col_stride as i64);
-    let ldc = n as i64;
+    let (c_off, ldc) = (c_offset as i64, n as i64);
     let mut launch = gpu.launch(&f);
     launch
         .arg(&mi)
@@ -83,6 +102,7 @@ pub fn matmul_into<T: GpuFloat>(
         .arg(&brs)
         .arg(&bcs)
         .buf_mut(c)
+        .arg(&c_off)
         .arg(&ldc);
     // SAFETY: the kernel reads A and B inside the extents checked above and writes C[m, n].
     unsafe { launch.run(cfg) }?;

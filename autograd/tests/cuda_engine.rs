@@ -1,0 +1,402 @@
+//! The engine on a CUDA device against the same computation on the CPU: values and gradients
+//! through the public API, the model-facing path (`to_device`, ops, backward, Adam) with the
+//! kernels of `kernels::cuda` underneath.
+//!
+//! Every test runs on the emulated CUDA device (the same .cu kernels and dispatch run on the
+//! host: every machine, CI included) and on GPU 0 when there is one; REQUIRE_GPU=1 makes a
+//! missing GPU fail them.
+
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Rng, Tensor};
+
+fn devices() -> Vec<Device> {
+    let mut devices = vec![Device::EmulatedCuda];
+    let probe = Tensor::zeros(&[1], DType::F32);
+    match probe.to_device(Device::Cuda(0)) {
+        Ok(_) => devices.push(Device::Cuda(0)),
+        Err(e) => assert!(
+            std::env::var("REQUIRE_GPU").as_deref() != Ok("1"),
+            "REQUIRE_GPU=1 but cuda:0 cannot be used: {e}"
+        ),
+    }
+    devices
+}
+
+/// Reproducible values in [-1, 1).
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect()
+}
+
+/// A leaf of `shape` holding `data` on `device`, requiring grad.
+fn leaf(data: &[f64], shape: &[usize], dtype: DType, device: Device) -> Tensor {
+    Tensor::from_slice(data, shape)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+        .to_device(device)
+        .unwrap()
+        .detach()
+        .requires_grad_(true)
+        .unwrap()
+}
+
+/// Max |a - b| / max(1, max |b|).
+fn distance(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.to_vec_f64(), b.to_vec_f64());
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f64::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// Runs `f` on leaves made from `inputs` on the CPU and on `device`; compares the output and
+/// every input's gradient of sum(output · weights).
+fn check(
+    what: &str,
+    inputs: &[(&[f64], &[usize])],
+    dtype: DType,
+    tol: f64,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
+    for device in devices() {
+        let run = |on: Device| {
+            let xs: Vec<Tensor> = inputs.iter().map(|(d, s)| leaf(d, s, dtype, on)).collect();
+            let y = f(&xs);
+            assert_eq!(y.device(), on, "{what}: the output is on {}", y.device());
+            // a fixed, non-uniform upstream gradient
+            let w = Tensor::from_slice(&values(y.numel(), 99), y.shape())
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+                .to_device(on)
+                .unwrap();
+            y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads: Vec<Tensor> = xs
+                .iter()
+                .map(|x| x.grad().expect("every input gets a gradient"))
+                .collect();
+            (y, grads)
+        };
+        let (want, want_grads) = run(Device::Cpu);
+        let (got, got_grads) = run(device);
+        let d = distance(&got, &want);
+        assert!(d <= tol, "{what} on {device}: output off by {d}");
+        for (i, (g, w)) in got_grads.iter().zip(&want_grads).enumerate() {
+            assert_eq!(
+                g.device(),
+                device,
+                "{what}: gradient {i} is on {}",
+                g.device()
+            );
+            let d = distance(g, w);
+            assert!(d <= tol, "{what} on {device}: gradient {i} off by {d}");
+        }
+    }
+}
+
+#[test]
+fn tensors_move_to_the_device_and_back_unchanged() {
+    for device in devices() {
+        for dtype in [DType::F32, DType::F64] {
+            let data = values(37, 1);
+            let x = Tensor::from_slice(&data, &[37])
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let on = x.to_device(device).unwrap();
+            assert_eq!((on.device(), on.dtype()), (device, dtype));
+            assert_eq!(on.to_vec_f64(), x.to_vec_f64());
+            let back = on.to_device(Device::Cpu).unwrap();
+            assert_eq!(back.device(), Device::Cpu);
+            assert_eq!(back.to_vec_f64(), x.to_vec_f64());
+            // a strided view comes back in its own order
+            let m = Tensor::from_slice(&data[..36], &[6, 6])
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let view = m
+                .to_device(device)
+                .unwrap()
+                .t()
+                .unwrap()
+                .narrow(0, 1, 3)
+                .unwrap();
+            let cpu_view = m.t().unwrap().narrow(0, 1, 3).unwrap();
+            assert_eq!(view.to_vec_f64(), cpu_view.to_vec_f64());
+            // constants are made on the device
+            let z = Tensor::zeros(&[4], dtype).to_device(device).unwrap();
+            assert_eq!(z.add_scalar(2.5).unwrap().to_vec_f64(), vec![2.5; 4]);
+        }
+    }
+}
+
+#[test]
+fn operands_on_two_devices_are_an_error_naming_both() {
+    for device in devices() {
+        let a = Tensor::from_slice(&[1.0, 2.0], &[2]).unwrap();
+        let b = a.to_device(device).unwrap();
+        let e = a.add(&b).unwrap_err().to_string();
+        assert!(e.contains("cpu") && e.contains(&device.to_string()), "{e}");
+    }
+}
+
+#[test]
+fn elementwise_ops_broadcasting_and_where_match_the_cpu() {
+    let (x, y) = (values(12, 2), values(4, 3));
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        check(
+            "elementwise",
+            &[(&x, &[3, 4]), (&y, &[1, 4])],
+            dtype,
+            tol,
+            |t| {
+                let (x, y) = (&t[0], &t[1]);
+                let a = x.relu().unwrap().mul(&y.sigmoid().unwrap()).unwrap();
+                let b = x.tanh().unwrap().exp().unwrap().sub(y).unwrap();
+                let c = x
+                    .leaky_relu(0.2)
+                    .unwrap()
+                    .div(&y.square().unwrap().add_scalar(1.0).unwrap())
+                    .unwrap();
+                let mask = x.gt_scalar(0.0).unwrap();
+                let w = Tensor::where_cond(&mask, &a, &b).unwrap();
+                w.add(&c)
+                    .unwrap()
+                    .add(&x.t().unwrap().t().unwrap())
+                    .unwrap()
+            },
+        );
+    }
+}
+
+#[test]
+fn reductions_and_softmax_match_the_cpu() {
+    let x = values(2 * 3 * 5, 4);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        check("sum over 0 and 2", &[(&x, &[2, 3, 5])], dtype, tol, |t| {
+            t[0].sum(&[0, 2], false).unwrap()
+        });
+        check("max over 1", &[(&x, &[2, 3, 5])], dtype, tol, |t| {
+            t[0].max(&[1], true).unwrap()
+        });
+        check(
+            "mean of a permuted view",
+            &[(&x, &[2, 3, 5])],
+            dtype,
+            tol,
+            |t| t[0].permute(&[2, 0, 1]).unwrap().mean(&[1], false).unwrap(),
+        );
+        check("softmax", &[(&x, &[2, 3, 5])], dtype, tol, |t| {
+            t[0].softmax(1).unwrap()
+        });
+        check("log_softmax", &[(&x, &[6, 5])], dtype, tol, |t| {
+            t[0].log_softmax(-1).unwrap()
+        });
+    }
+}
+
+#[test]
+fn matmuls_plain_transposed_and_batched_match_the_cpu() {
+    let (a, b) = (values(2 * 5 * 7, 5), values(2 * 7 * 3, 6));
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        check(
+            "matmul",
+            &[(&a[..35], &[5, 7]), (&b[..21], &[7, 3])],
+            dtype,
+            tol,
+            |t| t[0].matmul(&t[1]).unwrap(),
+        );
+        check(
+            "matmul_t",
+            &[(&a[..35], &[5, 7]), (&b[..21], &[3, 7])],
+            dtype,
+            tol,
+            |t| t[0].matmul_t(&t[1]).unwrap(),
+        );
+        check(
+            "batched",
+            &[(&a, &[2, 5, 7]), (&b, &[2, 7, 3])],
+            dtype,
+            tol,
+            |t| t[0].matmul(&t[1]).unwrap(),
+        );
+        check(
+            "broadcast batch",
+            &[(&a, &[2, 5, 7]), (&b[..21], &[7, 3])],
+            dtype,
+            tol,
+            |t| t[0].matmul(&t[1]).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn convolutions_and_their_gradients_match_the_cpu() {
+    let x = values(2 * 3 * 9 * 8, 7);
+    let w = values(4 * 3 * 4 * 4, 8);
+    let bias = values(4, 9);
+    let opts = Conv2dOptions {
+        stride: (2, 2),
+        padding: (1, 1, 1, 1),
+        ..Default::default()
+    };
+    let t_opts = ConvTranspose2dOptions {
+        stride: (2, 2),
+        padding: (1, 1),
+        output_padding: (0, 0),
+        dilation: (1, 1),
+        groups: 1,
+    };
+    let wm = values(5 * 3 * 3 * 3, 10);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        check(
+            "conv2d stride 2",
+            &[(&x, &[2, 3, 9, 8]), (&w, &[4, 3, 4, 4]), (&bias, &[4])],
+            dtype,
+            tol,
+            |t| t[0].conv2d(&t[1], Some(&t[2]), &opts).unwrap(),
+        );
+        // [2, 4, 4, 4] through a [4, 3, 4, 4] kernel: the transposed convolution
+        check(
+            "conv_transpose2d",
+            &[(&x[..128], &[2, 4, 4, 4]), (&w, &[4, 3, 4, 4])],
+            dtype,
+            tol,
+            |t| t[0].conv_transpose2d(&t[1], None, &t_opts).unwrap(),
+        );
+        let same = Conv2dOptions {
+            padding: (1, 1, 1, 1),
+            ..Default::default()
+        };
+        for mask in [Mask::A, Mask::B] {
+            check(
+                "masked conv2d",
+                &[(&x, &[2, 3, 9, 8]), (&wm, &[5, 3, 3, 3])],
+                dtype,
+                tol,
+                |t| t[0].masked_conv2d(&t[1], None, mask, &same).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn concat_casts_and_views_match_the_cpu() {
+    let (a, b) = (values(2 * 3 * 4, 11), values(2 * 2 * 4, 12));
+    check(
+        "concat",
+        &[(&a, &[2, 3, 4]), (&b, &[2, 2, 4])],
+        DType::F64,
+        1e-12,
+        |t| {
+            Tensor::concat(&[t[0].clone(), t[1].clone()], 1)
+                .unwrap()
+                .tanh()
+                .unwrap()
+        },
+    );
+    check(
+        "to_dtype and back",
+        &[(&a, &[2, 3, 4])],
+        DType::F64,
+        1e-6,
+        |t| {
+            t[0].to_dtype(DType::F32)
+                .unwrap()
+                .exp()
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap()
+        },
+    );
+    check("narrowed", &[(&a, &[2, 3, 4])], DType::F64, 1e-12, |t| {
+        t[0].narrow(2, 1, 2).unwrap().sigmoid().unwrap()
+    });
+}
+
+/// A two-layer MLP trained with Adam for a few steps on the device and on the CPU from the
+/// same weights and data: the parameters stay together.
+#[test]
+fn a_few_adam_steps_of_an_mlp_agree_with_the_cpu() {
+    let (n, d, h) = (16, 10, 8);
+    let x = values(n * d, 13);
+    let target = values(n, 14);
+    let w1 = values(d * h, 15);
+    let w2 = values(h, 16);
+    for device in devices() {
+        let train = |on: Device| {
+            let params = [
+                leaf(&w1, &[d, h], DType::F32, on),
+                leaf(&vec![0.0; h], &[h], DType::F32, on),
+                leaf(&w2, &[h, 1], DType::F32, on),
+            ];
+            let mut adam = Adam::new(params.to_vec(), AdamConfig::default()).unwrap();
+            let x = Tensor::from_slice(&x, &[n, d])
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_device(on)
+                .unwrap();
+            let y = Tensor::from_slice(&target, &[n, 1])
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .to_device(on)
+                .unwrap();
+            let mut losses = Vec::new();
+            for _ in 0..5 {
+                let hidden = x
+                    .matmul(&params[0])
+                    .unwrap()
+                    .add(&params[1])
+                    .unwrap()
+                    .relu()
+                    .unwrap();
+                let out = hidden.matmul(&params[2]).unwrap();
+                let loss = out.sub(&y).unwrap().square().unwrap().mean_all().unwrap();
+                losses.push(loss.item().unwrap());
+                adam.minimize(&loss).unwrap();
+            }
+            (params, losses)
+        };
+        let (want, want_losses) = train(Device::Cpu);
+        let (got, got_losses) = train(device);
+        assert!(want_losses[4] < want_losses[0], "{want_losses:?}");
+        for (g, w) in got_losses.iter().zip(&want_losses) {
+            assert!(
+                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{got_losses:?} vs {want_losses:?}"
+            );
+        }
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.device(), device);
+            let dist = distance(g, w);
+            assert!(dist <= 1e-5, "parameter {i} on {device} off by {dist}");
+        }
+    }
+}
+
+#[test]
+fn ops_without_cuda_kernels_say_so() {
+    for device in devices() {
+        let x = Tensor::from_slice(&[1.0, 2.0, 3.0], &[3])
+            .unwrap()
+            .to_device(device)
+            .unwrap();
+        let e = x.index_select(0, &[2, 0]).unwrap_err().to_string();
+        assert!(
+            e.contains("no CUDA kernel") && e.contains(&device.to_string()),
+            "{e}"
+        );
+    }
+}
