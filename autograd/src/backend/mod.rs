@@ -14,11 +14,10 @@
 //! dtype and device are run-time values, the graph and its rules are written once against it,
 //! and a second device is one more arm, not a second instantiation of the whole engine.
 //!
-//! Arms: [`cpu::CpuStorage`] computes everything (`kernels::cpu`). [`cuda::CudaStorage`] is
-//! present on every machine so that the types and every dispatch already have their CUDA arm,
-//! but it cannot be constructed yet (the CUDA backend is a later step): moving a tensor to
-//! CUDA is a clear error. Giving an op its CUDA arm is its kernel (`kernels::cuda`) plus the
-//! method's body in `cuda.rs`.
+//! Arms: [`cpu::CpuStorage`] computes everything (`kernels::cpu`). [`cuda::CudaStorage`] holds
+//! device buffers on a GPU or on the emulated device and runs the families that have CUDA
+//! kernels (`kernels::cuda`); the others answer with an error naming the op. Giving an op its
+//! CUDA arm is its kernel plus the method's body in `cuda.rs`.
 
 pub(crate) mod cpu;
 pub(crate) mod cuda;

@@ -77,7 +77,7 @@ struct GanTheoryArgs {
 enum DeviceArg {
     /// The CPU backend.
     Cpu,
-    /// The CUDA backend (not built yet).
+    /// CUDA (the engine runs there; the models are not wired to a device yet).
     Cuda,
     /// CUDA when it is available, else the CPU.
     Auto,
@@ -87,7 +87,8 @@ fn check_device(d: DeviceArg) -> Result<(), String> {
     match d {
         DeviceArg::Cpu | DeviceArg::Auto => Ok(()),
         DeviceArg::Cuda => Err(
-            "--device cuda: the CUDA backend is not built yet; use --device cpu (auto picks the CPU)"
+            "--device cuda: the models do not run on a CUDA device yet (the engine does: \
+             Tensor::to_device); use --device cpu (auto picks the CPU)"
                 .into(),
         ),
     }
