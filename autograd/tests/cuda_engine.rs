@@ -6,7 +6,7 @@
 //! host: every machine, CI included) and on GPU 0 when there is one; REQUIRE_GPU=1 makes a
 //! missing GPU fail them.
 
-use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig};
 use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Rng, Tensor};
 
 fn devices() -> Vec<Device> {
@@ -324,64 +324,89 @@ fn concat_casts_and_views_match_the_cpu() {
     });
 }
 
-/// A two-layer MLP trained with Adam for a few steps on the device and on the CPU from the
-/// same weights and data: the parameters stay together.
+/// The optimizers the models use, by name.
+fn optimizer(name: &str, params: &[Tensor]) -> Box<dyn Optimizer> {
+    match name {
+        "adam" => Box::new(Adam::new(params.to_vec(), AdamConfig::default()).unwrap()),
+        "sgd" => Box::new(
+            Sgd::new(
+                params.to_vec(),
+                SgdConfig {
+                    lr: 0.05,
+                    momentum: 0.9,
+                    nesterov: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+        _ => Box::new(
+            RmsProp::new(
+                params.to_vec(),
+                RmsPropConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        ),
+    }
+}
+
+/// A two-layer MLP trained for a few steps on the device and on the CPU from the same weights
+/// and data, by each optimizer: the losses and parameters stay together.
 #[test]
-fn a_few_adam_steps_of_an_mlp_agree_with_the_cpu() {
+fn a_few_optimizer_steps_of_an_mlp_agree_with_the_cpu() {
     let (n, d, h) = (16, 10, 8);
     let x = values(n * d, 13);
     let target = values(n, 14);
     let w1 = values(d * h, 15);
     let w2 = values(h, 16);
+    let data = |v: &[f64], shape: &[usize], on: Device| {
+        Tensor::from_slice(v, shape)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_device(on)
+            .unwrap()
+    };
     for device in devices() {
-        let train = |on: Device| {
-            let params = [
-                leaf(&w1, &[d, h], DType::F32, on),
-                leaf(&vec![0.0; h], &[h], DType::F32, on),
-                leaf(&w2, &[h, 1], DType::F32, on),
-            ];
-            let mut adam = Adam::new(params.to_vec(), AdamConfig::default()).unwrap();
-            let x = Tensor::from_slice(&x, &[n, d])
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_device(on)
-                .unwrap();
-            let y = Tensor::from_slice(&target, &[n, 1])
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
-                .to_device(on)
-                .unwrap();
-            let mut losses = Vec::new();
-            for _ in 0..5 {
-                let hidden = x
-                    .matmul(&params[0])
-                    .unwrap()
-                    .add(&params[1])
-                    .unwrap()
-                    .relu()
-                    .unwrap();
-                let out = hidden.matmul(&params[2]).unwrap();
-                let loss = out.sub(&y).unwrap().square().unwrap().mean_all().unwrap();
-                losses.push(loss.item().unwrap());
-                adam.minimize(&loss).unwrap();
+        for name in ["adam", "sgd", "rmsprop"] {
+            let train = |on: Device| {
+                let params = [
+                    leaf(&w1, &[d, h], DType::F32, on),
+                    leaf(&vec![0.0; h], &[h], DType::F32, on),
+                    leaf(&w2, &[h, 1], DType::F32, on),
+                ];
+                let mut opt = optimizer(name, &params);
+                let (x, y) = (data(&x, &[n, d], on), data(&target, &[n, 1], on));
+                let mut losses = Vec::new();
+                for _ in 0..5 {
+                    let hidden = x.matmul(&params[0]).unwrap().add(&params[1]).unwrap();
+                    let out = hidden.relu().unwrap().matmul(&params[2]).unwrap();
+                    let loss = out.sub(&y).unwrap().square().unwrap().mean_all().unwrap();
+                    losses.push(loss.item().unwrap());
+                    opt.minimize(&loss).unwrap();
+                }
+                (params, losses)
+            };
+            let (want, want_losses) = train(Device::Cpu);
+            let (got, got_losses) = train(device);
+            assert!(want_losses[4] < want_losses[0], "{name}: {want_losses:?}");
+            for (g, w) in got_losses.iter().zip(&want_losses) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{name}: {got_losses:?} vs {want_losses:?}"
+                );
             }
-            (params, losses)
-        };
-        let (want, want_losses) = train(Device::Cpu);
-        let (got, got_losses) = train(device);
-        assert!(want_losses[4] < want_losses[0], "{want_losses:?}");
-        for (g, w) in got_losses.iter().zip(&want_losses) {
-            assert!(
-                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-                "{got_losses:?} vs {want_losses:?}"
-            );
-        }
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.device(), device);
-            let dist = distance(g, w);
-            assert!(dist <= 1e-5, "parameter {i} on {device} off by {dist}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.device(), device);
+                let dist = distance(g, w);
+                assert!(
+                    dist <= 1e-5,
+                    "{name}: parameter {i} on {device} off by {dist}"
+                );
+            }
         }
     }
 }

@@ -605,3 +605,65 @@ fn copies_casts_selects_and_fills_match_the_cpu() {
         copy_parity::<f64>(&gpu);
     }
 }
+
+fn sgd_and_rmsprop_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cuda::optim::{rmsprop, sgd};
+    use kernels::desc::{RmspropStep, SgdStep};
+    let n = 10_007;
+    for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+        let mut p: Vec<T> = values(n, 2, -1.0, 1.0);
+        let mut buf = vec![T::ZERO; n];
+        let (mut dp, mut db) = (gpu.upload(&p).unwrap(), gpu.upload(&buf).unwrap());
+        let mut q: Vec<T> = values(n, 3, -1.0, 1.0);
+        let (mut sq, mut rbuf) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+        let (mut dq, mut dsq, mut drb) = (
+            gpu.upload(&q).unwrap(),
+            gpu.upload(&sq).unwrap(),
+            gpu.upload(&rbuf).unwrap(),
+        );
+        for step in 0..4u64 {
+            let g: Vec<T> = values(n, 20 + step, -0.5, 0.5);
+            let dg = gpu.upload(&g).unwrap();
+            let h = SgdStep {
+                first_step: step == 0,
+                lr: 0.1,
+                momentum,
+                dampening: 0.1,
+                weight_decay: 1e-2,
+                nesterov,
+            };
+            let with = momentum > 0.0;
+            kernels::cpu::optim::sgd(&mut p, &g, with.then_some(&mut buf[..]), &h);
+            sgd(gpu, &mut dp, &dg, with.then_some(&mut db), n, h).unwrap();
+            let r = RmspropStep {
+                lr: 1e-2,
+                alpha: 0.99,
+                eps: 1e-8,
+                momentum,
+                weight_decay: 1e-2,
+            };
+            kernels::cpu::optim::rmsprop(&mut q, &g, &mut sq, with.then_some(&mut rbuf[..]), &r);
+            rmsprop(gpu, &mut dq, &dg, &mut dsq, with.then_some(&mut drb), n, r).unwrap();
+        }
+        for (name, got, want) in [
+            ("sgd p", &dp, &p),
+            ("rmsprop p", &dq, &q),
+            ("rmsprop v", &dsq, &sq),
+        ] {
+            let err = relative_error(&gpu.download(got).unwrap(), want);
+            assert!(
+                err <= tol,
+                "{name} {} (momentum {momentum}, nesterov {nesterov}): relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn sgd_and_rmsprop_match_the_cpu() {
+    for gpu in devices() {
+        sgd_and_rmsprop_parity::<f32>(&gpu, 1e-5);
+        sgd_and_rmsprop_parity::<f64>(&gpu, 1e-12);
+    }
+}

@@ -3,9 +3,8 @@
 //! emulated device (`Device::EmulatedCuda`: the same kernels run on the host), through the
 //! same code.
 //!
-//! Not every op family has its CUDA kernels yet: index ops, the LSTM over a sequence and over
-//! a grid, and the SGD and RMSprop steps answer with an error naming the op and the device
-//! (`not_yet`). Three work on the host by the trait's contract (their results are host values):
+//! Not every op family has its CUDA kernels yet: index ops and the LSTM over a sequence and
+//! over a grid answer with an error naming the op and the device (`not_yet`). Three work on the host by the trait's contract (their results are host values):
 //! max pooling's argmax, the BCE sum and `to_host`.
 
 use super::cpu::{adjacent_runs, batch_offsets};
@@ -594,6 +593,42 @@ impl CudaStorage {
     }
 }
 
+impl CudaStorage {
+    fn sgd_t<T: OnGpu>(
+        &mut self,
+        (grad, lg): (&CudaStorage, &Layout),
+        momentum: Option<&mut CudaStorage>,
+        step: &SgdStep,
+    ) -> Result<()> {
+        let g = grad.contiguous::<T>("sgd", lg)?;
+        let gpu = self.gpu.clone();
+        let buf = momentum.map(|m| m.buf_mut::<T>());
+        optim::sgd(&gpu, self.buf_mut::<T>(), &g, buf, lg.numel(), *step).map_err(on_device("sgd"))
+    }
+
+    fn rmsprop_t<T: OnGpu>(
+        &mut self,
+        (grad, lg): (&CudaStorage, &Layout),
+        square_avg: &mut CudaStorage,
+        momentum: Option<&mut CudaStorage>,
+        step: &RmspropStep,
+    ) -> Result<()> {
+        let g = grad.contiguous::<T>("rmsprop", lg)?;
+        let gpu = self.gpu.clone();
+        let buf = momentum.map(|m| m.buf_mut::<T>());
+        optim::rmsprop(
+            &gpu,
+            self.buf_mut::<T>(),
+            &g,
+            square_avg.buf_mut::<T>(),
+            buf,
+            lg.numel(),
+            *step,
+        )
+        .map_err(on_device("rmsprop"))
+    }
+}
+
 /// `len` elements of `value`.
 fn filled_buffer<T: GpuFloat>(gpu: &Gpu, len: usize, value: f64) -> Result<GpuBuffer<T>> {
     let mut out = gpu.alloc::<T>(len).map_err(on_device("zeros"))?;
@@ -873,8 +908,16 @@ impl BackendStorage for CudaStorage {
         let (lx, lt) = (Layout::contiguous(&lx.shape), Layout::contiguous(&lt.shape));
         x.bce_with_logits_sum(&lx, &t, &lt)
     }
-    fn sgd_step(&mut self, _: (&Self, &Layout), _: Option<&mut Self>, _: &SgdStep) -> Result<()> {
-        Err(not_yet("sgd", self.device))
+    fn sgd_step(
+        &mut self,
+        grad: (&Self, &Layout),
+        momentum: Option<&mut Self>,
+        step: &SgdStep,
+    ) -> Result<()> {
+        match self.data {
+            CudaData::F32(_) => self.sgd_t::<f32>(grad, momentum, step),
+            CudaData::F64(_) => self.sgd_t::<f64>(grad, momentum, step),
+        }
     }
     fn adam_step(
         &mut self,
@@ -890,11 +933,14 @@ impl BackendStorage for CudaStorage {
     }
     fn rmsprop_step(
         &mut self,
-        _: (&Self, &Layout),
-        _: &mut Self,
-        _: Option<&mut Self>,
-        _: &RmspropStep,
+        grad: (&Self, &Layout),
+        square_avg: &mut Self,
+        momentum: Option<&mut Self>,
+        step: &RmspropStep,
     ) -> Result<()> {
-        Err(not_yet("rmsprop", self.device))
+        match self.data {
+            CudaData::F32(_) => self.rmsprop_t::<f32>(grad, square_avg, momentum, step),
+            CudaData::F64(_) => self.rmsprop_t::<f64>(grad, square_avg, momentum, step),
+        }
     }
 }

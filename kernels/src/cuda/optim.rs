@@ -1,8 +1,9 @@
-//! The fused Adam / AdamW update on the GPU (`optim.cu`), the twin of `cpu::optim::adam`.
+//! The fused optimizer updates on the GPU (`optim.cu`): Adam / AdamW, SGD and RMSprop, the
+//! twins of `cpu::optim`'s.
 
 use super::elementwise::GpuFloat;
 use super::{grid_for, Gpu, GpuBuffer, GpuError};
-use crate::desc::AdamStep;
+use crate::desc::{AdamStep, RmspropStep, SgdStep};
 
 pub(crate) const MODULE: &str = "optim";
 pub(crate) const SOURCE: &str = include_str!("optim.cu");
@@ -56,6 +57,106 @@ pub fn adam<T: GpuFloat>(
         .arg(&decoupled)
         .arg(&small_w1);
     // SAFETY: the kernel touches the first n elements of each buffer (checked above).
+    unsafe { launch.run(grid_for(n)) }?;
+    Ok(())
+}
+
+fn shorter_than(op: &str, n: usize, lens: &[usize]) -> Result<(), GpuError> {
+    if lens.iter().any(|&len| len < n) {
+        return Err(GpuError::Driver(format!(
+            "{op}: buffers shorter than the {n} parameters"
+        )));
+    }
+    Ok(())
+}
+
+/// One SGD step over the first `n` elements of p, in place, with gradient g and, with
+/// momentum, its buffer.
+pub fn sgd<T: GpuFloat>(
+    gpu: &Gpu,
+    p: &mut GpuBuffer<T>,
+    g: &GpuBuffer<T>,
+    momentum: Option<&mut GpuBuffer<T>>,
+    n: usize,
+    h: SgdStep,
+) -> Result<(), GpuError> {
+    let mut none = gpu.zeros::<T>(1)?;
+    let has_buf = momentum.is_some() as i32;
+    let buf = momentum.unwrap_or(&mut none);
+    shorter_than("sgd", n, &[p.len(), g.len()])?;
+    if has_buf == 1 {
+        shorter_than("sgd", n, &[buf.len()])?;
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let c = |v: f64| T::from_f64(v);
+    let (lr, mom, one_minus_damp, wd) = (
+        c(h.lr),
+        c(h.momentum),
+        c(1.0 - h.dampening),
+        c(h.weight_decay),
+    );
+    let (first, nesterov, n64) = (h.first_step as i32, h.nesterov as i32, n as u64);
+    let f = gpu.kernel(MODULE, SOURCE, &format!("sgd_{}", T::SUFFIX))?;
+    let mut launch = gpu.launch(&f);
+    launch
+        .buf_mut(p)
+        .buf(g)
+        .buf_mut(buf)
+        .arg(&n64)
+        .arg(&lr)
+        .arg(&mom)
+        .arg(&one_minus_damp)
+        .arg(&wd)
+        .arg(&has_buf)
+        .arg(&first)
+        .arg(&nesterov);
+    // SAFETY: the kernel touches the first n elements of p, g and (with momentum) buf.
+    unsafe { launch.run(grid_for(n)) }?;
+    Ok(())
+}
+
+/// One RMSprop step over the first `n` elements of p, in place, with gradient g, the running
+/// mean of squares v and, with momentum, its buffer.
+pub fn rmsprop<T: GpuFloat>(
+    gpu: &Gpu,
+    p: &mut GpuBuffer<T>,
+    g: &GpuBuffer<T>,
+    v: &mut GpuBuffer<T>,
+    momentum: Option<&mut GpuBuffer<T>>,
+    n: usize,
+    h: RmspropStep,
+) -> Result<(), GpuError> {
+    let mut none = gpu.zeros::<T>(1)?;
+    let has_buf = momentum.is_some() as i32;
+    let buf = momentum.unwrap_or(&mut none);
+    shorter_than("rmsprop", n, &[p.len(), g.len(), v.len()])?;
+    if has_buf == 1 {
+        shorter_than("rmsprop", n, &[buf.len()])?;
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let c = |x: f64| T::from_f64(x);
+    let (lr, a, one_minus_a) = (c(h.lr), c(h.alpha), c(1.0 - h.alpha));
+    let (eps, mom, wd, n64) = (c(h.eps), c(h.momentum), c(h.weight_decay), n as u64);
+    let f = gpu.kernel(MODULE, SOURCE, &format!("rmsprop_{}", T::SUFFIX))?;
+    let mut launch = gpu.launch(&f);
+    launch
+        .buf_mut(p)
+        .buf(g)
+        .buf_mut(v)
+        .buf_mut(buf)
+        .arg(&n64)
+        .arg(&lr)
+        .arg(&a)
+        .arg(&one_minus_a)
+        .arg(&eps)
+        .arg(&mom)
+        .arg(&wd)
+        .arg(&has_buf);
+    // SAFETY: the kernel touches the first n elements of p, g, v and (with momentum) buf.
     unsafe { launch.run(grid_for(n)) }?;
     Ok(())
 }

@@ -51,6 +51,7 @@ const Kernel KERNELS[] = {
     KERNEL(lstm_forward_f32), KERNEL(lstm_forward_f64),
     KERNEL(lstm_backward_f32), KERNEL(lstm_backward_f64),
     KERNEL(adam_f32), KERNEL(adam_f64),
+    KERNEL(sgd_f32), KERNEL(sgd_f64), KERNEL(rmsprop_f32), KERNEL(rmsprop_f64),
 };
 
 const Kernel* find(const char* name) {
