@@ -14,6 +14,7 @@ fn main() {
         "elementwise.cu",
         "lstm.cu",
         "optim.cu",
+        "index.cu",
     ] {
         println!("cargo:rerun-if-changed={dir}/{source}");
     }

@@ -412,13 +412,41 @@ fn a_few_optimizer_steps_of_an_mlp_agree_with_the_cpu() {
 }
 
 #[test]
+fn index_ops_and_the_lstm_cell_match_the_cpu() {
+    let x = values(4 * 6 * 3, 17);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        // repeats, so the backward's index_add adds several rows into one
+        check("index_select", &[(&x, &[4, 6, 3])], dtype, tol, |t| {
+            t[0].index_select(1, &[5, 0, 5, 2]).unwrap()
+        });
+        check("gather", &[(&x, &[4, 6, 3])], dtype, tol, |t| {
+            let index: Vec<usize> = (0..4 * 2 * 3).map(|p| (p * 7) % 6).collect();
+            let index = autograd::Indices::new(index, &[4, 2, 3]).unwrap();
+            t[0].gather(1, &index).unwrap()
+        });
+        let (gates, c) = (values(3 * 4 * 5, 18), values(3 * 5, 19));
+        check(
+            "lstm cell",
+            &[(&gates, &[3, 20]), (&c, &[3, 5])],
+            dtype,
+            tol,
+            |t| Tensor::lstm_cell_fused(&t[0], &t[1]).unwrap(),
+        );
+    }
+}
+
+#[test]
 fn ops_without_cuda_kernels_say_so() {
     for device in devices() {
-        let x = Tensor::from_slice(&[1.0, 2.0, 3.0], &[3])
-            .unwrap()
+        let pre = Tensor::zeros(&[1, 2, 2, 4], DType::F32)
             .to_device(device)
             .unwrap();
-        let e = x.index_select(0, &[2, 0]).unwrap_err().to_string();
+        let w = Tensor::zeros(&[3, 4], DType::F32)
+            .to_device(device)
+            .unwrap();
+        let e = Tensor::grid_lstm(&pre, &w, autograd::Sweep::Rows)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no CUDA kernel") && e.contains(&device.to_string()),
             "{e}"

@@ -667,3 +667,70 @@ fn sgd_and_rmsprop_match_the_cpu() {
         sgd_and_rmsprop_parity::<f64>(&gpu, 1e-12);
     }
 }
+
+fn index_parity<T: GpuFloat>(gpu: &Gpu) {
+    use kernels::cpu::index;
+    use kernels::cuda::index::{
+        gather_sources, index_add_lists, scatter_add_lists, select_sources, sum_lists_into,
+        take_into,
+    };
+    let (outer, n, inner) = (3, 7, 5);
+    let x: Vec<T> = values(outer * n * inner, 31, -1.0, 1.0);
+    let dx = gpu.upload(&x).unwrap();
+    // repeats, so that the adjoints add several sources into one place
+    let idx = [4, 0, 4, 6, 2, 4];
+    let m = idx.len();
+    let want = index::index_select(&x, outer, n, inner, &idx);
+    let mut out = poisoned::<T>(gpu, want.len());
+    let sources = select_sources((outer, n, inner), &idx).unwrap();
+    take_into(gpu, &dx, &sources, &mut out).unwrap();
+    assert_eq!(
+        gpu.download(&out).unwrap(),
+        want,
+        "index_select {}",
+        T::SUFFIX
+    );
+    // index_add of a [outer, m, inner] source: the same bits as the CPU's (its order)
+    let src: Vec<T> = values(outer * m * inner, 32, -1.0, 1.0);
+    let dsrc = gpu.upload(&src).unwrap();
+    let want = index::index_add(&src, outer, n, inner, &idx);
+    let mut out = poisoned::<T>(gpu, want.len());
+    let plan = index_add_lists((outer, n, inner), &idx).unwrap();
+    sum_lists_into(gpu, &dsrc, &plan, &mut out).unwrap();
+    assert_eq!(gpu.download(&out).unwrap(), want, "index_add {}", T::SUFFIX);
+    // gather and scatter_add with an index per element
+    let index: Vec<usize> = (0..outer * m * inner)
+        .map(|p| (p * 5 + p / 3) % n)
+        .collect();
+    let want = index::gather(&x, outer, n, inner, &index, m);
+    let mut out = poisoned::<T>(gpu, want.len());
+    take_into(
+        gpu,
+        &dx,
+        &gather_sources((outer, n, inner), &index, m).unwrap(),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(gpu.download(&out).unwrap(), want, "gather {}", T::SUFFIX);
+    let want = index::scatter_add(&src, outer, n, inner, &index, m);
+    let mut out = poisoned::<T>(gpu, want.len());
+    let plan = scatter_add_lists((outer, n, inner), &index, m).unwrap();
+    sum_lists_into(gpu, &dsrc, &plan, &mut out).unwrap();
+    assert_eq!(
+        gpu.download(&out).unwrap(),
+        want,
+        "scatter_add {}",
+        T::SUFFIX
+    );
+    // an index past the axis is an error, not a wild read
+    assert!(select_sources((outer, n, inner), &[n]).is_err());
+    assert!(scatter_add_lists((outer, n, inner), &vec![n; outer * m * inner], m).is_err());
+}
+
+#[test]
+fn index_ops_match_the_cpu_bit_for_bit() {
+    for gpu in devices() {
+        index_parity::<f32>(&gpu);
+        index_parity::<f64>(&gpu);
+    }
+}

@@ -3,8 +3,9 @@
 //! emulated device (`Device::EmulatedCuda`: the same kernels run on the host), through the
 //! same code.
 //!
-//! Not every op family has its CUDA kernels yet: index ops and the LSTM over a sequence and
-//! over a grid answer with an error naming the op and the device (`not_yet`). Three work on the host by the trait's contract (their results are host values):
+//! Not every op family has its CUDA kernels yet: the LSTM over a sequence and over a grid
+//! answers with an error naming the op and the device (`not_yet`). The index ops take their
+//! indices from the host, as the trait gives them, and upload a plan built from them. Three work on the host by the trait's contract (their results are host values):
 //! max pooling's argmax, the BCE sum and `to_host`.
 
 use super::cpu::{adjacent_runs, batch_offsets};
@@ -22,7 +23,7 @@ use kernels::cuda::elementwise::{
 };
 use kernels::cuda::matmul::{matmul_into_at, GpuMat};
 use kernels::cuda::reduce::{reduce_into, Fold};
-use kernels::cuda::{lstm, optim, Gpu, GpuBuffer, GpuError};
+use kernels::cuda::{index, lstm, optim, Gpu, GpuBuffer, GpuError};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use kernels::strided::{contiguous_strides, View};
@@ -594,6 +595,32 @@ impl CudaStorage {
 }
 
 impl CudaStorage {
+    /// out[k] = self[sources[k]] over the contiguous elements `layout` selects.
+    fn take_t<T: OnGpu>(
+        &self,
+        op: &'static str,
+        layout: &Layout,
+        sources: &[i64],
+    ) -> Result<CudaStorage> {
+        let x = self.contiguous::<T>(op, layout)?;
+        let mut out = self.alloc::<T>(op, sources.len())?;
+        index::take_into(&self.gpu, &x, sources, &mut out).map_err(on_device(op))?;
+        Ok(self.holding(out))
+    }
+
+    /// Each output element the sum of its list of `plan` over the elements `layout` selects.
+    fn sum_lists_t<T: OnGpu>(
+        &self,
+        op: &'static str,
+        layout: &Layout,
+        plan: &index::SumLists,
+    ) -> Result<CudaStorage> {
+        let src = self.contiguous::<T>(op, layout)?;
+        let mut out = self.alloc::<T>(op, plan.offsets.len().saturating_sub(1))?;
+        index::sum_lists_into(&self.gpu, &src, plan, &mut out).map_err(on_device(op))?;
+        Ok(self.holding(out))
+    }
+
     fn sgd_t<T: OnGpu>(
         &mut self,
         (grad, lg): (&CudaStorage, &Layout),
@@ -832,17 +859,57 @@ impl BackendStorage for CudaStorage {
             cols,
         )
     }
-    fn index_select(&self, _: &Layout, _: AxisSplit, _: &[usize]) -> Result<Self> {
-        Err(not_yet("index_select", self.device))
+    fn index_select(&self, layout: &Layout, split: AxisSplit, indices: &[usize]) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        let sources = index::select_sources((outer, axis, inner), indices)
+            .map_err(on_device("index_select"))?;
+        by_dtype(
+            self,
+            || self.take_t::<f32>("index_select", layout, &sources),
+            || self.take_t::<f64>("index_select", layout, &sources),
+        )
     }
-    fn index_add(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        Err(not_yet("index_add", self.device))
+    fn index_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Self> {
+        let AxisSplit { outer, inner, .. } = split;
+        let plan = index::index_add_lists((outer, size, inner), indices)
+            .map_err(on_device("index_add"))?;
+        by_dtype(
+            self,
+            || self.sum_lists_t::<f32>("index_add", layout, &plan),
+            || self.sum_lists_t::<f64>("index_add", layout, &plan),
+        )
     }
-    fn gather(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        Err(not_yet("gather", self.device))
+    fn gather(&self, layout: &Layout, split: AxisSplit, index: &[usize], m: usize) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        let sources =
+            index::gather_sources((outer, axis, inner), index, m).map_err(on_device("gather"))?;
+        by_dtype(
+            self,
+            || self.take_t::<f32>("gather", layout, &sources),
+            || self.take_t::<f64>("gather", layout, &sources),
+        )
     }
-    fn scatter_add(&self, _: &Layout, _: AxisSplit, _: &[usize], _: usize) -> Result<Self> {
-        Err(not_yet("scatter_add", self.device))
+    fn scatter_add(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        index: &[usize],
+        size: usize,
+    ) -> Result<Self> {
+        let AxisSplit { outer, axis, inner } = split;
+        let plan = index::scatter_add_lists((outer, size, inner), index, axis)
+            .map_err(on_device("scatter_add"))?;
+        by_dtype(
+            self,
+            || self.sum_lists_t::<f32>("scatter_add", layout, &plan),
+            || self.sum_lists_t::<f64>("scatter_add", layout, &plan),
+        )
     }
     fn lstm_cell_forward(
         &self,

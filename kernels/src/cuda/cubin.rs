@@ -6,13 +6,14 @@
 //! fails the build on a machine without a GPU; `cargo run -p kernels --example cuda_resources`
 //! prints the report as the table of BENCHMARKS.md.
 
-use super::{conv, elementwise, lstm, matmul, optim, reduce, GpuError};
+use super::{conv, elementwise, index, lstm, matmul, optim, reduce, GpuError};
 use std::ffi::{c_char, CString};
 
 /// Every module of ours: (name, source as NVRTC compiles it).
-pub const MODULES: [(&str, &str); 6] = [
+pub const MODULES: [(&str, &str); 7] = [
     (conv::MODULE, conv::SOURCE),
     (elementwise::MODULE, elementwise::SOURCE),
+    (index::MODULE, index::SOURCE),
     (lstm::MODULE, lstm::SOURCE),
     (matmul::MODULE, matmul::SOURCE),
     (optim::MODULE, optim::SOURCE),

@@ -19,6 +19,7 @@
 pub mod conv;
 pub mod cubin;
 pub mod elementwise;
+pub mod index;
 pub mod lstm;
 pub mod matmul;
 pub mod optim;

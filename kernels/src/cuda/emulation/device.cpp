@@ -10,6 +10,7 @@
 #include "../elementwise.cu"
 #include "../lstm.cu"
 #include "../optim.cu"
+#include "../index.cu"
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -52,6 +53,7 @@ const Kernel KERNELS[] = {
     KERNEL(lstm_backward_f32), KERNEL(lstm_backward_f64),
     KERNEL(adam_f32), KERNEL(adam_f64),
     KERNEL(sgd_f32), KERNEL(sgd_f64), KERNEL(rmsprop_f32), KERNEL(rmsprop_f64),
+    KERNEL(take_f32), KERNEL(take_f64), KERNEL(sum_lists_f32), KERNEL(sum_lists_f64),
 };
 
 const Kernel* find(const char* name) {
