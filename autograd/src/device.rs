@@ -29,3 +29,21 @@ impl fmt::Display for Device {
         }
     }
 }
+
+/// The device new tensors are made on (`Tensor::from_vec`, `zeros`, `full`, `scalar`,
+/// `arange`, the random constructors), as PyTorch's `torch.set_default_device`: set once by a
+/// program (genzoo's `--device`) so that the same model code builds its parameters, noise
+/// and constants on that device. Tensors made by ops follow their inputs whatever it is.
+/// Process-wide (the engine's work runs on a thread pool).
+static DEFAULT_DEVICE: std::sync::RwLock<Device> = std::sync::RwLock::new(Device::Cpu);
+
+/// Makes `device` the default for new tensors; returns the previous default.
+pub fn set_default_device(device: Device) -> Device {
+    let mut d = DEFAULT_DEVICE.write().unwrap_or_else(|p| p.into_inner());
+    std::mem::replace(&mut *d, device)
+}
+
+/// The device new tensors are made on (the CPU unless a program said otherwise).
+pub fn default_device() -> Device {
+    *DEFAULT_DEVICE.read().unwrap_or_else(|p| p.into_inner())
+}

@@ -326,12 +326,9 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Host-drawn samples as a tensor on the default device (the same draws on every device).
     fn from_sampled(storage: Storage, shape: &[usize]) -> Tensor {
-        Tensor::new_internal(
-            std::sync::Arc::new(storage),
-            crate::layout::Layout::contiguous(shape),
-            None,
-        )
+        Tensor::made(storage, shape)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `Tensor`: a cheap-to-clone handle to (storage, layout, dtype, device) plus, when it was made by
 //! a recorded op, that op and its inputs. Define-by-run: the graph is the web of these handles.
 
-use crate::backend::{CpuStorage, Storage};
+use crate::backend::Storage;
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
@@ -73,6 +73,30 @@ impl Tensor {
     }
 
     /// A constant tensor over `storage` (optimizer state exported as tensors).
+    /// A new tensor of host-made `storage` (contiguous over `shape`) on the default device
+    /// ([`crate::default_device`]).
+    pub(crate) fn try_made(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        let layout = Layout::contiguous(shape);
+        let device = crate::device::default_device();
+        let storage = if device == Device::Cpu {
+            storage
+        } else {
+            storage.to_device(&layout, device)?
+        };
+        Ok(Tensor::new_internal(Arc::new(storage), layout, None))
+    }
+
+    /// [`Tensor::try_made`] for the constructors that cannot fail: a failed copy to a CUDA
+    /// device (its memory exhausted) ends the process with the reason.
+    pub(crate) fn made(storage: Storage, shape: &[usize]) -> Tensor {
+        Tensor::try_made(storage, shape).unwrap_or_else(|e| {
+            panic!(
+                "making a tensor on {}: {e}",
+                crate::device::default_device()
+            )
+        })
+    }
+
     pub(crate) fn from_storage(storage: Storage, layout: Layout) -> Tensor {
         Tensor::new_internal(Arc::new(storage), layout, None)
     }
@@ -108,11 +132,7 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor::new_internal(
-            Arc::new(Storage::from_vec(data)),
-            Layout::contiguous(shape),
-            None,
-        ))
+        Tensor::try_made(Storage::from_vec(data), shape)
     }
 
     pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Tensor> {
@@ -121,20 +141,14 @@ impl Tensor {
 
     /// A rank-0 tensor.
     pub fn scalar(value: f64, dtype: DType) -> Tensor {
-        Tensor::new_internal(
-            Arc::new(Storage::Cpu(CpuStorage::filled(dtype, 1, value))),
-            Layout::contiguous(&[]),
-            None,
-        )
+        Tensor::full(&[], value, dtype)
     }
 
+    /// `value` everywhere, on the default device.
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = shape.iter().product();
-        Tensor::new_internal(
-            Arc::new(Storage::Cpu(CpuStorage::filled(dtype, n, value))),
-            Layout::contiguous(shape),
-            None,
-        )
+        let device = crate::device::default_device();
+        Tensor::full_on(shape, value, dtype, device)
+            .unwrap_or_else(|e| panic!("making a tensor on {device}: {e}"))
     }
 
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
@@ -177,7 +191,7 @@ impl Tensor {
             DType::F32 => Storage::from_vec((0..n).map(|i| i as f32).collect()),
             DType::F64 => Storage::from_vec((0..n).map(|i| i as f64).collect()),
         };
-        Tensor::new_internal(Arc::new(storage), Layout::contiguous(&[n]), None)
+        Tensor::made(storage, &[n])
     }
 
     // ----- inspection ---------------------------------------------------------------------
