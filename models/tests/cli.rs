@@ -96,7 +96,7 @@ fn bad_arguments_are_clear_errors() {
         (
             vec!["train", "classifier", "--device", "cuda", "--out", p(&out)],
             1,
-            "the models do not run on a CUDA device yet",
+            "cannot use cuda:0",
         ),
         (
             vec!["train", "classifier", "--set", "nokey", "--out", p(&out)],
