@@ -47,3 +47,32 @@ pub fn set_default_device(device: Device) -> Device {
 pub fn default_device() -> Device {
     *DEFAULT_DEVICE.read().unwrap_or_else(|p| p.into_inner())
 }
+
+/// What a CUDA device's caching allocator holds, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// In live tensors' blocks.
+    pub current_bytes: usize,
+    /// The most `current_bytes` has been.
+    pub peak_bytes: usize,
+    /// In freed blocks kept for reuse.
+    pub cached_bytes: usize,
+    /// Blocks obtained from the driver so far (flat once a training loop is warm).
+    pub allocations: u64,
+}
+
+/// The memory of `device`'s allocator; `None` for the CPU or a GPU that cannot be opened.
+pub fn device_memory(device: Device) -> Option<DeviceMemory> {
+    let gpu = match device {
+        Device::Cpu => return None,
+        Device::Cuda(n) => kernels::cuda::Gpu::open(n).ok()?,
+        Device::EmulatedCuda => kernels::cuda::Gpu::emulated(),
+    };
+    let s = gpu.memory_stats();
+    Some(DeviceMemory {
+        current_bytes: s.current_bytes,
+        peak_bytes: s.peak_bytes,
+        cached_bytes: s.cached_bytes,
+        allocations: s.allocations,
+    })
+}

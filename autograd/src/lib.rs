@@ -38,7 +38,7 @@ pub mod rng;
 pub mod tensor;
 
 pub use autodiff::grad;
-pub use device::{default_device, set_default_device, Device};
+pub use device::{default_device, device_memory, set_default_device, Device, DeviceMemory};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};

@@ -62,10 +62,10 @@ fn matmul_cases(gpu: &Arc<Gpu>) -> Result<Vec<Case>> {
         );
         let (g1, g2) = (gpu.clone(), gpu.clone());
         let (fa, fb) = (
-            a.try_clone().map_err(gpu_error)?,
-            b.try_clone().map_err(gpu_error)?,
+            gpu.copy(&a).map_err(gpu_error)?,
+            gpu.copy(&b).map_err(gpu_error)?,
         );
-        let mut fout = out.try_clone().map_err(gpu_error)?;
+        let mut fout = gpu.copy(&out).map_err(gpu_error)?;
         cases.push(Case {
             group: "matmul".into(),
             name: c["name"].as_str().unwrap_or("?").into(),
@@ -156,13 +156,13 @@ fn conv_cases(gpu: &Arc<Gpu>) -> Result<Vec<Case>> {
             let (g1, g2) = (gpu.clone(), gpu.clone());
             let (fg, bg) = (g.clone(), g);
             let (fx, fw, fdy) = (
-                x.try_clone().map_err(gpu_error)?,
-                w.try_clone().map_err(gpu_error)?,
-                dy.try_clone().map_err(gpu_error)?,
+                gpu.copy(&x).map_err(gpu_error)?,
+                gpu.copy(&w).map_err(gpu_error)?,
+                gpu.copy(&dy).map_err(gpu_error)?,
             );
             let (mut fy, mut fdx) = (
-                y.try_clone().map_err(gpu_error)?,
-                dx.try_clone().map_err(gpu_error)?,
+                gpu.copy(&y).map_err(gpu_error)?,
+                gpu.copy(&dx).map_err(gpu_error)?,
             );
             cases.push(Case {
                 group: group.into(),

@@ -50,8 +50,8 @@ impl Clone for CudaStorage {
     /// device out of memory here ends the process with the reason.
     fn clone(&self) -> CudaStorage {
         let data = match &self.data {
-            CudaData::F32(b) => b.try_clone().map(CudaData::F32),
-            CudaData::F64(b) => b.try_clone().map(CudaData::F64),
+            CudaData::F32(b) => self.gpu.copy(b).map(CudaData::F32),
+            CudaData::F64(b) => self.gpu.copy(b).map(CudaData::F64),
         }
         .unwrap_or_else(|e| panic!("copying a tensor on {}: {e}", self.device));
         CudaStorage {

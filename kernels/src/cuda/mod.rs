@@ -26,10 +26,14 @@ pub mod optim;
 pub mod reduce;
 
 pub mod emulation;
+pub mod memory;
+
+pub use memory::{GpuBuffer, MemoryStats};
+use memory::{Memory, Pool, SharedPool};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, LaunchArgs,
-    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, LaunchArgs, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
 };
 use std::collections::HashMap;
 use std::fmt;
@@ -74,6 +78,8 @@ pub fn libraries_present() -> bool {
 /// One CUDA device: a real GPU through the driver, or the emulated one.
 pub struct Gpu {
     backend: Backend,
+    /// Freed blocks kept for reuse, and the memory statistics.
+    pool: SharedPool,
     /// "sm_90" and the like: what NVRTC compiles for ("emulated" for the emulated device).
     arch: String,
 }
@@ -91,51 +97,6 @@ enum Backend {
 impl fmt::Debug for Gpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Gpu({}, {})", self.name(), self.arch)
-    }
-}
-
-/// Elements in a device's memory: a driver allocation, or host memory on the emulated device.
-pub struct GpuBuffer<T> {
-    memory: Memory<T>,
-}
-
-enum Memory<T> {
-    Driver(CudaSlice<T>),
-    Emulated(Vec<T>),
-}
-
-impl<T> GpuBuffer<T> {
-    pub fn len(&self) -> usize {
-        match &self.memory {
-            Memory::Driver(s) => s.len(),
-            Memory::Emulated(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A copy in the same device's memory.
-    pub fn try_clone(&self) -> Result<GpuBuffer<T>, GpuError>
-    where
-        T: DeviceRepr + Clone,
-    {
-        let memory = match &self.memory {
-            Memory::Driver(s) => Memory::Driver(s.try_clone().map_err(driver_error)?),
-            Memory::Emulated(v) => Memory::Emulated(v.clone()),
-        };
-        Ok(GpuBuffer { memory })
-    }
-}
-
-impl<T> fmt::Debug for GpuBuffer<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let place = match self.memory {
-            Memory::Driver(_) => "device",
-            Memory::Emulated(_) => "emulated",
-        };
-        write!(f, "GpuBuffer({} elements, {place})", self.len())
     }
 }
 
@@ -162,6 +123,7 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal).map_err(driver_error)?;
         let (major, minor) = ctx.compute_capability().map_err(driver_error)?;
         let gpu = Arc::new(Gpu {
+            pool: SharedPool::default(),
             arch: format!("sm_{major}{minor}"),
             backend: Backend::Driver {
                 stream: ctx.default_stream(),
@@ -179,6 +141,7 @@ impl Gpu {
         EMULATED
             .get_or_init(|| {
                 Arc::new(Gpu {
+                    pool: SharedPool::default(),
                     arch: "emulated".into(),
                     backend: Backend::Emulated,
                 })
@@ -247,56 +210,119 @@ impl Gpu {
         }
     }
 
-    /// A copy of `host` in device memory.
-    pub fn upload<T: DeviceRepr + Clone>(&self, host: &[T]) -> Result<GpuBuffer<T>, GpuError> {
-        let memory = match &self.backend {
+    /// A pooled block for `len` elements of T: a cached one of its size class, else a new one
+    /// (its contents unspecified).
+    fn block<T: DeviceRepr + Clone + Default + Send + 'static>(
+        &self,
+        len: usize,
+    ) -> Result<Memory<T>, GpuError> {
+        let class = memory::size_class(len);
+        if let Some(m) = Pool::reuse::<T>(&self.pool, class) {
+            return Ok(m);
+        }
+        let m = match &self.backend {
+            // SAFETY: callers write every element they read back (upload, kernels, zeros).
             Backend::Driver { stream, .. } => {
-                Memory::Driver(stream.memcpy_stod(host).map_err(driver_error)?)
+                Memory::Driver(unsafe { stream.alloc::<T>(class) }.map_err(driver_error)?)
             }
-            Backend::Emulated => Memory::Emulated(host.to_vec()),
+            Backend::Emulated => Memory::Emulated(vec![T::default(); class]),
         };
-        Ok(GpuBuffer { memory })
+        Pool::allocated::<T>(&self.pool, class);
+        Ok(m)
+    }
+
+    /// A copy of `host` in device memory.
+    pub fn upload<T: DeviceRepr + Clone + Default + Send + 'static>(
+        &self,
+        host: &[T],
+    ) -> Result<GpuBuffer<T>, GpuError> {
+        let mut m = self.block::<T>(host.len())?;
+        match (&self.backend, &mut m) {
+            (Backend::Driver { stream, .. }, Memory::Driver(s)) => {
+                stream.memcpy_htod(host, s).map_err(driver_error)?
+            }
+            (_, Memory::Emulated(v)) => v[..host.len()].clone_from_slice(host),
+            _ => return Err(other_device("upload")),
+        }
+        Ok(GpuBuffer::new(m, host.len(), self.pool.clone()))
     }
 
     /// A copy of `buffer` in host memory (waits for the stream's work before it).
-    pub fn download<T: DeviceRepr + Default + Clone>(
+    pub fn download<T: DeviceRepr + Default + Clone + Send + 'static>(
         &self,
         buffer: &GpuBuffer<T>,
     ) -> Result<Vec<T>, GpuError> {
-        match (&self.backend, &buffer.memory) {
+        let len = buffer.len();
+        match (&self.backend, buffer.memory()) {
             (Backend::Driver { stream, .. }, Memory::Driver(s)) => {
-                stream.memcpy_dtov(s).map_err(driver_error)
+                let mut host = vec![T::default(); len];
+                stream
+                    .memcpy_dtoh(&s.slice(..len), &mut host[..])
+                    .map_err(driver_error)?;
+                stream.synchronize().map_err(driver_error)?;
+                Ok(host)
             }
-            (Backend::Emulated, Memory::Emulated(v)) => Ok(v.clone()),
+            (Backend::Emulated, Memory::Emulated(v)) => Ok(v[..len].to_vec()),
             _ => Err(other_device("download")),
         }
     }
 
-    /// `len` elements whose values are unspecified until a kernel writes them (on the emulated
-    /// device: all bits set, NaN for floats, so an element a kernel forgot shows).
-    pub fn alloc<T: elementwise::GpuFloat>(&self, len: usize) -> Result<GpuBuffer<T>, GpuError> {
-        let memory = match &self.backend {
-            // SAFETY: the caller's kernels write every element before any is read back.
-            Backend::Driver { stream, .. } => {
-                Memory::Driver(unsafe { stream.alloc::<T>(len) }.map_err(driver_error)?)
+    /// A copy of `buffer` in this device's memory.
+    pub fn copy<T: DeviceRepr + Default + Clone + Send + 'static>(
+        &self,
+        buffer: &GpuBuffer<T>,
+    ) -> Result<GpuBuffer<T>, GpuError> {
+        let len = buffer.len();
+        let mut m = self.block::<T>(len)?;
+        match (&self.backend, buffer.memory(), &mut m) {
+            (Backend::Driver { stream, .. }, Memory::Driver(src), Memory::Driver(dst)) => stream
+                .memcpy_dtod(&src.slice(..len), &mut dst.slice_mut(..len))
+                .map_err(driver_error)?,
+            (Backend::Emulated, Memory::Emulated(src), Memory::Emulated(dst)) => {
+                dst[..len].clone_from_slice(&src[..len])
             }
-            Backend::Emulated => Memory::Emulated(emulation::poisoned(len)),
-        };
-        Ok(GpuBuffer { memory })
+            _ => return Err(other_device("copy")),
+        }
+        Ok(GpuBuffer::new(m, len, self.pool.clone()))
     }
 
-    /// `len` zeros.
-    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(
+    /// `len` elements whose values are unspecified until a kernel writes them (on the emulated
+    /// device: NaN, so an element a kernel forgot shows).
+    pub fn alloc<T: elementwise::GpuFloat + Send + 'static>(
         &self,
         len: usize,
     ) -> Result<GpuBuffer<T>, GpuError> {
-        let memory = match &self.backend {
-            Backend::Driver { stream, .. } => {
-                Memory::Driver(stream.alloc_zeros::<T>(len).map_err(driver_error)?)
+        let mut m = self.block::<T>(len)?;
+        if let Memory::Emulated(v) = &mut m {
+            v.fill(T::from_f64(f64::NAN));
+        }
+        Ok(GpuBuffer::new(m, len, self.pool.clone()))
+    }
+
+    /// `len` zeros.
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits + Clone + Default + Send + 'static>(
+        &self,
+        len: usize,
+    ) -> Result<GpuBuffer<T>, GpuError> {
+        let mut m = self.block::<T>(len)?;
+        match (&self.backend, &mut m) {
+            (Backend::Driver { stream, .. }, Memory::Driver(s)) => {
+                stream.memset_zeros(s).map_err(driver_error)?
             }
-            Backend::Emulated => Memory::Emulated(emulation::zeroed(len)),
-        };
-        Ok(GpuBuffer { memory })
+            (_, Memory::Emulated(v)) => v.fill(T::default()),
+            _ => return Err(other_device("zeros")),
+        }
+        Ok(GpuBuffer::new(m, len, self.pool.clone()))
+    }
+
+    /// What this device's allocator holds.
+    pub fn memory_stats(&self) -> MemoryStats {
+        Pool::stats(&self.pool)
+    }
+
+    /// Frees every cached block (live buffers are untouched).
+    pub fn empty_cache(&self) {
+        Pool::empty(&self.pool);
     }
 
     /// Waits for every kernel queued so far (the emulated device runs each at its launch).
@@ -348,7 +374,7 @@ impl<'a> Launch<'a> {
 
     /// A buffer the kernel reads.
     pub fn buf<T>(&mut self, buffer: &'a GpuBuffer<T>) -> &mut Self {
-        match (&mut self.0, &buffer.memory) {
+        match (&mut self.0, buffer.memory()) {
             (LaunchOn::Driver(args), Memory::Driver(s)) => {
                 args.arg(s);
             }
@@ -360,7 +386,7 @@ impl<'a> Launch<'a> {
 
     /// A buffer the kernel writes.
     pub fn buf_mut<T>(&mut self, buffer: &'a mut GpuBuffer<T>) -> &mut Self {
-        match (&mut self.0, &mut buffer.memory) {
+        match (&mut self.0, buffer.memory_mut()) {
             (LaunchOn::Driver(args), Memory::Driver(s)) => {
                 args.arg(s);
             }

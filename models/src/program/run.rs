@@ -134,6 +134,8 @@ pub enum Outcome {
     OutOfTime { dir: PathBuf, step: u64 },
 }
 
+/// Bytes in a mebibyte, for the epoch line.
+const MIB: f64 = 1024.0 * 1024.0;
 fn invalid(msg: impl Into<String>) -> Error {
     Error::invalid("train", msg)
 }
@@ -892,8 +894,17 @@ pub fn train_entry(
                 (Some(v), Some((b, _))) => format!("  validation {v:.4} (best: epoch {b})"),
                 _ => String::new(),
             };
+            // on a CUDA device, what its allocator holds
+            let memory = match autograd::device_memory(autograd::default_device()) {
+                Some(d) => format!(
+                    "  device memory {:.1} MiB, peak {:.1} MiB",
+                    d.current_bytes as f64 / MIB,
+                    d.peak_bytes as f64 / MIB
+                ),
+                None => String::new(),
+            };
             eprintln!(
-                "epoch {epoch}/{epochs}  step {step}  {}  {}{val}  ({secs:.1} s)",
+                "epoch {epoch}/{epochs}  step {step}  {}  {}{val}{memory}  ({secs:.1} s)",
                 fmt_losses(&mean),
                 fmt_losses(&m)
             );

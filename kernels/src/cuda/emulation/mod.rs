@@ -3,9 +3,8 @@
 //! does: the grid, the block and a pointer to each parameter's value, device pointers being
 //! host addresses here.
 
-use super::elementwise::GpuFloat;
 use super::{GpuError, Kernel, KernelOn};
-use cudarc::driver::{DeviceRepr, LaunchConfig, ValidAsZeroBits};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -119,20 +118,4 @@ impl<'a> Launch<'a> {
             ))),
         }
     }
-}
-
-/// `len` NaNs: what a kernel leaves unwritten shows.
-pub(super) fn poisoned<T: GpuFloat>(len: usize) -> Vec<T> {
-    vec![T::from_f64(f64::NAN); len]
-}
-
-/// `len` zeros.
-pub(super) fn zeroed<T: ValidAsZeroBits>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: all-zero bits are a valid T (ValidAsZeroBits), and the capacity is len.
-    unsafe {
-        std::ptr::write_bytes(v.as_mut_ptr(), 0, len);
-        v.set_len(len);
-    }
-    v
 }
