@@ -33,7 +33,7 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => args.reps = value("--reps")?.parse().map_err(|e| format!("--reps: {e}"))?,
             "--include-gpu-only" => args.include_gpu_only = true,
             "-h" | "--help" => {
-                return Err("usage: compare --device cpu|cuda [--out FILE.jsonl] [--filter SUBSTR] [--reps N] [--include-gpu-only]".into())
+                return Err("usage: compare --device cpu|cuda|cuda-emulated [--out FILE.jsonl] [--filter SUBSTR] [--reps N] [--include-gpu-only]".into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -55,8 +55,9 @@ fn main() {
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let threads = rayon::current_num_threads();
-    // the engine on the CPU; on CUDA, our kernels on device buffers (kernel level: the
-    // engine does not run on the GPU yet), gpu_only cases included
+    // the engine on the CPU; on CUDA, our kernels on device buffers (the operator cases,
+    // gpu_only ones included) and the model steps through the engine, every tensor made on
+    // GPU 0 (the step ends by reading its losses, which waits for the GPU)
     let (cases, suite, device_name, include_gpu_only) = match args.device.as_str() {
         "cpu" => (
             all_cases(20261127).map_err(|e| e.to_string())?,
@@ -67,10 +68,28 @@ fn run() -> Result<(), String> {
         "cuda" => {
             let gpu = kernels::cuda::Gpu::open(0).map_err(|e| format!("--device cuda: {e}"))?;
             let name = gpu.name();
-            let cases = benches::gpu::gpu_cases(gpu).map_err(|e| e.to_string())?;
-            (cases, "genzoo-kernels-cuda", name, true)
+            let mut cases = benches::gpu::gpu_cases(gpu).map_err(|e| e.to_string())?;
+            autograd::set_default_device(autograd::Device::Cuda(0));
+            let mut rng = autograd::Rng::new(20261127);
+            cases.extend(
+                benches::model_steps::model_step_cases(&mut rng).map_err(|e| e.to_string())?,
+            );
+            (cases, "genzoo-cuda", name, true)
         }
-        other => return Err(format!("--device {other:?}: cpu or cuda")),
+        // the model steps on the emulated device: slow, for checking that they run there
+        "cuda-emulated" => {
+            autograd::set_default_device(autograd::Device::EmulatedCuda);
+            let mut rng = autograd::Rng::new(20261127);
+            let cases =
+                benches::model_steps::model_step_cases(&mut rng).map_err(|e| e.to_string())?;
+            (
+                cases,
+                "genzoo-cuda-emulated",
+                "emulated CUDA device".into(),
+                true,
+            )
+        }
+        other => return Err(format!("--device {other:?}: cpu, cuda or cuda-emulated")),
     };
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?),
