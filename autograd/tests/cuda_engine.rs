@@ -436,17 +436,41 @@ fn index_ops_and_the_lstm_cell_match_the_cpu() {
 }
 
 #[test]
+fn the_pixelrnn_grid_recurrence_matches_the_cpu() {
+    // [B, R, C, 4H] gates into a Row LSTM (3 taps) and a Diagonal BiLSTM sweep (2 taps)
+    let (b, r, c, h) = (2, 4, 5, 3);
+    let pre = values(b * r * c * 4 * h, 20);
+    for (sweep, taps) in [
+        (autograd::Sweep::Rows, 3),
+        (autograd::Sweep::DiagonalLeft, 2),
+        (autograd::Sweep::DiagonalRight, 2),
+    ] {
+        let w = values(taps * h * 4 * h, 21);
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            check(
+                "grid_lstm",
+                &[(&pre, &[b, r, c, 4 * h]), (&w, &[taps * h, 4 * h])],
+                dtype,
+                tol,
+                |t| Tensor::grid_lstm(&t[0], &t[1], sweep).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
 fn ops_without_cuda_kernels_say_so() {
     for device in devices() {
-        let pre = Tensor::zeros(&[1, 2, 2, 4], DType::F32)
+        let x = Tensor::zeros(&[2, 1, 3], DType::F32)
             .to_device(device)
             .unwrap();
-        let w = Tensor::zeros(&[3, 4], DType::F32)
-            .to_device(device)
-            .unwrap();
-        let e = Tensor::grid_lstm(&pre, &w, autograd::Sweep::Rows)
-            .unwrap_err()
-            .to_string();
+        let mut lstm = autograd::nn::Lstm::new(3, 4, true, DType::F32, &mut Rng::new(1)).unwrap();
+        let on = |t: &Tensor| t.to_device(device).unwrap();
+        lstm.cell.weight_ih = on(&lstm.cell.weight_ih);
+        lstm.cell.weight_hh = on(&lstm.cell.weight_hh);
+        lstm.cell.bias_ih = lstm.cell.bias_ih.as_ref().map(on);
+        lstm.cell.bias_hh = lstm.cell.bias_hh.as_ref().map(on);
+        let e = lstm.forward(&x, None).map(|_| ()).unwrap_err().to_string();
         assert!(
             e.contains("no CUDA kernel") && e.contains(&device.to_string()),
             "{e}"

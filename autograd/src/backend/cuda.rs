@@ -3,8 +3,9 @@
 //! emulated device (`Device::EmulatedCuda`: the same kernels run on the host), through the
 //! same code.
 //!
-//! Not every op family has its CUDA kernels yet: the LSTM over a sequence and over a grid
-//! answers with an error naming the op and the device (`not_yet`). The index ops take their
+//! Not every op family has its CUDA kernels yet: the LSTM over a sequence answers with an error
+//! naming the op and the device (`not_yet`). The grid recurrence (PixelRNN) is composed from
+//! the kernels at hand, wave by wave, as `cpu::grid_lstm` does it. The index ops take their
 //! indices from the host, as the trait gives them, and upload a plan built from them. Three work on the host by the trait's contract (their results are host values):
 //! max pooling's argmax, the BCE sum and `to_host`.
 
@@ -955,19 +956,27 @@ impl BackendStorage for CudaStorage {
     }
     fn grid_lstm_forward(
         &self,
-        _: &Layout,
-        _: Operand<Self>,
-        _: &GridPlan,
+        lp: &Layout,
+        w: Operand<Self>,
+        plan: &GridPlan,
     ) -> Result<(Self, GridTape<Self>)> {
-        Err(not_yet("grid_lstm", self.device))
+        by_dtype(
+            self,
+            || grid::forward::<f32>((self, lp), w, plan),
+            || grid::forward::<f64>((self, lp), w, plan),
+        )
     }
     fn grid_lstm_backward(
-        _: &GridPlan,
+        plan: &GridPlan,
         tape: GridTape<&Self>,
-        _: Operand<Self>,
-        _: Operand<Self>,
+        w: Operand<Self>,
+        dy: Operand<Self>,
     ) -> Result<(Self, Self)> {
-        Err(not_yet("grid_lstm", tape.gates.device))
+        by_dtype(
+            w.0,
+            || grid::backward::<f32>(plan, &tape, w, dy),
+            || grid::backward::<f64>(plan, &tape, w, dy),
+        )
     }
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         // a host value by the trait's contract
@@ -1009,5 +1018,322 @@ impl BackendStorage for CudaStorage {
             CudaData::F32(_) => self.rmsprop_t::<f32>(grad, square_avg, momentum, step),
             CudaData::F64(_) => self.rmsprop_t::<f64>(grad, square_avg, momentum, step),
         }
+    }
+}
+
+/// The PixelRNN recurrence on a CUDA device: `kernels::cpu::grid_lstm`'s algorithm wave by wave
+/// from the kernels at hand (take for the gathers by slot, matmul, the fused cell, sum-of-lists
+/// for the adjoint scatters), over the same `GridPlan` and with the same tape layout (slot
+/// order), so the backward reads the tape exactly as the CPU's does.
+mod grid {
+    use super::*;
+    use kernels::desc::lstm::NONE;
+
+    /// Flat sources for rows of `width` starting at `base(slot)`, for `slots`; -1 (zero) where
+    /// `base` gives NONE.
+    fn rows_of(
+        slots: impl Iterator<Item = usize>,
+        width: usize,
+        base: impl Fn(usize) -> usize,
+    ) -> Vec<i64> {
+        let mut sources = Vec::new();
+        for slot in slots {
+            let b = base(slot);
+            if b == NONE {
+                sources.extend(std::iter::repeat_n(-1, width));
+            } else {
+                sources.extend((0..width).map(|j| (b + j) as i64));
+            }
+        }
+        sources
+    }
+
+    fn take<T: OnGpu>(s: &CudaStorage, x: &GpuBuffer<T>, sources: &[i64]) -> Result<GpuBuffer<T>> {
+        let mut out = s.alloc::<T>("grid_lstm", sources.len())?;
+        index::take_into(&s.gpu, x, sources, &mut out).map_err(on_device("grid_lstm"))?;
+        Ok(out)
+    }
+
+    /// `rows` rows of `width` from `src` written into `dst` from row `at` on.
+    fn put_rows<T: OnGpu>(
+        s: &CudaStorage,
+        src: &GpuBuffer<T>,
+        (rows, width): (usize, usize),
+        dst: &mut GpuBuffer<T>,
+        at: usize,
+    ) -> Result<()> {
+        let view = GpuView {
+            data: src,
+            strides: &[width, 1],
+            offset: 0,
+        };
+        copy_to_view(&s.gpu, view, &[rows, width], dst, &[width, 1], at * width)
+            .map_err(on_device("grid_lstm"))
+    }
+
+    /// Rows `range` of a [P, width] buffer as a contiguous copy.
+    fn rows_copy<T: OnGpu>(
+        s: &CudaStorage,
+        src: &GpuBuffer<T>,
+        width: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<GpuBuffer<T>> {
+        let n = range.len();
+        let mut out = s.alloc::<T>("grid_lstm", n * width)?;
+        let view = GpuView {
+            data: src,
+            strides: &[width, 1],
+            offset: range.start * width,
+        };
+        copy_into(&s.gpu, view, &[n, width], &mut out).map_err(on_device("grid_lstm"))?;
+        Ok(out)
+    }
+
+    fn dense<T: OnGpu>(
+        data: &GpuBuffer<T>,
+        offset: usize,
+        row: usize,
+        col: usize,
+    ) -> GpuMat<'_, T> {
+        GpuMat {
+            data,
+            offset,
+            row_stride: row,
+            col_stride: col,
+        }
+    }
+
+    fn add<T: OnGpu>(
+        s: &CudaStorage,
+        a: &GpuBuffer<T>,
+        b: &GpuBuffer<T>,
+        n: usize,
+    ) -> Result<GpuBuffer<T>> {
+        let mut out = s.alloc::<T>("grid_lstm", n)?;
+        let v = |data| GpuView {
+            data,
+            strides: &[1],
+            offset: 0,
+        };
+        binary_into(&s.gpu, v(a), v(b), &[n], &mut out, BinaryKind::Add)
+            .map_err(on_device("grid_lstm"))?;
+        Ok(out)
+    }
+
+    pub(super) fn forward<T: OnGpu>(
+        (pre, lp): (&CudaStorage, &Layout),
+        (w, lw): Operand<CudaStorage>,
+        plan: &GridPlan,
+    ) -> Result<(CudaStorage, GridTape<CudaStorage>)> {
+        let (h, k) = (plan.hidden, plan.taps);
+        let (g4, h2, kh, p) = (4 * h, 2 * h, k * h, plan.order.len());
+        let pre_c = pre.contiguous::<T>("grid_lstm", lp)?;
+        let w_c = w.contiguous::<T>("grid_lstm", lw)?;
+        let s = pre;
+        let mut gates = s.alloc::<T>("grid_lstm", p * g4)?;
+        let mut taps = s.alloc::<T>("grid_lstm", p * kh)?;
+        let mut c_prev = s.alloc::<T>("grid_lstm", p * h)?;
+        let mut out = s.alloc::<T>("grid_lstm", p * h2)?;
+        for wave in plan.waves() {
+            let n = wave.len();
+            // the taps' states and the previous cells, gathered from earlier waves' outputs
+            let tap_sources = rows_of(
+                wave.clone()
+                    .flat_map(|slot| (0..k).map(move |t| (slot, t)))
+                    .map(|st| st.0 * k + st.1),
+                h,
+                |i| match plan.tap_src[i] {
+                    NONE => NONE,
+                    src => src * h2,
+                },
+            );
+            let taps_w = take(s, &out, &tap_sources)?;
+            let c_w = take(
+                s,
+                &out,
+                &rows_of(wave.clone(), h, |slot| match plan.cell_src[slot] {
+                    NONE => NONE,
+                    src => src * h2 + h,
+                }),
+            )?;
+            // gates = pre (by slot) + taps w
+            let pre_w = take(
+                s,
+                &pre_c,
+                &rows_of(wave.clone(), g4, |slot| plan.order[slot] * g4),
+            )?;
+            let mut rec = s.alloc::<T>("grid_lstm", n * g4)?;
+            matmul_into_at(
+                &s.gpu,
+                [n, kh, g4],
+                dense(&taps_w, 0, kh, 1),
+                dense(&w_c, 0, g4, 1),
+                &mut rec,
+                0,
+            )
+            .map_err(on_device("grid_lstm"))?;
+            let gates_w = add(s, &pre_w, &rec, n * g4)?;
+            let mut out_w = s.alloc::<T>("grid_lstm", n * h2)?;
+            lstm::lstm_cell_forward(&s.gpu, (n, h), &gates_w, &c_w, &mut out_w)
+                .map_err(on_device("grid_lstm"))?;
+            put_rows(s, &gates_w, (n, g4), &mut gates, wave.start)?;
+            put_rows(s, &taps_w, (n, kh), &mut taps, wave.start)?;
+            put_rows(s, &c_w, (n, h), &mut c_prev, wave.start)?;
+            put_rows(s, &out_w, (n, h2), &mut out, wave.start)?;
+        }
+        // h back in the grid's order
+        let slots = slot_of(plan);
+        let y = take(s, &out, &rows_of(0..p, h, |q| slots[q] * h2))?;
+        let tape = GridTape {
+            gates: s.holding(gates),
+            taps: s.holding(taps),
+            c_prev: s.holding(c_prev),
+            out: s.holding(out),
+        };
+        Ok((s.holding(y), tape))
+    }
+
+    pub(super) fn backward<T: OnGpu>(
+        plan: &GridPlan,
+        tape: &GridTape<&CudaStorage>,
+        (w, lw): Operand<CudaStorage>,
+        (dy, ldy): Operand<CudaStorage>,
+    ) -> Result<(CudaStorage, CudaStorage)> {
+        let (h, k) = (plan.hidden, plan.taps);
+        let (g4, h2, kh, p) = (4 * h, 2 * h, k * h, plan.order.len());
+        let s = w;
+        let w_c = w.contiguous::<T>("grid_lstm backward", lw)?;
+        let dy_c = dy.contiguous::<T>("grid_lstm backward", ldy)?;
+        let (gates, taps) = (tape.gates.buf::<T>(), tape.taps.buf::<T>());
+        let (c_prev, out) = (tape.c_prev.buf::<T>(), tape.out.buf::<T>());
+        // dL/dh and dL/dc by slot, gathering what later waves send back
+        let mut dh = take(s, &dy_c, &rows_of(0..p, h, |slot| plan.order[slot] * h))?;
+        let mut dc = filled_buffer::<T>(&s.gpu, p * h, 0.0)?;
+        let mut dgates = s.alloc::<T>("grid_lstm backward", p * g4)?;
+        for wave in plan.waves().rev() {
+            let n = wave.len();
+            let mut dhc = s.alloc::<T>("grid_lstm backward", n * h2)?;
+            let dh_w = rows_copy(s, &dh, h, wave.clone())?;
+            let dc_w = rows_copy(s, &dc, h, wave.clone())?;
+            copy_to_view(
+                &s.gpu,
+                GpuView {
+                    data: &dh_w,
+                    strides: &[h, 1],
+                    offset: 0,
+                },
+                &[n, h],
+                &mut dhc,
+                &[h2, 1],
+                0,
+            )
+            .map_err(on_device("grid_lstm backward"))?;
+            copy_to_view(
+                &s.gpu,
+                GpuView {
+                    data: &dc_w,
+                    strides: &[h, 1],
+                    offset: 0,
+                },
+                &[n, h],
+                &mut dhc,
+                &[h2, 1],
+                h,
+            )
+            .map_err(on_device("grid_lstm backward"))?;
+            let g_w = rows_copy(s, gates, g4, wave.clone())?;
+            let c_w = rows_copy(s, c_prev, h, wave.clone())?;
+            let o_w = rows_copy(s, out, h2, wave.clone())?;
+            let mut dg_w = s.alloc::<T>("grid_lstm backward", n * g4)?;
+            let mut dcp_w = s.alloc::<T>("grid_lstm backward", n * h)?;
+            lstm::lstm_cell_backward(
+                &s.gpu,
+                (n, h),
+                &g_w,
+                &c_w,
+                &o_w,
+                &dhc,
+                &mut dg_w,
+                &mut dcp_w,
+            )
+            .map_err(on_device("grid_lstm backward"))?;
+            put_rows(s, &dg_w, (n, g4), &mut dgates, wave.start)?;
+            // d taps = d gates wᵀ
+            let mut dtaps_w = s.alloc::<T>("grid_lstm backward", n * kh)?;
+            matmul_into_at(
+                &s.gpu,
+                [n, g4, kh],
+                dense(&dg_w, 0, g4, 1),
+                dense(&w_c, 0, 1, g4),
+                &mut dtaps_w,
+                0,
+            )
+            .map_err(on_device("grid_lstm backward"))?;
+            // what this wave sends back: dc += its previous cells' gradients, dh += its taps'
+            let mut cell_targets = Vec::new();
+            let mut tap_targets = Vec::new();
+            for slot in wave.clone() {
+                let src = plan.cell_src[slot];
+                cell_targets.extend((0..h).map(|j| if src == NONE { NONE } else { src * h + j }));
+                for t in 0..k {
+                    let src = plan.tap_src[slot * k + t];
+                    tap_targets
+                        .extend((0..h).map(|j| if src == NONE { NONE } else { src * h + j }));
+                }
+            }
+            dc = scatter_added(s, &dc, &dcp_w, &cell_targets, p * h)?;
+            dh = scatter_added(s, &dh, &dtaps_w, &tap_targets, p * h)?;
+        }
+        let slots = slot_of(plan);
+        let dpre = take(s, &dgates, &rows_of(0..p, g4, |q| slots[q] * g4))?;
+        // d w = tapsᵀ d gates
+        let mut dw = s.alloc::<T>("grid_lstm backward", kh * g4)?;
+        matmul_into_at(
+            &s.gpu,
+            [kh, p, g4],
+            dense(taps, 0, 1, kh),
+            dense(&dgates, 0, g4, 1),
+            &mut dw,
+            0,
+        )
+        .map_err(on_device("grid_lstm backward"))?;
+        Ok((s.holding(dpre), s.holding(dw)))
+    }
+
+    /// The slot of each grid position (the inverse of `plan.order`).
+    fn slot_of(plan: &GridPlan) -> Vec<usize> {
+        let mut slots = vec![0; plan.order.len()];
+        for (slot, &q) in plan.order.iter().enumerate() {
+            slots[q] = slot;
+        }
+        slots
+    }
+
+    /// `base` plus `src` added at `targets` (NONE: dropped), summed in source order.
+    fn scatter_added<T: OnGpu>(
+        s: &CudaStorage,
+        base: &GpuBuffer<T>,
+        src: &GpuBuffer<T>,
+        targets: &[usize],
+        len: usize,
+    ) -> Result<GpuBuffer<T>> {
+        let mut offsets = vec![0i64; len + 1];
+        for &t in targets.iter().filter(|&&t| t != NONE) {
+            offsets[t + 1] += 1;
+        }
+        for i in 0..len {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next: Vec<i64> = offsets[..len].to_vec();
+        let mut positions = vec![0i64; offsets[len] as usize];
+        for (p, &t) in targets.iter().enumerate().filter(|(_, &t)| t != NONE) {
+            positions[next[t] as usize] = p as i64;
+            next[t] += 1;
+        }
+        let plan = index::SumLists { offsets, positions };
+        let mut sent = s.alloc::<T>("grid_lstm backward", len)?;
+        index::sum_lists_into(&s.gpu, src, &plan, &mut sent)
+            .map_err(on_device("grid_lstm backward"))?;
+        add(s, base, &sent, len)
     }
 }

@@ -696,10 +696,20 @@ impl Storage {
                 };
                 Ok((Storage::Cpu(y), tape))
             }
-            None => Err(Error::invalid(
-                "lstm",
-                "the LSTM's operands are not all on the CPU (the only device that runs it yet)",
-            )),
+            None => match inputs.try_map(cuda_arm) {
+                Some(cuda) => {
+                    let (y, tape) = CudaStorage::lstm_sequence_forward(&cuda, shape)?;
+                    let tape = SequenceTape {
+                        gates: Storage::Cuda(tape.gates),
+                        hc: Storage::Cuda(tape.hc),
+                    };
+                    Ok((Storage::Cuda(y), tape))
+                }
+                None => Err(Error::invalid(
+                    "lstm",
+                    "the LSTM's operands are on two devices",
+                )),
+            },
         }
     }
 
@@ -718,7 +728,7 @@ impl Storage {
             }
             _ => Err(Error::invalid(
                 "lstm_backward",
-                "the LSTM's operands are not all on the CPU (the only device that runs it yet)",
+                "the LSTM's operands are not all on the CPU (the only device that runs it)",
             )),
         }
     }
@@ -768,8 +778,16 @@ impl Storage {
             cpu_arm(w),
             cpu_arm(dy),
         );
-        match cpu {
-            (Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy)) => {
+        let cuda = (
+            cuda_arm(tape.gates),
+            cuda_arm(tape.taps),
+            cuda_arm(tape.c_prev),
+            cuda_arm(tape.out),
+            cuda_arm(w),
+            cuda_arm(dy),
+        );
+        match (cpu, cuda) {
+            ((Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy)), _) => {
                 let tape = GridTape {
                     gates,
                     taps,
@@ -778,6 +796,16 @@ impl Storage {
                 };
                 CpuStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
                     .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b)))
+            }
+            (_, (Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy))) => {
+                let tape = GridTape {
+                    gates,
+                    taps,
+                    c_prev,
+                    out,
+                };
+                CudaStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
+                    .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b)))
             }
             _ => Err(devices_differ(
                 "grid_lstm_backward",

@@ -1,6 +1,6 @@
 // The index ops (index_select / gather and their adjoints index_add / scatter_add) as two
 // kernels over index plans the host builds from its indices (kernels::cuda::index):
-//   take:      out[k] = x[source[k]]
+//   take:      out[k] = x[source[k]], or 0 where source[k] < 0 (a state outside the grid)
 //   sum_lists: out[k] = the sum of src[positions[t]] for t in offsets[k] .. offsets[k + 1],
 //              in the order listed (ascending source positions: the CPU's order, so the sums
 //              are the same bits and no two threads write one element).
@@ -9,7 +9,7 @@ template <typename T>
 __device__ void take_kernel(const T* x, const long long* source, T* out, unsigned long long n) {
     for (unsigned long long k = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; k < n;
          k += (unsigned long long)gridDim.x * blockDim.x)
-        out[k] = x[source[k]];
+        out[k] = source[k] < 0 ? T(0) : x[source[k]];
 }
 
 template <typename T>

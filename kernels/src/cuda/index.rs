@@ -124,8 +124,8 @@ pub fn scatter_add_lists(
     Ok(lists(&targets, outer * n * inner))
 }
 
-/// out[k] = x[sources[k]] for every element of `out` (as long as `sources`); the plan is
-/// uploaded here.
+/// out[k] = x[sources[k]] (0 where the source is negative) for the first `sources.len()`
+/// elements of `out`; the plan is uploaded here.
 pub fn take_into<T: GpuFloat>(
     gpu: &Gpu,
     x: &GpuBuffer<T>,
@@ -133,7 +133,7 @@ pub fn take_into<T: GpuFloat>(
     out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
     let n = sources.len();
-    if out.len() < n || sources.iter().any(|&s| s < 0 || s as usize >= x.len()) {
+    if out.len() < n || sources.iter().any(|&s| s >= 0 && s as usize >= x.len()) {
         return Err(GpuError::Driver(format!(
             "take: {n} sources into an output of {} from {} elements",
             out.len(),
