@@ -3,21 +3,7 @@
 
 mod common;
 
-use common::TempDir;
-use std::process::{Command, Output};
-
-fn genzoo(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_genzoo"))
-        .args(args)
-        .output()
-        .expect("genzoo runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "genzoo {args:?} panicked:\n{err}"
-    );
-    out
-}
+use common::{genzoo, TempDir};
 
 fn ok(args: &[&str]) -> String {
     let o = genzoo(args);

@@ -5,32 +5,7 @@
 
 mod common;
 
-use common::TempDir;
-use std::process::{Command, Output};
-
-/// The program: cargo's build of it, or, on the GPU machine (where the test binaries run from
-/// `.device/` without the build tree), the copy `scripts/pack-gpu.sh` put beside them.
-fn program() -> std::path::PathBuf {
-    let built = std::path::PathBuf::from(env!("CARGO_BIN_EXE_genzoo"));
-    let packed = std::path::PathBuf::from("../.device/bin/genzoo");
-    if !built.exists() && packed.exists() {
-        return packed;
-    }
-    built
-}
-
-fn genzoo(args: &[&str]) -> Output {
-    let out = Command::new(program())
-        .args(args)
-        .output()
-        .expect("genzoo runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "genzoo {args:?} panicked:\n{err}"
-    );
-    out
-}
+use common::{genzoo, TempDir};
 
 /// The devices to check, as `--device` values.
 fn devices() -> Vec<&'static str> {

@@ -61,6 +61,20 @@ struct Broadcast {
     int rank;
 };
 
+// The offsets in a and in b (through s's strides and offsets) of position i of s.shape,
+// taken in row-major order.
+__device__ __forceinline__ void broadcast_offsets(long long i, const Broadcast& s, long long& ia,
+                                                  long long& ib) {
+    ia = s.offset_a;
+    ib = s.offset_b;
+    for (int d = s.rank - 1; d >= 0; --d) {
+        long long idx = i % s.shape[d];
+        i /= s.shape[d];
+        ia += idx * s.a[d];
+        ib += idx * s.b[d];
+    }
+}
+
 template <typename T>
 __device__ void unary_kernel(const T* x, T* y, unsigned long long n, int kind, T p0, T p1) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
@@ -74,13 +88,8 @@ __device__ void binary_kernel(const T* a, const T* b, T* out, unsigned long long
                               Broadcast s) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        long long rest = (long long)i, ia = s.offset_a, ib = s.offset_b;
-        for (int d = s.rank - 1; d >= 0; --d) {
-            long long idx = rest % s.shape[d];
-            rest /= s.shape[d];
-            ia += idx * s.a[d];
-            ib += idx * s.b[d];
-        }
+        long long ia, ib;
+        broadcast_offsets((long long)i, s, ia, ib);
         out[i] = binary_op<T>(kind, a[ia], b[ib], p0);
     }
 }
@@ -110,13 +119,8 @@ template <typename S, typename D>
 __device__ void copy_kernel(const S* x, D* out, unsigned long long n, Broadcast s) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        long long rest = (long long)i, ix = s.offset_a, io = s.offset_b;
-        for (int d = s.rank - 1; d >= 0; --d) {
-            long long idx = rest % s.shape[d];
-            rest /= s.shape[d];
-            ix += idx * s.a[d];
-            io += idx * s.b[d];
-        }
+        long long ix, io;
+        broadcast_offsets((long long)i, s, ix, io);
         out[io] = (D)x[ix];
     }
 }
@@ -145,14 +149,9 @@ __device__ void select_kernel(const T* mask, const T* a, const T* b, T* out, uns
                               Broadcast s, Broadcast m) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        long long rest = (long long)i, ia = s.offset_a, ib = s.offset_b, im = m.offset_a;
-        for (int d = s.rank - 1; d >= 0; --d) {
-            long long idx = rest % s.shape[d];
-            rest /= s.shape[d];
-            ia += idx * s.a[d];
-            ib += idx * s.b[d];
-            im += idx * m.a[d];
-        }
+        long long ia, ib, im, unused;
+        broadcast_offsets((long long)i, s, ia, ib);
+        broadcast_offsets((long long)i, m, im, unused);
         out[i] = mask[im] != T(0) ? a[ia] : b[ib];
     }
 }

@@ -195,3 +195,28 @@ pub fn tensor_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
         })
         .collect()
 }
+
+/// The `genzoo` program: cargo's build of it, or, on the GPU machine (where the test binaries
+/// run from `.device/` without the build tree), the copy `scripts/pack-gpu.sh` put beside them.
+pub fn genzoo_program() -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_genzoo"));
+    let packed = PathBuf::from("../.device/bin/genzoo");
+    if !built.exists() && packed.exists() {
+        return packed;
+    }
+    built
+}
+
+/// Runs `genzoo` with `args`; a panic is a test failure whatever the exit status.
+pub fn genzoo(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(genzoo_program())
+        .args(args)
+        .output()
+        .expect("genzoo runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked"),
+        "genzoo {args:?} panicked:\n{err}"
+    );
+    out
+}
