@@ -3,9 +3,10 @@
 //! emulated device (`Device::EmulatedCuda`: the same kernels run on the host), through the
 //! same code.
 //!
-//! Not every op family has its CUDA kernels yet: the LSTM over a sequence answers with an error
-//! naming the op and the device (`not_yet`). The grid recurrence (PixelRNN) is composed from
-//! the kernels at hand, wave by wave, as `cpu::grid_lstm` does it. The index ops take their
+//! Every op family runs here. The two LSTM recurrences (over a sequence, and the PixelRNN grid)
+//! are composed from the kernels at hand step by step / wave by wave, as the CPU's do it; a
+//! convolution whose active taps are not a prefix of the kernel's (no model has one) answers
+//! with an error naming the op and the device (`not_yet`). The index ops take their
 //! indices from the host, as the trait gives them, and upload a plan built from them. Three work on the host by the trait's contract (their results are host values):
 //! max pooling's argmax, the BCE sum and `to_host`.
 
@@ -941,18 +942,26 @@ impl BackendStorage for CudaStorage {
     }
     fn lstm_sequence_forward(
         inputs: &SequenceInputs<Self>,
-        _: LstmSequenceShape,
+        shape: LstmSequenceShape,
     ) -> Result<(Self, SequenceTape<Self>)> {
-        Err(not_yet("lstm_sequence", inputs.x.0.device))
+        by_dtype(
+            inputs.x.0,
+            || recurrence::sequence_forward::<f32>(inputs, shape),
+            || recurrence::sequence_forward::<f64>(inputs, shape),
+        )
     }
     fn lstm_sequence_backward(
         inputs: &SequenceInputs<Self>,
-        _: LstmSequenceShape,
-        _: SequenceTape<&Self>,
-        _: (&Self, &Layout),
-        _: SequenceWants,
+        shape: LstmSequenceShape,
+        tape: SequenceTape<&Self>,
+        dy: (&Self, &Layout),
+        wants: SequenceWants,
     ) -> Result<SequenceGrads<Self>> {
-        Err(not_yet("lstm_sequence", inputs.x.0.device))
+        by_dtype(
+            inputs.x.0,
+            || recurrence::sequence_backward::<f32>(inputs, shape, &tape, dy, wants),
+            || recurrence::sequence_backward::<f64>(inputs, shape, &tape, dy, wants),
+        )
     }
     fn grid_lstm_forward(
         &self,
@@ -962,8 +971,8 @@ impl BackendStorage for CudaStorage {
     ) -> Result<(Self, GridTape<Self>)> {
         by_dtype(
             self,
-            || grid::forward::<f32>((self, lp), w, plan),
-            || grid::forward::<f64>((self, lp), w, plan),
+            || recurrence::grid_forward::<f32>((self, lp), w, plan),
+            || recurrence::grid_forward::<f64>((self, lp), w, plan),
         )
     }
     fn grid_lstm_backward(
@@ -974,8 +983,8 @@ impl BackendStorage for CudaStorage {
     ) -> Result<(Self, Self)> {
         by_dtype(
             w.0,
-            || grid::backward::<f32>(plan, &tape, w, dy),
-            || grid::backward::<f64>(plan, &tape, w, dy),
+            || recurrence::grid_backward::<f32>(plan, &tape, w, dy),
+            || recurrence::grid_backward::<f64>(plan, &tape, w, dy),
         )
     }
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
@@ -1021,11 +1030,12 @@ impl BackendStorage for CudaStorage {
     }
 }
 
-/// The PixelRNN recurrence on a CUDA device: `kernels::cpu::grid_lstm`'s algorithm wave by wave
-/// from the kernels at hand (take for the gathers by slot, matmul, the fused cell, sum-of-lists
-/// for the adjoint scatters), over the same `GridPlan` and with the same tape layout (slot
-/// order), so the backward reads the tape exactly as the CPU's does.
-mod grid {
+/// The two LSTM recurrences on a CUDA device, composed from the kernels at hand (take for
+/// gathers, matmul, the fused cell, sum-of-lists for the adjoint scatters) with the CPU's
+/// algorithms and tape layouts, so each backward reads its tape exactly as the CPU's does:
+/// the PixelRNN grid sweep (`kernels::cpu::grid_lstm`, wave by wave over the same `GridPlan`)
+/// and the LSTM over a sequence (`kernels::cpu::lstm_sequence`, step by step).
+mod recurrence {
     use super::*;
     use kernels::desc::lstm::NONE;
 
@@ -1120,7 +1130,7 @@ mod grid {
         Ok(out)
     }
 
-    pub(super) fn forward<T: OnGpu>(
+    pub(super) fn grid_forward<T: OnGpu>(
         (pre, lp): (&CudaStorage, &Layout),
         (w, lw): Operand<CudaStorage>,
         plan: &GridPlan,
@@ -1193,7 +1203,7 @@ mod grid {
         Ok((s.holding(y), tape))
     }
 
-    pub(super) fn backward<T: OnGpu>(
+    pub(super) fn grid_backward<T: OnGpu>(
         plan: &GridPlan,
         tape: &GridTape<&CudaStorage>,
         (w, lw): Operand<CudaStorage>,
@@ -1335,5 +1345,321 @@ mod grid {
         index::sum_lists_into(&s.gpu, src, &plan, &mut sent)
             .map_err(on_device("grid_lstm backward"))?;
         add(s, base, &sent, len)
+    }
+
+    /// Rows of `width` at `stride` from element `offset` of `src` (`rows` of them) as a
+    /// contiguous buffer.
+    fn strided_rows<T: OnGpu>(
+        s: &CudaStorage,
+        src: &GpuBuffer<T>,
+        (rows, width, stride): (usize, usize, usize),
+        offset: usize,
+    ) -> Result<GpuBuffer<T>> {
+        let mut out = s.alloc::<T>("lstm", rows * width)?;
+        let view = GpuView {
+            data: src,
+            strides: &[stride, 1],
+            offset,
+        };
+        copy_into(&s.gpu, view, &[rows, width], &mut out).map_err(on_device("lstm"))?;
+        Ok(out)
+    }
+
+    /// `src` [rows, width] written into `dst` through row stride `stride` from `offset`.
+    fn put_strided<T: OnGpu>(
+        s: &CudaStorage,
+        src: &GpuBuffer<T>,
+        (rows, width, stride): (usize, usize, usize),
+        dst: &mut GpuBuffer<T>,
+        offset: usize,
+    ) -> Result<()> {
+        let view = GpuView {
+            data: src,
+            strides: &[width, 1],
+            offset: 0,
+        };
+        copy_to_view(&s.gpu, view, &[rows, width], dst, &[stride, 1], offset)
+            .map_err(on_device("lstm"))
+    }
+
+    /// `a` [rows, n] plus `b` broadcast along rows ([n]).
+    fn add_rows<T: OnGpu>(
+        s: &CudaStorage,
+        a: &GpuBuffer<T>,
+        b: &GpuBuffer<T>,
+        (rows, n): (usize, usize),
+    ) -> Result<GpuBuffer<T>> {
+        let mut out = s.alloc::<T>("lstm", rows * n)?;
+        let va = GpuView {
+            data: a,
+            strides: &[n, 1],
+            offset: 0,
+        };
+        let vb = GpuView {
+            data: b,
+            strides: &[0, 1],
+            offset: 0,
+        };
+        binary_into(&s.gpu, va, vb, &[rows, n], &mut out, BinaryKind::Add)
+            .map_err(on_device("lstm"))?;
+        Ok(out)
+    }
+
+    fn product<T: OnGpu>(
+        s: &CudaStorage,
+        [m, k, n]: [usize; 3],
+        a: GpuMat<T>,
+        b: GpuMat<T>,
+    ) -> Result<GpuBuffer<T>> {
+        let mut out = s.alloc::<T>("lstm", m * n)?;
+        matmul_into_at(&s.gpu, [m, k, n], a, b, &mut out, 0).map_err(on_device("lstm"))?;
+        Ok(out)
+    }
+
+    /// The contiguous operands of a sequence.
+    struct Operands<'a, T> {
+        x: Contiguous<'a, T>,
+        w_ih: Contiguous<'a, T>,
+        w_hh: Contiguous<'a, T>,
+        bias: Option<GpuBuffer<T>>,
+        h0: Option<Contiguous<'a, T>>,
+        c0: Option<Contiguous<'a, T>>,
+    }
+
+    fn operands<'a, T: OnGpu>(
+        inputs: &'a SequenceInputs<'a, CudaStorage>,
+    ) -> Result<Operands<'a, T>> {
+        let c = |(st, l): Operand<'a, CudaStorage>| st.contiguous::<T>("lstm", l);
+        let s = inputs.x.0;
+        let bias = match inputs.bias {
+            Some((bi, bh)) => {
+                let (bi, bh) = (c(bi)?, c(bh)?);
+                Some(add(s, &bi, &bh, inputs.bias.map_or(0, |b| b.0 .1.numel()))?)
+            }
+            None => None,
+        };
+        Ok(Operands {
+            x: c(inputs.x)?,
+            w_ih: c(inputs.w_ih)?,
+            w_hh: c(inputs.w_hh)?,
+            bias,
+            h0: inputs.state.map(|(h, _)| c(h)).transpose()?,
+            c0: inputs.state.map(|(_, cc)| c(cc)).transpose()?,
+        })
+    }
+
+    pub(super) fn sequence_forward<T: OnGpu>(
+        inputs: &SequenceInputs<CudaStorage>,
+        d: LstmSequenceShape,
+    ) -> Result<(CudaStorage, SequenceTape<CudaStorage>)> {
+        let s = inputs.x.0;
+        let LstmSequenceShape {
+            steps,
+            batch,
+            input,
+            hidden,
+        } = d;
+        let (tb, g4, h2, bh) = (steps * batch, 4 * hidden, 2 * hidden, batch * hidden);
+        let op = operands::<T>(inputs)?;
+        let mut y = filled_buffer::<T>(&s.gpu, (steps + 1) * bh, 0.0)?;
+        if batch == 0 || steps == 0 {
+            // no step: Y is [c_0]
+            if let (Some(c0), 0) = (&op.c0, steps) {
+                put_rows(s, c0, (batch, hidden), &mut y, 0)?;
+            }
+            let empty = || s.alloc::<T>("lstm", 0).map(|b| s.holding(b));
+            return Ok((
+                s.holding(y),
+                SequenceTape {
+                    gates: empty()?,
+                    hc: empty()?,
+                },
+            ));
+        }
+        // the input projections of all steps
+        let mut gates = product(
+            s,
+            [tb, input, g4],
+            dense(&op.x, 0, input, 1),
+            dense(&op.w_ih, 0, 1, input),
+        )?;
+        let c0 = match &op.c0 {
+            Some(c0) => s.gpu.copy(c0).map_err(on_device("lstm"))?,
+            None => filled_buffer::<T>(&s.gpu, bh, 0.0)?,
+        };
+        let mut hc = s.alloc::<T>("lstm", tb * h2)?;
+        for t in 0..steps {
+            let mut a = rows_copy(s, &gates, g4, t * batch..(t + 1) * batch)?;
+            // a_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ + (b_ih + b_hh)
+            let h_prev = if t > 0 {
+                Some(dense(&hc, (t - 1) * batch * h2, h2, 1))
+            } else {
+                op.h0.as_deref().map(|h0| dense(h0, 0, hidden, 1))
+            };
+            if let Some(h_prev) = h_prev {
+                let rec = product(
+                    s,
+                    [batch, hidden, g4],
+                    h_prev,
+                    dense(&op.w_hh, 0, 1, hidden),
+                )?;
+                a = add(s, &a, &rec, batch * g4)?;
+            }
+            if let Some(b) = &op.bias {
+                a = add_rows(s, &a, b, (batch, g4))?;
+            }
+            put_rows(s, &a, (batch, g4), &mut gates, t * batch)?;
+            let c_prev = if t == 0 {
+                s.gpu.copy(&c0).map_err(on_device("lstm"))?
+            } else {
+                strided_rows(s, &hc, (batch, hidden, h2), (t - 1) * batch * h2 + hidden)?
+            };
+            let mut hc_t = s.alloc::<T>("lstm", batch * h2)?;
+            lstm::lstm_cell_forward(&s.gpu, (batch, hidden), &a, &c_prev, &mut hc_t)
+                .map_err(on_device("lstm"))?;
+            put_rows(s, &hc_t, (batch, h2), &mut hc, t * batch)?;
+        }
+        // Y = [h_1, ..., h_T, c_T]
+        let hs = strided_rows(s, &hc, (tb, hidden, h2), 0)?;
+        put_rows(s, &hs, (tb, hidden), &mut y, 0)?;
+        let c_last = strided_rows(s, &hc, (batch, hidden, h2), (tb - batch) * h2 + hidden)?;
+        put_rows(s, &c_last, (batch, hidden), &mut y, tb)?;
+        Ok((
+            s.holding(y),
+            SequenceTape {
+                gates: s.holding(gates),
+                hc: s.holding(hc),
+            },
+        ))
+    }
+
+    pub(super) fn sequence_backward<T: OnGpu>(
+        inputs: &SequenceInputs<CudaStorage>,
+        d: LstmSequenceShape,
+        tape: &SequenceTape<&CudaStorage>,
+        (dy, ldy): (&CudaStorage, &Layout),
+        wants: SequenceWants,
+    ) -> Result<SequenceGrads<CudaStorage>> {
+        let s = inputs.x.0;
+        let LstmSequenceShape {
+            steps,
+            batch,
+            input,
+            hidden,
+        } = d;
+        let (tb, g4, h2, bh) = (steps * batch, 4 * hidden, 2 * hidden, batch * hidden);
+        let dy = dy.contiguous::<T>("lstm backward", ldy)?;
+        let mut dc = rows_copy(s, &dy, hidden, tb..tb + batch)?;
+        let none = SequenceGrads {
+            x: None,
+            w_ih: None,
+            w_hh: None,
+            bias: None,
+            h0: None,
+            c0: s.holding(s.gpu.copy(&dc).map_err(on_device("lstm"))?),
+        };
+        if batch == 0 || steps == 0 {
+            return Ok(none);
+        }
+        drop(none);
+        let op = operands::<T>(inputs)?;
+        let (gates, hc) = (tape.gates.buf::<T>(), tape.hc.buf::<T>());
+        let c0 = match &op.c0 {
+            Some(c0) => s.gpu.copy(c0).map_err(on_device("lstm"))?,
+            None => filled_buffer::<T>(&s.gpu, bh, 0.0)?,
+        };
+        let want_h0 = wants.h0 && op.h0.is_some();
+        let mut dgates = s.alloc::<T>("lstm backward", tb * g4)?;
+        let mut dh_next: Option<GpuBuffer<T>> = None;
+        for t in (0..steps).rev() {
+            // [dh | dc] of step t's output: its own gradient plus what step t + 1 sent back
+            let mut dh = rows_copy(s, &dy, hidden, t * batch..(t + 1) * batch)?;
+            if let (Some(next), true) = (&dh_next, t + 1 < steps) {
+                dh = add(s, &dh, next, bh)?;
+            }
+            let mut dhc = s.alloc::<T>("lstm backward", batch * h2)?;
+            put_strided(s, &dh, (batch, hidden, h2), &mut dhc, 0)?;
+            put_strided(s, &dc, (batch, hidden, h2), &mut dhc, hidden)?;
+            let c_prev = if t == 0 {
+                s.gpu.copy(&c0).map_err(on_device("lstm"))?
+            } else {
+                strided_rows(s, hc, (batch, hidden, h2), (t - 1) * batch * h2 + hidden)?
+            };
+            let g_t = rows_copy(s, gates, g4, t * batch..(t + 1) * batch)?;
+            let hc_t = rows_copy(s, hc, h2, t * batch..(t + 1) * batch)?;
+            let mut dg_t = s.alloc::<T>("lstm backward", batch * g4)?;
+            let mut dc_prev = s.alloc::<T>("lstm backward", bh)?;
+            lstm::lstm_cell_backward(
+                &s.gpu,
+                (batch, hidden),
+                &g_t,
+                &c_prev,
+                &hc_t,
+                &dhc,
+                &mut dg_t,
+                &mut dc_prev,
+            )
+            .map_err(on_device("lstm backward"))?;
+            put_rows(s, &dg_t, (batch, g4), &mut dgates, t * batch)?;
+            dc = dc_prev;
+            if t > 0 || want_h0 {
+                dh_next = Some(product(
+                    s,
+                    [batch, g4, hidden],
+                    dense(&dg_t, 0, g4, 1),
+                    dense(&op.w_hh, 0, hidden, 1),
+                )?);
+            }
+        }
+        // dgates as [4H, T·B]
+        let dgates_t = |offset| dense(&dgates, offset, 1, g4);
+        let mut grads = SequenceGrads {
+            x: None,
+            w_ih: None,
+            w_hh: None,
+            bias: None,
+            h0: None,
+            c0: s.holding(dc),
+        };
+        if wants.x {
+            let dx = product(
+                s,
+                [tb, g4, input],
+                dense(&dgates, 0, g4, 1),
+                dense(&op.w_ih, 0, input, 1),
+            )?;
+            grads.x = Some(s.holding(dx));
+        }
+        if wants.w_ih {
+            let dw = product(s, [g4, tb, input], dgates_t(0), dense(&op.x, 0, input, 1))?;
+            grads.w_ih = Some(s.holding(dw));
+        }
+        if wants.w_hh {
+            // dW_hh = Σ_t dgates_tᵀ h_{t-1}: steps 1.. read h from the tape, step 0 reads h_0
+            let mut dw = filled_buffer::<T>(&s.gpu, g4 * hidden, 0.0)?;
+            if steps > 1 {
+                dw = product(
+                    s,
+                    [g4, tb - batch, hidden],
+                    dgates_t(batch * g4),
+                    dense(hc, 0, h2, 1),
+                )?;
+            }
+            if let Some(h0) = &op.h0 {
+                let first = product(s, [g4, batch, hidden], dgates_t(0), dense(h0, 0, hidden, 1))?;
+                dw = add(s, &dw, &first, g4 * hidden)?;
+            }
+            grads.w_hh = Some(s.holding(dw));
+        }
+        if wants.bias && op.bias.is_some() {
+            let mut db = s.alloc::<T>("lstm backward", g4)?;
+            reduce_into(&s.gpu, &dgates, (1, tb, g4), Fold::Sum, &mut db)
+                .map_err(on_device("lstm backward"))?;
+            grads.bias = Some(s.holding(db));
+        }
+        if want_h0 {
+            grads.h0 = dh_next.map(|b| s.holding(b));
+        }
+        Ok(grads)
     }
 }

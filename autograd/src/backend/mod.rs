@@ -726,10 +726,22 @@ impl Storage {
                 CpuStorage::lstm_sequence_backward(&cpu, shape, tape, (dy, ldy), wants)
                     .map(|g| g.map(Storage::Cpu))
             }
-            _ => Err(Error::invalid(
-                "lstm_backward",
-                "the LSTM's operands are not all on the CPU (the only device that runs it)",
-            )),
+            (_, gates, hc, dy) => match (
+                inputs.try_map(cuda_arm),
+                cuda_arm(gates),
+                cuda_arm(hc),
+                cuda_arm(dy),
+            ) {
+                (Some(cuda), Some(gates), Some(hc), Some(dy)) => {
+                    let tape = SequenceTape { gates, hc };
+                    CudaStorage::lstm_sequence_backward(&cuda, shape, tape, (dy, ldy), wants)
+                        .map(|g| g.map(Storage::Cuda))
+                }
+                _ => Err(Error::invalid(
+                    "lstm_backward",
+                    "the LSTM's operands are on two devices",
+                )),
+            },
         }
     }
 
