@@ -16,6 +16,13 @@
 #include <type_traits>
 #include <utility>
 
+// A kernel with a barrier, registered below as barrier-free on purpose: the emulation's own
+// test (emulation/mod.rs) checks that such a launch fails rather than running wrongly.
+extern "C" __global__ void emulation_probe_barrier(int* out) {
+    out[threadIdx.x] = 1;
+    __syncthreads();
+}
+
 namespace {
 
 // Calls f with its parameters read from params[i] (each a pointer to the i-th value).
@@ -32,21 +39,24 @@ void call(void (*f)(A...), void** params) {
 struct Kernel {
     const char* name;
     void (*launch)(void** params);
+    // whether it has __syncthreads or warp shuffles (those run as fibers)
+    bool barriers;
 };
 
-#define KERNEL(f) Kernel{#f, [](void** p) { call(f, p); }}
+#define KERNEL(f) Kernel{#f, [](void** p) { call(f, p); }, false}
+#define SYNCED(f) Kernel{#f, [](void** p) { call(f, p); }, true}
 
 const Kernel KERNELS[] = {
-    KERNEL(matmul_f32), KERNEL(matmul_f64),
-    KERNEL(conv_forward_f32), KERNEL(conv_forward_f64),
-    KERNEL(conv_input_grad_f32), KERNEL(conv_input_grad_f64),
-    KERNEL(conv_weight_grad_f32), KERNEL(conv_weight_grad_f64),
+    SYNCED(matmul_f32), SYNCED(matmul_f64),
+    SYNCED(conv_forward_f32), SYNCED(conv_forward_f64),
+    SYNCED(conv_input_grad_f32), SYNCED(conv_input_grad_f64),
+    SYNCED(conv_weight_grad_f32), SYNCED(conv_weight_grad_f64),
     KERNEL(sum_splits_f32), KERNEL(sum_splits_f64),
     KERNEL(unary_f32), KERNEL(unary_f64),
     KERNEL(binary_f32), KERNEL(binary_f64),
     KERNEL(copy_f32_f32), KERNEL(copy_f64_f64), KERNEL(copy_f32_f64), KERNEL(copy_f64_f32),
     KERNEL(select_f32), KERNEL(select_f64), KERNEL(fill_f32), KERNEL(fill_f64),
-    KERNEL(sum_f32_rows), KERNEL(sum_f64_rows), KERNEL(max_f32_rows), KERNEL(max_f64_rows),
+    SYNCED(sum_f32_rows), SYNCED(sum_f64_rows), SYNCED(max_f32_rows), SYNCED(max_f64_rows),
     KERNEL(sum_f32_columns), KERNEL(sum_f64_columns),
     KERNEL(max_f32_columns), KERNEL(max_f64_columns),
     KERNEL(lstm_forward_f32), KERNEL(lstm_forward_f64),
@@ -54,6 +64,7 @@ const Kernel KERNELS[] = {
     KERNEL(adam_f32), KERNEL(adam_f64),
     KERNEL(sgd_f32), KERNEL(sgd_f64), KERNEL(rmsprop_f32), KERNEL(rmsprop_f64),
     KERNEL(take_f32), KERNEL(take_f64), KERNEL(sum_lists_f32), KERNEL(sum_lists_f64),
+    KERNEL(emulation_probe_barrier),
 };
 
 const Kernel* find(const char* name) {
@@ -71,7 +82,7 @@ extern "C" int genzoo_emulated_launch(const char* name, const unsigned grid[3],
     if (!k) return 1;
     if (block[1] != 1 || block[2] != 1 || block[0] == 0 || block[0] > 1024) return 3;
     std::function<void()> body = [&] { k->launch(params); };
-    return launch({grid[0], grid[1], grid[2]}, {block[0], 1, 1}, body) ? 0 : 2;
+    return launch({grid[0], grid[1], grid[2]}, {block[0], 1, 1}, body, k->barriers) ? 0 : 2;
 }
 
 extern "C" int genzoo_emulated_has(const char* name) { return find(name) != nullptr; }

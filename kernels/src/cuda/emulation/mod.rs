@@ -111,11 +111,39 @@ impl<'a> Launch<'a> {
                 "the emulated device has no kernel {name}"
             ))),
             2 => Err(GpuError::Driver(format!(
-                "{name}: a block's threads can never all reach one barrier (divergent __syncthreads)"
+                "{name}: a block's threads can never all reach one barrier (divergent __syncthreads), \
+                 or a kernel registered as barrier-free in emulation/device.cpp met one"
             ))),
             _ => Err(GpuError::Driver(format!(
                 "{name}: block {block:?} is not a 1-D block of 1 to 1024 threads"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cuda::Gpu;
+    use cudarc::driver::LaunchConfig;
+
+    #[test]
+    fn a_barrier_in_a_kernel_launched_as_barrier_free_fails_the_launch() {
+        let gpu = Gpu::emulated();
+        let k = gpu
+            .kernel("probe", "", "emulation_probe_barrier")
+            .expect("the probe kernel is registered");
+        let mut out = gpu.upload(&[0i32; 32]).unwrap();
+        let mut launch = gpu.launch(&k);
+        launch.buf_mut(&mut out);
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the probe writes out[threadIdx.x] for 32 threads into 32 elements.
+        let e = unsafe { launch.run(cfg) }.unwrap_err().to_string();
+        assert!(e.contains("barrier"), "{e}");
+        // and a kernel that is not there is an error too
+        assert!(gpu.kernel("probe", "", "no_such_kernel").is_err());
     }
 }

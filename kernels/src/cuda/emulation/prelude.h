@@ -48,6 +48,10 @@ struct Block {
 
 inline Block block;
 inline double shuffle_slots[1024];
+// A launch of a kernel without barriers runs its threads one after another as plain calls (no
+// fibers); a barrier met there is recorded as a misuse and fails the launch.
+inline bool direct = false;
+inline bool misused = false;
 
 // Releases a barrier when every live thread of its scope waits at it.
 inline void release_if_complete(State at, unsigned warp) {
@@ -64,6 +68,10 @@ inline void release_if_complete(State at, unsigned warp) {
 }
 
 inline void wait_at(State at) {
+    if (direct) {
+        misused = true;
+        return;
+    }
     Fiber& me = block.fibers[block.current];
     me.state = at;
     release_if_complete(at, me.x / 32);
@@ -83,6 +91,13 @@ inline void fiber_main() {
 
 // Runs one block's threads to completion; false if a barrier can never be passed.
 inline bool run_block(unsigned threads) {
+    if (direct) {
+        for (unsigned t = 0; t < threads; ++t) {
+            threadIdx = {t, 0, 0};
+            (*block.kernel)();
+        }
+        return !misused;
+    }
     constexpr size_t STACK = 256 * 1024;
     if (block.fibers.size() < threads) block.fibers.resize(threads);
     for (unsigned t = 0; t < threads; ++t) {
@@ -127,17 +142,22 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int offset) {
 }
 
 // Runs `kernel` over `grid` blocks of `block` threads (1-D blocks: all ours are). Returns false
-// (with the block named on stderr) when a barrier could never be passed.
-inline bool launch(Dim3 grid, Dim3 block, std::function<void()> kernel) {
+// (with the block named on stderr) when a barrier could never be passed, or, for a kernel
+// launched as barrier-free (`barriers` false), when it meets one.
+inline bool launch(Dim3 grid, Dim3 block, std::function<void()> kernel, bool barriers = true) {
     gridDim = grid;
     blockDim = block;
+    emulation::direct = !barriers;
+    emulation::misused = false;
     emulation::block.kernel = &kernel;
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
                 blockIdx = {bx, by, bz};
                 if (!emulation::run_block(block.x)) {
-                    fprintf(stderr, "emulated launch: block (%u, %u, %u) can never pass a barrier\n", bx, by, bz);
+                    fprintf(stderr, "emulated launch: block (%u, %u, %u) %s\n", bx, by, bz,
+                            emulation::misused ? "met a barrier in a kernel launched as barrier-free"
+                                               : "can never pass a barrier");
                     return false;
                 }
             }
