@@ -45,6 +45,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The run folder's lock file: held by the training process for its whole life.
+pub const LOCK: &str = ".genzoo.lock";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const LOSS_PLOT: &str = "loss.png";
@@ -428,6 +430,52 @@ struct Start {
     batch: u64,
 }
 
+/// Holds a run folder's lock: an OS advisory lock on its [`LOCK`] file, which the OS releases
+/// however the process ends (SIGKILL included), so a lock is never left stale.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Locks `dir` (created if need be) for this process, or says which process holds it.
+pub fn lock_run_folder(dir: &Path) -> Result<RunLock> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| io(dir, format!("cannot create the run folder: {e}")))?;
+    let path = dir.join(LOCK);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, format!("cannot open the run folder's lock: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // the holder's pid, for the error another process will give
+            let _ = file.set_len(0);
+            let _ = write!(file, "{}", std::process::id());
+            let _ = file.flush();
+            Ok(RunLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid}"),
+            };
+            Err(io(
+                dir,
+                format!(
+                    "this run folder is in use by another genzoo run ({holder}); wait for it \
+                     to finish or stop it, or choose another --out"
+                ),
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(io(&path, format!("cannot lock the run folder: {e}")))
+        }
+    }
+}
+
 fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start> {
     let ckpt_path = dir.join(CHECKPOINT);
     if req.resume {
@@ -649,6 +697,8 @@ pub fn train_entry(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
+    // one training process per run folder, a new run or a resumed one
+    let _lock = lock_run_folder(&dir)?;
     let Start {
         entry,
         mut model,
