@@ -424,51 +424,54 @@ fn corrupt_and_foreign_checkpoints_get_clear_errors() {
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_exits() {
-    let dir = TempDir::new("cli-ctrlc");
-    let run = dir.join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_genzoo"))
-        .args([
-            "train",
-            "classifier",
-            "--epochs",
-            "50",
-            "--quiet",
-            "--out",
-            p(&run),
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait for a few steps to be logged
-    let log = run.join("metrics.jsonl");
-    let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 3 {
+fn ctrl_c_and_sigterm_finish_the_step_write_a_checkpoint_and_exit() {
+    // SIGINT (Ctrl-C) and SIGTERM (what `timeout` and job schedulers send) alike
+    for signal in ["INT", "TERM"] {
+        let dir = TempDir::new("cli-ctrlc");
+        let run = dir.join("run");
+        let child = Command::new(env!("CARGO_BIN_EXE_genzoo"))
+            .args([
+                "train",
+                "classifier",
+                "--epochs",
+                "50",
+                "--quiet",
+                "--out",
+                p(&run),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // wait for a few steps to be logged
+        let log = run.join("metrics.jsonl");
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(&log).map_or(0, |s| s.lines().count()) < 3 {
+            assert!(
+                t0.elapsed().as_secs() < 60,
+                "no training steps within a minute"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
         assert!(
-            t0.elapsed().as_secs() < 60,
-            "no training steps within a minute"
+            err.contains("interrupted at step") && err.contains("--resume"),
+            "SIG{signal}: {err}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let ck = models::program::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+        assert!(
+            ck.meta.step >= 3 && ck.meta.batch == ck.meta.step && ck.meta.epoch == 0,
+            "SIG{signal}: {:?}",
+            ck.meta
+        );
     }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("interrupted at step") && err.contains("--resume"),
-        "{err}"
-    );
-    let ck = models::program::checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
-    assert!(
-        ck.meta.step >= 3 && ck.meta.batch == ck.meta.step && ck.meta.epoch == 0,
-        "{:?}",
-        ck.meta
-    );
 }
 
 /// `eval-samples` scores any .npy of images: real test digits score near the real-vs-real

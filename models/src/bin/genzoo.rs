@@ -305,14 +305,15 @@ fn list() {
 
 fn train(a: TrainArgs) -> Result<ExitCode, String> {
     use_device(a.device)?;
-    // Ctrl-C: finish the step, checkpoint, exit; a second Ctrl-C exits at once.
+    // Ctrl-C or SIGTERM: finish the step, checkpoint, exit; a second one exits at once.
     let _ = ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
             std::process::exit(130);
         }
         eprintln!(
-            "\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)"
+            "\ninterrupted (Ctrl-C or SIGTERM): finishing this step and writing a checkpoint \
+             (again to quit now)"
         );
     });
     let req = TrainRequest {
