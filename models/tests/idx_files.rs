@@ -133,7 +133,35 @@ fn mismatched_sets_are_refused() {
         e.contains("t10k-images-idx3-ubyte") && e.contains("[n, rows, cols]"),
         "{e}"
     );
+    // no training images, no test images, test images of another size: refused on loading,
+    // before any training
+    for (file, dims, labels, needle) in [
+        ("train", vec![0u32, 2, 2], 0u32, "no training images"),
+        ("t10k", vec![0, 2, 2], 0, "no test images"),
+        (
+            "t10k",
+            vec![2, 3, 3],
+            2,
+            "test images are 3x3, the training images 2x2",
+        ),
+    ] {
+        write_set(dir.path(), false);
+        let pixels = (dims[0] * dims[1] * dims[2]) as usize;
+        std::fs::write(
+            dir.join(&format!("{file}-images-idx3-ubyte")),
+            idx_bytes(&dims, &vec![0; pixels]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(&format!("{file}-labels-idx1-ubyte")),
+            idx_bytes(&[labels], &vec![1; labels as usize]),
+        )
+        .unwrap();
+        let e = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(file) && e.contains(needle), "{needle}: {e}");
+    }
     // a missing file
+    write_set(dir.path(), false);
     std::fs::remove_file(dir.join("t10k-images-idx3-ubyte")).unwrap();
     let e = load_dir(dir.path()).unwrap_err().to_string();
     assert!(e.contains("t10k-images-idx3-ubyte"), "{e}");

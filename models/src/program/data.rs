@@ -255,9 +255,33 @@ pub fn load_dir(dir: &Path) -> Result<Mnist> {
     }
     let [train_images, train_labels, test_images, test_labels]: [Idx; 4] =
         files.try_into().expect("one entry per name in FILES");
+    let train = split_from(train_images, train_labels, &names[0], &names[1])?;
+    let test = split_from(test_images, test_labels, &names[2], &names[3])?;
+    // refused here, before any training: a run on nothing, or a test set it cannot be scored on
+    if train.is_empty() {
+        return Err(io_err(
+            &names[0],
+            "no training images (the header declares 0)",
+        ));
+    }
+    if test.is_empty() {
+        return Err(io_err(
+            &names[2],
+            "no test images (the header declares 0): evaluation needs some",
+        ));
+    }
+    if (test.rows, test.cols) != (train.rows, train.cols) {
+        return Err(io_err(
+            &names[2],
+            format!(
+                "test images are {}x{}, the training images {}x{}",
+                test.rows, test.cols, train.rows, train.cols
+            ),
+        ));
+    }
     Ok(Mnist {
-        train: split_from(train_images, train_labels, &names[0], &names[1])?,
-        test: split_from(test_images, test_labels, &names[2], &names[3])?,
+        train,
+        test,
         source: dir.display().to_string(),
     })
 }
