@@ -160,6 +160,11 @@ pub fn patch_config(
     let obj = config
         .as_object_mut()
         .ok_or_else(|| invalid(format!("the {model} config is not a JSON object")))?;
+    if lr.is_some() && set.iter().any(|(k, _)| k == "lr") {
+        return Err(invalid(
+            "--lr and --set lr=... both set the learning rate: give one of them",
+        ));
+    }
     if let Some(lr) = lr {
         if !obj.contains_key("lr") {
             return Err(invalid(format!(
@@ -169,6 +174,13 @@ pub fn patch_config(
         obj.insert("lr".into(), json!(lr));
     }
     for (k, v) in set {
+        // a learning rate set by key obeys --lr's rule
+        let is_rate = k == "lr" || k.starts_with("lr_") || k.ends_with("_lr");
+        if is_rate && !v.as_f64().is_some_and(|x| x.is_finite() && x > 0.0) {
+            return Err(invalid(format!(
+                "--set {k}={v}: a learning rate must be a finite number > 0"
+            )));
+        }
         obj.insert(k.clone(), v.clone());
     }
     Ok(config)
@@ -1096,6 +1108,32 @@ pub fn data_of(meta: &Meta, data: Option<&Path>) -> Result<Mnist> {
 
 #[cfg(test)]
 mod tests {
+    use super::patch_config;
+
+    #[test]
+    fn learning_rates_set_by_key_obey_the_lr_rule_and_may_not_conflict() {
+        let cfg = serde_json::json!({"lr": 1e-3, "lr_d": 2e-4});
+        let set = |k: &str, v: serde_json::Value| vec![(k.to_string(), v)];
+        for (k, v) in [
+            ("lr", serde_json::json!(0)),
+            ("lr", serde_json::json!(-1)),
+            ("lr_d", serde_json::json!("fast")),
+        ] {
+            let e = patch_config("gan", cfg.clone(), None, &set(k, v)).unwrap_err();
+            assert!(e.to_string().contains("finite number > 0"), "{e}");
+        }
+        let e = patch_config(
+            "gan",
+            cfg.clone(),
+            Some(0.1),
+            &set("lr", serde_json::json!(0.2)),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("give one"), "{e}");
+        let ok = patch_config("gan", cfg, None, &set("lr_d", serde_json::json!(1e-4))).unwrap();
+        assert_eq!(ok["lr_d"], serde_json::json!(1e-4));
+    }
+
     use super::*;
 
     #[test]
