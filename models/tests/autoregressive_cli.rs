@@ -68,6 +68,23 @@ fn fvsbn_trains_evaluates_and_completes() {
     assert_eq!(png_size(&png), (2 + 4 * 58, 2 + 3 * 58));
     let out = dir.join("c.png");
     ok(&["complete", run, "--out", out.to_str().unwrap()]);
+    // never over the run's own files, never a PNG under another name
+    for bad in [
+        "checkpoint.safetensors",
+        "config.json",
+        "metrics.jsonl",
+        "x.npy",
+    ] {
+        let target = std::path::Path::new(run).join(bad);
+        let before = std::fs::read(&target).ok();
+        let o = genzoo(&["complete", run, "--out", target.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("must end in .png"),
+            "{bad}: {err}"
+        );
+        assert_eq!(std::fs::read(&target).ok(), before, "{bad} was written");
+    }
     assert_eq!(png_size(&out), (2 + 7 * 58, 2 + 10 * 58));
 }
 

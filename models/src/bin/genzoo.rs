@@ -377,6 +377,24 @@ fn train(a: TrainArgs) -> Result<ExitCode, String> {
     }
 }
 
+/// The extension of an output file (one of `allowed`, lower case), refused with `what` named
+/// otherwise, so a picture never lands in a file named as something else. With the run's own
+/// files (.safetensors, .json, .jsonl) never allowed, no command writes over a checkpoint,
+/// weights, config or metrics.
+fn output_kind(out: &Path, allowed: &[&str], what: &str) -> Result<String, String> {
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if !allowed.contains(&ext.as_str()) {
+        return Err(format!(
+            "--out {}: the file name must end in {what}",
+            out.display()
+        ));
+    }
+    Ok(ext)
+}
+
 fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     use_device(a.device)?;
     let mut loaded = run::load(&a.path, a.pick.pick()).map_err(|e| e.to_string())?;
@@ -388,16 +406,7 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
             .unwrap_or(Path::new("."))
             .join(format!("samples-{n}.png"))
     });
-    let ext = out
-        .extension()
-        .map(|e| e.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    if ext != "png" && ext != "npy" {
-        return Err(format!(
-            "--out {}: the file name must end in .png (a grid) or .npy (an array)",
-            out.display()
-        ));
-    }
+    let ext = output_kind(&out, &["png", "npy"], ".png (a grid) or .npy (an array)")?;
     let mut rng = autograd::Rng::new(a.seed);
     let model = loaded.model.as_mut();
     let mut parts = Vec::new();
@@ -621,6 +630,7 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
             .unwrap_or(Path::new("."))
             .join("completions.png")
     });
+    output_kind(&out, &["png"], ".png")?;
     let per_image = a.per_image as usize;
     let grid = models::autoregressive::completion_grid(
         loaded.model.as_mut(),
