@@ -94,6 +94,23 @@ fn bad_arguments_are_clear_errors() {
             "--device",
         ),
         (
+            vec![
+                "train",
+                "classifier",
+                "--batch-size",
+                "65536",
+                "--out",
+                p(&out),
+            ],
+            1,
+            "is larger than the",
+        ),
+        (
+            vec!["train", "classifier", "--set", "lr=0", "--out", p(&out)],
+            1,
+            "finite number > 0",
+        ),
+        (
             vec!["train", "classifier", "--device", "cuda", "--out", p(&out)],
             1,
             "cannot use cuda:0",

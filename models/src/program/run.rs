@@ -743,6 +743,14 @@ pub fn train_entry(
             data.train.len()
         )));
     }
+    // a batch larger than the training set would only waste memory (and a huge one exhaust it)
+    let train_count = data.train.len() - settings.val;
+    if settings.batch_size > train_count {
+        return Err(invalid(format!(
+            "--batch-size {} is larger than the {train_count} training digits of {}",
+            settings.batch_size, data.source
+        )));
+    }
     if req.patience.is_some() && settings.val == 0 {
         return Err(invalid(
             "--patience stops on the validation loss, and this run holds out no validation digits (--val 0, or a GAN)",
