@@ -593,3 +593,43 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{err}");
 }
+
+#[test]
+fn resume_refuses_a_weights_file_in_place_of_the_checkpoint() {
+    let dir = TempDir::new("cli-weights-resume");
+    let run = dir.join("run");
+    let o = genzoo(&[
+        "train",
+        "vae",
+        "--epochs",
+        "1",
+        "--limit-batches",
+        "2",
+        "--val",
+        "16",
+        "--quiet",
+        "--out",
+        p(&run),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(
+        run.join("model.safetensors"),
+        run.join("checkpoint.safetensors"),
+    )
+    .unwrap();
+    let o = genzoo(&[
+        "train",
+        "vae",
+        "--resume",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        p(&run),
+    ]);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("holds no optimizer state"),
+        "{err}"
+    );
+}

@@ -2,7 +2,8 @@
 //! `safetensors.torch.load_file` reads them), its optimizer state, and in the file's metadata
 //! what is needed to rebuild and resume it: the model's name, the config that built it, the
 //! training options, the step, the epoch, the position inside the epoch and the generator's
-//! state. A checksum over the tensors catches damage the safetensors header cannot see.
+//! state. A checksum over the tensors and the metadata catches damage (or an edit) the
+//! safetensors header cannot see.
 //!
 //! Writes are atomic ([`write_atomic`]): a temporary file beside the target, synced, then renamed
 //! over it, so a crash or Ctrl-C never leaves half a checkpoint.
@@ -16,7 +17,9 @@ use std::io::Write;
 use std::path::Path;
 
 /// The value of the `format` metadata key; files without it are not genzoo checkpoints.
-pub const FORMAT: &str = "genzoo-checkpoint-1";
+pub const FORMAT: &str = "genzoo-checkpoint-2";
+/// The earlier format, still read: its checksum covers the tensors only.
+const FORMAT_1: &str = "genzoo-checkpoint-1";
 
 /// What a checkpoint says about itself, besides its tensors.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,8 +76,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// FNV-1a (64-bit) over every tensor's name, dtype, shape and bytes, in name order.
-fn checksum(entries: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> u64 {
+/// FNV-1a (64-bit) over every tensor's name, dtype, shape and bytes, in name order, then (from
+/// format 2 on) every metadata entry but the checksum itself, in key order: everything resume
+/// reads, so an edited step or generator state is caught as surely as a flipped bit.
+fn checksum(
+    entries: &[(String, Dtype, Vec<usize>, Vec<u8>)],
+    meta: Option<&BTreeMap<String, String>>,
+) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -91,6 +99,14 @@ fn checksum(entries: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> u64 {
             eat(&(*d as u64).to_le_bytes());
         }
         eat(data);
+    }
+    for (k, v) in meta.into_iter().flatten() {
+        if k != "checksum" {
+            eat(k.as_bytes());
+            eat(&[0]);
+            eat(v.as_bytes());
+            eat(&[0]);
+        }
     }
     h
 }
@@ -151,10 +167,8 @@ pub fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
             .collect::<Vec<_>>()
             .join(","),
     );
-    meta.insert(
-        "checksum".to_string(),
-        format!("{:016x}", checksum(&entries)),
-    );
+    let sum = checksum(&entries, Some(&meta));
+    meta.insert("checksum".to_string(), format!("{sum:016x}"));
     Ok(serialize(&mut entries, &meta))
 }
 
@@ -228,7 +242,7 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint> {
         })
     };
     let format = get("format")?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_1 {
         return Err(io_err(
             name,
             format!("checkpoint format {format:?} is not {FORMAT:?} (written by another genzoo version?)"),
@@ -286,11 +300,14 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint> {
         entries.push((tname, dtype, view.shape().to_vec(), view.data().to_vec()));
     }
     let stored = get("checksum")?;
-    let actual = format!("{:016x}", checksum(&entries));
+    let covered: BTreeMap<String, String> =
+        meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let with_meta = (format == FORMAT).then_some(&covered);
+    let actual = format!("{:016x}", checksum(&entries, with_meta));
     if *stored != actual {
         return Err(io_err(
             name,
-            format!("corrupt checkpoint: the tensor data's checksum is {actual}, the file says {stored} (the file was damaged)"),
+            format!("corrupt checkpoint: the checksum of its tensors and settings is {actual}, the file says {stored} (the file was damaged or edited)"),
         ));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -432,6 +449,21 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+
+    /// `bytes` (a safetensors file) with metadata `key` set to `value`, re-laid out.
+    fn edit_metadata(bytes: &[u8], key: &str, value: &str) -> Vec<u8> {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        header["__metadata__"][key] = serde_json::Value::String(value.into());
+        let mut h = header.to_string().into_bytes();
+        while !h.len().is_multiple_of(8) {
+            h.push(b' ');
+        }
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&bytes[8 + n..]);
+        out
+    }
     use super::*;
     use autograd::Rng;
 
@@ -510,6 +542,30 @@ mod tests {
             e.contains("run/checkpoint.safetensors") && e.contains("checksum"),
             "{e}"
         );
+        // an edited setting (the step, or the generator's state) in the metadata: the checksum
+        // covers it too (format 2)
+        for (key, value) in [("step", "142"), ("rng", "0000000000000001")] {
+            let e = from_bytes(&edit_metadata(&bytes, key, value), "ck")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("checksum") && e.contains("edited"), "{key}: {e}");
+        }
+        // a format-1 file (its checksum over the tensors alone) still loads
+        let entries: Vec<_> = sample()
+            .tensors
+            .iter()
+            .map(|(n, t)| {
+                let (dtype, data) = tensor_bytes(t);
+                (n.clone(), dtype, t.shape().to_vec(), data)
+            })
+            .collect();
+        let v1_sum = format!("{:016x}", checksum(&entries, None));
+        let v1 = edit_metadata(
+            &edit_metadata(&bytes, "format", FORMAT_1),
+            "checksum",
+            &v1_sum,
+        );
+        assert_eq!(from_bytes(&v1, "ck").unwrap().meta.step, sample().meta.step);
         // truncated
         let e = from_bytes(&bytes[..bytes.len() - 10], "ck")
             .unwrap_err()

@@ -570,6 +570,23 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
             )));
         }
         let mut model = (entry.build)(&ck.meta.config, &mut Rng::new(settings.seed))?;
+        // a weights file (model.safetensors, best.safetensors) copied over the checkpoint would
+        // resume with the optimizers' state silently reset: refuse it
+        for (prefix, _) in model.optimizers().into_iter().filter(|_| ck.meta.step > 0) {
+            let held = ck
+                .tensors
+                .iter()
+                .any(|(n, _)| n.starts_with(&format!("{prefix}.")));
+            if !held {
+                return Err(io(
+                    &ckpt_path,
+                    format!(
+                        "--resume: this file holds no {prefix} state (a weights file such as \
+                         {WEIGHTS}?); resuming needs the run's own {CHECKPOINT}"
+                    ),
+                ));
+            }
+        }
         model.load_state_dict(&ck.tensors, &name)?;
         let rng = Rng::from_state(&ck.meta.rng)
             .map_err(|e| io(&ckpt_path, format!("corrupt generator state: {e}")))?;
