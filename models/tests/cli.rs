@@ -289,6 +289,71 @@ fn data_reads_a_folder_of_standard_files() {
     let o = genzoo(&["eval", p(&run), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(p(&data)), "{}", stdout(&o));
+    // a run started with a relative --data resumes from any directory (the folder is kept as
+    // an absolute path), and refuses once the data there has changed (its digest is kept)
+    let in_dir = |cwd: &Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_genzoo"))
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let run3 = dir.join("run3");
+    let o = in_dir(
+        dir.path(),
+        &[
+            "train",
+            "classifier",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--data",
+            "fashion",
+            "--out",
+            "run3",
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resume = [
+        "train",
+        "classifier",
+        "--resume",
+        "--epochs",
+        "2",
+        "--out",
+        p(&run3),
+        "--quiet",
+    ];
+    let o = in_dir(Path::new("/"), &resume);
+    assert!(o.status.success(), "resume from /: {}", stderr(&o));
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        idx(&[40, 28, 28], &vec![3; 40 * 784]),
+    )
+    .unwrap();
+    let resume3 = [
+        "train",
+        "classifier",
+        "--resume",
+        "--epochs",
+        "3",
+        "--out",
+        p(&run3),
+        "--quiet",
+    ];
+    let o = in_dir(Path::new("/"), &resume3);
+    assert!(
+        !o.status.success() && stderr(&o).contains("not the data this run trained on"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        idx(&[40, 28, 28], &pixels(40)),
+    )
+    .unwrap();
     // a damaged file in the folder is named
     std::fs::write(data.join("t10k-labels-idx1-ubyte"), idx(&[10], &labels(9))).unwrap();
     let o = genzoo(&[

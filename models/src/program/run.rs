@@ -82,6 +82,10 @@ pub struct Settings {
     /// The preset the run started from (`--preset`), if any.
     #[serde(default)]
     pub preset: Option<String>,
+    /// The digest of the data it trains on ([`Mnist::digest`]), checked when it resumes (absent
+    /// in runs from before it was kept).
+    #[serde(default)]
+    pub data_digest: Option<String>,
 }
 
 /// What `genzoo train` was asked for; `None` means "the default" (or, with `resume`, "as the
@@ -536,14 +540,21 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
             keep("--seed", s.to_string(), settings.seed.to_string())?;
         }
         if let Some(d) = &req.data {
-            keep(
-                "--data",
-                d.display().to_string(),
-                settings
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| "the embedded data".into()),
-            )?;
+            // the same folder however it is written (the run keeps it as an absolute path)
+            let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+            let same = settings.data.as_deref().is_some_and(|kept| {
+                canonical(d).is_some() && canonical(d) == canonical(Path::new(kept))
+            });
+            if !same {
+                keep(
+                    "--data",
+                    d.display().to_string(),
+                    settings
+                        .data
+                        .clone()
+                        .unwrap_or_else(|| "the embedded data".into()),
+                )?;
+            }
         }
         if req.limit_batches.is_some() {
             keep(
@@ -629,10 +640,16 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
                 .or(preset.map(|p| p.batch_size))
                 .unwrap_or(entry.default_batch_size),
             seed: req.seed.unwrap_or(0),
-            data: req.data.as_ref().map(|d| d.display().to_string()),
+            // the folder as an absolute path, so a resume from another directory finds it
+            data: req
+                .data
+                .as_ref()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+                .map(|d| d.display().to_string()),
             limit_batches: req.limit_batches,
             val,
             preset: preset.map(|p| p.name.to_string()),
+            data_digest: None,
         };
         if settings.batch_size == 0 {
             return Err(invalid("--batch-size must be at least 1"));
@@ -732,12 +749,25 @@ pub fn train_entry(
         entry,
         mut model,
         mut rng,
-        settings,
+        mut settings,
         mut step,
         mut epoch,
         mut batch,
     } = start(entry, req, &dir)?;
     let data = data::load(settings.data.as_deref().map(Path::new))?;
+    // a resumed run trains on the data it started on, or not at all
+    let digest = data.digest();
+    match &settings.data_digest {
+        Some(kept) if *kept != digest => {
+            return Err(invalid(format!(
+                "--resume: the data in {} is not the data this run trained on (digest {digest}, \
+                 the run's {kept}); give the run's own data with --data",
+                data.source
+            )))
+        }
+        Some(_) => {}
+        None => settings.data_digest = Some(digest),
+    }
     std::fs::create_dir_all(dir.join("samples"))
         .map_err(|e| io(&dir, format!("cannot create the run folder: {e}")))?;
     let preset = settings
