@@ -582,21 +582,25 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
         }
         let mut model = (entry.build)(&ck.meta.config, &mut Rng::new(settings.seed))?;
         // a weights file (model.safetensors, best.safetensors) copied over the checkpoint would
-        // resume with the optimizers' state silently reset: refuse it
-        for (prefix, _) in model.optimizers().into_iter().filter(|_| ck.meta.step > 0) {
-            let held = ck
-                .tensors
-                .iter()
-                .any(|(n, _)| n.starts_with(&format!("{prefix}.")));
-            if !held {
-                return Err(io(
-                    &ckpt_path,
-                    format!(
-                        "--resume: this file holds no {prefix} state (a weights file such as \
-                         {WEIGHTS}?); resuming needs the run's own {CHECKPOINT}"
-                    ),
-                ));
-            }
+        // resume with the optimizers' state silently reset: refuse a file that holds none (one
+        // optimizer may rightly have none yet, as WGAN's generator before its first step)
+        let prefixes: Vec<String> = model
+            .optimizers()
+            .iter()
+            .map(|(p, _)| format!("{p}."))
+            .collect();
+        let holds_state = ck
+            .tensors
+            .iter()
+            .any(|(n, _)| prefixes.iter().any(|p| n.starts_with(p.as_str())));
+        if ck.meta.step > 0 && !prefixes.is_empty() && !holds_state {
+            return Err(io(
+                &ckpt_path,
+                format!(
+                    "--resume: this file holds no optimizer state (a weights file such as \
+                     {WEIGHTS}?); resuming needs the run's own {CHECKPOINT}"
+                ),
+            ));
         }
         model.load_state_dict(&ck.tensors, &name)?;
         let rng = Rng::from_state(&ck.meta.rng)
