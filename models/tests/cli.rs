@@ -667,7 +667,7 @@ fn resume_refuses_a_weights_file_in_place_of_the_checkpoint() {
         "train",
         "vae",
         "--epochs",
-        "1",
+        "2",
         "--limit-batches",
         "2",
         "--val",
@@ -677,6 +677,24 @@ fn resume_refuses_a_weights_file_in_place_of_the_checkpoint() {
         p(&run),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // --epochs below what is done is refused, and the run's config is left alone
+    let config = std::fs::read(run.join("config.json")).unwrap();
+    let o = genzoo(&[
+        "train",
+        "vae",
+        "--resume",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        p(&run),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("already trained 2 epochs"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(run.join("config.json")).unwrap(), config);
     std::fs::copy(
         run.join("model.safetensors"),
         run.join("checkpoint.safetensors"),

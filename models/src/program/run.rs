@@ -580,6 +580,14 @@ fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start>
                 ck.meta.config
             )));
         }
+        // --epochs is the new total: fewer than are done would undo nothing and only rewrite
+        // the run's config
+        if let Some(e) = req.epochs.filter(|&e| (e as u64) < ck.meta.epoch) {
+            return Err(invalid(format!(
+                "--epochs {e}: this run has already trained {} epochs (--epochs is the new total)",
+                ck.meta.epoch
+            )));
+        }
         let mut model = (entry.build)(&ck.meta.config, &mut Rng::new(settings.seed))?;
         // a weights file (model.safetensors, best.safetensors) copied over the checkpoint would
         // resume with the optimizers' state silently reset: refuse a file that holds none (one
