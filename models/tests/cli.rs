@@ -716,3 +716,26 @@ fn resume_refuses_a_weights_file_in_place_of_the_checkpoint() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unwritable_stdout_is_a_clear_error() {
+    // a full disk (/dev/full): the output is lost, so the command says so and fails
+    let Ok(full) = std::fs::File::create("/dev/full") else {
+        return; // not Linux
+    };
+    for args in [vec!["list"], vec!["gan-theory", "--help"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_genzoo"))
+            .args(&args)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        if args[0] == "list" {
+            assert!(
+                !o.status.success() && err.contains("cannot write to standard output"),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -267,12 +267,21 @@ struct CompleteArgs {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// `println!` that does not panic when stdout is closed (`genzoo list | head`): a reader that
-/// has gone away is not an error of ours, so the line is dropped.
+/// The first error writing to standard output other than a closed pipe (a full disk, say),
+/// reported when the command ends.
+static STDOUT_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `println!` that never panics: a reader that has gone away (`genzoo list | head`) is not an
+/// error of ours, so the line is dropped; any other failure (`> /dev/full`) is kept in
+/// [`STDOUT_ERROR`] and makes the command fail with it.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                let _ = STDOUT_ERROR.set(e.to_string());
+            }
+        }
     }};
 }
 
@@ -667,6 +676,10 @@ fn main() -> ExitCode {
         Cmd::EvalSamples(a) => eval_samples(a),
         Cmd::GanTheory(a) => gan_theory(a),
     });
+    let result = match STDOUT_ERROR.get() {
+        Some(e) => Err(format!("cannot write to standard output: {e}")),
+        None => result,
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
