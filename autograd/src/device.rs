@@ -13,13 +13,6 @@ pub enum Device {
     EmulatedCuda,
 }
 
-impl Device {
-    /// True for the devices whose tensors live in a `CudaStorage`.
-    pub fn is_cuda(&self) -> bool {
-        matches!(self, Device::Cuda(_) | Device::EmulatedCuda)
-    }
-}
-
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

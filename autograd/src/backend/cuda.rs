@@ -319,15 +319,12 @@ impl CudaStorage {
         max: bool,
     ) -> Result<CudaStorage> {
         let fold = if max { Fold::Max } else { Fold::Sum };
-        let x = self.contiguous::<T>("reduce", layout)?;
         let runs = adjacent_runs(axes);
-        let mut shape = layout.shape.clone();
         let Some((&last_run, earlier)) = runs.split_last() else {
-            let mut out = self.alloc::<T>("reduce", layout.numel())?;
-            copy_into(&self.gpu, self.view::<T>(layout), &layout.shape, &mut out)
-                .map_err(on_device("reduce"))?;
-            return Ok(self.holding(out));
+            return self.cast_to::<T, T>(layout);
         };
+        let x = self.contiguous::<T>("reduce", layout)?;
+        let mut shape = layout.shape.clone();
         let mut data = self.reduce_stage(&x, &shape, last_run, fold)?;
         shape[last_run.0..=last_run.1].fill(1);
         for &r in earlier.iter().rev() {
@@ -594,9 +591,7 @@ impl CudaStorage {
         )
         .map_err(on_device("adam"))
     }
-}
 
-impl CudaStorage {
     /// out[k] = self[sources[k]] over the contiguous elements `layout` selects.
     fn take_t<T: OnGpu>(
         &self,
@@ -1072,13 +1067,7 @@ mod recurrence {
         dst: &mut GpuBuffer<T>,
         at: usize,
     ) -> Result<()> {
-        let view = GpuView {
-            data: src,
-            strides: &[width, 1],
-            offset: 0,
-        };
-        copy_to_view(&s.gpu, view, &[rows, width], dst, &[width, 1], at * width)
-            .map_err(on_device("grid_lstm"))
+        put_strided(s, src, (rows, width, width), dst, at * width)
     }
 
     /// Rows `range` of a [P, width] buffer as a contiguous copy.
@@ -1088,15 +1077,7 @@ mod recurrence {
         width: usize,
         range: std::ops::Range<usize>,
     ) -> Result<GpuBuffer<T>> {
-        let n = range.len();
-        let mut out = s.alloc::<T>("grid_lstm", n * width)?;
-        let view = GpuView {
-            data: src,
-            strides: &[width, 1],
-            offset: range.start * width,
-        };
-        copy_into(&s.gpu, view, &[n, width], &mut out).map_err(on_device("grid_lstm"))?;
-        Ok(out)
+        strided_rows(s, src, (range.len(), width, width), range.start * width)
     }
 
     fn dense<T: OnGpu>(
@@ -1172,16 +1153,12 @@ mod recurrence {
                 &pre_c,
                 &rows_of(wave.clone(), g4, |slot| plan.order[slot] * g4),
             )?;
-            let mut rec = s.alloc::<T>("grid_lstm", n * g4)?;
-            matmul_into_at(
-                &s.gpu,
+            let rec = product(
+                s,
                 [n, kh, g4],
                 dense(&taps_w, 0, kh, 1),
                 dense(&w_c, 0, g4, 1),
-                &mut rec,
-                0,
-            )
-            .map_err(on_device("grid_lstm"))?;
+            )?;
             let gates_w = add(s, &pre_w, &rec, n * g4)?;
             let mut out_w = s.alloc::<T>("grid_lstm", n * h2)?;
             lstm::lstm_cell_forward(&s.gpu, (n, h), &gates_w, &c_w, &mut out_w)
@@ -1225,32 +1202,8 @@ mod recurrence {
             let mut dhc = s.alloc::<T>("grid_lstm backward", n * h2)?;
             let dh_w = rows_copy(s, &dh, h, wave.clone())?;
             let dc_w = rows_copy(s, &dc, h, wave.clone())?;
-            copy_to_view(
-                &s.gpu,
-                GpuView {
-                    data: &dh_w,
-                    strides: &[h, 1],
-                    offset: 0,
-                },
-                &[n, h],
-                &mut dhc,
-                &[h2, 1],
-                0,
-            )
-            .map_err(on_device("grid_lstm backward"))?;
-            copy_to_view(
-                &s.gpu,
-                GpuView {
-                    data: &dc_w,
-                    strides: &[h, 1],
-                    offset: 0,
-                },
-                &[n, h],
-                &mut dhc,
-                &[h2, 1],
-                h,
-            )
-            .map_err(on_device("grid_lstm backward"))?;
+            put_strided(s, &dh_w, (n, h, h2), &mut dhc, 0)?;
+            put_strided(s, &dc_w, (n, h, h2), &mut dhc, h)?;
             let g_w = rows_copy(s, gates, g4, wave.clone())?;
             let c_w = rows_copy(s, c_prev, h, wave.clone())?;
             let o_w = rows_copy(s, out, h2, wave.clone())?;
@@ -1269,16 +1222,12 @@ mod recurrence {
             .map_err(on_device("grid_lstm backward"))?;
             put_rows(s, &dg_w, (n, g4), &mut dgates, wave.start)?;
             // d taps = d gates wᵀ
-            let mut dtaps_w = s.alloc::<T>("grid_lstm backward", n * kh)?;
-            matmul_into_at(
-                &s.gpu,
+            let dtaps_w = product(
+                s,
                 [n, g4, kh],
                 dense(&dg_w, 0, g4, 1),
                 dense(&w_c, 0, 1, g4),
-                &mut dtaps_w,
-                0,
-            )
-            .map_err(on_device("grid_lstm backward"))?;
+            )?;
             // what this wave sends back: dc += its previous cells' gradients, dh += its taps'
             let mut cell_targets = Vec::new();
             let mut tap_targets = Vec::new();
@@ -1297,16 +1246,12 @@ mod recurrence {
         let slots = slot_of(plan);
         let dpre = take(s, &dgates, &rows_of(0..p, g4, |q| slots[q] * g4))?;
         // d w = tapsᵀ d gates
-        let mut dw = s.alloc::<T>("grid_lstm backward", kh * g4)?;
-        matmul_into_at(
-            &s.gpu,
+        let dw = product(
+            s,
             [kh, p, g4],
             dense(taps, 0, 1, kh),
             dense(&dgates, 0, g4, 1),
-            &mut dw,
-            0,
-        )
-        .map_err(on_device("grid_lstm backward"))?;
+        )?;
         Ok((s.holding(dpre), s.holding(dw)))
     }
 
@@ -1327,20 +1272,8 @@ mod recurrence {
         targets: &[usize],
         len: usize,
     ) -> Result<GpuBuffer<T>> {
-        let mut offsets = vec![0i64; len + 1];
-        for &t in targets.iter().filter(|&&t| t != NONE) {
-            offsets[t + 1] += 1;
-        }
-        for i in 0..len {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut next: Vec<i64> = offsets[..len].to_vec();
-        let mut positions = vec![0i64; offsets[len] as usize];
-        for (p, &t) in targets.iter().enumerate().filter(|(_, &t)| t != NONE) {
-            positions[next[t] as usize] = p as i64;
-            next[t] += 1;
-        }
-        let plan = index::SumLists { offsets, positions };
+        // NONE is usize::MAX: a target outside the grid, dropped
+        let plan = index::sum_lists(targets, len);
         let mut sent = s.alloc::<T>("grid_lstm backward", len)?;
         index::sum_lists_into(&s.gpu, src, &plan, &mut sent)
             .map_err(on_device("grid_lstm backward"))?;

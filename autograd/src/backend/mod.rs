@@ -15,9 +15,9 @@
 //! and a second device is one more arm, not a second instantiation of the whole engine.
 //!
 //! Arms: [`cpu::CpuStorage`] computes everything (`kernels::cpu`). [`cuda::CudaStorage`] holds
-//! device buffers on a GPU or on the emulated device and runs the families that have CUDA
-//! kernels (`kernels::cuda`); the others answer with an error naming the op. Giving an op its
-//! CUDA arm is its kernel plus the method's body in `cuda.rs`.
+//! device buffers on a GPU or on the emulated device and computes everything too, through the
+//! CUDA kernels (`kernels::cuda`); a new op family is its kernel plus the method's body in
+//! `cuda.rs`.
 
 pub(crate) mod cpu;
 pub(crate) mod cuda;

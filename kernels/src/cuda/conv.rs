@@ -168,25 +168,22 @@ fn launch<T: GpuFloat>(
     let taps = gpu.upload(&taps)?;
     let (splits, chunk) = split_k(tiles.0 * tiles.1 * g.groups, g.n * g.ho * g.wo, g.groups);
     let (splits_arg, chunk_arg) = (splits as i32, chunk as i64);
-    if splits == 1 {
-        let mut args = gpu.launch(&f);
-        args.buf(a).buf(b).buf(&taps).buf_mut(out).arg(&shape);
-        args.arg(&splits_arg).arg(&chunk_arg);
-        // SAFETY: as above; one split writes dw itself.
-        unsafe { args.run(grid(tiles, g.groups)) }?;
-        return Ok(());
-    }
-    // SAFETY: every element of the partial sums is written by the kernel before it is read.
-    let mut parts = gpu.alloc::<T>(splits * need_out)?;
+    // one split writes dw itself; more write their partial sums side by side, added below
+    let mut parts = (splits > 1)
+        .then(|| gpu.alloc::<T>(splits * need_out))
+        .transpose()?;
     let mut args = gpu.launch(&f);
-    args.buf(a)
-        .buf(b)
-        .buf(&taps)
-        .buf_mut(&mut parts)
-        .arg(&shape);
-    args.arg(&splits_arg).arg(&chunk_arg);
-    // SAFETY: split s writes parts[s * need_out ..][..need_out], inside the allocation.
+    args.buf(a).buf(b).buf(&taps);
+    match parts.as_mut() {
+        Some(parts) => args.buf_mut(parts),
+        None => args.buf_mut(out),
+    };
+    args.arg(&shape).arg(&splits_arg).arg(&chunk_arg);
+    // SAFETY: as above; split s writes [s * need_out ..][..need_out] of its target, inside it.
     unsafe { args.run(grid(tiles, g.groups * splits)) }?;
+    let Some(parts) = parts else {
+        return Ok(());
+    };
     let sum = gpu.kernel(MODULE, SOURCE, &format!("sum_splits_{}", T::SUFFIX))?;
     let len = need_out as i64;
     let mut args = gpu.launch(&sum);

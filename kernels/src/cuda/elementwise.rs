@@ -124,6 +124,16 @@ struct Broadcast {
 // SAFETY: a plain #[repr(C)] struct of integers, laid out as the kernel's `Broadcast`.
 unsafe impl DeviceRepr for Broadcast {}
 
+/// One past the furthest element a view of `shape` through `strides` from `offset` reads.
+fn reach(shape: &[usize], strides: &[usize], offset: usize) -> usize {
+    offset
+        + shape
+            .iter()
+            .zip(strides)
+            .map(|(&d, &s)| d.saturating_sub(1) * s)
+            .sum::<usize>()
+}
+
 impl Broadcast {
     /// Views `a` and `b` (either may be a's again) seen with the output's `shape`; an error
     /// naming `op` when the rank is too high, a view's strides do not match the shape or a view
@@ -144,17 +154,9 @@ impl Broadcast {
             )));
         }
         let n: usize = shape.iter().product();
-        let reach = |strides: &[usize], offset: usize| {
-            offset
-                + shape
-                    .iter()
-                    .zip(strides)
-                    .map(|(&d, &s)| d.saturating_sub(1) * s)
-                    .sum::<usize>()
-        };
         if n > 0
-            && (reach(a.strides, a.offset) >= a.data.len()
-                || reach(b.strides, b.offset) >= b.data.len())
+            && (reach(shape, a.strides, a.offset) >= a.data.len()
+                || reach(shape, b.strides, b.offset) >= b.data.len())
         {
             return Err(GpuError::Driver(format!(
                 "{op}: a view of shape {shape:?} reaches past its buffer"
@@ -245,13 +247,9 @@ pub fn copy_to_view<S: GpuFloat, D: GpuFloat>(
 ) -> Result<(), GpuError> {
     let n: usize = shape.iter().product();
     let mut s = Broadcast::of("copy", shape, &x, &x)?;
-    let reach = out_offset
-        + shape
-            .iter()
-            .zip(out_strides)
-            .map(|(&d, &st)| d.saturating_sub(1) * st)
-            .sum::<usize>();
-    if out_strides.len() != shape.len() || (n > 0 && reach >= out.len()) {
+    if out_strides.len() != shape.len()
+        || (n > 0 && reach(shape, out_strides, out_offset) >= out.len())
+    {
         return Err(GpuError::Driver(format!(
             "copy: a destination of shape {shape:?}, strides {out_strides:?} and offset \
              {out_offset} does not fit {} elements",

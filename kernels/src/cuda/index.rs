@@ -64,18 +64,21 @@ pub struct SumLists {
     pub positions: Vec<i64>,
 }
 
-/// `targets[p]`: the output element source element p adds into; a counting sort by target.
-fn lists(targets: &[usize], outputs: usize) -> SumLists {
+/// The lists for sources adding into `outputs` elements, `targets[p]` being the element source
+/// p adds into (`usize::MAX`: into none); a counting sort by target, so each list is in
+/// source order.
+pub fn sum_lists(targets: &[usize], outputs: usize) -> SumLists {
+    let into = |t: &usize| *t != usize::MAX;
     let mut offsets = vec![0i64; outputs + 1];
-    for &t in targets {
+    for &t in targets.iter().filter(|t| into(t)) {
         offsets[t + 1] += 1;
     }
     for k in 0..outputs {
         offsets[k + 1] += offsets[k];
     }
     let mut next: Vec<i64> = offsets[..outputs].to_vec();
-    let mut positions = vec![0i64; targets.len()];
-    for (p, &t) in targets.iter().enumerate() {
+    let mut positions = vec![0i64; offsets[outputs] as usize];
+    for (p, &t) in targets.iter().enumerate().filter(|(_, t)| into(t)) {
         positions[next[t] as usize] = p as i64;
         next[t] += 1;
     }
@@ -97,7 +100,7 @@ pub fn index_add_lists(
             targets.extend((0..inner).map(|k| (o * n + t) * inner + k));
         }
     }
-    Ok(lists(&targets, outer * n * inner))
+    Ok(sum_lists(&targets, outer * n * inner))
 }
 
 /// For scatter_add: src [outer, m, inner] added at `index` [outer, m, inner] into zeros of
@@ -121,7 +124,7 @@ pub fn scatter_add_lists(
         let (o, k) = (p / (m * inner), p % inner);
         targets.push((o * n + i) * inner + k);
     }
-    Ok(lists(&targets, outer * n * inner))
+    Ok(sum_lists(&targets, outer * n * inner))
 }
 
 /// out[k] = x[sources[k]] (0 where the source is negative) for the first `sources.len()`

@@ -14,7 +14,8 @@
 //!
 //! Status: run on one GPU (an NVIDIA H200, 2026-12-04), where the parity tests in
 //! `kernels/tests/cuda_parity.rs` passed and compute-sanitizer's memcheck found nothing; the
-//! timings are in BENCHMARKS.md. The engine above does not call these kernels yet.
+//! timings are in BENCHMARKS.md. The engine reaches them through autograd's CUDA storage,
+//! which has run on the emulated device only so far.
 
 pub mod conv;
 pub mod cubin;
@@ -147,10 +148,6 @@ impl Gpu {
                 })
             })
             .clone()
-    }
-
-    pub fn is_emulated(&self) -> bool {
-        matches!(self.backend, Backend::Emulated)
     }
 
     /// The device's name as the driver reports it.

@@ -8,6 +8,7 @@
 //! Writes are atomic ([`write_atomic`]): a temporary file beside the target, synced, then renamed
 //! over it, so a crash or Ctrl-C never leaves half a checkpoint.
 
+use crate::program::fnv::Fnv1a;
 use autograd::optim::Optimizer;
 use autograd::{DType, Error, Result, Tensor};
 use safetensors::tensor::Dtype;
@@ -83,13 +84,8 @@ fn checksum(
     entries: &[(String, Dtype, Vec<usize>, Vec<u8>)],
     meta: Option<&BTreeMap<String, String>>,
 ) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = Fnv1a::new();
+    let mut eat = |bytes: &[u8]| h.eat(bytes);
     let mut sorted: Vec<&(String, Dtype, Vec<usize>, Vec<u8>)> = entries.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, dtype, shape, data) in sorted {
@@ -108,7 +104,7 @@ fn checksum(
             eat(&[0]);
         }
     }
-    h
+    h.finish()
 }
 
 fn tensor_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {

@@ -195,21 +195,15 @@ impl Mnist {
     /// A digest of the images and labels of both splits (FNV-1a, 64 bits, over their sizes
     /// and bytes): the same data gives the same digest, gzipped or not, wherever it lies.
     pub fn digest(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
+        let mut h = crate::program::fnv::Fnv1a::new();
         for split in [&self.train, &self.test] {
             for n in [split.len(), split.rows, split.cols] {
-                eat(&(n as u64).to_le_bytes());
+                h.eat(&(n as u64).to_le_bytes());
             }
-            eat(&split.images);
-            eat(&split.labels);
+            h.eat(&split.images);
+            h.eat(&split.labels);
         }
-        format!("{h:016x}")
+        format!("{:016x}", h.finish())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod eval;
+mod fnv;
 pub mod image;
 pub mod metrics;
 pub mod run;

@@ -83,7 +83,6 @@ impl<'a> Launch<'a> {
     /// # Safety
     /// As [`super::Launch::run`].
     pub(super) unsafe fn run(mut self, cfg: LaunchConfig) -> Result<(), GpuError> {
-        let name = self.name.to_string_lossy().into_owned();
         let grid = [cfg.grid_dim.0, cfg.grid_dim.1, cfg.grid_dim.2];
         let block = [cfg.block_dim.0, cfg.block_dim.1, cfg.block_dim.2];
         let mut params: Vec<*mut c_void> = self
@@ -105,17 +104,21 @@ impl<'a> Launch<'a> {
                 params.as_mut_ptr(),
             )
         };
+        let name = || self.name.to_string_lossy();
         match code {
             0 => Ok(()),
             1 => Err(GpuError::Driver(format!(
-                "the emulated device has no kernel {name}"
+                "the emulated device has no kernel {}",
+                name()
             ))),
             2 => Err(GpuError::Driver(format!(
-                "{name}: a block's threads can never all reach one barrier (divergent __syncthreads), \
-                 or a kernel registered as barrier-free in emulation/device.cpp met one"
+                "{}: a block's threads can never all reach one barrier (divergent __syncthreads), \
+                 or a kernel registered as barrier-free in emulation/device.cpp met one",
+                name()
             ))),
             _ => Err(GpuError::Driver(format!(
-                "{name}: block {block:?} is not a 1-D block of 1 to 1024 threads"
+                "{}: block {block:?} is not a 1-D block of 1 to 1024 threads",
+                name()
             ))),
         }
     }
