@@ -17,6 +17,9 @@ pub enum Error {
     Invalid { op: &'static str, msg: String },
     /// A file that could not be read or written, or whose content is wrong.
     Io { path: String, msg: String },
+    /// An output that does not fit in the memory left (host tensors over
+    /// [`crate::set_host_memory_limit`]'s budget, or a CUDA device's memory exhausted).
+    OutOfMemory { op: &'static str, msg: String },
 }
 
 impl Error {
@@ -61,6 +64,7 @@ impl fmt::Display for Error {
             Error::Grad { op, msg } => write!(f, "{op}: autograd error: {msg}"),
             Error::Invalid { op, msg } => write!(f, "{op}: invalid argument: {msg}"),
             Error::Io { path, msg } => write!(f, "{path}: {msg}"),
+            Error::OutOfMemory { op, msg } => write!(f, "{op}: out of memory: {msg}"),
         }
     }
 }

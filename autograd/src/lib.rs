@@ -30,6 +30,7 @@ pub mod dtype;
 pub mod error;
 pub mod grad_mode;
 pub mod layout;
+pub mod memory;
 pub mod nn;
 pub mod op;
 mod ops;
@@ -46,6 +47,7 @@ pub use grad_mode::{is_grad_enabled, no_grad, GradModeGuard};
 /// parallel ops many times, such as a training loop, runs this way.
 pub use kernels::cpu::on_pool;
 pub use kernels::desc::{mask_taps, Mask, Sweep};
+pub use memory::{host_memory, reset_host_memory_peak, set_host_memory_limit, HostMemory};
 pub use op::{CustomBackward, Indices, Op};
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use rng::Rng;

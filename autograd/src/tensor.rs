@@ -1,7 +1,7 @@
 //! `Tensor`: a cheap-to-clone handle to (storage, layout, dtype, device) plus, when it was made by
 //! a recorded op, that op and its inputs. Define-by-run: the graph is the web of these handles.
 
-use crate::backend::Storage;
+use crate::backend::{Held, Storage};
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
@@ -28,7 +28,7 @@ impl TensorId {
 pub(crate) struct Inner {
     id: TensorId,
     /// Shared with every view of the same data. The optimizer swaps in updated data under the lock.
-    storage: RwLock<Arc<Storage>>,
+    storage: RwLock<Arc<Held>>,
     layout: Layout,
     dtype: DType,
     device: Device,
@@ -58,7 +58,7 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     // ----- construction -------------------------------------------------------------------
 
-    pub(crate) fn new_internal(storage: Arc<Storage>, layout: Layout, op: Option<Op>) -> Tensor {
+    pub(crate) fn new_internal(storage: Arc<Held>, layout: Layout, op: Option<Op>) -> Tensor {
         let requires_grad = op.is_some();
         Tensor(Arc::new(Inner {
             id: TensorId::fresh(),
@@ -83,7 +83,7 @@ impl Tensor {
         } else {
             storage.to_device(&layout, device)?
         };
-        Ok(Tensor::new_internal(Arc::new(storage), layout, None))
+        Ok(Tensor::new_internal(Held::new(storage), layout, None))
     }
 
     /// [`Tensor::try_made`] for the constructors that cannot fail: a failed copy to a CUDA
@@ -98,15 +98,15 @@ impl Tensor {
     }
 
     pub(crate) fn from_storage(storage: Storage, layout: Layout) -> Tensor {
-        Tensor::new_internal(Arc::new(storage), layout, None)
+        Tensor::new_internal(Held::new(storage), layout, None)
     }
 
     /// A new contiguous tensor made by `op` from a storage a backend computed.
     pub(crate) fn from_op_result(storage: Storage, shape: &[usize], op: Op) -> Tensor {
-        Tensor::from_op_storage(Arc::new(storage), Layout::contiguous(shape), op)
+        Tensor::from_op_storage(Held::new(storage), Layout::contiguous(shape), op)
     }
 
-    pub(crate) fn from_op_storage(storage: Arc<Storage>, layout: Layout, op: Op) -> Tensor {
+    pub(crate) fn from_op_storage(storage: Arc<Held>, layout: Layout, op: Op) -> Tensor {
         let op = if is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad()) {
             Some(op)
         } else {
@@ -144,22 +144,46 @@ impl Tensor {
         Tensor::full(&[], value, dtype)
     }
 
-    /// `value` everywhere, on the default device.
+    /// `value` everywhere, on the default device. Not checked against the host-memory budget
+    /// ([`crate::memory`]), as it cannot fail: code that can fail uses [`Tensor::try_zeros`]
+    /// or [`Tensor::full_on`].
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         let device = crate::device::default_device();
-        Tensor::full_on(shape, value, dtype, device)
+        Tensor::filled(shape, value, dtype, device)
             .unwrap_or_else(|e| panic!("making a tensor on {device}: {e}"))
+    }
+
+    /// Zeros on the default device, checked against the host-memory budget: the constructor
+    /// of parameters and other tensors whose size a user chooses.
+    pub fn try_zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::full_on(shape, 0.0, dtype, crate::device::default_device())
     }
 
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Tensor::full(shape, 0.0, dtype)
     }
 
-    /// `value` everywhere, made on `device` (no host copy on a CUDA device).
+    /// `value` everywhere, made on `device` (no host copy on a CUDA device); on the CPU checked
+    /// against the host-memory budget ([`crate::memory`]).
     pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::OutOfMemory {
+                op: "full",
+                msg: format!("shape {shape:?} has more elements than can be counted"),
+            })?;
+        if device == Device::Cpu {
+            crate::memory::admit("full", n, dtype)?;
+        }
+        Tensor::filled(shape, value, dtype, device)
+    }
+
+    /// `value` everywhere on `device`, unchecked.
+    fn filled(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
         let n = shape.iter().product();
         Ok(Tensor::new_internal(
-            Arc::new(Storage::filled(dtype, n, value, device)?),
+            Held::new(Storage::filled(dtype, n, value, device)?),
             Layout::contiguous(shape),
             None,
         ))
@@ -181,7 +205,7 @@ impl Tensor {
     /// `value` in this tensor's shape, dtype and device. On a CUDA device whose memory is
     /// exhausted this ends the process with the reason (the many callers cannot fail).
     pub fn full_like(&self, value: f64) -> Tensor {
-        Tensor::full_on(self.shape(), value, self.dtype(), self.device())
+        Tensor::filled(self.shape(), value, self.dtype(), self.device())
             .unwrap_or_else(|e| panic!("making a constant on {}: {e}", self.device()))
     }
 
@@ -274,7 +298,7 @@ impl Tensor {
 
     // ----- data access --------------------------------------------------------------------
 
-    pub(crate) fn storage(&self) -> Arc<Storage> {
+    pub(crate) fn storage(&self) -> Arc<Held> {
         // A poisoned lock only means another thread panicked mid-update; the Arc itself is intact.
         match self.0.storage.read() {
             Ok(s) => s.clone(),
@@ -366,7 +390,11 @@ impl Tensor {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        f(Arc::make_mut(&mut guard))
+        if Arc::strong_count(&guard) > 1 {
+            // a live view shares it: the update copies it first
+            crate::memory::admit(op, guard.len(), guard.dtype())?;
+        }
+        Arc::make_mut(&mut guard).update(f)
     }
 
     /// Overwrites this leaf's data with `src`'s (same shape and dtype), e.g. when loading weights.
@@ -398,7 +426,7 @@ impl Tensor {
         }
         let storage = self.storage().to_device(self.layout(), device)?;
         Ok(Tensor::from_op_storage(
-            Arc::new(storage),
+            Held::new(storage),
             Layout::contiguous(self.shape()),
             Op::ToDevice(self.clone()),
         ))
@@ -411,7 +439,7 @@ impl Tensor {
         }
         let storage = self.storage().cast(self.layout(), dtype)?;
         Ok(Tensor::from_op_storage(
-            Arc::new(storage),
+            Held::new(storage),
             Layout::contiguous(self.shape()),
             Op::Cast(self.clone()),
         ))

@@ -739,3 +739,42 @@ fn an_unwritable_stdout_is_a_clear_error() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A model and batch too large for the memory left is an error naming the op and the bytes,
+/// before the allocation (issue 15, item 8: it was an abort at 19.5 GB); the budget is
+/// `GENZOO_HOST_MEMORY_MIB` here, 90% of the machine's available memory by default.
+#[test]
+fn a_batch_too_large_for_the_memory_budget_is_an_error_naming_the_op() {
+    let dir = TempDir::new("host-memory");
+    let out = dir.path().join("run");
+    let o = genzoo_env(
+        &[
+            "train",
+            "pixelcnn",
+            "--out",
+            p(&out),
+            "--batch-size",
+            "5000",
+            "--epochs",
+            "1",
+        ],
+        &[("GENZOO_HOST_MEMORY_MIB", "200")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for part in [
+        "step 1",
+        "conv2d: out of memory",
+        "MiB",
+        "200.0 MiB host-memory limit",
+    ] {
+        assert!(err.contains(part), "{part:?} not in:\n{err}");
+    }
+    let o = genzoo_env(&["list"], &[("GENZOO_HOST_MEMORY_MIB", "lots")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("GENZOO_HOST_MEMORY_MIB"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -26,8 +26,10 @@ use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::memory::{self, Charge};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
+use std::sync::Arc;
 
 pub(crate) use cpu::CpuStorage;
 pub(crate) use cuda::CudaStorage;
@@ -317,6 +319,54 @@ pub(crate) enum Storage {
     Cuda(CudaStorage),
 }
 
+/// A storage as tensors hold it: shared by every view of it, its host bytes counted in the
+/// host-memory budget ([`crate::memory`]) while any of them lives.
+#[derive(Debug)]
+pub(crate) struct Held {
+    storage: Storage,
+    charge: Charge,
+}
+
+impl Held {
+    pub fn new(storage: Storage) -> Arc<Held> {
+        let charge = Charge::new(storage.host_bytes());
+        Arc::new(Held { storage, charge })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Runs `f` on the storage in place, its charge following what it holds afterwards.
+    pub fn update(&mut self, f: impl FnOnce(&mut Storage) -> Result<()>) -> Result<()> {
+        let result = f(&mut self.storage);
+        self.charge = Charge::new(self.storage.host_bytes());
+        result
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Storage;
+    fn deref(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+/// A copy is charged as the storage it copies (`Arc::make_mut` when a view still shares it).
+impl Clone for Held {
+    fn clone(&self) -> Held {
+        Held {
+            storage: self.storage.clone(),
+            charge: Charge::new(self.storage.host_bytes()),
+        }
+    }
+}
+
+/// The product of `dims`, saturating: a size too large to count is refused like any other.
+fn elements(dims: &[usize]) -> usize {
+    dims.iter().fold(1, |n: usize, &d| n.saturating_mul(d))
+}
+
 /// The error for operands on different devices.
 fn devices_differ(op: &'static str, a: Device, b: Device) -> Error {
     Error::invalid(
@@ -326,6 +376,14 @@ fn devices_differ(op: &'static str, a: Device, b: Device) -> Error {
 }
 
 impl Storage {
+    /// The bytes this storage holds in host memory (none for a CUDA device's).
+    fn host_bytes(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len() * s.dtype().size_in_bytes(),
+            Storage::Cuda(_) => 0,
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
@@ -366,6 +424,17 @@ impl Storage {
         }
     }
 
+    /// Checks with the host-memory budget ([`crate::memory`]) that `op` may make an output of
+    /// `elements` elements of this storage's dtype, when it makes it on the host (where this
+    /// operand is). Called before the kernel allocates; outputs no larger than an operand
+    /// (reductions, the argmax, the LSTM cell's) are not checked.
+    fn admit_output(&self, op: &'static str, elements: usize) -> Result<()> {
+        match self {
+            Storage::Cpu(s) => memory::admit(op, elements, s.dtype()),
+            Storage::Cuda(_) => Ok(()),
+        }
+    }
+
     /// Zeros (or `value`) of `dtype`, `len` long, on `device`.
     pub fn filled(dtype: DType, len: usize, value: f64, device: Device) -> Result<Storage> {
         match device {
@@ -383,6 +452,9 @@ impl Storage {
 
     /// This storage's elements (through `layout`) on `device`, contiguous.
     pub fn to_device(&self, layout: &Layout, device: Device) -> Result<Storage> {
+        if device == Device::Cpu {
+            memory::admit("to_device", layout.numel(), self.dtype())?;
+        }
         match (self, device) {
             (Storage::Cpu(s), Device::Cpu) => s.copy(layout).map(Storage::Cpu),
             (Storage::Cpu(s), Device::Cuda(_) | Device::EmulatedCuda) => {
@@ -407,6 +479,7 @@ impl Storage {
     }
 
     pub fn copy(&self, layout: &Layout) -> Result<Storage> {
+        self.admit_output("copy", layout.numel())?;
         match self {
             Storage::Cpu(s) => s.copy(layout).map(Storage::Cpu),
             Storage::Cuda(s) => s.copy(layout).map(Storage::Cuda),
@@ -414,6 +487,9 @@ impl Storage {
     }
 
     pub fn cast(&self, layout: &Layout, dtype: DType) -> Result<Storage> {
+        if let Storage::Cpu(_) = self {
+            memory::admit("to_dtype", layout.numel(), dtype)?;
+        }
         match self {
             Storage::Cpu(s) => s.cast(layout, dtype).map(Storage::Cpu),
             Storage::Cuda(s) => s.cast(layout, dtype).map(Storage::Cuda),
@@ -428,6 +504,7 @@ impl Storage {
         if let Some((other, _)) = rest.iter().find(|(s, _)| s.device() != first.device()) {
             return Err(devices_differ("concat", first.device(), other.device()));
         }
+        first.admit_output("concat", elements(shape))?;
         match first {
             Storage::Cpu(_) => {
                 let cpu: Option<Vec<_>> = parts
@@ -450,6 +527,7 @@ impl Storage {
     }
 
     pub fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Storage> {
+        self.admit_output(kind.name(), layout.numel())?;
         match self {
             Storage::Cpu(s) => s.unary(layout, kind).map(Storage::Cpu),
             Storage::Cuda(s) => s.unary(layout, kind).map(Storage::Cuda),
@@ -463,6 +541,8 @@ impl Storage {
         lb: &Layout,
         kind: BinaryKind,
     ) -> Result<Storage> {
+        // both layouts are expanded to the output's shape
+        self.admit_output(kind.name(), la.numel())?;
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => a.binary(la, b, lb, kind).map(Storage::Cpu),
             (Storage::Cuda(a), Storage::Cuda(b)) => a.binary(la, b, lb, kind).map(Storage::Cuda),
@@ -478,6 +558,7 @@ impl Storage {
         b: &Storage,
         lb: &Layout,
     ) -> Result<Storage> {
+        self.admit_output("where", lm.numel())?;
         match (self, a, b) {
             (Storage::Cpu(m), Storage::Cpu(a), Storage::Cpu(b)) => {
                 m.select(lm, a, la, b, lb).map(Storage::Cpu)
@@ -497,6 +578,7 @@ impl Storage {
     }
 
     pub fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Storage> {
+        self.admit_output("softmax", layout.numel())?;
         match self {
             Storage::Cpu(s) => s.softmax(layout, split, log).map(Storage::Cpu),
             Storage::Cuda(s) => s.softmax(layout, split, log).map(Storage::Cuda),
@@ -511,6 +593,9 @@ impl Storage {
         batch: &[usize],
         mkn: [usize; 3],
     ) -> Result<Storage> {
+        let [m, _, n] = mkn;
+        let products = elements(batch);
+        self.admit_output("matmul", elements(&[products, m, n]))?;
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => a.matmul(la, b, lb, batch, mkn).map(Storage::Cpu),
             (Storage::Cuda(a), Storage::Cuda(b)) => {
@@ -527,6 +612,7 @@ impl Storage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
+        self.admit_output("conv2d", elements(&[g.n, g.c_out, g.ho, g.wo]))?;
         match (self, w) {
             (Storage::Cpu(x), Storage::Cpu(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cpu),
             (Storage::Cuda(x), Storage::Cuda(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cuda),
@@ -541,6 +627,7 @@ impl Storage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
+        self.admit_output("conv_transpose2d", elements(&[g.n, g.c_in, g.h, g.w]))?;
         match (self, w) {
             (Storage::Cpu(dy), Storage::Cpu(w)) => {
                 dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cpu)
@@ -563,6 +650,8 @@ impl Storage {
         ldy: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
+        let weights = elements(&[g.c_out, g.cin_per_group(), g.kh, g.kw]);
+        self.admit_output("conv2d_weight_grad", weights)?;
         match (self, dy) {
             (Storage::Cpu(x), Storage::Cpu(dy)) => {
                 x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cpu)
@@ -597,6 +686,10 @@ impl Storage {
         split: AxisSplit,
         indices: &[usize],
     ) -> Result<Storage> {
+        self.admit_output(
+            "index_select",
+            elements(&[split.outer, indices.len(), split.inner]),
+        )?;
         match self {
             Storage::Cpu(s) => s.index_select(layout, split, indices).map(Storage::Cpu),
             Storage::Cuda(s) => s.index_select(layout, split, indices).map(Storage::Cuda),
@@ -610,6 +703,7 @@ impl Storage {
         indices: &[usize],
         size: usize,
     ) -> Result<Storage> {
+        self.admit_output("index_add", elements(&[split.outer, size, split.inner]))?;
         match self {
             Storage::Cpu(s) => s.index_add(layout, split, indices, size).map(Storage::Cpu),
             Storage::Cuda(s) => s.index_add(layout, split, indices, size).map(Storage::Cuda),
@@ -623,6 +717,7 @@ impl Storage {
         index: &[usize],
         m: usize,
     ) -> Result<Storage> {
+        self.admit_output("gather", elements(&[split.outer, m, split.inner]))?;
         match self {
             Storage::Cpu(s) => s.gather(layout, split, index, m).map(Storage::Cpu),
             Storage::Cuda(s) => s.gather(layout, split, index, m).map(Storage::Cuda),
@@ -636,6 +731,7 @@ impl Storage {
         index: &[usize],
         size: usize,
     ) -> Result<Storage> {
+        self.admit_output("scatter_add", elements(&[split.outer, size, split.inner]))?;
         match self {
             Storage::Cpu(s) => s.scatter_add(layout, split, index, size).map(Storage::Cpu),
             Storage::Cuda(s) => s.scatter_add(layout, split, index, size).map(Storage::Cuda),
@@ -687,6 +783,16 @@ impl Storage {
         inputs: &SequenceInputs<Storage>,
         shape: LstmSequenceShape,
     ) -> Result<(Storage, SequenceTape<Storage>)> {
+        let LstmSequenceShape {
+            steps,
+            batch,
+            hidden,
+            ..
+        } = shape;
+        // Y [T + 1, B, H] and the tape's gates [T·B, 4H] and [h | c] [T·B, 2H]
+        let made = elements(&[steps + 1, batch, hidden])
+            .saturating_add(elements(&[steps, batch, 6, hidden]));
+        inputs.x.0.admit_output("lstm", made)?;
         match inputs.try_map(cpu_arm) {
             Some(cpu) => {
                 let (y, tape) = CpuStorage::lstm_sequence_forward(&cpu, shape)?;

@@ -16,7 +16,7 @@ fn make(
     dtype: DType,
     rng: &mut Rng,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let weight = Tensor::zeros(shape, dtype);
+    let weight = Tensor::try_zeros(shape, dtype)?;
     let b = bias.then(|| Tensor::zeros(&[out_channels], dtype));
     init::torch_default_(&weight, b.as_ref(), rng)?;
     Ok((parameter(weight)?, b.map(parameter).transpose()?))

@@ -1,6 +1,6 @@
 //! Dropout (Srivastava et al., 2014), the "inverted" form PyTorch uses.
 
-use crate::backend::Storage;
+use crate::backend::{Held, Storage};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::nn::Module;
@@ -49,7 +49,7 @@ impl Dropout {
             DType::F64 => Storage::from_vec::<f64>(keep),
         };
         let mask = Tensor::new_internal(
-            std::sync::Arc::new(storage),
+            Held::new(storage),
             crate::layout::Layout::contiguous(x.shape()),
             None,
         )

@@ -21,7 +21,7 @@ impl Embedding {
         dtype: DType,
         rng: &mut Rng,
     ) -> Result<Embedding> {
-        let weight = Tensor::zeros(&[num_embeddings, dim], dtype);
+        let weight = Tensor::try_zeros(&[num_embeddings, dim], dtype)?;
         init::normal_(&weight, 0.0, 1.0, rng)?;
         Ok(Embedding {
             weight: parameter(weight)?,

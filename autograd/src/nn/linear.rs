@@ -24,7 +24,7 @@ impl Linear {
         dtype: DType,
         rng: &mut Rng,
     ) -> Result<Linear> {
-        let weight = Tensor::zeros(&[out_features, in_features], dtype);
+        let weight = Tensor::try_zeros(&[out_features, in_features], dtype)?;
         let b = bias.then(|| Tensor::zeros(&[out_features], dtype));
         init::torch_default_(&weight, b.as_ref(), rng)?;
         Ok(Linear {

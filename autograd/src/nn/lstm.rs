@@ -53,8 +53,8 @@ impl LstmCell {
         rng: &mut Rng,
     ) -> Result<LstmCell> {
         let g = 4 * hidden_size;
-        let weight_ih = Tensor::zeros(&[g, input_size], dtype);
-        let weight_hh = Tensor::zeros(&[g, hidden_size], dtype);
+        let weight_ih = Tensor::try_zeros(&[g, input_size], dtype)?;
+        let weight_hh = Tensor::try_zeros(&[g, hidden_size], dtype)?;
         let bias_ih = bias.then(|| Tensor::zeros(&[g], dtype));
         let bias_hh = bias.then(|| Tensor::zeros(&[g], dtype));
         let bound = if hidden_size > 0 {

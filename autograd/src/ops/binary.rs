@@ -1,5 +1,6 @@
 //! Elementwise functions of two tensors, with NumPy broadcasting, and `where`.
 
+use crate::backend::Held;
 use crate::error::Result;
 use crate::layout::{broadcast_shapes, Layout};
 use crate::op::Op;
@@ -14,7 +15,7 @@ impl Tensor {
         let la = self.layout().expand(&shape)?;
         let lb = other.layout().expand(&shape)?;
         let storage = self.storage().binary(&la, &other.storage(), &lb, kind)?;
-        let storage = std::sync::Arc::new(storage);
+        let storage = Held::new(storage);
         if record {
             Ok(Tensor::from_op_storage(
                 storage,

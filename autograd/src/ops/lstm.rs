@@ -25,7 +25,7 @@
 //! Recorded for gradients of gradients, the same sequence is rebuilt step by step from
 //! [`Tensor::lstm_cell_pointwise`] ([`lstm_sequence_stepwise`]) and differentiated.
 
-use crate::backend::{SequenceInputs, SequenceTape, SequenceWants, Storage};
+use crate::backend::{Held, SequenceInputs, SequenceTape, SequenceWants, Storage};
 use crate::error::{Error, Result};
 use crate::grad_mode::is_grad_enabled;
 use crate::layout::Layout;
@@ -321,8 +321,8 @@ fn with_inputs<R>(
     let (x, w_ih, w_hh) = (held(x2), held(args.weight_ih), held(args.weight_hh));
     let bias = args.bias.map(|(bi, bh)| (held(bi), held(bh)));
     let state = args.state.map(|(h0, c0)| (held(h0), held(c0)));
-    fn op((s, l): &(Arc<Storage>, Layout)) -> (&Storage, &Layout) {
-        (s.as_ref(), l)
+    fn op((s, l): &(Arc<Held>, Layout)) -> (&Storage, &Layout) {
+        (s.storage(), l)
     }
     f(&SequenceInputs {
         x: op(&x),

@@ -173,7 +173,7 @@ impl Tensor {
         let parts: Vec<_> = storages
             .iter()
             .zip(xs)
-            .map(|(s, x)| (s.as_ref(), x.layout()))
+            .map(|(s, x)| (s.storage(), x.layout()))
             .collect();
         let storage = Storage::concat(&parts, axis, &shape)?;
         Ok(Tensor::from_op_result(

@@ -1,11 +1,11 @@
 //! Elementwise functions of one tensor.
 
+use crate::backend::Held;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::op::Op;
 use crate::tensor::Tensor;
 use kernels::desc::UnaryKind;
-use std::sync::Arc;
 
 impl Tensor {
     /// Applies a differentiable unary kernel and records it.
@@ -22,7 +22,7 @@ impl Tensor {
     pub(crate) fn unary_constant(&self, kind: UnaryKind) -> Result<Tensor> {
         let storage = self.storage().unary(self.layout(), kind)?;
         Ok(Tensor::new_internal(
-            Arc::new(storage),
+            Held::new(storage),
             Layout::contiguous(self.shape()),
             None,
         ))

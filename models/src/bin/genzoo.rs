@@ -662,6 +662,15 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run::host_memory_budget() {
+        Ok(limit) => {
+            autograd::set_host_memory_limit(limit);
+        }
+        Err(e) => {
+            eprintln!("genzoo: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     // all the engine's work runs on its thread pool, so that parallel kernels do not pay a
     // hand-over from this thread to the pool on every op
     let result = autograd::on_pool(|| match cli.cmd {

@@ -153,6 +153,39 @@ fn io(path: &Path, msg: impl Into<String>) -> Error {
     }
 }
 
+/// The environment variable that sets the host-memory budget for tensors, in MiB.
+pub const HOST_MEMORY_ENV: &str = "GENZOO_HOST_MEMORY_MIB";
+
+/// The host-memory budget for the command's tensors ([`autograd::set_host_memory_limit`]):
+/// `GENZOO_HOST_MEMORY_MIB` when it is set, else 90% of what the machine has available as the
+/// command starts (`MemAvailable` in /proc/meminfo; the rest is for what tensors do not count:
+/// kernels' scratch, data, the program), so that a model or batch too large for the machine
+/// stops with an error naming the op rather than an abort or the OOM killer. `None` where
+/// neither is known.
+pub fn host_memory_budget() -> Result<Option<usize>> {
+    if let Ok(v) = std::env::var(HOST_MEMORY_ENV) {
+        return match v.trim().parse::<usize>() {
+            Ok(mib) if mib > 0 => Ok(Some(mib.saturating_mul(1 << 20))),
+            _ => Err(Error::invalid(
+                "genzoo",
+                format!("{HOST_MEMORY_ENV}={v:?}: expected a whole number of MiB > 0"),
+            )),
+        };
+    }
+    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
+        return Ok(None);
+    };
+    let available_kib = meminfo.lines().find_map(|l| {
+        l.strip_prefix("MemAvailable:")?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<usize>()
+            .ok()
+    });
+    Ok(available_kib.map(|kib| kib.saturating_mul(1024) / 10 * 9))
+}
+
 /// `config` with `--lr` and `--set` applied. Errors when the config is not a JSON object or
 /// has no `lr` to set.
 pub fn patch_config(
@@ -714,6 +747,19 @@ fn save_best(
     )
 }
 
+/// What a run that stops on an error keeps: its last good checkpoint, named with its step.
+fn kept_checkpoint(dir: &Path) -> String {
+    let ck = dir.join(CHECKPOINT);
+    match checkpoint::load(&ck) {
+        Ok(c) => format!(
+            "the last good checkpoint {} (step {}) is kept",
+            ck.display(),
+            c.meta.step
+        ),
+        Err(_) => "no checkpoint had been written yet".to_string(),
+    }
+}
+
 fn save_checkpoint(
     dir: &Path,
     model: &dyn GenerativeModel,
@@ -917,20 +963,24 @@ pub fn train_entry(
         }
         for idx in order.iter().skip(batch as usize) {
             let b = train_split.batch(idx);
-            let losses = model.train_step(&b, &mut rng)?;
+            let losses = match model.train_step(&b, &mut rng) {
+                Ok(losses) => losses,
+                Err(e) => {
+                    bar.abandon();
+                    return Err(invalid(format!(
+                        "step {} (epoch {}, batch {}) failed: {e}; training stopped, {}",
+                        step + 1,
+                        epoch + 1,
+                        batch + 1,
+                        kept_checkpoint(&dir)
+                    )));
+                }
+            };
             step += 1;
             batch += 1;
             if let Some((name, v)) = losses.iter().find(|(_, v)| !v.is_finite()) {
                 bar.abandon();
-                let ck = dir.join(CHECKPOINT);
-                let kept = match checkpoint::load(&ck) {
-                    Ok(c) => format!(
-                        "the last good checkpoint {} (step {}) is kept",
-                        ck.display(),
-                        c.meta.step
-                    ),
-                    Err(_) => "no checkpoint had been written yet".to_string(),
-                };
+                let kept = kept_checkpoint(&dir);
                 return Err(invalid(format!(
                     "loss {name:?} is {v} at step {step} (epoch {}, batch {batch}); training stopped, {kept}. Try a lower --lr.",
                     epoch + 1
@@ -1030,7 +1080,14 @@ pub fn train_entry(
                     d.current_bytes as f64 / MIB,
                     d.peak_bytes as f64 / MIB
                 ),
-                None => String::new(),
+                None => {
+                    let h = autograd::host_memory();
+                    format!(
+                        "  tensors {:.1} MiB, peak {:.1} MiB",
+                        h.current_bytes as f64 / MIB,
+                        h.peak_bytes as f64 / MIB
+                    )
+                }
             };
             eprintln!(
                 "epoch {epoch}/{epochs}  step {step}  {}  {}{val}{memory}  ({secs:.1} s)",
