@@ -10,11 +10,14 @@
 //!   what they share: encoder and decoder ([`latent::LatentModel`]) and the pictures written at
 //!   the end of training.
 //! - [`adversarial`]: the GANs (next).
+//! - [`domains`]: data derived from the digits with measurable attributes (Morpho-MNIST's
+//!   thickness and slant, and the perturbations that change them).
 //! - [`program`]: the genzoo program's parts: data, the training loop, checkpoints, the
 //!   evaluation harness (with its classifier), image / plot / `.npy` output.
 
 pub mod adversarial;
 pub mod autoregressive;
+pub mod domains;
 pub mod latent;
 pub mod model;
 pub mod program;
