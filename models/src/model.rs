@@ -168,6 +168,18 @@ pub trait GenerativeModel {
     /// evaluation behaviour.
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor>;
 
+    /// Conditional models (the conditional GAN): `n` samples of the digit `label`, as
+    /// [`GenerativeModel::sample`] draws them (`genzoo sample --label`). Others: an error.
+    fn sample_label(&mut self, _n: usize, _label: usize, _rng: &mut Rng) -> Result<Tensor> {
+        Err(Error::invalid(
+            "sample",
+            format!(
+                "the {} model is not conditioned on a label (--label is for cgan)",
+                self.name()
+            ),
+        ))
+    }
+
     /// Models with an encoder (VAE, AAE, WAE): the encoder and decoder, from which the training
     /// loop draws reconstructions, interpolations and the scatter of 2-d codes after the last
     /// epoch ([`crate::latent::write_pictures`]). `None` (the default) for the others.

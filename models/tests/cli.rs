@@ -778,3 +778,30 @@ fn a_batch_too_large_for_the_memory_budget_is_an_error_naming_the_op() {
         stderr(&o)
     );
 }
+
+/// `genzoo domains` draws each attribute domain over the same test digits and says how many
+/// of them its measurement puts in it.
+#[test]
+fn domains_draws_a_row_per_domain_and_measures_them() {
+    let dir = TempDir::new("domains");
+    let out = dir.path().join("d.png");
+    let o = genzoo(&["domains", "--out", p(&out), "--n", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = std::fs::read(&out).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    let text = stdout(&o);
+    for name in [
+        "plain",
+        "thin",
+        "thick",
+        "slanted-left",
+        "slanted-right",
+        "coloured",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(text.contains("% of them measured in it"), "{text}");
+    let o = genzoo(&["domains", "--out", p(&dir.path().join("d.jpg"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(".png"), "{}", stderr(&o));
+}

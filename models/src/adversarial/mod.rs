@@ -14,8 +14,10 @@
 //! This module holds what the GANs share: the losses, the two players with their optimizers
 //! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
-//! and WGAN-GP), [`infogan`]; their networks are in [`networks`].
+//! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label); their networks are in
+//! [`networks`].
 
+pub mod cgan;
 pub mod dcgan;
 pub mod gan;
 pub mod infogan;

@@ -220,8 +220,25 @@ pub struct ConvTrunk {
 impl ConvTrunk {
     /// `norm`: the BatchNorm2d after the second convolution, or None.
     pub fn new(norm: Option<NormOptions>, rng: &mut Rng) -> Result<ConvTrunk> {
+        ConvTrunk::with_channels(1, norm, rng)
+    }
+
+    /// The trunk over images of `channels` planes (a conditional D's image and label planes).
+    pub fn with_channels(
+        channels: usize,
+        norm: Option<NormOptions>,
+        rng: &mut Rng,
+    ) -> Result<ConvTrunk> {
         let t = ConvTrunk {
-            conv1: Conv2d::new(1, NARROW, (4, 4), conv_stride2(), true, DType::F32, rng)?,
+            conv1: Conv2d::new(
+                channels,
+                NARROW,
+                (4, 4),
+                conv_stride2(),
+                true,
+                DType::F32,
+                rng,
+            )?,
             conv2: Conv2d::new(NARROW, WIDE, (4, 4), conv_stride2(), true, DType::F32, rng)?,
             bn2: norm
                 .map(|n| BatchNorm2d::with_options(WIDE, n.eps, n.momentum, DType::F32))
@@ -275,8 +292,17 @@ impl ConvDiscriminator {
     /// `norm`: the BatchNorm2d after the second convolution, or None (a critic with no
     /// normalisation, as WGAN-GP's penalty needs: it is taken per sample).
     pub fn new(norm: Option<NormOptions>, rng: &mut Rng) -> Result<ConvDiscriminator> {
+        ConvDiscriminator::with_channels(1, norm, rng)
+    }
+
+    /// The discriminator over inputs of `channels` planes.
+    pub fn with_channels(
+        channels: usize,
+        norm: Option<NormOptions>,
+        rng: &mut Rng,
+    ) -> Result<ConvDiscriminator> {
         Ok(ConvDiscriminator {
-            trunk: ConvTrunk::new(norm, rng)?,
+            trunk: ConvTrunk::with_channels(channels, norm, rng)?,
             fc: Linear::new(TRUNK_FEATURES, 1, true, DType::F32, rng)?,
         })
     }
@@ -297,7 +323,7 @@ impl Module for ConvDiscriminator {
 }
 
 impl Network for ConvDiscriminator {
-    /// images [n, 1, 28, 28] -> logits (critic scores) [n, 1].
+    /// images [n, channels, 28, 28] -> logits (critic scores) [n, 1].
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         let f = self.trunk.features(x)?;
         self.fc.forward(&f)

@@ -43,6 +43,26 @@ enum Cmd {
     /// it with D* = p_data / (p_data + p_g), checks V(D*) = -log 4 + 2 JSD, and draws that and
     /// the two generator losses' slopes.
     GanTheory(GanTheoryArgs),
+    /// The attribute domains made from the digits (plain, thin, thick, slanted left and right,
+    /// coloured): a PNG with a row per domain over the same test digits, and each domain's
+    /// share of digits its measurement puts in it.
+    Domains(DomainsArgs),
+}
+
+#[derive(Args)]
+struct DomainsArgs {
+    /// The picture, FILE.png.
+    #[arg(long, value_name = "FILE", default_value = "domains.png")]
+    out: PathBuf,
+    /// Test digits per row.
+    #[arg(long, default_value_t = 12, value_parser = value_parser!(u64).range(1..=100))]
+    n: u64,
+    /// Seed of the coloured domain's tints and textures.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A folder with the standard MNIST files instead of the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -206,6 +226,9 @@ struct SampleArgs {
     /// Seed of the sampling noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The digit to draw (conditional models: cgan).
+    #[arg(long, value_parser = value_parser!(u64).range(0..=9))]
+    label: Option<u64>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -422,7 +445,11 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     let mut left = n;
     while left > 0 {
         let k = left.min(100);
-        let s = autograd::no_grad(|| model.sample(k, &mut rng)).map_err(|e| e.to_string())?;
+        let s = autograd::no_grad(|| match a.label {
+            Some(label) => model.sample_label(k, label as usize, &mut rng),
+            None => model.sample(k, &mut rng),
+        })
+        .map_err(|e| e.to_string())?;
         models::program::eval::check_samples(model.name(), &s, k).map_err(|e| e.to_string())?;
         parts.push(s);
         left -= k;
@@ -435,7 +462,12 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     }
     .map_err(|e| e.to_string())?;
     models::program::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
-    eprintln!("{n} samples of {} -> {}", loaded.entry.name, out.display());
+    let of_digit = a.label.map(|l| format!(" (digit {l})")).unwrap_or_default();
+    eprintln!(
+        "{n} samples of {}{of_digit} -> {}",
+        loaded.entry.name,
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -591,6 +623,47 @@ fn eval_samples(a: EvalSamplesArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn domains(a: DomainsArgs) -> Result<ExitCode, String> {
+    use models::domains::sets::{Domain, DomainSet};
+    output_kind(&a.out, &["png"], ".png")?;
+    let data = models::program::data::load(a.data.as_deref()).map_err(|e| e.to_string())?;
+    let test = &data.test;
+    if (test.rows, test.cols) != (28, 28) {
+        return Err(format!(
+            "the domains are made from 28 x 28 digits, the data has {} x {}",
+            test.rows, test.cols
+        ));
+    }
+    let n = (a.n as usize).min(test.len());
+    let (images, labels) = (&test.images[..n * 784], &test.labels[..n]);
+    let mut rgb = Vec::with_capacity(Domain::ALL.len() * n * 3 * 784);
+    for domain in Domain::ALL {
+        let set = DomainSet::make(domain, images, labels, a.seed);
+        for x in set.images.chunks(domain.channels() * 784) {
+            // grey digits on three equal planes, beside the coloured ones
+            for ch in 0..3 {
+                let plane = if domain.channels() == 3 { ch } else { 0 };
+                rgb.extend_from_slice(&x[plane * 784..(plane + 1) * 784]);
+            }
+        }
+        let reached = set
+            .in_domain()
+            .map(|f| format!("{:.1}% of them measured in it", 100.0 * f))
+            .unwrap_or_else(|| "not measured".into());
+        say!("{:<14} {reached}", domain.name());
+    }
+    let grid = Tensor::from_vec(rgb, &[Domain::ALL.len() * n, 3, 28, 28])
+        .and_then(|t| image::grid_png(&t, Some(n), 2))
+        .map_err(|e| e.to_string())?;
+    models::program::checkpoint::write_atomic(&a.out, &grid).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{} domains of {n} test digits, a row each -> {}",
+        Domain::ALL.len(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn gan_theory(a: GanTheoryArgs) -> Result<ExitCode, String> {
     use models::adversarial::toy;
     let err = |e: autograd::Error| e.to_string();
@@ -684,6 +757,7 @@ fn main() -> ExitCode {
         Cmd::Complete(a) => complete(a),
         Cmd::EvalSamples(a) => eval_samples(a),
         Cmd::GanTheory(a) => gan_theory(a),
+        Cmd::Domains(a) => domains(a),
     });
     let result = match STDOUT_ERROR.get() {
         Some(e) => Err(format!("cannot write to standard output: {e}")),

@@ -194,10 +194,12 @@ pub fn skeleton(b: &Binary) -> Binary {
                     let neighbours = p.iter().filter(|&&x| x).count();
                     let transitions = (0..8).filter(|&i| !p[i] && p[(i + 1) % 8]).count();
                     let (n, e, so, w) = (p[0], p[2], p[4], p[6]);
+                    // step 1: N·E·S = 0 and E·S·W = 0 (a south-east boundary pixel);
+                    // step 2: N·E·W = 0 and N·S·W = 0 (a north-west one)
                     let keep_side = if step == 0 {
-                        !(n && e && so) && !(e && so && w)
+                        !(e && so && (n || w))
                     } else {
-                        !(n && e && w) && !(n && so && w)
+                        !(n && w && (e || so))
                     };
                     if (2..=6).contains(&neighbours) && transitions == 1 && keep_side {
                         remove.push(r as usize * s.cols + c as usize);
@@ -290,34 +292,48 @@ fn downscale(b: &Binary, rows: usize, cols: usize) -> Vec<u8> {
     out
 }
 
-/// The disc radius, in upscaled pixels, that `amount` of the digit's half-thickness makes.
+/// The disc radius, in original pixels, that `amount` of the digit's half-thickness makes.
 fn radius(img: &[u8], rows: usize, cols: usize, amount: f64) -> Option<f64> {
     let m = measure(img, rows, cols)?;
-    Some(amount * m.thickness * SCALE as f64 / 2.0)
+    Some(amount * m.thickness / 2.0)
 }
 
 /// Thinner strokes: an erosion by a disc of `amount` times the measured half-thickness (the
-/// paper thins by 0.7). Pixels within that distance of the background are removed.
+/// paper thins by 0.7).
 pub fn thin(img: &[u8], rows: usize, cols: usize, amount: f64) -> Vec<u8> {
-    let Some(r) = radius(img, rows, cols, amount) else {
-        return img.to_vec();
-    };
+    match radius(img, rows, cols, amount) {
+        Some(r) => erode(img, rows, cols, r),
+        None => img.to_vec(),
+    }
+}
+
+/// Thicker strokes: a dilation by a disc of `amount` times the measured half-thickness (the
+/// paper thickens by 1.0).
+pub fn thicken(img: &[u8], rows: usize, cols: usize, amount: f64) -> Vec<u8> {
+    match radius(img, rows, cols, amount) {
+        Some(r) => dilate(img, rows, cols, r),
+        None => img.to_vec(),
+    }
+}
+
+/// The erosion by a disc of `radius` original pixels: stroke pixels within that distance of
+/// the background are removed (a stroke of thickness t keeps about t - 2 radius).
+pub fn erode(img: &[u8], rows: usize, cols: usize, radius: f64) -> Vec<u8> {
     let mut b = upscale_binarise(img, rows, cols);
     let d = distance_transform(&b, true);
+    let r = radius * SCALE as f64;
     for (p, &di) in b.px.iter_mut().zip(&d) {
         *p = *p && di > r;
     }
     downscale(&b, rows, cols)
 }
 
-/// Thicker strokes: a dilation by a disc of `amount` times the measured half-thickness (the
-/// paper thickens by 1.0). Background within that distance of the stroke joins it.
-pub fn thicken(img: &[u8], rows: usize, cols: usize, amount: f64) -> Vec<u8> {
-    let Some(r) = radius(img, rows, cols, amount) else {
-        return img.to_vec();
-    };
+/// The dilation by a disc of `radius` original pixels: background within that distance of the
+/// stroke joins it (thickness t becomes about t + 2 radius).
+pub fn dilate(img: &[u8], rows: usize, cols: usize, radius: f64) -> Vec<u8> {
     let mut b = upscale_binarise(img, rows, cols);
     let d = distance_transform(&b, false);
+    let r = radius * SCALE as f64;
     for (p, &di) in b.px.iter_mut().zip(&d) {
         *p = *p || di <= r;
     }

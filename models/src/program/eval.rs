@@ -254,6 +254,70 @@ impl<'a> EvalContext<'a> {
     }
 }
 
+impl EvalContext<'_> {
+    /// Per-digit metrics of a conditional model, `samples[d]` ([n, 1, 28, 28] in [0, 1]) drawn
+    /// asking for digit d: how often the classifier agrees with d, and the FCD against the real
+    /// test digits d, each beside its real-data baseline (the training digits d: the
+    /// classifier's agreement with their labels, and as many of them as there are samples
+    /// against the same test digits); then the lowest agreement over the digits.
+    pub fn per_class_metrics(&mut self, samples: &[Tensor]) -> Result<Vec<Metric>> {
+        let test_labels: Vec<usize> = self.data.test.labels.iter().map(|&l| l.into()).collect();
+        let ri = self.real(Pixels::Unit, self.data.train.len())?;
+        let mut out = Vec::new();
+        let (mut lowest, mut lowest_base) = (f64::INFINITY, f64::INFINITY);
+        for (digit, s) in samples.iter().enumerate() {
+            let gen = self.features(s)?;
+            let real = &self.real[ri];
+            let rows_of = |labels: &[usize]| -> Vec<usize> {
+                (0..labels.len()).filter(|&i| labels[i] == digit).collect()
+            };
+            let test_rows = rows_of(&test_labels);
+            let mut train_rows = rows_of(&real.train_labels);
+            train_rows.truncate(gen.n.max(2));
+            if test_rows.len() < 2 || train_rows.len() < 2 {
+                return Err(Error::invalid(
+                    "eval",
+                    format!("too few real digits {digit} for per-digit metrics"),
+                ));
+            }
+            let pick = |values: &[f64], width: usize, rows: &[usize]| -> Vec<f64> {
+                rows.iter()
+                    .flat_map(|&r| values[r * width..(r + 1) * width].iter().copied())
+                    .collect()
+            };
+            let dim = gen.d;
+            let test = pick(&real.test.features, dim, &test_rows);
+            let train = pick(&real.train.features, dim, &train_rows);
+            let fcd = metrics::frechet_of_sets(&gen.features, gen.n, &test, test_rows.len(), dim)?;
+            let fcd_base =
+                metrics::frechet_of_sets(&train, train_rows.len(), &test, test_rows.len(), dim)?;
+            let agreement = metrics::accuracy(&gen.logits, CLASSES, &vec![digit; gen.n])?;
+            let base = metrics::accuracy(
+                &pick(&real.train.logits, CLASSES, &train_rows),
+                CLASSES,
+                &vec![digit; train_rows.len()],
+            )?;
+            lowest = lowest.min(agreement);
+            lowest_base = lowest_base.min(base);
+            out.push(
+                Metric::with_baseline(format!("digit_{digit}_agreement"), agreement, base)
+                    .detail(format!("{} samples asked for {digit}", gen.n)),
+            );
+            out.push(Metric::with_baseline(
+                format!("digit_{digit}_fcd"),
+                fcd,
+                fcd_base,
+            ));
+        }
+        out.push(Metric::with_baseline(
+            "lowest_digit_agreement",
+            lowest,
+            lowest_base,
+        ));
+        Ok(out)
+    }
+}
+
 /// Checks the sample contract: [n, C, H, W], values in [0, 1].
 pub fn check_samples(model: &str, s: &Tensor, n: usize) -> Result<()> {
     if s.rank() != 4 || s.shape()[0] != n {

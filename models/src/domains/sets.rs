@@ -1,0 +1,447 @@
+//! The attribute domains the conditional and translation models work between, made from the
+//! digits by the Morpho-MNIST perturbations ([`super::morpho`]) and defined by measurement, so
+//! that "the domain was reached" is a number:
+//!
+//! | domain | made by | a digit is in it when |
+//! |---|---|---|
+//! | plain | the digit as it is | thickness in [`PLAIN_THICKNESS`] (its slant is the writer's) |
+//! | thin | erosion by 0.7 of the half-thickness (the paper's amount) | thickness below [`THIN_BELOW`] |
+//! | thick | dilation by 1.0 of the half-thickness (the paper's), more for a digit that would stay below [`THICK_TARGET`] | thickness above [`THICK_ABOVE`] |
+//! | slanted left / right | a shear to a slant of ∓[`SLANT_TARGET`] | slant below -[`SLANTED`] / above [`SLANTED`] |
+//! | coloured | the digit tinted over a colour texture (three channels) | not measured (a colour domain) |
+//!
+//! Every set is a deterministic function of the digits and a seed. Captions name a digit's
+//! label and its measured attributes with a fixed vocabulary ([`caption`]).
+
+use super::morpho::{self, Morphometrics};
+use autograd::Rng;
+use rayon::prelude::*;
+
+const N: usize = 28;
+
+/// Below this measured thickness (pixels) a digit is thin.
+pub const THIN_BELOW: f64 = 1.75;
+/// Above this, thick.
+pub const THICK_ABOVE: f64 = 3.75;
+/// The least thickness the thick domain's dilation aims at: doubling a thin digit's stroke
+/// would leave it below [`THICK_ABOVE`].
+pub const THICK_TARGET: f64 = 4.5;
+/// The thickness range of a plain digit (most real digits: 10th to 90th percentile 1.8 to 3.3).
+pub const PLAIN_THICKNESS: (f64, f64) = (THIN_BELOW, THICK_ABOVE);
+/// Beyond this slant (radians, about 11.5 degrees) a digit is slanted; within it, upright.
+pub const SLANTED: f64 = 0.2;
+/// The slant (radians, about 23 degrees) the slanting perturbation shears a digit to.
+pub const SLANT_TARGET: f64 = 0.4;
+
+/// One attribute domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Domain {
+    Plain,
+    Thin,
+    Thick,
+    SlantedLeft,
+    SlantedRight,
+    Coloured,
+}
+
+impl Domain {
+    pub const ALL: [Domain; 6] = [
+        Domain::Plain,
+        Domain::Thin,
+        Domain::Thick,
+        Domain::SlantedLeft,
+        Domain::SlantedRight,
+        Domain::Coloured,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Plain => "plain",
+            Domain::Thin => "thin",
+            Domain::Thick => "thick",
+            Domain::SlantedLeft => "slanted-left",
+            Domain::SlantedRight => "slanted-right",
+            Domain::Coloured => "coloured",
+        }
+    }
+
+    /// Image planes: 3 for the coloured domain, 1 for the others.
+    pub fn channels(self) -> usize {
+        if self == Domain::Coloured {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// Whether measurements `m` put a grey digit in this domain (the coloured domain is not
+    /// measured: `None`).
+    pub fn holds(self, m: &Morphometrics) -> Option<bool> {
+        Some(match self {
+            Domain::Plain => (PLAIN_THICKNESS.0..=PLAIN_THICKNESS.1).contains(&m.thickness),
+            Domain::Thin => m.thickness < THIN_BELOW,
+            Domain::Thick => m.thickness > THICK_ABOVE,
+            Domain::SlantedLeft => m.slant < -SLANTED,
+            Domain::SlantedRight => m.slant > SLANTED,
+            Domain::Coloured => return None,
+        })
+    }
+
+    /// The digit `img` ([28, 28] grey levels) in this domain, as `channels()` planes of
+    /// [28, 28] values in [0, 1]; `rng` draws the coloured domain's tint and texture.
+    pub fn apply(self, img: &[u8], rng: &mut Rng) -> Vec<f32> {
+        let grey = |v: Vec<u8>| v.iter().map(|&b| b as f32 / 255.0).collect();
+        match self {
+            Domain::Plain => grey(img.to_vec()),
+            Domain::Thin => grey(morpho::thin(img, N, N, 0.7)),
+            Domain::Thick => grey(thicken_to(img, THICK_TARGET)),
+            Domain::SlantedLeft => grey(slant_to(img, -SLANT_TARGET)),
+            Domain::SlantedRight => grey(slant_to(img, SLANT_TARGET)),
+            Domain::Coloured => coloured(img, rng),
+        }
+    }
+}
+
+/// The digit dilated by its half-thickness (Morpho-MNIST's thickening by 1.0), or by as much
+/// as takes its thickness to `at_least` when that is more.
+pub fn thicken_to(img: &[u8], at_least: f64) -> Vec<u8> {
+    let Some(m) = morpho::measure(img, N, N) else {
+        return img.to_vec();
+    };
+    let radius = (m.thickness / 2.0).max((at_least - m.thickness) / 2.0);
+    morpho::dilate(img, N, N, radius)
+}
+
+/// The digit sheared until its measured slant is `target`: shears add in tan(slant).
+pub fn slant_to(img: &[u8], target: f64) -> Vec<u8> {
+    let Some(m) = morpho::measure(img, N, N) else {
+        return img.to_vec();
+    };
+    let shear = target.tan() - m.slant.tan();
+    morpho::slant(img, N, N, shear.atan())
+}
+
+/// A colour in [0, 1]^3 with hue `h` (0..1), full saturation and value `v`.
+fn hue(h: f64, v: f64) -> [f64; 3] {
+    let h6 = (h.rem_euclid(1.0)) * 6.0;
+    let x = 1.0 - (h6 % 2.0 - 1.0).abs();
+    let (r, g, b) = match h6 as usize {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    [r * v, g * v, b * v]
+}
+
+/// The digit tinted with a bright random hue over a dark texture of another hue: the sum of
+/// three random plane waves, so that a model must separate stroke from background by shape, not
+/// by a fixed colour. [3, 28, 28] in [0, 1].
+fn coloured(img: &[u8], rng: &mut Rng) -> Vec<f32> {
+    let h_digit = rng.uniform();
+    let tint = hue(h_digit, 1.0);
+    let back = hue(h_digit + 0.33 + 0.34 * rng.uniform(), 0.45);
+    let waves: Vec<(f64, f64, f64)> = (0..3)
+        .map(|_| {
+            let angle = rng.uniform() * std::f64::consts::TAU;
+            let freq = 0.15 + 0.35 * rng.uniform();
+            (
+                angle.cos() * freq,
+                angle.sin() * freq,
+                rng.uniform() * std::f64::consts::TAU,
+            )
+        })
+        .collect();
+    let mut out = vec![0f32; 3 * N * N];
+    for r in 0..N {
+        for c in 0..N {
+            let t: f64 = waves
+                .iter()
+                .map(|(fx, fy, ph)| (fx * c as f64 + fy * r as f64 + ph).sin())
+                .sum::<f64>()
+                / 6.0
+                + 0.5;
+            let a = img[r * N + c] as f64 / 255.0;
+            for ch in 0..3 {
+                let bg = back[ch] * (0.5 + 0.5 * t);
+                out[ch * N * N + r * N + c] = ((1.0 - a) * bg + a * tint[ch]) as f32;
+            }
+        }
+    }
+    out
+}
+
+/// The words of every caption.
+pub const VOCABULARY: &[&str] = &[
+    "a", "an", "thin", "thick", "zero", "one", "two", "three", "four", "five", "six", "seven",
+    "eight", "nine", "leaning", "left", "right",
+];
+
+const DIGIT_WORDS: [&str; 10] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+];
+
+/// A digit's stroke, from its measured thickness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stroke {
+    Thin,
+    Regular,
+    Thick,
+}
+
+/// A digit's lean, from its measured slant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lean {
+    Left,
+    Upright,
+    Right,
+}
+
+/// What a caption says of a digit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attributes {
+    pub label: usize,
+    pub stroke: Stroke,
+    pub lean: Lean,
+}
+
+impl Attributes {
+    /// From a digit's label and measurements.
+    pub fn of(label: usize, m: &Morphometrics) -> Attributes {
+        let stroke = if m.thickness < THIN_BELOW {
+            Stroke::Thin
+        } else if m.thickness > THICK_ABOVE {
+            Stroke::Thick
+        } else {
+            Stroke::Regular
+        };
+        let lean = if m.slant < -SLANTED {
+            Lean::Left
+        } else if m.slant > SLANTED {
+            Lean::Right
+        } else {
+            Lean::Upright
+        };
+        Attributes {
+            label,
+            stroke,
+            lean,
+        }
+    }
+}
+
+/// "a thick seven leaning right", "an eight", "a thin two leaning left": the article, the
+/// stroke when not regular, the digit, the lean when not upright.
+pub fn caption(a: &Attributes) -> String {
+    let mut words = Vec::new();
+    let stroke = match a.stroke {
+        Stroke::Thin => Some("thin"),
+        Stroke::Thick => Some("thick"),
+        Stroke::Regular => None,
+    };
+    let next = stroke.unwrap_or(DIGIT_WORDS[a.label]);
+    words.push(if next.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    });
+    words.extend(stroke);
+    words.push(DIGIT_WORDS[a.label]);
+    match a.lean {
+        Lean::Left => words.extend(["leaning", "left"]),
+        Lean::Right => words.extend(["leaning", "right"]),
+        Lean::Upright => {}
+    }
+    words.join(" ")
+}
+
+/// Reads a caption back: the attributes it names, or an error listing the words outside the
+/// vocabulary (or saying what is missing or repeated).
+pub fn parse_caption(text: &str) -> Result<Attributes, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let unknown: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !VOCABULARY.contains(w))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{} not in the vocabulary ({})",
+            unknown
+                .iter()
+                .map(|w| format!("{w:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            VOCABULARY.join(" ")
+        ));
+    }
+    let digits: Vec<usize> = words
+        .iter()
+        .filter_map(|w| DIGIT_WORDS.iter().position(|d| d == w))
+        .collect();
+    let [label] = digits[..] else {
+        return Err(format!(
+            "a caption names one digit, {text:?} names {}",
+            digits.len()
+        ));
+    };
+    let has = |w: &str| words.contains(&w);
+    let stroke = match (has("thin"), has("thick")) {
+        (true, true) => return Err("a digit is not both thin and thick".into()),
+        (true, false) => Stroke::Thin,
+        (false, true) => Stroke::Thick,
+        _ => Stroke::Regular,
+    };
+    let lean = match (has("left"), has("right")) {
+        (true, true) => return Err("a digit does not lean both ways".into()),
+        (true, false) => Lean::Left,
+        (false, true) => Lean::Right,
+        _ => Lean::Upright,
+    };
+    Ok(Attributes {
+        label,
+        stroke,
+        lean,
+    })
+}
+
+/// Digits in one domain: images (each `domain.channels()` planes of [28, 28] in [0, 1]), their
+/// labels, and for the grey domains each image's measurements.
+#[derive(Clone, Debug)]
+pub struct DomainSet {
+    pub domain: Domain,
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub measurements: Vec<Option<Morphometrics>>,
+}
+
+impl DomainSet {
+    /// The digits `images` ([n, 28, 28] grey levels) with `labels` in `domain`, the coloured
+    /// domain's draws seeded by `seed` (image i from its own stream, so a set does not depend
+    /// on how it is split across threads).
+    pub fn make(domain: Domain, images: &[u8], labels: &[u8], seed: u64) -> DomainSet {
+        let per: Vec<(Vec<f32>, Option<Morphometrics>)> = images
+            .par_chunks(N * N)
+            .enumerate()
+            .map(|(i, img)| {
+                let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let x = domain.apply(img, &mut rng);
+                let m = (domain.channels() == 1).then(|| {
+                    let bytes: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
+                    morpho::measure(&bytes, N, N)
+                });
+                (x, m.flatten())
+            })
+            .collect();
+        let mut set = DomainSet {
+            domain,
+            images: Vec::with_capacity(per.len() * domain.channels() * N * N),
+            labels: labels.to_vec(),
+            measurements: Vec::with_capacity(per.len()),
+        };
+        for (x, m) in per {
+            set.images.extend(x);
+            set.measurements.push(m);
+        }
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The fraction of the set's digits whose measurements put them in its domain (`None` for
+    /// the coloured domain).
+    pub fn in_domain(&self) -> Option<f64> {
+        if self.domain == Domain::Coloured || self.is_empty() {
+            return None;
+        }
+        let reached = self
+            .measurements
+            .iter()
+            .filter(|m| m.as_ref().and_then(|m| self.domain.holds(m)) == Some(true))
+            .count();
+        Some(reached as f64 / self.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captions_read_back_and_name_unknown_words() {
+        for label in 0..10 {
+            for stroke in [Stroke::Thin, Stroke::Regular, Stroke::Thick] {
+                for lean in [Lean::Left, Lean::Upright, Lean::Right] {
+                    let a = Attributes {
+                        label,
+                        stroke,
+                        lean,
+                    };
+                    let c = caption(&a);
+                    assert_eq!(parse_caption(&c), Ok(a), "{c}");
+                    assert!(c.split(' ').all(|w| VOCABULARY.contains(&w)), "{c}");
+                }
+            }
+        }
+        let a = Attributes {
+            label: 7,
+            stroke: Stroke::Thick,
+            lean: Lean::Right,
+        };
+        assert_eq!(caption(&a), "a thick seven leaning right");
+        assert_eq!(
+            caption(&Attributes {
+                label: 8,
+                stroke: Stroke::Regular,
+                lean: Lean::Upright
+            }),
+            "an eight"
+        );
+        let e = parse_caption("a bold seven leaning sideways").unwrap_err();
+        assert!(e.contains("\"bold\"") && e.contains("\"sideways\""), "{e}");
+        assert!(parse_caption("a seven eight").is_err());
+        assert!(parse_caption("a thin thick two").is_err());
+    }
+
+    /// Each perturbation puts most real digits in its domain, and the sets are deterministic.
+    #[test]
+    fn the_domains_are_reached_by_their_perturbations() {
+        let data = crate::program::data::embedded().unwrap();
+        let n = 200;
+        let (images, labels) = (&data.test.images[..n * N * N], &data.test.labels[..n]);
+        for domain in [
+            Domain::Thin,
+            Domain::Thick,
+            Domain::SlantedLeft,
+            Domain::SlantedRight,
+        ] {
+            let set = DomainSet::make(domain, images, labels, 1);
+            let reached = set.in_domain().unwrap();
+            assert!(reached >= 0.9, "{}: {reached}", domain.name());
+        }
+        let plain = DomainSet::make(Domain::Plain, images, labels, 1);
+        let p = plain.in_domain().unwrap();
+        assert!(
+            (0.8..0.95).contains(&p),
+            "plain digits in the plain domain: {p}"
+        );
+        let c1 = DomainSet::make(Domain::Coloured, images, labels, 4);
+        let c2 = DomainSet::make(Domain::Coloured, images, labels, 4);
+        assert_eq!(c1.images, c2.images);
+        assert_eq!(c1.images.len(), n * 3 * N * N);
+        assert_eq!(c1.in_domain(), None);
+        assert!(c1.images.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_ne!(
+            c1.images,
+            DomainSet::make(Domain::Coloured, images, labels, 5).images
+        );
+    }
+}
