@@ -21,7 +21,7 @@
 
 use crate::latent::LatentModel;
 use crate::program::checkpoint;
-use crate::program::data::{Batch, Pixels, Split};
+use crate::program::data::{Batch, Mnist, Pixels, Split};
 use crate::program::eval::{check_samples, EvalContext, Metric};
 use autograd::optim::Optimizer;
 use autograd::{no_grad, Error, Result, Rng, Tensor};
@@ -168,6 +168,13 @@ pub trait GenerativeModel {
     /// evaluation behaviour.
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor>;
 
+    /// `n` samples for the run's pictures and the evaluation, given the run's data: what
+    /// [`GenerativeModel::sample`] draws, or for a model that translates digits (CycleGAN) its
+    /// translations of the first `n` test digits.
+    fn sample_given(&mut self, n: usize, _data: &Mnist, rng: &mut Rng) -> Result<Tensor> {
+        self.sample(n, rng)
+    }
+
     /// Conditional models (the conditional GAN): `n` samples of the digit `label`, as
     /// [`GenerativeModel::sample`] draws them (`genzoo sample --label`). Others: an error.
     fn sample_label(&mut self, _n: usize, _label: usize, _rng: &mut Rng) -> Result<Tensor> {
@@ -202,8 +209,9 @@ pub trait GenerativeModel {
     }
 
     /// Pictures of its own written into the run folder `dir` after the last epoch (InfoGAN's
-    /// code traversals, the GAN's loss slopes), in evaluation behaviour. None by default.
-    fn end_of_training(&mut self, _dir: &std::path::Path) -> Result<()> {
+    /// code traversals, the conditional GAN's digits, CycleGAN's translations of `data`'s test
+    /// digits), in evaluation behaviour. None by default.
+    fn end_of_training(&mut self, _dir: &std::path::Path, _data: &Mnist) -> Result<()> {
         Ok(())
     }
 
@@ -257,7 +265,7 @@ pub fn draw_samples<M: GenerativeModel + ?Sized>(
     let mut left = ctx.samples;
     while left > 0 {
         let k = left.min(100);
-        let s = no_grad(|| model.sample(k, &mut ctx.rng))?;
+        let s = no_grad(|| model.sample_given(k, ctx.data, &mut ctx.rng))?;
         check_samples(model.name(), &s, k)?;
         parts.push(s);
         left -= k;

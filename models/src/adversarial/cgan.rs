@@ -5,26 +5,35 @@
 //!   min_G max_D  E_{(x, y) ~ p_data}[log D(x, y)] + E_{z ~ p(z), y ~ p(y)}[log(1 - D(G(z, y), y))]
 //! ```
 //!
-//! At DCGAN's size (the networks of [`crate::adversarial::dcgan`]), y enters each player as the
-//! paper has it, joined to its input: G reads [z | onehot(y)] (100 + 10), D reads the image with
-//! ten label planes behind it (plane y all ones, the rest zeros: 11 input channels). Real images
-//! come with their own labels; each generated image is asked for the label of the real image
-//! beside it, so D sees every digit as often real as fake. Losses, optimizers and
-//! initialisation are DCGAN's (BCE with logits, non-saturating G loss, Adam 2e-4 (0.5, 0.999)).
+//! At DCGAN's size (the networks of [`crate::adversarial::dcgan`]). G reads y as the paper has
+//! it, joined to its noise: [z | onehot(y)] (100 + 10). D reads it by projection (Miyato &
+//! Koyama 2018, "cGANs with Projection Discriminator"): with phi(x) the DCGAN discriminator's
+//! trunk features,
+//!
+//! ```text
+//!   D(x, y) = w . phi(x) + b + e_y . phi(x)        e_y: a learned embedding of the label
+//! ```
+//!
+//! The paper's way for D, ten label planes joined to the image (11 input channels), was tried
+//! first: after 20 epochs the classifier agreed with the digit asked for on 83-98% of the
+//! samples per digit (90.3% overall). Real images come with their own labels; each generated
+//! image is asked for the label of the real image beside it, so D sees every digit as often
+//! real as fake. Losses, optimizers and initialisation are DCGAN's (BCE with logits,
+//! non-saturating G loss, Adam 2e-4 (0.5, 0.999)); the embedding starts at N(0, 0.02).
 //!
 //! `genzoo sample cgan --label 7` draws sevens; `genzoo eval` reports, per digit, how often the
 //! harness classifier agrees with the digit asked for (on `--samples` draws per digit) and the
 //! FCD against the real test digits of that class, each beside its real-data baseline.
 
-use crate::adversarial::networks::{check_latent, ConvDiscriminator, ConvGenerator};
+use crate::adversarial::networks::{check_latent, ConvGenerator, ConvTrunk, TRUNK_FEATURES};
 use crate::adversarial::{
-    discriminator_step, epoch_metrics, generator_loss, noise, to_unit, GanConfig, Network, Players,
+    discriminator_loss, generator_loss, noise, to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
 };
 use crate::model::{Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{EvalContext, Metric};
 use crate::program::image;
-use autograd::nn;
+use autograd::nn::{self, init, Embedding, Linear, Module};
 use autograd::optim::{Adam, Optimizer};
 use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
 use std::path::Path;
@@ -44,9 +53,55 @@ pub static ENTRY: Entry = Entry {
 /// The labels: the ten digits.
 pub const CLASSES: usize = 10;
 
+/// D by projection (module doc): the DCGAN discriminator's trunk, its linear head, and the
+/// label's embedding dotted with the trunk's features.
+pub struct ProjectionDiscriminator {
+    trunk: ConvTrunk,
+    fc: Linear,
+    embed: Embedding,
+}
+
+impl ProjectionDiscriminator {
+    pub fn new(config: &GanConfig, rng: &mut Rng) -> Result<ProjectionDiscriminator> {
+        let embed = Embedding::new(CLASSES, TRUNK_FEATURES, DType::F32, rng)?;
+        init::normal_(&embed.weight, 0.0, 0.02, rng)?;
+        Ok(ProjectionDiscriminator {
+            trunk: ConvTrunk::new(Some(config.norm()), rng)?,
+            fc: Linear::new(TRUNK_FEATURES, 1, true, DType::F32, rng)?,
+            embed,
+        })
+    }
+
+    /// Images [n, 1, 28, 28] with their labels -> logits [n, 1].
+    pub fn forward(&mut self, x: &Tensor, labels: &[usize]) -> Result<Tensor> {
+        let phi = self.trunk.features(x)?;
+        let projection = phi.mul(&self.embed.forward(labels)?)?.sum(&[1], true)?;
+        self.fc.forward(&phi)?.add(&projection)
+    }
+}
+
+impl Module for ProjectionDiscriminator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = self.trunk.named_parameters();
+        p.extend(nn::prefixed("fc", self.fc.named_parameters()));
+        p.extend(nn::prefixed("embed", self.embed.named_parameters()));
+        p
+    }
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.trunk.named_buffers()
+    }
+    fn set_training(&mut self, training: bool) {
+        self.trunk.set_training(training)
+    }
+}
+
 pub struct Cgan {
     config: GanConfig,
-    players: Players<ConvGenerator, ConvDiscriminator>,
+    generator: ConvGenerator,
+    discriminator: ProjectionDiscriminator,
+    opt_g: Adam,
+    opt_d: Adam,
+    monitor: Monitor,
 }
 
 /// y as G reads it: one-hot rows [n, 10].
@@ -54,48 +109,27 @@ fn label_codes(labels: &[usize]) -> Result<Tensor> {
     Tensor::one_hot(labels, CLASSES, DType::F32)
 }
 
-/// y as D reads it: ten planes per image [n, 10, 28, 28], plane y ones, the others zeros.
-fn label_planes(labels: &[usize], rows: usize, cols: usize) -> Result<Tensor> {
-    let n = labels.len();
-    label_codes(labels)?
-        .reshape(&[n, CLASSES, 1, 1])?
-        .expand(&[n, CLASSES, rows, cols])
-}
-
-/// The input of D: images [n, 1, H, W] with their label planes behind them.
-fn with_planes(images: &Tensor, labels: &[usize]) -> Result<Tensor> {
-    let s = images.shape();
-    Tensor::concat(&[images.clone(), label_planes(labels, s[2], s[3])?], 1)
-}
-
 impl Cgan {
     pub fn new(config: GanConfig, rng: &mut Rng) -> Result<Cgan> {
         check_latent(ENTRY.name, "latent", config.latent)?;
         let generator = ConvGenerator::new(config.latent + CLASSES, config.norm(), rng)?;
-        let discriminator =
-            ConvDiscriminator::with_channels(1 + CLASSES, Some(config.norm()), rng)?;
+        let discriminator = ProjectionDiscriminator::new(&config, rng)?;
         let adam = config.adam();
         let opt_g = Adam::new(
-            nn::prefixed("generator", nn::Module::named_parameters(&generator)),
+            nn::prefixed("generator", generator.named_parameters()),
             adam,
         )?;
         let opt_d = Adam::new(
-            nn::prefixed(
-                "discriminator",
-                nn::Module::named_parameters(&discriminator),
-            ),
+            nn::prefixed("discriminator", discriminator.named_parameters()),
             adam,
         )?;
         Ok(Cgan {
-            players: Players {
-                generator,
-                discriminator,
-                opt_g: Box::new(opt_g),
-                opt_d: Box::new(opt_d),
-                latent: config.latent,
-                monitor: Default::default(),
-            },
             config,
+            generator,
+            discriminator,
+            opt_g,
+            opt_d,
+            monitor: Monitor::default(),
         })
     }
 
@@ -103,26 +137,23 @@ impl Cgan {
     fn generate(&mut self, labels: &[usize], rng: &mut Rng) -> Result<Tensor> {
         let z = noise(labels.len(), self.config.latent, rng);
         let input = Tensor::concat(&[z, label_codes(labels)?], 1)?;
-        self.players.generator.forward(&input)
+        self.generator.forward(&input)
     }
 
     /// One step of the conditional game on real images `x` (in [-1, 1]) with their `labels`:
     /// D on (x, y) labelled 1 and on (G(z, y), y) labelled 0, then G against the updated D.
     fn step(&mut self, x: &Tensor, labels: &[usize], rng: &mut Rng) -> Result<Losses> {
         let fake = self.generate(labels, rng)?;
-        let fake_in = with_planes(&fake, labels)?;
-        let p = &mut self.players;
-        let d_loss = discriminator_step(
-            &mut p.discriminator,
-            &mut *p.opt_d,
-            &mut p.monitor,
-            &with_planes(x, labels)?,
-            &fake_in,
-        )?;
-        let g_loss = generator_loss(&p.discriminator.forward(&fake_in)?, self.config.loss)?;
-        p.opt_g.minimize(&g_loss)?;
+        let real_logits = self.discriminator.forward(x, labels)?;
+        let fake_logits = self.discriminator.forward(&fake.detach(), labels)?;
+        let d_loss = discriminator_loss(&real_logits, &fake_logits)?;
+        self.opt_d.minimize(&d_loss)?;
+        self.monitor.record(&real_logits, &fake_logits);
+        let g_logits = self.discriminator.forward(&fake, labels)?;
+        let g_loss = generator_loss(&g_logits, self.config.loss)?;
+        self.opt_g.minimize(&g_loss)?;
         Ok(vec![
-            ("d_loss".into(), d_loss),
+            ("d_loss".into(), d_loss.item()?),
             ("g_loss".into(), g_loss.item()?),
         ])
     }
@@ -161,19 +192,28 @@ impl GenerativeModel for Cgan {
         Pixels::Symmetric
     }
     fn weights(&self) -> Vec<(String, Tensor)> {
-        self.players.weights()
+        let mut w = nn::prefixed("generator", self.generator.state_dict());
+        w.extend(nn::prefixed(
+            "discriminator",
+            self.discriminator.state_dict(),
+        ));
+        w
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        self.players.optimizers()
+        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        self.players.optimizers_mut()
+        vec![
+            ("optimizer_g", &mut self.opt_g),
+            ("optimizer_d", &mut self.opt_d),
+        ]
     }
     fn set_training(&mut self, training: bool) {
-        self.players.set_training(training)
+        self.generator.set_training(training);
+        self.discriminator.set_training(training);
     }
     fn begin_epoch(&mut self, _epoch: u64) -> Result<()> {
-        self.players.monitor.reset();
+        self.monitor.reset();
         Ok(())
     }
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
@@ -194,18 +234,15 @@ impl GenerativeModel for Cgan {
         }
         to_unit(&self.generate(&vec![label; n], rng)?)
     }
+    /// The sample metrics of [`EPOCH_SAMPLES`] samples in equal runs of digits, with the
+    /// agreement with the digit asked for, and D's accuracy over the epoch.
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        let monitor = self.players.monitor.clone();
-        let mut m = epoch_metrics(self, ctx, Some(&monitor))?;
-        // the agreement with the digit asked for, on the epoch's samples (equal runs of digits)
-        let n = crate::adversarial::EPOCH_SAMPLES;
-        let s = no_grad(|| self.sample(n, &mut Rng::new(0x5eed_ea7c)))?;
-        let labels = labels_in_runs(n);
-        let acc = ctx.sample_metrics(&s, Pixels::Unit, Some(&labels))?;
-        m.extend(
-            acc.into_iter()
-                .filter(|m| m.name == "intended_label_accuracy"),
-        );
+        self.set_training(false);
+        let s = no_grad(|| self.sample(EPOCH_SAMPLES, &mut Rng::new(0x5eed_ea7c)))?;
+        let mut m = ctx.sample_metrics(&s, Pixels::Unit, Some(&labels_in_runs(EPOCH_SAMPLES)))?;
+        if let Some(acc) = self.monitor.accuracy() {
+            m.push(Metric::new("d_accuracy", acc));
+        }
         Ok(m)
     }
     /// The sample metrics of equal runs of digits (with the agreement with the digit asked
@@ -220,7 +257,7 @@ impl GenerativeModel for Cgan {
         Ok(m)
     }
     /// `digits.png`: a row per digit asked for, ten draws each.
-    fn end_of_training(&mut self, dir: &Path) -> Result<()> {
+    fn end_of_training(&mut self, dir: &Path, _data: &Mnist) -> Result<()> {
         let grid = no_grad(|| self.sample(100, &mut Rng::new(0xd161)))?;
         crate::program::checkpoint::write_atomic(
             &dir.join("digits.png"),
@@ -234,33 +271,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_player_sees_the_label_where_the_paper_puts_it() {
+    fn each_player_sees_the_label() {
         let mut rng = Rng::new(3);
         let mut gan = Cgan::new(GanConfig::default(), &mut rng).unwrap();
-        let planes = label_planes(&[2, 7], 28, 28).unwrap();
-        assert_eq!(planes.shape(), &[2, 10, 28, 28]);
-        let v = planes.to_vec_f64();
-        let plane = |n: usize, c: usize| &v[(n * 10 + c) * 784..(n * 10 + c + 1) * 784];
-        assert!(plane(0, 2).iter().all(|&x| x == 1.0) && plane(1, 7).iter().all(|&x| x == 1.0));
-        assert_eq!(v.iter().sum::<f64>(), 2.0 * 784.0);
-        // G: noise and label; D: image and planes
         let x = gan.sample_label(3, 4, &mut rng).unwrap();
         assert_eq!(x.shape(), &[3, 1, 28, 28]);
-        let d_in = with_planes(&x, &[4, 4, 4]).unwrap();
-        assert_eq!(d_in.shape(), &[3, 11, 28, 28]);
         assert_eq!(
-            gan.players.discriminator.forward(&d_in).unwrap().shape(),
+            gan.discriminator.forward(&x, &[4, 4, 4]).unwrap().shape(),
             &[3, 1]
         );
         assert!(gan.sample_label(1, 10, &mut rng).is_err());
         assert_eq!(labels_in_runs(20)[..4], [0, 0, 1, 1]);
         assert_eq!(labels_in_runs(100)[99], 9);
+        let names: Vec<String> = gan.weights().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.contains(&"discriminator.embed.weight".to_string()),
+            "{names:?}"
+        );
     }
 
-    /// The label must matter to G: with the same noise, two labels give different images, and
-    /// D's gradient reaches the label planes.
+    /// The label must matter to both: with the same noise two labels give different images,
+    /// and the same images with two labels different logits (by the projection alone).
     #[test]
-    fn the_label_changes_what_g_draws_and_what_d_sees() {
+    fn the_label_changes_what_g_draws_and_what_d_says() {
         let mut rng = Rng::new(5);
         let mut gan = Cgan::new(GanConfig::default(), &mut rng).unwrap();
         gan.set_training(false);
@@ -274,49 +307,40 @@ mod tests {
             .to_vec_f64();
         let diff: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
         assert!(diff > 1e-3, "the label does not reach G's output ({diff})");
-        let x = Tensor::zeros(&[2, 1, 28, 28], DType::F32);
-        let l1 = gan
-            .players
-            .discriminator
-            .forward(&with_planes(&x, &[1, 1]).unwrap())
-            .unwrap();
-        let l8 = gan
-            .players
-            .discriminator
-            .forward(&with_planes(&x, &[8, 8]).unwrap())
-            .unwrap();
-        let d: f64 = l1
-            .to_vec_f64()
-            .iter()
-            .zip(l8.to_vec_f64())
-            .map(|(p, q)| (p - q).abs())
-            .sum();
+        let x = Tensor::randn(&[2, 1, 28, 28], DType::F32, &mut rng);
+        let l1 = gan.discriminator.forward(&x, &[1, 1]).unwrap().to_vec_f64();
+        let l8 = gan.discriminator.forward(&x, &[8, 8]).unwrap().to_vec_f64();
+        let d: f64 = l1.iter().zip(&l8).map(|(p, q)| (p - q).abs()).sum();
         assert!(d > 1e-6, "the label does not reach D's output ({d})");
     }
 
-    /// A few steps on a batch of two digits train both players (the losses move and stay
-    /// finite).
+    /// A few steps on one batch train both players (the losses move and stay finite).
     #[test]
     fn a_step_trains_both_players() {
         let mut rng = Rng::new(7);
         let mut gan = Cgan::new(GanConfig::default(), &mut rng).unwrap();
         let data = crate::program::data::embedded().unwrap();
         let batch = data.train.batch(&(0..16).collect::<Vec<_>>());
-        let g_sum = |gan: &Cgan| -> f64 {
+        let sum = |gan: &Cgan, prefix: &str| -> f64 {
             gan.weights()
                 .iter()
-                .filter(|(n, _)| n.starts_with("generator."))
+                .filter(|(n, _)| n.starts_with(prefix))
                 .map(|(_, t)| t.to_vec_f64().iter().sum::<f64>())
                 .sum()
         };
-        let before = g_sum(&gan);
+        let (g0, e0) = (sum(&gan, "generator."), sum(&gan, "discriminator.embed"));
         let first = gan.train_step(&batch, &mut rng).unwrap();
-        for _ in 0..3 {
-            gan.train_step(&batch, &mut rng).unwrap();
+        let mut last = first.clone();
+        for _ in 0..4 {
+            last = gan.train_step(&batch, &mut rng).unwrap();
         }
-        let last = gan.train_step(&batch, &mut rng).unwrap();
         assert!(first.iter().chain(&last).all(|(_, v)| v.is_finite()));
         assert_ne!(first[0].1, last[0].1);
-        assert_ne!(before, g_sum(&gan));
+        assert_ne!(g0, sum(&gan, "generator."));
+        assert_ne!(
+            e0,
+            sum(&gan, "discriminator.embed"),
+            "the embedding does not train"
+        );
     }
 }

@@ -44,7 +44,7 @@ use crate::adversarial::networks::{
 };
 use crate::adversarial::{bce_to, discriminator_loss, epoch_metrics, to_unit, Monitor, Network};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Pixels};
+use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{EvalContext, Metric};
 use crate::program::image;
 use autograd::nn::{self, BatchNorm1d, Linear, Module};
@@ -563,7 +563,7 @@ impl GenerativeModel for Infogan {
         m.push(Metric::new("c1_sample_error", self.c1_sample_error(ctx)?));
         Ok(m)
     }
-    fn end_of_training(&mut self, dir: &Path) -> Result<()> {
+    fn end_of_training(&mut self, dir: &Path, _data: &Mnist) -> Result<()> {
         for (k, file) in ["traversal_c2.png", "traversal_c3.png"].iter().enumerate() {
             let grid = self.traversal(k, &mut Rng::new(0x7a5e))?;
             crate::program::checkpoint::write_atomic(

@@ -14,10 +14,11 @@
 //! This module holds what the GANs share: the losses, the two players with their optimizers
 //! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
-//! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label); their networks are in
+//! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits); their networks are in
 //! [`networks`].
 
 pub mod cgan;
+pub mod cycle_gan;
 pub mod dcgan;
 pub mod gan;
 pub mod infogan;

@@ -440,6 +440,9 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     });
     let ext = output_kind(&out, &["png", "npy"], ".png (a grid) or .npy (an array)")?;
     let mut rng = autograd::Rng::new(a.seed);
+    // a model that translates digits (cycle-gan) samples from the run's test digits; the
+    // others do not need them, so a run whose data folder has gone still samples
+    let data = run::data_of(&loaded.meta, None).ok();
     let model = loaded.model.as_mut();
     let mut parts = Vec::new();
     let mut left = n;
@@ -447,7 +450,10 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
         let k = left.min(100);
         let s = autograd::no_grad(|| match a.label {
             Some(label) => model.sample_label(k, label as usize, &mut rng),
-            None => model.sample(k, &mut rng),
+            None => match &data {
+                Some(d) => model.sample_given(k, d, &mut rng),
+                None => model.sample(k, &mut rng),
+            },
         })
         .map_err(|e| e.to_string())?;
         models::program::eval::check_samples(model.name(), &s, k).map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod eval;
-mod fnv;
+pub(crate) mod fnv;
 pub mod image;
 pub mod metrics;
 pub mod run;

@@ -1023,7 +1023,7 @@ pub fn train_entry(
             None
         };
         if entry.family != Family::Classifier {
-            let grid = no_grad(|| model.sample(GRID, &mut Rng::new(GRID_SEED)))?;
+            let grid = no_grad(|| model.sample_given(GRID, &data, &mut Rng::new(GRID_SEED)))?;
             crate::program::eval::check_samples(entry.name, &grid, GRID)?;
             let png = image::grid_png(&grid, Some(8), 2)?;
             write_atomic(
@@ -1130,7 +1130,7 @@ pub fn end_of_training(dir: &Path, model: &mut dyn GenerativeModel, data: &Mnist
     if let Some(m) = model.latent() {
         latent::write_pictures(dir, m, data)?;
     }
-    model.end_of_training(dir)
+    model.end_of_training(dir, data)
 }
 
 /// Which weights of a run folder to load.

@@ -1,0 +1,682 @@
+//! CycleGAN (Zhu, Park, Isola & Efros 2017, "Unpaired Image-to-Image Translation using
+//! Cycle-Consistent Adversarial Networks") between plain and thick digits
+//! ([`crate::domains::sets`]), trained unpaired: a digit of the training split belongs to one
+//! domain for good (by a hash of its pixels, so the two domains hold disjoint halves), and the
+//! thick domain is those digits thickened.
+//!
+//! Two generators G: A -> B (plain to thick) and F: B -> A, two discriminators D_A, D_B, with
+//! LSGAN's least-squares losses, cycle consistency and an identity term:
+//!
+//! ```text
+//!   L_G = (D_B(G(a)) - 1)^2 + (D_A(F(b)) - 1)^2
+//!         + lambda_cyc (|F(G(a)) - a|_1 + |G(F(b)) - b|_1) + lambda_id (|G(b) - b|_1 + |F(a) - a|_1)
+//!   L_D = 1/2 [(D_B(b) - 1)^2 + D_B(b~)^2] + 1/2 [(D_A(a) - 1)^2 + D_A(a~)^2]
+//! ```
+//!
+//! with lambda_cyc = 10 and lambda_id = 5 (the paper's 0.5 lambda_cyc), and b~, a~ drawn from a
+//! history of the last 50 generated images (each new one returned at once, or with probability
+//! 1/2 swapped for a stored one once the history is full). The networks are the paper's scaled
+//! to 28 x 28: a residual generator (c7s1-f, d2f, R2f x blocks, u f, c7s1-1, instance norm,
+//! tanh) and a 7 x 7 PatchGAN discriminator (C f, C 2f, 3 x 3 to one channel). Adam 2e-4
+//! (0.5, 0.999), G and F sharing one, D_A and D_B another.
+//!
+//! Because the true translation exists here (the thickening itself), evaluation reports the
+//! mean L1 to it beside the paper's measures: on the test digits, both directions, the share
+//! whose classifier label is kept and the share measured in the target domain.
+
+use crate::adversarial::Network;
+use crate::domains::morpho;
+use crate::domains::sets::{thicken_to, Domain, THICK_TARGET};
+use crate::model::{Entry, Family, GenerativeModel, Losses};
+use crate::program::data::{Batch, Mnist, Pixels};
+use crate::program::eval::{EvalContext, Metric};
+use crate::program::fnv::Fnv1a;
+use crate::program::{image, metrics};
+use autograd::nn::{self, Conv2d, ConvTranspose2d, InstanceNorm2d, Module};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Error, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub static ENTRY: Entry = Entry {
+    name: "cycle-gan",
+    title: "CycleGAN, plain <-> thick digits unpaired: LSGAN, cycle and identity losses, history of 50",
+    paper: "Zhu, Park, Isola & Efros 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
+    family: Family::Adversarial,
+    default_epochs: 6,
+    default_batch_size: 16,
+    default_config: || serde_json::to_value(CycleConfig::default()).unwrap_or_default(),
+    build: |cfg, rng| Ok(Box::new(CycleGan::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
+};
+
+const N: usize = 28;
+const PIXELS: usize = N * N;
+/// Test digits the per-epoch metrics translate (all of them in `genzoo eval`).
+const EPOCH_DIGITS: usize = 200;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CycleConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// lambda_cyc.
+    pub cycle_weight: f64,
+    /// lambda_id.
+    pub identity_weight: f64,
+    /// Generated images each discriminator's history keeps.
+    pub history: usize,
+    /// Channels of the networks' first layer (f).
+    pub filters: usize,
+    /// Residual blocks of each generator.
+    pub blocks: usize,
+}
+
+impl Default for CycleConfig {
+    fn default() -> Self {
+        CycleConfig {
+            lr: 2e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            cycle_weight: 10.0,
+            identity_weight: 5.0,
+            history: 50,
+            filters: 32,
+            blocks: 3,
+        }
+    }
+}
+
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    rng: &mut Rng,
+) -> Result<Conv2d> {
+    let options = Conv2dOptions {
+        stride: (stride, stride),
+        padding: (pad, pad, pad, pad),
+        ..Conv2dOptions::default()
+    };
+    Conv2d::new(c_in, c_out, (k, k), options, true, DType::F32, rng)
+}
+
+fn norm(c: usize) -> Result<InstanceNorm2d> {
+    InstanceNorm2d::new(c, DType::F32)
+}
+
+/// conv 3x3 -> IN -> ReLU -> conv 3x3 -> IN, added to its input.
+struct Residual {
+    a: Conv2d,
+    na: InstanceNorm2d,
+    b: Conv2d,
+    nb: InstanceNorm2d,
+}
+
+impl Residual {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let h = self.na.forward(&self.a.forward(x)?)?.relu()?;
+        x.add(&self.nb.forward(&self.b.forward(&h)?)?)
+    }
+}
+
+/// The residual generator: [n, 1, 28, 28] -> [n, 1, 28, 28] in [-1, 1].
+pub struct ResnetGenerator {
+    stem: Conv2d,
+    n_stem: InstanceNorm2d,
+    down: Conv2d,
+    n_down: InstanceNorm2d,
+    blocks: Vec<Residual>,
+    up: ConvTranspose2d,
+    n_up: InstanceNorm2d,
+    head: Conv2d,
+}
+
+impl ResnetGenerator {
+    pub fn new(f: usize, blocks: usize, rng: &mut Rng) -> Result<ResnetGenerator> {
+        let up = ConvTranspose2dOptions {
+            stride: (2, 2),
+            padding: (1, 1),
+            ..ConvTranspose2dOptions::default()
+        };
+        Ok(ResnetGenerator {
+            stem: conv(1, f, 7, 1, 3, rng)?,
+            n_stem: norm(f)?,
+            down: conv(f, 2 * f, 4, 2, 1, rng)?,
+            n_down: norm(2 * f)?,
+            blocks: (0..blocks)
+                .map(|_| {
+                    Ok(Residual {
+                        a: conv(2 * f, 2 * f, 3, 1, 1, rng)?,
+                        na: norm(2 * f)?,
+                        b: conv(2 * f, 2 * f, 3, 1, 1, rng)?,
+                        nb: norm(2 * f)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            up: ConvTranspose2d::new(2 * f, f, (4, 4), up, true, DType::F32, rng)?,
+            n_up: norm(f)?,
+            head: conv(f, 1, 7, 1, 3, rng)?,
+        })
+    }
+}
+
+impl Module for ResnetGenerator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut kids: Vec<(String, &dyn Module)> = vec![
+            ("stem".into(), &self.stem),
+            ("down".into(), &self.down),
+            ("up".into(), &self.up),
+            ("head".into(), &self.head),
+        ];
+        for (i, b) in self.blocks.iter().enumerate() {
+            kids.push((format!("block{i}.a"), &b.a));
+            kids.push((format!("block{i}.b"), &b.b));
+        }
+        kids.iter()
+            .flat_map(|(name, m)| nn::prefixed(name, m.named_parameters()))
+            .collect()
+    }
+}
+
+impl Network for ResnetGenerator {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let h = self.n_stem.forward(&self.stem.forward(x)?)?.relu()?;
+        let mut h = self.n_down.forward(&self.down.forward(&h)?)?.relu()?;
+        for b in &mut self.blocks {
+            h = b.forward(&h)?;
+        }
+        let h = self.n_up.forward(&self.up.forward(&h)?)?.relu()?;
+        self.head.forward(&h)?.tanh()
+    }
+}
+
+/// The PatchGAN discriminator: [n, 1, 28, 28] -> one score per 7 x 7 patch [n, 1, 7, 7].
+pub struct PatchDiscriminator {
+    c1: Conv2d,
+    c2: Conv2d,
+    n2: InstanceNorm2d,
+    c3: Conv2d,
+}
+
+impl PatchDiscriminator {
+    pub fn new(f: usize, rng: &mut Rng) -> Result<PatchDiscriminator> {
+        Ok(PatchDiscriminator {
+            c1: conv(1, f, 4, 2, 1, rng)?,
+            c2: conv(f, 2 * f, 4, 2, 1, rng)?,
+            n2: norm(2 * f)?,
+            c3: conv(2 * f, 1, 3, 1, 1, rng)?,
+        })
+    }
+}
+
+impl Module for PatchDiscriminator {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[("c1", &self.c1), ("c2", &self.c2), ("c3", &self.c3)],
+            |m| m.named_parameters(),
+        )
+    }
+}
+
+impl Network for PatchDiscriminator {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        let h = self.c1.forward(x)?.leaky_relu(0.2)?;
+        let h = self.n2.forward(&self.c2.forward(&h)?)?.leaky_relu(0.2)?;
+        self.c3.forward(&h)
+    }
+}
+
+/// LSGAN's loss: the mean of (score - target)^2.
+fn least_squares(scores: &Tensor, target: f64) -> Result<Tensor> {
+    scores.sub_scalar(target)?.square()?.mean_all()
+}
+
+fn l1(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.sub(b)?.abs()?.mean_all()
+}
+
+/// The last `capacity` generated images a discriminator is shown (module doc), kept as
+/// tensors so that a checkpoint holds them and a resumed run continues bit for bit.
+struct History {
+    images: Tensor,
+    len: Tensor,
+    capacity: usize,
+}
+
+impl History {
+    fn new(capacity: usize) -> History {
+        History {
+            images: Tensor::zeros(&[capacity, 1, N, N], DType::F32),
+            len: Tensor::zeros(&[1], DType::F32),
+            capacity,
+        }
+    }
+
+    /// The batch to show D for the newly generated `fresh` (detached), updating the history.
+    fn query(&mut self, fresh: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+        if self.capacity == 0 {
+            return Ok(fresh.clone());
+        }
+        let mut stored = self.images.to_vec::<f32>()?;
+        let mut len = self.len.to_vec_f64()[0] as usize;
+        let new = fresh.to_vec::<f32>()?;
+        let mut out = Vec::with_capacity(new.len());
+        for img in new.chunks(PIXELS) {
+            if len < self.capacity {
+                stored[len * PIXELS..(len + 1) * PIXELS].copy_from_slice(img);
+                len += 1;
+                out.extend_from_slice(img);
+            } else if rng.uniform() < 0.5 {
+                let k = ((rng.uniform() * self.capacity as f64) as usize).min(self.capacity - 1);
+                let slot = &mut stored[k * PIXELS..(k + 1) * PIXELS];
+                out.extend_from_slice(slot);
+                slot.copy_from_slice(img);
+            } else {
+                out.extend_from_slice(img);
+            }
+        }
+        self.images
+            .update_data::<f32>(|d| d.copy_from_slice(&stored))?;
+        self.len.update_data::<f32>(|d| d[0] = len as f32)?;
+        Tensor::from_vec(out, fresh.shape())
+    }
+}
+
+pub struct CycleGan {
+    config: CycleConfig,
+    /// A -> B, plain to thick.
+    g: ResnetGenerator,
+    /// B -> A.
+    f: ResnetGenerator,
+    d_a: PatchDiscriminator,
+    d_b: PatchDiscriminator,
+    opt_g: Adam,
+    opt_d: Adam,
+    history_a: History,
+    history_b: History,
+}
+
+/// Which domain a training digit belongs to for good: a hash of its pixels (true: plain).
+fn is_plain(img: &[u8]) -> bool {
+    let mut h = Fnv1a::new();
+    h.eat(img);
+    h.finish() & 1 == 0
+}
+
+/// Grey levels -> [n, 1, 28, 28] in [-1, 1].
+fn symmetric(images: &[u8]) -> Result<Tensor> {
+    let v = images.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+    Tensor::from_vec(v, &[images.len() / PIXELS, 1, N, N])
+}
+
+/// [n, 1, 28, 28] in [-1, 1] -> grey levels.
+fn grey_levels(x: &Tensor) -> Vec<u8> {
+    x.to_vec_f32()
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// Each digit thickened into the thick domain, in parallel.
+fn thickened(images: &[u8]) -> Vec<u8> {
+    use rayon::prelude::*;
+    images
+        .par_chunks(PIXELS)
+        .flat_map_iter(|img| thicken_to(img, THICK_TARGET))
+        .collect()
+}
+
+impl CycleGan {
+    pub fn new(config: CycleConfig, rng: &mut Rng) -> Result<CycleGan> {
+        let c = &config;
+        if !(1..=256).contains(&c.filters) || c.blocks > 16 || c.history > 1000 {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!(
+                    "filters must be in 1..=256, blocks at most 16 and history at most 1000, got {}, {} and {}",
+                    c.filters, c.blocks, c.history
+                ),
+            ));
+        }
+        for (name, w) in [
+            ("cycle_weight", c.cycle_weight),
+            ("identity_weight", c.identity_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid(
+                    ENTRY.name,
+                    format!("{name} must be finite and >= 0, got {w}"),
+                ));
+            }
+        }
+        let g = ResnetGenerator::new(c.filters, c.blocks, rng)?;
+        let f = ResnetGenerator::new(c.filters, c.blocks, rng)?;
+        let d_a = PatchDiscriminator::new(c.filters, rng)?;
+        let d_b = PatchDiscriminator::new(c.filters, rng)?;
+        let adam = AdamConfig {
+            lr: c.lr,
+            betas: (c.beta1, c.beta2),
+            ..AdamConfig::default()
+        };
+        let mut g_params = nn::prefixed("g", g.named_parameters());
+        g_params.extend(nn::prefixed("f", f.named_parameters()));
+        let mut d_params = nn::prefixed("d_a", d_a.named_parameters());
+        d_params.extend(nn::prefixed("d_b", d_b.named_parameters()));
+        Ok(CycleGan {
+            opt_g: Adam::new(g_params, adam)?,
+            opt_d: Adam::new(d_params, adam)?,
+            history_a: History::new(c.history),
+            history_b: History::new(c.history),
+            config,
+            g,
+            f,
+            d_a,
+            d_b,
+        })
+    }
+
+    /// One step on real plain digits `a` and thick digits `b` (both in [-1, 1]): G and F on
+    /// L_G, then both discriminators on L_D with images from the histories.
+    fn step(&mut self, a: &Tensor, b: &Tensor, rng: &mut Rng) -> Result<Losses> {
+        let (wc, wi) = (self.config.cycle_weight, self.config.identity_weight);
+        let fake_b = self.g.forward(a)?;
+        let fake_a = self.f.forward(b)?;
+        let adversarial = least_squares(&self.d_b.forward(&fake_b)?, 1.0)?
+            .add(&least_squares(&self.d_a.forward(&fake_a)?, 1.0)?)?;
+        let cycle = l1(&self.f.forward(&fake_b)?, a)?.add(&l1(&self.g.forward(&fake_a)?, b)?)?;
+        let identity = l1(&self.g.forward(b)?, b)?.add(&l1(&self.f.forward(a)?, a)?)?;
+        let g_loss = adversarial
+            .add(&cycle.mul_scalar(wc)?)?
+            .add(&identity.mul_scalar(wi)?)?;
+        self.opt_g.minimize(&g_loss)?;
+        let shown_a = self.history_a.query(&fake_a.detach(), rng)?;
+        let shown_b = self.history_b.query(&fake_b.detach(), rng)?;
+        let d_a_loss = least_squares(&self.d_a.forward(a)?, 1.0)?
+            .add(&least_squares(&self.d_a.forward(&shown_a)?, 0.0)?)?
+            .mul_scalar(0.5)?;
+        let d_b_loss = least_squares(&self.d_b.forward(b)?, 1.0)?
+            .add(&least_squares(&self.d_b.forward(&shown_b)?, 0.0)?)?
+            .mul_scalar(0.5)?;
+        self.opt_d.minimize(&d_a_loss.add(&d_b_loss)?)?;
+        Ok(vec![
+            ("g_adversarial".into(), adversarial.item()?),
+            ("cycle".into(), cycle.item()?),
+            ("identity".into(), identity.item()?),
+            ("d_a".into(), d_a_loss.item()?),
+            ("d_b".into(), d_b_loss.item()?),
+        ])
+    }
+
+    /// `net` applied to grey digits, 100 at a time, in no-grad mode: grey levels back.
+    fn translate(net: &mut ResnetGenerator, images: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(100 * PIXELS) {
+            let y = no_grad(|| net.forward(&symmetric(chunk)?))?;
+            out.extend(grey_levels(&y));
+        }
+        Ok(out)
+    }
+
+    /// The translation measures on the first `n` test digits, both directions (module doc).
+    fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
+        let test = &ctx.data.test;
+        let n = n.min(test.len());
+        let plain = test.images[..n * PIXELS].to_vec();
+        let labels: Vec<usize> = test.labels[..n].iter().map(|&l| l.into()).collect();
+        let thick = thickened(&plain);
+        let to_thick = Self::translate(&mut self.g, &plain)?;
+        let to_plain = Self::translate(&mut self.f, &thick)?;
+        let mut out = Vec::new();
+        for (name, made, target, truth) in [
+            ("plain_to_thick", &to_thick, Domain::Thick, &thick),
+            ("thick_to_plain", &to_plain, Domain::Plain, &plain),
+        ] {
+            let kept = label_kept(ctx, made, &labels)?;
+            let kept_real = label_kept(ctx, truth, &labels)?;
+            let reached = in_domain(made, target);
+            let reached_real = in_domain(truth, target);
+            let l1_to_truth = made
+                .iter()
+                .zip(truth.iter())
+                .map(|(&p, &q)| (p as f64 - q as f64).abs() / 255.0)
+                .sum::<f64>()
+                / made.len() as f64;
+            out.push(
+                Metric::with_baseline(format!("{name}_label_kept"), kept, kept_real)
+                    .detail(format!("{n} test digits; baseline: the true translations")),
+            );
+            out.push(Metric::with_baseline(
+                format!("{name}_domain_reached"),
+                reached,
+                reached_real,
+            ));
+            out.push(Metric::new(format!("{name}_l1_to_truth"), l1_to_truth));
+        }
+        Ok(out)
+    }
+}
+
+/// The share of `images` (grey levels) whose classifier label is `labels`'.
+fn label_kept(ctx: &mut EvalContext, images: &[u8], labels: &[usize]) -> Result<f64> {
+    let x = Tensor::from_vec(
+        images.iter().map(|&b| b as f32 / 255.0).collect(),
+        &[labels.len(), 1, N, N],
+    )?;
+    let f = ctx.features(&x)?;
+    metrics::accuracy(&f.logits, 10, labels)
+}
+
+/// The share of `images` (grey levels) measured in `domain`.
+fn in_domain(images: &[u8], domain: Domain) -> f64 {
+    use rayon::prelude::*;
+    let n = images.len() / PIXELS;
+    let hits = images
+        .par_chunks(PIXELS)
+        .filter(|img| morpho::measure(img, N, N).and_then(|m| domain.holds(&m)) == Some(true))
+        .count();
+    hits as f64 / n.max(1) as f64
+}
+
+impl Module for CycleGan {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut p = nn::prefixed("g", self.g.named_parameters());
+        p.extend(nn::prefixed("f", self.f.named_parameters()));
+        p.extend(nn::prefixed("d_a", self.d_a.named_parameters()));
+        p.extend(nn::prefixed("d_b", self.d_b.named_parameters()));
+        p
+    }
+    /// The histories: a resumed run shows its discriminators what the uninterrupted one would.
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("history_a.images".into(), self.history_a.images.clone()),
+            ("history_a.len".into(), self.history_a.len.clone()),
+            ("history_b.images".into(), self.history_b.images.clone()),
+            ("history_b.len".into(), self.history_b.len.clone()),
+        ]
+    }
+}
+
+impl GenerativeModel for CycleGan {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+    fn pixels(&self) -> Pixels {
+        Pixels::Symmetric
+    }
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        Module::state_dict(self)
+    }
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        vec![
+            ("optimizer_g", &mut self.opt_g),
+            ("optimizer_d", &mut self.opt_d),
+        ]
+    }
+    /// Instance norm behaves the same in both modes; nothing to switch.
+    fn set_training(&mut self, _training: bool) {}
+    /// The batch's digits split by domain (each digit's domain fixed by its pixels), the thick
+    /// ones thickened; as many of each as the smaller side has.
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let (mut plain, mut thick) = (Vec::new(), Vec::new());
+        for img in batch.images.chunks(PIXELS) {
+            if is_plain(img) {
+                plain.extend_from_slice(img);
+            } else {
+                thick.extend_from_slice(img);
+            }
+        }
+        let pairs = (plain.len() / PIXELS).min(thick.len() / PIXELS);
+        if pairs == 0 {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!(
+                    "a batch of {} digits holds none of one domain: use a batch size of at least 4",
+                    batch.len()
+                ),
+            ));
+        }
+        let a = symmetric(&plain[..pairs * PIXELS])?;
+        let b = symmetric(&thickened(&thick[..pairs * PIXELS]))?;
+        self.step(&a, &b, rng)
+    }
+    fn sample(&mut self, _n: usize, _rng: &mut Rng) -> Result<Tensor> {
+        Err(Error::invalid(
+            "sample",
+            "cycle-gan translates digits rather than drawing them: its samples are the thickened test digits (sample_given)",
+        ))
+    }
+    /// G's translations of the first `n` test digits into the thick domain.
+    fn sample_given(&mut self, n: usize, data: &Mnist, _rng: &mut Rng) -> Result<Tensor> {
+        let n = n.min(data.test.len());
+        let made = Self::translate(&mut self.g, &data.test.images[..n * PIXELS])?;
+        Tensor::from_vec(
+            made.iter().map(|&b| b as f32 / 255.0).collect(),
+            &[n, 1, N, N],
+        )
+    }
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        self.translation_metrics(ctx, EPOCH_DIGITS)
+    }
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let n = ctx.data.test.len();
+        self.translation_metrics(ctx, n)
+    }
+    /// `translations.png`: rows of 10 test digits, their thick translations G(a) and those
+    /// brought back F(G(a)); then 10 thickened test digits, F(b) and G(F(b)).
+    fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {
+        let plain = data.test.images[..10 * PIXELS].to_vec();
+        let thick = thickened(&plain);
+        let gb = Self::translate(&mut self.g, &plain)?;
+        let back_a = Self::translate(&mut self.f, &gb)?;
+        let fa = Self::translate(&mut self.f, &thick)?;
+        let back_b = Self::translate(&mut self.g, &fa)?;
+        let rows: Vec<f32> = [&plain, &gb, &back_a, &thick, &fa, &back_b]
+            .iter()
+            .flat_map(|r| r.iter().map(|&b| b as f32 / 255.0))
+            .collect();
+        let grid = Tensor::from_vec(rows, &[60, 1, N, N])?;
+        crate::program::checkpoint::write_atomic(
+            &dir.join("translations.png"),
+            &image::grid_png(&grid, Some(10), 2)?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_networks_keep_the_image_size_and_patch_the_scores() {
+        let mut rng = Rng::new(0);
+        let mut g = ResnetGenerator::new(8, 2, &mut rng).unwrap();
+        let mut d = PatchDiscriminator::new(8, &mut rng).unwrap();
+        let x = Tensor::randn(&[3, 1, 28, 28], DType::F32, &mut rng);
+        let y = g.forward(&x).unwrap();
+        assert_eq!(y.shape(), &[3, 1, 28, 28]);
+        assert!(y.to_vec_f64().iter().all(|v| v.abs() <= 1.0));
+        assert_eq!(d.forward(&y).unwrap().shape(), &[3, 1, 7, 7]);
+    }
+
+    /// The history returns new images until it is full, then about half old ones, always
+    /// images it was given.
+    #[test]
+    fn the_history_swaps_in_old_images_once_full() {
+        let mut h = History::new(4);
+        let mut rng = Rng::new(1);
+        let batch = |v: f32| Tensor::full(&[2, 1, 28, 28], v as f64, DType::F32);
+        for v in [1.0, 2.0] {
+            let out = h.query(&batch(v), &mut rng).unwrap();
+            assert!(out.to_vec_f64().iter().all(|&x| x == v as f64));
+        }
+        assert_eq!(h.len.to_vec_f64(), vec![4.0]);
+        let mut old = 0;
+        for v in 3..40 {
+            let out = h.query(&batch(v as f32), &mut rng).unwrap().to_vec_f64();
+            for img in out.chunks(PIXELS) {
+                assert!(img.iter().all(|&x| x == img[0]) && img[0] >= 1.0 && img[0] <= v as f64);
+                old += (img[0] < v as f64) as usize;
+            }
+        }
+        assert!(
+            (20..55).contains(&old),
+            "{old} of 74 images came from the history"
+        );
+    }
+
+    #[test]
+    fn the_domains_of_the_training_digits_are_disjoint_halves() {
+        let data = crate::program::data::embedded().unwrap();
+        let n = data.train.len();
+        let plain = (0..n).filter(|&i| is_plain(data.train.image(i))).count();
+        assert!(
+            (n * 45 / 100..n * 55 / 100).contains(&plain),
+            "{plain} of {n}"
+        );
+    }
+
+    /// A few steps train both sides and the losses stay finite; the checkpointed state includes
+    /// the histories.
+    #[test]
+    fn steps_train_and_the_state_holds_the_histories() {
+        let mut rng = Rng::new(2);
+        let config = CycleConfig {
+            filters: 8,
+            blocks: 1,
+            ..CycleConfig::default()
+        };
+        let mut gan = CycleGan::new(config, &mut rng).unwrap();
+        let data = crate::program::data::embedded().unwrap();
+        let batch = data.train.batch(&(0..16).collect::<Vec<_>>());
+        let first = gan.train_step(&batch, &mut rng).unwrap();
+        let mut last = first.clone();
+        for _ in 0..4 {
+            last = gan.train_step(&batch, &mut rng).unwrap();
+        }
+        assert!(first.iter().chain(&last).all(|(_, v)| v.is_finite()));
+        assert!(
+            last[1].1 < first[1].1,
+            "cycle loss {} -> {}",
+            first[1].1,
+            last[1].1
+        );
+        let names: Vec<String> = GenerativeModel::state_dict(&gan)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(names.iter().any(|n| n == "history_b.len"), "{names:?}");
+        assert!(gan.history_a.len.to_vec_f64()[0] > 0.0);
+        let one = data.train.batch(&[0]);
+        assert!(gan.train_step(&one, &mut rng).is_err());
+    }
+}
