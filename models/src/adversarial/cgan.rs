@@ -27,7 +27,8 @@
 
 use crate::adversarial::networks::{check_latent, ConvGenerator, ConvTrunk, TRUNK_FEATURES};
 use crate::adversarial::{
-    discriminator_loss, generator_loss, noise, to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
+    discriminator_loss, generator_loss, noise, player_optimizers, player_optimizers_mut, to_unit,
+    GanConfig, Monitor, Network, EPOCH_SAMPLES,
 };
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
@@ -200,13 +201,10 @@ impl GenerativeModel for Cgan {
         w
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
+        player_optimizers(&self.opt_g, &self.opt_d)
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![
-            ("optimizer_g", &mut self.opt_g),
-            ("optimizer_d", &mut self.opt_d),
-        ]
+        player_optimizers_mut(&mut self.opt_g, &mut self.opt_d)
     }
     fn set_training(&mut self, training: bool) {
         self.generator.set_training(training);

@@ -24,7 +24,7 @@
 //! mean L1 to it beside the paper's measures: on the test digits, both directions, the share
 //! whose classifier label is kept and the share measured in the target domain.
 
-use crate::adversarial::Network;
+use crate::adversarial::{player_optimizers, player_optimizers_mut, Network};
 use crate::domains::morpho;
 use crate::domains::sets::{thicken_to, Domain, THICK_TARGET};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
@@ -514,13 +514,10 @@ impl GenerativeModel for CycleGan {
         Module::state_dict(self)
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
+        player_optimizers(&self.opt_g, &self.opt_d)
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![
-            ("optimizer_g", &mut self.opt_g),
-            ("optimizer_d", &mut self.opt_d),
-        ]
+        player_optimizers_mut(&mut self.opt_g, &mut self.opt_d)
     }
     /// Instance norm behaves the same in both modes; nothing to switch.
     fn set_training(&mut self, _training: bool) {}

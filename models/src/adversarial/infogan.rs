@@ -42,7 +42,10 @@
 use crate::adversarial::networks::{
     check_latent, ConvGenerator, ConvTrunk, NormOptions, TRUNK_FEATURES,
 };
-use crate::adversarial::{bce_to, discriminator_loss, epoch_metrics, to_unit, Monitor, Network};
+use crate::adversarial::{
+    bce_to, discriminator_loss, epoch_metrics, player_optimizers, player_optimizers_mut, to_unit,
+    Monitor, Network,
+};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{EvalContext, Metric};
@@ -522,13 +525,10 @@ impl GenerativeModel for Infogan {
         Module::state_dict(self)
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer_g", &self.opt_g), ("optimizer_d", &self.opt_d)]
+        player_optimizers(&self.opt_g, &self.opt_d)
     }
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![
-            ("optimizer_g", &mut self.opt_g),
-            ("optimizer_d", &mut self.opt_d),
-        ]
+        player_optimizers_mut(&mut self.opt_g, &mut self.opt_d)
     }
     fn set_training(&mut self, training: bool) {
         self.generator.set_training(training);

@@ -89,6 +89,22 @@ pub fn to_unit(x: &Tensor) -> Result<Tensor> {
     x.add_scalar(1.0)?.mul_scalar(0.5)?.clamp(0.0, 1.0)
 }
 
+/// The two players' optimizers under the names every GAN's checkpoint gives them.
+pub fn player_optimizers<'a>(
+    g: &'a dyn Optimizer,
+    d: &'a dyn Optimizer,
+) -> Vec<(&'static str, &'a dyn Optimizer)> {
+    vec![("optimizer_g", g), ("optimizer_d", d)]
+}
+
+/// [`player_optimizers`], to load them.
+pub fn player_optimizers_mut<'a>(
+    g: &'a mut dyn Optimizer,
+    d: &'a mut dyn Optimizer,
+) -> Vec<(&'static str, &'a mut dyn Optimizer)> {
+    vec![("optimizer_g", g), ("optimizer_d", d)]
+}
+
 /// A network of one player: a module whose forward may update buffers (BatchNorm's running
 /// statistics), hence `&mut self`.
 pub trait Network: Module {
@@ -120,14 +136,11 @@ impl<G: Network, D: Network> Players<G, D> {
     }
 
     pub fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
-        vec![("optimizer_g", &*self.opt_g), ("optimizer_d", &*self.opt_d)]
+        player_optimizers(&*self.opt_g, &*self.opt_d)
     }
 
     pub fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
-        vec![
-            ("optimizer_g", &mut *self.opt_g),
-            ("optimizer_d", &mut *self.opt_d),
-        ]
+        player_optimizers_mut(&mut *self.opt_g, &mut *self.opt_d)
     }
 
     pub fn set_training(&mut self, training: bool) {
