@@ -331,6 +331,44 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Checkpoint> {
     })
 }
 
+/// For the `checkpoint` fuzz target (fuzz/) only: `bytes` (a safetensors file) with its
+/// metadata's "checksum" set to what [`from_bytes`] computes for it, so that mutated inputs get
+/// past the checksum to the checks after it. The header is laid out again (sorted keys, padded
+/// to 8 bytes) with nothing else changed; the tensors' bytes are kept as they are. `None` when
+/// `bytes` is not a safetensors file. A resealed file no longer shows damage: never call this
+/// on a real checkpoint.
+pub fn reseal(bytes: &[u8]) -> Option<Vec<u8>> {
+    let st = SafeTensors::deserialize(bytes).ok()?;
+    let (n, header) = SafeTensors::read_metadata(bytes).ok()?;
+    let meta: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let entries: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| (name, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let format_2 = meta.get("format").map(String::as_str) != Some(FORMAT_1);
+    let sum = checksum(&entries, format_2.then_some(&meta));
+    let mut json: serde_json::Value = serde_json::from_slice(bytes.get(8..8 + n)?).ok()?;
+    json.as_object_mut()?
+        .entry("__metadata__")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()?
+        .insert("checksum".into(), format!("{sum:016x}").into());
+    let mut h = json.to_string().into_bytes();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(bytes.get(8 + n..)?);
+    Some(out)
+}
+
 /// A model's whole state as a checkpoint holds it: its weights, then each optimizer's state
 /// under "{prefix}.{param}.{key}".
 pub fn state_dict(
