@@ -27,8 +27,8 @@
 
 use crate::adversarial::networks::{check_latent, ConvGenerator, ConvTrunk, TRUNK_FEATURES};
 use crate::adversarial::{
-    discriminator_loss, generator_loss, noise, player_optimizers, player_optimizers_mut, to_unit,
-    GanConfig, Monitor, Network, EPOCH_SAMPLES,
+    discriminator_loss, generator_loss, noise, player_adams, player_optimizers,
+    player_optimizers_mut, player_weights, to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
 };
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
@@ -115,15 +115,7 @@ impl Cgan {
         check_latent(ENTRY.name, "latent", config.latent)?;
         let generator = ConvGenerator::new(config.latent + CLASSES, config.norm(), rng)?;
         let discriminator = ProjectionDiscriminator::new(&config, rng)?;
-        let adam = config.adam();
-        let opt_g = Adam::new(
-            nn::prefixed("generator", generator.named_parameters()),
-            adam,
-        )?;
-        let opt_d = Adam::new(
-            nn::prefixed("discriminator", discriminator.named_parameters()),
-            adam,
-        )?;
+        let (opt_g, opt_d) = player_adams(&config, &generator, &discriminator)?;
         Ok(Cgan {
             config,
             generator,
@@ -193,12 +185,7 @@ impl GenerativeModel for Cgan {
         Pixels::Symmetric
     }
     fn weights(&self) -> Vec<(String, Tensor)> {
-        let mut w = nn::prefixed("generator", self.generator.state_dict());
-        w.extend(nn::prefixed(
-            "discriminator",
-            self.discriminator.state_dict(),
-        ));
-        w
+        player_weights(&self.generator, &self.discriminator)
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
         player_optimizers(&self.opt_g, &self.opt_d)

@@ -89,6 +89,32 @@ pub fn to_unit(x: &Tensor) -> Result<Tensor> {
     x.add_scalar(1.0)?.mul_scalar(0.5)?.clamp(0.0, 1.0)
 }
 
+/// Both players' parameters and buffers under "generator.*" / "discriminator.*".
+pub fn player_weights(generator: &dyn Module, discriminator: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut w = nn::prefixed("generator", generator.state_dict());
+    w.extend(nn::prefixed("discriminator", discriminator.state_dict()));
+    w
+}
+
+/// One Adam from `config` per player, over its parameters named as [`player_weights`] names
+/// them.
+pub fn player_adams(
+    config: &GanConfig,
+    generator: &dyn Module,
+    discriminator: &dyn Module,
+) -> Result<(Adam, Adam)> {
+    let adam = config.adam();
+    let g = Adam::new(
+        nn::prefixed("generator", generator.named_parameters()),
+        adam,
+    )?;
+    let d = Adam::new(
+        nn::prefixed("discriminator", discriminator.named_parameters()),
+        adam,
+    )?;
+    Ok((g, d))
+}
+
 /// The two players' optimizers under the names every GAN's checkpoint gives them.
 pub fn player_optimizers<'a>(
     g: &'a dyn Optimizer,
@@ -127,12 +153,7 @@ pub struct Players<G: Network, D: Network> {
 impl<G: Network, D: Network> Players<G, D> {
     /// Parameters and buffers of both networks.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        let mut w = nn::prefixed("generator", self.generator.state_dict());
-        w.extend(nn::prefixed(
-            "discriminator",
-            self.discriminator.state_dict(),
-        ));
-        w
+        player_weights(&self.generator, &self.discriminator)
     }
 
     pub fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
@@ -258,15 +279,7 @@ impl<G: Network, D: Network> BceGan<G, D> {
         generator: G,
         discriminator: D,
     ) -> Result<Self> {
-        let adam = config.adam();
-        let opt_g = Adam::new(
-            nn::prefixed("generator", generator.named_parameters()),
-            adam,
-        )?;
-        let opt_d = Adam::new(
-            nn::prefixed("discriminator", discriminator.named_parameters()),
-            adam,
-        )?;
+        let (opt_g, opt_d) = player_adams(&config, &generator, &discriminator)?;
         Ok(BceGan {
             entry,
             players: Players {
