@@ -187,6 +187,19 @@ pub trait GenerativeModel {
         ))
     }
 
+    /// Text-conditioned models (text-to-image): `n` samples of what `caption` describes
+    /// (`genzoo sample --caption`); a caption with words outside the vocabulary is an error
+    /// naming them. Others: an error.
+    fn sample_caption(&mut self, _n: usize, _caption: &str, _rng: &mut Rng) -> Result<Tensor> {
+        Err(Error::invalid(
+            "sample",
+            format!(
+                "the {} model does not read captions (--caption is for text2image)",
+                self.name()
+            ),
+        ))
+    }
+
     /// Models with an encoder (VAE, AAE, WAE): the encoder and decoder, from which the training
     /// loop draws reconstructions, interpolations and the scatter of 2-d codes after the last
     /// epoch ([`crate::latent::write_pictures`]). `None` (the default) for the others.

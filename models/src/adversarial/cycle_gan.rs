@@ -24,7 +24,9 @@
 //! mean L1 to it beside the paper's measures: on the test digits, both directions, the share
 //! whose classifier label is kept and the share measured in the target domain.
 
-use crate::adversarial::{player_optimizers, player_optimizers_mut, Network};
+use crate::adversarial::{
+    grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey, Network,
+};
 use crate::domains::morpho;
 use crate::domains::sets::{thicken_to, Domain, THICK_TARGET};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
@@ -307,20 +309,6 @@ fn is_plain(img: &[u8]) -> bool {
     h.finish() & 1 == 0
 }
 
-/// Grey levels -> [n, 1, 28, 28] in [-1, 1].
-fn symmetric(images: &[u8]) -> Result<Tensor> {
-    let v = images.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
-    Tensor::from_vec(v, &[images.len() / PIXELS, 1, N, N])
-}
-
-/// [n, 1, 28, 28] in [-1, 1] -> grey levels.
-fn grey_levels(x: &Tensor) -> Vec<u8> {
-    x.to_vec_f32()
-        .iter()
-        .map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
-        .collect()
-}
-
 /// Each digit thickened into the thick domain, in parallel.
 fn thickened(images: &[u8]) -> Vec<u8> {
     use rayon::prelude::*;
@@ -415,7 +403,7 @@ impl CycleGan {
     fn translate(net: &mut ResnetGenerator, images: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(100 * PIXELS) {
-            let y = no_grad(|| net.forward(&symmetric(chunk)?))?;
+            let y = no_grad(|| net.forward(&symmetric_from_grey(chunk)?))?;
             out.extend(grey_levels(&y));
         }
         Ok(out)
@@ -546,8 +534,8 @@ impl GenerativeModel for CycleGan {
             thick = batch.images[half * PIXELS..2 * half * PIXELS].to_vec();
         }
         let pairs = (plain.len() / PIXELS).min(thick.len() / PIXELS);
-        let a = symmetric(&plain[..pairs * PIXELS])?;
-        let b = symmetric(&thickened(&thick[..pairs * PIXELS]))?;
+        let a = symmetric_from_grey(&plain[..pairs * PIXELS])?;
+        let b = symmetric_from_grey(&thickened(&thick[..pairs * PIXELS]))?;
         self.step(&a, &b, rng)
     }
     fn sample(&mut self, _n: usize, _rng: &mut Rng) -> Result<Tensor> {

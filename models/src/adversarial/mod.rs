@@ -14,7 +14,8 @@
 //! This module holds what the GANs share: the losses, the two players with their optimizers
 //! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
-//! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits); their networks are in
+//! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits),
+//! [`text2image`] (captions to digits); their networks are in
 //! [`networks`].
 
 pub mod cgan;
@@ -23,6 +24,7 @@ pub mod dcgan;
 pub mod gan;
 pub mod infogan;
 pub mod networks;
+pub mod text2image;
 pub mod toy;
 pub mod wgan;
 
@@ -87,6 +89,21 @@ pub fn noise(n: usize, dim: usize, rng: &mut Rng) -> Tensor {
 /// Generator output in [-1, 1] -> an image in [0, 1].
 pub fn to_unit(x: &Tensor) -> Result<Tensor> {
     x.add_scalar(1.0)?.mul_scalar(0.5)?.clamp(0.0, 1.0)
+}
+
+/// Grey levels of [28, 28] digits -> [n, 1, 28, 28] in [-1, 1].
+pub fn symmetric_from_grey(images: &[u8]) -> Result<Tensor> {
+    const PIXELS: usize = 28 * 28;
+    let v = images.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+    Tensor::from_vec(v, &[images.len() / PIXELS, 1, 28, 28])
+}
+
+/// [n, 1, 28, 28] in [-1, 1] -> grey levels.
+pub fn grey_levels(x: &Tensor) -> Vec<u8> {
+    x.to_vec_f32()
+        .iter()
+        .map(|v| ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// Both players' parameters and buffers under "generator.*" / "discriminator.*".

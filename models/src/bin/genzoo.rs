@@ -229,6 +229,9 @@ struct SampleArgs {
     /// The digit to draw (conditional models: cgan).
     #[arg(long, value_parser = value_parser!(u64).range(0..=9))]
     label: Option<u64>,
+    /// What to draw, in words (text2image), e.g. "a thin two leaning left".
+    #[arg(long, conflicts_with = "label")]
+    caption: Option<String>,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
@@ -448,9 +451,10 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     let mut left = n;
     while left > 0 {
         let k = left.min(100);
-        let s = autograd::no_grad(|| match a.label {
-            Some(label) => model.sample_label(k, label as usize, &mut rng),
-            None => match &data {
+        let s = autograd::no_grad(|| match (a.label, &a.caption) {
+            (Some(label), _) => model.sample_label(k, label as usize, &mut rng),
+            (None, Some(caption)) => model.sample_caption(k, caption, &mut rng),
+            (None, None) => match &data {
                 Some(d) => model.sample_given(k, d, &mut rng),
                 None => model.sample(k, &mut rng),
             },
@@ -468,7 +472,11 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
     }
     .map_err(|e| e.to_string())?;
     models::program::checkpoint::write_atomic(&out, &bytes).map_err(|e| e.to_string())?;
-    let of_digit = a.label.map(|l| format!(" (digit {l})")).unwrap_or_default();
+    let of_digit = match (a.label, &a.caption) {
+        (Some(l), _) => format!(" (digit {l})"),
+        (None, Some(c)) => format!(" ({c:?})"),
+        (None, None) => String::new(),
+    };
     eprintln!(
         "{n} samples of {}{of_digit} -> {}",
         loaded.entry.name,
