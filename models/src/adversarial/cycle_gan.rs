@@ -28,11 +28,10 @@ use crate::adversarial::{
     grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey, Network,
 };
 use crate::domains::morpho;
-use crate::domains::sets::{thicken_to, Domain, THICK_TARGET};
+use crate::domains::sets::{pixel_hash, thicken_to, Domain, THICK_TARGET};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{EvalContext, Metric};
-use crate::program::fnv::Fnv1a;
 use crate::program::{image, metrics};
 use autograd::nn::{self, Conv2d, ConvTranspose2d, InstanceNorm2d, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
@@ -304,9 +303,7 @@ pub struct CycleGan {
 
 /// Which domain a training digit belongs to for good: a hash of its pixels (true: plain).
 fn is_plain(img: &[u8]) -> bool {
-    let mut h = Fnv1a::new();
-    h.eat(img);
-    h.finish() & 1 == 0
+    pixel_hash(img) & 1 == 0
 }
 
 /// Each digit thickened into the thick domain, in parallel.

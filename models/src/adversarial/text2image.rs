@@ -44,18 +44,16 @@ use crate::adversarial::{
     bce_to, noise, player_optimizers, player_optimizers_mut, player_weights, symmetric_from_grey,
     to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
 };
-use crate::domains::sets::{self, Attributes, Lean, Stroke, VOCABULARY};
+use crate::domains::sets::{self, Attributes, Lean, MadeDigits, Stroke, VOCABULARY};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist};
 use crate::program::eval::{EvalContext, Metric};
-use crate::program::fnv::Fnv1a;
 use crate::program::{checkpoint, image, metrics};
 use autograd::nn::{self, init, Embedding, Linear, Lstm, Module, Reduction};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 
 pub static ENTRY: Entry = Entry {
@@ -393,15 +391,8 @@ pub struct TextToImage {
     opt_g: Adam,
     opt_d: Adam,
     monitor: Monitor,
-    /// The made training digits by a hash of the original's pixels (`None`: it measures as a
-    /// held-out caption or has no stroke, so it is not trained on).
-    made: HashMap<u64, Option<Captioned>>,
-}
-
-fn pixel_hash(img: &[u8]) -> u64 {
-    let mut h = Fnv1a::new();
-    h.eat(img);
-    h.finish()
+    /// The training digits made and captioned ([`make_training_digit`]).
+    made: MadeDigits<Captioned>,
 }
 
 /// The (stroke, lean) combination a training digit is given: one of the nine by its hash, the
@@ -416,7 +407,8 @@ fn combination_for(label: usize, hash: u64) -> (Stroke, Lean) {
     }
 }
 
-/// A training digit made and captioned (see [`Captioned`]).
+/// A training digit made and captioned (see [`Captioned`]); `None` when it measures as a
+/// held-out caption or has no stroke.
 fn make_training_digit(img: &[u8], label: usize, hash: u64) -> Option<Captioned> {
     let (stroke, lean) = combination_for(label, hash);
     let image = sets::with_attributes(img, stroke, lean);
@@ -463,7 +455,7 @@ impl TextToImage {
             opt_g,
             opt_d,
             monitor: Monitor::default(),
-            made: HashMap::new(),
+            made: MadeDigits::default(),
         })
     }
 
@@ -483,27 +475,6 @@ impl TextToImage {
             .collect();
         let h = self.encoder.embed(&each)?;
         to_unit(&self.generate(&h, rng)?)
-    }
-
-    /// The batch's digits made and captioned, those left out dropped (made on first sight,
-    /// then kept).
-    fn captioned(&mut self, batch: &Batch) -> Vec<Captioned> {
-        let items: Vec<(u64, &[u8], usize)> = batch
-            .images
-            .chunks(PIXELS)
-            .zip(&batch.labels)
-            .map(|(img, &l)| (pixel_hash(img), img, usize::from(l)))
-            .collect();
-        let missing: Vec<(u64, Option<Captioned>)> = items
-            .par_iter()
-            .filter(|(h, _, _)| !self.made.contains_key(h))
-            .map(|&(h, img, label)| (h, make_training_digit(img, label, h)))
-            .collect();
-        self.made.extend(missing);
-        items
-            .iter()
-            .filter_map(|(h, _, _)| self.made.get(h).cloned().flatten())
-            .collect()
     }
 
     /// For each caption, another training caption chosen at random (the "wrong text").
@@ -556,17 +527,23 @@ impl TextToImage {
     }
 
     /// How `samples` ([n, 1, 28, 28] in [0, 1], sample i asked for `asked[i]`) obey their
-    /// captions: the classifier's agreement with the digit, and the shares whose measured
-    /// stroke, lean, and all three are as asked.
+    /// captions: the classifier's agreement with the digit (read with the style undone,
+    /// [`sets::without_style`]: the harness classifier knows plain digits only), and the shares
+    /// whose measured stroke, lean, and all three are as asked.
     fn obedience(
         ctx: &mut EvalContext,
         samples: &Tensor,
         asked: &[Attributes],
     ) -> Result<Obedience> {
         let labels: Vec<usize> = asked.iter().map(|a| a.label).collect();
-        let f = ctx.features(samples)?;
-        let predicted = metrics::argmax_rows(&f.logits, DIGITS);
         let grey = unit_to_grey(samples);
+        let plain: Vec<f32> = grey
+            .par_chunks(PIXELS)
+            .flat_map_iter(sets::without_style)
+            .map(|b| b as f32 / 255.0)
+            .collect();
+        let f = ctx.features(&Tensor::from_vec(plain, &[asked.len(), 1, N, N])?)?;
+        let predicted = metrics::argmax_rows(&f.logits, DIGITS);
         let measured: Vec<Option<Attributes>> = grey
             .par_chunks(PIXELS)
             .zip(&labels)
@@ -709,7 +686,7 @@ impl GenerativeModel for TextToImage {
             self.encoder
                 .train(self.config.encoder_steps, self.config.encoder_lr)?;
         }
-        let items = self.captioned(batch);
+        let items = self.made.of_batch(batch, make_training_digit);
         if items.len() < 2 {
             return Err(Error::invalid(
                 ENTRY.name,
@@ -940,7 +917,8 @@ mod tests {
         );
         assert!(m.encoder.is_trained());
         // the made digits are kept, and none is captioned as a held-out combination
-        assert!(m.made.len() <= 16 && !m.made.is_empty());
-        assert!(m.made.values().flatten().all(|c| !is_held_out(&c.caption)));
+        assert_eq!(m.made.seen(), 16);
+        assert!(m.made.made().count() > 8);
+        assert!(m.made.made().all(|c| !is_held_out(&c.caption)));
     }
 }

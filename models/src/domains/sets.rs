@@ -5,7 +5,7 @@
 //! | domain | made by | a digit is in it when |
 //! |---|---|---|
 //! | plain | the digit as it is | thickness at most [`PLAIN_AT_MOST`] (not thick; its slant is the writer's) |
-//! | thin | erosion by 0.7 of the half-thickness (the paper's amount) | thickness below [`THIN_BELOW`] |
+//! | thin | erosion to a thickness of [`THIN_TARGET`] or less ([`thinned`]; not the paper's 0.7 of the half-thickness: see [`thin_to`]) | thickness below [`THIN_BELOW`] |
 //! | thick | dilation by 1.0 of the half-thickness (the paper's), more for a digit that would stay below [`THICK_TARGET`] | thickness above [`THICK_ABOVE`] |
 //! | slanted left / right | a shear to a slant of ∓[`SLANT_TARGET`] | slant below -[`SLANTED`] / above [`SLANTED`] |
 //! | coloured | the digit tinted over a colour texture (three channels) | not measured (a colour domain) |
@@ -14,8 +14,11 @@
 //! label and its measured attributes with a fixed vocabulary ([`caption`]).
 
 use super::morpho::{self, Morphometrics};
+use crate::program::data::Batch;
+use crate::program::fnv::Fnv1a;
 use autograd::Rng;
 use rayon::prelude::*;
+use std::collections::HashMap;
 
 const N: usize = 28;
 
@@ -29,9 +32,8 @@ pub const THICK_TARGET: f64 = 4.5;
 /// The most thickness a plain digit has: plain is "as written", not thick (real digits: 10th
 /// to 90th percentile 1.8 to 3.3; a naturally thin one is plain and thin at once).
 pub const PLAIN_AT_MOST: f64 = THICK_ABOVE;
-/// The most thickness the attribute sets' thinning aims at: 0.7 of the half-thickness leaves a
-/// thick digit above [`THIN_BELOW`].
-pub const THIN_TARGET: f64 = 1.3;
+/// The thickness the attribute sets' thinning aims at, a margin below [`THIN_BELOW`].
+pub const THIN_TARGET: f64 = 1.45;
 /// Beyond this slant (radians, about 11.5 degrees) a digit is slanted; within it, upright.
 pub const SLANTED: f64 = 0.2;
 /// The slant (radians, about 23 degrees) the slanting perturbation shears a digit to.
@@ -97,7 +99,7 @@ impl Domain {
         let grey = |v: Vec<u8>| v.iter().map(|&b| b as f32 / 255.0).collect();
         match self {
             Domain::Plain => grey(img.to_vec()),
-            Domain::Thin => grey(morpho::thin(img, N, N, 0.7)),
+            Domain::Thin => grey(thinned(img)),
             Domain::Thick => grey(thicken_to(img, THICK_TARGET)),
             Domain::SlantedLeft => grey(slant_to(img, -SLANT_TARGET)),
             Domain::SlantedRight => grey(slant_to(img, SLANT_TARGET)),
@@ -116,14 +118,34 @@ pub fn thicken_to(img: &[u8], at_least: f64) -> Vec<u8> {
     morpho::dilate(img, N, N, radius)
 }
 
-/// The digit eroded by 0.7 of its half-thickness (Morpho-MNIST's thinning), or by as much as
-/// takes its thickness down to `at_most` when that is more.
+/// The digit eroded by as much as takes its thickness down to `at_most` (none when it is
+/// thinner already). Not Morpho-MNIST's 0.7 of the half-thickness: on a stroke of 2.5 pixels
+/// that leaves 0.75, which breaks apart at 28 x 28 and stops reading as its digit.
 pub fn thin_to(img: &[u8], at_most: f64) -> Vec<u8> {
     let Some(m) = morpho::measure(img, N, N) else {
         return img.to_vec();
     };
-    let radius = (0.7 * m.thickness / 2.0).max((m.thickness - at_most) / 2.0);
-    morpho::erode(img, N, N, radius)
+    if m.thickness <= at_most {
+        return img.to_vec();
+    }
+    morpho::erode(img, N, N, (m.thickness - at_most) / 2.0)
+}
+
+/// The thicknesses thinning aims at in turn: erosion and the 28 x 28 grid round a stroke up,
+/// so a first erosion can leave it above [`THIN_BELOW`].
+const THIN_TRIES: [f64; 3] = [THIN_TARGET, 1.3, 1.15];
+
+/// The digit thinned ([`thin_to`]) to the first of [`THIN_TRIES`] after which it measures thin
+/// (the last one if none does).
+pub fn thinned(img: &[u8]) -> Vec<u8> {
+    let mut last = img.to_vec();
+    for target in THIN_TRIES {
+        last = thin_to(img, target);
+        if morpho::measure(&last, N, N).is_some_and(|m| m.thickness < THIN_BELOW) {
+            break;
+        }
+    }
+    last
 }
 
 /// The digit sheared until its measured slant is `target`: shears add in tan(slant).
@@ -162,7 +184,7 @@ pub fn with_attributes(img: &[u8], stroke: Stroke, lean: Lean) -> Vec<u8> {
     let strokes: Vec<Vec<u8>> = match stroke {
         Stroke::Thick => vec![thicken_to(img, THICK_TARGET)],
         Stroke::Regular => vec![regular_stroke(img)],
-        Stroke::Thin => [THIN_TARGET, 1.0, 0.8]
+        Stroke::Thin => THIN_TRIES
             .iter()
             .map(|&target| thin_to(img, target))
             .collect(),
@@ -188,14 +210,30 @@ pub fn with_attributes(img: &[u8], stroke: Stroke, lean: Lean) -> Vec<u8> {
     if stroke == Stroke::Thin {
         // the other order: lean the whole stroke first, then erode it
         let leaning = slant_to(img, angle);
-        for target in [THIN_TARGET, 1.0] {
-            let thinned = thin_to(&leaning, target);
-            if is_asked(&thinned) {
-                return thinned;
+        for target in &THIN_TRIES[..2] {
+            let made = thin_to(&leaning, *target);
+            if is_asked(&made) {
+                return made;
             }
         }
     }
     first.unwrap_or_else(|| img.to_vec())
+}
+
+/// The digit with its style undone, for telling which digit it is apart from how it is drawn:
+/// sheared upright, then eroded or dilated to a stroke of [`REGULAR_TARGET`] (a classifier
+/// trained on plain digits reads a thick or leaning one much less often).
+pub fn without_style(img: &[u8]) -> Vec<u8> {
+    let upright = slant_to(img, 0.0);
+    let Some(m) = morpho::measure(&upright, N, N) else {
+        return upright;
+    };
+    let t = m.thickness;
+    if t < REGULAR_TARGET {
+        morpho::dilate(&upright, N, N, (REGULAR_TARGET - t) / 2.0)
+    } else {
+        morpho::erode(&upright, N, N, (t - REGULAR_TARGET) / 2.0)
+    }
 }
 
 fn regular_stroke(img: &[u8]) -> Vec<u8> {
@@ -475,6 +513,66 @@ impl DomainSet {
             .count();
         Some(reached as f64 / self.len() as f64)
     }
+}
+
+/// Training digits made into a derived form (given attributes, put in a domain) on first
+/// sight and kept, by a hash of the original's pixels: making one takes milliseconds, too long
+/// to repeat every epoch. `None` marks a digit left out of training. The forms are a function of
+/// the original alone, so a resumed run remakes the same ones.
+pub struct MadeDigits<T> {
+    made: HashMap<u64, Option<T>>,
+}
+
+impl<T: Clone + Send + Sync> Default for MadeDigits<T> {
+    fn default() -> Self {
+        MadeDigits {
+            made: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync> MadeDigits<T> {
+    /// The forms of `batch`'s digits in order, those left out dropped; `make(image, label,
+    /// hash)` makes the ones not seen before, in parallel.
+    pub fn of_batch(
+        &mut self,
+        batch: &Batch,
+        make: impl Fn(&[u8], usize, u64) -> Option<T> + Sync,
+    ) -> Vec<T> {
+        let items: Vec<(u64, &[u8], usize)> = batch
+            .images
+            .chunks(N * N)
+            .zip(&batch.labels)
+            .map(|(img, &l)| (pixel_hash(img), img, usize::from(l)))
+            .collect();
+        let missing: Vec<(u64, Option<T>)> = items
+            .par_iter()
+            .filter(|(h, _, _)| !self.made.contains_key(h))
+            .map(|&(h, img, label)| (h, make(img, label, h)))
+            .collect();
+        self.made.extend(missing);
+        items
+            .iter()
+            .filter_map(|(h, _, _)| self.made.get(h).cloned().flatten())
+            .collect()
+    }
+
+    /// How many digits have been seen (made or left out).
+    pub fn seen(&self) -> usize {
+        self.made.len()
+    }
+
+    /// The forms made so far.
+    pub fn made(&self) -> impl Iterator<Item = &T> {
+        self.made.values().flatten()
+    }
+}
+
+/// A digit's identity for [`MadeDigits`] and for choices made per digit: FNV-1a of its pixels.
+pub fn pixel_hash(img: &[u8]) -> u64 {
+    let mut h = Fnv1a::new();
+    h.eat(img);
+    h.finish()
 }
 
 #[cfg(test)]
