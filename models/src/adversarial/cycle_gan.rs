@@ -89,7 +89,7 @@ impl Default for CycleConfig {
     }
 }
 
-fn conv(
+pub(crate) fn conv(
     c_in: usize,
     c_out: usize,
     k: usize,
@@ -124,7 +124,7 @@ impl Residual {
     }
 }
 
-/// The residual generator: [n, 1, 28, 28] -> [n, 1, 28, 28] in [-1, 1].
+/// The residual generator: [n, c_in, 28, 28] -> [n, c_out, 28, 28] in [-1, 1].
 pub struct ResnetGenerator {
     stem: Conv2d,
     n_stem: InstanceNorm2d,
@@ -137,14 +137,27 @@ pub struct ResnetGenerator {
 }
 
 impl ResnetGenerator {
+    /// One plane in, one plane out (CycleGAN's digits).
     pub fn new(f: usize, blocks: usize, rng: &mut Rng) -> Result<ResnetGenerator> {
+        ResnetGenerator::with_channels(1, 1, f, blocks, rng)
+    }
+
+    /// `c_in` planes in ([n, c_in, 28, 28]), `c_out` out (StarGAN: image and domain maps in,
+    /// an RGB image out).
+    pub fn with_channels(
+        c_in: usize,
+        c_out: usize,
+        f: usize,
+        blocks: usize,
+        rng: &mut Rng,
+    ) -> Result<ResnetGenerator> {
         let up = ConvTranspose2dOptions {
             stride: (2, 2),
             padding: (1, 1),
             ..ConvTranspose2dOptions::default()
         };
         Ok(ResnetGenerator {
-            stem: conv(1, f, 7, 1, 3, rng)?,
+            stem: conv(c_in, f, 7, 1, 3, rng)?,
             n_stem: norm(f)?,
             down: conv(f, 2 * f, 4, 2, 1, rng)?,
             n_down: norm(2 * f)?,
@@ -160,7 +173,7 @@ impl ResnetGenerator {
                 .collect::<Result<_>>()?,
             up: ConvTranspose2d::new(2 * f, f, (4, 4), up, true, DType::F32, rng)?,
             n_up: norm(f)?,
-            head: conv(f, 1, 7, 1, 3, rng)?,
+            head: conv(f, c_out, 7, 1, 3, rng)?,
         })
     }
 }

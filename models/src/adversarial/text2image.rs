@@ -14,7 +14,11 @@
 //! ```
 //!
 //! The second term of L_G is GAN-INT: G is also asked for images of interpolated embeddings,
-//! which D judges although no real image has them, filling the space between captions.
+//! which D judges although no real image has them, filling the space between captions. Here h2
+//! is the embedding of another caption of the same digit: between "a thin two" and "a thick
+//! two leaning right" lie twos of middling stroke and lean, while the midpoint of a two and an
+//! eight is no digit at all (interpolating across digits, as between the paper's freely worded
+//! captions, held the classifier's agreement on the held-out captions near 50% after 9 epochs).
 //!
 //! **The text encoder** (word embeddings and an LSTM over the words, its last hidden state to
 //! three classifiers: digit, stroke, lean) is trained first, on its own, as a caption-to-
@@ -483,7 +487,7 @@ impl TextToImage {
         captions
             .iter()
             .map(|a| loop {
-                let b = pool[(rng.uniform() * pool.len() as f64) as usize % pool.len()];
+                let b = pool[rng.below(pool.len() as u64) as usize];
                 if b != *a {
                     break b;
                 }
@@ -491,9 +495,24 @@ impl TextToImage {
             .collect()
     }
 
+    /// For each caption, another training caption of the same digit chosen at random: GAN-INT
+    /// interpolates between these (module doc).
+    fn partner_captions(captions: &[Attributes], rng: &mut Rng) -> Vec<Attributes> {
+        let pool = training_attributes();
+        captions
+            .iter()
+            .map(|a| {
+                let same: Vec<&Attributes> = pool
+                    .iter()
+                    .filter(|b| b.label == a.label && *b != a)
+                    .collect();
+                *same[rng.below(same.len() as u64) as usize]
+            })
+            .collect()
+    }
+
     /// One step of GAN-CLS (and GAN-INT) on real images `x` in [-1, 1] with their captions.
     fn step(&mut self, x: &Tensor, captions: &[Attributes], rng: &mut Rng) -> Result<Losses> {
-        let n = captions.len();
         let h = self.encoder.embed(captions)?;
         let wrong = self.encoder.embed(&Self::wrong_captions(captions, rng))?;
         let fake = self.generate(&h, rng)?;
@@ -512,9 +531,8 @@ impl TextToImage {
 
         let mut g_loss = bce_to(&self.discriminator.forward(&fake, &h)?, 1.0)?;
         if self.config.interpolation_weight > 0.0 {
-            // h_int = (h1 + h2) / 2 with h2 the batch's embeddings in another order
-            let order: Vec<usize> = (0..n).map(|i| (i + 1 + n / 2) % n).collect();
-            let h_int = h.add(&h.index_select(0, &order)?)?.mul_scalar(0.5)?;
+            let partners = Self::partner_captions(captions, rng);
+            let h_int = h.add(&self.encoder.embed(&partners)?)?.mul_scalar(0.5)?;
             let fake_int = self.generate(&h_int, rng)?;
             let int_loss = bce_to(&self.discriminator.forward(&fake_int, &h_int)?, 1.0)?;
             g_loss = g_loss.add(&int_loss.mul_scalar(self.config.interpolation_weight)?)?;

@@ -385,12 +385,9 @@ pub fn caption(a: &Attributes) -> String {
         Stroke::Thick => Some("thick"),
         Stroke::Regular => None,
     };
+    // "an" before a vowel sound: of the words that can follow, only "eight" has one ("a one")
     let next = stroke.unwrap_or(DIGIT_WORDS[a.label]);
-    words.push(if next.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    });
+    words.push(if next == "eight" { "an" } else { "a" });
     words.extend(stroke);
     words.push(DIGIT_WORDS[a.label]);
     match a.lean {
@@ -609,6 +606,12 @@ mod tests {
             }),
             "an eight"
         );
+        let one = Attributes {
+            label: 1,
+            stroke: Stroke::Regular,
+            lean: Lean::Upright,
+        };
+        assert_eq!(caption(&one), "a one");
         let e = parse_caption("a bold seven leaning sideways").unwrap_err();
         assert!(e.contains("\"bold\"") && e.contains("\"sideways\""), "{e}");
         assert!(parse_caption("a seven eight").is_err());

@@ -1,0 +1,658 @@
+//! StarGAN (Choi, Choi, Kim, Ha, Kim & Choo 2018, "StarGAN: Unified Generative Adversarial
+//! Networks for Multi-Domain Image-to-Image Translation"): one generator G(x, c) that takes a
+//! digit x into any of the attribute domains c ([`crate::domains::sets`]: plain, thin, thick,
+//! slanted left, slanted right, coloured), the target domain given as label maps (one plane per
+//! domain, the target's all ones) joined to the image's channels. One critic D scores realism
+//! (D_src, a 3 x 3 map of patch scores) and classifies the domain (D_cls):
+//!
+//! ```text
+//!   L_D = -E[D_src(x)] + E[D_src(G(x, c))] + lambda_gp GP + lambda_cls E[-log D_cls(c' | x)]
+//!   L_G = -E[D_src(G(x, c))] + lambda_cls E[-log D_cls(c | G(x, c))]
+//!         + lambda_rec E[|x - G(G(x, c), c')|_1]
+//! ```
+//!
+//! with x a real digit of domain c', c a random target, GP WGAN-GP's penalty on D_src
+//! ([`crate::adversarial::wgan::gradient_penalty`]), lambda_cls = 1, lambda_rec = 10,
+//! lambda_gp = 10, five critic steps per generator step, Adam 1e-4 (0.5, 0.999): the paper's
+//! settings. Every image has three channels (a grey digit on all three), so the coloured
+//! domain fits.
+//!
+//! The networks are the paper's scaled to 28 x 28: G is CycleGAN's residual generator
+//! ([`crate::adversarial::cycle_gan::ResnetGenerator`], instance norm) with 3 + 6 planes in and
+//! 3 out; D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky ReLU 0.01, no
+//! normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3 convolution to the
+//! patch scores and a 3 x 3 valid one to the six domain logits.
+//!
+//! **Data.** Each training digit is put in one domain for good, by a hash of its pixels, and
+//! kept only if it measures in it (a thick digit is not plain, a thinning that fell short is
+//! not thin). **Evaluation**, on the test digits, for each target domain but plain: the share
+//! measured in the target domain (the coloured one: coloured at all, a mean spread between
+//! channels above 0.1), the share the classifier still reads as the same digit (with the style
+//! undone, [`sets::without_style`], and a coloured digit's stroke taken as its brightest
+//! channel), and for the grey domains the mean L1 to the true translation, each beside the true
+//! translations' figures.
+
+use crate::adversarial::cycle_gan::{conv, ResnetGenerator};
+use crate::adversarial::wgan::gradient_penalty;
+use crate::adversarial::{
+    player_optimizers, player_optimizers_mut, player_weights, to_unit, Network,
+};
+use crate::domains::morpho;
+use crate::domains::sets::{self, Domain, MadeDigits};
+use crate::model::{Entry, Family, GenerativeModel, Losses};
+use crate::program::data::{Batch, Mnist};
+use crate::program::eval::{EvalContext, Metric};
+use crate::program::{checkpoint, image, metrics};
+use autograd::nn::{self, Conv2d, Module, Reduction};
+use autograd::optim::{Adam, AdamConfig, Optimizer};
+use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub static ENTRY: Entry = Entry {
+    name: "stargan",
+    title: "StarGAN, one generator over six digit domains: WGAN-GP, domain classification, reconstruction",
+    paper: "Choi et al. 2018, StarGAN: Unified Generative Adversarial Networks for Multi-Domain Image-to-Image Translation",
+    family: Family::Adversarial,
+    default_epochs: 20,
+    default_batch_size: 16,
+    default_config: || serde_json::to_value(StarConfig::default()).unwrap_or_default(),
+    build: |cfg, rng| Ok(Box::new(StarGan::new(ENTRY.parse_config(cfg)?, rng)?)),
+    presets: &[],
+};
+
+const N: usize = 28;
+const PIXELS: usize = N * N;
+/// Every image's planes.
+const CHANNELS: usize = 3;
+/// The domains, in the order of D_cls's logits and of the label maps.
+pub const DOMAINS: [Domain; 6] = Domain::ALL;
+/// The targets evaluated: every domain but plain (the test digits' own).
+pub const TARGETS: [Domain; 5] = [
+    Domain::Thin,
+    Domain::Thick,
+    Domain::SlantedLeft,
+    Domain::SlantedRight,
+    Domain::Coloured,
+];
+/// Test digits the per-epoch metrics translate (all of them in `genzoo eval`).
+const EPOCH_DIGITS: usize = 100;
+/// Above this mean spread between an image's channels it counts as coloured.
+pub const COLOURED_SPREAD: f64 = 0.1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StarConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Critic steps per generator step.
+    pub n_critic: usize,
+    /// lambda_gp, lambda_cls, lambda_rec.
+    pub gp_weight: f64,
+    pub cls_weight: f64,
+    pub rec_weight: f64,
+    /// Channels of the networks' first layer (f).
+    pub filters: usize,
+    /// Residual blocks of the generator.
+    pub blocks: usize,
+}
+
+impl Default for StarConfig {
+    fn default() -> Self {
+        StarConfig {
+            lr: 1e-4,
+            beta1: 0.5,
+            beta2: 0.999,
+            n_critic: 5,
+            gp_weight: 10.0,
+            cls_weight: 1.0,
+            rec_weight: 10.0,
+            filters: 32,
+            blocks: 3,
+        }
+    }
+}
+
+/// D: the shared trunk, the patch scores D_src and the domain logits D_cls (module doc).
+pub struct StarCritic {
+    c1: Conv2d,
+    c2: Conv2d,
+    c3: Conv2d,
+    src: Conv2d,
+    cls: Conv2d,
+}
+
+const SLOPE: f64 = 0.01;
+
+impl StarCritic {
+    pub fn new(f: usize, rng: &mut Rng) -> Result<StarCritic> {
+        Ok(StarCritic {
+            c1: conv(CHANNELS, f, 4, 2, 1, rng)?,
+            c2: conv(f, 2 * f, 4, 2, 1, rng)?,
+            c3: conv(2 * f, 4 * f, 4, 2, 1, rng)?,
+            src: conv(4 * f, 1, 3, 1, 1, rng)?,
+            cls: conv(4 * f, DOMAINS.len(), 3, 1, 0, rng)?,
+        })
+    }
+
+    fn trunk(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.c1.forward(x)?.leaky_relu(SLOPE)?;
+        let h = self.c2.forward(&h)?.leaky_relu(SLOPE)?;
+        self.c3.forward(&h)?.leaky_relu(SLOPE)
+    }
+
+    /// Images [n, 3, 28, 28] -> patch scores [n, 1, 3, 3] and domain logits [n, 6].
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let h = self.trunk(x)?;
+        let n = x.shape()[0];
+        let logits = self.cls.forward(&h)?.reshape(&[n, DOMAINS.len()])?;
+        Ok((self.src.forward(&h)?, logits))
+    }
+
+    /// The patch scores alone (what the gradient penalty constrains).
+    fn score(&self, x: &Tensor) -> Result<Tensor> {
+        self.src.forward(&self.trunk(x)?)
+    }
+}
+
+impl Module for StarCritic {
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        nn::children(
+            &[
+                ("c1", &self.c1),
+                ("c2", &self.c2),
+                ("c3", &self.c3),
+                ("src", &self.src),
+                ("cls", &self.cls),
+            ],
+            |m| m.named_parameters(),
+        )
+    }
+}
+
+/// A training digit in its domain: [3, 28, 28] in [0, 1] and the domain's index.
+#[derive(Clone)]
+struct InDomain {
+    planes: Vec<f32>,
+    domain: usize,
+}
+
+/// The digit put in the domain its hash picks, kept if it measures in it (module doc).
+fn make_training_digit(img: &[u8], _label: usize, hash: u64) -> Option<InDomain> {
+    let domain = (hash % DOMAINS.len() as u64) as usize;
+    let d = DOMAINS[domain];
+    let made = d.apply(img, &mut Rng::new(hash));
+    if d.channels() == 1 {
+        let m = morpho::measure(&to_grey_levels(&made), N, N)?;
+        if d.holds(&m) != Some(true) {
+            return None;
+        }
+    }
+    Some(InDomain {
+        planes: three_planes(made),
+        domain,
+    })
+}
+
+/// One plane repeated on all three (three planes are kept as they are).
+fn three_planes(planes: Vec<f32>) -> Vec<f32> {
+    if planes.len() == PIXELS {
+        planes.repeat(CHANNELS)
+    } else {
+        planes
+    }
+}
+
+fn to_grey_levels(unit: &[f32]) -> Vec<u8> {
+    unit.iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// [3, 28, 28] in [0, 1] -> the mean spread between channels, max - min (0 for a grey image).
+pub fn channel_spread(planes: &[f32]) -> f64 {
+    (0..PIXELS)
+        .map(|p| {
+            let v = [planes[p], planes[PIXELS + p], planes[2 * PIXELS + p]];
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            f64::from(hi - lo)
+        })
+        .sum::<f64>()
+        / PIXELS as f64
+}
+
+/// The grey digit a classifier should read from [3, 28, 28] in [0, 1]: a coloured image's
+/// stroke is its brightest channel above the background's (whose value is at most 0.45), a grey
+/// one's the mean of its channels; then its style undone ([`sets::without_style`]).
+fn digit_view(planes: &[f32]) -> Vec<u8> {
+    let grey: Vec<f32> = if channel_spread(planes) > COLOURED_SPREAD {
+        (0..PIXELS)
+            .map(|p| {
+                let hi = planes[p]
+                    .max(planes[PIXELS + p])
+                    .max(planes[2 * PIXELS + p]);
+                ((hi - 0.5) * 2.0).clamp(0.0, 1.0)
+            })
+            .collect()
+    } else {
+        (0..PIXELS)
+            .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
+            .collect()
+    };
+    sets::without_style(&to_grey_levels(&grey))
+}
+
+/// Whether [3, 28, 28] in [0, 1] is in `domain` by measurement (the coloured domain: coloured
+/// at all).
+fn reached(planes: &[f32], domain: Domain) -> bool {
+    if domain == Domain::Coloured {
+        return channel_spread(planes) > COLOURED_SPREAD;
+    }
+    let grey: Vec<f32> = (0..PIXELS)
+        .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
+        .collect();
+    morpho::measure(&to_grey_levels(&grey), N, N).and_then(|m| domain.holds(&m)) == Some(true)
+}
+
+fn domain_index(d: Domain) -> usize {
+    DOMAINS.iter().position(|&x| x == d).unwrap_or(0)
+}
+
+/// The target domains as label maps: [n, 6, 28, 28], plane c all ones for a target c.
+fn label_maps(targets: &[usize]) -> Result<Tensor> {
+    let n = targets.len();
+    Tensor::one_hot(targets, DOMAINS.len(), DType::F32)?
+        .reshape(&[n, DOMAINS.len(), 1, 1])?
+        .expand(&[n, DOMAINS.len(), N, N])
+}
+
+pub struct StarGan {
+    config: StarConfig,
+    g: ResnetGenerator,
+    d: StarCritic,
+    opt_g: Adam,
+    opt_d: Adam,
+    /// Critic steps taken (every `n_critic`-th is followed by a generator step); kept in
+    /// checkpoints.
+    critic_steps: Tensor,
+    made: MadeDigits<InDomain>,
+}
+
+impl StarGan {
+    pub fn new(config: StarConfig, rng: &mut Rng) -> Result<StarGan> {
+        let c = &config;
+        if c.n_critic == 0 || c.n_critic > 100 {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!("n_critic must be in 1..=100, got {}", c.n_critic),
+            ));
+        }
+        for (key, v) in [("filters", c.filters), ("blocks", c.blocks)] {
+            if v == 0 || v > 512 {
+                return Err(Error::invalid(
+                    ENTRY.name,
+                    format!("{key} must be in 1..=512, got {v}"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("gp_weight", c.gp_weight),
+            ("cls_weight", c.cls_weight),
+            ("rec_weight", c.rec_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(
+                    ENTRY.name,
+                    format!("{key} must be a finite number >= 0, got {v}"),
+                ));
+            }
+        }
+        let g = ResnetGenerator::with_channels(
+            CHANNELS + DOMAINS.len(),
+            CHANNELS,
+            c.filters,
+            c.blocks,
+            rng,
+        )?;
+        let d = StarCritic::new(c.filters, rng)?;
+        let adam = AdamConfig {
+            lr: c.lr,
+            betas: (c.beta1, c.beta2),
+            ..AdamConfig::default()
+        };
+        let opt_g = Adam::new(nn::prefixed("generator", g.named_parameters()), adam)?;
+        let opt_d = Adam::new(nn::prefixed("discriminator", d.named_parameters()), adam)?;
+        Ok(StarGan {
+            config,
+            g,
+            d,
+            opt_g,
+            opt_d,
+            critic_steps: Tensor::zeros(&[], DType::F64),
+            made: MadeDigits::default(),
+        })
+    }
+
+    /// G(x, c): images [n, 3, 28, 28] in [-1, 1] into the domains `targets`.
+    fn translate(&mut self, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
+        self.g
+            .forward(&Tensor::concat(&[x.clone(), label_maps(targets)?], 1)?)
+    }
+
+    /// One critic step on real images `x` ([-1, 1]) of the domains `own`; every `n_critic`-th
+    /// also a generator step.
+    fn step(&mut self, x: &Tensor, own: &[usize], rng: &mut Rng) -> Result<Losses> {
+        let n = own.len();
+        let k = DOMAINS.len() as u64;
+        let targets: Vec<usize> = (0..n).map(|_| rng.below(k) as usize).collect();
+        let fake = no_grad(|| self.translate(x, &targets))?;
+        let (src_real, cls_real) = self.d.forward(x)?;
+        let (src_fake, _) = self.d.forward(&fake)?;
+        let wasserstein = src_real.mean_all()?.sub(&src_fake.mean_all()?)?;
+        let d_cls = nn::loss::cross_entropy(&cls_real, own, Reduction::Mean)?;
+        let e = Tensor::rand(&[n, 1, 1, 1], DType::F32, rng);
+        let critic = &self.d;
+        let gp = gradient_penalty(&mut |v| critic.score(v), x, &fake, &e)?;
+        let c = &self.config;
+        let d_loss = wasserstein
+            .neg()?
+            .add(&d_cls.mul_scalar(c.cls_weight)?)?
+            .add(&gp.mul_scalar(c.gp_weight)?)?;
+        self.opt_d.minimize(&d_loss)?;
+        let steps = self.critic_steps.item()? as u64 + 1;
+        self.critic_steps = Tensor::scalar(steps as f64, DType::F64);
+        let mut out: Losses = vec![
+            ("d_loss".into(), d_loss.item()?),
+            ("wasserstein".into(), wasserstein.item()?),
+            ("d_cls".into(), d_cls.item()?),
+            ("penalty".into(), gp.item()?),
+        ];
+        if steps.is_multiple_of(self.config.n_critic as u64) {
+            let fake = self.translate(x, &targets)?;
+            let (src_fake, cls_fake) = self.d.forward(&fake)?;
+            let g_cls = nn::loss::cross_entropy(&cls_fake, &targets, Reduction::Mean)?;
+            let back = self.translate(&fake, own)?;
+            let rec = back.sub(x)?.abs()?.mean_all()?;
+            let c = &self.config;
+            let g_loss = src_fake
+                .mean_all()?
+                .neg()?
+                .add(&g_cls.mul_scalar(c.cls_weight)?)?
+                .add(&rec.mul_scalar(c.rec_weight)?)?;
+            self.opt_g.minimize(&g_loss)?;
+            out.push(("g_loss".into(), g_loss.item()?));
+            out.push(("g_cls".into(), g_cls.item()?));
+            out.push(("reconstruction".into(), rec.item()?));
+        }
+        Ok(out)
+    }
+
+    /// The first `n` test digits as [n, 3, 28, 28] in [-1, 1], with their labels.
+    fn test_digits(data: &Mnist, n: usize) -> Result<(Tensor, Vec<usize>)> {
+        let n = n.min(data.test.len());
+        let planes: Vec<f32> = data.test.images[..n * PIXELS]
+            .chunks(PIXELS)
+            .flat_map(|img| {
+                let unit: Vec<f32> = img.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+                unit.repeat(CHANNELS)
+            })
+            .collect();
+        let labels = data.test.labels[..n].iter().map(|&l| l.into()).collect();
+        Ok((Tensor::from_vec(planes, &[n, CHANNELS, N, N])?, labels))
+    }
+
+    /// `x` translated into `target`, as [n, 3, 28, 28] in [0, 1] values.
+    fn translated(&mut self, x: &Tensor, target: Domain) -> Result<Vec<f32>> {
+        let n = x.shape()[0];
+        let out = no_grad(|| self.translate(x, &vec![domain_index(target); n]))?;
+        Ok(to_unit(&out)?.to_vec_f32())
+    }
+
+    /// Per target domain: reached, digit kept, and L1 to the true translation (grey domains),
+    /// on the first `n` test digits, beside the true translations' figures.
+    fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
+        let (x, labels) = Self::test_digits(ctx.data, n)?;
+        let n = labels.len();
+        let originals = &ctx.data.test.images[..n * PIXELS];
+        let mut out = Vec::new();
+        let (mut lowest_reached, mut lowest_kept) = (f64::INFINITY, f64::INFINITY);
+        for target in TARGETS {
+            let made = self.translated(&x, target)?;
+            let truth: Vec<f32> = originals
+                .par_chunks(PIXELS)
+                .enumerate()
+                .flat_map_iter(|(i, img)| three_planes(target.apply(img, &mut Rng::new(i as u64))))
+                .collect();
+            let share_reached = |planes: &[f32]| {
+                planes
+                    .par_chunks(CHANNELS * PIXELS)
+                    .filter(|p| reached(p, target))
+                    .count() as f64
+                    / n as f64
+            };
+            let reached_ours = share_reached(&made);
+            let reached_real = share_reached(&truth);
+            let kept_ours = digit_kept(ctx, &made, &labels)?;
+            let kept_real = digit_kept(ctx, &truth, &labels)?;
+            lowest_reached = lowest_reached.min(reached_ours);
+            lowest_kept = lowest_kept.min(kept_ours);
+            let name = target.name().replace('-', "_");
+            out.push(
+                Metric::with_baseline(format!("{name}_reached"), reached_ours, reached_real)
+                    .detail(format!("{n} test digits; baseline: the true translations")),
+            );
+            out.push(Metric::with_baseline(
+                format!("{name}_digit_kept"),
+                kept_ours,
+                kept_real,
+            ));
+            if target.channels() == 1 {
+                let l1 = made
+                    .iter()
+                    .zip(&truth)
+                    .map(|(p, q)| f64::from((p - q).abs()))
+                    .sum::<f64>()
+                    / made.len() as f64;
+                out.push(Metric::new(format!("{name}_l1_to_truth"), l1));
+            }
+        }
+        out.push(Metric::new("lowest_reached", lowest_reached));
+        out.push(Metric::new("lowest_digit_kept", lowest_kept));
+        Ok(out)
+    }
+}
+
+/// The share of `planes` ([n, 3, 28, 28] in [0, 1]) the classifier reads as `labels`
+/// ([`digit_view`]).
+fn digit_kept(ctx: &mut EvalContext, planes: &[f32], labels: &[usize]) -> Result<f64> {
+    let views: Vec<f32> = planes
+        .par_chunks(CHANNELS * PIXELS)
+        .flat_map_iter(digit_view)
+        .map(|b| b as f32 / 255.0)
+        .collect();
+    let f = ctx.features(&Tensor::from_vec(views, &[labels.len(), 1, N, N])?)?;
+    metrics::accuracy(&f.logits, 10, labels)
+}
+
+impl GenerativeModel for StarGan {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
+    fn weights(&self) -> Vec<(String, Tensor)> {
+        let mut w = player_weights(&self.g, &self.d);
+        w.push(("critic_steps".into(), self.critic_steps.clone()));
+        w
+    }
+    fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
+        player_optimizers(&self.opt_g, &self.opt_d)
+    }
+    fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
+        player_optimizers_mut(&mut self.opt_g, &mut self.opt_d)
+    }
+    fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
+        let items = self.made.of_batch(batch, make_training_digit);
+        if items.len() < 2 {
+            return Err(Error::invalid(
+                ENTRY.name,
+                "fewer than 2 digits of this batch are in their domain: use a larger batch size",
+            ));
+        }
+        let planes: Vec<f32> = items
+            .iter()
+            .flat_map(|d| d.planes.iter().map(|v| v * 2.0 - 1.0))
+            .collect();
+        let own: Vec<usize> = items.iter().map(|d| d.domain).collect();
+        let x = Tensor::from_vec(planes, &[items.len(), CHANNELS, N, N])?;
+        self.step(&x, &own, rng)
+    }
+    fn sample(&mut self, _n: usize, _rng: &mut Rng) -> Result<Tensor> {
+        Err(Error::invalid(
+            "sample",
+            "stargan translates digits rather than drawing them: its samples are the test digits translated (sample_given)",
+        ))
+    }
+    /// The test digits translated, digit i / 5 into target i mod 5 (a grid of ten columns:
+    /// two digits a row, each into the five targets).
+    fn sample_given(&mut self, n: usize, data: &Mnist, _rng: &mut Rng) -> Result<Tensor> {
+        let digits = n.div_ceil(TARGETS.len()).min(data.test.len());
+        let (x, _) = Self::test_digits(data, digits)?;
+        let rows: Vec<usize> = (0..n)
+            .map(|i| (i / TARGETS.len()).min(digits - 1))
+            .collect();
+        let targets: Vec<usize> = (0..n)
+            .map(|i| domain_index(TARGETS[i % TARGETS.len()]))
+            .collect();
+        let inputs = x.index_select(0, &rows)?;
+        to_unit(&self.translate(&inputs, &targets)?)
+    }
+    fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        self.translation_metrics(ctx, EPOCH_DIGITS)
+    }
+    fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
+        let n = ctx.data.test.len();
+        self.translation_metrics(ctx, n)
+    }
+    /// `translations.png`: a row per test digit (ten), the digit, then its translations into
+    /// the five targets.
+    fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {
+        let (x, _) = Self::test_digits(data, 10)?;
+        let mut columns = vec![to_unit(&x)?.to_vec_f32()];
+        for target in TARGETS {
+            columns.push(self.translated(&x, target)?);
+        }
+        let per = CHANNELS * PIXELS;
+        let cells: Vec<f32> = (0..10)
+            .flat_map(|row| {
+                columns
+                    .iter()
+                    .flat_map(move |c| c[row * per..(row + 1) * per].iter().copied())
+            })
+            .collect();
+        let grid = Tensor::from_vec(cells, &[10 * columns.len(), CHANNELS, N, N])?;
+        checkpoint::write_atomic(
+            &dir.join("translations.png"),
+            &image::grid_png(&grid, Some(columns.len()), 2)?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_maps_hold_one_plane_of_ones() {
+        let m = label_maps(&[2, 5]).unwrap();
+        assert_eq!(m.shape(), &[2, 6, 28, 28]);
+        let v = m.to_vec_f64();
+        let plane = |i: usize, c: usize| &v[(i * 6 + c) * PIXELS..(i * 6 + c + 1) * PIXELS];
+        assert!(plane(0, 2).iter().all(|&x| x == 1.0));
+        assert!(plane(1, 5).iter().all(|&x| x == 1.0));
+        assert!(plane(0, 5).iter().all(|&x| x == 0.0));
+        assert_eq!(v.iter().sum::<f64>(), 2.0 * PIXELS as f64);
+    }
+
+    /// The measures the evaluation rests on: a coloured digit is coloured, a grey one is not,
+    /// and the digit view of a coloured digit reads as its digit about as often as the grey
+    /// digit itself.
+    #[test]
+    fn the_measures_tell_colour_and_read_the_digit() {
+        let data = crate::program::data::embedded().unwrap();
+        let n = 100;
+        let mut ctx = EvalContext::new(&data, 0, 10);
+        let labels: Vec<usize> = data.test.labels[..n].iter().map(|&l| l.into()).collect();
+        let (mut grey, mut coloured) = (Vec::new(), Vec::new());
+        for (i, img) in data.test.images[..n * PIXELS].chunks(PIXELS).enumerate() {
+            let g = three_planes(Domain::Plain.apply(img, &mut Rng::new(0)));
+            let c = Domain::Coloured.apply(img, &mut Rng::new(i as u64));
+            assert!(!reached(&g, Domain::Coloured));
+            assert!(reached(&c, Domain::Coloured), "coloured digit {i}");
+            grey.extend(g);
+            coloured.extend(c);
+        }
+        let kept_grey = digit_kept(&mut ctx, &grey, &labels).unwrap();
+        let kept_coloured = digit_kept(&mut ctx, &coloured, &labels).unwrap();
+        assert!(kept_grey >= 0.95, "{kept_grey}");
+        assert!(kept_coloured >= 0.9, "{kept_coloured}");
+    }
+
+    /// Training digits are kept only in a domain they measure in, and every domain is used.
+    #[test]
+    fn training_digits_are_put_in_measured_domains() {
+        let data = crate::program::data::embedded().unwrap();
+        let mut seen = [0usize; 6];
+        for i in 0..120 {
+            let img = data.train.image(i);
+            if let Some(d) = make_training_digit(img, 0, sets::pixel_hash(img)) {
+                assert_eq!(d.planes.len(), CHANNELS * PIXELS);
+                let domain = DOMAINS[d.domain];
+                if domain != Domain::Plain {
+                    assert!(reached(&d.planes, domain), "{}", domain.name());
+                }
+                seen[d.domain] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&k| k > 0), "{seen:?}");
+    }
+
+    /// Critic steps train D, every n_critic-th trains G too, and the losses are finite.
+    #[test]
+    fn generator_steps_come_every_n_critic() {
+        let mut rng = Rng::new(4);
+        let config = StarConfig {
+            n_critic: 2,
+            filters: 8,
+            blocks: 1,
+            ..StarConfig::default()
+        };
+        let mut m = StarGan::new(config, &mut rng).unwrap();
+        let data = crate::program::data::embedded().unwrap();
+        let batch = data.train.batch(&(0..12).collect::<Vec<_>>());
+        let sum = |m: &StarGan, prefix: &str| -> f64 {
+            m.weights()
+                .iter()
+                .filter(|(n, _)| n.starts_with(prefix))
+                .map(|(_, t)| t.to_vec_f64().iter().sum::<f64>())
+                .sum()
+        };
+        let (g0, d0) = (sum(&m, "generator."), sum(&m, "discriminator."));
+        let first = m.train_step(&batch, &mut rng).unwrap();
+        assert!(!first.iter().any(|(k, _)| k == "g_loss"));
+        assert_eq!(g0, sum(&m, "generator."), "G moved on a critic-only step");
+        assert_ne!(d0, sum(&m, "discriminator."));
+        let second = m.train_step(&batch, &mut rng).unwrap();
+        assert!(second.iter().any(|(k, _)| k == "g_loss"));
+        assert!(first.iter().chain(&second).all(|(_, v)| v.is_finite()));
+        assert_ne!(g0, sum(&m, "generator."));
+        assert_eq!(m.critic_steps.item().unwrap(), 2.0);
+        let s = m.sample_given(10, &data, &mut rng).unwrap();
+        assert_eq!(s.shape(), &[10, 3, 28, 28]);
+    }
+}
