@@ -805,3 +805,77 @@ fn domains_draws_a_row_per_domain_and_measures_them() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(".png"), "{}", stderr(&o));
 }
+
+/// `sample --caption` draws what a caption says from a text-to-image run, names words outside
+/// the vocabulary, and is refused by a model that reads no captions (and beside `--label`).
+#[test]
+fn sample_caption_draws_from_words_and_names_unknown_ones() {
+    let dir = TempDir::new("cli-caption");
+    let run = dir.join("t2i");
+    let o = genzoo(&[
+        "train",
+        "text2image",
+        "--epochs",
+        "1",
+        "--limit-batches",
+        "2",
+        "--batch-size",
+        "16",
+        "--set",
+        "encoder_steps=50",
+        "--out",
+        p(&run),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.join("twos.npy");
+    let o = genzoo(&[
+        "sample",
+        p(&run),
+        "--caption",
+        "a thin two leaning left",
+        "--n",
+        "3",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a thin two leaning left"),
+        "{}",
+        stderr(&o)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("(3, 1, 28, 28)"));
+    let o = genzoo(&[
+        "sample",
+        p(&run),
+        "--caption",
+        "a bold two leaning sideways",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("\"bold\"") && e.contains("\"sideways\""), "{e}");
+    assert!(e.contains("thick"), "the vocabulary is listed: {e}");
+    let o = genzoo(&["sample", p(&run), "--caption", "a two", "--label", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // a model that reads no captions says so
+    let gan = dir.join("gan");
+    let o = genzoo(&[
+        "train",
+        "gan",
+        "--epochs",
+        "1",
+        "--limit-batches",
+        "1",
+        "--out",
+        p(&gan),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = genzoo(&["sample", p(&gan), "--caption", "a two"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("does not read captions"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -68,7 +68,9 @@ fn a_resumed_gan_run_is_bit_identical() {
 }
 
 /// The conditional GAN's checkpoint holds the label embedding of its D, CycleGAN's its two
-/// histories of generated images: resumed after an epoch, each ends where the straight run does.
+/// histories of generated images, text-to-image's its trained text encoder (and that it is
+/// trained), StarGAN's its critic-step count: resumed after an epoch, each ends where the
+/// straight run does.
 #[test]
 fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
     two_threads(|| {
@@ -76,6 +78,8 @@ fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
         for (model, held) in [
             ("cgan", "discriminator.embed.weight"),
             ("cycle-gan", "history_b.images"),
+            ("text2image", "text_encoder.trained"),
+            ("stargan", "critic_steps"),
         ] {
             let straight = TempDir::new(&format!("gan-straight-{model}"));
             run::train(&request(model, straight.path(), 2), &never).unwrap();
