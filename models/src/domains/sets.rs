@@ -165,59 +165,96 @@ const REGULAR_TARGET: f64 = (THIN_BELOW + THICK_ABOVE) / 2.0;
 const REGULAR_MARGIN: f64 = 0.25;
 
 /// The digit given `stroke` and then `lean` by the perturbations: thinning ([`thin_to`]
-/// [`THIN_TARGET`]), thickening ([`thicken_to`] [`THICK_TARGET`]), or for a regular stroke the
-/// digit's own unless it is near thin or thick (then dilated or eroded to [`REGULAR_TARGET`]);
-/// then a shear to a slant of -[`SLANT_TARGET`], 0 or [`SLANT_TARGET`].
+/// [`THIN_TARGET`]), thickening to [`THICK_TARGET`] (a dilation to that thickness, else the
+/// doubling of [`thicken_to`]), or for a regular stroke the digit's own unless it is near thin
+/// or thick (then dilated or eroded to [`REGULAR_TARGET`]); then a shear to a slant of
+/// -[`SLANT_TARGET`], 0 or [`SLANT_TARGET`].
 ///
 /// Erosion can break a stroke, and shearing a thin stroke resamples it, so the measured slant
 /// after one shear can miss: the shear is repeated once on what it made, thinning that falls
 /// short is retried with stronger erosion, and a thin digit is also tried leaned first, then
-/// eroded. The first result that measures as asked is returned, else the first one made; what
-/// it measures is for [`Attributes::measured`] to say (on the test digits: 89-98% of the thin
-/// ones, 99-100% of the others).
+/// eroded. The first result whose stroke measures [`STROKE_MARGIN`] inside its class is
+/// returned (so that a model trained on these images learns strokes clear of the boundaries,
+/// not ones just across them), else the first that measures as asked, else the first made;
+/// what it measures is for [`Attributes::measured`] to say (on 150 test digits: 92-93% of the
+/// thin ones, 99-100% of the others).
 pub fn with_attributes(img: &[u8], stroke: Stroke, lean: Lean) -> Vec<u8> {
     let angle = match lean {
         Lean::Left => -SLANT_TARGET,
         Lean::Upright => 0.0,
         Lean::Right => SLANT_TARGET,
     };
-    let strokes: Vec<Vec<u8>> = match stroke {
-        Stroke::Thick => vec![thicken_to(img, THICK_TARGET)],
-        Stroke::Regular => vec![regular_stroke(img)],
+    let strokes: Vec<Box<dyn Fn() -> Vec<u8> + '_>> = match stroke {
+        Stroke::Thick => vec![
+            Box::new(|| dilate_to(img, THICK_TARGET)),
+            Box::new(|| thicken_to(img, THICK_TARGET)),
+        ],
+        Stroke::Regular => vec![Box::new(|| regular_stroke(img))],
         Stroke::Thin => THIN_TRIES
             .iter()
-            .map(|&target| thin_to(img, target))
+            .map(|&target| Box::new(move || thin_to(img, target)) as Box<dyn Fn() -> Vec<u8>>)
             .collect(),
     };
-    let is_asked = |x: &[u8]| {
-        morpho::measure(x, N, N).is_some_and(|m| {
-            let a = Attributes::of(0, &m);
-            a.stroke == stroke && a.lean == lean
-        })
+    // 2: firmly as asked, 1: as asked, 0: not
+    let grade = |x: &[u8]| match morpho::measure(x, N, N) {
+        Some(m) if Attributes::of(0, &m).stroke == stroke && Attributes::of(0, &m).lean == lean => {
+            if is_firm(stroke, m.thickness) {
+                2
+            } else {
+                1
+            }
+        }
+        _ => 0,
     };
-    let mut first = None;
-    for stroked in strokes {
-        let once = slant_to(&stroked, angle);
-        if is_asked(&once) {
-            return once;
+    let (mut first, mut matching) = (None, None);
+    let mut consider = |x: Vec<u8>| -> Option<Vec<u8>> {
+        match grade(&x) {
+            2 => return Some(x),
+            1 if matching.is_none() => matching = Some(x.clone()),
+            _ => {}
         }
+        first.get_or_insert(x);
+        None
+    };
+    for make in &strokes {
+        let once = slant_to(&make(), angle);
         let twice = slant_to(&once, angle);
-        if is_asked(&twice) {
-            return twice;
+        if let Some(x) = consider(once).or_else(|| consider(twice)) {
+            return x;
         }
-        first.get_or_insert(once);
     }
     if stroke == Stroke::Thin {
         // the other order: lean the whole stroke first, then erode it
         let leaning = slant_to(img, angle);
         for target in &THIN_TRIES[..2] {
-            let made = thin_to(&leaning, *target);
-            if is_asked(&made) {
-                return made;
+            if let Some(x) = consider(thin_to(&leaning, *target)) {
+                return x;
             }
         }
     }
-    first.unwrap_or_else(|| img.to_vec())
+    matching.or(first).unwrap_or_else(|| img.to_vec())
+}
+
+/// How far inside its class (pixels of thickness) [`with_attributes`] prefers a stroke to
+/// measure.
+pub const STROKE_MARGIN: f64 = 0.15;
+
+fn is_firm(stroke: Stroke, thickness: f64) -> bool {
+    match stroke {
+        Stroke::Thin => thickness < THIN_BELOW - STROKE_MARGIN,
+        Stroke::Thick => thickness > THICK_ABOVE + STROKE_MARGIN,
+        Stroke::Regular => {
+            thickness > THIN_BELOW + STROKE_MARGIN && thickness < THICK_ABOVE - STROKE_MARGIN
+        }
+    }
+}
+
+/// The digit dilated until its thickness is `target` (unchanged when it is that thick already).
+pub fn dilate_to(img: &[u8], target: f64) -> Vec<u8> {
+    match morpho::measure(img, N, N) {
+        Some(m) if m.thickness < target => morpho::dilate(img, N, N, (target - m.thickness) / 2.0),
+        _ => img.to_vec(),
+    }
 }
 
 /// The digit with its style undone, for telling which digit it is apart from how it is drawn:
@@ -641,7 +678,7 @@ mod tests {
                     .count();
                 let share = hits as f64 / n as f64;
                 // a thin upright stroke is the hardest to make (see with_attributes)
-                let least = if stroke == Stroke::Thin { 0.85 } else { 0.97 };
+                let least = if stroke == Stroke::Thin { 0.9 } else { 0.97 };
                 assert!(share >= least, "{stroke:?} {lean:?}: {share}");
             }
         }
