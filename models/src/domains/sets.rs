@@ -135,17 +135,24 @@ pub fn thin_to(img: &[u8], at_most: f64) -> Vec<u8> {
 /// so a first erosion can leave it above [`THIN_BELOW`].
 const THIN_TRIES: [f64; 3] = [THIN_TARGET, 1.3, 1.15];
 
-/// The digit thinned ([`thin_to`]) to the first of [`THIN_TRIES`] after which it measures thin
-/// (the last one if none does).
+/// The digit thinned ([`thin_to`]) to the first of [`THIN_TRIES`] after which it measures
+/// [`STROKE_MARGIN`] below [`THIN_BELOW`], else the first after which it measures thin, else
+/// the last (a model trained on thin digits just under the boundary draws half of its own above
+/// it).
 pub fn thinned(img: &[u8]) -> Vec<u8> {
+    let mut thin_enough = None;
     let mut last = img.to_vec();
     for target in THIN_TRIES {
         last = thin_to(img, target);
-        if morpho::measure(&last, N, N).is_some_and(|m| m.thickness < THIN_BELOW) {
-            break;
+        match morpho::measure(&last, N, N) {
+            Some(m) if is_firm(Stroke::Thin, m.thickness) => return last,
+            Some(m) if m.thickness < THIN_BELOW && thin_enough.is_none() => {
+                thin_enough = Some(last.clone())
+            }
+            _ => {}
         }
     }
-    last
+    thin_enough.unwrap_or(last)
 }
 
 /// The digit sheared until its measured slant is `target`: shears add in tan(slant).
