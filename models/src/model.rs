@@ -168,10 +168,18 @@ pub trait GenerativeModel {
     /// evaluation behaviour.
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor>;
 
-    /// `n` samples for the run's pictures and the evaluation, given the run's data: what
-    /// [`GenerativeModel::sample`] draws, or for a model that translates digits (CycleGAN) its
-    /// translations of the first `n` test digits.
-    fn sample_given(&mut self, n: usize, _data: &Mnist, rng: &mut Rng) -> Result<Tensor> {
+    /// Samples `first .. first + n` of the model's run of samples for the pictures and the
+    /// evaluation, given the run's data (callers draw in chunks, `first` counting on): what
+    /// [`GenerativeModel::sample`] draws (`first` does not matter), or for a model that
+    /// translates digits (CycleGAN, StarGAN) its translations of the test digits from the
+    /// `first`-th on, wrapping around after the last.
+    fn sample_given(
+        &mut self,
+        _first: usize,
+        n: usize,
+        _data: &Mnist,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         self.sample(n, rng)
     }
 
@@ -278,7 +286,8 @@ pub fn draw_samples<M: GenerativeModel + ?Sized>(
     let mut left = ctx.samples;
     while left > 0 {
         let k = left.min(100);
-        let s = no_grad(|| model.sample_given(k, ctx.data, &mut ctx.rng))?;
+        let first = ctx.samples - left;
+        let s = no_grad(|| model.sample_given(first, k, ctx.data, &mut ctx.rng))?;
         check_samples(model.name(), &s, k)?;
         parts.push(s);
         left -= k;

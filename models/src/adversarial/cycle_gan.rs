@@ -554,10 +554,19 @@ impl GenerativeModel for CycleGan {
             "cycle-gan translates digits rather than drawing them: its samples are the thickened test digits (sample_given)",
         ))
     }
-    /// G's translations of the first `n` test digits into the thick domain.
-    fn sample_given(&mut self, n: usize, data: &Mnist, _rng: &mut Rng) -> Result<Tensor> {
-        let n = n.min(data.test.len());
-        let made = Self::translate(&mut self.g, &data.test.images[..n * PIXELS])?;
+    /// G's translations of test digits `first ..` (wrapping) into the thick domain.
+    fn sample_given(
+        &mut self,
+        first: usize,
+        n: usize,
+        data: &Mnist,
+        _rng: &mut Rng,
+    ) -> Result<Tensor> {
+        let test = &data.test;
+        let plain: Vec<u8> = (first..first + n)
+            .flat_map(|i| test.image(i % test.len()).iter().copied())
+            .collect();
+        let made = Self::translate(&mut self.g, &plain)?;
         Tensor::from_vec(
             made.iter().map(|&b| b as f32 / 255.0).collect(),
             &[n, 1, N, N],
@@ -677,5 +686,29 @@ mod tests {
         assert!(gan.history_a.len.to_vec_f64()[0] > 0.0);
         let one = data.train.batch(&[0]);
         assert!(gan.train_step(&one, &mut rng).is_err());
+    }
+
+    /// Samples drawn in chunks continue through the test digits (`genzoo sample --n 200` does
+    /// not repeat the first 100) and wrap around after the last.
+    #[test]
+    fn samples_in_chunks_continue_through_the_test_digits() {
+        let mut rng = Rng::new(3);
+        let config = CycleConfig {
+            filters: 4,
+            blocks: 1,
+            ..CycleConfig::default()
+        };
+        let mut gan = CycleGan::new(config, &mut rng).unwrap();
+        let data = crate::program::data::embedded().unwrap();
+        let all = gan.sample_given(0, 4, &data, &mut rng).unwrap();
+        let tail = gan.sample_given(2, 2, &data, &mut rng).unwrap();
+        assert_eq!(tail.to_vec_f64(), all.narrow(0, 2, 2).unwrap().to_vec_f64());
+        assert_ne!(all.narrow(0, 0, 2).unwrap().to_vec_f64(), tail.to_vec_f64());
+        let n = data.test.len();
+        let wrapped = gan.sample_given(n, 1, &data, &mut rng).unwrap();
+        assert_eq!(
+            wrapped.to_vec_f64(),
+            all.narrow(0, 0, 1).unwrap().to_vec_f64()
+        );
     }
 }

@@ -391,18 +391,31 @@ impl StarGan {
         Ok(out)
     }
 
-    /// The first `n` test digits as [n, 3, 28, 28] in [-1, 1], with their labels.
-    fn test_digits(data: &Mnist, n: usize) -> Result<(Tensor, Vec<usize>)> {
-        let n = n.min(data.test.len());
-        let planes: Vec<f32> = data.test.images[..n * PIXELS]
-            .chunks(PIXELS)
-            .flat_map(|img| {
-                let unit: Vec<f32> = img.iter().map(|&b| b as f32 / 127.5 - 1.0).collect();
+    /// The test digits `rows` as [n, 3, 28, 28] in [-1, 1], with their labels.
+    fn test_digits(data: &Mnist, rows: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        let planes: Vec<f32> = rows
+            .iter()
+            .flat_map(|&i| {
+                let unit: Vec<f32> = data
+                    .test
+                    .image(i)
+                    .iter()
+                    .map(|&b| b as f32 / 127.5 - 1.0)
+                    .collect();
                 unit.repeat(CHANNELS)
             })
             .collect();
-        let labels = data.test.labels[..n].iter().map(|&l| l.into()).collect();
-        Ok((Tensor::from_vec(planes, &[n, CHANNELS, N, N])?, labels))
+        let labels = rows.iter().map(|&i| data.test.labels[i].into()).collect();
+        Ok((
+            Tensor::from_vec(planes, &[rows.len(), CHANNELS, N, N])?,
+            labels,
+        ))
+    }
+
+    /// The first `n` test digits (all of them if fewer).
+    fn first_test_digits(data: &Mnist, n: usize) -> Result<(Tensor, Vec<usize>)> {
+        let rows: Vec<usize> = (0..n.min(data.test.len())).collect();
+        Self::test_digits(data, &rows)
     }
 
     /// `x` translated into `target`, as [n, 3, 28, 28] in [0, 1] values.
@@ -415,7 +428,7 @@ impl StarGan {
     /// Per target domain: reached, digit kept, and L1 to the true translation (grey domains),
     /// on the first `n` test digits, beside the true translations' figures.
     fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
-        let (x, labels) = Self::test_digits(ctx.data, n)?;
+        let (x, labels) = Self::first_test_digits(ctx.data, n)?;
         let n = labels.len();
         let originals = &ctx.data.test.images[..n * PIXELS];
         let mut out = Vec::new();
@@ -518,18 +531,22 @@ impl GenerativeModel for StarGan {
             "stargan translates digits rather than drawing them: its samples are the test digits translated (sample_given)",
         ))
     }
-    /// The test digits translated, digit i / 5 into target i mod 5 (a grid of ten columns:
-    /// two digits a row, each into the five targets).
-    fn sample_given(&mut self, n: usize, data: &Mnist, _rng: &mut Rng) -> Result<Tensor> {
-        let digits = n.div_ceil(TARGETS.len()).min(data.test.len());
-        let (x, _) = Self::test_digits(data, digits)?;
-        let rows: Vec<usize> = (0..n)
-            .map(|i| (i / TARGETS.len()).min(digits - 1))
+    /// The test digits translated, sample i being test digit i / 5 (wrapping) into target
+    /// i mod 5 (a grid of ten columns: two digits a row, each into the five targets).
+    fn sample_given(
+        &mut self,
+        first: usize,
+        n: usize,
+        data: &Mnist,
+        _rng: &mut Rng,
+    ) -> Result<Tensor> {
+        let rows: Vec<usize> = (first..first + n)
+            .map(|i| (i / TARGETS.len()) % data.test.len())
             .collect();
-        let targets: Vec<usize> = (0..n)
+        let targets: Vec<usize> = (first..first + n)
             .map(|i| domain_index(TARGETS[i % TARGETS.len()]))
             .collect();
-        let inputs = x.index_select(0, &rows)?;
+        let (inputs, _) = Self::test_digits(data, &rows)?;
         to_unit(&self.translate(&inputs, &targets)?)
     }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
@@ -542,7 +559,7 @@ impl GenerativeModel for StarGan {
     /// `translations.png`: a row per test digit (ten), the digit, then its translations into
     /// the five targets.
     fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {
-        let (x, _) = Self::test_digits(data, 10)?;
+        let (x, _) = Self::first_test_digits(data, 10)?;
         let mut columns = vec![to_unit(&x)?.to_vec_f32()];
         for target in TARGETS {
             columns.push(self.translated(&x, target)?);
@@ -652,7 +669,10 @@ mod tests {
         assert!(first.iter().chain(&second).all(|(_, v)| v.is_finite()));
         assert_ne!(g0, sum(&m, "generator."));
         assert_eq!(m.critic_steps.item().unwrap(), 2.0);
-        let s = m.sample_given(10, &data, &mut rng).unwrap();
+        let s = m.sample_given(0, 10, &data, &mut rng).unwrap();
         assert_eq!(s.shape(), &[10, 3, 28, 28]);
+        // a later chunk continues the run: samples 5..10 are the second digit's translations
+        let later = m.sample_given(5, 5, &data, &mut rng).unwrap();
+        assert_eq!(later.to_vec_f64(), s.narrow(0, 5, 5).unwrap().to_vec_f64());
     }
 }

@@ -455,7 +455,7 @@ fn sample(a: SampleArgs) -> Result<ExitCode, String> {
             (Some(label), _) => model.sample_label(k, label as usize, &mut rng),
             (None, Some(caption)) => model.sample_caption(k, caption, &mut rng),
             (None, None) => match &data {
-                Some(d) => model.sample_given(k, d, &mut rng),
+                Some(d) => model.sample_given(n - left, k, d, &mut rng),
                 None => model.sample(k, &mut rng),
             },
         })

@@ -1023,7 +1023,7 @@ pub fn train_entry(
             None
         };
         if entry.family != Family::Classifier {
-            let grid = no_grad(|| model.sample_given(GRID, &data, &mut Rng::new(GRID_SEED)))?;
+            let grid = no_grad(|| model.sample_given(0, GRID, &data, &mut Rng::new(GRID_SEED)))?;
             crate::program::eval::check_samples(entry.name, &grid, GRID)?;
             let png = image::grid_png(&grid, Some(8), 2)?;
             write_atomic(
