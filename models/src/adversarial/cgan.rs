@@ -44,7 +44,7 @@ pub static ENTRY: Entry = Entry {
     title: "conditional GAN: DCGAN with the label joined to G's noise and to D's image",
     paper: "Mirza & Osindero 2014, Conditional Generative Adversarial Nets",
     family: Family::Adversarial,
-    default_epochs: 30,
+    default_epochs: 40,
     default_batch_size: 64,
     default_config: || serde_json::to_value(GanConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Cgan::new(ENTRY.parse_config(cfg)?, rng)?)),
