@@ -28,11 +28,11 @@ use crate::adversarial::{
     grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey, Network,
 };
 use crate::domains::morpho;
-use crate::domains::sets::{pixel_hash, thicken_to, Domain, THICK_TARGET};
+use crate::domains::sets::{self, pixel_hash, thicken_to, Domain, THICK_TARGET};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
 use crate::program::eval::{EvalContext, Metric};
-use crate::program::{image, metrics};
+use crate::program::image;
 use autograd::nn::{self, Conv2d, ConvTranspose2d, InstanceNorm2d, Module};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{no_grad, Conv2dOptions, ConvTranspose2dOptions, DType, Error, Result, Rng, Tensor};
@@ -458,14 +458,11 @@ impl CycleGan {
     }
 }
 
-/// The share of `images` (grey levels) whose classifier label is `labels`'.
+/// The share of `images` (grey levels) the classifier reads as `labels`, each read with its
+/// style undone ([`sets::read_digits`]: the classifier knows plain digits, and read as they are
+/// only 92.8% of the true thickenings keep their label).
 fn label_kept(ctx: &mut EvalContext, images: &[u8], labels: &[usize]) -> Result<f64> {
-    let x = Tensor::from_vec(
-        images.iter().map(|&b| b as f32 / 255.0).collect(),
-        &[labels.len(), 1, N, N],
-    )?;
-    let f = ctx.features(&x)?;
-    metrics::accuracy(&f.logits, 10, labels)
+    Ok(sets::share_equal(&sets::read_digits(ctx, images)?, labels))
 }
 
 /// The share of `images` (grey levels) measured in `domain`.

@@ -42,7 +42,7 @@ use crate::domains::sets::{self, Domain, MadeDigits};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist};
 use crate::program::eval::{EvalContext, Metric};
-use crate::program::{checkpoint, image, metrics};
+use crate::program::{checkpoint, image};
 use autograd::nn::{self, Conv2d, Module, Reduction};
 use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{no_grad, DType, Error, Result, Rng, Tensor};
@@ -227,7 +227,7 @@ pub fn channel_spread(planes: &[f32]) -> f64 {
 
 /// The grey digit a classifier should read from [3, 28, 28] in [0, 1]: a coloured image's
 /// stroke is its brightest channel above the background's (whose value is at most 0.45), a grey
-/// one's the mean of its channels; then its style undone ([`sets::without_style`]).
+/// one's the mean of its channels.
 fn digit_view(planes: &[f32]) -> Vec<u8> {
     let grey: Vec<f32> = if channel_spread(planes) > COLOURED_SPREAD {
         (0..PIXELS)
@@ -243,7 +243,7 @@ fn digit_view(planes: &[f32]) -> Vec<u8> {
             .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
             .collect()
     };
-    sets::without_style(&to_grey_levels(&grey))
+    to_grey_levels(&grey)
 }
 
 /// Whether [3, 28, 28] in [0, 1] is in `domain` by measurement (the coloured domain: coloured
@@ -480,15 +480,13 @@ impl StarGan {
 }
 
 /// The share of `planes` ([n, 3, 28, 28] in [0, 1]) the classifier reads as `labels`
-/// ([`digit_view`]).
+/// ([`digit_view`], then [`sets::read_digits`] with the style undone).
 fn digit_kept(ctx: &mut EvalContext, planes: &[f32], labels: &[usize]) -> Result<f64> {
-    let views: Vec<f32> = planes
+    let views: Vec<u8> = planes
         .par_chunks(CHANNELS * PIXELS)
         .flat_map_iter(digit_view)
-        .map(|b| b as f32 / 255.0)
         .collect();
-    let f = ctx.features(&Tensor::from_vec(views, &[labels.len(), 1, N, N])?)?;
-    metrics::accuracy(&f.logits, 10, labels)
+    Ok(sets::share_equal(&sets::read_digits(ctx, &views)?, labels))
 }
 
 impl GenerativeModel for StarGan {

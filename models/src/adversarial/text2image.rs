@@ -555,13 +555,7 @@ impl TextToImage {
     ) -> Result<Obedience> {
         let labels: Vec<usize> = asked.iter().map(|a| a.label).collect();
         let grey = unit_to_grey(samples);
-        let plain: Vec<f32> = grey
-            .par_chunks(PIXELS)
-            .flat_map_iter(sets::without_style)
-            .map(|b| b as f32 / 255.0)
-            .collect();
-        let f = ctx.features(&Tensor::from_vec(plain, &[asked.len(), 1, N, N])?)?;
-        let predicted = metrics::argmax_rows(&f.logits, DIGITS);
+        let predicted = sets::read_digits(ctx, &grey)?;
         let measured: Vec<Option<Attributes>> = grey
             .par_chunks(PIXELS)
             .zip(&labels)

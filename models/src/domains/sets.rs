@@ -15,6 +15,7 @@
 
 use super::morpho::{self, Morphometrics};
 use crate::program::data::Batch;
+use crate::program::eval::EvalContext;
 use crate::program::fnv::Fnv1a;
 use autograd::Rng;
 use rayon::prelude::*;
@@ -278,6 +279,25 @@ pub fn without_style(img: &[u8]) -> Vec<u8> {
     } else {
         morpho::erode(&upright, N, N, (t - REGULAR_TARGET) / 2.0)
     }
+}
+
+/// The digits the harness classifier reads in `grey` ([n, 28, 28] grey levels), each read with
+/// its style undone ([`without_style`]).
+pub fn read_digits(ctx: &mut EvalContext, grey: &[u8]) -> autograd::Result<Vec<usize>> {
+    let n = grey.len() / (N * N);
+    let plain: Vec<f32> = grey
+        .par_chunks(N * N)
+        .flat_map_iter(without_style)
+        .map(|b| f32::from(b) / 255.0)
+        .collect();
+    let f = ctx.features(&autograd::Tensor::from_vec(plain, &[n, 1, N, N])?)?;
+    Ok(crate::program::metrics::argmax_rows(&f.logits, 10))
+}
+
+/// The share of `read` equal to `labels`.
+pub fn share_equal(read: &[usize], labels: &[usize]) -> f64 {
+    let same = read.iter().zip(labels).filter(|(a, b)| a == b).count();
+    same as f64 / labels.len().max(1) as f64
 }
 
 fn regular_stroke(img: &[u8]) -> Vec<u8> {
