@@ -45,8 +45,8 @@
 
 use crate::adversarial::networks::{check_latent, ConvGenerator, ConvTrunk, TRUNK_FEATURES};
 use crate::adversarial::{
-    bce_to, noise, player_optimizers, player_optimizers_mut, player_weights, symmetric_from_grey,
-    to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
+    bce_to, noise, player_adams, player_optimizers, player_optimizers_mut, player_weights,
+    symmetric_from_grey, to_unit, GanConfig, Monitor, Network, EPOCH_SAMPLES,
 };
 use crate::domains::sets::{self, Attributes, Lean, MadeDigits, Stroke, VOCABULARY};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
@@ -442,15 +442,7 @@ impl TextToImage {
         let encoder = TextEncoder::new(&config, rng)?;
         let generator = ConvGenerator::new(config.latent + EMBEDDING, gan.norm(), rng)?;
         let discriminator = TextDiscriminator::new(&gan, rng)?;
-        let adam = gan.adam();
-        let opt_g = Adam::new(
-            nn::prefixed("generator", generator.named_parameters()),
-            adam,
-        )?;
-        let opt_d = Adam::new(
-            nn::prefixed("discriminator", discriminator.named_parameters()),
-            adam,
-        )?;
+        let (opt_g, opt_d) = player_adams(&gan, &generator, &discriminator)?;
         Ok(TextToImage {
             config,
             encoder,
