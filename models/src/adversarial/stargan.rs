@@ -35,10 +35,10 @@
 use crate::adversarial::cycle_gan::{conv, ResnetGenerator};
 use crate::adversarial::wgan::gradient_penalty;
 use crate::adversarial::{
-    player_optimizers, player_optimizers_mut, player_weights, to_unit, Network,
+    player_optimizers, player_optimizers_mut, player_weights, symmetric_from_grey, to_unit, Network,
 };
 use crate::domains::morpho;
-use crate::domains::sets::{self, Domain, MadeDigits};
+use crate::domains::sets::{self, to_grey_levels, Domain, MadeDigits};
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist};
 use crate::program::eval::{EvalContext, Metric};
@@ -205,9 +205,10 @@ fn three_planes(planes: Vec<f32>) -> Vec<f32> {
     }
 }
 
-fn to_grey_levels(unit: &[f32]) -> Vec<u8> {
-    unit.iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+/// [3, 28, 28] in [0, 1] -> the mean of the three channels, [28, 28].
+fn channel_mean(planes: &[f32]) -> Vec<f32> {
+    (0..PIXELS)
+        .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
         .collect()
 }
 
@@ -239,9 +240,7 @@ fn digit_view(planes: &[f32]) -> Vec<u8> {
             })
             .collect()
     } else {
-        (0..PIXELS)
-            .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
-            .collect()
+        channel_mean(planes)
     };
     to_grey_levels(&grey)
 }
@@ -252,10 +251,8 @@ fn reached(planes: &[f32], domain: Domain) -> bool {
     if domain == Domain::Coloured {
         return channel_spread(planes) > COLOURED_SPREAD;
     }
-    let grey: Vec<f32> = (0..PIXELS)
-        .map(|p| (planes[p] + planes[PIXELS + p] + planes[2 * PIXELS + p]) / 3.0)
-        .collect();
-    morpho::measure(&to_grey_levels(&grey), N, N).and_then(|m| domain.holds(&m)) == Some(true)
+    morpho::measure(&to_grey_levels(&channel_mean(planes)), N, N).and_then(|m| domain.holds(&m))
+        == Some(true)
 }
 
 fn domain_index(d: Domain) -> usize {
@@ -391,25 +388,16 @@ impl StarGan {
         Ok(out)
     }
 
-    /// The test digits `rows` as [n, 3, 28, 28] in [-1, 1], with their labels.
+    /// The test digits `rows` as [n, 3, 28, 28] in [-1, 1] (the grey plane on all three), with
+    /// their labels.
     fn test_digits(data: &Mnist, rows: &[usize]) -> Result<(Tensor, Vec<usize>)> {
-        let planes: Vec<f32> = rows
+        let grey: Vec<u8> = rows
             .iter()
-            .flat_map(|&i| {
-                let unit: Vec<f32> = data
-                    .test
-                    .image(i)
-                    .iter()
-                    .map(|&b| b as f32 / 127.5 - 1.0)
-                    .collect();
-                unit.repeat(CHANNELS)
-            })
+            .flat_map(|&i| data.test.image(i).iter().copied())
             .collect();
+        let x = symmetric_from_grey(&grey)?.expand(&[rows.len(), CHANNELS, N, N])?;
         let labels = rows.iter().map(|&i| data.test.labels[i].into()).collect();
-        Ok((
-            Tensor::from_vec(planes, &[rows.len(), CHANNELS, N, N])?,
-            labels,
-        ))
+        Ok((x, labels))
     }
 
     /// The first `n` test digits (all of them if fewer).

@@ -546,7 +546,7 @@ impl TextToImage {
         asked: &[Attributes],
     ) -> Result<Obedience> {
         let labels: Vec<usize> = asked.iter().map(|a| a.label).collect();
-        let grey = unit_to_grey(samples);
+        let grey = sets::to_grey_levels(&samples.to_vec_f32());
         let predicted = sets::read_digits(ctx, &grey)?;
         let measured: Vec<Option<Attributes>> = grey
             .par_chunks(PIXELS)
@@ -648,14 +648,6 @@ struct Obedience {
     stroke: f64,
     lean: f64,
     all: f64,
-}
-
-/// [n, C, 28, 28] in [0, 1] -> grey levels.
-fn unit_to_grey(x: &Tensor) -> Vec<u8> {
-    x.to_vec_f32()
-        .iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect()
 }
 
 impl GenerativeModel for TextToImage {

@@ -204,15 +204,19 @@ pub fn with_attributes(img: &[u8], stroke: Stroke, lean: Lean) -> Vec<u8> {
             .collect(),
     };
     // 2: firmly as asked, 1: as asked, 0: not
-    let grade = |x: &[u8]| match morpho::measure(x, N, N) {
-        Some(m) if Attributes::of(0, &m).stroke == stroke && Attributes::of(0, &m).lean == lean => {
-            if is_firm(stroke, m.thickness) {
-                2
-            } else {
-                1
-            }
+    let grade = |x: &[u8]| {
+        let Some(m) = morpho::measure(x, N, N) else {
+            return 0;
+        };
+        let a = Attributes::of(0, &m);
+        match (
+            a.stroke == stroke && a.lean == lean,
+            is_firm(stroke, m.thickness),
+        ) {
+            (true, true) => 2,
+            (true, false) => 1,
+            _ => 0,
         }
-        _ => 0,
     };
     let (mut first, mut matching) = (None, None);
     let mut consider = |x: Vec<u8>| -> Option<Vec<u8>> {
@@ -226,8 +230,11 @@ pub fn with_attributes(img: &[u8], stroke: Stroke, lean: Lean) -> Vec<u8> {
     };
     for make in &strokes {
         let once = slant_to(&make(), angle);
-        let twice = slant_to(&once, angle);
-        if let Some(x) = consider(once).or_else(|| consider(twice)) {
+        // the second shear only when the first falls short
+        if let Some(x) = consider(once.clone()) {
+            return x;
+        }
+        if let Some(x) = consider(slant_to(&once, angle)) {
             return x;
         }
     }
@@ -292,6 +299,13 @@ pub fn read_digits(ctx: &mut EvalContext, grey: &[u8]) -> autograd::Result<Vec<u
         .collect();
     let f = ctx.features(&autograd::Tensor::from_vec(plain, &[n, 1, N, N])?)?;
     Ok(crate::program::metrics::argmax_rows(&f.logits, 10))
+}
+
+/// Values in [0, 1] -> grey levels 0..=255.
+pub fn to_grey_levels(unit: &[f32]) -> Vec<u8> {
+    unit.iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// The share of `read` equal to `labels`.
@@ -533,10 +547,8 @@ impl DomainSet {
             .map(|(i, img)| {
                 let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let x = domain.apply(img, &mut rng);
-                let m = (domain.channels() == 1).then(|| {
-                    let bytes: Vec<u8> = x.iter().map(|v| (v * 255.0).round() as u8).collect();
-                    morpho::measure(&bytes, N, N)
-                });
+                let m =
+                    (domain.channels() == 1).then(|| morpho::measure(&to_grey_levels(&x), N, N));
                 (x, m.flatten())
             })
             .collect();
