@@ -229,6 +229,20 @@ pub trait GenerativeModel {
         ))
     }
 
+    /// Models that complete digits from parts of them (Puzzle-GAN): `genzoo complete`'s
+    /// picture for `n` test digits with `per_image` completions each, as images and the number
+    /// of columns of the grid. None (the default): the autoregressive models' picture, the
+    /// bottom half drawn given the top half ([`GenerativeModel::complete`]).
+    fn completion_picture(
+        &mut self,
+        _data: &Mnist,
+        _n: usize,
+        _per_image: usize,
+        _seed: u64,
+    ) -> Result<Option<(Tensor, usize)>> {
+        Ok(None)
+    }
+
     /// Pictures of its own written into the run folder `dir` after the last epoch (InfoGAN's
     /// code traversals, the conditional GAN's digits, CycleGAN's translations of `data`'s test
     /// digits), in evaluation behaviour. None by default.

@@ -15,7 +15,8 @@
 //! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
 //! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits),
-//! [`text2image`] (captions to digits), [`stargan`] (one generator over six digit domains);
+//! [`text2image`] (captions to digits), [`stargan`] (one generator over six digit domains),
+//! [`puzzle_gan`] (the whole digit from three patches);
 //! their networks are in
 //! [`networks`].
 
@@ -25,6 +26,7 @@ pub mod dcgan;
 pub mod gan;
 pub mod infogan;
 pub mod networks;
+pub mod puzzle_gan;
 pub mod stargan;
 pub mod text2image;
 pub mod toy;

@@ -20,7 +20,8 @@ use autograd::nn::{self, init, BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d
 use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Error, Result, Rng, Tensor};
 
 const PIXELS: usize = 28 * 28;
-const SLOPE: f64 = 0.2;
+/// LeakyReLU's slope in every discriminator.
+pub(crate) const SLOPE: f64 = 0.2;
 
 fn batch_of(x: &Tensor) -> usize {
     x.shape().first().copied().unwrap_or(0)
@@ -126,7 +127,8 @@ impl Network for MlpDiscriminator {
     }
 }
 
-fn stride2() -> ConvTranspose2dOptions {
+/// A transposed convolution k4 s2 p1: doubles height and width.
+pub(crate) fn stride2() -> ConvTranspose2dOptions {
     ConvTranspose2dOptions {
         stride: (2, 2),
         padding: (1, 1),
@@ -134,7 +136,8 @@ fn stride2() -> ConvTranspose2dOptions {
     }
 }
 
-fn conv_stride2() -> Conv2dOptions {
+/// A convolution k4 s2 p1: halves height and width.
+pub(crate) fn conv_stride2() -> Conv2dOptions {
     Conv2dOptions {
         stride: (2, 2),
         padding: (1, 1, 1, 1),

@@ -247,6 +247,13 @@ impl Known {
 /// The test images a completion picture shows: the first test image of each class in turn
 /// (0, 1, ..., 9, then the next of each), `n` of them, binarised with the fixed threshold.
 pub fn completion_inputs(data: &Mnist, n: usize) -> Result<Tensor> {
+    data.test
+        .batch(&completion_indices(data, n))
+        .tensor(Pixels::Threshold, &mut Rng::new(0))
+}
+
+/// The indices of [`completion_inputs`]' test images: the first of each class in turn.
+pub fn completion_indices(data: &Mnist, n: usize) -> Vec<usize> {
     let test = &data.test;
     let mut picked = Vec::new();
     let mut next_of = [0usize; 10];
@@ -270,8 +277,7 @@ pub fn completion_inputs(data: &Mnist, n: usize) -> Result<Tensor> {
             break;
         }
     }
-    test.batch(&picked)
-        .tensor(Pixels::Threshold, &mut Rng::new(0))
+    picked
 }
 
 /// The completion picture as images for [`crate::program::image::grid_png`] with `2 + per_image` columns:

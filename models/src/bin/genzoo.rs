@@ -32,8 +32,9 @@ enum Cmd {
     Sample(SampleArgs),
     /// Evaluate a trained model with its family's metrics (and real-vs-real baselines).
     Eval(EvalArgs),
-    /// Autoregressive models: complete the bottom half of test images given their top half,
-    /// pixel by pixel; writes a PNG of originals beside completions.
+    /// Complete test digits from a part of them, writing a PNG of originals beside completions:
+    /// the autoregressive models draw the bottom half given the top half, pixel by pixel;
+    /// Puzzle-GAN draws the whole digit and its mask from three patches.
     Complete(CompleteArgs),
     /// Score any array of images with the evaluation harness (FCD, KID, label histogram), e.g.
     /// samples from another framework: a .npy of N x 1 x 28 x 28 (or N x 28 x 28, N x 784)
@@ -266,7 +267,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct CompleteArgs {
-    /// A run folder or a checkpoint file (of fvsbn, nade, pixelcnn, ...).
+    /// A run folder or a checkpoint file (of fvsbn, nade, pixelcnn, ..., puzzle-gan).
     #[arg(value_name = "RUN_OR_CHECKPOINT")]
     path: PathBuf,
     #[command(flatten)]
@@ -727,20 +728,29 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
             .join("completions.png")
     });
     output_kind(&out, &["png"], ".png")?;
-    let per_image = a.per_image as usize;
-    let grid = models::autoregressive::completion_grid(
-        loaded.model.as_mut(),
-        &data,
-        a.n as usize,
-        per_image,
-        a.seed,
-    )
-    .map_err(|e| e.to_string())?;
-    let png = image::grid_png(&grid, Some(2 + per_image), 2).map_err(|e| e.to_string())?;
+    let (n, per_image) = (a.n as usize, a.per_image as usize);
+    let model = loaded.model.as_mut();
+    let (grid, cols, columns) = match model
+        .completion_picture(&data, n, per_image, a.seed)
+        .map_err(|e| e.to_string())?
+    {
+        Some((grid, cols)) => (
+            grid,
+            cols,
+            format!("three patches, true mask, predicted mask, {per_image} completions, original"),
+        ),
+        None => (
+            models::autoregressive::completion_grid(model, &data, n, per_image, a.seed)
+                .map_err(|e| e.to_string())?,
+            2 + per_image,
+            format!("original, top half, {per_image} completions"),
+        ),
+    };
+    let png = image::grid_png(&grid, Some(cols), 2).map_err(|e| e.to_string())?;
     models::program::checkpoint::write_atomic(&out, &png).map_err(|e| e.to_string())?;
     eprintln!(
-        "{} test images of {}: original, top half, {per_image} completions per row -> {}",
-        grid.shape()[0] / (2 + per_image),
+        "{} test images of {}: {columns} per row -> {}",
+        grid.shape()[0] / cols,
         loaded.entry.name,
         out.display()
     );
