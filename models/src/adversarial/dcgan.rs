@@ -26,7 +26,7 @@ pub static ENTRY: Entry = Entry {
     title: "DCGAN, deconvolution generator and convolution discriminator (shapes.json dcgan_mnist_step)",
     paper: "Radford, Metz & Chintala 2015, Unsupervised Representation Learning with Deep Convolutional GANs",
     family: Family::Adversarial,
-    default_epochs: 10,
+    default_epochs: 30,
     default_batch_size: 64,
     default_config: || serde_json::to_value(GanConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(build(ENTRY.parse_config(cfg)?, rng)?)),
