@@ -223,7 +223,7 @@ pub trait GenerativeModel {
         Err(Error::invalid(
             "complete",
             format!(
-                "the {} model cannot complete images (only the autoregressive models can)",
+                "the {} model cannot complete images (the autoregressive models and puzzle-gan can)",
                 self.name()
             ),
         ))

@@ -1,5 +1,6 @@
 //! The autoregressive models through `genzoo`: train briefly, `eval` reports the exact NLL,
-//! `complete` writes the picture of originals beside completions.
+//! `complete` writes the picture of originals beside completions (and Puzzle-GAN's of patches,
+//! masks and completions).
 
 mod common;
 
@@ -86,6 +87,46 @@ fn fvsbn_trains_evaluates_and_completes() {
         assert_eq!(std::fs::read(&target).ok(), before, "{bad} was written");
     }
     assert_eq!(png_size(&out), (2 + 7 * 58, 2 + 10 * 58));
+}
+
+/// Puzzle-GAN completes from patches: a row per digit of three patches, the true and the
+/// predicted mask, the completions and the original; its training wrote the same picture.
+#[test]
+fn puzzle_gan_completes_digits_from_their_patches() {
+    let dir = TempDir::new("ar-cli-puzzle");
+    let run = dir.join("puzzle");
+    let run = run.to_str().unwrap();
+    ok(&[
+        "train",
+        "puzzle-gan",
+        "--epochs",
+        "1",
+        "--limit-batches",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--out",
+        run,
+    ]);
+    // 3 patches + 2 masks + 1 completion + the original = 7 columns, 4 rows
+    let out = dir.join("p.png");
+    ok(&[
+        "complete",
+        run,
+        "--n",
+        "4",
+        "--per-image",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(png_size(&out), (2 + 7 * 58, 2 + 4 * 58));
+    // the end of training drew ten digits with three completions each: 9 columns
+    assert_eq!(
+        png_size(&dir.join("puzzle/completions.png")),
+        (2 + 9 * 58, 2 + 10 * 58)
+    );
 }
 
 #[test]
