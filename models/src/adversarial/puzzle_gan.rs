@@ -182,26 +182,49 @@ pub struct PatchBox {
     pub size: usize,
 }
 
+impl PatchBox {
+    /// Whether the pixel at raster index `i` lies in the box.
+    pub fn covers(&self, i: usize) -> bool {
+        let (r, c) = (i / N, i % N);
+        (self.top..self.top + self.size).contains(&r)
+            && (self.left..self.left + self.size).contains(&c)
+    }
+}
+
 /// `PATCHES` boxes of `BOX_MIN..=BOX_MAX` pixels, each centred (as near as the border allows)
-/// on an inked pixel of `img` drawn at random; on a blank image, anywhere.
+/// on an inked pixel of `img` drawn at random among those no earlier box covers (so the patches
+/// are different parts of the digit, as the paper's key parts are; any inked pixel once every
+/// one is covered); on a blank image, anywhere.
 pub fn pick_boxes(img: &[u8], rng: &mut Rng) -> [PatchBox; PATCHES] {
     let ink: Vec<usize> = (0..img.len().min(PIXELS))
         .filter(|&i| img[i] >= INK)
         .collect();
-    std::array::from_fn(|_| {
+    let mut chosen: Vec<PatchBox> = Vec::with_capacity(PATCHES);
+    for _ in 0..PATCHES {
         let size = BOX_MIN + rng.below((BOX_MAX - BOX_MIN + 1) as u64) as usize;
-        let centre = if ink.is_empty() {
+        let uncovered: Vec<usize> = ink
+            .iter()
+            .copied()
+            .filter(|&i| !chosen.iter().any(|b| b.covers(i)))
+            .collect();
+        let pool = if uncovered.is_empty() {
+            &ink
+        } else {
+            &uncovered
+        };
+        let centre = if pool.is_empty() {
             rng.below(PIXELS as u64) as usize
         } else {
-            ink[rng.below(ink.len() as u64) as usize]
+            pool[rng.below(pool.len() as u64) as usize]
         };
         let place = |c: usize| c.saturating_sub(size / 2).min(N - size);
-        PatchBox {
+        chosen.push(PatchBox {
             top: place(centre / N),
             left: place(centre % N),
             size,
-        }
-    })
+        });
+    }
+    std::array::from_fn(|k| chosen[k])
 }
 
 /// The box of `img` (grey levels) resized to 28 x 28 by bilinear interpolation (pixel centres
@@ -665,9 +688,12 @@ impl PuzzleGan {
         let real = ctx.features(&c.originals)?;
         let kept = metrics::accuracy(&gen.logits, 10, &c.labels)?;
         let base = metrics::accuracy(&real.logits, 10, &c.labels)?;
+        let parts = ctx.features(&c.originals.mul(&c.puzzle.mask)?)?;
+        let parts_read = metrics::accuracy(&parts.logits, 10, &c.labels)?;
         let mut m = vec![
             Metric::with_baseline("digit_kept", kept, base)
                 .detail(format!("the classifier reads the source digit's label in {n} completions (baseline: in the test digits themselves)")),
+            Metric::new("patches_alone_read", parts_read).detail("the classifier reads the source digit's label in the patches alone, in place on a blank image: what they tell without completion"),
             Metric::new("mask_iou", iou).detail("predicted mask (> 0.5) against the union of the patch boxes, mean over digits"),
             Metric::new("l1_in_mask", l1).detail("mean |completion - original| inside the true mask, pixels in [0, 1]"),
         ];
@@ -856,6 +882,18 @@ mod tests {
             }
         }
         assert_eq!(sizes.len(), 3, "{sizes:?}");
+        // three inked pixels too far apart for one box to hold two: each box takes another
+        // (a box centred on ink an earlier one covers would leave one out)
+        let mut three = vec![0u8; PIXELS];
+        for i in [3 * N + 3, 14 * N + 14, 24 * N + 24] {
+            three[i] = 255;
+        }
+        for _ in 0..50 {
+            let b = pick_boxes(&three, &mut rng);
+            for i in [3 * N + 3, 14 * N + 14, 24 * N + 24] {
+                assert_eq!(b.iter().filter(|b| b.covers(i)).count(), 1, "{b:?}");
+            }
+        }
         for b in pick_boxes(&[0u8; PIXELS], &mut rng) {
             assert!(b.top + b.size <= N && b.left + b.size <= N, "{b:?}");
         }
