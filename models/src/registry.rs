@@ -4,7 +4,7 @@
 //! Adding a model is one file and one line: the model's file (see [`crate::model`]) and
 //! `&its::ENTRY` in [`ENTRIES`].
 
-use crate::adversarial::{cgan, cycle_gan, dcgan, gan, infogan, stargan, text2image, wgan};
+use crate::adversarial::{cgan, cycle_gan, dcgan, gan, infogan, progan, stargan, text2image, wgan};
 use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn};
 use crate::latent::{aae, vae, wae};
 use crate::model::Entry;
@@ -33,6 +33,7 @@ pub static ENTRIES: &[&Entry] = &[
     &cycle_gan::ENTRY,
     &text2image::ENTRY,
     &stargan::ENTRY,
+    &progan::ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known names.

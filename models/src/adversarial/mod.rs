@@ -25,6 +25,7 @@ pub mod dcgan;
 pub mod gan;
 pub mod infogan;
 pub mod networks;
+pub mod progan;
 pub mod stargan;
 pub mod text2image;
 pub mod toy;
