@@ -497,18 +497,19 @@ impl Critic {
         })
     }
 
-    fn from_rgb(&self, x: &Tensor, level: usize) -> Result<Tensor> {
+    /// fromRGB of `level` -> LReLU.
+    fn rgb_features(&self, x: &Tensor, level: usize) -> Result<Tensor> {
         self.from_rgb[level].forward(x)?.leaky_relu(SLOPE)
     }
 
     /// Images [n, 1, r, r] at the phase's resolution -> scores [n, 1].
     pub fn forward(&self, x: &Tensor, phase: Phase) -> Result<Tensor> {
         let level = phase.level;
-        let mut h = self.from_rgb(x, level)?;
+        let mut h = self.rgb_features(x, level)?;
         if level > 0 {
             h = pool2(&self.blocks[level - 1].forward(&h, false)?)?;
             if phase.alpha < 1.0 {
-                let old = self.from_rgb(&pool2(x)?, level - 1)?;
+                let old = self.rgb_features(&pool2(x)?, level - 1)?;
                 h = blend(&old, &h, phase.alpha)?;
             }
         }
@@ -591,9 +592,8 @@ impl Progan {
         if config.group == 0 {
             return invalid("group must be 1 or more".into());
         }
-        if !(config.penalty >= 0.0 && config.penalty.is_finite())
-            || !(config.drift >= 0.0 && config.drift.is_finite())
-        {
+        let weight_ok = |w: f64| w >= 0.0 && w.is_finite();
+        if !(weight_ok(config.penalty) && weight_ok(config.drift)) {
             return invalid(format!(
                 "penalty and drift must be >= 0 and finite, got {} and {}",
                 config.penalty, config.drift
