@@ -15,7 +15,8 @@
 //! ([`Players`]: weights, checkpoints, samples), the step of the BCE games, the per-epoch
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
 //! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits),
-//! [`text2image`] (captions to digits), [`stargan`] (one generator over six digit domains);
+//! [`text2image`] (captions to digits), [`stargan`] (one generator over six digit domains),
+//! [`progan`] (grown 7x7 -> 14x14 -> 28x28);
 //! their networks are in
 //! [`networks`].
 
