@@ -70,9 +70,9 @@ pub static ENTRY: Entry = Entry {
 /// One epoch of the 9,001 training digits at batch 64.
 const EPOCH_STEPS: u64 = 141;
 /// The default stages in epochs: 7 stable, 14 fade, 14 stable, 28 fade, 28 stable.
-const STAGE_EPOCHS: [u64; 5] = [2, 2, 2, 3, 3];
+const STAGE_EPOCHS: [u64; 5] = [2, 2, 2, 3, 5];
 /// The default run: the five stages.
-const DEFAULT_EPOCHS: usize = 12;
+const DEFAULT_EPOCHS: usize = 14;
 const SLOPE: f64 = 0.2;
 /// The stages' names, as the grids written when each is reached name them.
 const GRID_NAMES: [&str; 5] = [
