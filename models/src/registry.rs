@@ -5,7 +5,7 @@
 //! `&its::ENTRY` in [`ENTRIES`].
 
 use crate::adversarial::{
-    cgan, cycle_gan, dcgan, gan, infogan, puzzle_gan, stargan, text2image, wgan,
+    cgan, cycle_gan, dcgan, gan, infogan, progan, puzzle_gan, stargan, text2image, wgan,
 };
 use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn};
 use crate::latent::{aae, vae, wae};
@@ -36,6 +36,7 @@ pub static ENTRIES: &[&Entry] = &[
     &text2image::ENTRY,
     &stargan::ENTRY,
     &puzzle_gan::ENTRY,
+    &progan::ENTRY,
 ];
 
 /// The entry called `name`, or an error listing the known names.

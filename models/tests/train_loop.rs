@@ -101,6 +101,44 @@ fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
     })
 }
 
+/// The Progressive GAN's checkpoint holds its step count (from which the stage and alpha
+/// follow), the generator's moving average and the stage grids: with stages of 1, 2, 1, 1 and 1
+/// steps, a run resumed after its first epoch (3 steps, in the 14x14 fade) ends where the
+/// straight run does, through the 28x28 fade and stable stage.
+#[test]
+fn a_resumed_progan_run_is_bit_identical() {
+    two_threads(|| {
+        let never = AtomicBool::new(false);
+        let small = |dir: &std::path::Path, epochs| {
+            let mut r = request("progan", dir, epochs);
+            r.set = vec![
+                ("stage_steps".into(), serde_json::json!([1, 2, 1, 1, 1])),
+                ("channels".into(), serde_json::json!([8, 8, 4])),
+            ];
+            r
+        };
+        let straight = TempDir::new("gan-straight-progan");
+        run::train(&small(straight.path(), 2), &never).unwrap();
+        let split = TempDir::new("gan-split-progan");
+        run::train(&small(split.path(), 1), &never).unwrap();
+        let mut again = small(split.path(), 2);
+        again.resume = true;
+        run::train(&again, &never).unwrap();
+        let reference = tensor_bits(&straight.join(run::CHECKPOINT));
+        for name in ["steps", "generator_average.to_rgb28.weight", "stage_grids"] {
+            assert!(reference.iter().any(|(n, _)| n == name), "{name}");
+        }
+        assert_eq!(tensor_bits(&split.join(run::CHECKPOINT)), reference);
+        for grid in ["stage_7.png", "stage_14_fade.png", "stage_28.png"] {
+            assert_eq!(
+                std::fs::read(split.join(grid)).unwrap(),
+                std::fs::read(straight.join(grid)).unwrap(),
+                "{grid}"
+            );
+        }
+    })
+}
+
 fn resume_is_bit_identical() {
     let never = AtomicBool::new(false);
     // 2 epochs straight

@@ -16,7 +16,7 @@
 //! monitoring and its warnings. One file per model: [`gan`] (MLPs), [`dcgan`], [`wgan`] (WGAN
 //! and WGAN-GP), [`infogan`], [`cgan`] (conditioned on the label), [`cycle_gan`] (plain <-> thick digits),
 //! [`text2image`] (captions to digits), [`stargan`] (one generator over six digit domains),
-//! [`puzzle_gan`] (the whole digit from three patches);
+//! [`puzzle_gan`] (the whole digit from three patches), [`progan`] (grown 7x7 -> 14x14 -> 28x28);
 //! their networks are in
 //! [`networks`].
 
@@ -26,6 +26,7 @@ pub mod dcgan;
 pub mod gan;
 pub mod infogan;
 pub mod networks;
+pub mod progan;
 pub mod puzzle_gan;
 pub mod stargan;
 pub mod text2image;
