@@ -93,7 +93,7 @@ const INK: u8 = 128;
 /// Test digits the per-epoch metrics complete.
 const EPOCH_DIGITS: usize = 500;
 /// The seed of the test digits' patch boxes (evaluation, pictures, samples).
-const TEST_BOXES: u64 = 0x9a7c_4e5;
+const TEST_BOXES: u64 = 0x09a7_c4e5;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -624,7 +624,7 @@ impl PuzzleGan {
 
         let step = self.steps.item()? as u64 + 1;
         self.steps = Tensor::scalar(step as f64, DType::F64);
-        if step % self.config.g_every == 0 {
+        if step.is_multiple_of(self.config.g_every) {
             let adversarial = bce_to(&self.discriminator.forward(&fake)?, 1.0)?;
             let mask_l1 = nn::loss::l1(&mask_hat, m, Reduction::Mean)?;
             let appearance_l1 = masked_l1(&fake, &x, m)?;
@@ -681,7 +681,7 @@ impl PuzzleGan {
     fn completion_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
         let n = n.min(ctx.data.test.len());
         let indices: Vec<usize> = (0..n).collect();
-        let mut rng = Rng::new(0x9e5e_ed);
+        let mut rng = Rng::new(0x009e_5eed);
         let c = self.complete_test(ctx.data, &indices, &mut rng)?;
         let (iou, l1) = mask_scores(&c)?;
         let gen = ctx.features(&c.digits)?;
