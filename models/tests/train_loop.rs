@@ -102,8 +102,9 @@ fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
 }
 
 /// The Progressive GAN's checkpoint holds its step count (from which the stage and alpha
-/// follow), the generator's moving average and the stage grids: with stages of 1, 2, 1, 1 and 1
-/// steps, a run resumed after its first epoch (3 steps, in the 14x14 fade) ends where the
+/// follow, and are written beside it), the generator's moving average and the stage grids: with
+/// stages of 1, 2, 1, 1 and 1 steps, a run resumed after its first epoch (3 steps, at the start
+/// of the 14x14 stable stage) ends where the
 /// straight run does, through the 28x28 fade and stable stage.
 #[test]
 fn a_resumed_progan_run_is_bit_identical() {
@@ -121,6 +122,16 @@ fn a_resumed_progan_run_is_bit_identical() {
         run::train(&small(straight.path(), 2), &never).unwrap();
         let split = TempDir::new("gan-split-progan");
         run::train(&small(split.path(), 1), &never).unwrap();
+        // after 3 steps: the 14x14 stable stage, which the checkpoint names
+        let value = |name: &str| {
+            let bits = tensor_bits(&split.join(run::CHECKPOINT));
+            let (_, v) = bits.iter().find(|(n, _)| n == name).unwrap().clone();
+            f64::from_bits(v[0])
+        };
+        assert_eq!(
+            (value("steps"), value("resolution"), value("alpha")),
+            (3.0, 14.0, 1.0)
+        );
         let mut again = small(split.path(), 2);
         again.resume = true;
         run::train(&again, &never).unwrap();

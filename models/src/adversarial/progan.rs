@@ -753,6 +753,15 @@ impl GenerativeModel for Progan {
             self.average.named_parameters(),
         ));
         w.push(("steps".into(), self.steps.clone()));
+        // the stage follows from the step count; written out for whoever reads the checkpoint
+        // (loaded back, they change nothing)
+        if let Ok(phase) = self.phase() {
+            w.push((
+                "resolution".into(),
+                Tensor::scalar(phase.resolution() as f64, DType::F64),
+            ));
+            w.push(("alpha".into(), Tensor::scalar(phase.alpha, DType::F64)));
+        }
         w.push(("stage_grids".into(), self.grids.clone()));
         w.push(("stage_grids_taken".into(), self.grids_taken.clone()));
         w
