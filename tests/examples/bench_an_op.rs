@@ -19,7 +19,10 @@ use autograd::{Conv2dOptions, DType, Rng, Tensor};
 use std::time::Instant;
 
 /// The median wall time of `runs` calls of `f` (after one warm-up call), in seconds.
-fn median_secs(runs: usize, mut f: impl FnMut() -> autograd::Result<Tensor>) -> autograd::Result<f64> {
+fn median_secs(
+    runs: usize,
+    mut f: impl FnMut() -> autograd::Result<Tensor>,
+) -> autograd::Result<f64> {
     f()?; // warm-up: first-touch allocation, thread pool start
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -42,7 +45,10 @@ fn main() -> Result<(), String> {
         let (a, b) = (f32_randn(&[n, n], &mut rng), f32_randn(&[n, n], &mut rng));
         let t = median_secs(7, || a.matmul(&b))?;
         let roof = 2.0 * (n * n * n) as f64 / t / 1e9;
-        println!("matmul {n}^3 f32:          {:7.2} ms  {roof:7.1} GFLOP/s  (the roof)", t * 1e3);
+        println!(
+            "matmul {n}^3 f32:          {:7.2} ms  {roof:7.1} GFLOP/s  (the roof)",
+            t * 1e3
+        );
 
         // conv: 2 flops per multiply-add, N * Cout * Ho * Wo * Cin * kh * kw of them
         let x = f32_randn(&[64, 64, 16, 16], &mut rng);
@@ -61,7 +67,10 @@ fn main() -> Result<(), String> {
         let bytes = 2.0 * 4.0 * s.numel() as f64;
         let t = median_secs(7, || s.add_scalar(1.0))?;
         let mem_roof = bytes / t / 1e9;
-        println!("x + 1 [4096, 1024] f32:    {:7.2} ms  {mem_roof:7.1} GB/s    (the memory roof)", t * 1e3);
+        println!(
+            "x + 1 [4096, 1024] f32:    {:7.2} ms  {mem_roof:7.1} GB/s    (the memory roof)",
+            t * 1e3
+        );
 
         // softmax moves the same bytes, with ~5 flops per element (max, subtract, exp, sum,
         // divide; exp counted as one): which roof is it under?
@@ -76,8 +85,17 @@ fn main() -> Result<(), String> {
         );
         // the contrast: exp alone, the vectorised elementwise kernel, on the same tensor
         let t = median_secs(7, || s.exp())?;
-        println!("exp [4096, 1024] f32:       {:7.2} ms  {:7.1} GB/s", t * 1e3, bytes / t / 1e9);
-        Ok(vec![("matmul GFLOP/s", roof), ("conv2d GFLOP/s", conv), ("x + 1 GB/s", mem_roof), ("softmax GB/s", gbs)])
+        println!(
+            "exp [4096, 1024] f32:       {:7.2} ms  {:7.1} GB/s",
+            t * 1e3,
+            bytes / t / 1e9
+        );
+        Ok(vec![
+            ("matmul GFLOP/s", roof),
+            ("conv2d GFLOP/s", conv),
+            ("x + 1 GB/s", mem_roof),
+            ("softmax GB/s", gbs),
+        ])
     };
     let figures = run().map_err(|e| e.to_string())?;
     for (name, v) in figures {

@@ -34,7 +34,11 @@ fn hessian_vector_product() -> Res<()> {
         .to_vec_f64();
     // closed form: H = diag(6 x) + 2 * 1 1^T, so H v = 6 x * v + 2 sum(v)
     let sum_v: f64 = vv.iter().sum();
-    let expected: Vec<f64> = xv.iter().zip(&vv).map(|(x, v)| 6.0 * x * v + 2.0 * sum_v).collect();
+    let expected: Vec<f64> = xv
+        .iter()
+        .zip(&vv)
+        .map(|(x, v)| 6.0 * x * v + 2.0 * sum_v)
+        .collect();
     println!("H v: engine {hv:?}\n     closed form {expected:?}");
     for (a, b) in hv.iter().zip(&expected) {
         if (a - b).abs() > 1e-12 {
@@ -48,15 +52,29 @@ fn hessian_vector_product() -> Res<()> {
 /// penalty mean_n (||grad_x C(x_hat)_n|| - 1)^2 with x_hat = e real + (1 - e) fake.
 /// `p` = [conv weight [2, 1, 3, 3], conv bias [2], linear weight [1, 8], linear bias [1]].
 fn penalty(p: &[Tensor], real: &Tensor, fake: &Tensor, e: &Tensor) -> autograd::Result<Tensor> {
-    let x_hat = e.mul(real)?.add(&e.one_minus()?.mul(fake)?)?.requires_grad_(true)?;
-    let h = x_hat.conv2d(&p[0], Some(&p[1]), &Conv2dOptions::default())?.leaky_relu(0.2)?;
-    let score = h.flatten_from(1)?.matmul(&p[2].t()?)?.add(&p[3])?.sum_all()?;
+    let x_hat = e
+        .mul(real)?
+        .add(&e.one_minus()?.mul(fake)?)?
+        .requires_grad_(true)?;
+    let h = x_hat
+        .conv2d(&p[0], Some(&p[1]), &Conv2dOptions::default())?
+        .leaky_relu(0.2)?;
+    let score = h
+        .flatten_from(1)?
+        .matmul(&p[2].t()?)?
+        .add(&p[3])?
+        .sum_all()?;
     // create_graph: the gradient stays a function of the weights, so the penalty's backward
     // reaches them through the critic's backward pass
     let g = grad(&[score], &[], std::slice::from_ref(&x_hat), true)?[0].clone();
     let g = g.ok_or_else(|| autograd::Error::grad("penalty", "score ignores its input"))?;
     let n = g.shape()[0];
-    let norm = g.reshape(&[n, g.numel() / n])?.square()?.sum(&[1], false)?.add_scalar(1e-12)?.sqrt()?;
+    let norm = g
+        .reshape(&[n, g.numel() / n])?
+        .square()?
+        .sum(&[1], false)?
+        .add_scalar(1e-12)?
+        .sqrt()?;
     norm.add_scalar(-1.0)?.square()?.mean_all()
 }
 
@@ -65,7 +83,11 @@ fn wgan_gp_penalty_gradient() -> Res<()> {
     let shapes: [&[usize]; 4] = [&[2, 1, 3, 3], &[2], &[1, 8], &[1]];
     let values: Vec<Vec<f64>> = shapes
         .iter()
-        .map(|s| Tensor::randn(s, DType::F64, &mut rng).mul_scalar(0.5).map(|t| t.to_vec_f64()))
+        .map(|s| {
+            Tensor::randn(s, DType::F64, &mut rng)
+                .mul_scalar(0.5)
+                .map(|t| t.to_vec_f64())
+        })
         .collect::<autograd::Result<_>>()?;
     let real = Tensor::randn(&[3, 1, 4, 4], DType::F64, &mut rng);
     let fake = Tensor::randn(&[3, 1, 4, 4], DType::F64, &mut rng);
@@ -79,7 +101,7 @@ fn wgan_gp_penalty_gradient() -> Res<()> {
 
     let p = leaves(&values)?;
     let gp = penalty(&p, &real, &fake, &e)?;
-    let analytic = grad(&[gp.clone()], &[], &p, false)?;
+    let analytic = grad(std::slice::from_ref(&gp), &[], &p, false)?;
     println!("WGAN-GP penalty {:.6}", gp.item()?);
 
     // central differences, weight by weight: (P(w + h) - P(w - h)) / 2h
@@ -88,7 +110,9 @@ fn wgan_gp_penalty_gradient() -> Res<()> {
     for (k, a) in analytic.iter().enumerate() {
         // None: the penalty does not depend on that weight (the linear bias shifts the score,
         // not its gradient); its derivative is 0, which the finite differences confirm
-        let a = a.as_ref().map_or(vec![0.0; values[k].len()], |g| g.to_vec_f64());
+        let a = a
+            .as_ref()
+            .map_or(vec![0.0; values[k].len()], |g| g.to_vec_f64());
         for j in 0..values[k].len() {
             let at = |delta: f64| -> Res<f64> {
                 let mut vals = values.clone();
@@ -99,7 +123,9 @@ fn wgan_gp_penalty_gradient() -> Res<()> {
             let err = (a[j] - numeric).abs() / a[j].abs().max(numeric.abs()).max(1.0);
             worst = worst.max(err);
             if err > 1e-6 {
-                return Err(format!("weight {k}[{j}]: autograd {} vs numeric {numeric}", a[j]).into());
+                return Err(
+                    format!("weight {k}[{j}]: autograd {} vs numeric {numeric}", a[j]).into(),
+                );
             }
         }
     }

@@ -39,14 +39,18 @@ fn step_by_hand(
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (a.to_vec_f64(), b.to_vec_f64());
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let (batch, input, hidden) = (3, 5, 4);
     let mut rng = Rng::new(0);
     let cell = LstmCell::new(input, hidden, true, DType::F64, &mut rng)?;
-    let leaf = |shape: &[usize], rng: &mut Rng| Tensor::randn(shape, DType::F64, rng).requires_grad_(true);
+    let leaf =
+        |shape: &[usize], rng: &mut Rng| Tensor::randn(shape, DType::F64, rng).requires_grad_(true);
     let x = leaf(&[batch, input], &mut rng)?;
     let h = leaf(&[batch, hidden], &mut rng)?;
     let c = leaf(&[batch, hidden], &mut rng)?;
@@ -72,22 +76,36 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let (g_hand, g_fused) = (grads(&h_hand, &c_hand)?, grads(&h_fused, &c_fused)?);
 
-    let mut compared = vec![("h'", max_diff(&h_hand, &h_fused)), ("c'", max_diff(&c_hand, &c_fused))];
+    let mut compared = vec![
+        ("h'", max_diff(&h_hand, &h_fused)),
+        ("c'", max_diff(&c_hand, &c_fused)),
+    ];
     for ((name, _), (a, b)) in wrt.iter().zip(g_hand.iter().zip(&g_fused)) {
-        let (a, b) = (a.as_ref().ok_or("no gradient")?, b.as_ref().ok_or("no gradient")?);
+        let (a, b) = (
+            a.as_ref().ok_or("no gradient")?,
+            b.as_ref().ok_or("no gradient")?,
+        );
         compared.push((name, max_diff(a, b)));
     }
     let mut failed = false;
     for (name, d) in &compared {
         let ok = *d <= 1e-12;
         failed |= !ok;
-        println!("{:<12} max |by hand - fused| = {d:.2e} {}", name, if ok { "ok" } else { "MISMATCH" });
+        println!(
+            "{:<12} max |by hand - fused| = {d:.2e} {}",
+            name,
+            if ok { "ok" } else { "MISMATCH" }
+        );
     }
     println!("h' by hand: {:.6?}", &h_hand.to_vec_f64()[..hidden]);
     println!("h' fused:   {:.6?}", &h_fused.to_vec_f64()[..hidden]);
     // op nodes in the DOT export are the ellipses
     let ops = |t: &Tensor| t.to_dot().matches("shape=ellipse").count();
-    println!("ops recorded for h': by hand {}, fused {}", ops(&h_hand), ops(&h_fused));
+    println!(
+        "ops recorded for h': by hand {}, fused {}",
+        ops(&h_hand),
+        ops(&h_fused)
+    );
     if failed {
         return Err("the hand-written step and the fused cell disagree".into());
     }

@@ -32,7 +32,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     d = d.add(&d.mul_scalar(3.0)?.add(&b.sub(&a)?.relu()?)?)?; // d += 3*d + (b - a).relu()
     let e = c.sub(&d)?;
     let f = e.square()?;
-    let g = f.div_scalar(2.0)?.add(&Tensor::scalar(10.0, DType::F64).div(&f)?)?; // f/2 + 10/f
+    let g = f
+        .div_scalar(2.0)?
+        .add(&Tensor::scalar(10.0, DType::F64).div(&f)?)?; // f/2 + 10/f
     g.backward()?;
     let ga = a.grad().ok_or("a got no gradient")?.item()?;
     let gb = b.grad().ok_or("b got no gradient")?.item()?;
@@ -49,9 +51,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (ev, fv) = (cv - dv, (cv - dv).powi(2));
     let dg_df = 0.5 - 10.0 / (fv * fv); // d(f/2 + 10/f)/df
     let dg_de = dg_df * 2.0 * ev; // df/de = 2e
-    // dg/dc = dg/de and dg/dd = -dg/de; then dc/da = 3, dc/db = 4 and
-    //   dd/da = 4 (dd1/da * 3 + relu'(a + b)) - relu'(b - a),  dd1/da = b
-    //   dd/db = 4 (dd1/db * 3 + relu'(a + b)) + relu'(b - a),  dd1/db = a + 3b^2
+                                  // dg/dc = dg/de and dg/dd = -dg/de; then dc/da = 3, dc/db = 4 and
+                                  //   dd/da = 4 (dd1/da * 3 + relu'(a + b)) - relu'(b - a),  dd1/da = b
+                                  //   dd/db = 4 (dd1/db * 3 + relu'(a + b)) + relu'(b - a),  dd1/db = a + 3b^2
     let dd_da = 4.0 * (3.0 * bv + step(av + bv)) - step(bv - av);
     let dd_db = 4.0 * (3.0 * (av + 3.0 * bv * bv) + step(av + bv)) + step(bv - av);
     let (hand_a, hand_b) = (dg_de * (3.0 - dd_da), dg_de * (4.0 - dd_db));
@@ -78,7 +80,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (dot_path, png_path) = (dir.join("scalar_graph.dot"), dir.join("scalar_graph.png"));
     std::fs::write(&dot_path, &dot)?;
     println!("wrote {}", dot_path.display());
-    match Command::new("dot").arg("-Tpng").arg(&dot_path).arg("-o").arg(&png_path).status() {
+    match Command::new("dot")
+        .arg("-Tpng")
+        .arg(&dot_path)
+        .arg("-o")
+        .arg(&png_path)
+        .status()
+    {
         Ok(s) if s.success() => println!("rendered {}", png_path.display()),
         Ok(s) => return Err(format!("dot -Tpng failed: {s}").into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
