@@ -93,25 +93,22 @@ pub fn sum<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
 
 /// Maximum over the middle axis of a contiguous [outer, r, inner] buffer (NaN propagates).
 pub fn max<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
-    reduce(
-        x,
-        outer,
-        r,
-        inner,
-        T::NEG_INFINITY,
-        #[inline(always)]
-        |a, b| {
-            if b.is_nan() || b > a {
-                b
-            } else {
-                a
-            }
-        },
-    )
+    reduce(x, outer, r, inner, T::NEG_INFINITY, max_propagating_nan)
+}
+
+/// The larger of two values, NaN if either is.
+#[inline(always)]
+fn max_propagating_nan<T: Float>(a: T, b: T) -> T {
+    if b.is_nan() || b > a {
+        b
+    } else {
+        a
+    }
 }
 
 /// Softmax (or log-softmax) along the middle axis of a contiguous [outer, r, inner] buffer,
-/// fused: one pass for the maximum, one for the normaliser, one to write.
+/// fused: one pass for the maximum, one computing each exponential once (into the output) with
+/// the normaliser, one to scale.
 pub fn softmax<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, log: bool) -> Vec<T> {
     assert_eq!(
         x.len(),
@@ -119,37 +116,80 @@ pub fn softmax<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, log: boo
         "softmax: buffer length does not match [outer, r, inner]"
     );
     let mut out = vec![T::ZERO; x.len()];
-    let run = |(o, out_block): (usize, &mut [T])| {
-        let xb = &x[o * r * inner..(o + 1) * r * inner];
-        for i in 0..inner {
-            let mut m = T::NEG_INFINITY;
-            for j in 0..r {
-                m = m.max(xb[j * inner + i]);
-            }
-            let mut s = T::ZERO;
-            for j in 0..r {
-                s += (xb[j * inner + i] - m).exp();
-            }
-            if log {
-                let lse = m + s.ln();
-                for j in 0..r {
-                    out_block[j * inner + i] = xb[j * inner + i] - lse;
-                }
-            } else {
-                let inv = T::ONE / s;
-                for j in 0..r {
-                    out_block[j * inner + i] = (xb[j * inner + i] - m).exp() * inv;
-                }
-            }
-        }
-    };
     let block = (r * inner).max(1);
+    let run = |(o, out_block): (usize, &mut [T])| {
+        let xb = &x[o * block..(o + 1) * block];
+        vector::widest(
+            #[inline(always)]
+            || softmax_block(xb, out_block, inner.max(1), log),
+        )
+    };
     if worth_splitting(x.len(), cost::ELEMENT_NS) {
         out.par_chunks_mut(block).enumerate().for_each(run);
     } else {
         out.chunks_mut(block).enumerate().for_each(run);
     }
     out
+}
+
+/// Softmax over the rows of one [r, inner] block, for each of its `inner` columns. The loops run
+/// along contiguous memory so that they vectorise (with the engine's vectorisable exp): along a
+/// row when `inner` is 1, across the columns' running maxima and sums otherwise.
+#[inline(always)]
+fn softmax_block<T: Float>(xb: &[T], out: &mut [T], inner: usize, log: bool) {
+    if inner == 1 {
+        let m = fold_row_lanes(xb, T::NEG_INFINITY, max_propagating_nan);
+        for (o, &v) in out.iter_mut().zip(xb) {
+            *o = (v - m).exp_vectorised();
+        }
+        let s = fold_row_lanes(
+            out,
+            T::ZERO,
+            #[inline(always)]
+            |a, b| a + b,
+        );
+        if log {
+            let lse = m + s.ln();
+            for (o, &v) in out.iter_mut().zip(xb) {
+                *o = v - lse;
+            }
+        } else {
+            let inv = T::ONE / s;
+            for o in out.iter_mut() {
+                *o = *o * inv;
+            }
+        }
+        return;
+    }
+    let mut m = vec![T::NEG_INFINITY; inner];
+    for row in xb.chunks_exact(inner) {
+        for (mi, &v) in m.iter_mut().zip(row) {
+            *mi = max_propagating_nan(*mi, v);
+        }
+    }
+    let mut s = vec![T::ZERO; inner];
+    for (o_row, row) in out.chunks_exact_mut(inner).zip(xb.chunks_exact(inner)) {
+        for ((o, &v), (&mi, si)) in o_row.iter_mut().zip(row).zip(m.iter().zip(s.iter_mut())) {
+            let e = (v - mi).exp_vectorised();
+            *o = e;
+            *si += e;
+        }
+    }
+    if log {
+        let lse: Vec<T> = m.iter().zip(&s).map(|(&mi, &si)| mi + si.ln()).collect();
+        for (o_row, row) in out.chunks_exact_mut(inner).zip(xb.chunks_exact(inner)) {
+            for ((o, &v), &l) in o_row.iter_mut().zip(row).zip(&lse) {
+                *o = v - l;
+            }
+        }
+    } else {
+        let inv: Vec<T> = s.iter().map(|&si| T::ONE / si).collect();
+        for o_row in out.chunks_exact_mut(inner) {
+            for (o, &k) in o_row.iter_mut().zip(&inv) {
+                *o = *o * k;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +202,48 @@ mod tests {
         assert_eq!(sum(&x, 1, 2, 3), vec![5.0, 7.0, 9.0]);
         assert_eq!(sum(&x, 2, 3, 1), vec![6.0, 15.0]);
         assert_eq!(max(&x, 1, 2, 3), vec![4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn softmax_matches_the_definition_along_any_axis() {
+        // rows long enough for the lanes and a tail (inner 1), and columns (inner > 1)
+        for (outer, r, inner) in [(3, 77, 1), (2, 9, 13), (1, 1, 4), (4, 5, 1)] {
+            let n = outer * r * inner;
+            let x: Vec<f64> = (0..n)
+                .map(|k| ((k * 7919 % 1000) as f64 / 50.0) - 10.0)
+                .collect();
+            for log in [false, true] {
+                let y = softmax(&x, outer, r, inner, log);
+                let y32 = softmax(
+                    &x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                    outer,
+                    r,
+                    inner,
+                    log,
+                );
+                for o in 0..outer {
+                    for i in 0..inner {
+                        let at = |j: usize| o * r * inner + j * inner + i;
+                        let m = (0..r).map(|j| x[at(j)]).fold(f64::MIN, f64::max);
+                        let s: f64 = (0..r).map(|j| (x[at(j)] - m).exp()).sum();
+                        for j in 0..r {
+                            let want = if log {
+                                x[at(j)] - m - s.ln()
+                            } else {
+                                (x[at(j)] - m).exp() / s
+                            };
+                            assert!((y[at(j)] - want).abs() < 1e-13, "{outer} {r} {inner}");
+                            let tol = 1e-5 * want.abs().max(1.0);
+                            assert!((f64::from(y32[at(j)]) - want).abs() < tol, "f32");
+                        }
+                    }
+                }
+            }
+        }
+        // a NaN makes its own column NaN and no other
+        let y = softmax(&[1.0f32, f32::NAN, 0.0, 2.0], 1, 2, 2, false);
+        assert!(y[1].is_nan() && y[3].is_nan());
+        assert!((y[0] + y[2] - 1.0).abs() < 1e-6);
     }
 
     #[test]
