@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! A define-by-run reverse-mode autodiff engine.
 //!
 //! - [`Tensor`]: shape, strides, dtype (f32/f64), device; views share storage.

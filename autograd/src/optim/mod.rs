@@ -66,6 +66,7 @@ pub trait Optimizer {
     /// The optimized parameters and their names.
     fn params(&self) -> &[(String, Tensor)];
 
+    /// The current learning rate.
     fn lr(&self) -> f64;
 
     /// Changes the learning rate (for schedules). Errors unless lr is finite and >= 0.
