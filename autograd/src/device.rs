@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+/// Where a tensor's storage lives and its ops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Device {
+    /// The host, through the CPU kernels (`kernels::cpu`).
     #[default]
     Cpu,
     /// The CUDA device with this ordinal, through our kernels (`kernels::cuda`).

@@ -3,19 +3,24 @@
 use crate::backend::CpuStorage;
 use kernels::Float;
 
+/// A tensor's element type, a run-time value (ops check that their operands agree).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit floats, what models train in.
     F32,
+    /// 64-bit floats, what the gradient checks use.
     F64,
 }
 
 impl DType {
+    /// "f32" or "f64".
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
         }
     }
+    /// Bytes per element.
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
@@ -32,6 +37,7 @@ impl std::fmt::Display for DType {
 
 /// A Rust element type that a tensor can hold.
 pub trait Element: Float + cpu_buffer::CpuElement {
+    /// The dtype tag of this element type.
     const DTYPE: DType;
 }
 

@@ -7,6 +7,7 @@ thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
 
+/// Whether ops on this thread record the graph (see [`crate::no_grad`]).
 pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
 }
@@ -17,6 +18,7 @@ pub struct GradModeGuard {
 }
 
 impl GradModeGuard {
+    /// Sets this thread's grad mode to `enabled` until the guard is dropped.
     pub fn set(enabled: bool) -> GradModeGuard {
         let previous = GRAD_ENABLED.with(|g| g.replace(enabled));
         GradModeGuard { previous }

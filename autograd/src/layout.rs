@@ -4,14 +4,19 @@
 use crate::error::{Error, Result};
 use kernels::strided::{contiguous_strides, is_contiguous};
 
+/// How a tensor reads its storage: element `[i, j, ...]` is at `offset + i * strides[0] + j * strides[1] + ...`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// The size of each axis.
     pub shape: Vec<usize>,
+    /// The step in storage elements along each axis (0 on broadcast axes).
     pub strides: Vec<usize>,
+    /// Where element `[0, 0, ...]` lies in the storage.
     pub offset: usize,
 }
 
 impl Layout {
+    /// Row-major strides over `shape`, from offset 0.
     pub fn contiguous(shape: &[usize]) -> Layout {
         Layout {
             shape: shape.to_vec(),
@@ -20,14 +25,17 @@ impl Layout {
         }
     }
 
+    /// The number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// True when the elements lie in row-major order without gaps.
     pub fn is_contiguous(&self) -> bool {
         is_contiguous(&self.shape, &self.strides)
     }
 
+    /// Axes reordered: output axis i is axis `perm[i]` (an error, naming `op`, if `perm` is not a permutation).
     pub fn permute(&self, op: &'static str, perm: &[usize]) -> Result<Layout> {
         let rank = self.shape.len();
         let mut seen = vec![false; rank];
@@ -51,6 +59,7 @@ impl Layout {
         })
     }
 
+    /// `len` positions of `axis` from `start` (an error if they do not fit).
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Layout> {
         if axis >= self.shape.len() {
             return Err(Error::index(

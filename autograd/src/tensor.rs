@@ -20,6 +20,7 @@ impl TensorId {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         TensorId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+    /// The id as a number (graph exports name nodes by it).
     pub fn as_usize(self) -> usize {
         self.0
     }
@@ -39,6 +40,12 @@ pub(crate) struct Inner {
     grad: Mutex<Option<Tensor>>,
 }
 
+/// An n-dimensional array of f32 or f64 on a [`Device`], and a node of the graph.
+///
+/// A cheap-to-clone handle: clones are the same node (same [`TensorId`], same gradient). It
+/// holds its storage (shared with its views), its [`Layout`], and, when a recorded op made it,
+/// that [`Op`] with the op's inputs, so the graph is the web of these handles and lives as long
+/// as the tensors that reach it.
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<Inner>);
 
@@ -135,6 +142,7 @@ impl Tensor {
         Tensor::try_made(Storage::from_vec(data), shape)
     }
 
+    /// [`Tensor::from_vec`] from a copy of `data`.
     pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape)
     }
@@ -159,6 +167,7 @@ impl Tensor {
         Tensor::full_on(shape, 0.0, dtype, crate::device::default_device())
     }
 
+    /// Zeros on the default device; like [`Tensor::full`], not checked against the host-memory budget.
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Tensor::full(shape, 0.0, dtype)
     }
@@ -189,6 +198,7 @@ impl Tensor {
         ))
     }
 
+    /// Ones on the default device; like [`Tensor::full`], not checked against the host-memory budget.
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Tensor::full(shape, 1.0, dtype)
     }
@@ -198,6 +208,7 @@ impl Tensor {
         self.full_like(0.0)
     }
 
+    /// Ones of this tensor's shape, dtype and device.
     pub fn ones_like(&self) -> Tensor {
         self.full_like(1.0)
     }
@@ -220,30 +231,39 @@ impl Tensor {
 
     // ----- inspection ---------------------------------------------------------------------
 
+    /// This node's identity: clones share it; views and [`Tensor::detach`] get their own.
     pub fn id(&self) -> TensorId {
         self.0.id
     }
+    /// The size of each axis.
     pub fn shape(&self) -> &[usize] {
         &self.0.layout.shape
     }
+    /// The step in storage elements between neighbours along each axis (0 on broadcast axes).
     pub fn strides(&self) -> &[usize] {
         &self.0.layout.strides
     }
+    /// Shape, strides and offset: how this tensor reads its storage.
     pub fn layout(&self) -> &Layout {
         &self.0.layout
     }
+    /// The number of axes.
     pub fn rank(&self) -> usize {
         self.0.layout.shape.len()
     }
+    /// The number of elements.
     pub fn numel(&self) -> usize {
         self.0.layout.numel()
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.0.dtype
     }
+    /// Where the storage lives.
     pub fn device(&self) -> Device {
         self.0.device
     }
+    /// True when the elements lie in row-major order without gaps (the offset may be nonzero).
     pub fn is_contiguous(&self) -> bool {
         self.0.layout.is_contiguous()
     }
@@ -252,12 +272,16 @@ impl Tensor {
         let a = crate::layout::resolve_axis("dim", axis, self.rank())?;
         Ok(self.shape()[a])
     }
+    /// The op that made this tensor, when it was recorded: `None` for leaves.
     pub fn op(&self) -> Option<&Op> {
         self.0.op.as_ref()
     }
+    /// True when no recorded op made this tensor: a constant, a variable, or an op's result made
+    /// with grad mode off or from inputs none of which requires grad.
     pub fn is_leaf(&self) -> bool {
         self.0.op.is_none()
     }
+    /// True for a variable ([`Tensor::requires_grad_`]) and for every tensor a recorded op made.
     pub fn requires_grad(&self) -> bool {
         self.0.requires_grad.load(Ordering::Relaxed)
     }
@@ -279,6 +303,7 @@ impl Tensor {
         self.0.grad.lock().map(|g| g.clone()).unwrap_or(None)
     }
 
+    /// Forgets the gradient accumulated by `backward()`, so that the next backward starts afresh.
     pub fn zero_grad(&self) {
         if let Ok(mut g) = self.0.grad.lock() {
             *g = None;
@@ -330,6 +355,7 @@ impl Tensor {
         }
     }
 
+    /// The elements in row-major order as f32, whatever the dtype (f64 rounded).
     pub fn to_vec_f32(&self) -> Vec<f32> {
         let storage = self.storage();
         match self.dtype() {
@@ -358,7 +384,7 @@ impl Tensor {
     }
 
     /// Replaces this leaf's data in place through `f` on the host (initialisers, weight
-    /// loading; the optimizers go through [`Tensor::update_storage`] and the backends).
+    /// loading; the optimizers update in place through the backends).
     /// The storage is copied first only if a live view still shares it.
     pub fn update_data<T: Element>(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
         if T::DTYPE != self.dtype() {

@@ -27,20 +27,35 @@ pub trait Float:
     + Sum
     + 'static
 {
+    /// 0.
     const ZERO: Self;
+    /// 1.
     const ONE: Self;
+    /// -∞, where a max starts.
     const NEG_INFINITY: Self;
+    /// From f64, rounding to nearest for f32.
     fn from_f64(v: f64) -> Self;
+    /// To f64, exactly.
     fn to_f64(self) -> f64;
+    /// e^x (std's).
     fn exp(self) -> Self;
+    /// ln x (std's).
     fn ln(self) -> Self;
+    /// ln(1 + x) (std's), accurate near 0.
     fn ln_1p(self) -> Self;
+    /// √x.
     fn sqrt(self) -> Self;
+    /// |x|.
     fn abs(self) -> Self;
+    /// x^p.
     fn powf(self, p: Self) -> Self;
+    /// The larger of the two (std's: a NaN operand gives the other).
     fn max(self, other: Self) -> Self;
+    /// The smaller of the two (std's: a NaN operand gives the other).
     fn min(self, other: Self) -> Self;
+    /// True for NaN.
     fn is_nan(self) -> bool;
+    /// `self * a + b`, rounded twice (a product and a sum, not a fused multiply-add).
     fn mul_add(self, a: Self, b: Self) -> Self;
     /// e^x as straight-line code that auto-vectorises ([`crate::vmath`] for f32, within 2 ulp;
     /// std for f64, whose callers are the gradient checks).

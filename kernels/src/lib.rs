@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! Compute on raw buffers. `kernels` knows nothing of graphs or tensors: every function takes
 //! slices (with shapes and strides where needed) and returns or fills buffers. One module per op
 //! family; the CPU implementations live under [`cpu`], the CUDA ones under [`cuda`], and what

@@ -32,13 +32,18 @@ pub fn is_contiguous(shape: &[usize], strides: &[usize]) -> bool {
 /// A read-only strided view over a flat buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a, T> {
+    /// The whole buffer the view reads from.
     pub data: &'a [T],
+    /// The size of each axis.
     pub shape: &'a [usize],
+    /// The step in `data` between neighbours along each axis (0 for a broadcast axis).
     pub strides: &'a [usize],
+    /// Where element [0, 0, ...] lies in `data`.
     pub offset: usize,
 }
 
 impl<'a, T: Float> View<'a, T> {
+    /// Elements in the view: the product of its shape.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }

@@ -35,7 +35,9 @@ pub struct BatchNorm<const DIMS: usize> {
     pub running_mean: Tensor,
     /// buffer, initialised to ones
     pub running_var: Tensor,
+    /// Added to the variance before its square root.
     pub eps: f64,
+    /// The running statistics' update weight (see above).
     pub momentum: f64,
     training: bool,
     num_batches_tracked: u64,
@@ -138,10 +140,12 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
         })
     }
 
+    /// C, the channels normalised.
     pub fn num_features(&self) -> usize {
         self.weight.shape()[0]
     }
 
+    /// True in training mode (batch statistics), false in evaluation (running statistics).
     pub fn is_training(&self) -> bool {
         self.training
     }

@@ -30,15 +30,19 @@ fn named(weight: &Tensor, bias: &Option<Tensor>) -> Vec<(String, Tensor)> {
     v
 }
 
-/// y = W ⋆ x + b: weight [out, in/groups, kh, kw], bias [out].
+/// y = W ⋆ x + b: weight [out, in/groups, kh, kw], bias `[out]`.
 #[derive(Clone, Debug)]
 pub struct Conv2d {
+    /// [out, in/groups, kh, kw].
     pub weight: Tensor,
+    /// `[out]`, when the layer has one.
     pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
 }
 
 impl Conv2d {
+    /// A layer with PyTorch's default initialisation ([`init::torch_default_`]).
     pub fn new(
         in_channels: usize,
         out_channels: usize,
@@ -63,6 +67,7 @@ impl Conv2d {
         })
     }
 
+    /// The convolution of x [N, C, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
     }
@@ -78,13 +83,18 @@ impl Module for Conv2d {
 /// only the unmasked taps are used (and trained).
 #[derive(Clone, Debug)]
 pub struct MaskedConv2d {
+    /// [out, in/groups, kh, kw]; the masked taps are never read.
     pub weight: Tensor,
+    /// `[out]`, when the layer has one.
     pub bias: Option<Tensor>,
+    /// Which taps the layer sees.
     pub mask: Mask,
+    /// Stride, padding, dilation and groups.
     pub options: Conv2dOptions,
 }
 
 impl MaskedConv2d {
+    /// A layer with PyTorch's default initialisation ([`init::torch_default_`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         in_channels: usize,
@@ -112,6 +122,7 @@ impl MaskedConv2d {
         })
     }
 
+    /// The masked convolution of x [N, C, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.masked_conv2d(&self.weight, self.bias.as_ref(), self.mask, &self.options)
     }
@@ -124,15 +135,19 @@ impl Module for MaskedConv2d {
 }
 
 /// The transposed convolution (fractionally strided, the DCGAN generator's upsampling):
-/// weight [in, out/groups, kh, kw], bias [out].
+/// weight [in, out/groups, kh, kw], bias `[out]`.
 #[derive(Clone, Debug)]
 pub struct ConvTranspose2d {
+    /// [in, out/groups, kh, kw].
     pub weight: Tensor,
+    /// `[out]`, when the layer has one.
     pub bias: Option<Tensor>,
+    /// Stride, padding, output padding, dilation and groups.
     pub options: ConvTranspose2dOptions,
 }
 
 impl ConvTranspose2d {
+    /// A layer with PyTorch's default initialisation ([`init::torch_default_`]).
     pub fn new(
         in_channels: usize,
         out_channels: usize,
@@ -157,6 +172,7 @@ impl ConvTranspose2d {
         })
     }
 
+    /// The transposed convolution of x [N, C, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv_transpose2d(&self.weight, self.bias.as_ref(), &self.options)
     }

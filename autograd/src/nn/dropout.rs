@@ -28,14 +28,18 @@ impl Dropout {
         Ok(Dropout { p, training: true })
     }
 
+    /// The drop probability.
     pub fn p(&self) -> f64 {
         self.p
     }
 
+    /// True in training mode (elements dropped), false in evaluation (the identity).
     pub fn is_training(&self) -> bool {
         self.training
     }
 
+    /// In training, each element zeroed with probability p and the rest scaled by 1 / (1 - p);
+    /// in evaluation (or for p = 0), x itself.
     pub fn forward(&self, x: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         if !self.training || self.p == 0.0 {
             return Ok(x.clone());

@@ -10,6 +10,7 @@ use crate::tensor::Tensor;
 /// output row's gradient into the row it came from (index_select's adjoint, index_add).
 #[derive(Clone, Debug)]
 pub struct Embedding {
+    /// The table, [num_embeddings, dim].
     pub weight: Tensor,
 }
 
@@ -44,10 +45,12 @@ impl Embedding {
         })
     }
 
+    /// Rows of the table.
     pub fn num_embeddings(&self) -> usize {
         self.weight.shape()[0]
     }
 
+    /// Features per row.
     pub fn dim(&self) -> usize {
         self.weight.shape()[1]
     }

@@ -43,8 +43,10 @@ pub fn calculate_gain(nonlinearity: Nonlinearity) -> f64 {
 /// variance, fan_out the backward gradients'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FanMode {
+    /// Normalise by fan_in (the default).
     #[default]
     FanIn,
+    /// Normalise by fan_out.
     FanOut,
 }
 

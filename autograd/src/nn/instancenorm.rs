@@ -32,7 +32,9 @@ pub struct InstanceNorm2d {
     pub running_mean: Option<Tensor>,
     /// buffer (ones), when tracking running statistics
     pub running_var: Option<Tensor>,
+    /// Added to the variance before its square root.
     pub eps: f64,
+    /// The running statistics' update weight.
     pub momentum: f64,
     num_features: usize,
     training: bool,
@@ -86,10 +88,12 @@ impl InstanceNorm2d {
         })
     }
 
+    /// C, the channels normalised.
     pub fn num_features(&self) -> usize {
         self.num_features
     }
 
+    /// True in training mode, false in evaluation.
     pub fn is_training(&self) -> bool {
         self.training
     }

@@ -10,7 +10,9 @@ use crate::tensor::Tensor;
 /// and b of shape `[out]` (PyTorch's layout, so checkpoints keep PyTorch's names and layouts).
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// W, [out, in].
     pub weight: Tensor,
+    /// b, `[out]`, when the layer has one.
     pub bias: Option<Tensor>,
 }
 
@@ -62,10 +64,12 @@ impl Linear {
         })
     }
 
+    /// The input's last axis, in.
     pub fn in_features(&self) -> usize {
         self.weight.shape()[1]
     }
 
+    /// The output's last axis, out.
     pub fn out_features(&self) -> usize {
         self.weight.shape()[0]
     }

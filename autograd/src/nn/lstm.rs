@@ -25,16 +25,20 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 /// One LSTM step, `torch.nn.LSTMCell`: `weight_ih` [4H, I], `weight_hh` [4H, H], `bias_ih` and
-/// `bias_hh` [4H] (both present or both absent), the 4H rows ordered as the gates i, f, g, o.
+/// `bias_hh` `[4H]` (both present or both absent), the 4H rows ordered as the gates i, f, g, o.
 ///
 /// The fields are public so that a cell can also be assembled from existing tensors as they
 /// are (for example from leaves a gradient check perturbs), where [`LstmCell::from_parts`]
 /// would make new leaves of them.
 #[derive(Clone, Debug)]
 pub struct LstmCell {
+    /// [4H, I].
     pub weight_ih: Tensor,
+    /// [4H, H].
     pub weight_hh: Tensor,
+    /// `[4H]`, present exactly when `bias_hh` is.
     pub bias_ih: Option<Tensor>,
+    /// `[4H]`, present exactly when `bias_ih` is.
     pub bias_hh: Option<Tensor>,
 }
 
@@ -77,7 +81,7 @@ impl LstmCell {
     }
 
     /// A cell holding the given tensors (made leaves that require grad), after checking their
-    /// shapes ([4H, I], [4H, H], [4H], [4H]) and dtypes.
+    /// shapes ([4H, I], [4H, H], `[4H]`, `[4H]`) and dtypes.
     pub fn from_parts(
         weight_ih: Tensor,
         weight_hh: Tensor,
@@ -131,14 +135,17 @@ impl LstmCell {
         Ok(())
     }
 
+    /// I, the features of each input.
     pub fn input_size(&self) -> usize {
         self.weight_ih.shape()[1]
     }
 
+    /// H, the hidden (and cell) units.
     pub fn hidden_size(&self) -> usize {
         self.weight_hh.shape()[1]
     }
 
+    /// The parameters' element type.
     pub fn dtype(&self) -> DType {
         self.weight_ih.dtype()
     }
@@ -182,7 +189,7 @@ impl LstmCell {
 
     /// One step: x [B, I] and the state (h, c), both [B, H], give the new state (h', c'):
     /// a = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh, then c' = f ⊙ c + i ⊙ g and h' = o ⊙ tanh(c') by the
-    /// fused op. Unbatched x [I] with h, c [H] gives h', c' [H] (as PyTorch).
+    /// fused op. Unbatched x `[I]` with h, c `[H]` gives h', c' `[H]` (as PyTorch).
     pub fn forward(&self, x: &Tensor, state: (&Tensor, &Tensor)) -> Result<(Tensor, Tensor)> {
         let (h, c) = state;
         if x.rank() == 1 && h.rank() == 1 && c.rank() == 1 {
@@ -222,6 +229,7 @@ impl Module for LstmCell {
 /// "bias_hh_l0".
 #[derive(Clone, Debug)]
 pub struct Lstm {
+    /// The cell applied at every step.
     pub cell: LstmCell,
 }
 
@@ -239,10 +247,12 @@ impl Lstm {
         })
     }
 
+    /// I, the features of each step's input.
     pub fn input_size(&self) -> usize {
         self.cell.input_size()
     }
 
+    /// H, the hidden (and cell) units.
     pub fn hidden_size(&self) -> usize {
         self.cell.hidden_size()
     }

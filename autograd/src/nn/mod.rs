@@ -82,10 +82,12 @@ pub trait Module {
     /// Layers without such a difference ignore it; models forward it to their children.
     fn set_training(&mut self, _training: bool) {}
 
+    /// Training mode: `set_training(true)`.
     fn train(&mut self) {
         self.set_training(true)
     }
 
+    /// Evaluation mode: `set_training(false)`.
     fn eval(&mut self) {
         self.set_training(false)
     }

@@ -10,9 +10,13 @@ use crate::tensor::Tensor;
 /// Each field is (height, width).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MaxPool2d {
+    /// Window size.
     pub kernel: (usize, usize),
+    /// Step between windows.
     pub stride: (usize, usize),
+    /// Padding on both sides of each axis (never chosen as a maximum).
     pub padding: (usize, usize),
+    /// Spacing between a window's taps.
     pub dilation: (usize, usize),
 }
 
@@ -27,21 +31,25 @@ impl MaxPool2d {
         }
     }
 
+    /// A square stride.
     pub fn stride(mut self, stride: usize) -> MaxPool2d {
         self.stride = (stride, stride);
         self
     }
 
+    /// The same padding on every side.
     pub fn padding(mut self, padding: usize) -> MaxPool2d {
         self.padding = (padding, padding);
         self
     }
 
+    /// A square dilation.
     pub fn dilation(mut self, dilation: usize) -> MaxPool2d {
         self.dilation = (dilation, dilation);
         self
     }
 
+    /// The pooled x ([`Tensor::max_pool2d`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.kernel, self.stride, self.padding, self.dilation)
     }
@@ -57,8 +65,11 @@ impl Module for MaxPool2d {
 /// or [C, H, W]. Each tuple is (height, width).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvgPool2d {
+    /// Window size.
     pub kernel: (usize, usize),
+    /// Step between windows.
     pub stride: (usize, usize),
+    /// Zero padding on both sides of each axis.
     pub padding: (usize, usize),
     /// Divide by the whole window (true, PyTorch's default) or by its positions inside the input.
     pub count_include_pad: bool,
@@ -76,21 +87,25 @@ impl AvgPool2d {
         }
     }
 
+    /// A square stride.
     pub fn stride(mut self, stride: usize) -> AvgPool2d {
         self.stride = (stride, stride);
         self
     }
 
+    /// The same padding on every side.
     pub fn padding(mut self, padding: usize) -> AvgPool2d {
         self.padding = (padding, padding);
         self
     }
 
+    /// Sets `count_include_pad`.
     pub fn count_include_pad(mut self, include: bool) -> AvgPool2d {
         self.count_include_pad = include;
         self
     }
 
+    /// The pooled x ([`Tensor::avg_pool2d`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.avg_pool2d(
             self.kernel,

@@ -31,15 +31,19 @@ impl Tensor {
         }
     }
 
+    /// a + b, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Add, true)
     }
+    /// a - b, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Sub, true)
     }
+    /// a · b, broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Mul, true)
     }
+    /// a / b, broadcasting.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Div, true)
     }
@@ -51,7 +55,6 @@ impl Tensor {
     pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Minimum, true)
     }
-    /// 1 where equal, else 0 (a constant).
     /// `self` where `x` > 0, `slope * self` elsewhere: a gradient passed back through
     /// `x.leaky_relu(slope)` (`x.relu()` for slope 0), fused into one pass. Differentiable in
     /// `self`; its derivative in `x` is zero almost everywhere.
@@ -59,6 +62,7 @@ impl Tensor {
         self.binary_op(x, BinaryKind::LeakyReluGrad(slope), true)
     }
 
+    /// 1 where equal, else 0 (a constant).
     pub fn eq(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_op(other, BinaryKind::Eq, false)
     }

@@ -15,10 +15,13 @@ use std::sync::Arc;
 /// Options of `conv2d` and `masked_conv2d`; PyTorch's defaults (stride 1, no padding, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conv2dOptions {
+    /// (row, column) stride.
     pub stride: (usize, usize),
     /// (top, bottom, left, right)
     pub padding: (usize, usize, usize, usize),
+    /// (row, column) spacing between kernel taps.
     pub dilation: (usize, usize),
+    /// Channel groups, each with its own slice of the weight.
     pub groups: usize,
 }
 
@@ -34,6 +37,7 @@ impl Default for Conv2dOptions {
 }
 
 impl Conv2dOptions {
+    /// A square stride.
     pub fn stride(mut self, s: usize) -> Self {
         self.stride = (s, s);
         self
@@ -48,10 +52,12 @@ impl Conv2dOptions {
         self.padding = (top, bottom, left, right);
         self
     }
+    /// A square dilation.
     pub fn dilation(mut self, d: usize) -> Self {
         self.dilation = (d, d);
         self
     }
+    /// Sets the channel groups.
     pub fn groups(mut self, g: usize) -> Self {
         self.groups = g;
         self
@@ -61,12 +67,15 @@ impl Conv2dOptions {
 /// Options of `conv_transpose2d`; PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvTranspose2dOptions {
+    /// (row, column) stride.
     pub stride: (usize, usize),
     /// (height, width): removed from both sides of the output, as in PyTorch
     pub padding: (usize, usize),
     /// (height, width): added to the bottom/right of the output
     pub output_padding: (usize, usize),
+    /// (row, column) spacing between kernel taps.
     pub dilation: (usize, usize),
+    /// Channel groups, each with its own slice of the weight.
     pub groups: usize,
 }
 
@@ -83,22 +92,27 @@ impl Default for ConvTranspose2dOptions {
 }
 
 impl ConvTranspose2dOptions {
+    /// A square stride.
     pub fn stride(mut self, s: usize) -> Self {
         self.stride = (s, s);
         self
     }
+    /// The same padding on both axes.
     pub fn padding(mut self, p: usize) -> Self {
         self.padding = (p, p);
         self
     }
+    /// The same output padding on both axes.
     pub fn output_padding(mut self, p: usize) -> Self {
         self.output_padding = (p, p);
         self
     }
+    /// A square dilation.
     pub fn dilation(mut self, d: usize) -> Self {
         self.dilation = (d, d);
         self
     }
+    /// Sets the channel groups.
     pub fn groups(mut self, g: usize) -> Self {
         self.groups = g;
         self
@@ -193,7 +207,7 @@ impl Tensor {
     }
 
     /// 2-D convolution (cross-correlation, as in PyTorch): x [N, Cin, H, W], weight
-    /// [Cout, Cin/groups, kh, kw], optional bias [Cout] -> [N, Cout, Ho, Wo] with
+    /// [Cout, Cin/groups, kh, kw], optional bias `[Cout]` -> [N, Cout, Ho, Wo] with
     /// Ho = (H + top + bottom - dilation (kh - 1) - 1) / stride + 1.
     pub fn conv2d(
         &self,

@@ -56,7 +56,7 @@ impl Tensor {
         Ok(Tensor::from_op_result(storage, &shape, op))
     }
 
-    /// Zeros with `size` entries along `axis`, and slice i of `self` added at entry indices[i].
+    /// Zeros with `size` entries along `axis`, and slice i of `self` added at entry `indices[i]`.
     pub fn index_add(&self, axis: isize, indices: &[usize], size: usize) -> Result<Tensor> {
         let axis = resolve_axis("index_add", axis, self.rank())?;
         let sp = split(self.shape(), axis);

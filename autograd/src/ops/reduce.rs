@@ -79,6 +79,7 @@ impl Tensor {
         self.sum(axes, keepdim)?.mul_scalar(1.0 / n as f64)
     }
 
+    /// Mean of every element, as a scalar.
     pub fn mean_all(&self) -> Result<Tensor> {
         self.mean(&[], false)
     }

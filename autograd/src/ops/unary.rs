@@ -28,9 +28,11 @@ impl Tensor {
         ))
     }
 
+    /// -x.
     pub fn neg(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Neg)
     }
+    /// e^x.
     pub fn exp(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Exp)
     }
@@ -38,18 +40,23 @@ impl Tensor {
     pub fn log(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Log)
     }
+    /// √x.
     pub fn sqrt(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Sqrt)
     }
+    /// |x|; its gradient is sign(x) (0 at 0).
     pub fn abs(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Abs)
     }
+    /// 1 / (1 + e^-x).
     pub fn sigmoid(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Sigmoid)
     }
+    /// tanh x.
     pub fn tanh(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Tanh)
     }
+    /// max(x, 0); its gradient is 0 at 0.
     pub fn relu(&self) -> Result<Tensor> {
         self.unary_op(UnaryKind::Relu)
     }
@@ -75,9 +82,11 @@ impl Tensor {
         }
         self.unary_op(UnaryKind::Powf(p))
     }
+    /// x², as `powf(2.0)`.
     pub fn square(&self) -> Result<Tensor> {
         self.powf(2.0)
     }
+    /// x clamped to [min, max] (an error unless min <= max).
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min.is_nan() || max.is_nan() || min > max {
             return Err(Error::invalid(
@@ -87,15 +96,19 @@ impl Tensor {
         }
         self.unary_op(UnaryKind::Clamp(min, max))
     }
+    /// x + c.
     pub fn add_scalar(&self, c: f64) -> Result<Tensor> {
         self.unary_op(UnaryKind::AddScalar(c))
     }
+    /// x - c.
     pub fn sub_scalar(&self, c: f64) -> Result<Tensor> {
         self.unary_op(UnaryKind::AddScalar(-c))
     }
+    /// x · c.
     pub fn mul_scalar(&self, c: f64) -> Result<Tensor> {
         self.unary_op(UnaryKind::MulScalar(c))
     }
+    /// x / c, as x · (1 / c).
     pub fn div_scalar(&self, c: f64) -> Result<Tensor> {
         self.unary_op(UnaryKind::MulScalar(1.0 / c))
     }

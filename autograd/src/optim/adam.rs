@@ -89,6 +89,7 @@ impl Adam {
         }
     }
 
+    /// The hyperparameters.
     pub fn config(&self) -> &AdamConfig {
         &self.config
     }

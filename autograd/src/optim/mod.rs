@@ -3,7 +3,8 @@
 //!
 //! Each follows PyTorch's update rule exactly (the fused in-place kernels are in
 //! `kernels::cpu::optim`, checked against PyTorch by `tests/tests/optim_vs_torch.rs`) and
-//! updates its parameters in place through [`Tensor::update_data`], in f32 or f64.
+//! updates its parameters in place on their device (copy-on-write, like [`Tensor::update_data`]:
+//! a view that still shares a parameter's storage keeps the old values), in f32 or f64.
 //!
 //! - A parameter without a gradient is skipped: no update, and its state (step count, moment
 //!   buffers) does not advance, as in PyTorch.
@@ -66,6 +67,7 @@ pub trait Optimizer {
     /// The optimized parameters and their names.
     fn params(&self) -> &[(String, Tensor)];
 
+    /// The current learning rate.
     fn lr(&self) -> f64;
 
     /// Changes the learning rate (for schedules). Errors unless lr is finite and >= 0.

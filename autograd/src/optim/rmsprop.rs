@@ -62,6 +62,7 @@ impl RmsProp {
         })
     }
 
+    /// The hyperparameters.
     pub fn config(&self) -> &RmsPropConfig {
         &self.config
     }

@@ -73,6 +73,7 @@ impl Sgd {
         })
     }
 
+    /// The hyperparameters.
     pub fn config(&self) -> &SgdConfig {
         &self.config
     }

@@ -749,7 +749,7 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
     })
 }
 
-/// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps).
+/// `dW = Σₙ dy[n] · cols(x[n])ᵀ` -> [c_out, c_in/G · T] (active taps).
 pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T> {
     let (l, k, cog) = (g.out_positions(), g.k_per_group(), g.cout_per_group());
     let size = g.c_out * k;

@@ -26,9 +26,13 @@ use crate::float::Float;
 /// borrowed into the backward).
 #[derive(Clone, Copy, Debug)]
 pub struct GridTape<B> {
+    /// Pre-activation gates [P, 4H].
     pub gates: B,
+    /// The states each slot's taps read, [P, K H].
     pub taps: B,
+    /// The cell state each slot continues, [P, H].
     pub c_prev: B,
+    /// The cell's outputs [h | c], [P, 2H].
     pub out: B,
 }
 

@@ -3,7 +3,7 @@
 
 use crate::float::Float;
 
-/// out[o, i, :] = x[o, idx[i], :]; `x` is [outer, n, inner]. Indices are checked by the caller.
+/// `out[o, i, :] = x[o, idx[i], :]`; `x` is [outer, n, inner]. Indices are checked by the caller.
 pub fn index_select<T: Float>(
     x: &[T],
     outer: usize,
@@ -21,7 +21,7 @@ pub fn index_select<T: Float>(
     out
 }
 
-/// The adjoint of [`index_select`]: out[o, idx[i], :] += src[o, i, :] into zeros of [outer, n, inner].
+/// The adjoint of [`index_select`]: `out[o, idx[i], :] += src[o, i, :]` into zeros of [outer, n, inner].
 pub fn index_add<T: Float>(
     src: &[T],
     outer: usize,

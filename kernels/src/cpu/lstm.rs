@@ -54,7 +54,9 @@ fn rows_per_task(batch: usize, hidden: usize) -> usize {
 /// `data[r * stride]`. The kernels know each operand's width.
 #[derive(Clone, Copy, Debug)]
 pub struct Rows<'a, T> {
+    /// The elements, row r from `data[r * stride]`.
     pub data: &'a [T],
+    /// The distance between the starts of consecutive rows.
     pub stride: usize,
 }
 

@@ -21,15 +21,21 @@ use std::borrow::Cow;
 const BLOCK_ROWS: usize = 32;
 
 /// The operands of one layer: x as the matrix [T·B, I], `w_ih` [4H, I], `w_hh` [4H, H], the
-/// biases [4H] (both or neither), the initial state h_0 [B, H] (any strides) and c_0 [B, H]
+/// biases `[4H]` (both or neither), the initial state h_0 [B, H] (any strides) and c_0 [B, H]
 /// (contiguous); absent states are zeros.
 #[derive(Clone, Copy)]
 pub struct SequenceOperands<'a, T> {
+    /// The inputs of every step, [T·B, I].
     pub x: MatRef<'a, T>,
+    /// Input-to-hidden weights [4H, I].
     pub w_ih: MatRef<'a, T>,
+    /// Hidden-to-hidden weights [4H, H].
     pub w_hh: MatRef<'a, T>,
+    /// The two biases (b_ih, b_hh), `[4H]` each.
     pub bias: Option<(&'a [T], &'a [T])>,
+    /// The initial hidden state [B, H]; zeros when absent.
     pub h0: Option<MatRef<'a, T>>,
+    /// The initial cell state [B, H], contiguous; zeros when absent.
     pub c0: Option<&'a [T]>,
 }
 
@@ -38,7 +44,9 @@ pub struct SequenceOperands<'a, T> {
 /// backward).
 #[derive(Clone, Copy, Debug)]
 pub struct SequenceTape<B> {
+    /// Pre-activation gates of every step, [T·B, 4H].
     pub gates: B,
+    /// Cell outputs [h | c] of every step, [T·B, 2H].
     pub hc: B,
 }
 
@@ -46,21 +54,32 @@ pub struct SequenceTape<B> {
 /// left out); c_0's is always there (it costs nothing extra).
 #[derive(Clone, Debug, Default)]
 pub struct SequenceGrads<T> {
+    /// Gradient of x, [T·B, I].
     pub x: Option<Vec<T>>,
+    /// Gradient of `w_ih`, [4H, I].
     pub w_ih: Option<Vec<T>>,
+    /// Gradient of `w_hh`, [4H, H].
     pub w_hh: Option<Vec<T>>,
+    /// Gradient of the bias, `[4H]` (the same for both biases).
     pub bias: Option<Vec<T>>,
+    /// Gradient of h_0, [B, H].
     pub h0: Option<Vec<T>>,
+    /// Gradient of c_0, [B, H].
     pub c0: Vec<T>,
 }
 
 /// Which gradients to compute.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SequenceWants {
+    /// Compute the gradient of x.
     pub x: bool,
+    /// Compute the gradient of `w_ih`.
     pub w_ih: bool,
+    /// Compute the gradient of `w_hh`.
     pub w_hh: bool,
+    /// Compute the bias gradient.
     pub bias: bool,
+    /// Compute the gradient of h_0.
     pub h0: bool,
 }
 
@@ -76,7 +95,7 @@ fn add2_into<T: Float>(acc: &mut [T], p: &[T], q: &[T]) {
     }
 }
 
-/// The forward: Y [T + 1, B, H] (Y[t] = h_{t+1} for t < T, Y[T] = c_T) and the tape. Blocks of
+/// The forward: Y [T + 1, B, H] (`Y[t] = h_{t+1}` for t < T, `Y[T] = c_T`) and the tape. Blocks of
 /// batch rows run through the whole recurrence on their own threads: rows never meet, so no
 /// thread waits for another between steps, and the blocks depend on the batch size alone, so
 /// the result does not depend on the number of threads.

@@ -41,9 +41,13 @@ use std::ops::Range;
 /// A strided matrix operand: element (i, j) is `data[offset + i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a, T> {
+    /// The buffer the matrix lies in.
     pub data: &'a [T],
+    /// Where element (0, 0) lies.
     pub offset: usize,
+    /// The step between rows.
     pub row_stride: usize,
+    /// The step between columns.
     pub col_stride: usize,
 }
 
@@ -1068,7 +1072,9 @@ pub type PackB<'p, T> = &'p (dyn Fn(&mut [T], usize, usize, Range<usize>, usize)
 /// (a convolution packs its column matrix straight from the image, never building it).
 #[derive(Clone, Copy)]
 pub enum BSource<'p, T> {
+    /// B is a matrix in memory, packed block by block.
     Matrix(MatRef<'p, T>),
+    /// B's blocks are written straight into the packed layout by a closure.
     Packer(PackB<'p, T>),
 }
 

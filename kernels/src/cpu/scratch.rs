@@ -57,6 +57,7 @@ impl<T: Float> Scratch<T> {
         &mut self.storage[start..start + self.len]
     }
 
+    /// The `len` elements asked for, read-only.
     pub fn as_slice(&self) -> &[T] {
         let start = self.storage.as_ptr().align_offset(64).min(Self::PAD);
         &self.storage[start..start + self.len]

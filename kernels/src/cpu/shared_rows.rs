@@ -19,6 +19,7 @@ pub struct SharedRows<'a, T> {
 unsafe impl<T: Send> Sync for SharedRows<'_, T> {}
 
 impl<'a, T> SharedRows<'a, T> {
+    /// Shares `buf`, whose rows are `width` elements apart.
     pub fn new(buf: &'a mut [T], width: usize) -> Self {
         SharedRows {
             ptr: buf.as_mut_ptr(),

@@ -251,7 +251,7 @@ pub fn conv_input_grad_into<T: GpuFloat>(
     launch(gpu, Product::InputGrad, g, (dy, w_active), dx)
 }
 
-/// dW = Σₙ dy[n] · cols(x[n])ᵀ -> [c_out, c_in/G · T] (active taps), every element written.
+/// `dW = Σₙ dy[n] · cols(x[n])ᵀ` -> [c_out, c_in/G · T] (active taps), every element written.
 pub fn conv_weight_grad_into<T: GpuFloat>(
     gpu: &Gpu,
     x: &GpuBuffer<T>,

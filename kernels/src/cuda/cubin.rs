@@ -39,8 +39,11 @@ pub(crate) fn compile_options(arch: &str) -> Vec<String> {
 
 /// One module compiled to CUBIN, with ptxas's report of it.
 pub struct Cubin {
+    /// The module's name (its `.cu` file).
     pub module: &'static str,
+    /// The architecture compiled for ("sm_90", ...).
     pub arch: String,
+    /// The CUBIN image.
     pub cubin: Vec<u8>,
     /// NVRTC's log, ptxas's `-v` report included.
     pub log: String,
@@ -49,11 +52,17 @@ pub struct Cubin {
 /// What ptxas reports for one kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelResources {
+    /// The kernel's name.
     pub kernel: String,
+    /// Registers per thread.
     pub registers: u64,
+    /// Static shared memory per block, in bytes.
     pub shared_bytes: u64,
+    /// Stack frame per thread, in bytes.
     pub stack_bytes: u64,
+    /// Bytes of registers spilled to local memory (stores).
     pub spill_store_bytes: u64,
+    /// Bytes read back from spills (loads).
     pub spill_load_bytes: u64,
 }
 

@@ -14,6 +14,7 @@ pub const MAX_RANK: usize = 6;
 
 /// An element type with GPU kernels: the suffix of its kernels' names.
 pub trait GpuFloat: Float + DeviceRepr + ValidAsZeroBits + Default {
+    /// Appended to a kernel's name to pick this type's instance.
     const SUFFIX: &'static str;
 }
 
@@ -104,8 +105,11 @@ pub fn unary_into<T: GpuFloat>(
 /// A strided view of a device buffer: its shape, strides and offset, in elements.
 #[derive(Clone, Debug)]
 pub struct GpuView<'a, T> {
+    /// The device buffer.
     pub data: &'a GpuBuffer<T>,
+    /// The step along each axis, in elements (0 for a broadcast axis).
     pub strides: &'a [usize],
+    /// Where element [0, 0, ...] lies, in elements.
     pub offset: usize,
 }
 

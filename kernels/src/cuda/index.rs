@@ -60,7 +60,9 @@ pub fn gather_sources(
 /// Which source elements each output element sums: `offsets` (one more than the outputs) and
 /// the source positions, each output's in ascending order.
 pub struct SumLists {
+    /// Output i sums `positions[offsets[i]..offsets[i + 1]]`.
     pub offsets: Vec<i64>,
+    /// Source positions, grouped by output.
     pub positions: Vec<i64>,
 }
 
@@ -127,7 +129,7 @@ pub fn scatter_add_lists(
     Ok(sum_lists(&targets, outer * n * inner))
 }
 
-/// out[k] = x[sources[k]] (0 where the source is negative) for the first `sources.len()`
+/// `out[k] = x[sources[k]]` (0 where the source is negative) for the first `sources.len()`
 /// elements of `out`; the plan is uploaded here.
 pub fn take_into<T: GpuFloat>(
     gpu: &Gpu,
@@ -156,7 +158,7 @@ pub fn take_into<T: GpuFloat>(
     Ok(())
 }
 
-/// out[k] = the sum of src at the positions of list k of `plan` (uploaded here).
+/// `out[k]` = the sum of src at the positions of list k of `plan` (uploaded here).
 pub fn sum_lists_into<T: GpuFloat>(
     gpu: &Gpu,
     src: &GpuBuffer<T>,

@@ -20,9 +20,13 @@ fn tile<T: GpuFloat>() -> usize {
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct GpuMat<'a, T> {
+    /// The buffer the matrix lies in.
     pub data: &'a GpuBuffer<T>,
+    /// Where element (0, 0) lies.
     pub offset: usize,
+    /// The step between rows.
     pub row_stride: usize,
+    /// The step between columns.
     pub col_stride: usize,
 }
 

@@ -141,10 +141,12 @@ impl<T> GpuBuffer<T> {
         self.memory.as_mut().expect("a live buffer holds its block")
     }
 
+    /// Elements in the buffer (its block may be larger).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True when the buffer has no elements.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -48,7 +48,12 @@ pub enum GpuError {
     /// The driver refused: no device with this ordinal, out of memory, a failed launch, ...
     Driver(String),
     /// NVRTC could not compile one of our `.cu` files (its log).
-    Compile { module: &'static str, log: String },
+    Compile {
+        /// The module that failed.
+        module: &'static str,
+        /// NVRTC's log.
+        log: String,
+    },
 }
 
 impl fmt::Display for GpuError {

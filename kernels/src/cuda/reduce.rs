@@ -11,7 +11,9 @@ pub(crate) const SOURCE: &str = include_str!("reduce.cu");
 /// Which fold.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fold {
+    /// Sum.
     Sum,
+    /// Maximum.
     Max,
 }
 

@@ -4,28 +4,42 @@
 /// Everything about a convolution's shapes. Input [n, c_in, h, w], output [n, c_out, ho, wo].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
+    /// Batch size.
     pub n: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Output channels.
     pub c_out: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// (row, column) stride.
     pub stride: (usize, usize),
     /// (top, bottom, left, right)
     pub pad: (usize, usize, usize, usize),
+    /// (row, column) dilation: the spacing between kernel taps.
     pub dilation: (usize, usize),
+    /// Channel groups: each group of `c_in / groups` inputs feeds its own `c_out / groups` outputs.
     pub groups: usize,
+    /// Output height.
     pub ho: usize,
+    /// Output width.
     pub wo: usize,
     /// Active kernel positions (row, col), in row-major order.
     pub taps: Vec<(usize, usize)>,
 }
 
 impl ConvGeometry {
+    /// Input channels of one group.
     pub fn cin_per_group(&self) -> usize {
         self.c_in / self.groups
     }
+    /// Output channels of one group.
     pub fn cout_per_group(&self) -> usize {
         self.c_out / self.groups
     }
@@ -33,9 +47,11 @@ impl ConvGeometry {
     pub fn k_per_group(&self) -> usize {
         self.cin_per_group() * self.taps.len()
     }
+    /// Elements of one image of the input, c_in · h · w.
     pub fn in_size(&self) -> usize {
         self.c_in * self.h * self.w
     }
+    /// Elements of one image of the output, c_out · ho · wo.
     pub fn out_size(&self) -> usize {
         self.c_out * self.ho * self.wo
     }
@@ -77,7 +93,9 @@ pub fn conv_out_size(
 /// predicts), mask B keeps it (later layers may see their own position's features).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mask {
+    /// Masks the centre tap too: for the first layer.
     A,
+    /// Keeps the centre tap: for the layers after the first.
     B,
 }
 

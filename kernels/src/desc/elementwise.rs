@@ -3,13 +3,21 @@
 /// Unary elementwise operations. Parameters travel with the variant.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryKind {
+    /// -x
     Neg,
+    /// e^x
     Exp,
+    /// ln x
     Log,
+    /// √x
     Sqrt,
+    /// |x|
     Abs,
+    /// 1 / (1 + e^-x)
     Sigmoid,
+    /// tanh x
     Tanh,
+    /// max(x, 0)
     Relu,
     /// max(x, 0) + slope * min(x, 0)
     LeakyRelu(f64),
@@ -19,8 +27,11 @@ pub enum UnaryKind {
     Elu(f64),
     /// x^p
     Powf(f64),
+    /// x clamped to [lo, hi]
     Clamp(f64, f64),
+    /// x + c
     AddScalar(f64),
+    /// x · c
     MulScalar(f64),
     /// 1 where x > 0, -1 where x < 0, 0 at 0
     Sign,
@@ -31,6 +42,7 @@ pub enum UnaryKind {
 }
 
 impl UnaryKind {
+    /// The op's name, as graph exports and error messages show it.
     pub fn name(&self) -> &'static str {
         match self {
             UnaryKind::Neg => "neg",
@@ -58,11 +70,17 @@ impl UnaryKind {
 /// Binary elementwise operations; both operands are broadcast to the output shape first.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BinaryKind {
+    /// a + b
     Add,
+    /// a - b
     Sub,
+    /// a · b
     Mul,
+    /// a / b
     Div,
+    /// max(a, b)
     Maximum,
+    /// min(a, b)
     Minimum,
     /// 1 where a == b, else 0
     Eq,
@@ -78,6 +96,7 @@ pub enum BinaryKind {
 }
 
 impl BinaryKind {
+    /// The op's name, as graph exports and error messages show it.
     pub fn name(&self) -> &'static str {
         match self {
             BinaryKind::Add => "add",

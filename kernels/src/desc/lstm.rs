@@ -4,9 +4,13 @@
 /// One LSTM layer over a sequence: x [steps, batch, input], hidden units per step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LstmSequenceShape {
+    /// Time steps.
     pub steps: usize,
+    /// Sequences run side by side.
     pub batch: usize,
+    /// Features of each step's input.
     pub input: usize,
+    /// Hidden (and cell) units.
     pub hidden: usize,
 }
 
@@ -21,8 +25,11 @@ pub struct LstmSequenceShape {
 ///   (r, c+1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sweep {
+    /// The Row LSTM: one row at a time, each position reading three states of the row above.
     Rows,
+    /// The Diagonal BiLSTM's left-to-right direction: anti-diagonals, reading above and left.
     DiagonalLeft,
+    /// The Diagonal BiLSTM's mirrored direction: reading above and right.
     DiagonalRight,
 }
 
@@ -71,11 +78,13 @@ pub const NONE: usize = usize::MAX;
 /// in wave order ("slots"), and where each slot's taps and cell
 /// come from (slots of earlier waves, or [`NONE`] outside the grid).
 pub struct GridPlan {
+    /// Hidden units per position.
     pub hidden: usize,
+    /// Taps per position (the length of [`Sweep::taps`]).
     pub taps: usize,
     /// slot -> flat position (b, r, c) in the grid
     pub order: Vec<usize>,
-    /// wave w is slots starts[w]..starts[w + 1]
+    /// wave w is slots `starts[w]..starts[w + 1]`
     pub starts: Vec<usize>,
     /// slot * taps + k -> the slot tap k reads
     pub tap_src: Vec<usize>,
@@ -84,6 +93,7 @@ pub struct GridPlan {
 }
 
 impl GridPlan {
+    /// Plans `sweep` over `b` images of `rows` x `cols` positions with `hidden` units each.
     pub fn new(sweep: Sweep, b: usize, rows: usize, cols: usize, hidden: usize) -> GridPlan {
         let waves = sweep.waves(rows, cols);
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); waves];
@@ -134,6 +144,7 @@ impl GridPlan {
         }
     }
 
+    /// The slot range of each wave, in order (double-ended: the backward pass walks them in reverse).
     pub fn waves(&self) -> impl DoubleEndedIterator<Item = std::ops::Range<usize>> + '_ {
         self.starts.windows(2).map(|w| w[0]..w[1])
     }

@@ -4,10 +4,15 @@
 /// `o * stride - pad + t * dilation` for t in 0..kernel (positions outside 0..size are padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowAxis {
+    /// Input positions along the axis.
     pub size: usize,
+    /// Window size.
     pub kernel: usize,
+    /// Step between windows.
     pub stride: usize,
+    /// Implicit padding before the first position.
     pub pad: usize,
+    /// Spacing between a window's taps.
     pub dilation: usize,
     /// Number of output positions (the caller computes and checks it).
     pub out: usize,

@@ -5,8 +5,11 @@
 /// one): `outer` blocks, each of `axis` slices of `inner` contiguous elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AxisSplit {
+    /// Product of the axes before the split.
     pub outer: usize,
+    /// Product of the axes reduced or indexed along.
     pub axis: usize,
+    /// Product of the axes after: the contiguous stride of the axis.
     pub inner: usize,
 }
 
@@ -25,6 +28,7 @@ impl AxisSplit {
         self.outer * self.axis * self.inner
     }
 
+    /// True when the buffer has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
