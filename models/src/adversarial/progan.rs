@@ -1019,31 +1019,14 @@ mod tests {
             |d: &Critic| gradient_penalty(&mut |v| d.forward(v, phase), &real, &fake, &e).unwrap();
         let params = d.parameters();
         let grads = autograd::grad(&[penalty(&d)], &[], &params, false).unwrap();
-        let h = 1e-6;
-        let mut checked = 0;
-        for (t, g) in params.iter().zip(&grads) {
-            // None: the penalty does not depend on it (fc2's bias, the unused 7x7 fromRGB)
-            let g = g
-                .as_ref()
-                .map(|g| g.to_vec_f64())
-                .unwrap_or_else(|| vec![0.0; t.numel()]);
-            // a few elements of each
-            for i in (0..t.numel()).step_by(t.numel().div_ceil(3)) {
-                let nudge = |s: f64| t.update_data::<f64>(|v| v[i] += s).unwrap();
-                nudge(h);
-                let up = penalty(&d).item().unwrap();
-                nudge(-2.0 * h);
-                let down = penalty(&d).item().unwrap();
-                nudge(h);
-                let fd = (up - down) / (2.0 * h);
-                assert!(
-                    (fd - g[i]).abs() <= 1e-5 * (1.0 + fd.abs()),
-                    "element {i}: {} vs finite differences {fd}",
-                    g[i]
-                );
-                checked += 1;
-            }
-        }
+        // missing gradients: fc2's bias, the unused 7x7 fromRGB; a few elements of each
+        let checked = crate::adversarial::wgan::check_against_finite_differences(
+            &params,
+            &grads,
+            &|| penalty(&d).item().unwrap(),
+            &|n| (0..n).step_by(n.div_ceil(3)).collect(),
+            1e-5,
+        );
         assert!(checked > 30, "{checked}");
     }
 

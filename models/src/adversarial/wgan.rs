@@ -332,6 +332,45 @@ impl GenerativeModel for Wgan {
     }
 }
 
+/// Test support: checks the engine's gradients `grads` of `value` with respect to `params` (f64;
+/// None where the value does not depend on a parameter, taken as zero) against central
+/// differences, at the elements of each parameter that `elements` picks from its size.
+/// Returns how many elements were checked.
+#[cfg(test)]
+pub(crate) fn check_against_finite_differences(
+    params: &[Tensor],
+    grads: &[Option<Tensor>],
+    value: &dyn Fn() -> f64,
+    elements: &dyn Fn(usize) -> Vec<usize>,
+    tolerance: f64,
+) -> usize {
+    let h = 1e-6;
+    let mut checked = 0;
+    for (t, g) in params.iter().zip(grads) {
+        let g = g
+            .as_ref()
+            .map(|g| g.to_vec_f64())
+            .unwrap_or_else(|| vec![0.0; t.numel()]);
+        for i in elements(t.numel()) {
+            let nudge = |d: f64| t.update_data::<f64>(|v| v[i] += d).unwrap();
+            nudge(h);
+            let up = value();
+            nudge(-2.0 * h);
+            let down = value();
+            nudge(h);
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (fd - g[i]).abs() <= tolerance * (1.0 + fd.abs()),
+                "element {i} of a parameter of shape {:?}: {} vs finite differences {fd}",
+                t.shape(),
+                g[i]
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,32 +423,14 @@ mod tests {
         assert!(p.item().unwrap() > 1e-3, "a penalty to differentiate");
         let params = critic.params();
         let grads = autograd::grad(&[p], &[], &params, false).unwrap();
-        let h = 1e-6;
-        let mut checked = 0;
-        for (t, g) in params.iter().zip(&grads) {
-            // None: the penalty does not depend on it (the last bias shifts scores, not slopes)
-            let g = g
-                .as_ref()
-                .map(|g| g.to_vec_f64())
-                .unwrap_or_else(|| vec![0.0; t.numel()]);
-            for i in 0..t.numel() {
-                let nudge = |d: f64| {
-                    t.update_data::<f64>(|v| v[i] += d).unwrap();
-                };
-                nudge(h);
-                let up = penalty(&critic);
-                nudge(-2.0 * h);
-                let down = penalty(&critic);
-                nudge(h);
-                let fd = (up - down) / (2.0 * h);
-                assert!(
-                    (fd - g[i]).abs() <= 1e-6 * (1.0 + fd.abs()),
-                    "d penalty / d w[{i}]: {} vs finite differences {fd}",
-                    g[i]
-                );
-                checked += 1;
-            }
-        }
+        // a missing gradient: the last bias shifts scores, not slopes
+        let checked = check_against_finite_differences(
+            &params,
+            &grads,
+            &|| penalty(&critic),
+            &|n| (0..n).collect(),
+            1e-6,
+        );
         assert_eq!(checked, 2 * 9 + 2 + 8 + 1);
     }
 
