@@ -4,8 +4,9 @@
 //! Training grows both networks a resolution at a time. The schedule is five stages, counted in
 //! training steps (`stage_steps`): 7 stable, 14 fade, 14 stable, 28 fade, 28 stable (after the
 //! last, training stays at 28 stable); by default 2, 2, 2, 3 and 5 epochs of 141 steps, with 64,
-//! 32 and 16 channels at 7x7, 14x14 and 28x28 (narrow, to fit 20 minutes on 2 cores). During a fade the new block is blended in with alpha
-//! rising linearly from 0 to 1 over the stage (alpha = steps into the stage / its length):
+//! 32 and 16 channels at 7x7, 14x14 and 28x28 (narrow, to fit 20 minutes on 2 cores). During a
+//! fade the new block is blended in with alpha rising linearly from 0 to 1 over the stage
+//! (alpha = steps into the stage / its length):
 //!
 //! ```text
 //!   G:    out = (1 - alpha) up2(toRGB_old(h_old)) + alpha toRGB_new(block_new(up2(h_old)))
@@ -36,7 +37,7 @@
 //! (decay 0.999, warmed up as TensorFlow's moving averages are: min(0.999, (1 + t) / (10 + t))
 //! after the t-th generator step), at the current resolution upsampled (nearest) to 28x28. The
 //! checkpoint holds both networks, the average, both optimizers and the step count from which
-//! the stage and alpha follow. `stage_7.png`, `stage_14_fade.png` (mid fade), `stage_14.png`,
+//! the stage and alpha follow (written beside it as `resolution` and `alpha`). `stage_7.png`, `stage_14_fade.png` (mid fade), `stage_14.png`,
 //! `stage_28_fade.png` and `stage_28.png` are grids of the average's samples when each is
 //! reached, written after the last epoch.
 
