@@ -51,9 +51,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (ev, fv) = (cv - dv, (cv - dv).powi(2));
     let dg_df = 0.5 - 10.0 / (fv * fv); // d(f/2 + 10/f)/df
     let dg_de = dg_df * 2.0 * ev; // df/de = 2e
-                                  // dg/dc = dg/de and dg/dd = -dg/de; then dc/da = 3, dc/db = 4 and
-                                  //   dd/da = 4 (dd1/da * 3 + relu'(a + b)) - relu'(b - a),  dd1/da = b
-                                  //   dd/db = 4 (dd1/db * 3 + relu'(a + b)) + relu'(b - a),  dd1/db = a + 3b^2
+
+    // dg/dc = dg/de and dg/dd = -dg/de; then dc/da = 3, dc/db = 4 and
+    //   dd/da = 4 (dd1/da * 3 + relu'(a + b)) - relu'(b - a),  dd1/da = b
+    //   dd/db = 4 (dd1/db * 3 + relu'(a + b)) + relu'(b - a),  dd1/db = a + 3b^2
     let dd_da = 4.0 * (3.0 * bv + step(av + bv)) - step(bv - av);
     let dd_db = 4.0 * (3.0 * (av + 3.0 * bv * bv) + step(av + bv)) + step(bv - av);
     let (hand_a, hand_b) = (dg_de * (3.0 - dd_da), dg_de * (4.0 - dd_db));
