@@ -283,18 +283,33 @@ fn report_shows_every_run_and_renders_in_a_browser() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no run folders"));
 
     match chromium() {
-        None => eprintln!(
-            "report test: no chromium, chromium-browser or google-chrome on PATH; the browser check is skipped"
-        ),
+        None => {
+            // CI installs Chromium (.ci/chromium.sh) and says so, and then a browser that
+            // cannot be run is a failure
+            assert!(
+                std::env::var("REQUIRE_CHROMIUM").as_deref() != Ok("1"),
+                "REQUIRE_CHROMIUM=1 but no chromium, chromium-browser or google-chrome runs"
+            );
+            eprintln!(
+                "report test: no chromium, chromium-browser or google-chrome on PATH; the browser check is skipped"
+            )
+        }
         Some(browser) => {
             let problems = browser_problems(browser, &page, &dir.join("shot.png"), runs.len());
             assert!(problems.is_empty(), "{browser}: {problems:#?}");
             // the browser checks see a blank page with a script error and no sections
             let bad = dir.join("bad.html");
-            std::fs::write(&bad, "<!DOCTYPE html><html><body><script>throw new Error('boom')</script></body></html>").unwrap();
+            std::fs::write(
+                &bad,
+                "<!DOCTYPE html><html><body><script>throw new Error('boom')</script></body></html>",
+            )
+            .unwrap();
             let problems = browser_problems(browser, &bad, &dir.join("bad.png"), 1);
             for want in ["console", "blank", "parsed 0 sections"] {
-                assert!(problems.iter().any(|p| p.contains(want)), "{want}: {problems:#?}");
+                assert!(
+                    problems.iter().any(|p| p.contains(want)),
+                    "{want}: {problems:#?}"
+                );
             }
         }
     }
