@@ -245,6 +245,23 @@ fn report_shows_every_run_and_renders_in_a_browser() {
     for text in ["Radford", "Kingma", "fcd", "nll", "classes_covered"] {
         assert!(html.contains(text), "no {text:?} in the page");
     }
+    // the final metrics beside their real-vs-real baselines (the first fcd row: dcgan's)
+    let fcd_row = html
+        .split("<tr><td>fcd</td>")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or("");
+    assert!(
+        fcd_row.matches("<td>").count() == 2 && !fcd_row.ends_with("<td></td>"),
+        "fcd without its baseline: {fcd_row}"
+    );
+    // the latent model's pictures, under their file names
+    for picture in ["reconstructions.png", "interpolations.png"] {
+        assert!(
+            html.contains(&format!("<figcaption>{picture}</figcaption>")),
+            "no {picture}"
+        );
+    }
     // the checks see a missing section and a corrupt image
     let dropped = html.replacen("<section", "<div", 1);
     assert!(!page_problems(&dropped, &runs).is_empty());
