@@ -48,6 +48,20 @@ enum Cmd {
     /// coloured): a PNG with a row per domain over the same test digits, and each domain's
     /// share of digits its measurement puts in it.
     Domains(DomainsArgs),
+    /// One self-contained HTML page over every run folder under RUNS_DIR: a table of the runs,
+    /// then per run its model, settings, wall time, sample grids, loss curves, final metrics
+    /// beside their baselines and every other picture (images inline, no script).
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The folder whose run folders (at any depth) the page shows.
+    #[arg(value_name = "RUNS_DIR", default_value = "runs")]
+    runs: PathBuf,
+    /// The page, FILE.html (an existing file is overwritten only if it is an HTML page).
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -757,6 +771,21 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn report(a: ReportArgs) -> Result<ExitCode, String> {
+    use models::program::report;
+    report::check_output(&a.out).map_err(|e| e.to_string())?;
+    let html = report::report(&a.runs).map_err(|e| e.to_string())?;
+    let runs = html.matches("<section").count();
+    models::program::checkpoint::write_atomic(&a.out, html.as_bytes())
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} ({runs} runs, {:.1} MB)",
+        a.out.display(),
+        html.len() as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run::host_memory_budget() {
@@ -782,6 +811,7 @@ fn main() -> ExitCode {
         Cmd::EvalSamples(a) => eval_samples(a),
         Cmd::GanTheory(a) => gan_theory(a),
         Cmd::Domains(a) => domains(a),
+        Cmd::Report(a) => report(a),
     });
     let result = match STDOUT_ERROR.get() {
         Some(e) => Err(format!("cannot write to standard output: {e}")),

@@ -5,7 +5,7 @@
 //! | file | what |
 //! |---|---|
 //! | `config.json` | the model, its config and the training settings |
-//! | `metrics.jsonl` | one JSON object per step (`"type": "step"`, the losses) and per epoch (`"type": "epoch"`, mean losses, epoch metrics, seconds) |
+//! | `metrics.jsonl` | one JSON object per step (`"type": "step"`, the losses) and per epoch (`"type": "epoch"`, mean losses, epoch metrics and their real-vs-real baselines, seconds) |
 //! | `loss.png` | the loss curves, redrawn after every epoch |
 //! | `fcd.png` | the FCD of each epoch's samples beside the epoch means of the losses, each curve scaled to its own range (models whose epoch metrics have an FCD: the GANs) |
 //! | `samples/epoch-NNN.png`, `samples.png` | 64 samples from fixed noise after every epoch (generative models) |
@@ -1051,6 +1051,13 @@ pub fn train_entry(
             "type": "epoch", "epoch": epoch, "step": step, "seconds": secs,
             "train": losses_json(&mean), "metrics": metrics_json(&metrics),
         });
+        let baselines: serde_json::Map<String, Value> = metrics
+            .iter()
+            .filter_map(|m| Some((m.name.clone(), json!(m.baseline?))))
+            .collect();
+        if !baselines.is_empty() {
+            record["baseline"] = Value::Object(baselines);
+        }
         if !warnings.is_empty() {
             record["warnings"] = json!(warnings);
         }
