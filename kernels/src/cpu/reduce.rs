@@ -156,7 +156,7 @@ fn softmax_block<T: Float>(xb: &[T], out: &mut [T], inner: usize, log: bool) {
         } else {
             let inv = T::ONE / s;
             for o in out.iter_mut() {
-                *o = *o * inv;
+                *o *= inv;
             }
         }
         return;
@@ -186,7 +186,7 @@ fn softmax_block<T: Float>(xb: &[T], out: &mut [T], inner: usize, log: bool) {
         let inv: Vec<T> = s.iter().map(|&si| T::ONE / si).collect();
         for o_row in out.chunks_exact_mut(inner) {
             for (o, &k) in o_row.iter_mut().zip(&inv) {
-                *o = *o * k;
+                *o *= k;
             }
         }
     }
