@@ -5,6 +5,7 @@ use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::layout::{resolve_axis, Layout};
 use crate::op::Op;
+use crate::profiler;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -48,7 +49,11 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let storage = self.storage().copy(self.layout())?;
+        let storage = profiler::as_op(
+            "contiguous",
+            || vec![self.shape().to_vec()],
+            || self.storage().copy(self.layout()),
+        )?;
         Ok(Tensor::from_op_result(
             storage,
             self.shape(),
