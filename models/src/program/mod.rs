@@ -17,4 +17,5 @@ pub mod eval;
 pub(crate) mod fnv;
 pub mod image;
 pub mod metrics;
+pub mod profile;
 pub mod run;
