@@ -55,7 +55,7 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// Bytes made by the kernels of the span now open at each depth, summed into it.
     static CHILD_BYTES: Cell<usize> = const { Cell::new(0) };
-    /// The op name and input shapes the next kernel span takes instead of its own ([`as_op`]).
+    /// The op name and input shapes the next kernel span takes instead of its own ([`label`]).
     static LABEL: Cell<Option<Label>> = const { Cell::new(None) };
 }
 
@@ -230,23 +230,15 @@ pub(crate) fn kernel<R>(
     out
 }
 
-/// Runs `f`, whose first kernel call computes the op `name` on inputs of `shapes`: its span
-/// takes that name and those shapes rather than the kernel's own (the kernel sees broadcast
-/// operands expanded, `matmul_t`'s weight transposed), so an op's forward and backward spans
-/// share a row of [`key_averages`].
+/// Names the next kernel span of this thread: the op `name` on inputs of `shapes`, rather than
+/// the kernel's own name and operand shapes (the kernel sees broadcast operands expanded,
+/// `matmul_t`'s weight transposed), so that an op's forward and backward spans share a row of
+/// [`key_averages`]. Called just before the op's one `Storage` call, which takes the label.
 #[inline(always)]
-pub(crate) fn as_op<R>(
-    name: &'static str,
-    shapes: impl FnOnce() -> Vec<Vec<usize>>,
-    f: impl FnOnce() -> R,
-) -> R {
-    if !is_enabled() {
-        return f();
+pub(crate) fn label(name: &'static str, shapes: impl FnOnce() -> Vec<Vec<usize>>) {
+    if is_enabled() {
+        LABEL.with(|l| l.set(Some((name, shapes()))));
     }
-    LABEL.with(|l| l.set(Some((name, shapes()))));
-    let out = f();
-    LABEL.with(|l| l.set(None));
-    out
 }
 
 /// Runs the backward rule `f` of an op named `name` (inputs of `shapes`), as a backward span

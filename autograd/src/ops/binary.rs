@@ -15,11 +15,8 @@ impl Tensor {
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let la = self.layout().expand(&shape)?;
         let lb = other.layout().expand(&shape)?;
-        let storage = profiler::as_op(
-            name,
-            || vec![self.shape().to_vec(), other.shape().to_vec()],
-            || self.storage().binary(&la, &other.storage(), &lb, kind),
-        )?;
+        profiler::label(name, || vec![self.shape().to_vec(), other.shape().to_vec()]);
+        let storage = self.storage().binary(&la, &other.storage(), &lb, kind)?;
         let storage = Held::new(storage);
         if record {
             Ok(Tensor::from_op_storage(
@@ -99,20 +96,16 @@ impl Tensor {
             a.layout().expand(&shape)?,
             b.layout().expand(&shape)?,
         );
-        let storage = profiler::as_op(
-            "where",
-            || {
-                vec![
-                    mask.shape().to_vec(),
-                    a.shape().to_vec(),
-                    b.shape().to_vec(),
-                ]
-            },
-            || {
-                mask.storage()
-                    .select(&lm, &a.storage(), &la, &b.storage(), &lb)
-            },
-        )?;
+        profiler::label("where", || {
+            vec![
+                mask.shape().to_vec(),
+                a.shape().to_vec(),
+                b.shape().to_vec(),
+            ]
+        });
+        let storage = mask
+            .storage()
+            .select(&lm, &a.storage(), &la, &b.storage(), &lb)?;
         Ok(Tensor::from_op_result(
             storage,
             &shape,

@@ -27,14 +27,10 @@ impl Tensor {
             .permute("matmul_t", &[1, 0])?
             .expand(&[batch, &[k, n]].concat())?;
         let shape = [batch, &[m, n]].concat();
-        let storage = profiler::as_op(
-            "matmul_t",
-            || vec![sa.to_vec(), sw.to_vec()],
-            || {
-                self.storage()
-                    .matmul(&la, &w.storage(), &lw, batch, [m, k, n])
-            },
-        )?;
+        profiler::label("matmul_t", || vec![sa.to_vec(), sw.to_vec()]);
+        let storage = self
+            .storage()
+            .matmul(&la, &w.storage(), &lw, batch, [m, k, n])?;
         Ok(Tensor::from_op_result(
             storage,
             &shape,
@@ -64,14 +60,10 @@ impl Tensor {
         let la = self.layout().expand(&[&batch[..], &[m, k]].concat())?;
         let lb = other.layout().expand(&[&batch[..], &[k, n]].concat())?;
         let shape = [&batch[..], &[m, n]].concat();
-        let storage = profiler::as_op(
-            "matmul",
-            || vec![sa.to_vec(), sb.to_vec()],
-            || {
-                self.storage()
-                    .matmul(&la, &other.storage(), &lb, &batch, [m, k, n])
-            },
-        )?;
+        profiler::label("matmul", || vec![sa.to_vec(), sb.to_vec()]);
+        let storage = self
+            .storage()
+            .matmul(&la, &other.storage(), &lb, &batch, [m, k, n])?;
         Ok(Tensor::from_op_result(
             storage,
             &shape,

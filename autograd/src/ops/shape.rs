@@ -49,11 +49,8 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let storage = profiler::as_op(
-            "contiguous",
-            || vec![self.shape().to_vec()],
-            || self.storage().copy(self.layout()),
-        )?;
+        profiler::label("contiguous", || vec![self.shape().to_vec()]);
+        let storage = self.storage().copy(self.layout())?;
         Ok(Tensor::from_op_result(
             storage,
             self.shape(),
