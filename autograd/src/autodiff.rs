@@ -4,6 +4,7 @@
 use crate::backward::backward;
 use crate::error::{Error, Result};
 use crate::grad_mode::GradModeGuard;
+use crate::profiler;
 use crate::tensor::{Tensor, TensorId};
 use std::collections::{HashMap, HashSet};
 
@@ -79,6 +80,8 @@ fn run(
     create_graph: bool,
 ) -> Result<HashMap<TensorId, Tensor>> {
     let _mode = GradModeGuard::set(create_graph);
+    // kernels run from here on (rules, gradient sums) are in the profiler's backward phase
+    let _walk = profiler::BackwardWalk::enter();
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     for (out, g) in outputs.iter().zip(grad_outputs) {
         if out.shape() != g.shape() || out.dtype() != g.dtype() {
@@ -113,7 +116,12 @@ fn run(
         if let Some(op) = t.op() {
             let inputs = op.inputs();
             if inputs.iter().any(|i| wants(i)) {
-                let input_grads = backward(op, &t, &g, &wants)?;
+                // one backward span per rule, holding the kernels the rule runs
+                let input_grads = profiler::backward_rule(
+                    op.name(),
+                    || inputs.iter().map(|i| i.shape().to_vec()).collect(),
+                    || backward(op, &t, &g, &wants),
+                )?;
                 for (input, ig) in inputs.into_iter().zip(input_grads) {
                     if let (true, Some(ig)) = (wants(input), ig) {
                         accumulate(&mut grads, input.id(), ig)?;
@@ -241,6 +249,8 @@ impl Tensor {
         let keep: HashSet<TensorId> = leaves.iter().map(|t| t.id()).collect();
         let mut got = run(outputs, &seeds, order, &keep, wanted, create_graph)?;
         let _mode = GradModeGuard::set(create_graph);
+        // adding into `.grad()` is the walk's work too
+        let _walk = profiler::BackwardWalk::enter();
         for leaf in leaves {
             if let Some(g) = got.remove(&leaf.id()) {
                 let total = match leaf.grad() {

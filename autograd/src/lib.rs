@@ -141,6 +141,7 @@ pub mod nn;
 pub mod op;
 mod ops;
 pub mod optim;
+pub mod profiler;
 pub mod rng;
 pub mod tensor;
 

@@ -879,3 +879,45 @@ fn sample_caption_draws_from_words_and_names_unknown_ones() {
         stderr(&o)
     );
 }
+
+#[test]
+fn profile_prints_the_op_table_and_writes_a_chrome_trace() {
+    let dir = TempDir::new("cli-profile");
+    let trace = dir.path().join("vae.json");
+    let o = genzoo(&["profile", "vae", "--steps", "2", "--out", p(&trace)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let table: Vec<&str> = out.lines().collect();
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("op ") && l.contains("calls")),
+        "a table header:\n{out}"
+    );
+    assert!(
+        table.iter().any(|l| l.starts_with("matmul")),
+        "a matmul row:\n{out}"
+    );
+    assert!(table.iter().any(|l| l.starts_with("total ")), "{out}");
+    assert!(out.contains("ms a step"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("the trace is written"))
+            .expect("the trace is JSON");
+    let events = v["traceEvents"].as_array().expect("traceEvents");
+    for cat in ["forward", "backward"] {
+        assert!(
+            events.iter().any(|e| e["cat"] == cat && e["ph"] == "X"),
+            "a {cat} event"
+        );
+    }
+    assert!(events
+        .iter()
+        .all(|e| e["ts"].is_number() && e["dur"].as_f64().is_some_and(|d| d >= 0.0)));
+
+    // a trace only goes to a .json file
+    let png = dir.path().join("trace.png");
+    let o = genzoo(&["profile", "vae", "--steps", "1", "--out", p(&png)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("must end in .json"), "{}", stderr(&o));
+    assert!(!png.exists());
+}

@@ -27,6 +27,7 @@ use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::memory::{self, Charge};
+use crate::profiler;
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use std::sync::Arc;
@@ -362,6 +363,28 @@ impl Clone for Held {
     }
 }
 
+/// The shapes of a kernel's operands, for the profiler's span.
+fn shapes(layouts: &[&Layout]) -> Vec<Vec<usize>> {
+    layouts.iter().map(|l| l.shape.clone()).collect()
+}
+
+/// The bytes of a kernel's output, for the profiler's span (0 when it failed).
+fn storage_bytes(made: &Result<Storage>) -> usize {
+    made.as_ref().map_or(0, Storage::bytes)
+}
+
+impl SequenceGrads<Storage> {
+    /// The bytes of every gradient made.
+    fn bytes(&self) -> usize {
+        [&self.x, &self.w_ih, &self.w_hh, &self.bias, &self.h0]
+            .into_iter()
+            .flatten()
+            .map(Storage::bytes)
+            .sum::<usize>()
+            + self.c0.bytes()
+    }
+}
+
 /// The product of `dims`, saturating: a size too large to count is refused like any other.
 fn elements(dims: &[usize]) -> usize {
     dims.iter().fold(1, |n: usize, &d| n.saturating_mul(d))
@@ -382,6 +405,11 @@ impl Storage {
             Storage::Cpu(s) => s.len() * s.dtype().size_in_bytes(),
             Storage::Cuda(_) => 0,
         }
+    }
+
+    /// The size of its elements in bytes, wherever they live.
+    fn bytes(&self) -> usize {
+        self.len() * self.dtype().size_in_bytes()
     }
 
     pub fn dtype(&self) -> DType {
@@ -452,23 +480,32 @@ impl Storage {
 
     /// This storage's elements (through `layout`) on `device`, contiguous.
     pub fn to_device(&self, layout: &Layout, device: Device) -> Result<Storage> {
-        if device == Device::Cpu {
-            memory::admit("to_device", layout.numel(), self.dtype())?;
-        }
-        match (self, device) {
-            (Storage::Cpu(s), Device::Cpu) => s.copy(layout).map(Storage::Cpu),
-            (Storage::Cpu(s), Device::Cuda(_) | Device::EmulatedCuda) => {
-                CudaStorage::upload(s, layout, device).map(Storage::Cuda)
-            }
-            (Storage::Cuda(s), Device::Cpu) => s.download(layout).map(Storage::Cpu),
-            (Storage::Cuda(s), _) if s.device() == device => s.copy(layout).map(Storage::Cuda),
-            // between two CUDA devices, through the host
-            (Storage::Cuda(s), _) => {
-                let host = s.download(layout)?;
-                let contiguous = Layout::contiguous(&layout.shape);
-                CudaStorage::upload(&host, &contiguous, device).map(Storage::Cuda)
-            }
-        }
+        profiler::kernel(
+            "to_device",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                if device == Device::Cpu {
+                    memory::admit("to_device", layout.numel(), self.dtype())?;
+                }
+                match (self, device) {
+                    (Storage::Cpu(s), Device::Cpu) => s.copy(layout).map(Storage::Cpu),
+                    (Storage::Cpu(s), Device::Cuda(_) | Device::EmulatedCuda) => {
+                        CudaStorage::upload(s, layout, device).map(Storage::Cuda)
+                    }
+                    (Storage::Cuda(s), Device::Cpu) => s.download(layout).map(Storage::Cpu),
+                    (Storage::Cuda(s), _) if s.device() == device => {
+                        s.copy(layout).map(Storage::Cuda)
+                    }
+                    // between two CUDA devices, through the host
+                    (Storage::Cuda(s), _) => {
+                        let host = s.download(layout)?;
+                        let contiguous = Layout::contiguous(&layout.shape);
+                        CudaStorage::upload(&host, &contiguous, device).map(Storage::Cuda)
+                    }
+                }
+            },
+        )
     }
 
     pub fn to_host<T: Element>(&self, layout: &Layout) -> Vec<T> {
@@ -479,59 +516,88 @@ impl Storage {
     }
 
     pub fn copy(&self, layout: &Layout) -> Result<Storage> {
-        self.admit_output("copy", layout.numel())?;
-        match self {
-            Storage::Cpu(s) => s.copy(layout).map(Storage::Cpu),
-            Storage::Cuda(s) => s.copy(layout).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            "copy",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("copy", layout.numel())?;
+                match self {
+                    Storage::Cpu(s) => s.copy(layout).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.copy(layout).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     pub fn cast(&self, layout: &Layout, dtype: DType) -> Result<Storage> {
-        if let Storage::Cpu(_) = self {
-            memory::admit("to_dtype", layout.numel(), dtype)?;
-        }
-        match self {
-            Storage::Cpu(s) => s.cast(layout, dtype).map(Storage::Cpu),
-            Storage::Cuda(s) => s.cast(layout, dtype).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            "cast",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                if let Storage::Cpu(_) = self {
+                    memory::admit("to_dtype", layout.numel(), dtype)?;
+                }
+                match self {
+                    Storage::Cpu(s) => s.cast(layout, dtype).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.cast(layout, dtype).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     /// `parts` (all on one device) joined along `axis`.
     pub fn concat(parts: &[(&Storage, &Layout)], axis: usize, shape: &[usize]) -> Result<Storage> {
-        let Some(((first, _), rest)) = parts.split_first() else {
-            return Err(Error::invalid("concat", "nothing to join"));
-        };
-        if let Some((other, _)) = rest.iter().find(|(s, _)| s.device() != first.device()) {
-            return Err(devices_differ("concat", first.device(), other.device()));
-        }
-        first.admit_output("concat", elements(shape))?;
-        match first {
-            Storage::Cpu(_) => {
-                let cpu: Option<Vec<_>> = parts
-                    .iter()
-                    .map(|(s, l)| cpu_arm(s).map(|c| (c, *l)))
-                    .collect();
-                let cpu = cpu.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
-                CpuStorage::concat(&cpu, axis, shape).map(Storage::Cpu)
-            }
-            Storage::Cuda(_) => {
-                let cuda: Option<Vec<_>> = parts
-                    .iter()
-                    .map(|(s, l)| cuda_arm(s).map(|c| (c, *l)))
-                    .collect();
-                let cuda =
-                    cuda.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
-                CudaStorage::concat(&cuda, axis, shape).map(Storage::Cuda)
-            }
-        }
+        profiler::kernel(
+            "concat",
+            || parts.iter().map(|(_, l)| l.shape.clone()).collect(),
+            storage_bytes,
+            || {
+                let Some(((first, _), rest)) = parts.split_first() else {
+                    return Err(Error::invalid("concat", "nothing to join"));
+                };
+                if let Some((other, _)) = rest.iter().find(|(s, _)| s.device() != first.device()) {
+                    return Err(devices_differ("concat", first.device(), other.device()));
+                }
+                first.admit_output("concat", elements(shape))?;
+                match first {
+                    Storage::Cpu(_) => {
+                        let cpu: Option<Vec<_>> = parts
+                            .iter()
+                            .map(|(s, l)| cpu_arm(s).map(|c| (c, *l)))
+                            .collect();
+                        let cpu =
+                            cpu.ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
+                        CpuStorage::concat(&cpu, axis, shape).map(Storage::Cpu)
+                    }
+                    Storage::Cuda(_) => {
+                        let cuda: Option<Vec<_>> = parts
+                            .iter()
+                            .map(|(s, l)| cuda_arm(s).map(|c| (c, *l)))
+                            .collect();
+                        let cuda = cuda
+                            .ok_or_else(|| Error::invalid("concat", "operands on two devices"))?;
+                        CudaStorage::concat(&cuda, axis, shape).map(Storage::Cuda)
+                    }
+                }
+            },
+        )
     }
 
     pub fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Storage> {
-        self.admit_output(kind.name(), layout.numel())?;
-        match self {
-            Storage::Cpu(s) => s.unary(layout, kind).map(Storage::Cpu),
-            Storage::Cuda(s) => s.unary(layout, kind).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            kind.name(),
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output(kind.name(), layout.numel())?;
+                match self {
+                    Storage::Cpu(s) => s.unary(layout, kind).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.unary(layout, kind).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     pub fn binary(
@@ -541,13 +607,24 @@ impl Storage {
         lb: &Layout,
         kind: BinaryKind,
     ) -> Result<Storage> {
-        // both layouts are expanded to the output's shape
-        self.admit_output(kind.name(), la.numel())?;
-        match (self, rhs) {
-            (Storage::Cpu(a), Storage::Cpu(b)) => a.binary(la, b, lb, kind).map(Storage::Cpu),
-            (Storage::Cuda(a), Storage::Cuda(b)) => a.binary(la, b, lb, kind).map(Storage::Cuda),
-            _ => Err(devices_differ(kind.name(), self.device(), rhs.device())),
-        }
+        profiler::kernel(
+            kind.name(),
+            || shapes(&[la, lb]),
+            storage_bytes,
+            || {
+                // both layouts are expanded to the output's shape
+                self.admit_output(kind.name(), la.numel())?;
+                match (self, rhs) {
+                    (Storage::Cpu(a), Storage::Cpu(b)) => {
+                        a.binary(la, b, lb, kind).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(a), Storage::Cuda(b)) => {
+                        a.binary(la, b, lb, kind).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ(kind.name(), self.device(), rhs.device())),
+                }
+            },
+        )
     }
 
     pub fn select(
@@ -558,31 +635,50 @@ impl Storage {
         b: &Storage,
         lb: &Layout,
     ) -> Result<Storage> {
-        self.admit_output("where", lm.numel())?;
-        match (self, a, b) {
-            (Storage::Cpu(m), Storage::Cpu(a), Storage::Cpu(b)) => {
-                m.select(lm, a, la, b, lb).map(Storage::Cpu)
-            }
-            (Storage::Cuda(m), Storage::Cuda(a), Storage::Cuda(b)) => {
-                m.select(lm, a, la, b, lb).map(Storage::Cuda)
-            }
-            _ => Err(devices_differ("where", a.device(), b.device())),
-        }
+        profiler::kernel(
+            "where",
+            || shapes(&[lm, la, lb]),
+            storage_bytes,
+            || {
+                self.admit_output("where", lm.numel())?;
+                match (self, a, b) {
+                    (Storage::Cpu(m), Storage::Cpu(a), Storage::Cpu(b)) => {
+                        m.select(lm, a, la, b, lb).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(m), Storage::Cuda(a), Storage::Cuda(b)) => {
+                        m.select(lm, a, la, b, lb).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ("where", a.device(), b.device())),
+                }
+            },
+        )
     }
 
     pub fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Storage> {
-        match self {
-            Storage::Cpu(s) => s.reduce(layout, axes, max).map(Storage::Cpu),
-            Storage::Cuda(s) => s.reduce(layout, axes, max).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            if max { "max" } else { "sum" },
+            || shapes(&[layout]),
+            storage_bytes,
+            || match self {
+                Storage::Cpu(s) => s.reduce(layout, axes, max).map(Storage::Cpu),
+                Storage::Cuda(s) => s.reduce(layout, axes, max).map(Storage::Cuda),
+            },
+        )
     }
 
     pub fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Storage> {
-        self.admit_output("softmax", layout.numel())?;
-        match self {
-            Storage::Cpu(s) => s.softmax(layout, split, log).map(Storage::Cpu),
-            Storage::Cuda(s) => s.softmax(layout, split, log).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            if log { "log_softmax" } else { "softmax" },
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("softmax", layout.numel())?;
+                match self {
+                    Storage::Cpu(s) => s.softmax(layout, split, log).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.softmax(layout, split, log).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     pub fn matmul(
@@ -593,16 +689,25 @@ impl Storage {
         batch: &[usize],
         mkn: [usize; 3],
     ) -> Result<Storage> {
-        let [m, _, n] = mkn;
-        let products = elements(batch);
-        self.admit_output("matmul", elements(&[products, m, n]))?;
-        match (self, rhs) {
-            (Storage::Cpu(a), Storage::Cpu(b)) => a.matmul(la, b, lb, batch, mkn).map(Storage::Cpu),
-            (Storage::Cuda(a), Storage::Cuda(b)) => {
-                a.matmul(la, b, lb, batch, mkn).map(Storage::Cuda)
-            }
-            _ => Err(devices_differ("matmul", self.device(), rhs.device())),
-        }
+        profiler::kernel(
+            "matmul",
+            || shapes(&[la, lb]),
+            storage_bytes,
+            || {
+                let [m, _, n] = mkn;
+                let products = elements(batch);
+                self.admit_output("matmul", elements(&[products, m, n]))?;
+                match (self, rhs) {
+                    (Storage::Cpu(a), Storage::Cpu(b)) => {
+                        a.matmul(la, b, lb, batch, mkn).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(a), Storage::Cuda(b)) => {
+                        a.matmul(la, b, lb, batch, mkn).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ("matmul", self.device(), rhs.device())),
+                }
+            },
+        )
     }
 
     pub fn conv_forward(
@@ -612,12 +717,23 @@ impl Storage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
-        self.admit_output("conv2d", elements(&[g.n, g.c_out, g.ho, g.wo]))?;
-        match (self, w) {
-            (Storage::Cpu(x), Storage::Cpu(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cpu),
-            (Storage::Cuda(x), Storage::Cuda(w)) => x.conv_forward(lx, w, lw, g).map(Storage::Cuda),
-            _ => Err(devices_differ("conv2d", self.device(), w.device())),
-        }
+        profiler::kernel(
+            "conv2d",
+            || shapes(&[lx, lw]),
+            storage_bytes,
+            || {
+                self.admit_output("conv2d", elements(&[g.n, g.c_out, g.ho, g.wo]))?;
+                match (self, w) {
+                    (Storage::Cpu(x), Storage::Cpu(w)) => {
+                        x.conv_forward(lx, w, lw, g).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(x), Storage::Cuda(w)) => {
+                        x.conv_forward(lx, w, lw, g).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ("conv2d", self.device(), w.device())),
+                }
+            },
+        )
     }
 
     pub fn conv_input_grad(
@@ -627,20 +743,27 @@ impl Storage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
-        self.admit_output("conv_transpose2d", elements(&[g.n, g.c_in, g.h, g.w]))?;
-        match (self, w) {
-            (Storage::Cpu(dy), Storage::Cpu(w)) => {
-                dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cpu)
-            }
-            (Storage::Cuda(dy), Storage::Cuda(w)) => {
-                dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cuda)
-            }
-            _ => Err(devices_differ(
-                "conv_transpose2d",
-                self.device(),
-                w.device(),
-            )),
-        }
+        profiler::kernel(
+            "conv2d_input_grad",
+            || shapes(&[ldy, lw]),
+            storage_bytes,
+            || {
+                self.admit_output("conv_transpose2d", elements(&[g.n, g.c_in, g.h, g.w]))?;
+                match (self, w) {
+                    (Storage::Cpu(dy), Storage::Cpu(w)) => {
+                        dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(dy), Storage::Cuda(w)) => {
+                        dy.conv_input_grad(ldy, w, lw, g).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ(
+                        "conv_transpose2d",
+                        self.device(),
+                        w.device(),
+                    )),
+                }
+            },
+        )
     }
 
     pub fn conv_weight_grad(
@@ -650,21 +773,28 @@ impl Storage {
         ldy: &Layout,
         g: &ConvGeometry,
     ) -> Result<Storage> {
-        let weights = elements(&[g.c_out, g.cin_per_group(), g.kh, g.kw]);
-        self.admit_output("conv2d_weight_grad", weights)?;
-        match (self, dy) {
-            (Storage::Cpu(x), Storage::Cpu(dy)) => {
-                x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cpu)
-            }
-            (Storage::Cuda(x), Storage::Cuda(dy)) => {
-                x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cuda)
-            }
-            _ => Err(devices_differ(
-                "conv2d_weight_grad",
-                self.device(),
-                dy.device(),
-            )),
-        }
+        profiler::kernel(
+            "conv2d_weight_grad",
+            || shapes(&[lx, ldy]),
+            storage_bytes,
+            || {
+                let weights = elements(&[g.c_out, g.cin_per_group(), g.kh, g.kw]);
+                self.admit_output("conv2d_weight_grad", weights)?;
+                match (self, dy) {
+                    (Storage::Cpu(x), Storage::Cpu(dy)) => {
+                        x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cpu)
+                    }
+                    (Storage::Cuda(x), Storage::Cuda(dy)) => {
+                        x.conv_weight_grad(lx, dy, ldy, g).map(Storage::Cuda)
+                    }
+                    _ => Err(devices_differ(
+                        "conv2d_weight_grad",
+                        self.device(),
+                        dy.device(),
+                    )),
+                }
+            },
+        )
     }
 
     pub fn max_pool2d_argmax(
@@ -674,10 +804,18 @@ impl Storage {
         rows: &WindowAxis,
         cols: &WindowAxis,
     ) -> Result<Vec<usize>> {
-        match self {
-            Storage::Cpu(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
-            Storage::Cuda(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
-        }
+        profiler::kernel(
+            "max_pool2d",
+            || shapes(&[layout]),
+            |r: &Result<Vec<usize>>| {
+                r.as_ref()
+                    .map_or(0, |v| std::mem::size_of_val(v.as_slice()))
+            },
+            || match self {
+                Storage::Cpu(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
+                Storage::Cuda(s) => s.max_pool2d_argmax(layout, planes, rows, cols),
+            },
+        )
     }
 
     pub fn index_select(
@@ -686,14 +824,21 @@ impl Storage {
         split: AxisSplit,
         indices: &[usize],
     ) -> Result<Storage> {
-        self.admit_output(
+        profiler::kernel(
             "index_select",
-            elements(&[split.outer, indices.len(), split.inner]),
-        )?;
-        match self {
-            Storage::Cpu(s) => s.index_select(layout, split, indices).map(Storage::Cpu),
-            Storage::Cuda(s) => s.index_select(layout, split, indices).map(Storage::Cuda),
-        }
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output(
+                    "index_select",
+                    elements(&[split.outer, indices.len(), split.inner]),
+                )?;
+                match self {
+                    Storage::Cpu(s) => s.index_select(layout, split, indices).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.index_select(layout, split, indices).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     pub fn index_add(
@@ -703,11 +848,20 @@ impl Storage {
         indices: &[usize],
         size: usize,
     ) -> Result<Storage> {
-        self.admit_output("index_add", elements(&[split.outer, size, split.inner]))?;
-        match self {
-            Storage::Cpu(s) => s.index_add(layout, split, indices, size).map(Storage::Cpu),
-            Storage::Cuda(s) => s.index_add(layout, split, indices, size).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            "index_add",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("index_add", elements(&[split.outer, size, split.inner]))?;
+                match self {
+                    Storage::Cpu(s) => s.index_add(layout, split, indices, size).map(Storage::Cpu),
+                    Storage::Cuda(s) => {
+                        s.index_add(layout, split, indices, size).map(Storage::Cuda)
+                    }
+                }
+            },
+        )
     }
 
     pub fn gather(
@@ -717,11 +871,18 @@ impl Storage {
         index: &[usize],
         m: usize,
     ) -> Result<Storage> {
-        self.admit_output("gather", elements(&[split.outer, m, split.inner]))?;
-        match self {
-            Storage::Cpu(s) => s.gather(layout, split, index, m).map(Storage::Cpu),
-            Storage::Cuda(s) => s.gather(layout, split, index, m).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            "gather",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("gather", elements(&[split.outer, m, split.inner]))?;
+                match self {
+                    Storage::Cpu(s) => s.gather(layout, split, index, m).map(Storage::Cpu),
+                    Storage::Cuda(s) => s.gather(layout, split, index, m).map(Storage::Cuda),
+                }
+            },
+        )
     }
 
     pub fn scatter_add(
@@ -731,11 +892,20 @@ impl Storage {
         index: &[usize],
         size: usize,
     ) -> Result<Storage> {
-        self.admit_output("scatter_add", elements(&[split.outer, size, split.inner]))?;
-        match self {
-            Storage::Cpu(s) => s.scatter_add(layout, split, index, size).map(Storage::Cpu),
-            Storage::Cuda(s) => s.scatter_add(layout, split, index, size).map(Storage::Cuda),
-        }
+        profiler::kernel(
+            "scatter_add",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("scatter_add", elements(&[split.outer, size, split.inner]))?;
+                match self {
+                    Storage::Cpu(s) => s.scatter_add(layout, split, index, size).map(Storage::Cpu),
+                    Storage::Cuda(s) => {
+                        s.scatter_add(layout, split, index, size).map(Storage::Cuda)
+                    }
+                }
+            },
+        )
     }
 
     pub fn lstm_cell_forward(
@@ -745,15 +915,20 @@ impl Storage {
         lc: &Layout,
         bh: [usize; 2],
     ) -> Result<Storage> {
-        match (self, c_prev) {
-            (Storage::Cpu(g), Storage::Cpu(c)) => {
-                g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cpu)
-            }
-            (Storage::Cuda(g), Storage::Cuda(c)) => {
-                g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cuda)
-            }
-            _ => Err(devices_differ("lstm_cell", self.device(), c_prev.device())),
-        }
+        profiler::kernel(
+            "lstm_cell",
+            || shapes(&[lg, lc]),
+            storage_bytes,
+            || match (self, c_prev) {
+                (Storage::Cpu(g), Storage::Cpu(c)) => {
+                    g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cpu)
+                }
+                (Storage::Cuda(g), Storage::Cuda(c)) => {
+                    g.lstm_cell_forward(lg, c, lc, bh).map(Storage::Cuda)
+                }
+                _ => Err(devices_differ("lstm_cell", self.device(), c_prev.device())),
+            },
+        )
     }
 
     pub fn lstm_cell_backward(
@@ -764,59 +939,74 @@ impl Storage {
         grad: (&Storage, &Layout),
         bh: [usize; 2],
     ) -> Result<(Storage, Storage)> {
-        match (self, c_prev.0, out.0, grad.0) {
-            (Storage::Cpu(g), Storage::Cpu(c), Storage::Cpu(o), Storage::Cpu(d)) => g
-                .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
-                .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b))),
-            (Storage::Cuda(g), Storage::Cuda(c), Storage::Cuda(o), Storage::Cuda(d)) => g
-                .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
-                .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b))),
-            _ => Err(devices_differ(
-                "lstm_cell_backward",
-                self.device(),
-                grad.0.device(),
-            )),
-        }
+        profiler::kernel(
+            "lstm_cell_backward",
+            || shapes(&[lg, c_prev.1, out.1, grad.1]),
+            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            || match (self, c_prev.0, out.0, grad.0) {
+                (Storage::Cpu(g), Storage::Cpu(c), Storage::Cpu(o), Storage::Cpu(d)) => g
+                    .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
+                    .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b))),
+                (Storage::Cuda(g), Storage::Cuda(c), Storage::Cuda(o), Storage::Cuda(d)) => g
+                    .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
+                    .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b))),
+                _ => Err(devices_differ(
+                    "lstm_cell_backward",
+                    self.device(),
+                    grad.0.device(),
+                )),
+            },
+        )
     }
 
     pub fn lstm_sequence_forward(
         inputs: &SequenceInputs<Storage>,
         shape: LstmSequenceShape,
     ) -> Result<(Storage, SequenceTape<Storage>)> {
-        let LstmSequenceShape {
-            steps,
-            batch,
-            hidden,
-            ..
-        } = shape;
-        // Y [T + 1, B, H] and the tape's gates [T·B, 4H] and [h | c] [T·B, 2H]
-        let made = elements(&[steps + 1, batch, hidden])
-            .saturating_add(elements(&[steps, batch, 6, hidden]));
-        inputs.x.0.admit_output("lstm", made)?;
-        match inputs.try_map(cpu_arm) {
-            Some(cpu) => {
-                let (y, tape) = CpuStorage::lstm_sequence_forward(&cpu, shape)?;
-                let tape = SequenceTape {
-                    gates: Storage::Cpu(tape.gates),
-                    hc: Storage::Cpu(tape.hc),
-                };
-                Ok((Storage::Cpu(y), tape))
-            }
-            None => match inputs.try_map(cuda_arm) {
-                Some(cuda) => {
-                    let (y, tape) = CudaStorage::lstm_sequence_forward(&cuda, shape)?;
-                    let tape = SequenceTape {
-                        gates: Storage::Cuda(tape.gates),
-                        hc: Storage::Cuda(tape.hc),
-                    };
-                    Ok((Storage::Cuda(y), tape))
-                }
-                None => Err(Error::invalid(
-                    "lstm",
-                    "the LSTM's operands are on two devices",
-                )),
+        profiler::kernel(
+            "lstm",
+            || shapes(&[inputs.x.1, inputs.w_ih.1, inputs.w_hh.1]),
+            |r: &Result<(Storage, SequenceTape<Storage>)>| {
+                r.as_ref()
+                    .map_or(0, |(y, t)| y.bytes() + t.gates.bytes() + t.hc.bytes())
             },
-        }
+            || {
+                let LstmSequenceShape {
+                    steps,
+                    batch,
+                    hidden,
+                    ..
+                } = shape;
+                // Y [T + 1, B, H] and the tape's gates [T·B, 4H] and [h | c] [T·B, 2H]
+                let made = elements(&[steps + 1, batch, hidden])
+                    .saturating_add(elements(&[steps, batch, 6, hidden]));
+                inputs.x.0.admit_output("lstm", made)?;
+                match inputs.try_map(cpu_arm) {
+                    Some(cpu) => {
+                        let (y, tape) = CpuStorage::lstm_sequence_forward(&cpu, shape)?;
+                        let tape = SequenceTape {
+                            gates: Storage::Cpu(tape.gates),
+                            hc: Storage::Cpu(tape.hc),
+                        };
+                        Ok((Storage::Cpu(y), tape))
+                    }
+                    None => match inputs.try_map(cuda_arm) {
+                        Some(cuda) => {
+                            let (y, tape) = CudaStorage::lstm_sequence_forward(&cuda, shape)?;
+                            let tape = SequenceTape {
+                                gates: Storage::Cuda(tape.gates),
+                                hc: Storage::Cuda(tape.hc),
+                            };
+                            Ok((Storage::Cuda(y), tape))
+                        }
+                        None => Err(Error::invalid(
+                            "lstm",
+                            "the LSTM's operands are on two devices",
+                        )),
+                    },
+                }
+            },
+        )
     }
 
     pub fn lstm_sequence_backward(
@@ -826,29 +1016,34 @@ impl Storage {
         (dy, ldy): (&Storage, &Layout),
         wants: SequenceWants,
     ) -> Result<SequenceGrads<Storage>> {
-        match (inputs.try_map(cpu_arm), tape.gates, tape.hc, dy) {
-            (Some(cpu), Storage::Cpu(gates), Storage::Cpu(hc), Storage::Cpu(dy)) => {
-                let tape = SequenceTape { gates, hc };
-                CpuStorage::lstm_sequence_backward(&cpu, shape, tape, (dy, ldy), wants)
-                    .map(|g| g.map(Storage::Cpu))
-            }
-            (_, gates, hc, dy) => match (
-                inputs.try_map(cuda_arm),
-                cuda_arm(gates),
-                cuda_arm(hc),
-                cuda_arm(dy),
-            ) {
-                (Some(cuda), Some(gates), Some(hc), Some(dy)) => {
+        profiler::kernel(
+            "lstm_backward",
+            || shapes(&[inputs.x.1, inputs.w_ih.1, inputs.w_hh.1, ldy]),
+            |r: &Result<SequenceGrads<Storage>>| r.as_ref().map_or(0, SequenceGrads::bytes),
+            || match (inputs.try_map(cpu_arm), tape.gates, tape.hc, dy) {
+                (Some(cpu), Storage::Cpu(gates), Storage::Cpu(hc), Storage::Cpu(dy)) => {
                     let tape = SequenceTape { gates, hc };
-                    CudaStorage::lstm_sequence_backward(&cuda, shape, tape, (dy, ldy), wants)
-                        .map(|g| g.map(Storage::Cuda))
+                    CpuStorage::lstm_sequence_backward(&cpu, shape, tape, (dy, ldy), wants)
+                        .map(|g| g.map(Storage::Cpu))
                 }
-                _ => Err(Error::invalid(
-                    "lstm_backward",
-                    "the LSTM's operands are on two devices",
-                )),
+                (_, gates, hc, dy) => match (
+                    inputs.try_map(cuda_arm),
+                    cuda_arm(gates),
+                    cuda_arm(hc),
+                    cuda_arm(dy),
+                ) {
+                    (Some(cuda), Some(gates), Some(hc), Some(dy)) => {
+                        let tape = SequenceTape { gates, hc };
+                        CudaStorage::lstm_sequence_backward(&cuda, shape, tape, (dy, ldy), wants)
+                            .map(|g| g.map(Storage::Cuda))
+                    }
+                    _ => Err(Error::invalid(
+                        "lstm_backward",
+                        "the LSTM's operands are on two devices",
+                    )),
+                },
             },
-        }
+        )
     }
 
     pub fn grid_lstm_forward(
@@ -857,29 +1052,38 @@ impl Storage {
         (w, lw): Operand<Storage>,
         plan: &GridPlan,
     ) -> Result<(Storage, GridTape<Storage>)> {
-        match (self, w) {
-            (Storage::Cpu(pre), Storage::Cpu(w)) => {
-                let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
-                let tape = GridTape {
-                    gates: Storage::Cpu(t.gates),
-                    taps: Storage::Cpu(t.taps),
-                    c_prev: Storage::Cpu(t.c_prev),
-                    out: Storage::Cpu(t.out),
-                };
-                Ok((Storage::Cpu(y), tape))
-            }
-            (Storage::Cuda(pre), Storage::Cuda(w)) => {
-                let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
-                let tape = GridTape {
-                    gates: Storage::Cuda(t.gates),
-                    taps: Storage::Cuda(t.taps),
-                    c_prev: Storage::Cuda(t.c_prev),
-                    out: Storage::Cuda(t.out),
-                };
-                Ok((Storage::Cuda(y), tape))
-            }
-            _ => Err(devices_differ("grid_lstm", self.device(), w.device())),
-        }
+        profiler::kernel(
+            "grid_lstm",
+            || shapes(&[lp, lw]),
+            |r: &Result<(Storage, GridTape<Storage>)>| {
+                r.as_ref().map_or(0, |(y, t)| {
+                    y.bytes() + t.gates.bytes() + t.taps.bytes() + t.c_prev.bytes() + t.out.bytes()
+                })
+            },
+            || match (self, w) {
+                (Storage::Cpu(pre), Storage::Cpu(w)) => {
+                    let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
+                    let tape = GridTape {
+                        gates: Storage::Cpu(t.gates),
+                        taps: Storage::Cpu(t.taps),
+                        c_prev: Storage::Cpu(t.c_prev),
+                        out: Storage::Cpu(t.out),
+                    };
+                    Ok((Storage::Cpu(y), tape))
+                }
+                (Storage::Cuda(pre), Storage::Cuda(w)) => {
+                    let (y, t) = pre.grid_lstm_forward(lp, (w, lw), plan)?;
+                    let tape = GridTape {
+                        gates: Storage::Cuda(t.gates),
+                        taps: Storage::Cuda(t.taps),
+                        c_prev: Storage::Cuda(t.c_prev),
+                        out: Storage::Cuda(t.out),
+                    };
+                    Ok((Storage::Cuda(y), tape))
+                }
+                _ => Err(devices_differ("grid_lstm", self.device(), w.device())),
+            },
+        )
     }
 
     pub fn grid_lstm_backward(
@@ -888,57 +1092,69 @@ impl Storage {
         (w, lw): Operand<Storage>,
         (dy, ldy): Operand<Storage>,
     ) -> Result<(Storage, Storage)> {
-        let cpu = (
-            cpu_arm(tape.gates),
-            cpu_arm(tape.taps),
-            cpu_arm(tape.c_prev),
-            cpu_arm(tape.out),
-            cpu_arm(w),
-            cpu_arm(dy),
-        );
-        let cuda = (
-            cuda_arm(tape.gates),
-            cuda_arm(tape.taps),
-            cuda_arm(tape.c_prev),
-            cuda_arm(tape.out),
-            cuda_arm(w),
-            cuda_arm(dy),
-        );
-        match (cpu, cuda) {
-            ((Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy)), _) => {
-                let tape = GridTape {
-                    gates,
-                    taps,
-                    c_prev,
-                    out,
-                };
-                CpuStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
-                    .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b)))
-            }
-            (_, (Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy))) => {
-                let tape = GridTape {
-                    gates,
-                    taps,
-                    c_prev,
-                    out,
-                };
-                CudaStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
-                    .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b)))
-            }
-            _ => Err(devices_differ(
-                "grid_lstm_backward",
-                w.device(),
-                dy.device(),
-            )),
-        }
+        profiler::kernel(
+            "grid_lstm_backward",
+            || shapes(&[lw, ldy]),
+            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            || {
+                let cpu = (
+                    cpu_arm(tape.gates),
+                    cpu_arm(tape.taps),
+                    cpu_arm(tape.c_prev),
+                    cpu_arm(tape.out),
+                    cpu_arm(w),
+                    cpu_arm(dy),
+                );
+                let cuda = (
+                    cuda_arm(tape.gates),
+                    cuda_arm(tape.taps),
+                    cuda_arm(tape.c_prev),
+                    cuda_arm(tape.out),
+                    cuda_arm(w),
+                    cuda_arm(dy),
+                );
+                match (cpu, cuda) {
+                    ((Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy)), _) => {
+                        let tape = GridTape {
+                            gates,
+                            taps,
+                            c_prev,
+                            out,
+                        };
+                        CpuStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
+                            .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b)))
+                    }
+                    (_, (Some(gates), Some(taps), Some(c_prev), Some(out), Some(w), Some(dy))) => {
+                        let tape = GridTape {
+                            gates,
+                            taps,
+                            c_prev,
+                            out,
+                        };
+                        CudaStorage::grid_lstm_backward(plan, tape, (w, lw), (dy, ldy))
+                            .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b)))
+                    }
+                    _ => Err(devices_differ(
+                        "grid_lstm_backward",
+                        w.device(),
+                        dy.device(),
+                    )),
+                }
+            },
+        )
     }
 
     pub fn bce_with_logits_sum(&self, lx: &Layout, t: &Storage, lt: &Layout) -> Result<f64> {
-        match (self, t) {
-            (Storage::Cpu(x), Storage::Cpu(t)) => x.bce_with_logits_sum(lx, t, lt),
-            (Storage::Cuda(x), Storage::Cuda(t)) => x.bce_with_logits_sum(lx, t, lt),
-            _ => Err(devices_differ("bce_with_logits", self.device(), t.device())),
-        }
+        profiler::kernel(
+            "bce_with_logits",
+            || shapes(&[lx, lt]),
+            |_: &Result<f64>| 0,
+            || match (self, t) {
+                (Storage::Cpu(x), Storage::Cpu(t)) => x.bce_with_logits_sum(lx, t, lt),
+                (Storage::Cuda(x), Storage::Cuda(t)) => x.bce_with_logits_sum(lx, t, lt),
+                _ => Err(devices_differ("bce_with_logits", self.device(), t.device())),
+            },
+        )
     }
 
     pub fn sgd_step(
@@ -947,18 +1163,25 @@ impl Storage {
         momentum: Option<&mut Storage>,
         step: &SgdStep,
     ) -> Result<()> {
-        let devices = (self.device(), grad.device());
-        match (self, grad) {
-            (Storage::Cpu(p), Storage::Cpu(g)) => {
-                let momentum = momentum.map(|m| cpu_state("sgd", m)).transpose()?;
-                p.sgd_step((g, lg), momentum, step)
-            }
-            (Storage::Cuda(p), Storage::Cuda(g)) => {
-                let momentum = momentum.map(|m| cuda_state("sgd", m)).transpose()?;
-                p.sgd_step((g, lg), momentum, step)
-            }
-            _ => Err(devices_differ("sgd", devices.0, devices.1)),
-        }
+        profiler::kernel(
+            "sgd_step",
+            || shapes(&[lg]),
+            |_: &Result<()>| 0,
+            || {
+                let devices = (self.device(), grad.device());
+                match (self, grad) {
+                    (Storage::Cpu(p), Storage::Cpu(g)) => {
+                        let momentum = momentum.map(|m| cpu_state("sgd", m)).transpose()?;
+                        p.sgd_step((g, lg), momentum, step)
+                    }
+                    (Storage::Cuda(p), Storage::Cuda(g)) => {
+                        let momentum = momentum.map(|m| cuda_state("sgd", m)).transpose()?;
+                        p.sgd_step((g, lg), momentum, step)
+                    }
+                    _ => Err(devices_differ("sgd", devices.0, devices.1)),
+                }
+            },
+        )
     }
 
     pub fn adam_step(
@@ -968,18 +1191,25 @@ impl Storage {
         v: &mut Storage,
         step: &AdamStep,
     ) -> Result<()> {
-        let devices = (self.device(), grad.device());
-        match (self, grad) {
-            (Storage::Cpu(p), Storage::Cpu(g)) => {
-                let (m, v) = (cpu_state("adam", m)?, cpu_state("adam", v)?);
-                p.adam_step((g, lg), m, v, step)
-            }
-            (Storage::Cuda(p), Storage::Cuda(g)) => {
-                let (m, v) = (cuda_state("adam", m)?, cuda_state("adam", v)?);
-                p.adam_step((g, lg), m, v, step)
-            }
-            _ => Err(devices_differ("adam", devices.0, devices.1)),
-        }
+        profiler::kernel(
+            "adam_step",
+            || shapes(&[lg]),
+            |_: &Result<()>| 0,
+            || {
+                let devices = (self.device(), grad.device());
+                match (self, grad) {
+                    (Storage::Cpu(p), Storage::Cpu(g)) => {
+                        let (m, v) = (cpu_state("adam", m)?, cpu_state("adam", v)?);
+                        p.adam_step((g, lg), m, v, step)
+                    }
+                    (Storage::Cuda(p), Storage::Cuda(g)) => {
+                        let (m, v) = (cuda_state("adam", m)?, cuda_state("adam", v)?);
+                        p.adam_step((g, lg), m, v, step)
+                    }
+                    _ => Err(devices_differ("adam", devices.0, devices.1)),
+                }
+            },
+        )
     }
 
     pub fn rmsprop_step(
@@ -989,20 +1219,27 @@ impl Storage {
         momentum: Option<&mut Storage>,
         step: &RmspropStep,
     ) -> Result<()> {
-        let devices = (self.device(), grad.device());
-        match (self, grad) {
-            (Storage::Cpu(p), Storage::Cpu(g)) => {
-                let square_avg = cpu_state("rmsprop", square_avg)?;
-                let momentum = momentum.map(|m| cpu_state("rmsprop", m)).transpose()?;
-                p.rmsprop_step((g, lg), square_avg, momentum, step)
-            }
-            (Storage::Cuda(p), Storage::Cuda(g)) => {
-                let square_avg = cuda_state("rmsprop", square_avg)?;
-                let momentum = momentum.map(|m| cuda_state("rmsprop", m)).transpose()?;
-                p.rmsprop_step((g, lg), square_avg, momentum, step)
-            }
-            _ => Err(devices_differ("rmsprop", devices.0, devices.1)),
-        }
+        profiler::kernel(
+            "rmsprop_step",
+            || shapes(&[lg]),
+            |_: &Result<()>| 0,
+            || {
+                let devices = (self.device(), grad.device());
+                match (self, grad) {
+                    (Storage::Cpu(p), Storage::Cpu(g)) => {
+                        let square_avg = cpu_state("rmsprop", square_avg)?;
+                        let momentum = momentum.map(|m| cpu_state("rmsprop", m)).transpose()?;
+                        p.rmsprop_step((g, lg), square_avg, momentum, step)
+                    }
+                    (Storage::Cuda(p), Storage::Cuda(g)) => {
+                        let square_avg = cuda_state("rmsprop", square_avg)?;
+                        let momentum = momentum.map(|m| cuda_state("rmsprop", m)).transpose()?;
+                        p.rmsprop_step((g, lg), square_avg, momentum, step)
+                    }
+                    _ => Err(devices_differ("rmsprop", devices.0, devices.1)),
+                }
+            },
+        )
     }
 }
 

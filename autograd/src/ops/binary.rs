@@ -4,6 +4,7 @@ use crate::backend::Held;
 use crate::error::Result;
 use crate::layout::{broadcast_shapes, Layout};
 use crate::op::Op;
+use crate::profiler;
 use crate::tensor::Tensor;
 use kernels::desc::BinaryKind;
 
@@ -14,6 +15,7 @@ impl Tensor {
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
         let la = self.layout().expand(&shape)?;
         let lb = other.layout().expand(&shape)?;
+        profiler::label(name, || vec![self.shape().to_vec(), other.shape().to_vec()]);
         let storage = self.storage().binary(&la, &other.storage(), &lb, kind)?;
         let storage = Held::new(storage);
         if record {
@@ -94,6 +96,13 @@ impl Tensor {
             a.layout().expand(&shape)?,
             b.layout().expand(&shape)?,
         );
+        profiler::label("where", || {
+            vec![
+                mask.shape().to_vec(),
+                a.shape().to_vec(),
+                b.shape().to_vec(),
+            ]
+        });
         let storage = mask
             .storage()
             .select(&lm, &a.storage(), &la, &b.storage(), &lb)?;

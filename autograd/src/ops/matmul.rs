@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::layout::broadcast_shapes;
 use crate::op::Op;
+use crate::profiler;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -26,6 +27,7 @@ impl Tensor {
             .permute("matmul_t", &[1, 0])?
             .expand(&[batch, &[k, n]].concat())?;
         let shape = [batch, &[m, n]].concat();
+        profiler::label("matmul_t", || vec![sa.to_vec(), sw.to_vec()]);
         let storage = self
             .storage()
             .matmul(&la, &w.storage(), &lw, batch, [m, k, n])?;
@@ -58,6 +60,7 @@ impl Tensor {
         let la = self.layout().expand(&[&batch[..], &[m, k]].concat())?;
         let lb = other.layout().expand(&[&batch[..], &[k, n]].concat())?;
         let shape = [&batch[..], &[m, n]].concat();
+        profiler::label("matmul", || vec![sa.to_vec(), sb.to_vec()]);
         let storage = self
             .storage()
             .matmul(&la, &other.storage(), &lb, &batch, [m, k, n])?;

@@ -5,6 +5,7 @@ use crate::backend::Storage;
 use crate::error::{Error, Result};
 use crate::layout::{resolve_axis, Layout};
 use crate::op::Op;
+use crate::profiler;
 use crate::tensor::Tensor;
 
 impl Tensor {
@@ -48,6 +49,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
+        profiler::label("contiguous", || vec![self.shape().to_vec()]);
         let storage = self.storage().copy(self.layout())?;
         Ok(Tensor::from_op_result(
             storage,

@@ -52,6 +52,10 @@ enum Cmd {
     /// then per run its model, settings, wall time, sample grids, loss curves, final metrics
     /// beside their baselines and every other picture (images inline, no script).
     Report(ReportArgs),
+    /// Profile a few training steps of a model with the engine's per-op profiler: prints a
+    /// table of ops (calls, forward and backward time, share, bytes made) and writes a Chrome
+    /// trace (open it in Perfetto or chrome://tracing).
+    Profile(ProfileArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +66,37 @@ struct ReportArgs {
     /// The page, FILE.html (an existing file is overwritten only if it is an HTML page).
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// The model to profile (see `genzoo list`), with its default config.
+    #[arg(value_parser = model_names())]
+    model: String,
+    /// Profiled training steps.
+    #[arg(long, default_value_t = 10, value_parser = value_parser!(u64).range(1..=100_000))]
+    steps: u64,
+    /// Unprofiled training steps first.
+    #[arg(long, default_value_t = 2, value_parser = value_parser!(u64).range(0..=1000))]
+    warmup: u64,
+    /// Batch size [default: the model's].
+    #[arg(long, value_parser = value_parser!(u64).range(1..=65_536))]
+    batch_size: Option<u64>,
+    /// Seed of the weights, the batches and the steps' draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The trace, FILE.json (Chrome trace events).
+    #[arg(long, value_name = "FILE", default_value = "profile.json")]
+    out: PathBuf,
+    /// Rows of the table (the ops with the most time).
+    #[arg(long, default_value_t = 25, value_parser = value_parser!(u64).range(1..=10_000))]
+    top: u64,
+    /// A folder with the standard MNIST files instead of the embedded subset.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
 }
 
 #[derive(Args)]
@@ -786,6 +821,48 @@ fn report(a: ReportArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn profile(a: ProfileArgs) -> Result<ExitCode, String> {
+    use models::program::profile::{self, ProfileRequest};
+    output_kind(&a.out, &["json"], ".json")?;
+    // a run's own config is never overwritten by a trace
+    if a.out.file_name().is_some_and(|n| n == run::CONFIG) && a.out.exists() {
+        return Err(format!(
+            "--out {}: a run's config is there; choose another file name",
+            a.out.display()
+        ));
+    }
+    let device = use_device(a.device)?;
+    let req = ProfileRequest {
+        model: a.model,
+        steps: a.steps as usize,
+        warmup: a.warmup as usize,
+        batch_size: a.batch_size.map(|b| b as usize),
+        seed: a.seed,
+        data: a.data,
+    };
+    let p = profile::profile(&req).map_err(|e| e.to_string())?;
+    let rows = p.rows();
+    say!(
+        "{} on {device}: {} profiled steps of batch {} after {} warm-up, {:.1} ms a step",
+        req.model,
+        p.steps,
+        p.batch_size,
+        req.warmup,
+        p.mean_step().as_secs_f64() * 1e3
+    );
+    say!(
+        "{}",
+        autograd::profiler::format_table(&rows, a.top as usize)
+    );
+    profile::write_trace(&a.out, &p.spans).map_err(|e| e.to_string())?;
+    say!(
+        "trace of {} spans: {} (open it in https://ui.perfetto.dev or chrome://tracing)",
+        p.spans.len(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run::host_memory_budget() {
@@ -812,6 +889,7 @@ fn main() -> ExitCode {
         Cmd::GanTheory(a) => gan_theory(a),
         Cmd::Domains(a) => domains(a),
         Cmd::Report(a) => report(a),
+        Cmd::Profile(a) => profile(a),
     });
     let result = match STDOUT_ERROR.get() {
         Some(e) => Err(format!("cannot write to standard output: {e}")),

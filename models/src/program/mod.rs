@@ -7,6 +7,8 @@
 //! - [`eval`], [`metrics`], [`classifier`]: the evaluation harness (FCD, KID, label statistics
 //!   on the shipped LeNet-style classifier).
 //! - [`image`]: PNG grids, the loss plot, the scatter of 2-d codes, `.npy` arrays.
+//! - [`profile`]: `genzoo profile`, training steps under the engine's per-op profiler; the
+//!   table and the Chrome trace.
 //! - [`report`]: `genzoo report`, one self-contained HTML page over many run folders.
 //!
 //! The command line itself is `src/bin/genzoo.rs`.
@@ -18,5 +20,6 @@ pub mod eval;
 pub(crate) mod fnv;
 pub mod image;
 pub mod metrics;
+pub mod profile;
 pub mod report;
 pub mod run;
