@@ -44,7 +44,7 @@ use crate::adversarial::networks::{
 };
 use crate::adversarial::{
     bce_to, discriminator_loss, epoch_metrics, player_optimizers, player_optimizers_mut, to_unit,
-    Monitor, Network,
+    uniform_symmetric, Monitor, Network,
 };
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Mnist, Pixels};
@@ -452,13 +452,6 @@ impl Infogan {
         let x = no_grad(|| self.generator.forward(&codes.input()?))?;
         to_unit(&x)
     }
-}
-
-/// Independent draws of U(-1, 1).
-fn uniform_symmetric(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-    Tensor::rand(shape, DType::F32, rng)
-        .mul_scalar(2.0)?
-        .add_scalar(-1.0)
 }
 
 /// The fraction of items whose label is not their cluster's, under the one-to-one map of

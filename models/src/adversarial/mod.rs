@@ -91,6 +91,14 @@ pub fn noise(n: usize, dim: usize, rng: &mut Rng) -> Tensor {
     Tensor::randn(&[n, dim], DType::F32, rng)
 }
 
+/// Independent draws of U(-1, 1) (InfoGAN's and Puzzle-GAN's noise, as their papers' code draws
+/// it).
+pub fn uniform_symmetric(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
+    Tensor::rand(shape, DType::F32, rng)
+        .mul_scalar(2.0)?
+        .add_scalar(-1.0)
+}
+
 /// Generator output in [-1, 1] -> an image in [0, 1].
 pub fn to_unit(x: &Tensor) -> Result<Tensor> {
     x.add_scalar(1.0)?.mul_scalar(0.5)?.clamp(0.0, 1.0)

@@ -23,7 +23,8 @@ const PIXELS: usize = 28 * 28;
 /// LeakyReLU's slope in every discriminator.
 pub(crate) const SLOPE: f64 = 0.2;
 
-fn batch_of(x: &Tensor) -> usize {
+/// The batch size: a tensor's first dimension (0 for a scalar).
+pub(crate) fn batch_of(x: &Tensor) -> usize {
     x.shape().first().copied().unwrap_or(0)
 }
 

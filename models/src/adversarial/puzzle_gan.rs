@@ -46,11 +46,12 @@
 //! masks, completions and originals.
 
 use crate::adversarial::networks::{
-    check_latent, conv_stride2, dcgan_init, stride2, ConvDiscriminator, NormOptions, SLOPE,
+    batch_of, check_latent, conv_stride2, dcgan_init, stride2, ConvDiscriminator, NormOptions,
+    SLOPE,
 };
 use crate::adversarial::{
     bce_to, player_adams, player_optimizers, player_optimizers_mut, player_weights, to_unit,
-    GanConfig, Monitor, Network,
+    uniform_symmetric, GanConfig, Monitor, Network,
 };
 use crate::autoregressive::completion_indices;
 use crate::model::{Entry, Family, GenerativeModel, Losses};
@@ -308,10 +309,6 @@ impl Puzzle {
 
 // ----- the networks ------------------------------------------------------------------------
 
-fn batch_of(x: &Tensor) -> usize {
-    x.shape().first().copied().unwrap_or(0)
-}
-
 /// The part encoder's features of the patches, each summed over a digit's patches.
 struct PartFeatures {
     e14: Tensor,
@@ -543,13 +540,6 @@ pub struct PuzzleGan {
     weight: f64,
 }
 
-/// `n` x dim noise ~ U(-1, 1).
-fn uniform_noise(n: usize, dim: usize, rng: &mut Rng) -> Result<Tensor> {
-    Tensor::rand(&[n, dim], DType::F32, rng)
-        .mul_scalar(2.0)?
-        .add_scalar(-1.0)
-}
-
 /// a ⊙ m + b ⊙ (1 - m).
 fn composite(a: &Tensor, b: &Tensor, m: &Tensor) -> Result<Tensor> {
     a.mul(m)?.add(&b.mul(&m.neg()?.add_scalar(1.0)?)?)
@@ -607,7 +597,7 @@ impl PuzzleGan {
         let n = images.len() / PIXELS;
         let x = crate::adversarial::symmetric_from_grey(images)?;
         let puzzle = Puzzle::of(images, rng)?;
-        let z = uniform_noise(n, self.config.noise, rng)?;
+        let z = uniform_symmetric(&[n, self.config.noise], rng)?;
         let (fake, mask_hat) = self.generator.forward(&puzzle.patches, &z)?;
         let m = &puzzle.mask;
         let other = rolled(&x)?;
@@ -662,7 +652,7 @@ impl PuzzleGan {
         let n = picked.len();
         let puzzle = Puzzle::with_boxes(&images, boxes)?;
         self.set_training(false);
-        let z = uniform_noise(n, self.config.noise, rng)?;
+        let z = uniform_symmetric(&[n, self.config.noise], rng)?;
         let (digits, masks) = no_grad(|| self.generator.forward(&puzzle.patches, &z))?;
         Ok(Completed {
             digits: to_unit(&digits)?,
@@ -979,7 +969,7 @@ mod tests {
         let data = crate::program::data::embedded().unwrap();
         let images = data.test.batch(&[0, 1]).images;
         let p = Puzzle::of(&images, &mut rng).unwrap();
-        let z = uniform_noise(2, gan.config.noise, &mut rng).unwrap();
+        let z = uniform_symmetric(&[2, gan.config.noise], &mut rng).unwrap();
         let (x, m) = gan.generator.forward(&p.patches, &z).unwrap();
         // rows: patch 0 of both digits, patch 1, patch 2 -> patch 2, patch 0, patch 1
         let permuted = p.patches.index_select(0, &[4, 5, 0, 1, 2, 3]).unwrap();
