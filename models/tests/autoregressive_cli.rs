@@ -4,16 +4,11 @@
 
 mod common;
 
-use common::{genzoo, TempDir};
+use common::{genzoo, genzoo_ok, TempDir};
 
+/// `genzoo args`, which must succeed; its standard output.
 fn ok(args: &[&str]) -> String {
-    let o = genzoo(args);
-    assert!(
-        o.status.success(),
-        "genzoo {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    String::from_utf8_lossy(&genzoo_ok(args).stdout).into_owned()
 }
 
 fn png_size(path: &std::path::Path) -> (u32, u32) {

@@ -5,19 +5,9 @@
 
 mod common;
 
-use common::{genzoo, TempDir};
+use common::{genzoo, genzoo_ok as ok, TempDir};
 use std::path::Path;
 use std::process::Command;
-
-fn ok(args: &[&str]) -> String {
-    let o = genzoo(args);
-    assert!(
-        o.status.success(),
-        "genzoo {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Base64 decoding, written apart from the program's encoder so that it checks it.
 fn unbase64(s: &str) -> Result<Vec<u8>, String> {

@@ -220,3 +220,14 @@ pub fn genzoo(args: &[&str]) -> std::process::Output {
     );
     out
 }
+
+/// Runs `genzoo` with `args` and fails the test, showing its stderr, unless it succeeds.
+pub fn genzoo_ok(args: &[&str]) -> std::process::Output {
+    let out = genzoo(args);
+    assert!(
+        out.status.success(),
+        "genzoo {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
