@@ -920,4 +920,16 @@ fn profile_prints_the_op_table_and_writes_a_chrome_trace() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("must end in .json"), "{}", stderr(&o));
     assert!(!png.exists());
+
+    // a batch larger than the training split is refused, not waited for
+    let o = genzoo(&[
+        "profile",
+        "vae",
+        "--batch-size",
+        "65536",
+        "--out",
+        p(&trace),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("more than the"), "{}", stderr(&o));
 }

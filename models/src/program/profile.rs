@@ -71,6 +71,16 @@ pub fn profile(req: &ProfileRequest) -> Result<Profile> {
     let mut model = (entry.build)(&config, &mut rng)?;
     let data = data::load(req.data.as_deref())?;
     let train = &data.train;
+    // a batch larger than the split would leave the endless passes below without a full batch
+    if batch_size > train.len() {
+        return Err(Error::invalid(
+            "profile",
+            format!(
+                "--batch-size {batch_size} is more than the {} training images",
+                train.len()
+            ),
+        ));
+    }
     let total = req.warmup + req.steps;
     // enough shuffled passes over the training split for every step
     let mut batches = (0u64..)
