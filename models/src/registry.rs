@@ -7,7 +7,7 @@
 use crate::adversarial::{
     cgan, cycle_gan, dcgan, gan, infogan, progan, puzzle_gan, stargan, text2image, wgan,
 };
-use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn};
+use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn, rnade};
 use crate::latent::{aae, vae, wae};
 use crate::model::Entry;
 use crate::program::classifier;
@@ -20,6 +20,7 @@ pub static ENTRIES: &[&Entry] = &[
     &vae::CONV_ENTRY,
     &fvsbn::ENTRY,
     &nade::ENTRY,
+    &rnade::ENTRY,
     &pixel_cnn::ENTRY,
     &pixel_rnn::ROW_ENTRY,
     &pixel_rnn::DIAGONAL_ENTRY,

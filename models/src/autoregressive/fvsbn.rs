@@ -192,7 +192,7 @@ impl LikelihoodModel for Fvsbn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoregressive::checks;
+    use crate::autoregressive::{checks, Levels};
     use crate::model::GenerativeModel;
 
     fn small(size: usize) -> Fvsbn {
@@ -225,13 +225,13 @@ mod tests {
     #[test]
     fn autoregressive_through_gradients() {
         let m = small(5);
-        checks::autoregressive(5, |x| m.logits(x));
+        checks::autoregressive(5, Levels::BINARY, |x| m.logits(x));
     }
 
     #[test]
     fn probabilities_of_all_images_sum_to_one() {
         let m = small(3);
-        checks::normalised(3, |x| m.nll(x));
+        checks::normalised(3, Levels::BINARY, |x| m.nll(x));
     }
 
     #[test]
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn learns_samples_and_completes() {
         let mut m = small(6);
-        checks::learns_and_samples(&mut m, 6);
+        checks::learns_and_samples(&mut m, 6, Levels::BINARY);
         assert!(m
             .train_step(&checks::tiny_batch(5, 4), &mut Rng::new(0))
             .is_err());

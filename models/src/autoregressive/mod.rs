@@ -14,13 +14,16 @@ use crate::program::eval::{check_samples, means_over, EvalContext, Metric};
 use autograd::nn::{Conv2d, MaskedConv2d};
 use autograd::optim::{Adam, Optimizer};
 use autograd::{mask_taps, no_grad, Conv2dOptions, DType, Error, Mask, Result, Rng, Tensor};
-use distributions::Bernoulli;
+use distributions::{Bernoulli, Categorical};
+pub use levels::Levels;
 
 pub mod distributions;
 pub mod fvsbn;
+pub mod levels;
 pub mod nade;
 pub mod pixel_cnn;
 pub mod pixel_rnn;
+pub mod rnade;
 
 /// An exact-likelihood model (FVSBN, NADE, PixelCNN, the PixelRNNs): what each one defines. Its
 /// [`GenerativeModel`] is the blanket impl below, written once for all of them: maximum
@@ -36,11 +39,17 @@ pub trait LikelihoodModel {
     /// The one optimizer, Adam on every parameter (saved under "optimizer").
     fn optimizer(&self) -> &Adam;
     fn optimizer_mut(&mut self) -> &mut Adam;
-    /// How training images are binarised (evaluation always uses the fixed threshold).
+    /// How training images are binarised (evaluation always uses the fixed threshold); unused
+    /// by a model of grey levels.
     fn training_pixels(&self) -> Pixels;
+    /// The values a pixel takes: binary unless the model says otherwise.
+    fn levels(&self) -> Levels {
+        Levels::BINARY
+    }
     /// Images are `image_size` x `image_size`.
     fn image_size(&self) -> usize;
-    /// -log p(x) per image, nats, `[B]`, for binary images `[B, 1, H, W]`.
+    /// -log p(x) per image, nats, `[B]`, for images `[B, 1, H, W]` on the model's
+    /// [`LikelihoodModel::levels`].
     fn nll(&self, x: &Tensor) -> Result<Tensor>;
     /// Images drawn pixel by pixel in raster order with the `known` prefix held fixed, and
     /// the logits they were drawn from.
@@ -57,7 +66,11 @@ impl<M: LikelihoodModel> GenerativeModel for M {
     }
 
     fn pixels(&self) -> Pixels {
-        self.training_pixels()
+        if self.levels().is_binary() {
+            self.training_pixels()
+        } else {
+            Pixels::Unit
+        }
     }
 
     fn weights(&self) -> Vec<(String, Tensor)> {
@@ -74,7 +87,7 @@ impl<M: LikelihoodModel> GenerativeModel for M {
 
     /// One step of maximum likelihood: the mean NLL of the batch, backward, an Adam step.
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
-        let x = batch.tensor(self.training_pixels(), rng)?;
+        let x = self.levels().images(batch, self.training_pixels(), rng)?;
         let loss = self.nll(&x)?.mean_all()?;
         let opt = self.optimizer_mut();
         opt.minimize(&loss)?;
@@ -90,21 +103,27 @@ impl<M: LikelihoodModel> GenerativeModel for M {
     /// The images with all but their first `known` pixels drawn again.
     fn complete(&mut self, images: &Tensor, known: usize, rng: &mut Rng) -> Result<Tensor> {
         let name = LikelihoodModel::name(self);
-        let k = Known::prefix(name, images, self.image_size(), known)?;
+        let images = match self.levels() {
+            l if l.is_binary() => images.clone(),
+            l => l.quantise(images)?,
+        };
+        let k = Known::prefix(name, &images, self.image_size(), self.levels(), known)?;
         Ok(self.generate(&k, rng)?.0)
     }
 
-    /// The exact NLL of the held-out images, in the test's form (thresholded).
+    /// The exact NLL of the held-out images, in the test's form (thresholded, or on the
+    /// grey levels).
     fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
-        let m = means_over(split, Pixels::Threshold, 100, 1, rng, |x, _, _| {
-            Ok(vec![self.nll(x)?.to_vec_f64()])
+        let levels = self.levels();
+        let m = means_over(split, levels.eval_pixels(), 100, 1, rng, |x, _, _| {
+            Ok(vec![self.nll(&levels.quantise(x)?)?.to_vec_f64()])
         })?;
         Ok(m.first().copied())
     }
 
     /// The exact test NLL (every epoch's metric).
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
-        likelihood_metrics(ctx, self.image_size() * self.image_size(), |x| self.nll(x))
+        likelihood_metrics(ctx, self.levels(), |x| self.nll(x))
     }
 
     /// `genzoo eval`: the exact test NLL, then the sample metrics of drawn images.
@@ -154,28 +173,38 @@ pub fn check_images(model: &'static str, x: &Tensor, size: usize) -> Result<()> 
     if s.len() != 4 || s[1] != 1 || s[2] != size || s[3] != size {
         return Err(Error::shape(
             model,
-            format!("expects binary images [B, 1, {size}, {size}] (its image_size), got {s:?}"),
+            format!("expects images [B, 1, {size}, {size}] (its image_size), got {s:?}"),
         ));
     }
     Ok(())
 }
 
 /// `genzoo eval`'s likelihood figures: the exact test NLL in nats per image (`nll`), on the
-/// test split binarised with the fixed threshold (the same for every model, so figures
-/// compare), and the same in bits per pixel (`nll_bits_per_pixel`). `nll(x)` gives -log p(x)
-/// per image, `[B]`, for a batch `[B, 1, H, W]`.
+/// test split in the model's form (binarised with the fixed threshold, the same for every
+/// binary model so that figures compare, or on its grey levels), and the same in bits per
+/// dimension (`nll_bits_per_pixel`, nats / (pixels ln 2)), each beside the independent
+/// baseline ([`levels::independent_baseline`]). `nll(x)` gives -log p(x) per image, `[B]`, for
+/// a batch `[B, 1, H, W]`.
 pub fn likelihood_metrics(
     ctx: &mut EvalContext,
-    pixels_per_image: usize,
+    levels: Levels,
     mut nll: impl FnMut(&Tensor) -> Result<Tensor>,
 ) -> Result<Vec<Metric>> {
-    let mut m =
-        crate::program::eval::mean_per_image(ctx, Pixels::Threshold, 100, &["nll"], |x, _, _| {
-            Ok(vec![nll(x)?.to_vec_f64()])
-        })?;
-    let bits = m[0].value / (pixels_per_image.max(1) as f64 * std::f64::consts::LN_2);
-    m.push(Metric::new("nll_bits_per_pixel", bits));
-    Ok(m)
+    let data = ctx.data;
+    let nats = crate::program::eval::mean_per_image(
+        ctx,
+        levels.eval_pixels(),
+        100,
+        &["nll"],
+        |x, _, _| Ok(vec![nll(&levels.quantise(x)?)?.to_vec_f64()]),
+    )?[0]
+        .value;
+    let base = levels::independent_baseline(levels, &data.train, &data.test)?;
+    let bits = |nats: f64| nats / (data.test.pixels().max(1) as f64 * std::f64::consts::LN_2);
+    Ok(vec![
+        Metric::with_baseline("nll", nats, base),
+        Metric::with_baseline("nll_bits_per_pixel", bits(nats), bits(base)),
+    ])
 }
 
 /// The pixels fixed during generation: the first `count` pixels (raster order) of each of `n`
@@ -199,11 +228,13 @@ impl Known {
         }
     }
 
-    /// The first `count` pixels of `images` [n, 1, size, size] (values in {0, 1}).
+    /// The first `count` pixels of `images` [n, 1, size, size], whose values must lie on
+    /// `levels` (0 or 1 for binary pixels).
     pub fn prefix(
         model: &'static str,
         images: &Tensor,
         size: usize,
+        levels: Levels,
         count: usize,
     ) -> Result<Known> {
         check_images(model, images, size)?;
@@ -214,13 +245,8 @@ impl Known {
                 format!("cannot keep {count} known pixels of a {d}-pixel image"),
             ));
         }
+        levels.indices(model, images)?;
         let data = images.to_vec_f32();
-        if let Some(v) = data.iter().find(|v| **v != 0.0 && **v != 1.0) {
-            return Err(Error::invalid(
-                model,
-                format!("completion needs binary images (values 0 or 1), got a pixel {v}"),
-            ));
-        }
         Ok(Known { data, n, d, count })
     }
 
@@ -233,23 +259,38 @@ impl Known {
     }
 
     /// Pixel `i` of every image, [n, 1]: the known value for i < count, otherwise a draw from
-    /// Bernoulli(sigmoid(logits)) with `logits` [n, 1].
+    /// the conditional whose logits are `logits`: [n, 1], Bernoulli(sigmoid(logit)); [n, K]
+    /// with K > 1, level k of K with probability softmax(logits)_k, as the value k / (K - 1).
     pub fn next(&self, i: usize, logits: &Tensor, rng: &mut Rng) -> Result<Tensor> {
         if i < self.count {
             let col: Vec<f32> = (0..self.n).map(|b| self.data[b * self.d + i]).collect();
-            Tensor::from_vec(col, &[self.n, 1])?.to_dtype(logits.dtype())
-        } else {
-            Bernoulli::from_logits(logits).sample(rng)
+            return Tensor::from_vec(col, &[self.n, 1])?.to_dtype(logits.dtype());
         }
+        let k = logits.shape().get(1).copied().unwrap_or(1);
+        if k == 1 {
+            return Bernoulli::from_logits(logits).sample(rng);
+        }
+        let top = (k - 1) as f32;
+        let levels = Categorical::from_logits(logits)?.sample(rng)?;
+        Tensor::from_vec(
+            levels.into_iter().map(|l| l as f32 / top).collect(),
+            &[self.n, 1],
+        )?
+        .to_dtype(logits.dtype())
     }
 }
 
 /// The test images a completion picture shows: the first test image of each class in turn
-/// (0, 1, ..., 9, then the next of each), `n` of them, binarised with the fixed threshold.
-pub fn completion_inputs(data: &Mnist, n: usize) -> Result<Tensor> {
+/// (0, 1, ..., 9, then the next of each), `n` of them, grey (byte / 255) for a model of grey
+/// levels (`pixels` Unit), else binarised with the fixed threshold.
+pub fn completion_inputs(data: &Mnist, n: usize, pixels: Pixels) -> Result<Tensor> {
+    let form = match pixels {
+        Pixels::Unit => Pixels::Unit,
+        _ => Pixels::Threshold,
+    };
     data.test
         .batch(&completion_indices(data, n))
-        .tensor(Pixels::Threshold, &mut Rng::new(0))
+        .tensor(form, &mut Rng::new(0))
 }
 
 /// The indices of [`completion_inputs`]' test images: the first of each class in turn.
@@ -291,7 +332,7 @@ pub fn completion_grid(
     per_image: usize,
     seed: u64,
 ) -> Result<Tensor> {
-    let x = completion_inputs(data, n)?;
+    let x = completion_inputs(data, n, model.pixels())?;
     let s = x.shape().to_vec();
     let (n, rows, cols) = (s[0], s[2], s[3]);
     if n == 0 {
@@ -480,6 +521,16 @@ impl TapConv {
     }
 }
 
+/// The logits a generator drew its pixels from, one `[n, L]` per pixel in raster order, as the
+/// `[n, L, s, s]` that one forward pass over the finished images gives.
+pub(crate) fn logits_image(per_pixel: &[Tensor], n: usize, s: usize) -> Result<Tensor> {
+    let l = per_pixel.first().map_or(1, |t| t.shape()[1]);
+    Tensor::concat(per_pixel, 1)?
+        .reshape(&[n, s, s, l])?
+        .permute(&[0, 3, 1, 2])?
+        .contiguous()
+}
+
 /// A 1x1 convolution as a matrix: [n, in] -> [n, out].
 pub(crate) struct Pointwise {
     weight: Tensor,
@@ -516,25 +567,36 @@ pub(crate) mod checks {
     use crate::program::data::Batch;
     use autograd::DType;
 
-    /// The autoregressive property through gradients: for a random binary image of `size` x
-    /// `size`, d logit_i / d x_j is exactly 0 for every j >= i (raster order), and logit_i does
-    /// depend on x_(i-1) (so the check is not vacuous).
-    pub fn autoregressive(size: usize, logits: impl Fn(&Tensor) -> Result<Tensor>) {
-        let d = size * size;
-        let mut rng = Rng::new(11);
-        let v: Vec<f32> = (0..d)
-            .map(|_| if rng.uniform() < 0.5 { 0.0 } else { 1.0 })
+    /// A random image of `size` x `size` on `levels`, [1, 1, size, size].
+    pub fn random_image(size: usize, levels: Levels, rng: &mut Rng) -> Tensor {
+        let top = (levels.count() - 1) as f32;
+        let v: Vec<f32> = (0..size * size)
+            .map(|_| {
+                (rng.uniform() * levels.count() as f64)
+                    .floor()
+                    .min(f64::from(top)) as f32
+                    / top
+            })
             .collect();
-        let x = Tensor::from_vec(v, &[1, 1, size, size])
-            .unwrap()
+        Tensor::from_vec(v, &[1, 1, size, size]).unwrap()
+    }
+
+    /// The autoregressive property through gradients: for a random image of `size` x `size` on
+    /// `levels`, d logit_(i, l) / d x_j is exactly 0 for every output l of pixel i and every
+    /// j >= i (raster order), and pixel i's logits do depend on x_(i-1) (so the check is not
+    /// vacuous).
+    pub fn autoregressive(size: usize, levels: Levels, logits: impl Fn(&Tensor) -> Result<Tensor>) {
+        let d = size * size;
+        let x = random_image(size, levels, &mut Rng::new(11))
             .requires_grad_(true)
             .unwrap();
         let l = logits(&x).unwrap();
-        assert_eq!(l.shape(), &[1, 1, size, size]);
-        let flat = l.reshape(&[d]).unwrap();
+        let per_pixel = levels.logits_per_pixel();
+        assert_eq!(l.shape(), &[1, per_pixel, size, size]);
+        let flat = l.reshape(&[per_pixel, d]).unwrap();
         let mut depends_on_previous = 0;
         for i in 0..d {
-            let out = flat.narrow(0, i, 1).unwrap().sum_all().unwrap();
+            let out = flat.narrow(1, i, 1).unwrap().sum_all().unwrap();
             let g = autograd::grad(&[out], &[], std::slice::from_ref(&x), false).unwrap();
             let g = g[0]
                 .as_ref()
@@ -556,14 +618,16 @@ pub(crate) mod checks {
         );
     }
 
-    /// Exact normalisation: the probabilities of all 2^(size^2) binary images sum to 1.
-    pub fn normalised(size: usize, nll: impl Fn(&Tensor) -> Result<Tensor>) {
-        let d = size * size;
-        assert!(d <= 16);
-        let count = 1usize << d;
+    /// Exact normalisation: the probabilities of all K^(size^2) images on `levels` (K of
+    /// them) sum to 1.
+    pub fn normalised(size: usize, levels: Levels, nll: impl Fn(&Tensor) -> Result<Tensor>) {
+        let (d, k) = (size * size, levels.count());
+        let count = k.pow(d as u32);
+        assert!(count <= 1 << 16);
+        let top = (k - 1) as f64;
         let mut v = Vec::with_capacity(count * d);
-        for k in 0..count {
-            v.extend((0..d).map(|i| ((k >> i) & 1) as f64));
+        for image in 0..count {
+            v.extend((0..d).map(|i| (image / k.pow(i as u32) % k) as f64 / top));
         }
         let x = Tensor::from_vec(v, &[count, 1, size, size])
             .unwrap()
@@ -592,11 +656,14 @@ pub(crate) mod checks {
         let (n, d) = (known.n(), known.pixels());
         let mut x = vec![0f32; n * d];
         for i in 0..d {
-            let l = logits(&Tensor::from_vec(x.clone(), &[n, 1, size, size]).unwrap())
+            let all = logits(&Tensor::from_vec(x.clone(), &[n, 1, size, size]).unwrap()).unwrap();
+            let per_pixel = all.shape()[1];
+            let l = all
+                .reshape(&[n, per_pixel, d])
                 .unwrap()
-                .reshape(&[n, d])
+                .narrow(2, i, 1)
                 .unwrap()
-                .narrow(1, i, 1)
+                .reshape(&[n, per_pixel])
                 .unwrap();
             let xi = known.next(i, &l, rng).unwrap().to_vec_f32();
             for (b, v) in xi.into_iter().enumerate() {
@@ -608,20 +675,21 @@ pub(crate) mod checks {
 
     /// A fast generator `generate(known, rng)` -> (images, the logits each pixel was drawn
     /// from) against the definition, for plain sampling and for completion of 5 images of
-    /// `size` x `size`: the logits it used are those of one pass over the finished images, and
-    /// its draws are those of `size`^2 full passes with the same random numbers.
+    /// `size` x `size` on `levels`: the logits it used are those of one pass over the finished
+    /// images, and its draws are those of `size`^2 full passes with the same random numbers.
     pub fn generation_matches_full_passes(
         size: usize,
+        levels: Levels,
         logits: impl Fn(&Tensor) -> Result<Tensor>,
         generate: impl Fn(&Known, &mut Rng) -> Result<(Tensor, Tensor)>,
     ) {
         let d = size * size;
-        let given = tiny_batch(size, 5)
-            .tensor(Pixels::Threshold, &mut Rng::new(0))
+        let given = levels
+            .images(&tiny_batch(size, 5), Pixels::Threshold, &mut Rng::new(0))
             .unwrap();
         for known in [
             Known::none(5, d),
-            Known::prefix("test", &given, size, d / 2).unwrap(),
+            Known::prefix("test", &given, size, levels, d / 2).unwrap(),
         ] {
             let (x, l) = no_grad(|| generate(&known, &mut Rng::new(2))).unwrap();
             let full = no_grad(|| logits(&x)).unwrap();
@@ -633,8 +701,9 @@ pub(crate) mod checks {
         }
     }
 
-    /// A batch of `n` random binary images of `size` x `size` drawn from a few fixed patterns,
-    /// so that a model can learn something in a few steps.
+    /// A batch of `n` random images of `size` x `size` drawn from a few fixed patterns (bytes
+    /// 0 and 255, with a grey ramp along the pattern's pixels), so that a model can learn
+    /// something in a few steps.
     pub fn tiny_batch(size: usize, n: usize) -> Batch {
         let d = size * size;
         let mut rng = Rng::new(5);
@@ -648,7 +717,7 @@ pub(crate) mod checks {
                     _ => c % 2 == 0,
                 };
                 let flip = rng.uniform() < 0.05;
-                images.push(if on != flip { 255 } else { 0 });
+                images.push(if on != flip { 255 - (r * 8) as u8 } else { 0 });
             }
         }
         Batch {
@@ -659,9 +728,9 @@ pub(crate) mod checks {
         }
     }
 
-    /// A few steps on tiny data lower the loss; samples and completions are binary images of
-    /// the right shape, and completions keep the known pixels.
-    pub fn learns_and_samples(model: &mut dyn GenerativeModel, size: usize) {
+    /// A few steps on tiny data lower the loss; samples and completions are images on `levels`
+    /// of the right shape, and completions keep the known pixels.
+    pub fn learns_and_samples(model: &mut dyn GenerativeModel, size: usize, levels: Levels) {
         let batch = tiny_batch(size, 32);
         let mut rng = Rng::new(3);
         let first = model.train_step(&batch, &mut rng).unwrap()[0].1;
@@ -677,8 +746,8 @@ pub(crate) mod checks {
         model.set_training(false);
         let s = no_grad(|| model.sample(5, &mut rng)).unwrap();
         assert_eq!(s.shape(), &[5, 1, size, size]);
-        assert!(s.to_vec_f64().iter().all(|v| *v == 0.0 || *v == 1.0));
-        let x = batch.tensor(Pixels::Threshold, &mut rng).unwrap();
+        levels.indices("test", &s).unwrap();
+        let x = levels.images(&batch, Pixels::Threshold, &mut rng).unwrap();
         let known = (size / 2) * size;
         let c = no_grad(|| model.complete(&x, known, &mut rng)).unwrap();
         assert_eq!(c.shape(), x.shape());
@@ -686,11 +755,11 @@ pub(crate) mod checks {
         let d = size * size;
         for b in 0..x.shape()[0] {
             assert_eq!(cv[b * d..b * d + known], xv[b * d..b * d + known]);
-            assert!(cv[b * d..(b + 1) * d]
-                .iter()
-                .all(|v| *v == 0.0 || *v == 1.0));
         }
+        levels.indices("test", &c).unwrap();
         assert!(no_grad(|| model.complete(&x, d + 1, &mut rng)).is_err());
-        assert!(no_grad(|| model.complete(&x.mul_scalar(0.5).unwrap(), known, &mut rng)).is_err());
+        let off_levels = if levels.is_binary() { 0.5 } else { 2.0 };
+        let bad = x.mul_scalar(0.0).unwrap().add_scalar(off_levels).unwrap();
+        assert!(no_grad(|| model.complete(&bad, known, &mut rng)).is_err());
     }
 }

@@ -98,7 +98,34 @@ pub struct Nade {
     opt: Adam,
 }
 
-fn strictly_lower(n: usize) -> Result<Tensor> {
+/// The tied-weight running sums of NADE and RNADE, a_d = c + sum_(j<d) W[:, j] x_j, for
+/// square images x [B, 1, R, R] (D = R^2 pixels), W [H, D], c [H] and `lower` =
+/// [`strictly_lower`] (R), laid out as [R, B, R, H] (pixel d = (r, k) at [r, :, k, :]): the
+/// paper's running sum computed as (all earlier rows) + (earlier pixels of the row).
+pub(crate) fn running_sums(x: &Tensor, w: &Tensor, c: &Tensor, lower: &Tensor) -> Result<Tensor> {
+    let (bs, r, h) = (x.shape()[0], x.shape()[2], w.shape()[0]);
+    let k = r;
+    // W^T [D, H] cut into the image's rows: [R, K, H]
+    let w_rows = w.t()?.reshape(&[r, k, h])?;
+    // the pixels row by row: [R, B, K]
+    let x_rows = x.reshape(&[bs, r, k])?.permute(&[1, 0, 2])?;
+    // each row's total sum_k' x[b, r, k'] W[:, (r, k')], [R, B, H], summed over the rows
+    // above with the strictly lower-triangular ones [R, R]
+    let totals = x_rows.matmul(&w_rows)?.reshape(&[r, bs * h])?;
+    let above = lower.matmul(&totals)?.reshape(&[r, bs, 1, h])?.add(c)?;
+    // within the row: sum_(k' < k) x[b, r, k'] W[:, (r, k')] = (L * x) W_r, one matmul
+    // [B K, K] x [K, H] per row
+    let within = x_rows
+        .unsqueeze(2)?
+        .mul(lower)?
+        .reshape(&[r, bs * k, k])?
+        .matmul(&w_rows)?
+        .reshape(&[r, bs, k, h])?;
+    within.add(&above)
+}
+
+/// Strictly lower-triangular ones [n, n] (entry (i, j) is 1 for j < i).
+pub(crate) fn strictly_lower(n: usize) -> Result<Tensor> {
     let v: Vec<f32> = (0..n * n)
         .map(|k| if k % n < k / n { 1.0 } else { 0.0 })
         .collect();
@@ -158,33 +185,11 @@ impl Nade {
     }
 
     /// The hidden pre-activations of every conditional, a_d = c + sum_(j<d) W[:, j] x_j, for
-    /// images x [B, 1, R, K] (D = R K pixels), laid out as [R, B, K, H] (pixel d = (r, k)): the
-    /// running sum of the paper, computed as (all earlier rows) + (earlier pixels of the row).
+    /// images x [B, 1, R, K] (D = R K pixels), laid out as [R, B, K, H] (pixel d = (r, k)):
+    /// [`running_sums`].
     pub fn pre_activations(&self, x: &Tensor) -> Result<Tensor> {
         autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
-        let (bs, r, h) = (x.shape()[0], self.config.image_size, self.config.hidden);
-        let k = r;
-        // W^T [D, H] cut into the image's rows: [R, K, H]
-        let w_rows = self.w.t()?.reshape(&[r, k, h])?;
-        // the pixels row by row: [R, B, K]
-        let x_rows = x.reshape(&[bs, r, k])?.permute(&[1, 0, 2])?;
-        // each row's total sum_k' x[b, r, k'] W[:, (r, k')], [R, B, H], summed over the rows
-        // above with the strictly lower-triangular ones [R, R]
-        let totals = x_rows.matmul(&w_rows)?.reshape(&[r, bs * h])?;
-        let above = self
-            .lower
-            .matmul(&totals)?
-            .reshape(&[r, bs, 1, h])?
-            .add(&self.c)?;
-        // within the row: sum_(k' < k) x[b, r, k'] W[:, (r, k')] = (L * x) W_r, one matmul
-        // [B K, K] x [K, H] per row
-        let within = x_rows
-            .unsqueeze(2)?
-            .mul(&self.lower)?
-            .reshape(&[r, bs * k, k])?
-            .matmul(&w_rows)?
-            .reshape(&[r, bs, k, h])?;
-        within.add(&above)
+        running_sums(x, &self.w, &self.c, &self.lower)
     }
 
     /// The logits of every conditional, b_d + V[d, :] sigmoid(a_d), [B, 1, R, K] for images
@@ -272,7 +277,7 @@ impl LikelihoodModel for Nade {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autoregressive::checks;
+    use crate::autoregressive::{checks, Levels};
 
     fn small(size: usize) -> Nade {
         let mut rng = Rng::new(1);
@@ -338,13 +343,13 @@ mod tests {
     #[test]
     fn autoregressive_through_gradients() {
         let m = small(5);
-        checks::autoregressive(5, |x| m.logits(x));
+        checks::autoregressive(5, Levels::BINARY, |x| m.logits(x));
     }
 
     #[test]
     fn probabilities_of_all_images_sum_to_one() {
         let m = small(3);
-        checks::normalised(3, |x| m.nll(x));
+        checks::normalised(3, Levels::BINARY, |x| m.nll(x));
     }
 
     #[test]
@@ -370,7 +375,7 @@ mod tests {
             &mut Rng::new(0),
         )
         .unwrap();
-        checks::learns_and_samples(&mut m, 6);
+        checks::learns_and_samples(&mut m, 6, Levels::BINARY);
         assert_eq!(
             m.weights()
                 .iter()

@@ -43,8 +43,9 @@
 //! states of the Diagonal BiLSTM, which are used one row later and are computed for a whole row,
 //! right to left, as soon as that row is finished. A pixel costs one column of the network.
 
-use crate::autoregressive::distributions::Bernoulli;
-use crate::autoregressive::{self, Cache, Known, LikelihoodModel, Pointwise, TapConv};
+use crate::autoregressive::{
+    self, logits_image, Cache, Known, Levels, LikelihoodModel, Pointwise, TapConv,
+};
 use crate::model::{Entry, Family, Preset};
 use crate::program::data::Pixels;
 use autograd::nn::{self, Conv2d, MaskedConv2d, Module};
@@ -138,8 +139,12 @@ pub struct PixelRnnConfig {
     /// How training images become binary. The fixed threshold by default, the form the test
     /// uses: early-stopped, the Row LSTM gives 69.81 nats on the test digits where stochastic
     /// binarisation gives 75.70, the Diagonal BiLSTM 63.96 where it gives 74.16 (README.md has
-    /// the comparison). Evaluation always uses the threshold.
+    /// the comparison). Evaluation always uses the threshold. Unused for grey levels.
     pub pixels: Pixels,
+    /// Values per pixel: 2, binary (a Bernoulli per pixel); K in 3..=256, grey levels (a
+    /// K-way softmax per pixel, the paper's 256-way for K = 256). See
+    /// [`autoregressive::levels`].
+    pub levels: usize,
 }
 
 impl PixelRnnConfig {
@@ -152,6 +157,7 @@ impl PixelRnnConfig {
             head: 32,
             image_size: autoregressive::default_image_size(),
             pixels: Pixels::Threshold,
+            levels: 2,
         }
     }
 
@@ -374,6 +380,7 @@ impl Layer {
 pub struct PixelRnn {
     kind: Kind,
     config: PixelRnnConfig,
+    levels: Levels,
     input: MaskedConv2d,
     layers: Vec<Layer>,
     head1: Conv2d,
@@ -385,6 +392,7 @@ impl PixelRnn {
     pub fn new(kind: Kind, config: PixelRnnConfig, rng: &mut Rng) -> Result<PixelRnn> {
         let name = kind.name();
         autoregressive::check_image_size(name, config.image_size)?;
+        let levels = Levels::new(name, config.levels)?;
         let c = &config;
         if c.hidden == 0 || c.hidden > 256 || c.head == 0 || c.head > 1024 || c.layers > 64 {
             return Err(Error::invalid(
@@ -407,10 +415,11 @@ impl PixelRnn {
             })
             .collect::<Result<Vec<_>>>()?;
         let head1 = Conv2d::new(2 * c.hidden, c.head, (1, 1), one.clone(), true, f, rng)?;
-        let head2 = Conv2d::new(c.head, 1, (1, 1), one, true, f, rng)?;
+        let head2 = Conv2d::new(c.head, levels.logits_per_pixel(), (1, 1), one, true, f, rng)?;
         let mut model = PixelRnn {
             kind,
             config: config.clone(),
+            levels,
             input,
             layers,
             head1,
@@ -431,7 +440,8 @@ impl PixelRnn {
         self.kind
     }
 
-    /// The logits of every conditional, [B, 1, H, W] for images x [B, 1, H, W]: one pass.
+    /// The logits of every conditional, [B, L, H, W] for images x [B, 1, H, W] (L = 1 for
+    /// binary pixels, K for K grey levels): one pass.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         autoregressive::check_images(self.kind.name(), x, self.config.image_size)?;
         let mut r = self.input.forward(x)?;
@@ -611,13 +621,18 @@ impl LikelihoodModel for PixelRnn {
         self.config.pixels
     }
 
+    fn levels(&self) -> Levels {
+        self.levels
+    }
+
     fn image_size(&self) -> usize {
         self.config.image_size
     }
 
     /// -log p(x) per image, nats, `[B]`.
     fn nll(&self, x: &Tensor) -> Result<Tensor> {
-        Bernoulli::from_logits(&self.logits(x)?).nll_per_image(x)
+        self.levels
+            .nll_per_image(self.kind.name(), &self.logits(x)?, x)
     }
 
     /// Pixel by pixel in raster order, computing the network one position at a time over
@@ -656,7 +671,7 @@ impl LikelihoodModel for PixelRnn {
         }
         Ok((
             Tensor::from_vec(image.data, &[n, 1, s, s])?,
-            Tensor::concat(&logits, 1)?.reshape(&[n, 1, s, s])?,
+            logits_image(&logits, n, s)?,
         ))
     }
 }
@@ -667,6 +682,10 @@ mod tests {
     use crate::autoregressive::checks;
 
     fn small(kind: Kind, size: usize, layers: usize) -> PixelRnn {
+        small_with(kind, Levels::BINARY, size, layers)
+    }
+
+    fn small_with(kind: Kind, levels: Levels, size: usize, layers: usize) -> PixelRnn {
         PixelRnn::new(
             kind,
             PixelRnnConfig {
@@ -675,6 +694,7 @@ mod tests {
                 layers,
                 head: 8,
                 lr: 0.01,
+                levels: levels.count(),
                 ..PixelRnnConfig::default()
             },
             &mut Rng::new(4),
@@ -685,21 +705,21 @@ mod tests {
     #[test]
     fn row_lstm_autoregressive_through_gradients() {
         let m = small(Kind::RowLstm, 8, 2);
-        checks::autoregressive(8, |x| m.logits(x));
+        checks::autoregressive(8, Levels::BINARY, |x| m.logits(x));
     }
 
     #[test]
     fn diagonal_bilstm_autoregressive_through_gradients() {
         // the right-to-left direction must not see the rest of the row: its down shift
         let m = small(Kind::DiagonalBiLstm, 8, 2);
-        checks::autoregressive(8, |x| m.logits(x));
+        checks::autoregressive(8, Levels::BINARY, |x| m.logits(x));
     }
 
     #[test]
     fn probabilities_of_all_images_sum_to_one() {
         for kind in [Kind::RowLstm, Kind::DiagonalBiLstm] {
             let m = small(kind, 3, 2);
-            checks::normalised(3, |x| m.nll(x));
+            checks::normalised(3, Levels::BINARY, |x| m.nll(x));
         }
     }
 
@@ -707,7 +727,32 @@ mod tests {
     fn fast_generation_matches_full_forward_passes() {
         for kind in [Kind::RowLstm, Kind::DiagonalBiLstm] {
             let m = small(kind, 6, 2);
-            checks::generation_matches_full_passes(6, |x| m.logits(x), |k, rng| m.generate(k, rng));
+            checks::generation_matches_full_passes(
+                6,
+                Levels::BINARY,
+                |x| m.logits(x),
+                |k, rng| m.generate(k, rng),
+            );
+        }
+    }
+
+    #[test]
+    fn grey_levels_are_autoregressive_normalised_generated_exactly_and_learn() {
+        let grey = |k| Levels::new("test", k).unwrap();
+        for kind in [Kind::RowLstm, Kind::DiagonalBiLstm] {
+            let m = small_with(kind, grey(256), 6, 2);
+            checks::autoregressive(6, grey(256), |x| m.logits(x));
+            let m = small_with(kind, grey(3), 2, 1);
+            checks::normalised(2, grey(3), |x| m.nll(x));
+            let m = small_with(kind, grey(5), 5, 2);
+            checks::generation_matches_full_passes(
+                5,
+                grey(5),
+                |x| m.logits(x),
+                |k, rng| m.generate(k, rng),
+            );
+            let mut m = small_with(kind, grey(256), 6, 1);
+            checks::learns_and_samples(&mut m, 6, grey(256));
         }
     }
 
@@ -715,7 +760,7 @@ mod tests {
     fn learns_samples_and_completes() {
         for kind in [Kind::RowLstm, Kind::DiagonalBiLstm] {
             let mut m = small(kind, 6, 1);
-            checks::learns_and_samples(&mut m, 6);
+            checks::learns_and_samples(&mut m, 6, Levels::BINARY);
             for bad in [
                 PixelRnnConfig {
                     hidden: 0,

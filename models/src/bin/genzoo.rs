@@ -70,9 +70,17 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct ProfileArgs {
-    /// The model to profile (see `genzoo list`), with its default config.
+    /// The model to profile (see `genzoo list`), with its default config unless --preset or
+    /// --set say otherwise.
     #[arg(value_parser = model_names())]
     model: String,
+    /// Start from a named size of the model (as `genzoo train --preset`); its batch size too
+    /// unless --batch-size says.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Set a key of the model's config, e.g. --set levels=256 (as `genzoo train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = run::parse_set)]
+    set: Vec<(String, Value)>,
     /// Profiled training steps.
     #[arg(long, default_value_t = 10, value_parser = value_parser!(u64).range(1..=100_000))]
     steps: u64,
@@ -839,6 +847,8 @@ fn profile(a: ProfileArgs) -> Result<ExitCode, String> {
         batch_size: a.batch_size.map(|b| b as usize),
         seed: a.seed,
         data: a.data,
+        preset: a.preset,
+        set: a.set,
     };
     let p = profile::profile(&req).map_err(|e| e.to_string())?;
     let rows = p.rows();

@@ -5,7 +5,7 @@
 //! new run, and trained on batches of the (embedded or given) MNIST training split drawn in a
 //! shuffled order: a few warm-up steps unprofiled, then the profiled steps.
 
-use crate::program::data;
+use crate::program::{data, run};
 use crate::registry;
 use autograd::profiler::{self, Span};
 use autograd::rng::Rng;
@@ -29,6 +29,11 @@ pub struct ProfileRequest {
     pub seed: u64,
     /// A folder with the standard MNIST files instead of the embedded subset.
     pub data: Option<PathBuf>,
+    /// A named size of the model (`--preset`), applied before `set`; its batch size too
+    /// unless `batch_size` says.
+    pub preset: Option<String>,
+    /// Config keys set as `genzoo train --set` sets them.
+    pub set: Vec<(String, Value)>,
 }
 
 /// What the profiled steps recorded.
@@ -62,11 +67,19 @@ pub fn profile(req: &ProfileRequest) -> Result<Profile> {
     if req.steps == 0 {
         return Err(Error::invalid("profile", "--steps must be at least 1"));
     }
-    let batch_size = req.batch_size.unwrap_or(entry.default_batch_size);
+    let preset = req.preset.as_deref().map(|p| entry.preset(p)).transpose()?;
+    let batch_size = req
+        .batch_size
+        .or(preset.map(|p| p.batch_size))
+        .unwrap_or(entry.default_batch_size);
     if batch_size == 0 {
         return Err(Error::invalid("profile", "--batch-size must be at least 1"));
     }
-    let config = (entry.default_config)();
+    let mut config = (entry.default_config)();
+    if let Some(p) = preset {
+        config = run::with_preset(entry, config, p)?;
+    }
+    let config = run::patch_config(entry.name, config, None, &req.set)?;
     let mut rng = Rng::new(req.seed);
     let mut model = (entry.build)(&config, &mut rng)?;
     let data = data::load(req.data.as_deref())?;

@@ -1,0 +1,193 @@
+//! The values a pixel takes in the autoregressive models, and the distribution over them.
+//!
+//! - **Binary** (2 levels, the default): a pixel is 0 or 1 and its conditional a Bernoulli,
+//!   one logit per pixel.
+//! - **K grey levels** (K in 3..=256; 256 is 8-bit grey): the byte b becomes the level
+//!   k = floor(b K / 256), fed to the network as k / (K - 1) in [0, 1], and the conditional is a
+//!   K-way categorical (the PixelRNN paper's 256-way softmax), K logits per pixel:
+//!
+//! ```text
+//!   p(x_i = k | x_<i) = softmax(l_i)_k          -log p(x) = sum_i (logsumexp(l_i) - l_(i, k_i))
+//! ```
+//!
+//! The network's output is `[B, L, H, W]` with L = 1 (binary) or K, so each model only sizes
+//! its last layer by [`Levels::logits_per_pixel`]; [`Levels::nll_per_image`] and the draw in
+//! [`super::Known::next`] read that axis. K = 256 of `Pixels::Unit` is the byte itself.
+//!
+//! Every likelihood is compared with the **independent baseline**: each pixel on its own, its
+//! level's frequency in the training split with add-one smoothing ([`independent_baseline`]).
+
+use crate::program::data::{Batch, Pixels, Split};
+use autograd::{Error, Indices, Result, Rng, Tensor};
+
+use super::distributions::Bernoulli;
+
+/// The number of values a pixel takes: 2 (binary) or K in 3..=256 grey levels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levels(usize);
+
+impl Levels {
+    /// Binary pixels.
+    pub const BINARY: Levels = Levels(2);
+
+    /// `levels` values per pixel, in 2..=256 (an error names `model` otherwise).
+    pub fn new(model: &'static str, levels: usize) -> Result<Levels> {
+        if !(2..=256).contains(&levels) {
+            return Err(Error::invalid(
+                model,
+                format!(
+                    "levels must be in 2..=256 (2: binary pixels, 256: 8-bit grey), got {levels}"
+                ),
+            ));
+        }
+        Ok(Levels(levels))
+    }
+
+    /// K.
+    pub fn count(self) -> usize {
+        self.0
+    }
+
+    pub fn is_binary(self) -> bool {
+        self.0 == 2
+    }
+
+    /// The network's outputs per pixel: 1 Bernoulli logit, or K categorical logits.
+    pub fn logits_per_pixel(self) -> usize {
+        if self.is_binary() {
+            1
+        } else {
+            self.0
+        }
+    }
+
+    /// How a split's bytes become images for evaluation: the fixed threshold for binary
+    /// pixels, byte / 255 (then [`Levels::quantise`]) for grey levels.
+    pub fn eval_pixels(self) -> Pixels {
+        if self.is_binary() {
+            Pixels::Threshold
+        } else {
+            Pixels::Unit
+        }
+    }
+
+    /// The images of `batch` as the model reads them: `binary` (threshold or stochastic) for
+    /// binary pixels, else the levels k / (K - 1).
+    pub fn images(self, batch: &Batch, binary: Pixels, rng: &mut Rng) -> Result<Tensor> {
+        if self.is_binary() {
+            batch.tensor(binary, rng)
+        } else {
+            self.quantise(&batch.tensor(Pixels::Unit, rng)?)
+        }
+    }
+
+    /// Grey images in [0, 1] (byte / 255) to the levels k / (K - 1), k = floor(byte K / 256);
+    /// identity for K = 256, the fixed threshold for K = 2. An error names a value outside
+    /// [0, 1].
+    pub fn quantise(self, x: &Tensor) -> Result<Tensor> {
+        let k = self.indices_of_grey(x)?;
+        let top = (self.0 - 1) as f32;
+        Tensor::from_vec(k.iter().map(|&k| k as f32 / top).collect(), x.shape())?
+            .to_dtype(x.dtype())
+    }
+
+    /// The level k = floor(byte K / 256) of every pixel of grey images in [0, 1] (byte / 255);
+    /// an error names a value outside [0, 1].
+    pub fn indices_of_grey(self, x: &Tensor) -> Result<Vec<usize>> {
+        x.to_vec_f32()
+            .into_iter()
+            .map(|v| {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(Error::invalid(
+                        "levels",
+                        format!("grey images must lie in [0, 1], got a pixel {v}"),
+                    ));
+                }
+                let byte = (v * 255.0).round() as usize;
+                Ok(byte * self.0 / 256)
+            })
+            .collect()
+    }
+
+    /// The level index k of every pixel of images whose values are k / (K - 1); an error names
+    /// `model` and the first value off that grid.
+    pub fn indices(self, model: &'static str, x: &Tensor) -> Result<Vec<usize>> {
+        let top = (self.0 - 1) as f32;
+        x.to_vec_f32()
+            .into_iter()
+            .map(|v| {
+                let k = (v * top).round();
+                if (0.0..=top).contains(&k) && (k / top - v).abs() < 1e-6 {
+                    Ok(k as usize)
+                } else {
+                    Err(Error::invalid(
+                        model,
+                        format!(
+                            "expects pixels on the {} levels k / {top} (k = 0..={top}), got {v}",
+                            self.0
+                        ),
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    /// -log p(x) per image, nats, `[B]`, for images `x` `[B, 1, H, W]` on the levels and the
+    /// network's output `logits` `[B, L, H, W]` (L = [`Levels::logits_per_pixel`]).
+    pub fn nll_per_image(self, model: &'static str, logits: &Tensor, x: &Tensor) -> Result<Tensor> {
+        if self.is_binary() {
+            return Bernoulli::from_logits(logits).nll_per_image(x);
+        }
+        let (s, l) = (x.shape(), logits.shape());
+        if s.len() != 4 || l.len() != 4 || s[1] != 1 || l[1] != self.0 || l[0] != s[0] {
+            return Err(Error::shape(
+                model,
+                format!(
+                    "{}-level likelihood needs images [B, 1, H, W] and logits [B, {}, H, W], got {s:?} and {l:?}",
+                    self.0, self.0
+                ),
+            ));
+        }
+        let index = Indices::new(self.indices(model, x)?, s)?;
+        let picked = logits.log_softmax(1)?.gather(1, &index)?;
+        picked
+            .reshape(&[s[0], s[2] * s[3]])?
+            .sum(&[1], false)?
+            .neg()
+    }
+}
+
+/// The independent baseline's NLL per image, nats, averaged over `test`: each pixel its own
+/// categorical over the K levels, fitted to `train` with add-one smoothing,
+/// p_i(k) = (count_i(k) + 1) / (N + K).
+pub fn independent_baseline(levels: Levels, train: &Split, test: &Split) -> Result<f64> {
+    let k = levels.count();
+    let level = |byte: u8| usize::from(byte) * k / 256;
+    let d = train.rows * train.cols;
+    if d == 0 || train.is_empty() || test.is_empty() || test.rows * test.cols != d {
+        return Err(Error::invalid(
+            "independent_baseline",
+            format!(
+                "needs non-empty splits of equal image size, got {} images of {} pixels and {} of {}",
+                train.len(),
+                d,
+                test.len(),
+                test.rows * test.cols
+            ),
+        ));
+    }
+    let mut counts = vec![0u32; d * k];
+    for n in 0..train.len() {
+        for (i, &b) in train.image(n).iter().enumerate() {
+            counts[i * k + level(b)] += 1;
+        }
+    }
+    let norm = (train.len() + k) as f64;
+    let mut total = 0.0;
+    for n in 0..test.len() {
+        for (i, &b) in test.image(n).iter().enumerate() {
+            total -= ((f64::from(counts[i * k + level(b)]) + 1.0) / norm).ln();
+        }
+    }
+    Ok(total / test.len() as f64)
+}
