@@ -191,3 +191,71 @@ pub fn independent_baseline(levels: Levels, train: &Split, test: &Split) -> Resu
     }
     Ok(total / test.len() as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(images: Vec<u8>, pixels: usize) -> Split {
+        let n = images.len() / pixels;
+        Split {
+            images,
+            labels: vec![0; n],
+            rows: 1,
+            cols: pixels,
+        }
+    }
+
+    #[test]
+    fn quantise_and_indices_by_hand() {
+        let bytes = [0u8, 63, 64, 127, 128, 255];
+        let unit = Tensor::from_vec(
+            bytes.iter().map(|&b| f32::from(b) / 255.0).collect(),
+            &[1, 1, 1, 6],
+        )
+        .unwrap();
+        let four = Levels::new("test", 4).unwrap();
+        assert_eq!(four.indices_of_grey(&unit).unwrap(), vec![0, 0, 1, 1, 2, 3]);
+        let q = four.quantise(&unit).unwrap();
+        assert_eq!(four.indices("test", &q).unwrap(), vec![0, 0, 1, 1, 2, 3]);
+        // 256 levels are the bytes; 2 levels the fixed threshold
+        let grey = Levels::new("test", 256).unwrap();
+        assert_eq!(
+            grey.quantise(&unit).unwrap().to_vec_f32(),
+            unit.to_vec_f32()
+        );
+        let binary = Levels::BINARY.quantise(&unit).unwrap().to_vec_f32();
+        assert_eq!(binary, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+        // off the grid, or outside [0, 1]
+        assert!(four.indices("test", &unit).is_err());
+        assert!(four.quantise(&unit.add_scalar(1.5).unwrap()).is_err());
+        assert!(Levels::new("test", 1).is_err() && Levels::new("test", 257).is_err());
+    }
+
+    #[test]
+    fn categorical_nll_is_logsumexp_minus_the_picked_logit() {
+        let three = Levels::new("test", 3).unwrap();
+        // one image of two pixels, levels 2 and 0; logits [1, 3, 1, 2]
+        let logits = [[0.5f64, -1.0], [2.0, 0.0], [-0.5, 1.5]];
+        let flat: Vec<f32> = logits.iter().flatten().map(|&v| v as f32).collect();
+        let l = Tensor::from_vec(flat, &[1, 3, 1, 2]).unwrap();
+        let x = Tensor::from_vec(vec![1.0, 0.0], &[1, 1, 1, 2]).unwrap();
+        let got = three.nll_per_image("test", &l, &x).unwrap().item().unwrap();
+        let lse = |p: usize| (0..3).map(|k| logits[k][p].exp()).sum::<f64>().ln();
+        let want = (lse(0) - logits[2][0]) + (lse(1) - logits[0][1]);
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let wrong = Tensor::from_vec(vec![0.0; 4], &[1, 2, 1, 2]).unwrap();
+        assert!(three.nll_per_image("test", &wrong, &x).is_err());
+    }
+
+    #[test]
+    fn independent_baseline_by_hand() {
+        // two pixels, three training images; K = 2: pixel 0 is on in 2 of 3, pixel 1 in 0 of 3
+        let train = split(vec![255, 0, 200, 10, 0, 0], 2);
+        let test = split(vec![255, 255], 2);
+        let got = independent_baseline(Levels::BINARY, &train, &test).unwrap();
+        let want = -((2.0 + 1.0) / 5.0f64).ln() - ((0.0 + 1.0) / 5.0f64).ln();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        assert!(independent_baseline(Levels::BINARY, &train, &split(vec![1, 2, 3], 3)).is_err());
+    }
+}

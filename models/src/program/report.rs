@@ -5,8 +5,9 @@
 //! entry's title and paper), the settings from `config.json`, the wall time (the sum of the
 //! epoch lines' seconds), the last epoch's sample grid and a strip of a few earlier epochs'
 //! grids, the loss curves (`loss.png`, `fcd.png`) with the last epoch's mean losses and
-//! validation loss, the last epoch's metrics beside their real-vs-real baselines where
-//! `metrics.jsonl` has them, and every other PNG of the run folder under its file name.
+//! validation loss, the last epoch's metrics beside their baselines (real vs real; for a
+//! likelihood, the independent-pixel model) where `metrics.jsonl` has them, and every other PNG
+//! of the run folder under its file name.
 //!
 //! Images are inlined as base64 `data:` URIs and there is no script, so the file stands alone.
 //! A run folder that cannot be read in full (a line of `metrics.jsonl` that is not JSON, a
@@ -492,7 +493,7 @@ fn section(run: &Run) -> String {
         if !last.metrics.is_empty() {
             let _ = writeln!(
                 h,
-                "<h3>Metrics, epoch {}</h3>\n<table class=\"metrics\">\n<tr><th>metric</th><th>value</th><th>real-vs-real baseline</th></tr>",
+                "<h3>Metrics, epoch {}</h3>\n<table class=\"metrics\">\n<tr><th>metric</th><th>value</th><th>baseline (real vs real; for a likelihood, independent pixels)</th></tr>",
                 last.epoch
             );
             for (k, v) in &last.metrics {
