@@ -215,8 +215,9 @@ pub trait GenerativeModel {
         None
     }
 
-    /// Autoregressive models: `images` [n, 1, H, W] with values in {0, 1}, of which the first
-    /// `known` pixels in raster order are kept and the rest drawn pixel by pixel given them
+    /// Autoregressive models: `images` [n, 1, H, W] (values in {0, 1} for binary models, grey
+    /// in [0, 1] for models of grey levels), of which the first `known` pixels in raster order
+    /// are kept and the rest drawn pixel by pixel given them
     /// (`genzoo complete`: the bottom half given the top half). Called in no-grad mode and
     /// evaluation behaviour. Other models: an error.
     fn complete(&mut self, _images: &Tensor, _known: usize, _rng: &mut Rng) -> Result<Tensor> {
