@@ -701,6 +701,23 @@ pub(crate) mod checks {
         }
     }
 
+    /// The grey-level checks of a convolutional or recurrent model built by
+    /// `build(levels, size, depth)`: on 256 levels autoregressive through gradients, on 3
+    /// levels the probabilities of all 2 x 2 images sum to one, on 5 levels the fast generator
+    /// matches full passes. `logits` is the model's one-pass output.
+    pub fn grey_levels<M: LikelihoodModel>(
+        build: impl Fn(Levels, usize, usize) -> M,
+        logits: impl Fn(&M, &Tensor) -> Result<Tensor>,
+    ) {
+        let grey = |k| Levels::new("test", k).unwrap();
+        let m = build(grey(256), 6, 2);
+        autoregressive(6, grey(256), |x| logits(&m, x));
+        let m = build(grey(3), 2, 1);
+        normalised(2, grey(3), |x| m.nll(x));
+        let m = build(grey(5), 5, 2);
+        generation_matches_full_passes(5, grey(5), |x| logits(&m, x), |k, rng| m.generate(k, rng));
+    }
+
     /// A batch of `n` random images of `size` x `size` drawn from a few fixed patterns (bytes
     /// 0 and 255, with a grey ramp along the pattern's pixels), so that a model can learn
     /// something in a few steps.

@@ -465,16 +465,9 @@ mod tests {
     #[test]
     fn grey_levels_are_autoregressive_normalised_and_generated_exactly() {
         for layout in LAYOUTS {
-            let m = small_with(layout, grey(256), 6, 2);
-            checks::autoregressive(6, grey(256), |x| m.logits(x));
-            let m = small_with(layout, grey(3), 2, 1);
-            checks::normalised(2, grey(3), |x| m.nll(x));
-            let m = small_with(layout, grey(5), 5, 2);
-            checks::generation_matches_full_passes(
-                5,
-                grey(5),
-                |x| m.logits(x),
-                |k, rng| m.generate(k, rng),
+            checks::grey_levels(
+                |levels, size, blocks| small_with(layout, levels, size, blocks),
+                |m, x| m.logits(x),
             );
         }
     }

@@ -760,16 +760,9 @@ mod tests {
     fn grey_levels_are_autoregressive_normalised_generated_exactly_and_learn() {
         let grey = |k| Levels::new("test", k).unwrap();
         for kind in [Kind::RowLstm, Kind::DiagonalBiLstm] {
-            let m = small_with(kind, grey(256), 6, 2);
-            checks::autoregressive(6, grey(256), |x| m.logits(x));
-            let m = small_with(kind, grey(3), 2, 1);
-            checks::normalised(2, grey(3), |x| m.nll(x));
-            let m = small_with(kind, grey(5), 5, 2);
-            checks::generation_matches_full_passes(
-                5,
-                grey(5),
-                |x| m.logits(x),
-                |k, rng| m.generate(k, rng),
+            checks::grey_levels(
+                |levels, size, layers| small_with(kind, levels, size, layers),
+                |m, x| m.logits(x),
             );
             let mut m = small_with(kind, grey(256), 6, 1);
             checks::learns_and_samples(&mut m, 6, grey(256));
