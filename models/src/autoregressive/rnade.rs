@@ -4,16 +4,31 @@
 //! NADE's tied hidden layer, with every conditional a mixture of K Gaussians:
 //!
 //! ```text
-//!   a_d = c + W[:, <d] x_<d                         W [H, D], c [H]: NADE's running sum
+//!   a_d = c + W[:, <d] y_<d                         W [H, D], c [H]: NADE's running sum
 //!   h_d = sigmoid(rho_d a_d)                        rho [D]: the paper's activation rescaling
 //!   [alpha_d, mu_d, log sigma_d] = V_d^T h_d + b_d  V [D, H, 3K], b [D, 3K]
-//!   p(x_d | x_<d) = sum_k softmax(alpha_d)_k N(x_d; mu_(d,k), sigma_(d,k)^2)
+//!   p(z_d | y_<d) = sum_k softmax(alpha_d)_k N(z_d; mu_(d,k), sigma_(d,k)^2)
 //! ```
 //!
 //! It is a density over continuous pixels, so it trains on dequantised digits,
-//! y = (byte + u) / 256 with u ~ U(0, 1) drawn afresh every step, and its figure is a bound on
-//! the discrete data's NLL (Theis, van den Oord & Bethge 2016): since p_discrete(byte) is the
-//! integral of p over the byte's cell of width 1/256 and log is concave,
+//! y = (byte + u) / 256 with u ~ U(0, 1) drawn afresh every step. The Gaussians live in logit
+//! space, z = logit(lambda + (1 - 2 lambda) y) with lambda = 1e-6 (as MAF and Real NVP model
+//! pixels), and the density of y is that of z times the Jacobian:
+//!
+//! ```text
+//!   log p(y) = sum_d [log p(z_d | y_<d) + log(1 - 2 lambda) - log s_d - log(1 - s_d)],
+//!   s_d = lambda + (1 - 2 lambda) y_d.
+//! ```
+//!
+//! Why: in pixel space most pixels sit inside the cell of byte 0 or 255, 1/256 wide, so the
+//! mixtures need components that narrow, and every Adam step moved their means by a good part
+//! of a cell: the bound wobbled by tens of nats a step and one step on a batch of a single
+//! digit (an epoch's last) cost 190 nats (measured). In logit space those cells are several
+//! units wide. The context fed to the hidden layer is y itself (any function of y_<d keeps the
+//! model a normalised density).
+//!
+//! The figure is a bound on the discrete data's NLL (Theis, van den Oord & Bethge 2016): since
+//! p_discrete(byte) is the integral of p over the byte's cell and log is concave,
 //!
 //! ```text
 //!   -log P(bytes) <= E_u[-log p(y)] + D log 256,
@@ -22,8 +37,8 @@
 //! estimated with one u per test image, so it compares in nats and bits per dimension with the
 //! categorical models on the same test digits.
 //!
-//! Sampling runs the recursion pixel by pixel: pick a component, draw from its Gaussian, add
-//! W[:, d] x_d to the running sum; the pictures clamp the draws to [0, 1].
+//! Sampling runs the recursion pixel by pixel: pick a component, draw z from its Gaussian, map
+//! it back to y, add W[:, d] y_d to the running sum; the pictures clamp y to [0, 1].
 
 use crate::autoregressive::levels::{independent_baseline, Levels};
 use crate::autoregressive::nade::{running_sums, strictly_lower};
@@ -63,12 +78,7 @@ pub struct RnadeConfig {
 impl Default for RnadeConfig {
     fn default() -> Self {
         RnadeConfig {
-            // an Adam step moves each weight by about lr, and the 200 weights into a mean
-            // together: at 1e-3 a mean jumps about 0.1 a step, far more than the narrow
-            // components' sigma (a byte's cell is 1/256); measured over 80 steps, 1e-3 left
-            // 5.3 bits/dim and 1e-4 3.3
-            lr: 1e-4,
-            // measured, K = 10: H = 50 reached 2.28 bits/dim, H = 200 2.85 (README.md)
+            lr: 1e-3,
             hidden: 50,
             components: 10,
             image_size: autoregressive::default_image_size(),
@@ -92,6 +102,16 @@ pub struct Rnade {
     opt: Adam,
 }
 
+/// The logit transform's margin: z = logit(lambda + (1 - 2 lambda) y) stays finite at y = 0
+/// and 1 (MAF's and Real NVP's value for MNIST).
+const LAMBDA: f64 = 1e-6;
+
+/// y in [0, 1] from z: (sigmoid(z) - lambda) / (1 - 2 lambda).
+fn pixel_of_logit(z: f32) -> f32 {
+    let s = 1.0 / (1.0 + (-z).exp());
+    (s - LAMBDA as f32) / (1.0 - 2.0 * LAMBDA as f32)
+}
+
 /// log N(x; mu, sigma^2) = -((x - mu) / sigma)^2 / 2 - log sigma - log(2 pi) / 2.
 fn log_normal(x: &Tensor, mu: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
     let z = x.sub(mu)?.mul(&log_sigma.neg()?.exp()?)?;
@@ -103,12 +123,9 @@ fn log_normal(x: &Tensor, mu: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
 }
 
 impl Rnade {
-    /// W and V from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (V's mean and log-sigma columns 100
-    /// times smaller), rho 1, c 0. The mixtures start with
-    /// their means spread evenly from the centre of byte 0's cell to byte 255's, the two end
-    /// components as narrow as a cell (sigma 1/256) and the others wide (0.1): most pixels of
-    /// a digit are 0 or 255, and a component must start near them, since Adam would walk a
-    /// mean or log sigma there only about lr per step.
+    /// W and V from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), rho 1, c 0; the mixtures start with
+    /// their means spread evenly over [-8, 8] in logit space (bytes 0 and 255 land near -6 and
+    /// 6) and sigma 1.
     pub fn new(config: RnadeConfig, rng: &mut Rng) -> Result<Rnade> {
         autoregressive::check_image_size(ENTRY.name, config.image_size)?;
         let (h, k) = (config.hidden, config.components);
@@ -122,25 +139,17 @@ impl Rnade {
         let f = DType::F32;
         let w = Tensor::zeros(&[h, d], f);
         init::uniform_(&w, -1.0 / (d as f64).sqrt(), 1.0 / (d as f64).sqrt(), rng)?;
-        // V's mean and log-sigma columns start 100 times smaller than its weight columns: at
-        // the usual 1/sqrt(H) the hidden units (about 1/2 each) would move every mean by about
-        // 0.3, far off the cells the narrow components start on
         let v = Tensor::zeros(&[d, h, 3 * k], f);
         init::uniform_(&v, -1.0 / (h as f64).sqrt(), 1.0 / (h as f64).sqrt(), rng)?;
-        let column_scale: Vec<f32> = (0..3 * k).map(|j| if j < k { 1.0 } else { 0.01 }).collect();
-        let v = v.mul(&Tensor::from_vec(column_scale, &[1, 1, 3 * k])?)?;
-        let (first, last) = (0.5f32 / 256.0, 255.5f32 / 256.0);
         let mut b = vec![0f32; d * 3 * k];
         for row in b.chunks_mut(3 * k) {
             for j in 0..k {
                 let t = if k == 1 {
-                    0.0
+                    0.5
                 } else {
                     j as f32 / (k - 1) as f32
                 };
-                let end = j == 0 || j + 1 == k;
-                row[k + j] = first + t * (last - first);
-                row[2 * k + j] = if end { -(256f32.ln()) } else { 0.1f32.ln() };
+                row[k + j] = -8.0 + 16.0 * t;
             }
         }
         let params = [
@@ -194,17 +203,29 @@ impl Rnade {
         ))
     }
 
-    /// -log p(y) per image, nats, `[B]`, for continuous images y [B, 1, R, R].
+    /// -log p(y) per image, nats, `[B]`, for continuous images y [B, 1, R, R] with pixels in
+    /// (0, 1): the mixtures' density of z = logit(s), s = lambda + (1 - 2 lambda) y, times the
+    /// Jacobian dz/dy = (1 - 2 lambda) / (s (1 - s)).
     pub fn nll_continuous(&self, y: &Tensor) -> Result<Tensor> {
         let (log_weights, mu, log_sigma) = self.mixtures(y)?;
         let bs = y.shape()[0];
         let d = self.config.image_size * self.config.image_size;
-        // y as [D, B, 1], beside its conditional's K components
-        let yd = y.reshape(&[bs, d])?.t()?.reshape(&[d, bs, 1])?;
-        let log_p = log_weights
-            .add(&log_normal(&yd, &mu, &log_sigma)?)?
-            .logsumexp(&[2], false)?;
-        log_p.sum(&[0], false)?.neg()
+        let s = y.mul_scalar(1.0 - 2.0 * LAMBDA)?.add_scalar(LAMBDA)?;
+        let (log_s, log_1ms) = (s.log()?, s.neg()?.add_scalar(1.0)?.log()?);
+        let z = log_s.sub(&log_1ms)?;
+        // z as [D, B, 1], beside its conditional's K components
+        let zd = z.reshape(&[bs, d])?.t()?.reshape(&[d, bs, 1])?;
+        let log_pz = log_weights
+            .add(&log_normal(&zd, &mu, &log_sigma)?)?
+            .logsumexp(&[2], false)?
+            .sum(&[0], false)?;
+        let log_jacobian = log_s
+            .add(&log_1ms)?
+            .neg()?
+            .add_scalar((1.0 - 2.0 * LAMBDA).ln())?
+            .reshape(&[bs, d])?
+            .sum(&[1], false)?;
+        log_pz.add(&log_jacobian)?.neg()
     }
 
     /// The dequantisation bound on -log P(bytes) per image, nats, `[B]`, with one u ~ U(0, 1)
@@ -254,7 +275,7 @@ impl Rnade {
                         .enumerate()
                         .map(|(j, &c)| {
                             let row = &out[j * 3 * k..(j + 1) * 3 * k];
-                            row[k + c] + row[2 * k + c].exp() * rng.normal() as f32
+                            pixel_of_logit(row[k + c] + row[2 * k + c].exp() * rng.normal() as f32)
                         })
                         .collect();
                     Tensor::from_vec(draws, &[n, 1])?
@@ -412,6 +433,11 @@ mod tests {
         m
     }
 
+    fn logit_of(y: f64) -> f64 {
+        let s = LAMBDA + (1.0 - 2.0 * LAMBDA) * y;
+        (s / (1.0 - s)).ln()
+    }
+
     /// The paper's recursion, one conditional at a time, in f64: log p(y) of one image.
     fn naive_log_density(m: &Rnade, y: &[f64]) -> f64 {
         let (h, k) = (m.config.hidden, m.config.components);
@@ -442,12 +468,13 @@ mod tests {
             let p: f64 = (0..k)
                 .map(|j| {
                     let (mu, sigma) = (out[k + j], out[2 * k + j].exp());
-                    let z = (y[i] - mu) / sigma;
+                    let z = (logit_of(y[i]) - mu) / sigma;
                     out[j].exp() / norm * (-0.5 * z * z).exp()
                         / (sigma * (2.0 * std::f64::consts::PI).sqrt())
                 })
                 .sum();
-            total += p.ln();
+            let sd = LAMBDA + (1.0 - 2.0 * LAMBDA) * y[i];
+            total += p.ln() + (1.0 - 2.0 * LAMBDA).ln() - sd.ln() - (1.0 - sd).ln();
             for (u, au) in a.iter_mut().enumerate() {
                 *au += w[u * d + i] * y[i];
             }
@@ -473,6 +500,41 @@ mod tests {
                 "{got} vs {want}"
             );
         }
+    }
+
+    #[test]
+    fn an_images_density_does_not_depend_on_its_batch() {
+        // full size, the default hidden units: the shapes the training steps (batch 32) and the
+        // evaluation (batch 100) run
+        let config = RnadeConfig {
+            hidden: 50,
+            ..RnadeConfig::default()
+        };
+        let m = Rnade::new(config, &mut Rng::new(5)).unwrap();
+        let mut rng = Rng::new(6);
+        for p in [&m.w, &m.c, &m.rho, &m.v, &m.b] {
+            let noise = Tensor::randn(p.shape(), DType::F32, &mut rng);
+            p.copy_from(&p.add(&noise).unwrap()).unwrap();
+        }
+        let y: Vec<f32> = (0..100 * 784).map(|_| rng.uniform_f32()).collect();
+        let all = Tensor::from_vec(y.clone(), &[100, 1, 28, 28]).unwrap();
+        let whole = no_grad(|| m.nll_continuous(&all)).unwrap().to_vec_f64();
+        let first = Tensor::from_vec(y[..32 * 784].to_vec(), &[32, 1, 28, 28]).unwrap();
+        let with_grad = m.nll_continuous(&first).unwrap().to_vec_f64();
+        let one = Tensor::from_vec(y[..784].to_vec(), &[1, 1, 28, 28]).unwrap();
+        let alone = no_grad(|| m.nll_continuous(&one)).unwrap().item().unwrap();
+        for (b, v) in with_grad.iter().enumerate() {
+            assert!(
+                (v - whole[b]).abs() < 1e-5 * whole[b].abs(),
+                "image {b}: {v} vs {}",
+                whole[b]
+            );
+        }
+        assert!(
+            (alone - whole[0]).abs() < 1e-5 * whole[0].abs(),
+            "{alone} vs {}",
+            whole[0]
+        );
     }
 
     #[test]
@@ -510,14 +572,51 @@ mod tests {
     }
 
     #[test]
-    fn one_dimensional_densities_integrate_to_one() {
-        // a 1x1 image: p(y) is the first conditional alone; its integral over a wide grid is 1
+    fn one_dimensional_density_is_the_mixture_through_the_jacobian() {
+        // a 1x1 image: p(y) is the first conditional alone. Its integral over (0, 1), taken
+        // over a grid of z = logit(s) as the integral of p(y(z)) dy/dz, equals the mixture's
+        // mass on the z that y in (0, 1) reaches, [logit(lambda), logit(1 - lambda)]; the
+        // mixture itself has mass 1 over the real line
         let m = small(1, 3);
-        let ys: Vec<f32> = (0..4001).map(|j| -10.0 + j as f32 * 0.005).collect();
-        let x = Tensor::from_vec(ys, &[4001, 1, 1, 1]).unwrap();
+        let x = Tensor::zeros(&[1, 1, 1, 1], DType::F32);
+        let (lw, mu, ls) = no_grad(|| m.mixtures(&x)).unwrap();
+        let (lw, mu, ls) = (lw.to_vec_f64(), mu.to_vec_f64(), ls.to_vec_f64());
+        let pdf = |z: f64| -> f64 {
+            (0..3)
+                .map(|k| {
+                    let (sd, w) = (ls[k].exp(), lw[k].exp());
+                    let u = (z - mu[k]) / sd;
+                    w * (-0.5 * u * u).exp() / (sd * (2.0 * std::f64::consts::PI).sqrt())
+                })
+                .sum()
+        };
+        let integral = |lo: f64, hi: f64, f: &dyn Fn(f64) -> f64| {
+            let n = 20_000;
+            let h = (hi - lo) / n as f64;
+            (0..n)
+                .map(|j| f(lo + (j as f64 + 0.5) * h) * h)
+                .sum::<f64>()
+        };
+        assert!((integral(-200.0, 200.0, &pdf) - 1.0).abs() < 1e-6);
+        let edge = ((1.0 - LAMBDA) / LAMBDA).ln();
+        let inside = integral(-edge, edge, &pdf);
+        let n = 4000;
+        let h = 2.0 * edge / n as f64;
+        let zs: Vec<f64> = (0..n).map(|j| -edge + (j as f64 + 0.5) * h).collect();
+        let ys: Vec<f32> = zs.iter().map(|&z| pixel_of_logit(z as f32)).collect();
+        let x = Tensor::from_vec(ys, &[n, 1, 1, 1]).unwrap();
         let nll = no_grad(|| m.nll_continuous(&x)).unwrap().to_vec_f64();
-        let total: f64 = nll.iter().map(|l| (-l).exp() * 0.005).sum();
-        assert!((total - 1.0).abs() < 1e-3, "integral {total}");
+        let through_y: f64 = nll
+            .iter()
+            .zip(&zs)
+            .map(|(l, &z)| {
+                let sig = 1.0 / (1.0 + (-z).exp());
+                // dy/dz = s (1 - s) / (1 - 2 lambda)
+                (-l).exp() * sig * (1.0 - sig) / (1.0 - 2.0 * LAMBDA) * h
+            })
+            .sum();
+        assert!(inside <= 1.0 && inside > 0.5, "{inside}");
+        assert!((through_y - inside).abs() < 2e-3, "{through_y} vs {inside}");
     }
 
     #[test]
