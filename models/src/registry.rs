@@ -7,7 +7,7 @@
 use crate::adversarial::{
     cgan, cycle_gan, dcgan, gan, infogan, progan, puzzle_gan, stargan, text2image, wgan,
 };
-use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_rnn, rnade};
+use crate::autoregressive::{fvsbn, nade, pixel_cnn, pixel_cnn_colour, pixel_rnn, rnade};
 use crate::latent::{aae, vae, wae};
 use crate::model::Entry;
 use crate::program::classifier;
@@ -22,6 +22,7 @@ pub static ENTRIES: &[&Entry] = &[
     &nade::ENTRY,
     &rnade::ENTRY,
     &pixel_cnn::ENTRY,
+    &pixel_cnn_colour::ENTRY,
     &pixel_rnn::ROW_ENTRY,
     &pixel_rnn::DIAGONAL_ENTRY,
     &aae::ENTRY,

@@ -22,6 +22,7 @@ pub mod fvsbn;
 pub mod levels;
 pub mod nade;
 pub mod pixel_cnn;
+pub mod pixel_cnn_colour;
 pub mod pixel_rnn;
 pub mod rnade;
 
