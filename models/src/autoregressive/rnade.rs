@@ -56,7 +56,7 @@ pub static ENTRY: Entry = Entry {
     title: "RNADE: NADE's tied hidden layer, a mixture of K Gaussians per conditional, dequantised grey pixels",
     paper: "Uria, Murray & Larochelle 2013, RNADE: The real-valued neural autoregressive density-estimator",
     family: Family::Likelihood,
-    default_epochs: 20,
+    default_epochs: 30,
     default_batch_size: 32,
     default_config: || serde_json::to_value(RnadeConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(Rnade::new(ENTRY.parse_config(cfg)?, rng)?)),
@@ -79,7 +79,9 @@ impl Default for RnadeConfig {
     fn default() -> Self {
         RnadeConfig {
             lr: 1e-3,
-            hidden: 50,
+            // H = 200 reached 1.394 bits/dim in 25 epochs where H = 50 reached 1.497 in 20
+            // (README.md)
+            hidden: 200,
             components: 10,
             image_size: autoregressive::default_image_size(),
         }
