@@ -230,17 +230,18 @@ pub trait GenerativeModel {
         ))
     }
 
-    /// Models that complete digits from parts of them (Puzzle-GAN): `genzoo complete`'s
-    /// picture for `n` test digits with `per_image` completions each, as images and the number
-    /// of columns of the grid. None (the default): the autoregressive models' picture, the
-    /// bottom half drawn given the top half ([`GenerativeModel::complete`]).
+    /// Models with a completion picture of their own (Puzzle-GAN's patches, the colour
+    /// PixelCNN's colour digits): `genzoo complete`'s picture for `n` test digits with
+    /// `per_image` completions each, as images, the number of columns of the grid and what the
+    /// columns show. None (the default): the autoregressive models' picture, the bottom half
+    /// drawn given the top half ([`GenerativeModel::complete`]).
     fn completion_picture(
         &mut self,
         _data: &Mnist,
         _n: usize,
         _per_image: usize,
         _seed: u64,
-    ) -> Result<Option<(Tensor, usize)>> {
+    ) -> Result<Option<(Tensor, usize, String)>> {
         Ok(None)
     }
 

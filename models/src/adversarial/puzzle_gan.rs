@@ -789,8 +789,11 @@ impl GenerativeModel for PuzzleGan {
         n: usize,
         per_image: usize,
         seed: u64,
-    ) -> Result<Option<(Tensor, usize)>> {
-        completion_picture(self, data, n, per_image, seed).map(Some)
+    ) -> Result<Option<(Tensor, usize, String)>> {
+        let (grid, cols) = completion_picture(self, data, n, per_image, seed)?;
+        let columns =
+            format!("three patches, true mask, predicted mask, {per_image} completions, original");
+        Ok(Some((grid, cols, columns)))
     }
     /// `completions.png` ([`completion_picture`], ten test digits, three completions each).
     fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {

@@ -397,7 +397,7 @@ impl GenerativeModel for PixelCnnColour {
         n: usize,
         per_image: usize,
         seed: u64,
-    ) -> Result<Option<(Tensor, usize)>> {
+    ) -> Result<Option<(Tensor, usize, String)>> {
         let batch = data
             .test
             .batch(&autoregressive::completion_indices(data, n));
@@ -417,7 +417,8 @@ impl GenerativeModel for PixelCnnColour {
         }
         // rows of images: image b's columns side by side
         let stacked = Tensor::stack(&columns, 1)?.reshape(&[n * columns.len(), COLOURS, s, s])?;
-        Ok(Some((stacked, columns.len())))
+        let caption = format!("original, top half, {per_image} completions (colour)");
+        Ok(Some((stacked, columns.len(), caption)))
     }
 
     fn validation_loss(&mut self, split: &Split, _rng: &mut Rng) -> Result<Option<f64>> {
@@ -439,14 +440,19 @@ impl GenerativeModel for PixelCnnColour {
         ])
     }
 
-    /// The likelihood only: the sample metrics' classifier reads grey digits.
+    /// The likelihood, and the mean sub-pixel value of the samples beside the colour test
+    /// digits' (the sample metrics' classifier reads grey digits, not these).
     fn eval(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         let mut metrics = self.epoch_metrics(ctx)?;
         let samples = draw_samples(self, ctx)?;
-        let per = samples.numel() as f64 / samples.shape()[0].max(1) as f64;
+        let all = (0..ctx.data.test.len()).collect::<Vec<_>>();
+        let test = self.colour_images(&ctx.data.test.batch(&all))?;
+        let mean =
+            |t: &Tensor| -> Result<f64> { Ok(t.sum_all()?.item()? / t.numel().max(1) as f64) };
         metrics.push(
-            Metric::new("samples_mean_level", samples.sum_all()?.item()? / (per * samples.shape()[0] as f64))
-                .detail("mean value of the drawn sub-pixels (the colour test digits' is beside it in the baseline)"),
+            Metric::with_baseline("samples_mean_level", mean(&samples)?, mean(&test)?).detail(
+                "the mean of the drawn sub-pixels in [0, 1]; baseline: the colour test digits'",
+            ),
         );
         Ok(metrics)
     }

@@ -791,11 +791,7 @@ fn complete(a: CompleteArgs) -> Result<ExitCode, String> {
         .completion_picture(&data, n, per_image, a.seed)
         .map_err(|e| e.to_string())?
     {
-        Some((grid, cols)) => (
-            grid,
-            cols,
-            format!("three patches, true mask, predicted mask, {per_image} completions, original"),
-        ),
+        Some(picture) => picture,
         None => (
             models::autoregressive::completion_grid(model, &data, n, per_image, a.seed)
                 .map_err(|e| e.to_string())?,
