@@ -256,6 +256,19 @@ proptest! {
         prop_assert_eq!(binary(&x, &y, t, |a, b| loss::bce_with_logits(a, b, r)), Ok(()));
     }
 
+    #[test]
+    fn softmax_cross_entropy(x in input(shape(1, 4, 4), -3.0, 3.0), axis in 0..4usize, seed in any::<u64>(), t in any::<bool>()) {
+        // the fused op along any axis, the logits possibly a transposed view; one target per
+        // position drawn from the seed
+        use autograd::nn::loss;
+        let axis = axis % x.shape.len();
+        let positions = x.shape.iter().product::<usize>() / x.shape[axis];
+        let targets: Vec<usize> = (0..positions)
+            .map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64 * 7) % x.shape[axis] as u64) as usize)
+            .collect();
+        prop_assert_eq!(unary(&x, t, |a| loss::softmax_cross_entropy(a, axis as isize, &targets)), Ok(()));
+    }
+
     // ----- shape ops -------------------------------------------------------------------------
 
     #[test]

@@ -72,6 +72,18 @@ proptest! {
     }
 
     #[test]
+    fn softmax_cross_entropy(x in input(shape(1, 3, 4), -3.0, 3.0), axis in 0..3usize, seed in any::<u64>(), t in any::<bool>()) {
+        // gradients of gradients: the recorded backward in Tensor ops
+        use autograd::nn::loss;
+        let axis = axis % x.shape.len();
+        let positions = x.shape.iter().product::<usize>() / x.shape[axis];
+        let targets: Vec<usize> = (0..positions)
+            .map(|i| (seed.wrapping_add(i as u64 * 5) % x.shape[axis] as u64) as usize)
+            .collect();
+        prop_assert_eq!(check1(&x, t, |a| loss::softmax_cross_entropy(a, axis as isize, &targets)), Ok(()));
+    }
+
+    #[test]
     fn bce_with_logits((x, y) in shape(1, 3, 4).prop_flat_map(|s| (input(Just(s.clone()), -3.0, 3.0), input(Just(s), 0.0, 1.0))), mean in any::<bool>()) {
         use autograd::nn::{loss, Reduction};
         let r = if mean { Reduction::Mean } else { Reduction::Sum };

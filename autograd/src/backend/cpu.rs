@@ -662,6 +662,60 @@ impl BackendStorage for CpuStorage {
         })
     }
 
+    fn softmax_cross_entropy(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+    ) -> Result<(Self, Self)> {
+        let dims = (split.outer, split.axis, split.inner);
+        Ok(match self {
+            CpuStorage::F32(_) => {
+                let (l, m) =
+                    loss::softmax_cross_entropy(&self.contiguous::<f32>(layout), dims, targets);
+                (CpuStorage::F32(l), CpuStorage::F32(m))
+            }
+            CpuStorage::F64(_) => {
+                let (l, m) =
+                    loss::softmax_cross_entropy(&self.contiguous::<f64>(layout), dims, targets);
+                (CpuStorage::F64(l), CpuStorage::F64(m))
+            }
+        })
+    }
+
+    fn softmax_cross_entropy_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+        lse: &Self,
+        grad: &Self,
+    ) -> Result<Self> {
+        let dims = (split.outer, split.axis, split.inner);
+        let per_position = Layout::contiguous(&[split.outer * split.inner]);
+        Ok(by_dtype(
+            self,
+            |s| {
+                loss::softmax_cross_entropy_backward(
+                    &s.contiguous::<f32>(layout),
+                    dims,
+                    targets,
+                    &lse.contiguous::<f32>(&per_position),
+                    &grad.contiguous::<f32>(&per_position),
+                )
+            },
+            |s| {
+                loss::softmax_cross_entropy_backward(
+                    &s.contiguous::<f64>(layout),
+                    dims,
+                    targets,
+                    &lse.contiguous::<f64>(&per_position),
+                    &grad.contiguous::<f64>(&per_position),
+                )
+            },
+        ))
+    }
+
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         Ok(match self {
             CpuStorage::F32(_) => f64::from(loss::bce_with_logits_sum(

@@ -982,6 +982,45 @@ impl BackendStorage for CudaStorage {
             || recurrence::grid_backward::<f64>(plan, &tape, w, dy),
         )
     }
+    // Softmax cross-entropy runs on the host for now: download, the CPU kernel, upload (a
+    // kernel of its own is issue 13's work).
+    fn softmax_cross_entropy(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+    ) -> Result<(Self, Self)> {
+        let x = self.download(layout)?;
+        let (l, m) = x.softmax_cross_entropy(&Layout::contiguous(&layout.shape), split, targets)?;
+        let per_position = Layout::contiguous(&[split.outer * split.inner]);
+        Ok((
+            CudaStorage::upload(&l, &per_position, self.device)?,
+            CudaStorage::upload(&m, &per_position, self.device)?,
+        ))
+    }
+    fn softmax_cross_entropy_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+        lse: &Self,
+        grad: &Self,
+    ) -> Result<Self> {
+        let per_position = Layout::contiguous(&[split.outer * split.inner]);
+        let (x, l, g) = (
+            self.download(layout)?,
+            lse.download(&per_position)?,
+            grad.download(&per_position)?,
+        );
+        let dx = x.softmax_cross_entropy_backward(
+            &Layout::contiguous(&layout.shape),
+            split,
+            targets,
+            &l,
+            &g,
+        )?;
+        CudaStorage::upload(&dx, &Layout::contiguous(&layout.shape), self.device)
+    }
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         // a host value by the trait's contract
         let (x, t) = (self.download(lx)?, t.download(lt)?);

@@ -180,6 +180,26 @@ pub(crate) trait BackendStorage: Sized {
     /// Σ softplus(x) - x t over equally shaped logits (`self`) and targets, on the host.
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64>;
 
+    /// Softmax cross-entropy along the middle axis of `split` against one class per position:
+    /// the losses and the logsumexps, each [outer, inner] (`kernels::cpu::loss`).
+    fn softmax_cross_entropy(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+    ) -> Result<(Self, Self)>;
+
+    /// Its gradient with respect to the logits (`self`), given the logsumexps and each
+    /// position's loss gradient (both contiguous [outer, inner]).
+    fn softmax_cross_entropy_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+        lse: &Self,
+        grad: &Self,
+    ) -> Result<Self>;
+
     /// One SGD step on a whole, contiguous parameter (`self`) given its gradient (read through
     /// its layout) and its state buffers (as long as the parameter).
     fn sgd_step(
@@ -1153,6 +1173,61 @@ impl Storage {
                 (Storage::Cpu(x), Storage::Cpu(t)) => x.bce_with_logits_sum(lx, t, lt),
                 (Storage::Cuda(x), Storage::Cuda(t)) => x.bce_with_logits_sum(lx, t, lt),
                 _ => Err(devices_differ("bce_with_logits", self.device(), t.device())),
+            },
+        )
+    }
+
+    pub fn softmax_cross_entropy(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+    ) -> Result<(Storage, Storage)> {
+        profiler::kernel(
+            "softmax_cross_entropy",
+            || shapes(&[layout]),
+            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            || {
+                self.admit_output("softmax_cross_entropy", 2 * split.outer * split.inner)?;
+                match self {
+                    Storage::Cpu(s) => s
+                        .softmax_cross_entropy(layout, split, targets)
+                        .map(|(a, b)| (Storage::Cpu(a), Storage::Cpu(b))),
+                    Storage::Cuda(s) => s
+                        .softmax_cross_entropy(layout, split, targets)
+                        .map(|(a, b)| (Storage::Cuda(a), Storage::Cuda(b))),
+                }
+            },
+        )
+    }
+
+    pub fn softmax_cross_entropy_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+        lse: &Storage,
+        grad: &Storage,
+    ) -> Result<Storage> {
+        profiler::kernel(
+            "softmax_cross_entropy_backward",
+            || shapes(&[layout]),
+            storage_bytes,
+            || {
+                self.admit_output("softmax_cross_entropy_backward", layout.numel())?;
+                match (self, lse, grad) {
+                    (Storage::Cpu(x), Storage::Cpu(l), Storage::Cpu(g)) => x
+                        .softmax_cross_entropy_backward(layout, split, targets, l, g)
+                        .map(Storage::Cpu),
+                    (Storage::Cuda(x), Storage::Cuda(l), Storage::Cuda(g)) => x
+                        .softmax_cross_entropy_backward(layout, split, targets, l, g)
+                        .map(Storage::Cuda),
+                    _ => Err(devices_differ(
+                        "softmax_cross_entropy_backward",
+                        self.device(),
+                        grad.device(),
+                    )),
+                }
             },
         )
     }

@@ -5,9 +5,12 @@
 //! `[N]` against `[N, 1]` is a classic bug, so it is an error here.
 
 use crate::error::{Error, Result};
+use crate::grad_mode::is_grad_enabled;
+use crate::layout::{resolve_axis, Layout};
 use crate::op::CustomBackward;
 use crate::op::Indices;
 use crate::tensor::Tensor;
+use kernels::desc::AxisSplit;
 use std::sync::Arc;
 
 /// How per-element (or per-sample) losses are combined.
@@ -191,6 +194,102 @@ pub fn cross_entropy(logits: &Tensor, targets: &[usize], reduction: Reduction) -
     reduce(picked.neg()?, reduction)
 }
 
+/// Softmax cross-entropy along `axis` of `logits` against one class per position (the K-way
+/// softmax pixels of the autoregressive models; PyTorch's `cross_entropy` with
+/// `reduction="none"` on logits [N, K, ...]):
+///
+/// `l = logsumexp_k x_k - x_t`, the shape of `logits` without `axis`,
+///
+/// with `targets` in row-major order over that shape. One fused op: the forward makes one pass
+/// for the maxima and one for the sums and keeps the logsumexps; the backward is one pass,
+/// dl/dx = g (softmax(x) - onehot(t)), where log-softmax then a gather would write and read back
+/// several full-size temporaries. When a graph of the gradient is being recorded (gradients of
+/// gradients), the backward is written with Tensor ops instead, so that it can be
+/// differentiated again.
+pub fn softmax_cross_entropy(logits: &Tensor, axis: isize, targets: &[usize]) -> Result<Tensor> {
+    let op = "softmax_cross_entropy";
+    let axis = resolve_axis(op, axis, logits.rank())?;
+    let shape = logits.shape().to_vec();
+    let classes = shape[axis];
+    let mut out_shape = shape.clone();
+    out_shape.remove(axis);
+    let positions: usize = out_shape.iter().product();
+    if targets.len() != positions {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} targets for logits {shape:?} along axis {axis} ({positions} positions)",
+                targets.len()
+            ),
+        ));
+    }
+    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| t >= classes) {
+        return Err(Error::index(
+            op,
+            format!("target {t} at position {i} is out of range for {classes} classes (logits {shape:?}, axis {axis})"),
+        ));
+    }
+    let split = AxisSplit::around(&shape, axis, axis);
+    let (loss, lse) = logits
+        .storage()
+        .softmax_cross_entropy(logits.layout(), split, targets)?;
+    let value = Tensor::from_storage(loss, Layout::contiguous(&out_shape));
+    let lse = Tensor::from_storage(lse, Layout::contiguous(&out_shape));
+    Ok(Tensor::from_custom_op(
+        &value,
+        vec![logits.clone()],
+        Arc::new(SoftmaxCrossEntropyBackward {
+            axis,
+            split,
+            targets: targets.into(),
+            lse,
+        }),
+    ))
+}
+
+/// The backward of [`softmax_cross_entropy`].
+struct SoftmaxCrossEntropyBackward {
+    axis: usize,
+    split: AxisSplit,
+    targets: Arc<[usize]>,
+    /// logsumexp of each position, from the forward
+    lse: Tensor,
+}
+
+impl CustomBackward for SoftmaxCrossEntropyBackward {
+    fn name(&self) -> &'static str {
+        "softmax_cross_entropy"
+    }
+
+    fn backward(&self, inputs: &[Tensor], _output: &Tensor, grad: &Tensor) -> Result<Vec<Tensor>> {
+        let x = &inputs[0];
+        if is_grad_enabled() {
+            // recorded: softmax(x) g minus g at the targets, in differentiable ops
+            let g = grad.unsqueeze(self.axis)?;
+            let mut index_shape = x.shape().to_vec();
+            index_shape[self.axis] = 1;
+            let index = Indices::new(self.targets.to_vec(), &index_shape)?;
+            let picked = g.scatter_add(self.axis as isize, &index, x.shape()[self.axis])?;
+            return Ok(vec![x
+                .softmax(self.axis as isize)?
+                .mul(&g)?
+                .sub(&picked)?]);
+        }
+        let grad = grad.contiguous()?;
+        let dx = x.storage().softmax_cross_entropy_backward(
+            x.layout(),
+            self.split,
+            &self.targets,
+            &self.lse.storage(),
+            &grad.storage(),
+        )?;
+        Ok(vec![Tensor::from_storage(
+            dx,
+            Layout::contiguous(x.shape()),
+        )])
+    }
+}
+
 /// KL(N(mu, diag(e^logvar)) || N(0, I)) per sample, the VAE's regulariser:
 ///
 /// KL = -1/2 sum_j (1 + logvar_j - mu_j^2 - e^{logvar_j}),
@@ -216,6 +315,47 @@ pub fn gaussian_kl(mu: &Tensor, logvar: &Tensor, reduction: Reduction) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_cross_entropy_by_hand_and_both_backwards_agree() {
+        // logits [2, 3, 2] along the middle axis: 4 positions
+        let x = Tensor::from_vec(
+            vec![
+                0.5f64, -1.0, 2.0, 0.0, -0.5, 1.5, 1.0, 2.0, -2.0, 0.25, 3.0, -1.0,
+            ],
+            &[2, 3, 2],
+        )
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
+        let targets = [2, 0, 1, 2];
+        let l = softmax_cross_entropy(&x, 1, &targets).unwrap();
+        assert_eq!(l.shape(), &[2, 2]);
+        let v = x.to_vec_f64();
+        let at = |o: usize, k: usize, i: usize| v[(o * 3 + k) * 2 + i];
+        let mut want = Vec::new();
+        for o in 0..2 {
+            for i in 0..2 {
+                let lse = (0..3).map(|k| at(o, k, i).exp()).sum::<f64>().ln();
+                want.push(lse - at(o, targets[o * 2 + i], i));
+            }
+        }
+        for (g, w) in l.to_vec_f64().iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{g} vs {w}");
+        }
+        // weights on the positions, so that the gradient's scale matters
+        let w = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2]).unwrap();
+        let total = l.mul(&w).unwrap().sum_all().unwrap();
+        let fused = crate::grad(&[total.clone()], &[], std::slice::from_ref(&x), false).unwrap();
+        let recorded = crate::grad(&[total], &[], std::slice::from_ref(&x), true).unwrap();
+        let (f, r) = (fused[0].as_ref().unwrap(), recorded[0].as_ref().unwrap());
+        for (a, b) in f.to_vec_f64().iter().zip(r.to_vec_f64()) {
+            assert!((a - b).abs() < 1e-12, "fused {a} vs recorded {b}");
+        }
+        assert!(softmax_cross_entropy(&x, 1, &[3, 0, 0, 0]).is_err());
+        assert!(softmax_cross_entropy(&x, 1, &[0, 0]).is_err());
+        assert!(softmax_cross_entropy(&x, 3, &targets).is_err());
+    }
     use crate::autodiff::grad;
 
     fn t(data: &[f64], shape: &[usize]) -> Tensor {

@@ -18,7 +18,8 @@
 //! level's frequency in the training split with add-one smoothing ([`independent_baseline`]).
 
 use crate::program::data::{Batch, Pixels, Split};
-use autograd::{Error, Indices, Result, Rng, Tensor};
+use autograd::nn::loss::softmax_cross_entropy;
+use autograd::{Error, Result, Rng, Tensor};
 
 use super::distributions::Bernoulli;
 
@@ -148,12 +149,10 @@ impl Levels {
                 ),
             ));
         }
-        let index = Indices::new(self.indices(model, x)?, s)?;
-        let picked = logits.log_softmax(1)?.gather(1, &index)?;
-        picked
+        // one fused softmax cross-entropy over the K logits of every pixel
+        softmax_cross_entropy(logits, 1, &self.indices(model, x)?)?
             .reshape(&[s[0], s[2] * s[3]])?
-            .sum(&[1], false)?
-            .neg()
+            .sum(&[1], false)
     }
 }
 
