@@ -346,7 +346,13 @@ mod tests {
         // weights on the positions, so that the gradient's scale matters
         let w = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2]).unwrap();
         let total = l.mul(&w).unwrap().sum_all().unwrap();
-        let fused = crate::grad(std::slice::from_ref(&total), &[], std::slice::from_ref(&x), false).unwrap();
+        let fused = crate::grad(
+            std::slice::from_ref(&total),
+            &[],
+            std::slice::from_ref(&x),
+            false,
+        )
+        .unwrap();
         let recorded = crate::grad(&[total], &[], std::slice::from_ref(&x), true).unwrap();
         let (f, r) = (fused[0].as_ref().unwrap(), recorded[0].as_ref().unwrap());
         for (a, b) in f.to_vec_f64().iter().zip(r.to_vec_f64()) {

@@ -160,8 +160,6 @@ impl Levels {
 /// categorical over the K levels, fitted to `train` with add-one smoothing,
 /// p_i(k) = (count_i(k) + 1) / (N + K).
 pub fn independent_baseline(levels: Levels, train: &Split, test: &Split) -> Result<f64> {
-    let k = levels.count();
-    let level = |byte: u8| usize::from(byte) * k / 256;
     let d = train.rows * train.cols;
     if d == 0 || train.is_empty() || test.is_empty() || test.rows * test.cols != d {
         return Err(Error::invalid(
@@ -175,20 +173,32 @@ pub fn independent_baseline(levels: Levels, train: &Split, test: &Split) -> Resu
             ),
         ));
     }
-    let mut counts = vec![0u32; d * k];
-    for n in 0..train.len() {
-        for (i, &b) in train.image(n).iter().enumerate() {
-            counts[i * k + level(b)] += 1;
-        }
+    let k = levels.count();
+    let level_of = |split: &Split| -> Vec<usize> {
+        split
+            .images
+            .iter()
+            .map(|&b| usize::from(b) * k / 256)
+            .collect()
+    };
+    Ok(independent_nll(k, d, &level_of(train), &level_of(test)))
+}
+
+/// The NLL per test image, nats, of each of `dims` variables on its own: its level's frequency
+/// among the training images with add-one smoothing, p_i(l) = (count_i(l) + 1) / (N + K). The
+/// levels (each below `k`) come image after image, `dims` per image.
+pub fn independent_nll(k: usize, dims: usize, train: &[usize], test: &[usize]) -> f64 {
+    let mut counts = vec![0u32; dims * k];
+    for (j, &l) in train.iter().enumerate() {
+        counts[(j % dims) * k + l] += 1;
     }
-    let norm = (train.len() + k) as f64;
-    let mut total = 0.0;
-    for n in 0..test.len() {
-        for (i, &b) in test.image(n).iter().enumerate() {
-            total -= ((f64::from(counts[i * k + level(b)]) + 1.0) / norm).ln();
-        }
-    }
-    Ok(total / test.len() as f64)
+    let norm = (train.len() / dims.max(1) + k) as f64;
+    let total: f64 = test
+        .iter()
+        .enumerate()
+        .map(|(j, &l)| -((f64::from(counts[(j % dims) * k + l]) + 1.0) / norm).ln())
+        .sum();
+    total / (test.len() / dims.max(1)).max(1) as f64
 }
 
 #[cfg(test)]

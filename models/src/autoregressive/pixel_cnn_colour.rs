@@ -24,7 +24,7 @@
 //! PixelCNN's do, three times per pixel (R, then G, then B).
 
 use crate::autoregressive::distributions::Categorical;
-use crate::autoregressive::levels::Levels;
+use crate::autoregressive::levels::{independent_nll, Levels};
 use crate::autoregressive::{self, Cache, TapConv};
 use crate::domains::sets::{pixel_hash, Domain};
 use crate::model::{draw_samples, Entry, Family, GenerativeModel, Losses};
@@ -479,18 +479,7 @@ impl PixelCnnColour {
             self.levels.indices_of_grey(&unit)
         };
         let (tr, te) = (levels_of(train)?, levels_of(test)?);
-        let dims = COLOURS * train.pixels();
-        let mut counts = vec![0u32; dims * k];
-        for (j, &l) in tr.iter().enumerate() {
-            counts[(j % dims) * k + l] += 1;
-        }
-        let norm = (train.len() + k) as f64;
-        let total: f64 = te
-            .iter()
-            .enumerate()
-            .map(|(j, &l)| -((f64::from(counts[(j % dims) * k + l]) + 1.0) / norm).ln())
-            .sum();
-        Ok(total / test.len().max(1) as f64)
+        Ok(independent_nll(k, COLOURS * train.pixels(), &tr, &te))
     }
 }
 
