@@ -239,7 +239,8 @@ impl Rnade {
     }
 
     /// Draws images pixel by pixel, the first `known` pixels of `given` (continuous values)
-    /// held fixed; returns the draws unclamped.
+    /// held fixed: each draw a component, a z from its Gaussian, and y = (sigmoid(z) - lambda)
+    /// / (1 - 2 lambda), within rounding of [0, 1].
     fn generate(&self, n: usize, given: Option<(&Tensor, usize)>, rng: &mut Rng) -> Result<Tensor> {
         let (h, k, s) = (
             self.config.hidden,
@@ -251,15 +252,16 @@ impl Rnade {
         let rho = self.rho.detach().reshape(&[d])?.to_vec_f32();
         let v = self.v.detach();
         let b = self.b.detach();
-        let known = given.map(|(g, count)| (g.reshape(&[n, d]).map(|t| t.to_vec_f32()), count));
+        let known = given
+            .map(|(g, count)| Ok::<_, Error>((g.reshape(&[n, d])?.to_vec_f32(), count)))
+            .transpose()?;
         let mut a = self.c.detach().reshape(&[1, h])?.expand(&[n, h])?;
         let mut xs = Vec::with_capacity(d);
         for i in 0..d {
             let xi = match &known {
-                Some((Ok(g), count)) if i < *count => {
+                Some((g, count)) if i < *count => {
                     Tensor::from_vec((0..n).map(|j| g[j * d + i]).collect(), &[n, 1])?
                 }
-                Some((Err(e), _)) => return Err(e.clone()),
                 _ => {
                     let out = a
                         .mul_scalar(f64::from(rho[i]))?
