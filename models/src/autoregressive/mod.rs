@@ -201,11 +201,17 @@ pub fn likelihood_metrics(
     )?[0]
         .value;
     let base = levels::independent_baseline(levels, &data.train, &data.test)?;
-    let bits = |nats: f64| nats / (data.test.pixels().max(1) as f64 * std::f64::consts::LN_2);
-    Ok(vec![
+    Ok(nll_metrics(nats, base, data.test.pixels()).to_vec())
+}
+
+/// `nll` (nats per image) and `nll_bits_per_pixel` (nats / (`dims` ln 2), bits per dimension),
+/// each beside the independent baseline's `base` nats.
+pub fn nll_metrics(nats: f64, base: f64, dims: usize) -> [Metric; 2] {
+    let bits = |nats: f64| nats / (dims.max(1) as f64 * std::f64::consts::LN_2);
+    [
         Metric::with_baseline("nll", nats, base),
         Metric::with_baseline("nll_bits_per_pixel", bits(nats), bits(base)),
-    ])
+    ]
 }
 
 /// The pixels fixed during generation: the first `count` pixels (raster order) of each of `n`

@@ -431,12 +431,10 @@ impl GenerativeModel for PixelCnnColour {
         let data = ctx.data;
         let nats = self.mean_nll(&data.test)?;
         let base = self.independent_baseline(&data.train, &data.test)?;
-        let dims = (COLOURS * data.test.pixels()).max(1) as f64;
-        let bits = |nats: f64| nats / (dims * std::f64::consts::LN_2);
+        let [nll, bits] = autoregressive::nll_metrics(nats, base, COLOURS * data.test.pixels());
         Ok(vec![
-            Metric::with_baseline("nll", nats, base),
-            Metric::with_baseline("nll_bits_per_pixel", bits(nats), bits(base))
-                .detail("bits per sub-pixel: nats / (3 x 784 ln 2)"),
+            nll,
+            bits.detail("bits per sub-pixel: nats / (3 x 784 ln 2)"),
         ])
     }
 

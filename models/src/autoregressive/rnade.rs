@@ -396,11 +396,10 @@ impl GenerativeModel for Rnade {
             |x, _, rng| Ok(vec![self.nll_bound(x, rng)?.to_vec_f64()]),
         )?[0];
         let base = independent_baseline(Levels::new(ENTRY.name, 256)?, &data.train, &data.test)?;
-        let bits = |nats: f64| nats / (data.test.pixels().max(1) as f64 * std::f64::consts::LN_2);
+        let [nll, bits] = autoregressive::nll_metrics(nats, base, data.test.pixels());
         Ok(vec![
-            Metric::with_baseline("nll", nats, base)
-                .detail("dequantisation bound, one u per test digit"),
-            Metric::with_baseline("nll_bits_per_pixel", bits(nats), bits(base)),
+            nll.detail("dequantisation bound, one u per test digit"),
+            bits,
         ])
     }
 
