@@ -240,7 +240,6 @@ pub fn softmax_cross_entropy(logits: &Tensor, axis: isize, targets: &[usize]) ->
         vec![logits.clone()],
         Arc::new(SoftmaxCrossEntropyBackward {
             axis,
-            split,
             targets: targets.into(),
             lse,
         }),
@@ -250,7 +249,6 @@ pub fn softmax_cross_entropy(logits: &Tensor, axis: isize, targets: &[usize]) ->
 /// The backward of [`softmax_cross_entropy`].
 struct SoftmaxCrossEntropyBackward {
     axis: usize,
-    split: AxisSplit,
     targets: Arc<[usize]>,
     /// logsumexp of each position, from the forward
     lse: Tensor,
@@ -278,7 +276,7 @@ impl CustomBackward for SoftmaxCrossEntropyBackward {
         let grad = grad.contiguous()?;
         let dx = x.storage().softmax_cross_entropy_backward(
             x.layout(),
-            self.split,
+            AxisSplit::around(x.shape(), self.axis, self.axis),
             &self.targets,
             &self.lse.storage(),
             &grad.storage(),
