@@ -78,7 +78,18 @@ impl Levels {
         if self.is_binary() {
             batch.tensor(binary, rng)
         } else {
-            self.quantise(&batch.tensor(Pixels::Unit, rng)?)
+            self.from_eval_pixels(&batch.tensor(Pixels::Unit, rng)?)
+        }
+    }
+
+    /// Images in the form [`Levels::eval_pixels`] gives, on the levels: as they are for binary
+    /// pixels (thresholded) and for 256 levels (byte / 255 is the level already), quantised
+    /// otherwise; so the common cases skip [`Levels::quantise`]'s copy.
+    pub fn from_eval_pixels(self, x: &Tensor) -> Result<Tensor> {
+        if self.is_binary() || self.0 == 256 {
+            Ok(x.clone())
+        } else {
+            self.quantise(x)
         }
     }
 

@@ -117,7 +117,7 @@ impl<M: LikelihoodModel> GenerativeModel for M {
     fn validation_loss(&mut self, split: &Split, rng: &mut Rng) -> Result<Option<f64>> {
         let levels = self.levels();
         let m = means_over(split, levels.eval_pixels(), 100, 1, rng, |x, _, _| {
-            Ok(vec![self.nll(&levels.quantise(x)?)?.to_vec_f64()])
+            Ok(vec![self.nll(&levels.from_eval_pixels(x)?)?.to_vec_f64()])
         })?;
         Ok(m.first().copied())
     }
@@ -197,7 +197,7 @@ pub fn likelihood_metrics(
         levels.eval_pixels(),
         100,
         &["nll"],
-        |x, _, _| Ok(vec![nll(&levels.quantise(x)?)?.to_vec_f64()]),
+        |x, _, _| Ok(vec![nll(&levels.from_eval_pixels(x)?)?.to_vec_f64()]),
     )?[0]
         .value;
     let base = levels::independent_baseline(levels, &data.train, &data.test)?;
