@@ -210,7 +210,9 @@ fn current_phase() -> Phase {
 }
 
 /// Runs a kernel call `f` named `name` on operands of `shapes`, recording a span when the
-/// profiler is on; `bytes` gives the size of what it made. Off, one relaxed load.
+/// profiler is on; `bytes` gives the size of what it made. Off, one relaxed load and a branch
+/// before `f`, which inlines here as it would without the profiler; the profiled call is out
+/// of line.
 #[inline(always)]
 pub(crate) fn kernel<R>(
     name: &'static str,
@@ -221,6 +223,17 @@ pub(crate) fn kernel<R>(
     if !is_enabled() {
         return f();
     }
+    profiled_kernel(name, shapes, bytes, f)
+}
+
+#[cold]
+#[inline(never)]
+fn profiled_kernel<R>(
+    name: &'static str,
+    shapes: impl FnOnce() -> Vec<Vec<usize>>,
+    bytes: impl FnOnce(&R) -> usize,
+    f: impl FnOnce() -> R,
+) -> R {
     let open = match LABEL.with(Cell::take) {
         Some((name, shapes)) => Open::start(name, shapes, current_phase()),
         None => Open::start(name, shapes(), current_phase()),
@@ -237,8 +250,14 @@ pub(crate) fn kernel<R>(
 #[inline(always)]
 pub(crate) fn label(name: &'static str, shapes: impl FnOnce() -> Vec<Vec<usize>>) {
     if is_enabled() {
-        LABEL.with(|l| l.set(Some((name, shapes()))));
+        set_label(name, shapes);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn set_label(name: &'static str, shapes: impl FnOnce() -> Vec<Vec<usize>>) {
+    LABEL.with(|l| l.set(Some((name, shapes()))));
 }
 
 /// Runs the backward rule `f` of an op named `name` (inputs of `shapes`), as a backward span
@@ -252,6 +271,16 @@ pub(crate) fn backward_rule<R>(
     if !is_enabled() {
         return f();
     }
+    profiled_rule(name, shapes, f)
+}
+
+#[cold]
+#[inline(never)]
+fn profiled_rule<R>(
+    name: &'static str,
+    shapes: impl FnOnce() -> Vec<Vec<usize>>,
+    f: impl FnOnce() -> R,
+) -> R {
     let open = Open::start(name, shapes(), Phase::Backward);
     let out = f();
     open.close(0);
