@@ -11,7 +11,7 @@ use kernels::cpu::grid_lstm;
 use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
 use kernels::cpu::lstm_sequence::{self, SequenceOperands};
 use kernels::cpu::matmul::{batched_matmul, matmul, MatRef};
-use kernels::cpu::{conv, elementwise, index, loss, optim, pool, reduce};
+use kernels::cpu::{conv, elementwise, index, loss, norm, optim, pool, reduce};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use kernels::strided::View;
@@ -88,6 +88,53 @@ impl CpuStorage {
 }
 
 /// Runs the typed kernel `f32_fn` or `f64_fn` by the storage's dtype and wraps its result.
+fn batch_norm_typed<T: Element>(
+    x: &CpuStorage,
+    layout: &Layout,
+    split: AxisSplit,
+    (w, lw): Operand<CpuStorage>,
+    (b, lb): Operand<CpuStorage>,
+    eps: f64,
+) -> (CpuStorage, CpuStorage, CpuStorage) {
+    let (y, mean, var) = norm::batch_norm_forward(
+        &x.contiguous::<T>(layout),
+        &w.contiguous::<T>(lw),
+        &b.contiguous::<T>(lb),
+        (split.outer, split.axis, split.inner),
+        eps,
+    );
+    (
+        T::into_storage(y),
+        T::into_storage(mean),
+        T::into_storage(var),
+    )
+}
+
+fn batch_norm_backward_typed<T: Element>(
+    x: &CpuStorage,
+    layout: &Layout,
+    split: AxisSplit,
+    (dy, ldy): Operand<CpuStorage>,
+    (w, lw): Operand<CpuStorage>,
+    (mean, var): (&CpuStorage, &CpuStorage),
+    eps: f64,
+) -> (CpuStorage, CpuStorage, CpuStorage) {
+    let (dx, dw, db) = norm::batch_norm_backward(
+        &x.contiguous::<T>(layout),
+        &dy.contiguous::<T>(ldy),
+        &w.contiguous::<T>(lw),
+        mean.as_slice::<T>(),
+        var.as_slice::<T>(),
+        (split.outer, split.axis, split.inner),
+        eps,
+    );
+    (
+        T::into_storage(dx),
+        T::into_storage(dw),
+        T::into_storage(db),
+    )
+}
+
 fn by_dtype(
     s: &CpuStorage,
     f32_fn: impl FnOnce(&CpuStorage) -> Vec<f32>,
@@ -714,6 +761,41 @@ impl BackendStorage for CpuStorage {
                 )
             },
         ))
+    }
+
+    fn batch_norm(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        weight: Operand<Self>,
+        bias: Operand<Self>,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)> {
+        Ok(match self {
+            CpuStorage::F32(_) => batch_norm_typed::<f32>(self, layout, split, weight, bias, eps),
+            CpuStorage::F64(_) => batch_norm_typed::<f64>(self, layout, split, weight, bias, eps),
+        })
+    }
+
+    fn batch_norm_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        dy: Operand<Self>,
+        weight: Operand<Self>,
+        mean: &Self,
+        var: &Self,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)> {
+        let stats = (mean, var);
+        Ok(match self {
+            CpuStorage::F32(_) => {
+                batch_norm_backward_typed::<f32>(self, layout, split, dy, weight, stats, eps)
+            }
+            CpuStorage::F64(_) => {
+                batch_norm_backward_typed::<f64>(self, layout, split, dy, weight, stats, eps)
+            }
+        })
     }
 
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {

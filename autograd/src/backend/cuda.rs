@@ -1021,6 +1021,60 @@ impl BackendStorage for CudaStorage {
         )?;
         CudaStorage::upload(&dx, &Layout::contiguous(&layout.shape), self.device)
     }
+    // Batch normalisation runs on the host for now, as softmax cross-entropy does.
+    fn batch_norm(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (w, lw): Operand<Self>,
+        (b, lb): Operand<Self>,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)> {
+        let (x, w, b) = (self.download(layout)?, w.download(lw)?, b.download(lb)?);
+        let (lw, lb) = (Layout::contiguous(&lw.shape), Layout::contiguous(&lb.shape));
+        let (y, m, v) = x.batch_norm(
+            &Layout::contiguous(&layout.shape),
+            split,
+            (&w, &lw),
+            (&b, &lb),
+            eps,
+        )?;
+        let per_channel = Layout::contiguous(&[split.axis]);
+        Ok((
+            CudaStorage::upload(&y, &Layout::contiguous(&layout.shape), self.device)?,
+            CudaStorage::upload(&m, &per_channel, self.device)?,
+            CudaStorage::upload(&v, &per_channel, self.device)?,
+        ))
+    }
+    fn batch_norm_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (dy, ldy): Operand<Self>,
+        (w, lw): Operand<Self>,
+        mean: &Self,
+        var: &Self,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)> {
+        let per_channel = Layout::contiguous(&[split.axis]);
+        let (x, dy, w) = (self.download(layout)?, dy.download(ldy)?, w.download(lw)?);
+        let (m, v) = (mean.download(&per_channel)?, var.download(&per_channel)?);
+        let whole = Layout::contiguous(&layout.shape);
+        let (dx, dw, db) = x.batch_norm_backward(
+            &whole,
+            split,
+            (&dy, &Layout::contiguous(&ldy.shape)),
+            (&w, &Layout::contiguous(&lw.shape)),
+            &m,
+            &v,
+            eps,
+        )?;
+        Ok((
+            CudaStorage::upload(&dx, &whole, self.device)?,
+            CudaStorage::upload(&dw, &per_channel, self.device)?,
+            CudaStorage::upload(&db, &per_channel, self.device)?,
+        ))
+    }
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         // a host value by the trait's contract
         let (x, t) = (self.download(lx)?, t.download(lt)?);

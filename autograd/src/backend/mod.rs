@@ -200,6 +200,33 @@ pub(crate) trait BackendStorage: Sized {
         grad: &Self,
     ) -> Result<Self>;
 
+    /// Batch normalisation in training mode of x (`self`) viewed as [outer, axis, inner] =
+    /// [samples, channels, positions], with per-channel weight and bias: y (contiguous, x's
+    /// shape), the batch mean and the biased batch variance (each [channels])
+    /// (`kernels::cpu::norm`).
+    fn batch_norm(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        weight: Operand<Self>,
+        bias: Operand<Self>,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)>;
+
+    /// Its gradients (dx, dweight, dbias) given dy and the forward's mean and variance
+    /// (contiguous [channels]).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        dy: Operand<Self>,
+        weight: Operand<Self>,
+        mean: &Self,
+        var: &Self,
+        eps: f64,
+    ) -> Result<(Self, Self, Self)>;
+
     /// One SGD step on a whole, contiguous parameter (`self`) given its gradient (read through
     /// its layout) and its state buffers (as long as the parameter).
     fn sgd_step(
@@ -1226,6 +1253,85 @@ impl Storage {
                         "softmax_cross_entropy_backward",
                         self.device(),
                         grad.device(),
+                    )),
+                }
+            },
+        )
+    }
+
+    pub fn batch_norm(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (weight, lw): (&Storage, &Layout),
+        (bias, lb): (&Storage, &Layout),
+        eps: f64,
+    ) -> Result<(Storage, Storage, Storage)> {
+        profiler::kernel(
+            "batch_norm",
+            || shapes(&[layout, lw, lb]),
+            |r: &Result<(Storage, Storage, Storage)>| {
+                r.as_ref()
+                    .map_or(0, |(y, m, v)| y.bytes() + m.bytes() + v.bytes())
+            },
+            || {
+                self.admit_output("batch_norm", layout.numel() + 2 * split.axis)?;
+                match (self, weight, bias) {
+                    (Storage::Cpu(x), Storage::Cpu(w), Storage::Cpu(b)) => x
+                        .batch_norm(layout, split, (w, lw), (b, lb), eps)
+                        .map(|(y, m, v)| (Storage::Cpu(y), Storage::Cpu(m), Storage::Cpu(v))),
+                    (Storage::Cuda(x), Storage::Cuda(w), Storage::Cuda(b)) => x
+                        .batch_norm(layout, split, (w, lw), (b, lb), eps)
+                        .map(|(y, m, v)| (Storage::Cuda(y), Storage::Cuda(m), Storage::Cuda(v))),
+                    _ => Err(devices_differ("batch_norm", self.device(), weight.device())),
+                }
+            },
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_backward(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (dy, ldy): (&Storage, &Layout),
+        (weight, lw): (&Storage, &Layout),
+        mean: &Storage,
+        var: &Storage,
+        eps: f64,
+    ) -> Result<(Storage, Storage, Storage)> {
+        profiler::kernel(
+            "batch_norm_backward",
+            || shapes(&[layout, ldy, lw]),
+            |r: &Result<(Storage, Storage, Storage)>| {
+                r.as_ref()
+                    .map_or(0, |(dx, dw, db)| dx.bytes() + dw.bytes() + db.bytes())
+            },
+            || {
+                self.admit_output("batch_norm_backward", layout.numel() + 2 * split.axis)?;
+                match (self, dy, weight, mean, var) {
+                    (
+                        Storage::Cpu(x),
+                        Storage::Cpu(g),
+                        Storage::Cpu(w),
+                        Storage::Cpu(m),
+                        Storage::Cpu(v),
+                    ) => x
+                        .batch_norm_backward(layout, split, (g, ldy), (w, lw), m, v, eps)
+                        .map(|(a, b, c)| (Storage::Cpu(a), Storage::Cpu(b), Storage::Cpu(c))),
+                    (
+                        Storage::Cuda(x),
+                        Storage::Cuda(g),
+                        Storage::Cuda(w),
+                        Storage::Cuda(m),
+                        Storage::Cuda(v),
+                    ) => x
+                        .batch_norm_backward(layout, split, (g, ldy), (w, lw), m, v, eps)
+                        .map(|(a, b, c)| (Storage::Cuda(a), Storage::Cuda(b), Storage::Cuda(c))),
+                    _ => Err(devices_differ(
+                        "batch_norm_backward",
+                        self.device(),
+                        dy.device(),
                     )),
                 }
             },

@@ -2,7 +2,7 @@
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::nn::batchnorm::{check_options, normalize_over, normalize_with, update_running};
+use crate::nn::batchnorm::{batch_norm_train, check_options, normalize_with, update_running};
 use crate::nn::{parameter, Module};
 use crate::tensor::Tensor;
 
@@ -122,45 +122,53 @@ impl InstanceNorm2d {
         let (n, hw) = (x.shape()[0], x.shape()[2] * x.shape()[3]);
         let channel_shape = [c, 1, 1];
         let tracked = self.running_mean.clone().zip(self.running_var.clone());
-        let xhat = match tracked {
-            Some((rm, rv)) if !self.training => normalize_with(
+        if let (Some((rm, rv)), false) = (&tracked, self.training) {
+            let xhat = normalize_with(
                 x,
                 &rm.reshape(&channel_shape)?,
                 &rv.reshape(&channel_shape)?,
                 self.eps,
-            )?,
-            tracked => {
-                if hw < 2 {
-                    return Err(Error::invalid(
-                        OP,
-                        format!(
-                            "expects more than 1 spatial element per plane when using input \
-                             statistics, got input {:?}",
-                            x.shape()
-                        ),
-                    ));
-                }
-                let (xhat, mean, var) = normalize_over(x, &[2, 3], self.eps)?;
-                if let (Some((rm, rv)), true) = (tracked, n > 0) {
-                    // per channel: the batch average of the instance statistics
-                    let average = |t: &Tensor| -> Vec<f64> {
-                        let v = t.to_vec_f64();
-                        (0..c)
-                            .map(|ch| (0..n).map(|s| v[s * c + ch]).sum::<f64>() / n as f64)
-                            .collect()
-                    };
-                    update_running(&rm, &rv, self.momentum, &average(&mean), &average(&var), hw)?;
-                    self.num_batches_tracked += 1;
-                }
-                xhat
-            }
-        };
-        match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) => xhat
-                .mul(&w.reshape(&channel_shape)?)?
-                .add(&b.reshape(&channel_shape)?),
-            _ => Ok(xhat),
+            )?;
+            return match (&self.weight, &self.bias) {
+                (Some(w), Some(b)) => xhat
+                    .mul(&w.reshape(&channel_shape)?)?
+                    .add(&b.reshape(&channel_shape)?),
+                _ => Ok(xhat),
+            };
         }
+        if hw < 2 {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "expects more than 1 spatial element per plane when using input \
+                     statistics, got input {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+        // each (sample, channel) plane is a channel of the fused batch norm over [1, N·C, H·W],
+        // the affine parameters repeated for every sample
+        let per_plane = |t: &Tensor| t.unsqueeze(0)?.expand(&[n, c])?.reshape(&[n * c]);
+        let (w, b) = match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => (per_plane(w)?, per_plane(b)?),
+            _ => (
+                Tensor::ones(&[n * c], x.dtype()),
+                Tensor::zeros(&[n * c], x.dtype()),
+            ),
+        };
+        let (y, mean, var) = batch_norm_train(&x.reshape(&[1, n * c, hw])?, &w, &b, self.eps)?;
+        if let (Some((rm, rv)), true) = (tracked, n > 0) {
+            // per channel: the batch average of the instance statistics
+            let average = |t: &Tensor| -> Vec<f64> {
+                let v = t.to_vec_f64();
+                (0..c)
+                    .map(|ch| (0..n).map(|s| v[s * c + ch]).sum::<f64>() / n as f64)
+                    .collect()
+            };
+            update_running(&rm, &rv, self.momentum, &average(&mean), &average(&var), hw)?;
+            self.num_batches_tracked += 1;
+        }
+        y.reshape(x.shape())
     }
 
     fn shape_error(&self, x: &Tensor) -> Error {

@@ -8,6 +8,7 @@ pub mod loss;
 pub mod lstm;
 pub mod lstm_sequence;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod parallel;
 pub mod pool;
