@@ -394,14 +394,31 @@ fn cols_t<T>(data: &[T], offset: usize, row_stride: usize) -> MatRef<'_, T> {
 /// results do not depend on the number of threads.
 ///
 /// The number of chunks is rounded up to a multiple of 8 (where there are enough samples), so
-/// that 2, 4 or 8 threads get equal shares.
+/// that 2, 4 or 8 threads get equal shares. Then, because a chunk's ns·Ho·Wo columns are the
+/// width of its products and the micro-kernel computes 32 columns at a time whether or not they
+/// are there, twice the samples a chunk are taken where they leave less of the last 32 empty
+/// (and their column matrix stays within twice the target):
+/// DCGAN's 7x7 outputs in chunks of 4 samples are 196 columns computed as 224 (12.5% of the
+/// work thrown away), in chunks of 8, 392 as 416 (6%).
 fn samples_per_chunk(g: &ConvGeometry) -> usize {
     const TARGET_ELEMENTS: usize = 1 << 18;
     const BALANCE: usize = 8;
-    let n = g.n.max(1);
-    let per = (TARGET_ELEMENTS / (g.k_per_group() * g.out_positions()).max(1)).clamp(1, n);
+    let (n, l) = (g.n.max(1), g.out_positions().max(1));
+    let per = (TARGET_ELEMENTS / (g.k_per_group() * l).max(1)).clamp(1, n);
     let count = n.div_ceil(per).next_multiple_of(BALANCE).min(n);
-    n.div_ceil(count)
+    let even = n.div_ceil(count);
+    let within_cache = |ns: usize| ns == even || ns * g.k_per_group() * l <= 2 * TARGET_ELEMENTS;
+    [even, 2 * even]
+        .into_iter()
+        .filter(|&ns| ns <= n && within_cache(ns))
+        .min_by_key(|&ns| empty_lanes_per_mille(ns * l))
+        .unwrap_or(even)
+}
+
+/// The share (in thousandths) of `columns` rounded up to whole 32-column slivers that is padding.
+fn empty_lanes_per_mille(columns: usize) -> usize {
+    const SLIVER: usize = 32;
+    (columns.next_multiple_of(SLIVER) - columns) * 1000 / columns.max(1)
 }
 
 /// The chunks of samples, as ranges.

@@ -72,6 +72,12 @@ pub struct CycleConfig {
     pub filters: usize,
     /// Residual blocks of each generator.
     pub blocks: usize,
+    /// Epochs at the full learning rate before it decays (the paper: 100 of 200).
+    pub constant_epochs: u64,
+    /// Epochs over which it then decays linearly towards 0, as the paper's code does it: epoch
+    /// `constant_epochs + k` (k = 1..=decay_epochs) at lr · (1 - k / (decay_epochs + 1)); any
+    /// epochs after that stay at the last rate.
+    pub decay_epochs: u64,
 }
 
 impl Default for CycleConfig {
@@ -85,7 +91,19 @@ impl Default for CycleConfig {
             history: 50,
             filters: 32,
             blocks: 3,
+            constant_epochs: 3,
+            decay_epochs: 3,
         }
+    }
+}
+
+impl CycleConfig {
+    /// The learning rate of 0-based `epoch` (see `decay_epochs`).
+    pub fn lr_at(&self, epoch: u64) -> f64 {
+        let k = (epoch + 1)
+            .saturating_sub(self.constant_epochs)
+            .min(self.decay_epochs);
+        self.lr * (1.0 - k as f64 / (self.decay_epochs + 1) as f64)
     }
 }
 
@@ -569,6 +587,11 @@ impl GenerativeModel for CycleGan {
             &[n, 1, N, N],
         )
     }
+    fn begin_epoch(&mut self, epoch: u64) -> Result<()> {
+        let lr = self.config.lr_at(epoch);
+        self.opt_g.set_lr(lr)?;
+        self.opt_d.set_lr(lr)
+    }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         self.translation_metrics(ctx, EPOCH_DIGITS)
     }
@@ -611,6 +634,27 @@ mod tests {
         assert_eq!(y.shape(), &[3, 1, 28, 28]);
         assert!(y.to_vec_f64().iter().all(|v| v.abs() <= 1.0));
         assert_eq!(d.forward(&y).unwrap().shape(), &[3, 1, 7, 7]);
+    }
+
+    /// The paper's schedule scaled to the default 6 epochs: 3 at the full rate, then 3/4, 1/2,
+    /// 1/4 of it, and the last rate for any epoch after; the optimizers take it at each epoch.
+    #[test]
+    fn the_learning_rate_is_constant_then_decays_linearly() {
+        let c = CycleConfig::default();
+        let lrs: Vec<f64> = (0..8).map(|e| c.lr_at(e) / c.lr).collect();
+        assert_eq!(lrs, [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.25, 0.25]);
+        let mut model = CycleGan::new(
+            CycleConfig {
+                filters: 4,
+                blocks: 1,
+                ..c.clone()
+            },
+            &mut Rng::new(0),
+        )
+        .unwrap();
+        model.begin_epoch(4).unwrap();
+        assert_eq!(model.opt_g.lr(), c.lr * 0.5);
+        assert_eq!(model.opt_d.lr(), c.lr * 0.5);
     }
 
     /// The history returns new images until it is full, then about half old ones, always
