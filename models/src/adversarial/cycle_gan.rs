@@ -76,7 +76,7 @@ pub struct CycleConfig {
     pub constant_epochs: u64,
     /// Epochs over which it then decays linearly towards 0, as the paper's code does it: epoch
     /// `constant_epochs + k` (k = 1..=decay_epochs) at lr · (1 - k / (decay_epochs + 1)); any
-    /// epochs after that stay at the last rate.
+    /// epochs after that stay at the last rate. 0 (the default): a constant rate.
     pub decay_epochs: u64,
 }
 
@@ -92,7 +92,9 @@ impl Default for CycleConfig {
             filters: 32,
             blocks: 3,
             constant_epochs: 3,
-            decay_epochs: 3,
+            // off: over the default 6 epochs, 3 constant then 3 decaying kept fewer labels
+            // (92.8% / 91.5% against 93.4% / 93.4%, README)
+            decay_epochs: 0,
         }
     }
 }
@@ -636,11 +638,18 @@ mod tests {
         assert_eq!(d.forward(&y).unwrap().shape(), &[3, 1, 7, 7]);
     }
 
-    /// The paper's schedule scaled to the default 6 epochs: 3 at the full rate, then 3/4, 1/2,
-    /// 1/4 of it, and the last rate for any epoch after; the optimizers take it at each epoch.
+    /// The paper's schedule scaled to 6 epochs: 3 at the full rate, then 3/4, 1/2, 1/4 of it,
+    /// and the last rate for any epoch after; the optimizers take it at each epoch. The default
+    /// is a constant rate.
     #[test]
     fn the_learning_rate_is_constant_then_decays_linearly() {
-        let c = CycleConfig::default();
+        let constant = CycleConfig::default();
+        assert!((0..10).all(|e| constant.lr_at(e) == constant.lr));
+        let c = CycleConfig {
+            constant_epochs: 3,
+            decay_epochs: 3,
+            ..constant
+        };
         let lrs: Vec<f64> = (0..8).map(|e| c.lr_at(e) / c.lr).collect();
         assert_eq!(lrs, [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.25, 0.25]);
         let mut model = CycleGan::new(
