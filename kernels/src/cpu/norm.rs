@@ -2,7 +2,7 @@
 //! affine map in one call forward, and the three gradients in one call backward, where the
 //! composite of Tensor ops writes and reads back a dozen full-size temporaries.
 //!
-//! x is viewed as [n, c, s]: samples, channels, positions per channel (1 for `BatchNorm1d` on
+//! x is viewed as `[n, c, s]`: samples, channels, positions per channel (1 for `BatchNorm1d` on
 //! [N, C]). For each channel, over its m = n·s values,
 //!
 //! ```text
@@ -22,7 +22,7 @@ use crate::float::Float;
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// y, the batch mean μ and the biased batch variance σ² (each [c]) of x [n, c, s].
+/// y, the batch mean μ and the biased batch variance σ² (each `[c]`) of x `[n, c, s]`.
 pub fn batch_norm_forward<T: Float>(
     x: &[T],
     weight: &[T],
@@ -267,7 +267,7 @@ fn add_row_pair_sums<T: Float>(x: &[T], dy: &[T], s: usize, acc: &mut [[f64; 2]]
     }
 }
 
-/// A new [n, c, s] buffer, each sample's [c, s] slab written by `f(x_slab, other_slab,
+/// A new `[n, c, s]` buffer, each sample's `[c, s]` slab written by `f(x_slab, other_slab,
 /// out_slab)` (`other_slab` empty without `other`), samples in parallel when large enough.
 fn map_samples<T: Float>(
     x: &[T],
