@@ -15,6 +15,7 @@ fn main() {
         "lstm.cu",
         "optim.cu",
         "index.cu",
+        "norm.cu",
     ] {
         println!("cargo:rerun-if-changed={dir}/{source}");
     }

@@ -436,6 +436,31 @@ fn index_ops_and_the_lstm_cell_match_the_cpu() {
 }
 
 #[test]
+fn batch_and_instance_norm_in_training_match_the_cpu() {
+    use autograd::nn::{BatchNorm1d, BatchNorm2d, InstanceNorm2d};
+    let (x, w, b) = (values(4 * 3 * 5 * 2, 21), values(3, 22), values(3, 23));
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let inputs = [(&x[..], &[4, 3, 5, 2][..]), (&w, &[3]), (&b, &[3])];
+        check("batch_norm2d", &inputs, dtype, tol, |t| {
+            let mut bn = BatchNorm2d::new(3, dtype).unwrap();
+            (bn.weight, bn.bias) = (t[1].clone(), t[2].clone());
+            bn.forward(&t[0]).unwrap()
+        });
+        check("instance_norm2d", &inputs, dtype, tol, |t| {
+            let mut norm = InstanceNorm2d::with_options(3, 1e-5, 0.1, true, false, dtype).unwrap();
+            (norm.weight, norm.bias) = (Some(t[1].clone()), Some(t[2].clone()));
+            norm.forward(&t[0]).unwrap()
+        });
+        let inputs = [(&x[..12], &[4, 3][..]), (&w, &[3]), (&b, &[3])];
+        check("batch_norm1d", &inputs, dtype, tol, |t| {
+            let mut bn = BatchNorm1d::new(3, dtype).unwrap();
+            (bn.weight, bn.bias) = (t[1].clone(), t[2].clone());
+            bn.forward(&t[0]).unwrap()
+        });
+    }
+}
+
+#[test]
 fn the_pixelrnn_grid_recurrence_matches_the_cpu() {
     // [B, R, C, 4H] gates into a Row LSTM (3 taps) and a Diagonal BiLSTM sweep (2 taps)
     let (b, r, c, h) = (2, 4, 5, 3);

@@ -417,6 +417,83 @@ fn lstm_cell_matches_the_cpu() {
     }
 }
 
+fn batch_norm_parity<T: GpuFloat + kernels::float::Float>(gpu: &Gpu, tol: f64) {
+    use kernels::cpu::norm::{batch_norm_backward, batch_norm_forward};
+    use kernels::cuda::norm as gpu_norm;
+    // s = 1 (BatchNorm1d), ragged s, and DCGAN's D layer
+    for &(n, c, s) in &[(5, 3, 1), (4, 2, 13), (3, 300, 7), (64, 128, 49)] {
+        let len = n * c * s;
+        let x: Vec<T> = values(len, (n + c + s) as u64, -2.0, 3.0);
+        let dy: Vec<T> = values(len, 5 + c as u64, -1.0, 1.0);
+        let (w, b): (Vec<T>, Vec<T>) = (values(c, 7, 0.5, 1.5), values(c, 9, -1.0, 1.0));
+        let eps = 1e-5;
+        let (y, mean, var) = batch_norm_forward(&x, &w, &b, (n, c, s), eps);
+        let (dx, dw, db) = batch_norm_backward(&x, &dy, &w, &mean, &var, (n, c, s), eps);
+        let (x_d, dy_d, w_d, b_d) = (
+            gpu.upload(&x).unwrap(),
+            gpu.upload(&dy).unwrap(),
+            gpu.upload(&w).unwrap(),
+            gpu.upload(&b).unwrap(),
+        );
+        let (mut y_d, mut mean_d, mut var_d) = (
+            poisoned::<T>(gpu, len),
+            poisoned::<T>(gpu, c),
+            poisoned::<T>(gpu, c),
+        );
+        gpu_norm::batch_norm_forward(
+            gpu,
+            (n, c, s),
+            eps,
+            &x_d,
+            (&w_d, &b_d),
+            &mut y_d,
+            &mut mean_d,
+            &mut var_d,
+        )
+        .unwrap();
+        let (mut dx_d, mut dw_d, mut db_d) = (
+            poisoned::<T>(gpu, len),
+            poisoned::<T>(gpu, c),
+            poisoned::<T>(gpu, c),
+        );
+        gpu_norm::batch_norm_backward(
+            gpu,
+            (n, c, s),
+            eps,
+            (&x_d, &dy_d),
+            (&w_d, &mean_d, &var_d),
+            &mut dx_d,
+            &mut dw_d,
+            &mut db_d,
+        )
+        .unwrap();
+        for (name, got, want) in [
+            ("y", &y_d, &y),
+            ("mean", &mean_d, &mean),
+            ("var", &var_d, &var),
+            ("dx", &dx_d, &dx),
+            ("dw", &dw_d, &dw),
+            ("db", &db_d, &db),
+        ] {
+            let got = gpu.download(got).unwrap();
+            let err = relative_error(&got[..want.len()], want);
+            assert!(
+                err <= tol,
+                "batch norm {name} {} [{n}, {c}, {s}]: relative error {err}",
+                T::SUFFIX
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_norm_matches_the_cpu() {
+    for gpu in devices() {
+        batch_norm_parity::<f32>(&gpu, 1e-5);
+        batch_norm_parity::<f64>(&gpu, 1e-12);
+    }
+}
+
 /// A geometry as conv2d builds it: kernel k x k (or the given taps), symmetric padding.
 fn geometry(
     [n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10],

@@ -24,6 +24,7 @@ use kernels::cuda::elementwise::{
     binary_into, copy_into, copy_to_view, fill_into, select_into, unary_into, GpuFloat, GpuView,
 };
 use kernels::cuda::matmul::{matmul_into_at, GpuMat};
+use kernels::cuda::norm;
 use kernels::cuda::reduce::{reduce_into, Fold};
 use kernels::cuda::{index, lstm, optim, Gpu, GpuBuffer, GpuError};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
@@ -570,6 +571,69 @@ impl CudaStorage {
         Ok((self.holding(d_gates), self.holding(d_c)))
     }
 
+    fn batch_norm_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (w, lw): Operand<Self>,
+        (b, lb): Operand<Self>,
+        eps: f64,
+    ) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
+        let op = "batch_norm";
+        let dims = (split.outer, split.axis, split.inner);
+        let x = self.contiguous::<T>(op, layout)?;
+        let (w, b) = (w.contiguous::<T>(op, lw)?, b.contiguous::<T>(op, lb)?);
+        let mut y = self.alloc::<T>(op, layout.numel())?;
+        let mut mean = self.alloc::<T>(op, split.axis)?;
+        let mut var = self.alloc::<T>(op, split.axis)?;
+        norm::batch_norm_forward(
+            &self.gpu,
+            dims,
+            eps,
+            &x,
+            (&w, &b),
+            &mut y,
+            &mut mean,
+            &mut var,
+        )
+        .map_err(on_device(op))?;
+        Ok((self.holding(y), self.holding(mean), self.holding(var)))
+    }
+
+    fn batch_norm_backward_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        (dy, ldy): Operand<Self>,
+        (w, lw): Operand<Self>,
+        (mean, var): (&CudaStorage, &CudaStorage),
+        eps: f64,
+    ) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
+        let op = "batch_norm backward";
+        let dims = (split.outer, split.axis, split.inner);
+        let per_channel = Layout::contiguous(&[split.axis]);
+        let x = self.contiguous::<T>(op, layout)?;
+        let dy = dy.contiguous::<T>(op, ldy)?;
+        let w = w.contiguous::<T>(op, lw)?;
+        let mean = mean.contiguous::<T>(op, &per_channel)?;
+        let var = var.contiguous::<T>(op, &per_channel)?;
+        let mut dx = self.alloc::<T>(op, layout.numel())?;
+        let mut dw = self.alloc::<T>(op, split.axis)?;
+        let mut db = self.alloc::<T>(op, split.axis)?;
+        norm::batch_norm_backward(
+            &self.gpu,
+            dims,
+            eps,
+            (&x, &dy),
+            (&w, &mean, &var),
+            &mut dx,
+            &mut dw,
+            &mut db,
+        )
+        .map_err(on_device(op))?;
+        Ok((self.holding(dx), self.holding(dw), self.holding(db)))
+    }
+
     fn adam_t<T: OnGpu>(
         &mut self,
         (grad, lg): (&CudaStorage, &Layout),
@@ -1021,59 +1085,36 @@ impl BackendStorage for CudaStorage {
         )?;
         CudaStorage::upload(&dx, &Layout::contiguous(&layout.shape), self.device)
     }
-    // Batch normalisation runs on the host for now, as softmax cross-entropy does.
     fn batch_norm(
         &self,
         layout: &Layout,
         split: AxisSplit,
-        (w, lw): Operand<Self>,
-        (b, lb): Operand<Self>,
+        weight: Operand<Self>,
+        bias: Operand<Self>,
         eps: f64,
     ) -> Result<(Self, Self, Self)> {
-        let (x, w, b) = (self.download(layout)?, w.download(lw)?, b.download(lb)?);
-        let (lw, lb) = (Layout::contiguous(&lw.shape), Layout::contiguous(&lb.shape));
-        let (y, m, v) = x.batch_norm(
-            &Layout::contiguous(&layout.shape),
-            split,
-            (&w, &lw),
-            (&b, &lb),
-            eps,
-        )?;
-        let per_channel = Layout::contiguous(&[split.axis]);
-        Ok((
-            CudaStorage::upload(&y, &Layout::contiguous(&layout.shape), self.device)?,
-            CudaStorage::upload(&m, &per_channel, self.device)?,
-            CudaStorage::upload(&v, &per_channel, self.device)?,
-        ))
+        by_dtype(
+            self,
+            || self.batch_norm_t::<f32>(layout, split, weight, bias, eps),
+            || self.batch_norm_t::<f64>(layout, split, weight, bias, eps),
+        )
     }
     fn batch_norm_backward(
         &self,
         layout: &Layout,
         split: AxisSplit,
-        (dy, ldy): Operand<Self>,
-        (w, lw): Operand<Self>,
+        dy: Operand<Self>,
+        weight: Operand<Self>,
         mean: &Self,
         var: &Self,
         eps: f64,
     ) -> Result<(Self, Self, Self)> {
-        let per_channel = Layout::contiguous(&[split.axis]);
-        let (x, dy, w) = (self.download(layout)?, dy.download(ldy)?, w.download(lw)?);
-        let (m, v) = (mean.download(&per_channel)?, var.download(&per_channel)?);
-        let whole = Layout::contiguous(&layout.shape);
-        let (dx, dw, db) = x.batch_norm_backward(
-            &whole,
-            split,
-            (&dy, &Layout::contiguous(&ldy.shape)),
-            (&w, &Layout::contiguous(&lw.shape)),
-            &m,
-            &v,
-            eps,
-        )?;
-        Ok((
-            CudaStorage::upload(&dx, &whole, self.device)?,
-            CudaStorage::upload(&dw, &per_channel, self.device)?,
-            CudaStorage::upload(&db, &per_channel, self.device)?,
-        ))
+        let stats = (mean, var);
+        by_dtype(
+            self,
+            || self.batch_norm_backward_t::<f32>(layout, split, dy, weight, stats, eps),
+            || self.batch_norm_backward_t::<f64>(layout, split, dy, weight, stats, eps),
+        )
     }
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         // a host value by the trait's contract

@@ -23,6 +23,7 @@ pub mod elementwise;
 pub mod index;
 pub mod lstm;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod reduce;
 

@@ -11,6 +11,7 @@
 #include "../lstm.cu"
 #include "../optim.cu"
 #include "../index.cu"
+#include "../norm.cu"
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -64,6 +65,9 @@ const Kernel KERNELS[] = {
     KERNEL(adam_f32), KERNEL(adam_f64),
     KERNEL(sgd_f32), KERNEL(sgd_f64), KERNEL(rmsprop_f32), KERNEL(rmsprop_f64),
     KERNEL(take_f32), KERNEL(take_f64), KERNEL(sum_lists_f32), KERNEL(sum_lists_f64),
+    SYNCED(bn_stats_f32), SYNCED(bn_stats_f64), KERNEL(bn_apply_f32), KERNEL(bn_apply_f64),
+    SYNCED(bn_backward_sums_f32), SYNCED(bn_backward_sums_f64),
+    KERNEL(bn_backward_apply_f32), KERNEL(bn_backward_apply_f64),
     KERNEL(emulation_probe_barrier),
 };
 
