@@ -16,6 +16,7 @@ fn main() {
         "optim.cu",
         "index.cu",
         "norm.cu",
+        "loss.cu",
     ] {
         println!("cargo:rerun-if-changed={dir}/{source}");
     }

@@ -461,6 +461,22 @@ fn batch_and_instance_norm_in_training_match_the_cpu() {
 }
 
 #[test]
+fn the_fused_softmax_cross_entropy_matches_the_cpu() {
+    use autograd::nn::loss::softmax_cross_entropy;
+    let x = values(3 * 5 * 4, 24);
+    let targets: Vec<usize> = (0..3 * 4).map(|p| (p * 3 + 1) % 5).collect();
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        check(
+            "softmax_cross_entropy",
+            &[(&x, &[3, 5, 4])],
+            dtype,
+            tol,
+            |t| softmax_cross_entropy(&t[0], 1, &targets).unwrap(),
+        );
+    }
+}
+
+#[test]
 fn the_pixelrnn_grid_recurrence_matches_the_cpu() {
     // [B, R, C, 4H] gates into a Row LSTM (3 taps) and a Diagonal BiLSTM sweep (2 taps)
     let (b, r, c, h) = (2, 4, 5, 3);

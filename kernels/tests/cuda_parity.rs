@@ -494,6 +494,59 @@ fn batch_norm_matches_the_cpu() {
     }
 }
 
+fn softmax_cross_entropy_parity<T: GpuFloat + kernels::float::Float>(gpu: &Gpu, tol: f64) {
+    use kernels::cpu::loss::{softmax_cross_entropy, softmax_cross_entropy_backward};
+    use kernels::cuda::loss as gpu_loss;
+    // classes along the last axis, along a middle one, and the grey PixelCNN's 256 levels
+    for &(outer, r, inner) in &[(7, 5, 1), (3, 4, 6), (2, 256, 49)] {
+        let (len, positions) = (outer * r * inner, outer * inner);
+        let x: Vec<T> = values(len, (r + inner) as u64, -4.0, 4.0);
+        let grad: Vec<T> = values(positions, 3 + r as u64, -1.0, 1.0);
+        let targets: Vec<usize> = (0..positions).map(|p| (p * 7 + 3) % r).collect();
+        let (loss, lse) = softmax_cross_entropy(&x, (outer, r, inner), &targets);
+        let dx = softmax_cross_entropy_backward(&x, (outer, r, inner), &targets, &lse, &grad);
+        let (x_d, grad_d) = (gpu.upload(&x).unwrap(), gpu.upload(&grad).unwrap());
+        let (mut loss_d, mut lse_d) =
+            (poisoned::<T>(gpu, positions), poisoned::<T>(gpu, positions));
+        let dims = (outer, r, inner);
+        gpu_loss::softmax_cross_entropy(gpu, &x_d, dims, &targets, &mut loss_d, &mut lse_d)
+            .unwrap();
+        let mut dx_d = poisoned::<T>(gpu, len);
+        gpu_loss::softmax_cross_entropy_backward(
+            gpu, &x_d, dims, &targets, &lse_d, &grad_d, &mut dx_d,
+        )
+        .unwrap();
+        for (name, got, want) in [
+            ("loss", &loss_d, &loss),
+            ("lse", &lse_d, &lse),
+            ("dx", &dx_d, &dx),
+        ] {
+            let got = gpu.download(got).unwrap();
+            let err = relative_error(&got[..want.len()], want);
+            assert!(
+                err <= tol,
+                "softmax cross-entropy {name} {} [{outer}, {r}, {inner}]: relative error {err}",
+                T::SUFFIX
+            );
+        }
+        // a target out of range is an error, not a read past the column
+        let mut bad = targets.clone();
+        bad[0] = r;
+        assert!(
+            gpu_loss::softmax_cross_entropy(gpu, &x_d, dims, &bad, &mut loss_d, &mut lse_d)
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_the_cpu() {
+    for gpu in devices() {
+        softmax_cross_entropy_parity::<f32>(&gpu, 1e-5);
+        softmax_cross_entropy_parity::<f64>(&gpu, 1e-12);
+    }
+}
+
 /// A geometry as conv2d builds it: kernel k x k (or the given taps), symmetric padding.
 fn geometry(
     [n, c_in, h, w, c_out, k, s, p, d, groups]: [usize; 10],

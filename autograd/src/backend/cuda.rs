@@ -24,9 +24,9 @@ use kernels::cuda::elementwise::{
     binary_into, copy_into, copy_to_view, fill_into, select_into, unary_into, GpuFloat, GpuView,
 };
 use kernels::cuda::matmul::{matmul_into_at, GpuMat};
-use kernels::cuda::norm;
 use kernels::cuda::reduce::{reduce_into, Fold};
 use kernels::cuda::{index, lstm, optim, Gpu, GpuBuffer, GpuError};
+use kernels::cuda::{loss, norm};
 use kernels::desc::{AdamStep, GridPlan, LstmSequenceShape, RmspropStep, SgdStep};
 use kernels::desc::{AxisSplit, BinaryKind, ConvGeometry, UnaryKind, WindowAxis};
 use kernels::strided::{contiguous_strides, View};
@@ -571,6 +571,42 @@ impl CudaStorage {
         Ok((self.holding(d_gates), self.holding(d_c)))
     }
 
+    fn softmax_cross_entropy_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+    ) -> Result<(CudaStorage, CudaStorage)> {
+        let op = "softmax_cross_entropy";
+        let dims = (split.outer, split.axis, split.inner);
+        let x = self.contiguous::<T>(op, layout)?;
+        let mut l = self.alloc::<T>(op, split.outer * split.inner)?;
+        let mut lse = self.alloc::<T>(op, split.outer * split.inner)?;
+        loss::softmax_cross_entropy(&self.gpu, &x, dims, targets, &mut l, &mut lse)
+            .map_err(on_device(op))?;
+        Ok((self.holding(l), self.holding(lse)))
+    }
+
+    fn softmax_cross_entropy_backward_t<T: OnGpu>(
+        &self,
+        layout: &Layout,
+        split: AxisSplit,
+        targets: &[usize],
+        lse: &CudaStorage,
+        grad: &CudaStorage,
+    ) -> Result<CudaStorage> {
+        let op = "softmax_cross_entropy backward";
+        let dims = (split.outer, split.axis, split.inner);
+        let per_position = Layout::contiguous(&[split.outer * split.inner]);
+        let x = self.contiguous::<T>(op, layout)?;
+        let lse = lse.contiguous::<T>(op, &per_position)?;
+        let grad = grad.contiguous::<T>(op, &per_position)?;
+        let mut dx = self.alloc::<T>(op, layout.numel())?;
+        loss::softmax_cross_entropy_backward(&self.gpu, &x, dims, targets, &lse, &grad, &mut dx)
+            .map_err(on_device(op))?;
+        Ok(self.holding(dx))
+    }
+
     fn batch_norm_t<T: OnGpu>(
         &self,
         layout: &Layout,
@@ -1046,21 +1082,17 @@ impl BackendStorage for CudaStorage {
             || recurrence::grid_backward::<f64>(plan, &tape, w, dy),
         )
     }
-    // Softmax cross-entropy runs on the host for now: download, the CPU kernel, upload (a
-    // kernel of its own is issue 13's work).
     fn softmax_cross_entropy(
         &self,
         layout: &Layout,
         split: AxisSplit,
         targets: &[usize],
     ) -> Result<(Self, Self)> {
-        let x = self.download(layout)?;
-        let (l, m) = x.softmax_cross_entropy(&Layout::contiguous(&layout.shape), split, targets)?;
-        let per_position = Layout::contiguous(&[split.outer * split.inner]);
-        Ok((
-            CudaStorage::upload(&l, &per_position, self.device)?,
-            CudaStorage::upload(&m, &per_position, self.device)?,
-        ))
+        by_dtype(
+            self,
+            || self.softmax_cross_entropy_t::<f32>(layout, split, targets),
+            || self.softmax_cross_entropy_t::<f64>(layout, split, targets),
+        )
     }
     fn softmax_cross_entropy_backward(
         &self,
@@ -1070,20 +1102,11 @@ impl BackendStorage for CudaStorage {
         lse: &Self,
         grad: &Self,
     ) -> Result<Self> {
-        let per_position = Layout::contiguous(&[split.outer * split.inner]);
-        let (x, l, g) = (
-            self.download(layout)?,
-            lse.download(&per_position)?,
-            grad.download(&per_position)?,
-        );
-        let dx = x.softmax_cross_entropy_backward(
-            &Layout::contiguous(&layout.shape),
-            split,
-            targets,
-            &l,
-            &g,
-        )?;
-        CudaStorage::upload(&dx, &Layout::contiguous(&layout.shape), self.device)
+        by_dtype(
+            self,
+            || self.softmax_cross_entropy_backward_t::<f32>(layout, split, targets, lse, grad),
+            || self.softmax_cross_entropy_backward_t::<f64>(layout, split, targets, lse, grad),
+        )
     }
     fn batch_norm(
         &self,

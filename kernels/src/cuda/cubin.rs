@@ -6,14 +6,15 @@
 //! fails the build on a machine without a GPU; `cargo run -p kernels --example cuda_resources`
 //! prints the report as the table of BENCHMARKS.md.
 
-use super::{conv, elementwise, index, lstm, matmul, norm, optim, reduce, GpuError};
+use super::{conv, elementwise, index, loss, lstm, matmul, norm, optim, reduce, GpuError};
 use std::ffi::{c_char, CString};
 
 /// Every module of ours: (name, source as NVRTC compiles it).
-pub const MODULES: [(&str, &str); 8] = [
+pub const MODULES: [(&str, &str); 9] = [
     (conv::MODULE, conv::SOURCE),
     (elementwise::MODULE, elementwise::SOURCE),
     (index::MODULE, index::SOURCE),
+    (loss::MODULE, loss::SOURCE),
     (lstm::MODULE, lstm::SOURCE),
     (matmul::MODULE, matmul::SOURCE),
     (norm::MODULE, norm::SOURCE),

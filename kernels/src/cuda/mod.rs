@@ -21,6 +21,7 @@ pub mod conv;
 pub mod cubin;
 pub mod elementwise;
 pub mod index;
+pub mod loss;
 pub mod lstm;
 pub mod matmul;
 pub mod norm;

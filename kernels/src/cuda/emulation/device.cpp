@@ -12,6 +12,7 @@
 #include "../optim.cu"
 #include "../index.cu"
 #include "../norm.cu"
+#include "../loss.cu"
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -68,6 +69,8 @@ const Kernel KERNELS[] = {
     SYNCED(bn_stats_f32), SYNCED(bn_stats_f64), KERNEL(bn_apply_f32), KERNEL(bn_apply_f64),
     SYNCED(bn_backward_sums_f32), SYNCED(bn_backward_sums_f64),
     KERNEL(bn_backward_apply_f32), KERNEL(bn_backward_apply_f64),
+    KERNEL(softmax_cross_entropy_f32), KERNEL(softmax_cross_entropy_f64),
+    KERNEL(softmax_cross_entropy_backward_f32), KERNEL(softmax_cross_entropy_backward_f64),
     KERNEL(emulation_probe_barrier),
 };
 
