@@ -3,7 +3,7 @@
 //! [outer, r, inner] buffer with one target class per position.
 
 use super::elementwise::GpuFloat;
-use super::{grid_for, Gpu, GpuBuffer, GpuError};
+use super::{check_len, grid_for, Gpu, GpuBuffer, GpuError};
 
 pub(crate) const MODULE: &str = "loss";
 pub(crate) const SOURCE: &str = include_str!("loss.cu");
@@ -26,12 +26,7 @@ fn upload_targets(
 }
 
 fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
-    if len < need {
-        return Err(GpuError::Driver(format!(
-            "softmax cross-entropy: {what} has {len} elements, needs {need}"
-        )));
-    }
-    Ok(())
+    check_len("softmax cross-entropy", what, len, need)
 }
 
 /// Each position's loss logsumexp_k x_k - x_t and its logsumexp (each outer·inner).

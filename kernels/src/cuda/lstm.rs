@@ -3,18 +3,13 @@
 //! [batch, H], out [batch, 2H] = [h' | c'].
 
 use super::elementwise::GpuFloat;
-use super::{grid_for, Gpu, GpuBuffer, GpuError};
+use super::{check_len, grid_for, Gpu, GpuBuffer, GpuError};
 
 pub(crate) const MODULE: &str = "lstm";
 pub(crate) const SOURCE: &str = include_str!("lstm.cu");
 
 fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
-    if len < need {
-        return Err(GpuError::Driver(format!(
-            "lstm cell: {what} has {len} elements, needs {need}"
-        )));
-    }
-    Ok(())
+    check_len("lstm cell", what, len, need)
 }
 
 /// out = [h' | c'] from the gates' pre-activations and the previous cell state.

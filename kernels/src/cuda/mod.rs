@@ -418,6 +418,16 @@ impl<'a> Launch<'a> {
     }
 }
 
+/// An error unless buffer `what` of `op` holds at least `need` elements (it has `len`).
+pub(crate) fn check_len(op: &str, what: &str, len: usize, need: usize) -> Result<(), GpuError> {
+    if len < need {
+        return Err(GpuError::Driver(format!(
+            "{op}: {what} has {len} elements, needs {need}"
+        )));
+    }
+    Ok(())
+}
+
 /// One thread per element in blocks of 256: the launch shape of the elementwise kernels.
 pub(crate) fn grid_for(n: usize) -> cudarc::driver::LaunchConfig {
     const THREADS: u32 = 256;

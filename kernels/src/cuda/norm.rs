@@ -3,19 +3,14 @@
 //! block per channel (in f64), the elementwise passes one thread per element.
 
 use super::elementwise::GpuFloat;
-use super::{grid_for, Gpu, GpuBuffer, GpuError};
+use super::{check_len, grid_for, Gpu, GpuBuffer, GpuError};
 use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "norm";
 pub(crate) const SOURCE: &str = include_str!("norm.cu");
 
 fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
-    if len < need {
-        return Err(GpuError::Driver(format!(
-            "batch norm: {what} has {len} elements, needs {need}"
-        )));
-    }
-    Ok(())
+    check_len("batch norm", what, len, need)
 }
 
 /// One block of 256 threads per channel (at most 65,535 blocks, each looping over channels).
