@@ -88,6 +88,17 @@ impl CpuStorage {
 }
 
 /// Runs the typed kernel `f32_fn` or `f64_fn` by the storage's dtype and wraps its result.
+fn by_dtype(
+    s: &CpuStorage,
+    f32_fn: impl FnOnce(&CpuStorage) -> Vec<f32>,
+    f64_fn: impl FnOnce(&CpuStorage) -> Vec<f64>,
+) -> CpuStorage {
+    match s {
+        CpuStorage::F32(_) => CpuStorage::F32(f32_fn(s)),
+        CpuStorage::F64(_) => CpuStorage::F64(f64_fn(s)),
+    }
+}
+
 fn batch_norm_typed<T: Element>(
     x: &CpuStorage,
     layout: &Layout,
@@ -100,7 +111,7 @@ fn batch_norm_typed<T: Element>(
         &x.contiguous::<T>(layout),
         &w.contiguous::<T>(lw),
         &b.contiguous::<T>(lb),
-        (split.outer, split.axis, split.inner),
+        split.dims(),
         eps,
     );
     (
@@ -125,7 +136,7 @@ fn batch_norm_backward_typed<T: Element>(
         &w.contiguous::<T>(lw),
         mean.as_slice::<T>(),
         var.as_slice::<T>(),
-        (split.outer, split.axis, split.inner),
+        split.dims(),
         eps,
     );
     (
@@ -133,17 +144,6 @@ fn batch_norm_backward_typed<T: Element>(
         T::into_storage(dw),
         T::into_storage(db),
     )
-}
-
-fn by_dtype(
-    s: &CpuStorage,
-    f32_fn: impl FnOnce(&CpuStorage) -> Vec<f32>,
-    f64_fn: impl FnOnce(&CpuStorage) -> Vec<f64>,
-) -> CpuStorage {
-    match s {
-        CpuStorage::F32(_) => CpuStorage::F32(f32_fn(s)),
-        CpuStorage::F64(_) => CpuStorage::F64(f64_fn(s)),
-    }
 }
 
 fn unary_typed<T: Element>(s: &CpuStorage, l: &Layout, kind: UnaryKind) -> Vec<T> {
@@ -715,7 +715,7 @@ impl BackendStorage for CpuStorage {
         split: AxisSplit,
         targets: &[usize],
     ) -> Result<(Self, Self)> {
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         Ok(match self {
             CpuStorage::F32(_) => {
                 let (l, m) =
@@ -738,7 +738,7 @@ impl BackendStorage for CpuStorage {
         lse: &Self,
         grad: &Self,
     ) -> Result<Self> {
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         let per_position = Layout::contiguous(&[split.outer * split.inner]);
         Ok(by_dtype(
             self,
