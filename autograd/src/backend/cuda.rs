@@ -578,7 +578,7 @@ impl CudaStorage {
         targets: &[usize],
     ) -> Result<(CudaStorage, CudaStorage)> {
         let op = "softmax_cross_entropy";
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         let x = self.contiguous::<T>(op, layout)?;
         let mut l = self.alloc::<T>(op, split.outer * split.inner)?;
         let mut lse = self.alloc::<T>(op, split.outer * split.inner)?;
@@ -596,7 +596,7 @@ impl CudaStorage {
         grad: &CudaStorage,
     ) -> Result<CudaStorage> {
         let op = "softmax_cross_entropy backward";
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         let per_position = Layout::contiguous(&[split.outer * split.inner]);
         let x = self.contiguous::<T>(op, layout)?;
         let lse = lse.contiguous::<T>(op, &per_position)?;
@@ -616,7 +616,7 @@ impl CudaStorage {
         eps: f64,
     ) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
         let op = "batch_norm";
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         let x = self.contiguous::<T>(op, layout)?;
         let (w, b) = (w.contiguous::<T>(op, lw)?, b.contiguous::<T>(op, lb)?);
         let mut y = self.alloc::<T>(op, layout.numel())?;
@@ -646,7 +646,7 @@ impl CudaStorage {
         eps: f64,
     ) -> Result<(CudaStorage, CudaStorage, CudaStorage)> {
         let op = "batch_norm backward";
-        let dims = (split.outer, split.axis, split.inner);
+        let dims = split.dims();
         let per_channel = Layout::contiguous(&[split.axis]);
         let x = self.contiguous::<T>(op, layout)?;
         let dy = dy.contiguous::<T>(op, ldy)?;

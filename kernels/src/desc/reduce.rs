@@ -32,6 +32,11 @@ impl AxisSplit {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// (outer, axis, inner), as the kernels over such a split take it.
+    pub fn dims(&self) -> (usize, usize, usize) {
+        (self.outer, self.axis, self.inner)
+    }
 }
 
 #[cfg(test)]
