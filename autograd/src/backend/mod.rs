@@ -420,6 +420,17 @@ fn storage_bytes(made: &Result<Storage>) -> usize {
     made.as_ref().map_or(0, Storage::bytes)
 }
 
+/// [`storage_bytes`] of a kernel that makes two storages.
+fn pair_bytes(made: &Result<(Storage, Storage)>) -> usize {
+    made.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes())
+}
+
+/// [`storage_bytes`] of a kernel that makes three storages.
+fn triple_bytes(made: &Result<(Storage, Storage, Storage)>) -> usize {
+    made.as_ref()
+        .map_or(0, |(a, b, c)| a.bytes() + b.bytes() + c.bytes())
+}
+
 impl SequenceGrads<Storage> {
     /// The bytes of every gradient made.
     fn bytes(&self) -> usize {
@@ -989,7 +1000,7 @@ impl Storage {
         profiler::kernel(
             "lstm_cell_backward",
             || shapes(&[lg, c_prev.1, out.1, grad.1]),
-            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            pair_bytes,
             || match (self, c_prev.0, out.0, grad.0) {
                 (Storage::Cpu(g), Storage::Cpu(c), Storage::Cpu(o), Storage::Cpu(d)) => g
                     .lstm_cell_backward(lg, (c, c_prev.1), (o, out.1), (d, grad.1), bh)
@@ -1142,7 +1153,7 @@ impl Storage {
         profiler::kernel(
             "grid_lstm_backward",
             || shapes(&[lw, ldy]),
-            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            pair_bytes,
             || {
                 let cpu = (
                     cpu_arm(tape.gates),
@@ -1213,7 +1224,7 @@ impl Storage {
         profiler::kernel(
             "softmax_cross_entropy",
             || shapes(&[layout]),
-            |r: &Result<(Storage, Storage)>| r.as_ref().map_or(0, |(a, b)| a.bytes() + b.bytes()),
+            pair_bytes,
             || {
                 self.admit_output("softmax_cross_entropy", 2 * split.outer * split.inner)?;
                 match self {
@@ -1270,10 +1281,7 @@ impl Storage {
         profiler::kernel(
             "batch_norm",
             || shapes(&[layout, lw, lb]),
-            |r: &Result<(Storage, Storage, Storage)>| {
-                r.as_ref()
-                    .map_or(0, |(y, m, v)| y.bytes() + m.bytes() + v.bytes())
-            },
+            triple_bytes,
             || {
                 self.admit_output("batch_norm", layout.numel() + 2 * split.axis)?;
                 match (self, weight, bias) {
@@ -1303,10 +1311,7 @@ impl Storage {
         profiler::kernel(
             "batch_norm_backward",
             || shapes(&[layout, ldy, lw]),
-            |r: &Result<(Storage, Storage, Storage)>| {
-                r.as_ref()
-                    .map_or(0, |(dx, dw, db)| dx.bytes() + dw.bytes() + db.bytes())
-            },
+            triple_bytes,
             || {
                 self.admit_output("batch_norm_backward", layout.numel() + 2 * split.axis)?;
                 match (self, dy, weight, mean, var) {
