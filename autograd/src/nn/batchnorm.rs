@@ -180,9 +180,6 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
             ));
         }
         self.weight.same_dtype(Self::OP, x)?;
-        // per-channel tensors broadcast against x as [C, 1, ...]; statistics over all other axes
-        let mut channel_shape = vec![c];
-        channel_shape.resize(x.rank() - 1, 1);
         if self.training {
             let n: usize = x.numel() / c.max(1);
             if n < 2 {
@@ -206,6 +203,9 @@ impl<const DIMS: usize> BatchNorm<DIMS> {
             self.num_batches_tracked += 1;
             return Ok(y);
         }
+        // the running statistics and affine parameters broadcast against x as [C, 1, ...]
+        let mut channel_shape = vec![c];
+        channel_shape.resize(x.rank() - 1, 1);
         let xhat = normalize_with(
             x,
             &self.running_mean.reshape(&channel_shape)?,
