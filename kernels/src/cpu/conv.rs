@@ -415,10 +415,12 @@ fn samples_per_chunk(g: &ConvGeometry) -> usize {
         .unwrap_or(even)
 }
 
-/// The share (in thousandths) of `columns` rounded up to whole 32-column slivers that is padding.
+/// The widest micro-kernel's columns (a B sliver of `matmul`).
+const SLIVER_COLUMNS: usize = 32;
+
+/// The share (in thousandths) of `columns` rounded up to whole slivers that is padding.
 fn empty_lanes_per_mille(columns: usize) -> usize {
-    const SLIVER: usize = 32;
-    (columns.next_multiple_of(SLIVER) - columns) * 1000 / columns.max(1)
+    (columns.next_multiple_of(SLIVER_COLUMNS) - columns) * 1000 / columns.max(1)
 }
 
 /// The chunks of samples, as ranges.
@@ -453,13 +455,12 @@ fn cols_are_input(g: &ConvGeometry) -> bool {
 /// micro-kernel widths, so that each band's columns are built and consumed while in L2.
 fn bands(g: &ConvGeometry, ns: usize) -> Vec<Range<usize>> {
     const BAND_ELEMENTS: usize = 1 << 18;
-    const UNIT: usize = 32; // the widest micro-kernel's columns
     let (l, k) = (g.out_positions(), g.k_per_group());
     if ns > 1 || cols_are_input(g) || k * l <= BAND_ELEMENTS {
         return std::iter::once(0..ns * l).collect();
     }
     let count = (k * l).div_ceil(BAND_ELEMENTS);
-    let width = l.div_ceil(count).next_multiple_of(UNIT);
+    let width = l.div_ceil(count).next_multiple_of(SLIVER_COLUMNS);
     (0..l)
         .step_by(width)
         .map(|j| j..(j + width).min(l))
