@@ -8,6 +8,7 @@ fn main() {
         "emulation/device.cpp",
         "emulation/prelude.h",
         "tile.cuh",
+        "fold.cuh",
         "matmul.cu",
         "conv.cu",
         "reduce.cu",

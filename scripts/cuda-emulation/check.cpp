@@ -9,6 +9,7 @@
 #include "../../kernels/src/cuda/tile.cuh"
 #include "../../kernels/src/cuda/matmul.cu"
 #include "../../kernels/src/cuda/conv.cu"
+#include "../../kernels/src/cuda/fold.cuh"
 #include "../../kernels/src/cuda/reduce.cu"
 // compiled (so type-checked) too; their formulas are the CPU twins' line for line
 #include "../../kernels/src/cuda/elementwise.cu"

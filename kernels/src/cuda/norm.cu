@@ -1,24 +1,10 @@
 // Batch normalisation in training mode, the CUDA twins of cpu::norm over x [n, c, s]. The
 // per-channel sums run one block per channel: threads stride over the channel's n·s values,
-// summing in double as the CPU does, then warp shuffles and one shared-memory step across warps.
+// summing in double as the CPU does, then fold.cuh's block fold.
 // The elementwise passes run one thread per element.
 
 // The block's sum of v, valid in thread 0 (every thread must call it).
-__device__ double block_sum(double v) {
-    __shared__ double partial[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-    if (lane == 0) partial[warp] = v;
-    __syncthreads();
-    double total = 0.0;
-    if (warp == 0) {
-        total = lane < warps ? partial[lane] : 0.0;
-        for (int offset = 16; offset > 0; offset >>= 1)
-            total += __shfl_down_sync(0xffffffffu, total, offset);
-    }
-    __syncthreads();  // partial is reused by the next call
-    return total;
-}
+__device__ double block_sum(double v) { return block_fold<double, false>(v, 0.0); }
 
 // The flat index of value k (of n·s) of channel ch.
 __device__ long long channel_value(long long k, long long ch, long long c, long long s) {

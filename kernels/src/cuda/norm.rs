@@ -7,7 +7,7 @@ use super::{check_len, grid_for, Gpu, GpuBuffer, GpuError};
 use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "norm";
-pub(crate) const SOURCE: &str = include_str!("norm.cu");
+pub(crate) const SOURCE: &str = concat!(include_str!("fold.cuh"), include_str!("norm.cu"));
 
 fn check(what: &str, len: usize, need: usize) -> Result<(), GpuError> {
     check_len("batch norm", what, len, need)

@@ -1,39 +1,17 @@
 // Sum and max over the middle axis of a contiguous [outer, r, inner] buffer, the CUDA twins of
 // cpu::reduce. Rows (inner == 1): one block per row, each thread folding a strided share, then
 // warp shuffles and one shared-memory step across warps. inner > 1: one thread per output,
-// reading down its column (neighbouring threads read neighbouring addresses).
-// max propagates NaN, as the CPU's does.
-
-template <typename T, bool MAX>
-__device__ T combine(T a, T b) {
-    if (MAX) return (b != b || b > a) ? b : a;
-    return a + b;
-}
-
-template <typename T, bool MAX>
-__device__ T warp_fold(T v) {
-    for (int offset = 16; offset > 0; offset >>= 1)
-        v = combine<T, MAX>(v, __shfl_down_sync(0xffffffffu, v, offset));
-    return v;
-}
+// reading down its column (neighbouring threads read neighbouring addresses). The folds are
+// fold.cuh's.
 
 template <typename T, bool MAX>
 __device__ void reduce_rows(const T* x, T* out, long long rows, long long r, T init) {
-    __shared__ T partial[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
         T acc = init;
         for (long long j = threadIdx.x; j < r; j += blockDim.x)
             acc = combine<T, MAX>(acc, x[row * r + j]);
-        acc = warp_fold<T, MAX>(acc);
-        if (lane == 0) partial[warp] = acc;
-        __syncthreads();
-        if (warp == 0) {
-            acc = lane < warps ? partial[lane] : init;
-            acc = warp_fold<T, MAX>(acc);
-            if (lane == 0) out[row] = acc;
-        }
-        __syncthreads();
+        acc = block_fold<T, MAX>(acc, init);
+        if (threadIdx.x == 0) out[row] = acc;
     }
 }
 

@@ -6,7 +6,7 @@ use super::{grid_for, Gpu, GpuBuffer, GpuError};
 use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "reduce";
-pub(crate) const SOURCE: &str = include_str!("reduce.cu");
+pub(crate) const SOURCE: &str = concat!(include_str!("fold.cuh"), include_str!("reduce.cu"));
 
 /// Which fold.
 #[derive(Clone, Copy, Debug, PartialEq)]

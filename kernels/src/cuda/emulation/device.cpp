@@ -6,6 +6,7 @@
 #include "../tile.cuh"
 #include "../matmul.cu"
 #include "../conv.cu"
+#include "../fold.cuh"
 #include "../reduce.cu"
 #include "../elementwise.cu"
 #include "../lstm.cu"
