@@ -3,7 +3,9 @@
 //! `key_averages()`, in small).
 //!
 //! It is off by default. While it is off, each kernel call pays one relaxed load of a global
-//! flag and nothing else. [`enable`] (or [`Profiling::start`], a guard) turns it on for every
+//! flag and two not-taken branches, and nothing else: the kernel's code is called from one
+//! place and inlines as if the profiler were not there (measured against a build with the
+//! hooks compiled out in BENCHMARKS.md; it needs the workspace's whole-program LTO). [`enable`] (or [`Profiling::start`], a guard) turns it on for every
 //! thread; from then on each op records a [`Span`] into one shared list, which [`take`]
 //! returns and clears. [`key_averages`] groups spans by op and input shapes into [`Row`]s,
 //! [`format_table`] prints them.
@@ -35,7 +37,7 @@
 //! Kernels the walk runs between rules (summing the gradients of a tensor used twice, adding
 //! into `.grad()`) are top-level backward spans named by their kernel (`add`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -57,6 +59,9 @@ thread_local! {
     static CHILD_BYTES: Cell<usize> = const { Cell::new(0) };
     /// The op name and input shapes the next kernel span takes instead of its own ([`label`]).
     static LABEL: Cell<Option<Label>> = const { Cell::new(None) };
+    /// The spans this thread has open, innermost last. (Ops return errors rather than panic;
+    /// a kernel that did panic would leave its span here, closed by the next close instead.)
+    static OPEN: RefCell<Vec<Open>> = const { RefCell::new(Vec::new()) };
 }
 
 type Label = (&'static str, Vec<Vec<usize>>);
@@ -211,8 +216,9 @@ fn current_phase() -> Phase {
 
 /// Runs a kernel call `f` named `name` on operands of `shapes`, recording a span when the
 /// profiler is on; `bytes` gives the size of what it made. Off, one relaxed load and a branch
-/// before `f`, which inlines here as it would without the profiler; the profiled call is out
-/// of line.
+/// before `f` and a test after it; `f` is called from this one place, so it inlines here as it
+/// would without the profiler. The profiled work is out of line, the open span on a
+/// thread-local stack, so nothing with a destructor lives across `f`.
 #[inline(always)]
 pub(crate) fn kernel<R>(
     name: &'static str,
@@ -220,27 +226,38 @@ pub(crate) fn kernel<R>(
     bytes: impl FnOnce(&R) -> usize,
     f: impl FnOnce() -> R,
 ) -> R {
-    if !is_enabled() {
-        return f();
+    let profiled = is_enabled();
+    if profiled {
+        open_kernel(name, shapes);
     }
-    profiled_kernel(name, shapes, bytes, f)
+    let out = f();
+    if profiled {
+        close_kernel(bytes, &out);
+    }
+    out
 }
 
 #[cold]
 #[inline(never)]
-fn profiled_kernel<R>(
-    name: &'static str,
-    shapes: impl FnOnce() -> Vec<Vec<usize>>,
-    bytes: impl FnOnce(&R) -> usize,
-    f: impl FnOnce() -> R,
-) -> R {
+fn open_kernel(name: &'static str, shapes: impl FnOnce() -> Vec<Vec<usize>>) {
     let open = match LABEL.with(Cell::take) {
         Some((name, shapes)) => Open::start(name, shapes, current_phase()),
         None => Open::start(name, shapes(), current_phase()),
     };
-    let out = f();
-    open.close(bytes(&out));
-    out
+    OPEN.with(|stack| stack.borrow_mut().push(open));
+}
+
+#[cold]
+#[inline(never)]
+fn close_kernel<R>(bytes: impl FnOnce(&R) -> usize, out: &R) {
+    close_innermost(bytes(out));
+}
+
+/// Records the span most recently opened on this thread.
+fn close_innermost(bytes: usize) {
+    if let Some(open) = OPEN.with(|stack| stack.borrow_mut().pop()) {
+        open.close(bytes);
+    }
 }
 
 /// Names the next kernel span of this thread: the op `name` on inputs of `shapes`, rather than
@@ -268,23 +285,28 @@ pub(crate) fn backward_rule<R>(
     shapes: impl FnOnce() -> Vec<Vec<usize>>,
     f: impl FnOnce() -> R,
 ) -> R {
-    if !is_enabled() {
-        return f();
+    let profiled = is_enabled();
+    if profiled {
+        open_rule(name, shapes);
     }
-    profiled_rule(name, shapes, f)
+    let out = f();
+    if profiled {
+        close_rule();
+    }
+    out
 }
 
 #[cold]
 #[inline(never)]
-fn profiled_rule<R>(
-    name: &'static str,
-    shapes: impl FnOnce() -> Vec<Vec<usize>>,
-    f: impl FnOnce() -> R,
-) -> R {
+fn open_rule(name: &'static str, shapes: impl FnOnce() -> Vec<Vec<usize>>) {
     let open = Open::start(name, shapes(), Phase::Backward);
-    let out = f();
-    open.close(0);
-    out
+    OPEN.with(|stack| stack.borrow_mut().push(open));
+}
+
+#[cold]
+#[inline(never)]
+fn close_rule() {
+    close_innermost(0);
 }
 
 /// Marks this thread as inside a backward walk while it lives: kernels run then are in the
