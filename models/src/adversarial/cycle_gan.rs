@@ -25,7 +25,8 @@
 //! whose classifier label is kept and the share measured in the target domain.
 
 use crate::adversarial::{
-    grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey, Network,
+    copy_weights, grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey,
+    update_weight_average, Network,
 };
 use crate::domains::morpho;
 use crate::domains::sets::{self, pixel_hash, thicken_to, Domain, THICK_TARGET};
@@ -78,6 +79,11 @@ pub struct CycleConfig {
     /// `constant_epochs + k` (k = 1..=decay_epochs) at lr · (1 - k / (decay_epochs + 1)); any
     /// epochs after that stay at the last rate. 0 (the default): a constant rate.
     pub decay_epochs: u64,
+    /// Decay of a moving average of G's and F's weights (as ProGAN samples from one), which
+    /// then translates in samples, metrics and `translations.png`; the trained networks'
+    /// figures are reported beside it as `trained_*`. 0: no average, the trained networks
+    /// translate (the paper).
+    pub ema_decay: f64,
 }
 
 impl Default for CycleConfig {
@@ -95,6 +101,7 @@ impl Default for CycleConfig {
             // off: over the default 6 epochs, 3 constant then 3 decaying kept fewer labels
             // (92.8% / 91.5% against 93.4% / 93.4%, README)
             decay_epochs: 0,
+            ema_decay: 0.0,
         }
     }
 }
@@ -332,6 +339,15 @@ pub struct CycleGan {
     opt_d: Adam,
     history_a: History,
     history_b: History,
+    /// Moving averages of G and F (`ema_decay` > 0).
+    averages: Option<Averages>,
+}
+
+/// The weight averages of the two generators and the steps averaged so far.
+struct Averages {
+    g: ResnetGenerator,
+    f: ResnetGenerator,
+    steps: Tensor,
 }
 
 /// Which domain a training digit belongs to for good: a hash of its pixels (true: plain).
@@ -360,6 +376,12 @@ impl CycleGan {
                 ),
             ));
         }
+        if !(0.0..1.0).contains(&c.ema_decay) {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!("ema_decay must be in [0, 1), got {}", c.ema_decay),
+            ));
+        }
         for (name, w) in [
             ("cycle_weight", c.cycle_weight),
             ("identity_weight", c.identity_weight),
@@ -375,6 +397,22 @@ impl CycleGan {
         let f = ResnetGenerator::new(c.filters, c.blocks, rng)?;
         let d_a = PatchDiscriminator::new(c.filters, rng)?;
         let d_b = PatchDiscriminator::new(c.filters, rng)?;
+        let averages = if c.ema_decay > 0.0 {
+            // their own tensors, made without drawing on the run's generator
+            let mut scratch = Rng::new(0);
+            let average = |net: &ResnetGenerator, scratch: &mut Rng| -> Result<ResnetGenerator> {
+                let a = ResnetGenerator::new(c.filters, c.blocks, scratch)?;
+                copy_weights(&a, net)?;
+                Ok(a)
+            };
+            Some(Averages {
+                g: average(&g, &mut scratch)?,
+                f: average(&f, &mut scratch)?,
+                steps: Tensor::zeros(&[], DType::F64),
+            })
+        } else {
+            None
+        };
         let adam = AdamConfig {
             lr: c.lr,
             betas: (c.beta1, c.beta2),
@@ -389,6 +427,7 @@ impl CycleGan {
             opt_d: Adam::new(d_params, adam)?,
             history_a: History::new(c.history),
             history_b: History::new(c.history),
+            averages,
             config,
             g,
             f,
@@ -411,6 +450,12 @@ impl CycleGan {
             .add(&cycle.mul_scalar(wc)?)?
             .add(&identity.mul_scalar(wi)?)?;
         self.opt_g.minimize(&g_loss)?;
+        if let Some(avg) = &mut self.averages {
+            let t = avg.steps.item()? as u64 + 1;
+            update_weight_average(&avg.g, &self.g, self.config.ema_decay, t)?;
+            update_weight_average(&avg.f, &self.f, self.config.ema_decay, t)?;
+            avg.steps = Tensor::scalar(t as f64, DType::F64);
+        }
         let shown_a = self.history_a.query(&fake_a.detach(), rng)?;
         let shown_b = self.history_b.query(&fake_b.detach(), rng)?;
         let d_a_loss = least_squares(&self.d_a.forward(a)?, 1.0)?
@@ -439,15 +484,43 @@ impl CycleGan {
         Ok(out)
     }
 
-    /// The translation measures on the first `n` test digits, both directions (module doc).
+    /// The networks that translate: the averages where there are some, else G and F.
+    fn translators(&mut self) -> (&mut ResnetGenerator, &mut ResnetGenerator) {
+        match &mut self.averages {
+            Some(avg) => (&mut avg.g, &mut avg.f),
+            None => (&mut self.g, &mut self.f),
+        }
+    }
+
+    /// The translation measures on the first `n` test digits, both directions (module doc), of
+    /// the translators and, where they are averages, of the trained networks as `trained_*`.
     fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
+        let mut out = Vec::new();
+        if self.averages.is_some() {
+            out = Self::measures(&mut self.g, &mut self.f, ctx, n, "trained_")?;
+        }
+        let (g, f) = self.translators();
+        let mut ours = Self::measures(g, f, ctx, n, "")?;
+        ours.append(&mut out);
+        Ok(ours)
+    }
+
+    /// [`Self::translation_metrics`] of the networks `g` (plain to thick) and `f`, each name
+    /// after `prefix`.
+    fn measures(
+        g: &mut ResnetGenerator,
+        f: &mut ResnetGenerator,
+        ctx: &mut EvalContext,
+        n: usize,
+        prefix: &str,
+    ) -> Result<Vec<Metric>> {
         let test = &ctx.data.test;
         let n = n.min(test.len());
         let plain = test.images[..n * PIXELS].to_vec();
         let labels: Vec<usize> = test.labels[..n].iter().map(|&l| l.into()).collect();
         let thick = thickened(&plain);
-        let to_thick = Self::translate(&mut self.g, &plain)?;
-        let to_plain = Self::translate(&mut self.f, &thick)?;
+        let to_thick = Self::translate(g, &plain)?;
+        let to_plain = Self::translate(f, &thick)?;
         let mut out = Vec::new();
         for (name, made, target, truth) in [
             ("plain_to_thick", &to_thick, Domain::Thick, &thick),
@@ -464,15 +537,18 @@ impl CycleGan {
                 .sum::<f64>()
                 / made.len() as f64;
             out.push(
-                Metric::with_baseline(format!("{name}_label_kept"), kept, kept_real)
+                Metric::with_baseline(format!("{prefix}{name}_label_kept"), kept, kept_real)
                     .detail(format!("{n} test digits; baseline: the true translations")),
             );
             out.push(Metric::with_baseline(
-                format!("{name}_domain_reached"),
+                format!("{prefix}{name}_domain_reached"),
                 reached,
                 reached_real,
             ));
-            out.push(Metric::new(format!("{name}_l1_to_truth"), l1_to_truth));
+            out.push(Metric::new(
+                format!("{prefix}{name}_l1_to_truth"),
+                l1_to_truth,
+            ));
         }
         Ok(out)
     }
@@ -504,14 +580,21 @@ impl Module for CycleGan {
         p.extend(nn::prefixed("d_b", self.d_b.named_parameters()));
         p
     }
-    /// The histories: a resumed run shows its discriminators what the uninterrupted one would.
+    /// The histories: a resumed run shows its discriminators what the uninterrupted one would;
+    /// and the weight averages, if any.
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        vec![
+        let mut b = vec![
             ("history_a.images".into(), self.history_a.images.clone()),
             ("history_a.len".into(), self.history_a.len.clone()),
             ("history_b.images".into(), self.history_b.images.clone()),
             ("history_b.len".into(), self.history_b.len.clone()),
-        ]
+        ];
+        if let Some(avg) = &self.averages {
+            b.extend(nn::prefixed("g_average", avg.g.named_parameters()));
+            b.extend(nn::prefixed("f_average", avg.f.named_parameters()));
+            b.push(("average_steps".into(), avg.steps.clone()));
+        }
+        b
     }
 }
 
@@ -571,7 +654,8 @@ impl GenerativeModel for CycleGan {
             "cycle-gan translates digits rather than drawing them: its samples are the thickened test digits (sample_given)",
         ))
     }
-    /// G's translations of test digits `first ..` (wrapping) into the thick domain.
+    /// G's (or its average's) translations of test digits `first ..` (wrapping) into the thick
+    /// domain.
     fn sample_given(
         &mut self,
         first: usize,
@@ -583,7 +667,7 @@ impl GenerativeModel for CycleGan {
         let plain: Vec<u8> = (first..first + n)
             .flat_map(|i| test.image(i % test.len()).iter().copied())
             .collect();
-        let made = Self::translate(&mut self.g, &plain)?;
+        let made = Self::translate(self.translators().0, &plain)?;
         Tensor::from_vec(
             made.iter().map(|&b| b as f32 / 255.0).collect(),
             &[n, 1, N, N],
@@ -606,10 +690,11 @@ impl GenerativeModel for CycleGan {
     fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {
         let plain = data.test.images[..10 * PIXELS].to_vec();
         let thick = thickened(&plain);
-        let gb = Self::translate(&mut self.g, &plain)?;
-        let back_a = Self::translate(&mut self.f, &gb)?;
-        let fa = Self::translate(&mut self.f, &thick)?;
-        let back_b = Self::translate(&mut self.g, &fa)?;
+        let (g, f) = self.translators();
+        let gb = Self::translate(g, &plain)?;
+        let back_a = Self::translate(f, &gb)?;
+        let fa = Self::translate(f, &thick)?;
+        let back_b = Self::translate(g, &fa)?;
         let rows: Vec<f32> = [&plain, &gb, &back_a, &thick, &fa, &back_b]
             .iter()
             .flat_map(|r| r.iter().map(|&b| b as f32 / 255.0))
@@ -736,6 +821,52 @@ mod tests {
         assert!(gan.history_a.len.to_vec_f64()[0] > 0.0);
         let one = data.train.batch(&[0]);
         assert!(gan.train_step(&one, &mut rng).is_err());
+    }
+
+    /// With `ema_decay` the averages start as G and F and trail them, are in the checkpointed
+    /// state, and change nothing in training: the same losses and weights as without.
+    #[test]
+    fn the_weight_averages_trail_the_generators_and_change_no_step() {
+        let data = crate::program::data::embedded().unwrap();
+        let batch = data.train.batch(&(0..16).collect::<Vec<_>>());
+        let config = |ema_decay| CycleConfig {
+            filters: 4,
+            blocks: 1,
+            ema_decay,
+            ..CycleConfig::default()
+        };
+        let mut plain = CycleGan::new(config(0.0), &mut Rng::new(4)).unwrap();
+        let mut averaged = CycleGan::new(config(0.9), &mut Rng::new(4)).unwrap();
+        assert!(plain.averages.is_none());
+        let first = |m: &ResnetGenerator| m.named_parameters()[0].1.to_vec_f64();
+        let start = first(&averaged.g);
+        assert_eq!(first(&averaged.averages.as_ref().unwrap().g), start);
+        let (mut r1, mut r2) = (Rng::new(5), Rng::new(5));
+        for _ in 0..3 {
+            let a = plain.train_step(&batch, &mut r1).unwrap();
+            let b = averaged.train_step(&batch, &mut r2).unwrap();
+            assert_eq!(a, b);
+        }
+        assert_eq!(first(&plain.g), first(&averaged.g));
+        let avg = averaged.averages.as_ref().unwrap();
+        assert_eq!(avg.steps.item().unwrap(), 3.0);
+        let (g, a) = (first(&averaged.g), first(&avg.g));
+        assert!(
+            a != g && a != start,
+            "the average is neither G nor where G began"
+        );
+        let names: Vec<String> = GenerativeModel::state_dict(&averaged)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for name in [
+            "g_average.stem.weight",
+            "f_average.head.bias",
+            "average_steps",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(CycleGan::new(config(1.0), &mut Rng::new(0)).is_err());
     }
 
     /// Samples drawn in chunks continue through the test digits (`genzoo sample --n 200` does

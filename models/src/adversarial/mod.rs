@@ -145,6 +145,57 @@ pub fn player_adams(
     Ok((g, d))
 }
 
+/// `to`'s parameters set to `from`'s (a weight average starts as the network it follows).
+pub fn copy_weights(to: &dyn Module, from: &dyn Module) -> Result<()> {
+    for (t, f) in paired_parameters(to, from)? {
+        t.copy_from(&f)?;
+    }
+    Ok(())
+}
+
+/// One step of a moving average of a network's weights (the network that samples in ProGAN,
+/// Karras et al. 2018): after the `t`-th training step (from 1),
+/// average = d · average + (1 - d) · current, d = min(decay, (1 + t) / (10 + t)), the warm-up
+/// of TensorFlow's moving averages, so that early averages soon forget the initial weights.
+pub fn update_weight_average(
+    average: &dyn Module,
+    current: &dyn Module,
+    decay: f64,
+    t: u64,
+) -> Result<()> {
+    let d = decay.min((1.0 + t as f64) / (10.0 + t as f64)) as f32;
+    for (a, c) in paired_parameters(average, current)? {
+        let c = c.to_vec_f32();
+        a.update_data::<f32>(|v| {
+            for (v, c) in v.iter_mut().zip(&c) {
+                *v = d * *v + (1.0 - d) * c;
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The parameters of two networks of one architecture, in pairs.
+fn paired_parameters(a: &dyn Module, b: &dyn Module) -> Result<Vec<(Tensor, Tensor)>> {
+    let (pa, pb) = (a.named_parameters(), b.named_parameters());
+    let same = pa.len() == pb.len()
+        && pa
+            .iter()
+            .zip(&pb)
+            .all(|((na, ta), (nb, tb))| na == nb && ta.shape() == tb.shape());
+    if !same {
+        return Err(autograd::Error::invalid(
+            "weight average",
+            "the average and the network it follows differ in their parameters",
+        ));
+    }
+    Ok(pa
+        .into_iter()
+        .zip(pb)
+        .map(|((_, a), (_, b))| (a, b))
+        .collect())
+}
+
 /// The two players' optimizers under the names every GAN's checkpoint gives them.
 pub fn player_optimizers<'a>(
     g: &'a dyn Optimizer,
@@ -442,6 +493,36 @@ pub fn warnings(metrics: &[Metric]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The average starts as the network, then moves (1 - d) of the way to it each step, d
+    /// warmed up from 2/11; networks of other shapes are refused.
+    #[test]
+    fn a_weight_average_follows_its_network() {
+        let mut rng = Rng::new(0);
+        let net = nn::Linear::new(3, 2, true, DType::F32, &mut rng).unwrap();
+        let avg = nn::Linear::new(3, 2, true, DType::F32, &mut rng).unwrap();
+        copy_weights(&avg, &net).unwrap();
+        assert_eq!(avg.weight.to_vec_f64(), net.weight.to_vec_f64());
+        let before = avg.weight.to_vec_f64();
+        net.weight
+            .update_data::<f32>(|v| v.iter_mut().for_each(|x| *x += 1.0))
+            .unwrap();
+        update_weight_average(&avg, &net, 0.999, 1).unwrap();
+        let d = 2.0 / 11.0;
+        for (a, b) in avg.weight.to_vec_f64().iter().zip(&before) {
+            assert!((a - (b + (1.0 - d))).abs() < 1e-6, "{a} from {b}");
+        }
+        // late, the decay is the one asked for
+        let before = avg.weight.to_vec_f64();
+        update_weight_average(&avg, &net, 0.5, 1000).unwrap();
+        let now = net.weight.to_vec_f64();
+        for ((a, b), n) in avg.weight.to_vec_f64().iter().zip(&before).zip(&now) {
+            assert!((a - (0.5 * b + 0.5 * n)).abs() < 1e-6);
+        }
+        let other = nn::Linear::new(4, 2, true, DType::F32, &mut rng).unwrap();
+        assert!(update_weight_average(&other, &net, 0.9, 1).is_err());
+        assert!(copy_weights(&other, &net).is_err());
+    }
 
     #[test]
     fn the_two_generator_losses_and_their_slopes() {

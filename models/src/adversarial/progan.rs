@@ -44,7 +44,8 @@
 use crate::adversarial::networks::check_latent;
 use crate::adversarial::wgan::gradient_penalty;
 use crate::adversarial::{
-    epoch_metrics, noise, player_optimizers, player_optimizers_mut, player_weights, to_unit,
+    copy_weights, epoch_metrics, noise, player_optimizers, player_optimizers_mut, player_weights,
+    to_unit, update_weight_average,
 };
 use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::checkpoint::write_atomic;
@@ -614,13 +615,7 @@ impl Progan {
         let critic = Critic::new(channels, config.group, DType::F32, rng)?;
         // the average starts as G (its own tensors, never trained)
         let average = Generator::new(latent, channels, DType::F32, &mut Rng::new(0))?;
-        for ((_, a), (_, g)) in average
-            .named_parameters()
-            .iter()
-            .zip(generator.named_parameters())
-        {
-            a.copy_from(&g)?;
-        }
+        copy_weights(&average, &generator)?;
         let adam = AdamConfig {
             lr: config.lr,
             betas: (config.beta1, config.beta2),
@@ -685,7 +680,7 @@ impl Progan {
         self.opt_g.minimize(&g_loss)?;
         let steps = self.step_count()? + 1;
         self.steps = Tensor::scalar(steps as f64, DType::F64);
-        self.update_average(steps)?;
+        update_weight_average(&self.average, &self.generator, self.config.ema_decay, steps)?;
         self.take_grid(steps)?;
         Ok(vec![
             ("critic_loss".into(), critic_loss.item()?),
@@ -694,29 +689,6 @@ impl Progan {
             ("drift".into(), drift.item()?),
             ("g_loss".into(), g_loss.item()?),
         ])
-    }
-
-    /// average = d average + (1 - d) G after the `t`-th generator step, d = min(decay,
-    /// (1 + t) / (10 + t)).
-    fn update_average(&self, t: u64) -> Result<()> {
-        let d = self
-            .config
-            .ema_decay
-            .min((1.0 + t as f64) / (10.0 + t as f64)) as f32;
-        for ((_, a), (_, g)) in self
-            .average
-            .named_parameters()
-            .iter()
-            .zip(self.generator.named_parameters())
-        {
-            let g = g.to_vec_f32();
-            a.update_data::<f32>(|v| {
-                for (v, g) in v.iter_mut().zip(&g) {
-                    *v = d * *v + (1.0 - d) * g;
-                }
-            })?;
-        }
-        Ok(())
     }
 
     /// At a stage's grid step, the average's samples into its slot of `grids`.
