@@ -20,6 +20,12 @@
 //! tanh) and a 7 x 7 PatchGAN discriminator (C f, C 2f, 3 x 3 to one channel). Adam 2e-4
 //! (0.5, 0.999), G and F sharing one, D_A and D_B another.
 //!
+//! Beyond the paper, the networks that translate (in samples, metrics and `translations.png`)
+//! are moving averages of G's and F's weights, decay 0.999 (about two epochs; ProGAN samples
+//! from such an average): late in training the trained networks swing from epoch to epoch
+//! (seed 0: the thick-to-plain translations measured plain on 88.7% of the test digits after
+//! 10 epochs, the average's on 96.2%). `ema_decay = 0` translates with the trained networks.
+//!
 //! Because the true translation exists here (the thickening itself), evaluation reports the
 //! mean L1 to it beside the paper's measures: on the test digits, both directions, the share
 //! whose classifier label is kept and the share measured in the target domain.
@@ -45,7 +51,7 @@ pub static ENTRY: Entry = Entry {
     title: "CycleGAN, plain <-> thick digits unpaired: LSGAN, cycle and identity losses, history of 50",
     paper: "Zhu, Park, Isola & Efros 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks",
     family: Family::Adversarial,
-    default_epochs: 6,
+    default_epochs: 10,
     default_batch_size: 16,
     default_config: || serde_json::to_value(CycleConfig::default()).unwrap_or_default(),
     build: |cfg, rng| Ok(Box::new(CycleGan::new(ENTRY.parse_config(cfg)?, rng)?)),
@@ -82,7 +88,7 @@ pub struct CycleConfig {
     /// Decay of a moving average of G's and F's weights (as ProGAN samples from one), which
     /// then translates in samples, metrics and `translations.png`; the trained networks'
     /// figures are reported beside it as `trained_*`. 0: no average, the trained networks
-    /// translate (the paper).
+    /// translate (the paper). The default 0.999 averages over about two epochs.
     pub ema_decay: f64,
 }
 
@@ -98,10 +104,13 @@ impl Default for CycleConfig {
             filters: 32,
             blocks: 3,
             constant_epochs: 3,
-            // off: over the default 6 epochs, 3 constant then 3 decaying kept fewer labels
+            // off: over 6 epochs (the default then), 3 constant then 3 decaying kept fewer labels
             // (92.8% / 91.5% against 93.4% / 93.4%, README)
             decay_epochs: 0,
-            ema_decay: 0.0,
+            // seed 0, 10 epochs, all test digits: the average keeps 94.3% / 96.2% of the labels
+            // and reaches 100% / 96.2% of the domain; the trained networks 94.3% / 95.5% and
+            // 100% / 88.7% (README)
+            ema_decay: 0.999,
         }
     }
 }
@@ -269,6 +278,15 @@ impl Network for PatchDiscriminator {
         let h = self.n2.forward(&self.c2.forward(&h)?)?.leaky_relu(0.2)?;
         self.c3.forward(&h)
     }
+}
+
+/// `net` run once on the images of both batches, its output split back: for networks whose
+/// every layer works on each image alone (these, with instance norm), the two forwards batched.
+fn forward_joined<N: Network>(net: &mut N, parts: [&Tensor; 2]) -> Result<[Tensor; 2]> {
+    let n = parts[0].shape()[0];
+    let out = net.forward(&Tensor::concat(&[parts[0].clone(), parts[1].clone()], 0)?)?;
+    let rest = out.shape()[0] - n;
+    Ok([out.narrow(0, 0, n)?, out.narrow(0, n, rest)?])
 }
 
 /// LSGAN's loss: the mean of (score - target)^2.
@@ -440,12 +458,14 @@ impl CycleGan {
     /// L_G, then both discriminators on L_D with images from the histories.
     fn step(&mut self, a: &Tensor, b: &Tensor, rng: &mut Rng) -> Result<Losses> {
         let (wc, wi) = (self.config.cycle_weight, self.config.identity_weight);
-        let fake_b = self.g.forward(a)?;
-        let fake_a = self.f.forward(b)?;
+        // each network runs once on the batches it takes at a level (every layer works on each
+        // image alone, instance norm included, so this is the separate passes, batched)
+        let [fake_b, same_b] = forward_joined(&mut self.g, [a, b])?;
+        let [fake_a, same_a] = forward_joined(&mut self.f, [b, a])?;
         let adversarial = least_squares(&self.d_b.forward(&fake_b)?, 1.0)?
             .add(&least_squares(&self.d_a.forward(&fake_a)?, 1.0)?)?;
         let cycle = l1(&self.f.forward(&fake_b)?, a)?.add(&l1(&self.g.forward(&fake_a)?, b)?)?;
-        let identity = l1(&self.g.forward(b)?, b)?.add(&l1(&self.f.forward(a)?, a)?)?;
+        let identity = l1(&same_b, b)?.add(&l1(&same_a, a)?)?;
         let g_loss = adversarial
             .add(&cycle.mul_scalar(wc)?)?
             .add(&identity.mul_scalar(wi)?)?;
@@ -458,11 +478,13 @@ impl CycleGan {
         }
         let shown_a = self.history_a.query(&fake_a.detach(), rng)?;
         let shown_b = self.history_b.query(&fake_b.detach(), rng)?;
-        let d_a_loss = least_squares(&self.d_a.forward(a)?, 1.0)?
-            .add(&least_squares(&self.d_a.forward(&shown_a)?, 0.0)?)?
+        let [real_a, seen_a] = forward_joined(&mut self.d_a, [a, &shown_a])?;
+        let [real_b, seen_b] = forward_joined(&mut self.d_b, [b, &shown_b])?;
+        let d_a_loss = least_squares(&real_a, 1.0)?
+            .add(&least_squares(&seen_a, 0.0)?)?
             .mul_scalar(0.5)?;
-        let d_b_loss = least_squares(&self.d_b.forward(b)?, 1.0)?
-            .add(&least_squares(&self.d_b.forward(&shown_b)?, 0.0)?)?
+        let d_b_loss = least_squares(&real_b, 1.0)?
+            .add(&least_squares(&seen_b, 0.0)?)?
             .mul_scalar(0.5)?;
         self.opt_d.minimize(&d_a_loss.add(&d_b_loss)?)?;
         Ok(vec![
@@ -721,6 +743,32 @@ mod tests {
         assert_eq!(y.shape(), &[3, 1, 28, 28]);
         assert!(y.to_vec_f64().iter().all(|v| v.abs() <= 1.0));
         assert_eq!(d.forward(&y).unwrap().shape(), &[3, 1, 7, 7]);
+    }
+
+    /// The batched passes of a step give what separate passes give, for both networks.
+    #[test]
+    fn joined_forwards_equal_separate_ones() {
+        let mut rng = Rng::new(6);
+        let mut g = ResnetGenerator::new(8, 2, &mut rng).unwrap();
+        let mut d = PatchDiscriminator::new(8, &mut rng).unwrap();
+        let x = Tensor::randn(&[3, 1, 28, 28], DType::F32, &mut rng);
+        let y = Tensor::randn(&[2, 1, 28, 28], DType::F32, &mut rng);
+        let close = |p: &Tensor, q: &Tensor| {
+            assert_eq!(p.shape(), q.shape());
+            let worst = p
+                .to_vec_f64()
+                .iter()
+                .zip(q.to_vec_f64())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-5, "{worst}");
+        };
+        let [gx, gy] = forward_joined(&mut g, [&x, &y]).unwrap();
+        close(&gx, &g.forward(&x).unwrap());
+        close(&gy, &g.forward(&y).unwrap());
+        let [dx, dy] = forward_joined(&mut d, [&x, &y]).unwrap();
+        close(&dx, &d.forward(&x).unwrap());
+        close(&dy, &d.forward(&y).unwrap());
     }
 
     /// The paper's schedule scaled to 6 epochs: 3 at the full rate, then 3/4, 1/2, 1/4 of it,
