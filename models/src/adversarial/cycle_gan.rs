@@ -754,13 +754,7 @@ mod tests {
         let x = Tensor::randn(&[3, 1, 28, 28], DType::F32, &mut rng);
         let y = Tensor::randn(&[2, 1, 28, 28], DType::F32, &mut rng);
         let close = |p: &Tensor, q: &Tensor| {
-            assert_eq!(p.shape(), q.shape());
-            let worst = p
-                .to_vec_f64()
-                .iter()
-                .zip(q.to_vec_f64())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let worst = crate::adversarial::max_diff(p, q);
             assert!(worst < 1e-5, "{worst}");
         };
         let [gx, gy] = forward_joined(&mut g, [&x, &y]).unwrap();

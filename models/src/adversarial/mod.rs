@@ -145,6 +145,17 @@ pub fn player_adams(
     Ok((g, d))
 }
 
+/// The largest absolute difference of two tensors of one shape (the tests' comparisons).
+#[cfg(test)]
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.to_vec_f64(), b.to_vec_f64());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
 /// `to`'s parameters set to `from`'s (a weight average starts as the network it follows).
 pub fn copy_weights(to: &dyn Module, from: &dyn Module) -> Result<()> {
     for (t, f) in paired_parameters(to, from)? {

@@ -785,15 +785,7 @@ impl GenerativeModel for Progan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        assert_eq!(a.shape(), b.shape());
-        let (a, b) = (a.to_vec_f64(), b.to_vec_f64());
-        a.iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
-    }
+    use crate::adversarial::max_diff;
 
     const SMALL: [usize; 3] = [8, 6, 4];
 
