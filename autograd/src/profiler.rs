@@ -5,9 +5,9 @@
 //! It is off by default. While it is off, each kernel call pays one relaxed load of a global
 //! flag and two not-taken branches, and nothing else: the kernel's code is called from one
 //! place and inlines as if the profiler were not there (measured against a build with the
-//! hooks compiled out in BENCHMARKS.md; it needs the workspace's whole-program LTO). [`enable`] (or [`Profiling::start`], a guard) turns it on for every
-//! thread; from then on each op records a [`Span`] into one shared list, which [`take`]
-//! returns and clears. [`key_averages`] groups spans by op and input shapes into [`Row`]s,
+//! hooks compiled out in BENCHMARKS.md; it needs the workspace's whole-program LTO).
+//! [`enable`] (or [`Profiling::start`], a guard) turns it on for every thread; from then on
+//! each op records a [`Span`] into one shared list, which [`take`] returns and clears. [`key_averages`] groups spans by op and input shapes into [`Row`]s,
 //! [`format_table`] prints them.
 //!
 //! # What is timed
