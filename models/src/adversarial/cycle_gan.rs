@@ -517,12 +517,13 @@ impl CycleGan {
     /// The translation measures on the first `n` test digits, both directions (module doc), of
     /// the translators and, where they are averages, of the trained networks as `trained_*`.
     fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
+        let truth = Truth::new(ctx, n)?;
         let mut out = Vec::new();
         if self.averages.is_some() {
-            out = Self::measures(&mut self.g, &mut self.f, ctx, n, "trained_")?;
+            out = Self::measures(&mut self.g, &mut self.f, ctx, &truth, "trained_")?;
         }
         let (g, f) = self.translators();
-        let mut ours = Self::measures(g, f, ctx, n, "")?;
+        let mut ours = Self::measures(g, f, ctx, &truth, "")?;
         ours.append(&mut out);
         Ok(ours)
     }
@@ -533,34 +534,33 @@ impl CycleGan {
         g: &mut ResnetGenerator,
         f: &mut ResnetGenerator,
         ctx: &mut EvalContext,
-        n: usize,
+        truth: &Truth,
         prefix: &str,
     ) -> Result<Vec<Metric>> {
-        let test = &ctx.data.test;
-        let n = n.min(test.len());
-        let plain = test.images[..n * PIXELS].to_vec();
-        let labels: Vec<usize> = test.labels[..n].iter().map(|&l| l.into()).collect();
-        let thick = thickened(&plain);
-        let to_thick = Self::translate(g, &plain)?;
-        let to_plain = Self::translate(f, &thick)?;
+        let to_thick = Self::translate(g, &truth.plain)?;
+        let to_plain = Self::translate(f, &truth.thick)?;
         let mut out = Vec::new();
-        for (name, made, target, truth) in [
-            ("plain_to_thick", &to_thick, Domain::Thick, &thick),
-            ("thick_to_plain", &to_plain, Domain::Plain, &plain),
-        ] {
-            let kept = label_kept(ctx, made, &labels)?;
-            let kept_real = label_kept(ctx, truth, &labels)?;
+        for ((name, made, target, real), (kept_real, reached_real)) in [
+            ("plain_to_thick", &to_thick, Domain::Thick, &truth.thick),
+            ("thick_to_plain", &to_plain, Domain::Plain, &truth.plain),
+        ]
+        .into_iter()
+        .zip(truth.baselines)
+        {
+            let kept = label_kept(ctx, made, &truth.labels)?;
             let reached = in_domain(made, target);
-            let reached_real = in_domain(truth, target);
             let l1_to_truth = made
                 .iter()
-                .zip(truth.iter())
+                .zip(real.iter())
                 .map(|(&p, &q)| (p as f64 - q as f64).abs() / 255.0)
                 .sum::<f64>()
                 / made.len() as f64;
             out.push(
                 Metric::with_baseline(format!("{prefix}{name}_label_kept"), kept, kept_real)
-                    .detail(format!("{n} test digits; baseline: the true translations")),
+                    .detail(format!(
+                        "{} test digits; baseline: the true translations",
+                        truth.labels.len()
+                    )),
             );
             out.push(Metric::with_baseline(
                 format!("{prefix}{name}_domain_reached"),
@@ -573,6 +573,42 @@ impl CycleGan {
             ));
         }
         Ok(out)
+    }
+}
+
+/// The first `n` test digits, their thickenings and labels, and the baselines (label kept,
+/// domain reached) of the true translations, plain to thick then thick to plain: made once
+/// per evaluation, whichever networks are measured against them.
+struct Truth {
+    plain: Vec<u8>,
+    thick: Vec<u8>,
+    labels: Vec<usize>,
+    baselines: [(f64, f64); 2],
+}
+
+impl Truth {
+    fn new(ctx: &mut EvalContext, n: usize) -> Result<Truth> {
+        let test = &ctx.data.test;
+        let n = n.min(test.len());
+        let plain = test.images[..n * PIXELS].to_vec();
+        let labels: Vec<usize> = test.labels[..n].iter().map(|&l| l.into()).collect();
+        let thick = thickened(&plain);
+        let baselines = [
+            (
+                label_kept(ctx, &thick, &labels)?,
+                in_domain(&thick, Domain::Thick),
+            ),
+            (
+                label_kept(ctx, &plain, &labels)?,
+                in_domain(&plain, Domain::Plain),
+            ),
+        ];
+        Ok(Truth {
+            plain,
+            thick,
+            labels,
+            baselines,
+        })
     }
 }
 
