@@ -7,6 +7,7 @@ fn main() {
     for source in [
         "emulation/device.cpp",
         "emulation/prelude.h",
+        "bf16.cuh",
         "tile.cuh",
         "fold.cuh",
         "matmul.cu",

@@ -2,6 +2,7 @@
 //! each tensor's gradient over all of its uses.
 
 use crate::backward::backward;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::grad_mode::GradModeGuard;
 use crate::profiler;
@@ -34,9 +35,20 @@ fn topological_order(roots: &[Tensor]) -> Vec<Tensor> {
     order
 }
 
+/// Two gradients of one tensor added: bf16 ones (which have no add of their own) in f32,
+/// rounded once.
+fn sum_of_gradients(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dtype() != DType::BF16 {
+        return a.add(b);
+    }
+    a.to_dtype(DType::F32)?
+        .add(&b.to_dtype(DType::F32)?)?
+        .to_dtype(DType::BF16)
+}
+
 fn accumulate(grads: &mut HashMap<TensorId, Tensor>, id: TensorId, g: Tensor) -> Result<()> {
     let total = match grads.remove(&id) {
-        Some(previous) => previous.add(&g)?,
+        Some(previous) => sum_of_gradients(&previous, &g)?,
         None => g,
     };
     grads.insert(id, total);
@@ -254,7 +266,7 @@ impl Tensor {
         for leaf in leaves {
             if let Some(g) = got.remove(&leaf.id()) {
                 let total = match leaf.grad() {
-                    Some(previous) => previous.add(&g)?,
+                    Some(previous) => sum_of_gradients(&previous, &g)?,
                     None => g,
                 };
                 leaf.set_grad(Some(total));

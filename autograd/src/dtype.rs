@@ -10,14 +10,21 @@ pub enum DType {
     F32,
     /// 64-bit floats, what the gradient checks use.
     F64,
+    /// bfloat16 (the `half` crate's `bf16`: f32's exponent, 8 significant bits), a storage
+    /// type: [`Tensor::to_dtype`](crate::Tensor::to_dtype) to and from it, and matmul and the
+    /// convolutions (conv2d, conv_transpose2d, masked, with their gradients) on it, which sum
+    /// in f32 and round their result once. Every other op refuses it with an error naming the
+    /// op; cast to f32 for those.
+    BF16,
 }
 
 impl DType {
-    /// "f32" or "f64".
+    /// "f32", "f64" or "bf16".
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::BF16 => "bf16",
         }
     }
     /// Bytes per element.
@@ -25,6 +32,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F64 => 8,
+            DType::BF16 => 2,
         }
     }
 }

@@ -168,6 +168,10 @@ impl Rng {
         match dtype {
             DType::F32 => Storage::from_vec::<f32>((0..n).map(|_| self.uniform_f32()).collect()),
             DType::F64 => Storage::from_vec::<f64>((0..n).map(|_| self.uniform()).collect()),
+            DType::BF16 => f64_storage(
+                (0..n).map(|_| f64::from(self.uniform_f32())).collect(),
+                dtype,
+            ),
         }
     }
 }
@@ -333,10 +337,7 @@ impl Tensor {
 }
 
 fn f64_storage(data: Vec<f64>, dtype: DType) -> Storage {
-    match dtype {
-        DType::F32 => Storage::from_vec::<f32>(data.into_iter().map(|v| v as f32).collect()),
-        DType::F64 => Storage::from_vec::<f64>(data),
-    }
+    Storage::from_f64s(data, dtype)
 }
 
 #[cfg(test)]

@@ -222,10 +222,7 @@ impl Tensor {
 
     /// 0, 1, ..., n-1.
     pub fn arange(n: usize, dtype: DType) -> Tensor {
-        let storage = match dtype {
-            DType::F32 => Storage::from_vec((0..n).map(|i| i as f32).collect()),
-            DType::F64 => Storage::from_vec((0..n).map(|i| i as f64).collect()),
-        };
+        let storage = Storage::from_f64s((0..n).map(|i| i as f64).collect(), dtype);
         Tensor::made(storage, &[n])
     }
 
@@ -352,7 +349,16 @@ impl Tensor {
                 .map(f64::from)
                 .collect(),
             DType::F64 => storage.to_host::<f64>(self.layout()),
+            DType::BF16 => self.widened().into_iter().map(f64::from).collect(),
         }
+    }
+
+    /// A bf16 tensor's elements in f32 (exact), through a cast on its device.
+    fn widened(&self) -> Vec<f32> {
+        self.storage()
+            .cast(self.layout(), DType::F32)
+            .unwrap_or_else(|e| panic!("reading a bf16 tensor on {}: {e}", self.device()))
+            .to_host::<f32>(&Layout::contiguous(self.shape()))
     }
 
     /// The elements in row-major order as f32, whatever the dtype (f64 rounded).
@@ -365,6 +371,7 @@ impl Tensor {
                 .into_iter()
                 .map(|v| v as f32)
                 .collect(),
+            DType::BF16 => self.widened(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! when there is one. Without a GPU the GPU half prints once that it skipped; with
 //! REQUIRE_GPU=1 a missing GPU fails them (the GPU machine's check script sets it).
 
+use half::bf16;
 use kernels::cpu::elementwise::{binary, unary};
 use kernels::cpu::matmul::{matmul, MatRef};
 use kernels::cuda::elementwise::{binary_into, unary_into, GpuFloat, GpuView};
@@ -862,5 +863,248 @@ fn index_ops_match_the_cpu_bit_for_bit() {
     for gpu in devices() {
         index_parity::<f32>(&gpu);
         index_parity::<f64>(&gpu);
+    }
+}
+
+/// bf16 `values`.
+fn bf16_values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<bf16> {
+    values::<f32>(n, seed, lo, hi)
+        .into_iter()
+        .map(bf16::from_f32)
+        .collect()
+}
+
+fn bf16_poisoned(gpu: &Gpu, n: usize) -> GpuBuffer<bf16> {
+    gpu.upload(&vec![bf16::NAN; n.max(1)]).unwrap()
+}
+
+fn widened(v: &[bf16]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+fn narrowed(v: &[f32]) -> Vec<bf16> {
+    v.iter().map(|&x| bf16::from_f32(x)).collect()
+}
+
+/// `got` (a bf16 kernel's result) against `want` (the CPU's f32 kernel on the same values,
+/// rounded once): equal but where the two f32 sums, added in different orders, fall on either
+/// side of a rounding boundary, which moves the result by one bf16 step (at most 2^-7 of it).
+/// `terms` bounds the sum's length, for an absolute slack where the sum nearly cancels.
+fn assert_within_a_bf16_step(got: &[bf16], want: &[bf16], terms: usize, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.to_f32(), w.to_f32());
+        let slack = w.abs() * 2f32.powi(-7) + 1e-6 * terms as f32;
+        assert!(
+            (g - w).abs() <= slack,
+            "{what}: element {i} is {g}, the CPU's {w}"
+        );
+    }
+}
+
+/// The casts to and from bf16 bit for bit against the `half` crate (which the CPU path uses):
+/// ties to even, NaN, infinities, overflow, subnormals; f64 rounds through f32.
+fn bf16_cast_parity(gpu: &Gpu) {
+    fn view<T>(data: &GpuBuffer<T>) -> GpuView<'_, T> {
+        GpuView {
+            data,
+            strides: &[1],
+            offset: 0,
+        }
+    }
+    use kernels::cuda::elementwise::{copy_into, fill_into};
+    let mut x: Vec<f32> = [
+        0x0000_0000u32,
+        0x8000_0000, // -0
+        0x3f80_8000, // 1 + 2^-8: a tie, kept part even -> down
+        0x3f81_8000, // a tie, kept part odd -> up
+        0x3f80_8001, // just above a tie -> up
+        0x3f80_7fff, // just below -> down
+        0x7f7f_ffff, // f32::MAX -> inf
+        0x7f7f_7fff, // rounds to bf16's largest finite
+        0x0000_0001, // the smallest subnormal
+        0x0080_0000, // the smallest normal
+        0x7f80_0000, // inf
+        0xff80_0000, // -inf
+        0x7fc0_0000, // NaN
+        0x7f80_0001, // a signalling NaN: kept NaN
+    ]
+    .iter()
+    .map(|&b| f32::from_bits(b))
+    .collect();
+    x.extend(values::<f32>(1001, 3, -1e4, 1e4));
+    let n = x.len();
+    let whole = [n];
+
+    let dx = gpu.upload(&x).unwrap();
+    let mut b = bf16_poisoned(gpu, n);
+    copy_into(gpu, view(&dx), &whole, &mut b).unwrap();
+    let got = gpu.download(&b).unwrap();
+    for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
+        let want = bf16::from_f32(v);
+        assert_eq!(
+            g.to_bits(),
+            want.to_bits(),
+            "f32 -> bf16 of {v:e} (element {i})"
+        );
+    }
+    let mut back = poisoned::<f32>(gpu, n);
+    copy_into(gpu, view(&b), &whole, &mut back).unwrap();
+    let back = gpu.download(&back).unwrap();
+    for (g, w) in back.iter().zip(&got) {
+        assert_eq!(g.to_bits(), w.to_f32().to_bits(), "bf16 -> f32 is exact");
+    }
+    let x64: Vec<f64> = values(n, 4, -1e3, 1e3);
+    let d64 = gpu.upload(&x64).unwrap();
+    let mut b = bf16_poisoned(gpu, n);
+    copy_into(gpu, view(&d64), &whole, &mut b).unwrap();
+    let got = gpu.download(&b).unwrap();
+    for (&g, &v) in got.iter().zip(&x64) {
+        assert_eq!(g, bf16::from_f32(v as f32), "f64 -> bf16 of {v:e}");
+    }
+    let mut wide = poisoned::<f64>(gpu, n);
+    copy_into(gpu, view(&b), &whole, &mut wide).unwrap();
+    let wide = gpu.download(&wide).unwrap();
+    assert!(wide.iter().zip(&got).all(|(w, g)| *w == g.to_f64()));
+    // a strided bf16 copy: the transpose of a [4, 6] matrix
+    let m = bf16_values(24, 5, -2.0, 2.0);
+    let dm = gpu.upload(&m).unwrap();
+    let mut t = bf16_poisoned(gpu, 24);
+    let transposed = GpuView {
+        data: &dm,
+        strides: &[1, 6],
+        offset: 0,
+    };
+    copy_into(gpu, transposed, &[6, 4], &mut t).unwrap();
+    let t = gpu.download(&t).unwrap();
+    for i in 0..6 {
+        for j in 0..4 {
+            assert_eq!(t[i * 4 + j], m[j * 6 + i], "bf16 transpose ({i}, {j})");
+        }
+    }
+    let mut filled = bf16_poisoned(gpu, 1000);
+    fill_into(gpu, &mut filled, 999, 0.1).unwrap();
+    let got = gpu.download(&filled).unwrap();
+    assert!(got[..999].iter().all(|&v| v == bf16::from_f32(0.1)) && got[999].is_nan());
+}
+
+fn bf16_matmul_parity(gpu: &Gpu) {
+    for &(m, k, n, offset) in &[
+        (1, 1, 1, 0),
+        (65, 17, 33, 0),
+        (130, 257, 70, 0),
+        (256, 40, 384, 0),
+        (257, 64, 260, 4),
+        (384, 96, 256, 1),
+        (300, 200, 260, 2),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = bf16_values(offset + m * k, (m * 7 + k) as u64, -1.0, 1.0);
+            let b = bf16_values(offset + k * n, (k * 5 + n) as u64, -1.0, 1.0);
+            let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+            let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+            let (wa, wb) = (widened(&a), widened(&b));
+            let mut want = vec![0f32; m * n];
+            let cpu = |data, row_stride, col_stride| MatRef {
+                data,
+                offset,
+                row_stride,
+                col_stride,
+            };
+            matmul(
+                m,
+                k,
+                n,
+                cpu(&wa, a_rs, a_cs),
+                cpu(&wb, b_rs, b_cs),
+                &mut want,
+            );
+            let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut out = bf16_poisoned(gpu, m * n);
+            let dev = |data, row_stride, col_stride| GpuMat {
+                data,
+                offset,
+                row_stride,
+                col_stride,
+            };
+            matmul_into(
+                gpu,
+                m,
+                k,
+                n,
+                dev(&da, a_rs, a_cs),
+                dev(&db, b_rs, b_cs),
+                &mut out,
+            )
+            .unwrap();
+            let got = gpu.download(&out).unwrap();
+            let what = format!("matmul bf16 {m}x{k}x{n} offset {offset} (transposed {ta}, {tb})");
+            assert_within_a_bf16_step(&got[..m * n], &narrowed(&want), k, &what);
+        }
+    }
+}
+
+fn bf16_conv_parity(gpu: &Gpu) {
+    use kernels::cpu::conv::{conv_forward, conv_input_grad, conv_weight_grad, gather_taps};
+    use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
+    let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
+    let cases = [
+        ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
+        ([4, 1, 28, 28, 64, 4, 2, 1, 1, 1], None),
+        ([3, 6, 11, 13, 4, 3, 2, 2, 2, 2], None),
+        ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
+        // a long reduction, split by the weight gradient
+        ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
+    ];
+    for (spec, taps) in cases {
+        let g = geometry(spec, taps);
+        let [n, c_in, h, w, c_out, k, _, _, _, groups] = spec;
+        let x = bf16_values(n * c_in * h * w, (n + c_in) as u64, -1.0, 1.0);
+        let w_full = bf16_values(c_out * c_in / groups * k * k, c_out as u64, -1.0, 1.0);
+        let w_active: Vec<bf16> = narrowed(&gather_taps(&widened(&w_full), &g));
+        let want = narrowed(&conv_forward(&widened(&x), &widened(&w_active), &g));
+        let (x_d, w_d) = (gpu.upload(&x).unwrap(), gpu.upload(&w_active).unwrap());
+        let mut y = bf16_poisoned(gpu, want.len());
+        conv_forward_into(gpu, &x_d, &w_d, &g, &mut y).unwrap();
+        let got = gpu.download(&y).unwrap();
+        let terms = c_in * k * k;
+        assert_within_a_bf16_step(
+            &got[..want.len()],
+            &want,
+            terms,
+            &format!("conv2d bf16 {spec:?}"),
+        );
+        let dy = bf16_values(want.len(), 5 + n as u64, -1.0, 1.0);
+        let dy_d = gpu.upload(&dy).unwrap();
+        let dx_want = narrowed(&conv_input_grad(&widened(&dy), &widened(&w_active), &g));
+        let mut dx = bf16_poisoned(gpu, dx_want.len());
+        conv_input_grad_into(gpu, &dy_d, &w_d, &g, &mut dx).unwrap();
+        let what = format!("conv input grad bf16 {spec:?}");
+        assert_within_a_bf16_step(
+            &gpu.download(&dx).unwrap()[..dx_want.len()],
+            &dx_want,
+            c_out * k * k,
+            &what,
+        );
+        let dw_want = narrowed(&conv_weight_grad(&widened(&x), &widened(&dy), &g));
+        let mut dw = bf16_poisoned(gpu, dw_want.len());
+        conv_weight_grad_into(gpu, &x_d, &dy_d, &g, &mut dw).unwrap();
+        let what = format!("conv weight grad bf16 {spec:?}");
+        let terms = n * g.ho * g.wo;
+        assert_within_a_bf16_step(
+            &gpu.download(&dw).unwrap()[..dw_want.len()],
+            &dw_want,
+            terms,
+            &what,
+        );
+    }
+}
+
+#[test]
+fn bf16_casts_matmul_and_convolutions_match_the_cpu() {
+    for gpu in devices() {
+        bf16_cast_parity(&gpu);
+        bf16_matmul_parity(&gpu);
+        bf16_conv_parity(&gpu);
     }
 }

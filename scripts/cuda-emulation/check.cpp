@@ -6,6 +6,7 @@
 // nothing of launch limits, NVRTC or the driver, which only the GPU parity tests cover.
 // Build and run: scripts/cuda-emulation/run.sh
 #include "../../kernels/src/cuda/emulation/prelude.h"
+#include "../../kernels/src/cuda/bf16.cuh"
 #include "../../kernels/src/cuda/tile.cuh"
 #include "../../kernels/src/cuda/matmul.cu"
 #include "../../kernels/src/cuda/conv.cu"

@@ -7,6 +7,7 @@ use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::layout::Layout;
+use half::bf16;
 use kernels::cpu::grid_lstm;
 use kernels::cpu::lstm::{lstm_cell_backward, lstm_cell_forward, Rows};
 use kernels::cpu::lstm_sequence::{self, SequenceOperands};
@@ -21,6 +22,12 @@ use std::borrow::Cow;
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    BF16(Vec<bf16>),
+}
+
+/// f64 to bf16 as the CUDA kernels round it (`bf16.cuh`): through f32, then to nearest.
+fn bf16_of(v: f64) -> bf16 {
+    bf16::from_f32(v as f32)
 }
 
 impl CpuStorage {
@@ -28,7 +35,47 @@ impl CpuStorage {
         match dtype {
             DType::F32 => CpuStorage::F32(vec![value as f32; len]),
             DType::F64 => CpuStorage::F64(vec![value; len]),
+            DType::BF16 => CpuStorage::BF16(vec![bf16_of(value); len]),
         }
+    }
+
+    /// `data` in `dtype` (rounded as the dtype's kernels round).
+    pub fn from_f64s(data: Vec<f64>, dtype: DType) -> CpuStorage {
+        match dtype {
+            DType::F32 => CpuStorage::F32(data.into_iter().map(|v| v as f32).collect()),
+            DType::F64 => CpuStorage::F64(data),
+            DType::BF16 => CpuStorage::BF16(data.into_iter().map(bf16_of).collect()),
+        }
+    }
+
+    /// The elements `layout` selects, contiguous, in f32 (exactly, for bf16 and f32) or f64:
+    /// what a bf16 op computes on.
+    fn widened(&self, layout: &Layout) -> CpuStorage {
+        match self {
+            CpuStorage::BF16(v) => {
+                let all = CpuStorage::F32(v.iter().map(|x| x.to_f32()).collect());
+                CpuStorage::F32(all.contiguous::<f32>(layout).into_owned())
+            }
+            CpuStorage::F32(_) => CpuStorage::F32(self.contiguous::<f32>(layout).into_owned()),
+            CpuStorage::F64(_) => CpuStorage::F64(self.contiguous::<f64>(layout).into_owned()),
+        }
+    }
+
+    /// A bf16 storage's elements `layout` selects, contiguous.
+    pub fn contiguous_bf16(&self, layout: &Layout) -> Vec<bf16> {
+        match self.widened(layout).narrowed() {
+            CpuStorage::BF16(v) => v,
+            _ => f32_or_f64_only(),
+        }
+    }
+
+    /// This (f32 or f64) storage's values rounded to bf16.
+    pub(super) fn narrowed(&self) -> CpuStorage {
+        CpuStorage::BF16(match self {
+            CpuStorage::F32(v) => v.iter().map(|&x| bf16::from_f32(x)).collect(),
+            CpuStorage::F64(v) => v.iter().map(|&x| bf16_of(x)).collect(),
+            CpuStorage::BF16(v) => v.clone(),
+        })
     }
 
     /// The typed buffer. Callers have checked the dtype, so a mismatch is a bug in the engine.
@@ -88,6 +135,8 @@ impl CpuStorage {
 }
 
 /// Runs the typed kernel `f32_fn` or `f64_fn` by the storage's dtype and wraps its result.
+/// bf16 storage never reaches here: `Storage` lets it through to matmul, the convolutions and
+/// the copies alone, which take it in [`in_f32`].
 fn by_dtype(
     s: &CpuStorage,
     f32_fn: impl FnOnce(&CpuStorage) -> Vec<f32>,
@@ -96,7 +145,25 @@ fn by_dtype(
     match s {
         CpuStorage::F32(_) => CpuStorage::F32(f32_fn(s)),
         CpuStorage::F64(_) => CpuStorage::F64(f64_fn(s)),
+        CpuStorage::BF16(_) => f32_or_f64_only(),
     }
+}
+
+/// The arm of a kernel without a bf16 version, which `Storage` never lets bf16 reach.
+fn f32_or_f64_only() -> ! {
+    panic!("engine bug: a bf16 storage reached an f32/f64-only kernel")
+}
+
+/// An op on two bf16 operands computed as the CUDA kernels compute it: each operand widened to
+/// f32 (exact), the f32 kernel on those (contiguous), its result rounded to bf16 once.
+fn in_f32(
+    (a, la): Operand<CpuStorage>,
+    (b, lb): Operand<CpuStorage>,
+    f32_op: impl FnOnce(Operand<CpuStorage>, Operand<CpuStorage>) -> Result<CpuStorage>,
+) -> Result<CpuStorage> {
+    let (wa, wb) = (a.widened(la), b.widened(lb));
+    let (ca, cb) = (Layout::contiguous(&la.shape), Layout::contiguous(&lb.shape));
+    Ok(f32_op((&wa, &ca), (&wb, &cb))?.narrowed())
 }
 
 fn batch_norm_typed<T: Element>(
@@ -388,6 +455,7 @@ impl BackendStorage for CpuStorage {
         match self {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
+            CpuStorage::BF16(_) => DType::BF16,
         }
     }
 
@@ -395,6 +463,7 @@ impl BackendStorage for CpuStorage {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
+            CpuStorage::BF16(v) => v.len(),
         }
     }
 
@@ -407,6 +476,10 @@ impl BackendStorage for CpuStorage {
     }
 
     fn copy(&self, layout: &Layout) -> Result<Self> {
+        if let CpuStorage::BF16(_) = self {
+            // exact both ways
+            return Ok(self.widened(layout).narrowed());
+        }
         Ok(by_dtype(
             self,
             |s| s.contiguous::<f32>(layout).into_owned(),
@@ -428,6 +501,14 @@ impl BackendStorage for CpuStorage {
                     .map(|v| v as f32)
                     .collect(),
             ),
+            (CpuStorage::BF16(_), DType::F32) => self.widened(layout),
+            (CpuStorage::BF16(_), DType::F64) => match self.widened(layout) {
+                CpuStorage::F32(v) => CpuStorage::F64(v.into_iter().map(f64::from).collect()),
+                other => other,
+            },
+            (CpuStorage::F32(_) | CpuStorage::F64(_), DType::BF16) => {
+                self.widened(layout).narrowed()
+            }
             _ => self.copy(layout)?,
         })
     }
@@ -488,6 +569,11 @@ impl BackendStorage for CpuStorage {
         batch: &[usize],
         mkn: [usize; 3],
     ) -> Result<Self> {
+        if let CpuStorage::BF16(_) = self {
+            return in_f32((self, la), (rhs, lb), |(a, la), (b, lb)| {
+                a.matmul(la, b, lb, batch, mkn)
+            });
+        }
         Ok(by_dtype(
             self,
             |a| matmul_typed::<f32>(a, la, rhs, lb, batch, mkn),
@@ -496,6 +582,11 @@ impl BackendStorage for CpuStorage {
     }
 
     fn conv_forward(&self, lx: &Layout, w: &Self, lw: &Layout, g: &ConvGeometry) -> Result<Self> {
+        if let CpuStorage::BF16(_) = self {
+            return in_f32((self, lx), (w, lw), |(x, lx), (w, lw)| {
+                x.conv_forward(lx, w, lw, g)
+            });
+        }
         Ok(by_dtype(
             self,
             |x| {
@@ -516,6 +607,11 @@ impl BackendStorage for CpuStorage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Self> {
+        if let CpuStorage::BF16(_) = self {
+            return in_f32((self, ldy), (w, lw), |(dy, ldy), (w, lw)| {
+                dy.conv_input_grad(ldy, w, lw, g)
+            });
+        }
         Ok(by_dtype(
             self,
             |dy| {
@@ -536,6 +632,11 @@ impl BackendStorage for CpuStorage {
         ldy: &Layout,
         g: &ConvGeometry,
     ) -> Result<Self> {
+        if let CpuStorage::BF16(_) = self {
+            return in_f32((self, lx), (dy, ldy), |(x, lx), (dy, ldy)| {
+                x.conv_weight_grad(lx, dy, ldy, g)
+            });
+        }
         Ok(by_dtype(
             self,
             |x| {
@@ -559,6 +660,7 @@ impl BackendStorage for CpuStorage {
         cols: &WindowAxis,
     ) -> Result<Vec<usize>> {
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => {
                 pool::max_pool2d_argmax(&self.contiguous::<f32>(layout), planes, rows, cols)
             }
@@ -651,6 +753,7 @@ impl BackendStorage for CpuStorage {
         bh: [usize; 2],
     ) -> Result<(Self, Self)> {
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => {
                 let (da, dc) = lstm_backward_typed::<f32>((self, lg), c_prev, out, grad, bh);
                 (CpuStorage::F32(da), CpuStorage::F32(dc))
@@ -667,6 +770,7 @@ impl BackendStorage for CpuStorage {
         shape: LstmSequenceShape,
     ) -> Result<(Self, SequenceTape<Self>)> {
         Ok(match inputs.x.0 {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => sequence_forward_typed::<f32>(inputs, shape),
             CpuStorage::F64(_) => sequence_forward_typed::<f64>(inputs, shape),
         })
@@ -680,6 +784,7 @@ impl BackendStorage for CpuStorage {
         wants: SequenceWants,
     ) -> Result<SequenceGrads<Self>> {
         Ok(match inputs.x.0 {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => sequence_backward_typed::<f32>(inputs, shape, tape, dy, wants),
             CpuStorage::F64(_) => sequence_backward_typed::<f64>(inputs, shape, tape, dy, wants),
         })
@@ -692,6 +797,7 @@ impl BackendStorage for CpuStorage {
         plan: &GridPlan,
     ) -> Result<(Self, GridTape<Self>)> {
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => grid_forward_typed::<f32>((self, lp), w, plan),
             CpuStorage::F64(_) => grid_forward_typed::<f64>((self, lp), w, plan),
         })
@@ -704,6 +810,7 @@ impl BackendStorage for CpuStorage {
         dy: Operand<Self>,
     ) -> Result<(Self, Self)> {
         Ok(match w.0 {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => grid_backward_typed::<f32>(plan, tape, w, dy),
             CpuStorage::F64(_) => grid_backward_typed::<f64>(plan, tape, w, dy),
         })
@@ -717,6 +824,7 @@ impl BackendStorage for CpuStorage {
     ) -> Result<(Self, Self)> {
         let dims = split.dims();
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => {
                 let (l, m) =
                     loss::softmax_cross_entropy(&self.contiguous::<f32>(layout), dims, targets);
@@ -772,6 +880,7 @@ impl BackendStorage for CpuStorage {
         eps: f64,
     ) -> Result<(Self, Self, Self)> {
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => batch_norm_typed::<f32>(self, layout, split, weight, bias, eps),
             CpuStorage::F64(_) => batch_norm_typed::<f64>(self, layout, split, weight, bias, eps),
         })
@@ -789,6 +898,7 @@ impl BackendStorage for CpuStorage {
     ) -> Result<(Self, Self, Self)> {
         let stats = (mean, var);
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => {
                 batch_norm_backward_typed::<f32>(self, layout, split, dy, weight, stats, eps)
             }
@@ -800,6 +910,7 @@ impl BackendStorage for CpuStorage {
 
     fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
         Ok(match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => f64::from(loss::bce_with_logits_sum(
                 &self.contiguous::<f32>(lx),
                 &t.contiguous::<f32>(lt),
@@ -817,6 +928,7 @@ impl BackendStorage for CpuStorage {
         step: &SgdStep,
     ) -> Result<()> {
         match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(p) => optim::sgd(
                 p,
                 &grad.contiguous(lg),
@@ -841,6 +953,7 @@ impl BackendStorage for CpuStorage {
         step: &AdamStep,
     ) -> Result<()> {
         match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(p) => optim::adam(
                 p,
                 &grad.contiguous(lg),
@@ -867,6 +980,7 @@ impl BackendStorage for CpuStorage {
         step: &RmspropStep,
     ) -> Result<()> {
         match self {
+            CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(p) => optim::rmsprop(
                 p,
                 &grad.contiguous(lg),

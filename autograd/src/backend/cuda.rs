@@ -19,9 +19,11 @@ use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use half::bf16;
 use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
 use kernels::cuda::elementwise::{
-    binary_into, copy_into, copy_to_view, fill_into, select_into, unary_into, GpuFloat, GpuView,
+    binary_into, copy_into, copy_to_view, fill_into, select_into, unary_into, GpuElement, GpuFloat,
+    GpuView,
 };
 use kernels::cuda::matmul::{matmul_into_at, GpuMat};
 use kernels::cuda::reduce::{reduce_into, Fold};
@@ -37,6 +39,7 @@ use std::sync::Arc;
 enum CudaData {
     F32(GpuBuffer<f32>),
     F64(GpuBuffer<f64>),
+    BF16(GpuBuffer<bf16>),
 }
 
 /// Elements in a CUDA device's memory.
@@ -55,6 +58,7 @@ impl Clone for CudaStorage {
         let data = match &self.data {
             CudaData::F32(b) => self.gpu.copy(b).map(CudaData::F32),
             CudaData::F64(b) => self.gpu.copy(b).map(CudaData::F64),
+            CudaData::BF16(b) => self.gpu.copy(b).map(CudaData::BF16),
         }
         .unwrap_or_else(|e| panic!("copying a tensor on {}: {e}", self.device));
         CudaStorage {
@@ -65,24 +69,32 @@ impl Clone for CudaStorage {
     }
 }
 
-/// The element types with CUDA kernels, and how each finds its buffer.
-trait OnGpu: Element + GpuFloat {
+/// The element types a device buffer holds, and how each finds its buffer: f32 and f64, with
+/// every kernel ([`OnGpu`]), and bf16, with copies, casts, matmul and the convolutions.
+trait Stored: GpuElement {
     fn buffer(data: &CudaData) -> Option<&GpuBuffer<Self>>;
     fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<Self>>;
     fn wrap(buffer: GpuBuffer<Self>) -> CudaData;
 }
 
-impl OnGpu for f32 {
+/// The element types with every kernel.
+trait OnGpu: Stored + Element + GpuFloat {}
+
+impl OnGpu for f32 {}
+
+impl OnGpu for f64 {}
+
+impl Stored for f32 {
     fn buffer(data: &CudaData) -> Option<&GpuBuffer<f32>> {
         match data {
             CudaData::F32(b) => Some(b),
-            CudaData::F64(_) => None,
+            _ => None,
         }
     }
     fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<f32>> {
         match data {
             CudaData::F32(b) => Some(b),
-            CudaData::F64(_) => None,
+            _ => None,
         }
     }
     fn wrap(buffer: GpuBuffer<f32>) -> CudaData {
@@ -90,21 +102,39 @@ impl OnGpu for f32 {
     }
 }
 
-impl OnGpu for f64 {
+impl Stored for f64 {
     fn buffer(data: &CudaData) -> Option<&GpuBuffer<f64>> {
         match data {
             CudaData::F64(b) => Some(b),
-            CudaData::F32(_) => None,
+            _ => None,
         }
     }
     fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<f64>> {
         match data {
             CudaData::F64(b) => Some(b),
-            CudaData::F32(_) => None,
+            _ => None,
         }
     }
     fn wrap(buffer: GpuBuffer<f64>) -> CudaData {
         CudaData::F64(buffer)
+    }
+}
+
+impl Stored for bf16 {
+    fn buffer(data: &CudaData) -> Option<&GpuBuffer<bf16>> {
+        match data {
+            CudaData::BF16(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn buffer_mut(data: &mut CudaData) -> Option<&mut GpuBuffer<bf16>> {
+        match data {
+            CudaData::BF16(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn wrap(buffer: GpuBuffer<bf16>) -> CudaData {
+        CudaData::BF16(buffer)
     }
 }
 
@@ -121,7 +151,9 @@ fn not_yet(op: &'static str, device: Device) -> Error {
     )
 }
 
-/// Runs `f32_op` or `f64_op` by the storage's dtype.
+/// Runs `f32_op` or `f64_op` by the storage's dtype. bf16 storage never reaches here:
+/// `Storage` lets it through to matmul, the convolutions and the copies alone, which take it
+/// in [`by_element`].
 fn by_dtype<R>(
     s: &CudaStorage,
     f32_op: impl FnOnce() -> Result<R>,
@@ -130,6 +162,25 @@ fn by_dtype<R>(
     match s.data {
         CudaData::F32(_) => f32_op(),
         CudaData::F64(_) => f64_op(),
+        CudaData::BF16(_) => Err(Error::invalid(
+            "kernel",
+            "engine bug: a bf16 storage reached an f32/f64-only kernel",
+        )),
+    }
+}
+
+/// Runs `f32_op`, `f64_op` or `bf16_op` by the storage's dtype: the op families with a bf16
+/// kernel (copies, matmul, the convolutions).
+fn by_element<R>(
+    s: &CudaStorage,
+    f32_op: impl FnOnce() -> Result<R>,
+    f64_op: impl FnOnce() -> Result<R>,
+    bf16_op: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    match s.data {
+        CudaData::F32(_) => f32_op(),
+        CudaData::F64(_) => f64_op(),
+        CudaData::BF16(_) => bf16_op(),
     }
 }
 
@@ -165,6 +216,7 @@ impl CudaStorage {
         let data = match dtype {
             DType::F32 => CudaData::F32(filled_buffer(&gpu, len, value)?),
             DType::F64 => CudaData::F64(filled_buffer(&gpu, len, value)?),
+            DType::BF16 => CudaData::BF16(filled_buffer(&gpu, len, value)?),
         };
         Ok(CudaStorage { gpu, device, data })
     }
@@ -181,6 +233,10 @@ impl CudaStorage {
                 gpu.upload(&host.contiguous::<f64>(layout))
                     .map_err(on_device("to_device"))?,
             ),
+            DType::BF16 => CudaData::BF16(
+                gpu.upload(&host.contiguous_bf16(layout))
+                    .map_err(on_device("to_device"))?,
+            ),
         };
         Ok(CudaStorage { gpu, device, data })
     }
@@ -190,28 +246,33 @@ impl CudaStorage {
         Ok(match self.data {
             CudaData::F32(_) => CpuStorage::F32(self.host::<f32>(layout)?),
             CudaData::F64(_) => CpuStorage::F64(self.host::<f64>(layout)?),
+            // widened on the device and narrowed here, both exact
+            CudaData::BF16(_) => {
+                let wide = self.cast_to::<bf16, f32>(layout)?;
+                CpuStorage::F32(wide.host::<f32>(&Layout::contiguous(&layout.shape))?).narrowed()
+            }
         })
     }
 
     /// The typed buffer; callers have checked the dtype, so a mismatch is a bug in the engine.
-    fn buf<T: OnGpu>(&self) -> &GpuBuffer<T> {
+    fn buf<T: Stored>(&self) -> &GpuBuffer<T> {
         T::buffer(&self.data).unwrap_or_else(|| {
             panic!(
                 "engine bug: storage holds {}, asked for {}",
                 self.dtype(),
-                T::DTYPE
+                T::SUFFIX
             )
         })
     }
 
-    fn buf_mut<T: OnGpu>(&mut self) -> &mut GpuBuffer<T> {
+    fn buf_mut<T: Stored>(&mut self) -> &mut GpuBuffer<T> {
         let dtype = self.dtype();
         T::buffer_mut(&mut self.data)
-            .unwrap_or_else(|| panic!("engine bug: storage holds {dtype}, asked for {}", T::DTYPE))
+            .unwrap_or_else(|| panic!("engine bug: storage holds {dtype}, asked for {}", T::SUFFIX))
     }
 
     /// A new storage on this device holding `buffer`.
-    fn holding<T: OnGpu>(&self, buffer: GpuBuffer<T>) -> CudaStorage {
+    fn holding<T: Stored>(&self, buffer: GpuBuffer<T>) -> CudaStorage {
         CudaStorage {
             gpu: self.gpu.clone(),
             device: self.device,
@@ -219,7 +280,7 @@ impl CudaStorage {
         }
     }
 
-    fn view<'a, T: OnGpu>(&'a self, layout: &'a Layout) -> GpuView<'a, T> {
+    fn view<'a, T: Stored>(&'a self, layout: &'a Layout) -> GpuView<'a, T> {
         GpuView {
             data: self.buf::<T>(),
             strides: &layout.strides,
@@ -229,7 +290,7 @@ impl CudaStorage {
 
     /// The elements `layout` selects, contiguous from element 0: the buffer itself when it
     /// already is exactly that, else a copy.
-    fn contiguous<'a, T: OnGpu>(
+    fn contiguous<'a, T: Stored>(
         &'a self,
         op: &'static str,
         layout: &'a Layout,
@@ -258,11 +319,11 @@ impl CudaStorage {
         .to_vec())
     }
 
-    fn alloc<T: OnGpu>(&self, op: &'static str, len: usize) -> Result<GpuBuffer<T>> {
+    fn alloc<T: Stored>(&self, op: &'static str, len: usize) -> Result<GpuBuffer<T>> {
         self.gpu.alloc::<T>(len).map_err(on_device(op))
     }
 
-    fn cast_to<S: OnGpu, D: OnGpu>(&self, layout: &Layout) -> Result<CudaStorage> {
+    fn cast_to<S: Stored, D: Stored>(&self, layout: &Layout) -> Result<CudaStorage> {
         let mut out = self.alloc::<D>("to_dtype", layout.numel())?;
         copy_into(&self.gpu, self.view::<S>(layout), &layout.shape, &mut out)
             .map_err(on_device("to_dtype"))?;
@@ -398,7 +459,7 @@ impl CudaStorage {
         Ok(self.holding(out))
     }
 
-    fn matmul_t<T: OnGpu>(
+    fn matmul_t<T: Stored>(
         &self,
         la: &Layout,
         rhs: &CudaStorage,
@@ -409,7 +470,7 @@ impl CudaStorage {
         let nb = batch.len();
         let count: usize = batch.iter().product();
         let mut out = self.alloc::<T>("matmul", count * m * n)?;
-        fn operand<'a, T: OnGpu>(
+        fn operand<'a, T: Stored>(
             s: &'a CudaStorage,
             l: &Layout,
             nb: usize,
@@ -444,7 +505,7 @@ impl CudaStorage {
     /// The weights of the active taps, [c_out, c_in/G · T], from w [c_out, c_in/G, kh·kw]: w
     /// itself when every tap is active, a strided copy when the active taps are the first T
     /// of the row-major order (PixelCNN's masks A and B are); other tap sets have no kernel yet.
-    fn active_weights<'a, T: OnGpu>(
+    fn active_weights<'a, T: Stored>(
         &'a self,
         op: &'static str,
         lw: &'a Layout,
@@ -468,7 +529,7 @@ impl CudaStorage {
         Ok(Contiguous::Owned(out))
     }
 
-    fn conv_forward_t<T: OnGpu>(
+    fn conv_forward_t<T: Stored>(
         &self,
         lx: &Layout,
         w: &CudaStorage,
@@ -482,7 +543,7 @@ impl CudaStorage {
         Ok(self.holding(y))
     }
 
-    fn conv_input_grad_t<T: OnGpu>(
+    fn conv_input_grad_t<T: Stored>(
         &self,
         ldy: &Layout,
         w: &CudaStorage,
@@ -497,7 +558,7 @@ impl CudaStorage {
         Ok(self.holding(dx))
     }
 
-    fn conv_weight_grad_t<T: OnGpu>(
+    fn conv_weight_grad_t<T: Stored>(
         &self,
         lx: &Layout,
         dy: &CudaStorage,
@@ -754,7 +815,7 @@ impl CudaStorage {
 }
 
 /// `len` elements of `value`.
-fn filled_buffer<T: GpuFloat>(gpu: &Gpu, len: usize, value: f64) -> Result<GpuBuffer<T>> {
+fn filled_buffer<T: GpuElement>(gpu: &Gpu, len: usize, value: f64) -> Result<GpuBuffer<T>> {
     let mut out = gpu.alloc::<T>(len).map_err(on_device("zeros"))?;
     fill_into(gpu, &mut out, len, value).map_err(on_device("zeros"))?;
     Ok(out)
@@ -775,12 +836,14 @@ impl BackendStorage for CudaStorage {
         match self.data {
             CudaData::F32(_) => DType::F32,
             CudaData::F64(_) => DType::F64,
+            CudaData::BF16(_) => DType::BF16,
         }
     }
     fn len(&self) -> usize {
         match &self.data {
             CudaData::F32(b) => b.len(),
             CudaData::F64(b) => b.len(),
+            CudaData::BF16(b) => b.len(),
         }
     }
     fn device(&self) -> Device {
@@ -795,16 +858,21 @@ impl BackendStorage for CudaStorage {
         host.to_host::<T>(&Layout::contiguous(&layout.shape))
     }
     fn copy(&self, layout: &Layout) -> Result<Self> {
-        by_dtype(
+        by_element(
             self,
             || self.cast_to::<f32, f32>(layout),
             || self.cast_to::<f64, f64>(layout),
+            || self.cast_to::<bf16, bf16>(layout),
         )
     }
     fn cast(&self, layout: &Layout, dtype: DType) -> Result<Self> {
         match (self.dtype(), dtype) {
             (DType::F32, DType::F64) => self.cast_to::<f32, f64>(layout),
             (DType::F64, DType::F32) => self.cast_to::<f64, f32>(layout),
+            (DType::F32, DType::BF16) => self.cast_to::<f32, bf16>(layout),
+            (DType::BF16, DType::F32) => self.cast_to::<bf16, f32>(layout),
+            (DType::F64, DType::BF16) => self.cast_to::<f64, bf16>(layout),
+            (DType::BF16, DType::F64) => self.cast_to::<bf16, f64>(layout),
             _ => self.copy(layout),
         }
     }
@@ -902,17 +970,19 @@ impl BackendStorage for CudaStorage {
         batch: &[usize],
         mkn: [usize; 3],
     ) -> Result<Self> {
-        by_dtype(
+        by_element(
             self,
             || self.matmul_t::<f32>(la, rhs, lb, batch, mkn),
             || self.matmul_t::<f64>(la, rhs, lb, batch, mkn),
+            || self.matmul_t::<bf16>(la, rhs, lb, batch, mkn),
         )
     }
     fn conv_forward(&self, lx: &Layout, w: &Self, lw: &Layout, g: &ConvGeometry) -> Result<Self> {
-        by_dtype(
+        by_element(
             self,
             || self.conv_forward_t::<f32>(lx, w, lw, g),
             || self.conv_forward_t::<f64>(lx, w, lw, g),
+            || self.conv_forward_t::<bf16>(lx, w, lw, g),
         )
     }
     fn conv_input_grad(
@@ -922,10 +992,11 @@ impl BackendStorage for CudaStorage {
         lw: &Layout,
         g: &ConvGeometry,
     ) -> Result<Self> {
-        by_dtype(
+        by_element(
             self,
             || self.conv_input_grad_t::<f32>(ldy, w, lw, g),
             || self.conv_input_grad_t::<f64>(ldy, w, lw, g),
+            || self.conv_input_grad_t::<bf16>(ldy, w, lw, g),
         )
     }
     fn conv_weight_grad(
@@ -935,10 +1006,11 @@ impl BackendStorage for CudaStorage {
         ldy: &Layout,
         g: &ConvGeometry,
     ) -> Result<Self> {
-        by_dtype(
+        by_element(
             self,
             || self.conv_weight_grad_t::<f32>(lx, dy, ldy, g),
             || self.conv_weight_grad_t::<f64>(lx, dy, ldy, g),
+            || self.conv_weight_grad_t::<bf16>(lx, dy, ldy, g),
         )
     }
     fn max_pool2d_argmax(
@@ -1154,6 +1226,10 @@ impl BackendStorage for CudaStorage {
         match self.data {
             CudaData::F32(_) => self.sgd_t::<f32>(grad, momentum, step),
             CudaData::F64(_) => self.sgd_t::<f64>(grad, momentum, step),
+            CudaData::BF16(_) => Err(Error::invalid(
+                "optimizer step",
+                "engine bug: a bf16 parameter reached the optimizer",
+            )),
         }
     }
     fn adam_step(
@@ -1166,6 +1242,10 @@ impl BackendStorage for CudaStorage {
         match self.data {
             CudaData::F32(_) => self.adam_t::<f32>(grad, m, v, step),
             CudaData::F64(_) => self.adam_t::<f64>(grad, m, v, step),
+            CudaData::BF16(_) => Err(Error::invalid(
+                "optimizer step",
+                "engine bug: a bf16 parameter reached the optimizer",
+            )),
         }
     }
     fn rmsprop_step(
@@ -1178,6 +1258,10 @@ impl BackendStorage for CudaStorage {
         match self.data {
             CudaData::F32(_) => self.rmsprop_t::<f32>(grad, square_avg, momentum, step),
             CudaData::F64(_) => self.rmsprop_t::<f64>(grad, square_avg, momentum, step),
+            CudaData::BF16(_) => Err(Error::invalid(
+                "optimizer step",
+                "engine bug: a bf16 parameter reached the optimizer",
+            )),
         }
     }
 }

@@ -448,6 +448,18 @@ fn elements(dims: &[usize]) -> usize {
     dims.iter().fold(1, |n: usize, &d| n.saturating_mul(d))
 }
 
+/// bf16 is storage for matmul and the convolutions (and the copies between dtypes and
+/// devices): every other op refuses it here, naming itself, before any device's arm sees it.
+fn full_precision(op: &'static str, s: &Storage) -> Result<()> {
+    if s.dtype() == DType::BF16 {
+        return Err(Error::dtype(
+            op,
+            "bf16 tensors are for matmul and the convolutions; cast to f32 (to_dtype) first",
+        ));
+    }
+    Ok(())
+}
+
 /// The error for operands on different devices.
 fn devices_differ(op: &'static str, a: Device, b: Device) -> Error {
     Error::invalid(
@@ -529,6 +541,11 @@ impl Storage {
                 CudaStorage::filled(dtype, len, value, device).map(Storage::Cuda)
             }
         }
+    }
+
+    /// f64 values as a CPU storage of `dtype`.
+    pub fn from_f64s(data: Vec<f64>, dtype: DType) -> Storage {
+        Storage::Cpu(CpuStorage::from_f64s(data, dtype))
     }
 
     /// Host data as a CPU storage.
@@ -615,6 +632,7 @@ impl Storage {
                 let Some(((first, _), rest)) = parts.split_first() else {
                     return Err(Error::invalid("concat", "nothing to join"));
                 };
+                full_precision("concat", first)?;
                 if let Some((other, _)) = rest.iter().find(|(s, _)| s.device() != first.device()) {
                     return Err(devices_differ("concat", first.device(), other.device()));
                 }
@@ -644,6 +662,7 @@ impl Storage {
     }
 
     pub fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Storage> {
+        full_precision("unary", self)?;
         profiler::kernel(
             kind.name(),
             || shapes(&[layout]),
@@ -665,6 +684,7 @@ impl Storage {
         lb: &Layout,
         kind: BinaryKind,
     ) -> Result<Storage> {
+        full_precision("binary", self)?;
         profiler::kernel(
             kind.name(),
             || shapes(&[la, lb]),
@@ -693,6 +713,7 @@ impl Storage {
         b: &Storage,
         lb: &Layout,
     ) -> Result<Storage> {
+        full_precision("where", self)?;
         profiler::kernel(
             "where",
             || shapes(&[lm, la, lb]),
@@ -713,6 +734,7 @@ impl Storage {
     }
 
     pub fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Storage> {
+        full_precision("reduce", self)?;
         profiler::kernel(
             if max { "max" } else { "sum" },
             || shapes(&[layout]),
@@ -725,6 +747,7 @@ impl Storage {
     }
 
     pub fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Storage> {
+        full_precision("softmax", self)?;
         profiler::kernel(
             if log { "log_softmax" } else { "softmax" },
             || shapes(&[layout]),
@@ -862,6 +885,7 @@ impl Storage {
         rows: &WindowAxis,
         cols: &WindowAxis,
     ) -> Result<Vec<usize>> {
+        full_precision("max_pool2d", self)?;
         profiler::kernel(
             "max_pool2d",
             || shapes(&[layout]),
@@ -882,6 +906,7 @@ impl Storage {
         split: AxisSplit,
         indices: &[usize],
     ) -> Result<Storage> {
+        full_precision("index_select", self)?;
         profiler::kernel(
             "index_select",
             || shapes(&[layout]),
@@ -906,6 +931,7 @@ impl Storage {
         indices: &[usize],
         size: usize,
     ) -> Result<Storage> {
+        full_precision("index_add", self)?;
         profiler::kernel(
             "index_add",
             || shapes(&[layout]),
@@ -929,6 +955,7 @@ impl Storage {
         index: &[usize],
         m: usize,
     ) -> Result<Storage> {
+        full_precision("gather", self)?;
         profiler::kernel(
             "gather",
             || shapes(&[layout]),
@@ -950,6 +977,7 @@ impl Storage {
         index: &[usize],
         size: usize,
     ) -> Result<Storage> {
+        full_precision("scatter_add", self)?;
         profiler::kernel(
             "scatter_add",
             || shapes(&[layout]),
@@ -973,6 +1001,7 @@ impl Storage {
         lc: &Layout,
         bh: [usize; 2],
     ) -> Result<Storage> {
+        full_precision("lstm_cell", self)?;
         profiler::kernel(
             "lstm_cell",
             || shapes(&[lg, lc]),
@@ -997,6 +1026,7 @@ impl Storage {
         grad: (&Storage, &Layout),
         bh: [usize; 2],
     ) -> Result<(Storage, Storage)> {
+        full_precision("lstm_cell backward", self)?;
         profiler::kernel(
             "lstm_cell_backward",
             || shapes(&[lg, c_prev.1, out.1, grad.1]),
@@ -1021,6 +1051,7 @@ impl Storage {
         inputs: &SequenceInputs<Storage>,
         shape: LstmSequenceShape,
     ) -> Result<(Storage, SequenceTape<Storage>)> {
+        full_precision("lstm", inputs.x.0)?;
         profiler::kernel(
             "lstm",
             || shapes(&[inputs.x.1, inputs.w_ih.1, inputs.w_hh.1]),
@@ -1074,6 +1105,7 @@ impl Storage {
         (dy, ldy): (&Storage, &Layout),
         wants: SequenceWants,
     ) -> Result<SequenceGrads<Storage>> {
+        full_precision("lstm backward", inputs.x.0)?;
         profiler::kernel(
             "lstm_backward",
             || shapes(&[inputs.x.1, inputs.w_ih.1, inputs.w_hh.1, ldy]),
@@ -1110,6 +1142,7 @@ impl Storage {
         (w, lw): Operand<Storage>,
         plan: &GridPlan,
     ) -> Result<(Storage, GridTape<Storage>)> {
+        full_precision("grid_lstm", self)?;
         profiler::kernel(
             "grid_lstm",
             || shapes(&[lp, lw]),
@@ -1150,6 +1183,7 @@ impl Storage {
         (w, lw): Operand<Storage>,
         (dy, ldy): Operand<Storage>,
     ) -> Result<(Storage, Storage)> {
+        full_precision("grid_lstm backward", w)?;
         profiler::kernel(
             "grid_lstm_backward",
             || shapes(&[lw, ldy]),
@@ -1203,6 +1237,7 @@ impl Storage {
     }
 
     pub fn bce_with_logits_sum(&self, lx: &Layout, t: &Storage, lt: &Layout) -> Result<f64> {
+        full_precision("bce_with_logits", self)?;
         profiler::kernel(
             "bce_with_logits",
             || shapes(&[lx, lt]),
@@ -1221,6 +1256,7 @@ impl Storage {
         split: AxisSplit,
         targets: &[usize],
     ) -> Result<(Storage, Storage)> {
+        full_precision("softmax_cross_entropy", self)?;
         profiler::kernel(
             "softmax_cross_entropy",
             || shapes(&[layout]),
@@ -1247,6 +1283,7 @@ impl Storage {
         lse: &Storage,
         grad: &Storage,
     ) -> Result<Storage> {
+        full_precision("softmax_cross_entropy backward", self)?;
         profiler::kernel(
             "softmax_cross_entropy_backward",
             || shapes(&[layout]),
@@ -1278,6 +1315,7 @@ impl Storage {
         (bias, lb): (&Storage, &Layout),
         eps: f64,
     ) -> Result<(Storage, Storage, Storage)> {
+        full_precision("batch_norm", self)?;
         profiler::kernel(
             "batch_norm",
             || shapes(&[layout, lw, lb]),
@@ -1308,6 +1346,7 @@ impl Storage {
         var: &Storage,
         eps: f64,
     ) -> Result<(Storage, Storage, Storage)> {
+        full_precision("batch_norm backward", self)?;
         profiler::kernel(
             "batch_norm_backward",
             || shapes(&[layout, ldy, lw]),
@@ -1349,6 +1388,7 @@ impl Storage {
         momentum: Option<&mut Storage>,
         step: &SgdStep,
     ) -> Result<()> {
+        full_precision("sgd", self)?;
         profiler::kernel(
             "sgd_step",
             || shapes(&[lg]),
@@ -1377,6 +1417,7 @@ impl Storage {
         v: &mut Storage,
         step: &AdamStep,
     ) -> Result<()> {
+        full_precision("adam", self)?;
         profiler::kernel(
             "adam_step",
             || shapes(&[lg]),
@@ -1405,6 +1446,7 @@ impl Storage {
         momentum: Option<&mut Storage>,
         step: &RmspropStep,
     ) -> Result<()> {
+        full_precision("rmsprop", self)?;
         profiler::kernel(
             "rmsprop_step",
             || shapes(&[lg]),

@@ -1,7 +1,6 @@
 //! Dropout (Srivastava et al., 2014), the "inverted" form PyTorch uses.
 
 use crate::backend::{Held, Storage};
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::rng::Rng;
@@ -48,10 +47,7 @@ impl Dropout {
         let keep: Vec<f64> = (0..x.numel())
             .map(|_| if rng.uniform() < self.p { 0.0 } else { scale })
             .collect();
-        let storage = match x.dtype() {
-            DType::F32 => Storage::from_vec::<f32>(keep.into_iter().map(|v| v as f32).collect()),
-            DType::F64 => Storage::from_vec::<f64>(keep),
-        };
+        let storage = Storage::from_f64s(keep, x.dtype());
         let mask = Tensor::new_internal(
             Held::new(storage),
             crate::layout::Layout::contiguous(x.shape()),
@@ -75,6 +71,7 @@ impl Module for Dropout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
 
     #[test]
     fn scales_kept_units_and_passes_through_in_eval() {

@@ -155,6 +155,10 @@ pub(crate) fn update_f64(t: &Tensor, f: impl Fn(usize, f64) -> f64) -> Result<()
                 *v = f(i, *v);
             }
         }),
+        DType::BF16 => Err(crate::error::Error::dtype(
+            "init",
+            "layers keep f32 or f64 parameters; cast them to bf16 where they are used",
+        )),
     }
 }
 

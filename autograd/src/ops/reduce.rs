@@ -1,5 +1,6 @@
 //! Reductions (sum, mean, max, logsumexp) over any axes, and softmax / log-softmax along one.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layout::{resolve_axes, resolve_axis};
 use crate::op::Op;
@@ -147,7 +148,8 @@ impl Tensor {
         self.softmax_op(axis, true)
     }
 
-    /// Sums a broadcast result back down to `shape` (the adjoint of broadcasting).
+    /// Sums a broadcast result back down to `shape` (the adjoint of broadcasting; bf16 summed
+    /// in f32 and rounded once).
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());
@@ -173,6 +175,11 @@ impl Tensor {
         }
         let summed = if axes.is_empty() {
             self.clone()
+        } else if self.dtype() == DType::BF16 {
+            // bf16 broadcasts (expand is a view) but has no sum: summed in f32, rounded once
+            self.to_dtype(DType::F32)?
+                .sum(&axes, true)?
+                .to_dtype(DType::BF16)?
         } else {
             self.sum(&axes, true)?
         };

@@ -3,7 +3,8 @@
 // PixelCNN mask's, so masked taps are never read) and cols is never built: the B tile is loaded
 // straight from the image, zero in the padding. The tiling is tile.cuh's (as matmul.cu's): 64 x 64 tiles of C
 // per block, 4 x 4 per thread, k steps of 16 through shared memory. Grid: (column tiles over
-// n·ho·wo, row tiles over cout/groups, groups).
+// n·ho·wo, row tiles over cout/groups, groups). bf16 elements are widened to f32 as they are
+// loaded, the products summed in f32 and rounded once as they are stored (bf16.cuh).
 
 struct ConvShape {
     long long n, c_in, h, w, c_out, ho, wo;
@@ -17,8 +18,9 @@ struct ConvShape {
 // column or k); the loaders then only add and compare. Dividing in 64 bits is a software
 // routine on the GPU, which the loaders called per element before.
 
-template <typename T>
-__device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y, ConvShape s) {
+template <typename S>
+__device__ void conv_forward_tile(const S* x, const S* w, const int* taps, S* y, ConvShape s) {
+    using T = typename Compute<S>::type;
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
     // per column (n, oh, ow): its group's channels in x, its place in y, its window's corner
@@ -64,7 +66,7 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
             long long r = row0 + i, pp = p0 + p;
-            as[p][i] = (r < cog && pp < k) ? w[(grp * cog + r) * k + pp] : T(0);
+            as[p][i] = (r < cog && pp < k) ? T(w[(grp * cog + r) * k + pp]) : T(0);
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
@@ -72,7 +74,7 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
             if (col_x[j] >= 0 && k_x[p] >= 0) {
                 int ih = col_ih[j] + k_dh[p], iw = col_iw[j] + k_dw[p];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                    v = x[col_x[j] + k_x[p] + (long long)ih * s.w + iw];
+                    v = T(x[col_x[j] + k_x[p] + (long long)ih * s.w + iw]);
             }
             bs[p][j] = v;
         }
@@ -84,7 +86,7 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
         long long r = row0 + tr * TM + i;
         for (int j = 0; j < TN; ++j) {
             int c = tc * TN + j;
-            if (r < cog && col_x[c] >= 0) y[col_y[c] + r * l] = acc[i][j];
+            if (r < cog && col_x[c] >= 0) y[col_y[c] + r * l] = S(acc[i][j]);
         }
     }
 }
@@ -101,8 +103,9 @@ __device__ void conv_forward_tile(const T* x, const T* w, const int* taps, T* y,
 // of one phase and its k runs over that phase's taps alone; no zero is multiplied. `taps`
 // holds, after the 2 * ntaps offsets, phase_start[phases + 1] and the taps' indices grouped by
 // phase (kernels::cuda::conv::phase_table).
-template <typename T>
-__device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T* dx, ConvShape s) {
+template <typename S>
+__device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S* dx, ConvShape s) {
+    using T = typename Compute<S>::type;
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
     // per column (n, ih, iw): its group's channels in dy, its place in dx, its padded position
@@ -164,7 +167,7 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
             long long ci = row0 + i;
-            as[p][i] = (ci < cig && k_dy[p] >= 0) ? w[k_w[p] + ci * s.ntaps] : T(0);
+            as[p][i] = (ci < cig && k_dy[p] >= 0) ? T(w[k_w[p] + ci * s.ntaps]) : T(0);
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
@@ -175,7 +178,7 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
                 if (sh >= 0 && sw >= 0) {
                     int oh = sh / stride_h, ow = sw / stride_w;
                     if (oh < s.ho && ow < s.wo)
-                        v = dy[col_dy[j] + k_dy[p] + (long long)oh * s.wo + ow];
+                        v = T(dy[col_dy[j] + k_dy[p] + (long long)oh * s.wo + ow]);
                 }
             }
             bs[p][j] = v;
@@ -188,7 +191,7 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
         long long ci = row0 + tr * TM + i;
         for (int j = 0; j < TN; ++j) {
             int c = tc * TN + j;
-            if (ci < cig && col_dy[c] >= 0) dx[col_dx[c] + ci * plane] = acc[i][j];
+            if (ci < cig && col_dy[c] >= 0) dx[col_dx[c] + ci * plane] = S(acc[i][j]);
         }
     }
 }
@@ -198,10 +201,12 @@ __device__ void conv_input_grad_tile(const T* dy, const T* w, const int* taps, T
 // group's (ci, tap); k: (n, output position), summed in a fixed order (deterministic).
 // The product is small and its k long (n·ho·wo), so k is split in `splits` ranges of `chunk`
 // (a multiple of BK) over blockIdx.z = group * splits + split, each writing its partial sum to
-// its own slice of dw (dw[split][c_out][cols]); sum_splits adds the slices in order.
-template <typename T>
-__device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, T* dw, ConvShape s,
+// its own slice of dw (dw[split][c_out][cols]); sum_splits adds the slices in order. dw holds
+// O: the elements' own type, or for bf16 the f32 partial sums (rounded once, by sum_splits).
+template <typename S, typename O>
+__device__ void conv_weight_grad_tile(const S* x, const S* dy, const int* taps, O* dw, ConvShape s,
                                       int splits, long long chunk) {
+    using T = typename Compute<S>::type;
     __shared__ T as[BK][BM];
     __shared__ T bs[BK][BN];
     // per column (ci, tap): the channel's offset in x and the tap's
@@ -250,7 +255,7 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
         for (int e = tid; e < BM * BK; e += blockDim.x) {
             int i = e / BK, p = e % BK;
             long long co = row0 + i;
-            as[p][i] = (co < cog && k_x[p] >= 0) ? dy[k_dy[p] + co * l] : T(0);
+            as[p][i] = (co < cog && k_x[p] >= 0) ? T(dy[k_dy[p] + co * l]) : T(0);
         }
         for (int e = tid; e < BK * BN; e += blockDim.x) {
             int p = e / BN, j = e % BN;
@@ -258,7 +263,7 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
             if (col_x[j] >= 0 && k_x[p] >= 0) {
                 int ih = k_ih[p] + col_dh[j], iw = k_iw[p] + col_dw[j];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
-                    v = x[k_x[p] + col_x[j] + (long long)ih * s.w + iw];
+                    v = T(x[k_x[p] + col_x[j] + (long long)ih * s.w + iw]);
             }
             bs[p][j] = v;
         }
@@ -270,7 +275,7 @@ __device__ void conv_weight_grad_tile(const T* x, const T* dy, const int* taps, 
         long long co = row0 + tr * TM + i;
         for (int j = 0; j < TN; ++j) {
             long long col = col0 + tc * TN + j;
-            if (co < cog && col < cols) dw[(grp * cog + co) * cols + col] = acc[i][j];
+            if (co < cog && col < cols) dw[(grp * cog + co) * cols + col] = O(acc[i][j]);
         }
     }
 }
@@ -286,31 +291,46 @@ extern "C" __global__ void conv_input_grad_f64(const double* dy, const double* w
 extern "C" __global__ void conv_weight_grad_f32(const float* x, const float* dy, const int* taps,
                                                 float* dw, ConvShape s, int splits,
                                                 long long chunk) {
-    conv_weight_grad_tile<float>(x, dy, taps, dw, s, splits, chunk);
+    conv_weight_grad_tile<float, float>(x, dy, taps, dw, s, splits, chunk);
 }
 extern "C" __global__ void conv_weight_grad_f64(const double* x, const double* dy,
                                                 const int* taps, double* dw, ConvShape s,
                                                 int splits, long long chunk) {
-    conv_weight_grad_tile<double>(x, dy, taps, dw, s, splits, chunk);
+    conv_weight_grad_tile<double, double>(x, dy, taps, dw, s, splits, chunk);
+}
+// bf16: always f32 partial sums (one split or more), which sum_splits_bf16 rounds
+extern "C" __global__ void conv_weight_grad_bf16(const bf16* x, const bf16* dy, const int* taps,
+                                                 float* dw_parts, ConvShape s, int splits,
+                                                 long long chunk) {
+    conv_weight_grad_tile<bf16, float>(x, dy, taps, dw_parts, s, splits, chunk);
+}
+extern "C" __global__ void conv_input_grad_bf16(const bf16* dy, const bf16* w, const int* taps,
+                                                bf16* dx, ConvShape s) {
+    conv_input_grad_tile<bf16>(dy, w, taps, dx, s);
 }
 
-// out[i] = sum over s of part[s * len + i], the splits added in order (so deterministic).
-template <typename T>
-__device__ void sum_splits(const T* part, T* out, long long len, int splits) {
+// out[i] = sum over s of part[s * len + i], the splits added in order (so deterministic), in
+// the parts' type P and stored as O.
+template <typename P, typename O>
+__device__ void sum_splits(const P* part, O* out, long long len, int splits) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < len;
          i += (long long)gridDim.x * blockDim.x) {
-        T acc = part[i];
+        P acc = part[i];
         for (int s = 1; s < splits; ++s) acc += part[s * len + i];
-        out[i] = acc;
+        out[i] = O(acc);
     }
 }
 extern "C" __global__ void sum_splits_f32(const float* part, float* out, long long len,
                                           int splits) {
-    sum_splits<float>(part, out, len, splits);
+    sum_splits<float, float>(part, out, len, splits);
 }
 extern "C" __global__ void sum_splits_f64(const double* part, double* out, long long len,
                                           int splits) {
-    sum_splits<double>(part, out, len, splits);
+    sum_splits<double, double>(part, out, len, splits);
+}
+extern "C" __global__ void sum_splits_bf16(const float* part, bf16* out, long long len,
+                                           int splits) {
+    sum_splits<float, bf16>(part, out, len, splits);
 }
 
 extern "C" __global__ void conv_forward_f32(const float* x, const float* w, const int* taps,
@@ -320,4 +340,8 @@ extern "C" __global__ void conv_forward_f32(const float* x, const float* w, cons
 extern "C" __global__ void conv_forward_f64(const double* x, const double* w, const int* taps,
                                             double* y, ConvShape s) {
     conv_forward_tile<double>(x, w, taps, y, s);
+}
+extern "C" __global__ void conv_forward_bf16(const bf16* x, const bf16* w, const int* taps,
+                                             bf16* y, ConvShape s) {
+    conv_forward_tile<bf16>(x, w, taps, y, s);
 }

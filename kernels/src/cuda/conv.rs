@@ -2,13 +2,17 @@
 //! and weight gradient as implicit GEMMs over a `ConvGeometry`, the twins of `cpu::conv`'s
 //! (weights as the active taps only, so a masked convolution never reads its masked taps).
 
-use super::elementwise::GpuFloat;
+use super::elementwise::GpuElement;
 use super::{Gpu, GpuBuffer, GpuError};
 use crate::desc::ConvGeometry;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 pub(crate) const MODULE: &str = "conv";
-pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("conv.cu"));
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("bf16.cuh"),
+    include_str!("tile.cuh"),
+    include_str!("conv.cu")
+);
 const TILE: usize = 64;
 
 /// The launch argument describing the geometry (`ConvShape` in the .cu file).
@@ -70,7 +74,7 @@ enum Product {
 
 /// Checks the buffers against the geometry and launches one of conv.cu's kernels: `a` and `b`
 /// are its two inputs in the kernel's order, `out` its output (every element written).
-fn launch<T: GpuFloat>(
+fn launch<T: GpuElement>(
     gpu: &Gpu,
     product: Product,
     g: &ConvGeometry,
@@ -168,9 +172,11 @@ fn launch<T: GpuFloat>(
     let taps = gpu.upload(&taps)?;
     let (splits, chunk) = split_k(tiles.0 * tiles.1 * g.groups, g.n * g.ho * g.wo, g.groups);
     let (splits_arg, chunk_arg) = (splits as i32, chunk as i64);
-    // one split writes dw itself; more write their partial sums side by side, added below
-    let mut parts = (splits > 1)
-        .then(|| gpu.alloc::<T>(splits * need_out))
+    // one split of f32 or f64 writes dw itself; more, or bf16's f32 sums, write their partial
+    // sums side by side, added (and rounded) below
+    let sums_wider = std::any::TypeId::of::<T::Sum>() != std::any::TypeId::of::<T>();
+    let mut parts = (splits > 1 || sums_wider)
+        .then(|| gpu.alloc::<T::Sum>(splits * need_out))
         .transpose()?;
     let mut args = gpu.launch(&f);
     args.buf(a).buf(b).buf(&taps);
@@ -229,7 +235,7 @@ fn split_k(blocks: usize, k: usize, groups: usize) -> (usize, usize) {
 
 /// y = conv(x, w): x [n, c_in, h, w], w_active [c_out, c_in/G · T] (the active taps, in the
 /// geometry's order) -> y [n, c_out, ho, wo], every element written.
-pub fn conv_forward_into<T: GpuFloat>(
+pub fn conv_forward_into<T: GpuElement>(
     gpu: &Gpu,
     x: &GpuBuffer<T>,
     w_active: &GpuBuffer<T>,
@@ -241,7 +247,7 @@ pub fn conv_forward_into<T: GpuFloat>(
 
 /// dx = convᵀ(dy, w): dy [n, c_out, ho, wo] -> dx [n, c_in, h, w] (also conv_transpose2d's
 /// forward), every element written.
-pub fn conv_input_grad_into<T: GpuFloat>(
+pub fn conv_input_grad_into<T: GpuElement>(
     gpu: &Gpu,
     dy: &GpuBuffer<T>,
     w_active: &GpuBuffer<T>,
@@ -252,7 +258,7 @@ pub fn conv_input_grad_into<T: GpuFloat>(
 }
 
 /// `dW = Σₙ dy[n] · cols(x[n])ᵀ` -> [c_out, c_in/G · T] (active taps), every element written.
-pub fn conv_weight_grad_into<T: GpuFloat>(
+pub fn conv_weight_grad_into<T: GpuElement>(
     gpu: &Gpu,
     x: &GpuBuffer<T>,
     dy: &GpuBuffer<T>,

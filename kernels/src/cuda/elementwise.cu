@@ -141,6 +141,27 @@ extern "C" __global__ void copy_f64_f32(const double* x, float* out, unsigned lo
                                         Broadcast s) {
     copy_kernel<double, float>(x, out, n, s);
 }
+// bf16: copies, and casts to and from f32 and f64 (rounded as bf16.cuh says)
+extern "C" __global__ void copy_bf16_bf16(const bf16* x, bf16* out, unsigned long long n,
+                                          Broadcast s) {
+    copy_kernel<bf16, bf16>(x, out, n, s);
+}
+extern "C" __global__ void copy_f32_bf16(const float* x, bf16* out, unsigned long long n,
+                                         Broadcast s) {
+    copy_kernel<float, bf16>(x, out, n, s);
+}
+extern "C" __global__ void copy_bf16_f32(const bf16* x, float* out, unsigned long long n,
+                                         Broadcast s) {
+    copy_kernel<bf16, float>(x, out, n, s);
+}
+extern "C" __global__ void copy_f64_bf16(const double* x, bf16* out, unsigned long long n,
+                                         Broadcast s) {
+    copy_kernel<double, bf16>(x, out, n, s);
+}
+extern "C" __global__ void copy_bf16_f64(const bf16* x, double* out, unsigned long long n,
+                                         Broadcast s) {
+    copy_kernel<bf16, double>(x, out, n, s);
+}
 
 // out[i] = mask != 0 ? a : b, all three read through their strides (s.a for a, s.b for b,
 // mask_strides for the mask) at the i-th position of the output's shape.
@@ -178,4 +199,7 @@ extern "C" __global__ void fill_f32(float* out, unsigned long long n, float valu
 }
 extern "C" __global__ void fill_f64(double* out, unsigned long long n, double value) {
     fill_kernel<double>(out, n, value);
+}
+extern "C" __global__ void fill_bf16(bf16* out, unsigned long long n, bf16 value) {
+    fill_kernel<bf16>(out, n, value);
 }

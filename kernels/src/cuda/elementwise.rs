@@ -7,24 +7,57 @@ use crate::float::Float;
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 
 pub(crate) const MODULE: &str = "elementwise";
-pub(crate) const SOURCE: &str = include_str!("elementwise.cu");
+pub(crate) const SOURCE: &str = concat!(include_str!("bf16.cuh"), include_str!("elementwise.cu"));
 
 /// The most axes a broadcasting view may have on the GPU (`MAX_RANK` in the .cu file).
 pub const MAX_RANK: usize = 6;
 
-/// An element type with GPU kernels: the suffix of its kernels' names.
-pub trait GpuFloat: Float + DeviceRepr + ValidAsZeroBits + Default {
+/// An element type a device buffer holds: the suffix of its kernels' names. f32 and f64 have
+/// every kernel ([`GpuFloat`]); bf16 is storage, with copies, casts, fills, matmul and the
+/// convolutions (computing in f32).
+pub trait GpuElement:
+    DeviceRepr + ValidAsZeroBits + Default + Copy + Send + Sync + 'static
+{
     /// Appended to a kernel's name to pick this type's instance.
     const SUFFIX: &'static str;
+    /// What the kernels sum this type's products in, and keep partial sums in: itself, f32
+    /// for bf16.
+    type Sum: GpuElement;
+    /// `v` in this type, rounded to nearest (ties to even).
+    fn element_from_f64(v: f64) -> Self;
 }
 
-impl GpuFloat for f32 {
+/// An element type with arithmetic kernels (every op family).
+pub trait GpuFloat: GpuElement + Float {}
+
+impl GpuElement for f32 {
     const SUFFIX: &'static str = "f32";
+    type Sum = f32;
+    fn element_from_f64(v: f64) -> f32 {
+        v as f32
+    }
 }
 
-impl GpuFloat for f64 {
+impl GpuElement for f64 {
     const SUFFIX: &'static str = "f64";
+    type Sum = f64;
+    fn element_from_f64(v: f64) -> f64 {
+        v
+    }
 }
+
+/// Rounds through f32, as the kernels' `bf16(double)` does (`bf16.cuh`).
+impl GpuElement for half::bf16 {
+    const SUFFIX: &'static str = "bf16";
+    type Sum = f32;
+    fn element_from_f64(v: f64) -> half::bf16 {
+        half::bf16::from_f32(v as f32)
+    }
+}
+
+impl GpuFloat for f32 {}
+
+impl GpuFloat for f64 {}
 
 /// The kind's code in `unary_op` and its two parameters.
 fn unary_code(kind: UnaryKind) -> (i32, f64, f64) {
@@ -228,7 +261,7 @@ pub fn binary_into<T: GpuFloat>(
 
 /// `out` = the view `x` of `shape` in row-major order, converted to `D`: a strided copy made
 /// contiguous (S = D) or a cast.
-pub fn copy_into<S: GpuFloat, D: GpuFloat>(
+pub fn copy_into<S: GpuElement, D: GpuElement>(
     gpu: &Gpu,
     x: GpuView<S>,
     shape: &[usize],
@@ -241,7 +274,7 @@ pub fn copy_into<S: GpuFloat, D: GpuFloat>(
 /// The view `x` of `shape` written into `out` through `out_strides` from `out_offset`
 /// (converted to `D`): [`copy_into`] with a strided destination, such as one part's slab of a
 /// concatenation. The destination positions must be distinct.
-pub fn copy_to_view<S: GpuFloat, D: GpuFloat>(
+pub fn copy_to_view<S: GpuElement, D: GpuElement>(
     gpu: &Gpu,
     x: GpuView<S>,
     shape: &[usize],
@@ -309,7 +342,7 @@ pub fn select_into<T: GpuFloat>(
 }
 
 /// The first `n` elements of `out` set to `value`.
-pub fn fill_into<T: GpuFloat>(
+pub fn fill_into<T: GpuElement>(
     gpu: &Gpu,
     out: &mut GpuBuffer<T>,
     n: usize,
@@ -320,7 +353,7 @@ pub fn fill_into<T: GpuFloat>(
         return Ok(());
     }
     let f = gpu.kernel(MODULE, SOURCE, &format!("fill_{}", T::SUFFIX))?;
-    let (n64, value) = (n as u64, T::from_f64(value));
+    let (n64, value) = (n as u64, T::element_from_f64(value));
     let mut launch = gpu.launch(&f);
     launch.buf_mut(out).arg(&n64).arg(&value);
     // SAFETY: out holds n (checked above).

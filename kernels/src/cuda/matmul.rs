@@ -1,19 +1,24 @@
 //! Matrix multiplication on the GPU (`matmul.cu`): the twin of `cpu::matmul::matmul`, with the
 //! operands read through (row, column) strides so transposed views need no copy.
 
-use super::elementwise::GpuFloat;
+use super::elementwise::GpuElement;
 use super::{Gpu, GpuBuffer, GpuError};
 use cudarc::driver::LaunchConfig;
 
 pub(crate) const MODULE: &str = "matmul";
-pub(crate) const SOURCE: &str = concat!(include_str!("tile.cuh"), include_str!("matmul.cu"));
+pub(crate) const SOURCE: &str = concat!(
+    include_str!("bf16.cuh"),
+    include_str!("tile.cuh"),
+    include_str!("matmul.cu")
+);
 
-/// The square tile of C one block computes: matmul.cu's f32 kernel 128, its f64 kernel 64.
-fn tile<T: GpuFloat>() -> usize {
-    if T::SUFFIX == "f32" {
-        128
-    } else {
+/// The square tile of C one block computes: matmul.cu's f32 and bf16 kernels 128, its f64
+/// kernel 64.
+fn tile<T: GpuElement>() -> usize {
+    if T::SUFFIX == "f64" {
         64
+    } else {
+        128
     }
 }
 
@@ -41,7 +46,7 @@ impl<T> GpuMat<'_, T> {
 }
 
 /// C = A * B with A [m, k], B [k, n]; C row-major [m, n] (every element written).
-pub fn matmul_into<T: GpuFloat>(
+pub fn matmul_into<T: GpuElement>(
     gpu: &Gpu,
     m: usize,
     k: usize,
@@ -54,7 +59,7 @@ pub fn matmul_into<T: GpuFloat>(
 }
 
 /// [`matmul_into`] writing C from element `c_offset` of `c` on: one matrix of a batch.
-pub fn matmul_into_at<T: GpuFloat>(
+pub fn matmul_into_at<T: GpuElement>(
     gpu: &Gpu,
     [m, k, n]: [usize; 3],
     a: GpuMat<T>,

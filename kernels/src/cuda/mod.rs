@@ -292,13 +292,10 @@ impl Gpu {
 
     /// `len` elements whose values are unspecified until a kernel writes them (on the emulated
     /// device: NaN, so an element a kernel forgot shows).
-    pub fn alloc<T: elementwise::GpuFloat + Send + 'static>(
-        &self,
-        len: usize,
-    ) -> Result<GpuBuffer<T>, GpuError> {
+    pub fn alloc<T: elementwise::GpuElement>(&self, len: usize) -> Result<GpuBuffer<T>, GpuError> {
         let mut m = self.block::<T>(len)?;
         if let Memory::Emulated(v) = &mut m {
-            v.fill(T::from_f64(f64::NAN));
+            v.fill(T::element_from_f64(f64::NAN));
         }
         Ok(GpuBuffer::new(m, len, self.pool.clone()))
     }

@@ -291,6 +291,12 @@ fn clip(critic: &dyn Module, c: f64) -> Result<()> {
             DType::F64 => {
                 p.update_data::<f64>(|d| d.iter_mut().for_each(|v| *v = v.clamp(-c, c)))?
             }
+            DType::BF16 => {
+                return Err(Error::dtype(
+                    "wgan clip",
+                    "the critic's parameters are bf16; keep them in f32",
+                ))
+            }
         }
     }
     Ok(())

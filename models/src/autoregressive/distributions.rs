@@ -47,6 +47,7 @@ fn prob_eps(dtype: DType) -> f64 {
     match dtype {
         DType::F32 => f64::from(f32::EPSILON),
         DType::F64 => f64::EPSILON,
+        DType::BF16 => 2f64.powi(-7), // bf16: 8 significant bits
     }
 }
 
@@ -183,7 +184,7 @@ impl Categorical {
             }
         }
         let tiny = match probs.dtype() {
-            DType::F32 => f64::from(f32::MIN_POSITIVE),
+            DType::F32 | DType::BF16 => f64::from(f32::MIN_POSITIVE),
             DType::F64 => f64::MIN_POSITIVE,
         };
         let p = probs.clamp(tiny, f64::MAX)?;

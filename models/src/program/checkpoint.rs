@@ -123,6 +123,14 @@ fn tensor_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
                 .flat_map(|v| v.to_le_bytes())
                 .collect(),
         ),
+        // no model keeps bf16 state; a bf16 tensor is saved widened to f32, exactly
+        DType::BF16 => (
+            Dtype::F32,
+            t.to_vec_f32()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 // kernel: a grid, a block and one pointer per parameter (cuLaunchKernel's kernelParams).
 // Device pointers are host addresses. Built by kernels/build.rs.
 #include "prelude.h"
+#include "../bf16.cuh"
 #include "../tile.cuh"
 #include "../matmul.cu"
 #include "../conv.cu"
@@ -50,15 +51,17 @@ struct Kernel {
 #define SYNCED(f) Kernel{#f, [](void** p) { call(f, p); }, true}
 
 const Kernel KERNELS[] = {
-    SYNCED(matmul_f32), SYNCED(matmul_f64),
-    SYNCED(conv_forward_f32), SYNCED(conv_forward_f64),
-    SYNCED(conv_input_grad_f32), SYNCED(conv_input_grad_f64),
-    SYNCED(conv_weight_grad_f32), SYNCED(conv_weight_grad_f64),
-    KERNEL(sum_splits_f32), KERNEL(sum_splits_f64),
+    SYNCED(matmul_f32), SYNCED(matmul_f64), SYNCED(matmul_bf16),
+    SYNCED(conv_forward_f32), SYNCED(conv_forward_f64), SYNCED(conv_forward_bf16),
+    SYNCED(conv_input_grad_f32), SYNCED(conv_input_grad_f64), SYNCED(conv_input_grad_bf16),
+    SYNCED(conv_weight_grad_f32), SYNCED(conv_weight_grad_f64), SYNCED(conv_weight_grad_bf16),
+    KERNEL(sum_splits_f32), KERNEL(sum_splits_f64), KERNEL(sum_splits_bf16),
     KERNEL(unary_f32), KERNEL(unary_f64),
     KERNEL(binary_f32), KERNEL(binary_f64),
     KERNEL(copy_f32_f32), KERNEL(copy_f64_f64), KERNEL(copy_f32_f64), KERNEL(copy_f64_f32),
-    KERNEL(select_f32), KERNEL(select_f64), KERNEL(fill_f32), KERNEL(fill_f64),
+    KERNEL(copy_bf16_bf16), KERNEL(copy_f32_bf16), KERNEL(copy_bf16_f32),
+    KERNEL(copy_f64_bf16), KERNEL(copy_bf16_f64),
+    KERNEL(select_f32), KERNEL(select_f64), KERNEL(fill_f32), KERNEL(fill_f64), KERNEL(fill_bf16),
     SYNCED(sum_f32_rows), SYNCED(sum_f64_rows), SYNCED(max_f32_rows), SYNCED(max_f64_rows),
     KERNEL(sum_f32_columns), KERNEL(sum_f64_columns),
     KERNEL(max_f32_columns), KERNEL(max_f64_columns),
