@@ -21,23 +21,44 @@ fn devices() -> Vec<&'static str> {
     devices
 }
 
-/// Every step record's losses in a run's metrics.jsonl.
-fn step_losses(run: &std::path::Path) -> Vec<Vec<(String, f64)>> {
+/// Every record of `kind` ("step" or "epoch") in a run's metrics.jsonl, as its `field`
+/// ("losses" or "metrics") sorted by name.
+fn records(run: &std::path::Path, kind: &str, field: &str) -> Vec<Vec<(String, f64)>> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics.jsonl");
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["type"] == "step")
+        .filter(|v| v["type"] == kind)
         .map(|v| {
-            let mut losses: Vec<(String, f64)> = v["losses"]
+            let mut values: Vec<(String, f64)> = v[field]
                 .as_object()
-                .expect("losses")
+                .expect(field)
                 .iter()
                 .map(|(k, x)| (k.clone(), x.as_f64().expect("a number")))
                 .collect();
-            losses.sort_by(|a, b| a.0.cmp(&b.0));
-            losses
+            values.sort_by(|a, b| a.0.cmp(&b.0));
+            values
         })
         .collect()
+}
+
+/// Every step record's losses in a run's metrics.jsonl.
+fn step_losses(run: &std::path::Path) -> Vec<Vec<(String, f64)>> {
+    records(run, "step", "losses")
+}
+
+/// `got` and `want` name the same values, each within `tol` relative (absolute below 1).
+fn assert_agree(got: &[Vec<(String, f64)>], want: &[Vec<(String, f64)>], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: records");
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert_eq!(g.0, w.0, "{what}");
+        assert!(
+            (g.1 - w.1).abs() <= tol * w.1.abs().max(1.0),
+            "{what}: {} {} vs the CPU's {}",
+            g.0,
+            g.1,
+            w.1
+        );
+    }
 }
 
 fn train(dir: &TempDir, name: &str, model: &str, device: &str, extra: &[&str]) {
@@ -73,18 +94,7 @@ fn the_vae_trains_samples_and_evaluates_on_the_device_with_the_cpus_losses() {
     assert_eq!(want.len(), 2);
     for device in devices() {
         train(&dir, device, "vae", device, &small);
-        let got = step_losses(&dir.join(device));
-        assert_eq!(got.len(), want.len(), "{device}");
-        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
-            assert_eq!(g.0, w.0);
-            assert!(
-                (g.1 - w.1).abs() <= 1e-5 * w.1.abs().max(1.0),
-                "{device}: {} {} vs the CPU's {}",
-                g.0,
-                g.1,
-                w.1
-            );
-        }
+        assert_agree(&step_losses(&dir.join(device)), &want, 1e-5, device);
         // sampling from the run on the device writes a grid
         let png = dir.join(&format!("{device}.png"));
         let run = dir.join(device);
@@ -100,6 +110,31 @@ fn the_vae_trains_samples_and_evaluates_on_the_device_with_the_cpus_losses() {
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(png.exists());
+    }
+}
+
+/// A model of the two other families (autoregressive: FVSBN; adversarial: the MLP GAN, whose
+/// epoch samples are scored by the harness's classifier on the device) trains there with the
+/// CPU's step losses and epoch metrics.
+#[test]
+fn an_autoregressive_model_and_a_gan_train_on_the_device_with_the_cpus_figures() {
+    let dir = TempDir::new("cuda-genzoo-families");
+    let small = ["--batch-size", "16"];
+    for model in ["fvsbn", "gan"] {
+        let cpu = format!("{model}-cpu");
+        train(&dir, &cpu, model, "cpu", &small);
+        let (losses, metrics) = (
+            step_losses(&dir.join(&cpu)),
+            records(&dir.join(&cpu), "epoch", "metrics"),
+        );
+        assert_eq!((losses.len(), metrics.len()), (2, 1), "{model}");
+        for device in devices() {
+            let run = dir.join(&format!("{model}-{device}"));
+            train(&dir, &format!("{model}-{device}"), model, device, &small);
+            let what = format!("{model} on {device}");
+            assert_agree(&step_losses(&run), &losses, 1e-5, &what);
+            assert_agree(&records(&run, "epoch", "metrics"), &metrics, 1e-4, &what);
+        }
     }
 }
 

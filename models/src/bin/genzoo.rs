@@ -161,17 +161,26 @@ enum DeviceArg {
     /// The emulated CUDA device: our CUDA kernels run on the host (slow; for checking the CUDA
     /// path where there is no GPU).
     CudaEmulated,
-    /// The CPU for now: the CUDA path has not yet run end to end on a GPU.
+    /// GPU 0 when one can be used (a CUDA driver, NVRTC and a device), else the CPU.
     Auto,
 }
 
 /// Makes the chosen device the default for every tensor the command makes (parameters, data,
 /// noise), so the same model code runs there.
 fn use_device(d: DeviceArg) -> Result<Device, String> {
+    let usable = |device| Tensor::zeros(&[1], DType::F32).to_device(device).is_ok();
     let device = match d {
-        DeviceArg::Cpu | DeviceArg::Auto => Device::Cpu,
+        DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Cuda => Device::Cuda(0),
         DeviceArg::CudaEmulated => Device::EmulatedCuda,
+        DeviceArg::Auto if usable(Device::Cuda(0)) => {
+            eprintln!(
+                "--device auto: a GPU is here, running on {}",
+                Device::Cuda(0)
+            );
+            Device::Cuda(0)
+        }
+        DeviceArg::Auto => Device::Cpu,
     };
     // a GPU that cannot be used is an error here, before anything is built
     Tensor::zeros(&[1], DType::F32)
