@@ -583,6 +583,9 @@ fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
         ([2, 64, 14, 14, 70, 4, 2, 1, 1, 1], None),
         ([5, 17, 10, 10, 33, 1, 1, 0, 1, 1], None),
         ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
+        // more output (then input) channels than one tile has rows, f32's 128 and f64's 64
+        ([2, 8, 10, 10, 130, 3, 1, 1, 1, 1], None),
+        ([2, 130, 6, 6, 9, 3, 2, 1, 1, 1], None),
         // long reductions (n·ho·wo of 8,192 and 2,304), so the weight gradient splits them
         ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
         ([4, 8, 24, 24, 8, 3, 1, 1, 1, 2], None),
@@ -1053,6 +1056,8 @@ fn bf16_conv_parity(gpu: &Gpu) {
         ([4, 1, 28, 28, 64, 4, 2, 1, 1, 1], None),
         ([3, 6, 11, 13, 4, 3, 2, 2, 2, 2], None),
         ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
+        ([2, 8, 10, 10, 130, 3, 1, 1, 1, 1], None),
+        ([2, 130, 6, 6, 9, 3, 2, 1, 1, 1], None),
         // a long reduction, split by the weight gradient
         ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
     ];

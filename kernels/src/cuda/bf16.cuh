@@ -25,13 +25,3 @@ struct bf16 {
 struct __align__(8) bf16x4 {
     bf16 v[4];
 };
-
-// What a kernel on elements of type S computes in: S itself, f32 for bf16.
-template <typename S>
-struct Compute {
-    using type = S;
-};
-template <>
-struct Compute<bf16> {
-    using type = float;
-};

@@ -1,10 +1,11 @@
 // Convolution forward as an implicit GEMM: y[n, co, p] = sum_k W[co, k] * cols[k, (n, p)], where
 // k = (ci, tap) runs over a group's input channels and the active taps (all of them, or a
 // PixelCNN mask's, so masked taps are never read) and cols is never built: the B tile is loaded
-// straight from the image, zero in the padding. The tiling is tile.cuh's (as matmul.cu's): 64 x 64 tiles of C
-// per block, 4 x 4 per thread, k steps of 16 through shared memory. Grid: (column tiles over
-// n·ho·wo, row tiles over cout/groups, groups). bf16 elements are widened to f32 as they are
-// loaded, the products summed in f32 and rounded once as they are stored (bf16.cuh).
+// straight from the image, zero in the padding. The tiling is tile.cuh's TilingFor: f32 and
+// bf16 on matmul's 128 x 128 tiles of C per block (8 x 8 a thread, k steps of 8 through shared
+// memory), f64 on 64 x 64 (4 x 4 a thread, k steps of 16). Grid: (column tiles over n·ho·wo,
+// row tiles over cout/groups, groups). bf16 elements are widened to f32 as they are loaded,
+// the products summed in f32 and rounded once as they are stored (bf16.cuh).
 
 struct ConvShape {
     long long n, c_in, h, w, c_out, ho, wo;
@@ -20,22 +21,21 @@ struct ConvShape {
 
 template <typename S>
 __device__ void conv_forward_tile(const S* x, const S* w, const int* taps, S* y, ConvShape s) {
-    using T = typename Compute<S>::type;
-    __shared__ T as[BK][BM];
-    __shared__ T bs[BK][BN];
+    using L = typename TilingFor<S>::type;
+    using T = typename L::T;
+    __shared__ typename L::Shared tiles;
     // per column (n, oh, ow): its group's channels in x, its place in y, its window's corner
-    __shared__ long long col_x[BN], col_y[BN];
-    __shared__ int col_ih[BN], col_iw[BN];
+    __shared__ long long col_x[L::N], col_y[L::N];
+    __shared__ int col_ih[L::N], col_iw[L::N];
     // per k (ci, tap) of the slice: the channel's offset and the tap's
-    __shared__ long long k_x[BK];
-    __shared__ int k_dh[BK], k_dw[BK];
+    __shared__ long long k_x[L::K];
+    __shared__ int k_dh[L::K], k_dw[L::K];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long k = cig * s.ntaps, l = s.ho * s.wo, cols = s.n * l, plane = s.h * s.w;
     const long long grp = blockIdx.z;
     const int tid = threadIdx.x;
-    TILE_THREAD(tr, tc);
-    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
-    if (tid < BN) {
+    const long long row0 = (long long)blockIdx.y * L::M, col0 = (long long)blockIdx.x * L::N;
+    if (tid < L::N) {
         long long col = col0 + tid;
         if (col < cols) {
             long long img = col / l, pos = col % l;
@@ -48,10 +48,11 @@ __device__ void conv_forward_tile(const S* x, const S* w, const int* taps, S* y,
         }
     }
     __syncthreads();
-    T acc[TM][TN];
-    tile_zero(acc);
-    for (long long p0 = 0; p0 < k; p0 += BK) {
-        if (tid < BK) {
+    T acc[L::RM][L::RN];
+    for (int i = 0; i < L::RM; ++i)
+        for (int j = 0; j < L::RN; ++j) acc[i][j] = T(0);
+    for (long long p0 = 0; p0 < k; p0 += L::K) {
+        if (tid < L::K) {
             long long pp = p0 + tid;
             if (pp < k) {
                 long long ci = pp / s.ntaps, t = pp % s.ntaps;
@@ -63,29 +64,29 @@ __device__ void conv_forward_tile(const S* x, const S* w, const int* taps, S* y,
             }
         }
         __syncthreads();
-        for (int e = tid; e < BM * BK; e += blockDim.x) {
-            int i = e / BK, p = e % BK;
+        for (int e = tid; e < L::M * L::K; e += blockDim.x) {
+            int i = e / L::K, p = e % L::K;
             long long r = row0 + i, pp = p0 + p;
-            as[p][i] = (r < cog && pp < k) ? T(w[(grp * cog + r) * k + pp]) : T(0);
+            tiles.a[p][i] = (r < cog && pp < k) ? T(w[(grp * cog + r) * k + pp]) : T(0);
         }
-        for (int e = tid; e < BK * BN; e += blockDim.x) {
-            int p = e / BN, j = e % BN;
+        for (int e = tid; e < L::K * L::N; e += blockDim.x) {
+            int p = e / L::N, j = e % L::N;
             T v = T(0);
             if (col_x[j] >= 0 && k_x[p] >= 0) {
                 int ih = col_ih[j] + k_dh[p], iw = col_iw[j] + k_dw[p];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
                     v = T(x[col_x[j] + k_x[p] + (long long)ih * s.w + iw]);
             }
-            bs[p][j] = v;
+            tiles.b[p][j] = v;
         }
         __syncthreads();
-        tile_accumulate(acc, as, bs, tr, tc);
+        L::accumulate(acc, tiles);
         __syncthreads();
     }
-    for (int i = 0; i < TM; ++i) {
-        long long r = row0 + tr * TM + i;
-        for (int j = 0; j < TN; ++j) {
-            int c = tc * TN + j;
+    for (int i = 0; i < L::RM; ++i) {
+        long long r = row0 + L::row(i);
+        for (int j = 0; j < L::RN; ++j) {
+            int c = L::col(j);
             if (r < cog && col_x[c] >= 0) y[col_y[c] + r * l] = S(acc[i][j]);
         }
     }
@@ -105,15 +106,15 @@ __device__ void conv_forward_tile(const S* x, const S* w, const int* taps, S* y,
 // phase (kernels::cuda::conv::phase_table).
 template <typename S>
 __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S* dx, ConvShape s) {
-    using T = typename Compute<S>::type;
-    __shared__ T as[BK][BM];
-    __shared__ T bs[BK][BN];
+    using L = typename TilingFor<S>::type;
+    using T = typename L::T;
+    __shared__ typename L::Shared tiles;
     // per column (n, ih, iw): its group's channels in dy, its place in dx, its padded position
-    __shared__ long long col_dy[BN], col_dx[BN];
-    __shared__ int col_h[BN], col_w[BN];
+    __shared__ long long col_dy[L::N], col_dx[L::N];
+    __shared__ int col_h[L::N], col_w[L::N];
     // per k (co, tap) of the slice: the channel's offset in dy, its weights' start, the tap
-    __shared__ long long k_dy[BK], k_w[BK];
-    __shared__ int k_dh[BK], k_dw[BK];
+    __shared__ long long k_dy[L::K], k_w[L::K];
+    __shared__ int k_dh[L::K], k_dw[L::K];
     const int stride_h = (int)s.stride_h, stride_w = (int)s.stride_w;
     const int phases = stride_h * stride_w;
     const long long grp = blockIdx.z / phases;
@@ -130,10 +131,9 @@ __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S
     const long long k = cog * phase_taps, plane = s.h * s.w, l = s.ho * s.wo;
     const long long grid_p = rows_p * cols_p, cols = s.n * grid_p;
     const int tid = threadIdx.x;
-    TILE_THREAD(tr, tc);
-    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
+    const long long row0 = (long long)blockIdx.y * L::M, col0 = (long long)blockIdx.x * L::N;
     if (col0 >= cols) return; // the grid is sized for the largest phase
-    if (tid < BN) {
+    if (tid < L::N) {
         long long col = col0 + tid;
         if (col < cols) {
             long long img = col / grid_p, q = col % grid_p;
@@ -147,10 +147,11 @@ __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S
         }
     }
     __syncthreads();
-    T acc[TM][TN];
-    tile_zero(acc);
-    for (long long p0 = 0; p0 < k; p0 += BK) {
-        if (tid < BK) {
+    T acc[L::RM][L::RN];
+    for (int i = 0; i < L::RM; ++i)
+        for (int j = 0; j < L::RN; ++j) acc[i][j] = T(0);
+    for (long long p0 = 0; p0 < k; p0 += L::K) {
+        if (tid < L::K) {
             long long pp = p0 + tid;
             if (pp < k) {
                 long long co = pp / phase_taps;
@@ -164,13 +165,13 @@ __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S
             }
         }
         __syncthreads();
-        for (int e = tid; e < BM * BK; e += blockDim.x) {
-            int i = e / BK, p = e % BK;
+        for (int e = tid; e < L::M * L::K; e += blockDim.x) {
+            int i = e / L::K, p = e % L::K;
             long long ci = row0 + i;
-            as[p][i] = (ci < cig && k_dy[p] >= 0) ? T(w[k_w[p] + ci * s.ntaps]) : T(0);
+            tiles.a[p][i] = (ci < cig && k_dy[p] >= 0) ? T(w[k_w[p] + ci * s.ntaps]) : T(0);
         }
-        for (int e = tid; e < BK * BN; e += blockDim.x) {
-            int p = e / BN, j = e % BN;
+        for (int e = tid; e < L::K * L::N; e += blockDim.x) {
+            int p = e / L::N, j = e % L::N;
             T v = T(0);
             if (col_dy[j] >= 0 && k_dy[p] >= 0) {
                 // on the stride grid by the phase: the divisions are exact
@@ -181,16 +182,16 @@ __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S
                         v = T(dy[col_dy[j] + k_dy[p] + (long long)oh * s.wo + ow]);
                 }
             }
-            bs[p][j] = v;
+            tiles.b[p][j] = v;
         }
         __syncthreads();
-        tile_accumulate(acc, as, bs, tr, tc);
+        L::accumulate(acc, tiles);
         __syncthreads();
     }
-    for (int i = 0; i < TM; ++i) {
-        long long ci = row0 + tr * TM + i;
-        for (int j = 0; j < TN; ++j) {
-            int c = tc * TN + j;
+    for (int i = 0; i < L::RM; ++i) {
+        long long ci = row0 + L::row(i);
+        for (int j = 0; j < L::RN; ++j) {
+            int c = L::col(j);
             if (ci < cig && col_dy[c] >= 0) dx[col_dx[c] + ci * plane] = S(acc[i][j]);
         }
     }
@@ -206,25 +207,24 @@ __device__ void conv_input_grad_tile(const S* dy, const S* w, const int* taps, S
 template <typename S, typename O>
 __device__ void conv_weight_grad_tile(const S* x, const S* dy, const int* taps, O* dw, ConvShape s,
                                       int splits, long long chunk) {
-    using T = typename Compute<S>::type;
-    __shared__ T as[BK][BM];
-    __shared__ T bs[BK][BN];
+    using L = typename TilingFor<S>::type;
+    using T = typename L::T;
+    __shared__ typename L::Shared tiles;
     // per column (ci, tap): the channel's offset in x and the tap's
-    __shared__ long long col_x[BN];
-    __shared__ int col_dh[BN], col_dw[BN];
+    __shared__ long long col_x[L::N];
+    __shared__ int col_dh[L::N], col_dw[L::N];
     // per k (n, output position) of the slice: the sample's group in x, its place in dy, and
     // the window's corner
-    __shared__ long long k_x[BK], k_dy[BK];
-    __shared__ int k_ih[BK], k_iw[BK];
+    __shared__ long long k_x[L::K], k_dy[L::K];
+    __shared__ int k_ih[L::K], k_iw[L::K];
     const long long cig = s.c_in / s.groups, cog = s.c_out / s.groups;
     const long long l = s.ho * s.wo, cols = cig * s.ntaps, plane = s.h * s.w;
     const long long grp = blockIdx.z / splits, split = blockIdx.z % splits;
     const long long k_begin = split * chunk, k = min(s.n * l, k_begin + chunk);
     dw += split * s.c_out * cols;
     const int tid = threadIdx.x;
-    TILE_THREAD(tr, tc);
-    const long long row0 = (long long)blockIdx.y * BM, col0 = (long long)blockIdx.x * BN;
-    if (tid < BN) {
+    const long long row0 = (long long)blockIdx.y * L::M, col0 = (long long)blockIdx.x * L::N;
+    if (tid < L::N) {
         long long col = col0 + tid;
         if (col < cols) {
             long long ci = col / s.ntaps, t = col % s.ntaps;
@@ -236,10 +236,11 @@ __device__ void conv_weight_grad_tile(const S* x, const S* dy, const int* taps, 
         }
     }
     __syncthreads();
-    T acc[TM][TN];
-    tile_zero(acc);
-    for (long long p0 = k_begin; p0 < k; p0 += BK) {
-        if (tid < BK) {
+    T acc[L::RM][L::RN];
+    for (int i = 0; i < L::RM; ++i)
+        for (int j = 0; j < L::RN; ++j) acc[i][j] = T(0);
+    for (long long p0 = k_begin; p0 < k; p0 += L::K) {
+        if (tid < L::K) {
             long long pp = p0 + tid;
             if (pp < k) {
                 long long img = pp / l, pos = pp % l;
@@ -252,29 +253,29 @@ __device__ void conv_weight_grad_tile(const S* x, const S* dy, const int* taps, 
             }
         }
         __syncthreads();
-        for (int e = tid; e < BM * BK; e += blockDim.x) {
-            int i = e / BK, p = e % BK;
+        for (int e = tid; e < L::M * L::K; e += blockDim.x) {
+            int i = e / L::K, p = e % L::K;
             long long co = row0 + i;
-            as[p][i] = (co < cog && k_x[p] >= 0) ? T(dy[k_dy[p] + co * l]) : T(0);
+            tiles.a[p][i] = (co < cog && k_x[p] >= 0) ? T(dy[k_dy[p] + co * l]) : T(0);
         }
-        for (int e = tid; e < BK * BN; e += blockDim.x) {
-            int p = e / BN, j = e % BN;
+        for (int e = tid; e < L::K * L::N; e += blockDim.x) {
+            int p = e / L::N, j = e % L::N;
             T v = T(0);
             if (col_x[j] >= 0 && k_x[p] >= 0) {
                 int ih = k_ih[p] + col_dh[j], iw = k_iw[p] + col_dw[j];
                 if (ih >= 0 && ih < s.h && iw >= 0 && iw < s.w)
                     v = T(x[k_x[p] + col_x[j] + (long long)ih * s.w + iw]);
             }
-            bs[p][j] = v;
+            tiles.b[p][j] = v;
         }
         __syncthreads();
-        tile_accumulate(acc, as, bs, tr, tc);
+        L::accumulate(acc, tiles);
         __syncthreads();
     }
-    for (int i = 0; i < TM; ++i) {
-        long long co = row0 + tr * TM + i;
-        for (int j = 0; j < TN; ++j) {
-            long long col = col0 + tc * TN + j;
+    for (int i = 0; i < L::RM; ++i) {
+        long long co = row0 + L::row(i);
+        for (int j = 0; j < L::RN; ++j) {
+            long long col = col0 + L::col(j);
             if (co < cog && col < cols) dw[(grp * cog + co) * cols + col] = O(acc[i][j]);
         }
     }

@@ -13,7 +13,16 @@ pub(crate) const SOURCE: &str = concat!(
     include_str!("tile.cuh"),
     include_str!("conv.cu")
 );
-const TILE: usize = 64;
+
+/// The square tile of each product one block computes (tile.cuh's `TilingFor`): 128 for f32 and
+/// bf16, 64 for f64.
+fn tile<T: GpuElement>() -> usize {
+    if T::SUFFIX == "f64" {
+        64
+    } else {
+        128
+    }
+}
 
 /// The launch argument describing the geometry (`ConvShape` in the .cu file).
 #[repr(C)]
@@ -81,6 +90,7 @@ fn launch<T: GpuElement>(
     (a, b): (&GpuBuffer<T>, &GpuBuffer<T>),
     out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
+    let tile = tile::<T>();
     let groups_ok =
         g.groups > 0 && g.c_in.is_multiple_of(g.groups) && g.c_out.is_multiple_of(g.groups);
     let (x_len, w_len, y_len) = (
@@ -125,7 +135,7 @@ fn launch<T: GpuElement>(
     if need_out == 0 {
         return Ok(());
     }
-    if cols.div_ceil(TILE) > i32::MAX as usize || rows.div_ceil(TILE) > 65_535 || g.groups > 65_535
+    if cols.div_ceil(tile) > i32::MAX as usize || rows.div_ceil(tile) > 65_535 || g.groups > 65_535
     {
         return Err(GpuError::Driver(format!(
             "conv2d {name}: geometry {g:?} is too large for one launch"
@@ -138,7 +148,7 @@ fn launch<T: GpuElement>(
         .collect();
     let shape = ConvShape::of(g);
     let f = gpu.kernel(MODULE, SOURCE, &format!("conv_{name}_{}", T::SUFFIX))?;
-    let mut tiles = (cols.div_ceil(TILE), rows.div_ceil(TILE));
+    let mut tiles = (cols.div_ceil(tile), rows.div_ceil(tile));
     let grid = |tiles: (usize, usize), z: usize| LaunchConfig {
         grid_dim: (tiles.0 as u32, tiles.1 as u32, z as u32),
         block_dim: (256, 1, 1),
@@ -162,7 +172,7 @@ fn launch<T: GpuElement>(
         }
         taps.extend(phase_table(g));
         let taps = gpu.upload(&taps)?;
-        tiles.0 = (g.n * g.h.div_ceil(g.stride.0) * g.w.div_ceil(g.stride.1)).div_ceil(TILE);
+        tiles.0 = (g.n * g.h.div_ceil(g.stride.0) * g.w.div_ceil(g.stride.1)).div_ceil(tile);
         let mut args = gpu.launch(&f);
         args.buf(a).buf(b).buf(&taps).buf_mut(out).arg(&shape);
         // SAFETY: as above; each phase's blocks write only that phase's positions of dx.

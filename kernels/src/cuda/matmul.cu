@@ -174,7 +174,7 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
                 ra = widen4(*a_at);
                 rb = widen4(*b_at);
             }
-            ftile_accumulate(acc, t, s & 1, ty, tx);
+            ftile_accumulate(acc, t.a[s & 1], t.b[s & 1], ty, tx);
             if (more) stash((s + 1) & 1, ra, rb);
             __syncthreads();
         }
@@ -185,7 +185,7 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
             stash(0, operand_load4(A, row0 + ai, p0 + ap, a_down),
                   operand_load4(B, p0 + bp, col0 + bj, b_down));
             __syncthreads();
-            ftile_accumulate(acc, t, 0, ty, tx);
+            ftile_accumulate(acc, t.a[0], t.b[0], ty, tx);
             __syncthreads();
         }
     }

@@ -48,16 +48,17 @@ struct FTiles {
     float b[2][FK][FN + FPAD];
 };
 
-// acc[i][j] += A-slice rows of (ty) x B-slice columns of (tx), over the FK steps of `buf`.
-__device__ __forceinline__ void ftile_accumulate(float (&acc)[8][8], const FTiles& t, int buf,
-                                                 int ty, int tx) {
+// acc[i][j] += A-slice rows of (ty) x B-slice columns of (tx), over the FK steps of a slice.
+__device__ __forceinline__ void ftile_accumulate(float (&acc)[8][8],
+                                                 const float (&a)[FK][FM + FPAD],
+                                                 const float (&b)[FK][FN + FPAD], int ty, int tx) {
 #pragma unroll
     for (int p = 0; p < FK; ++p) {
         float av[8], bv[8];
-        *(float4*)&av[0] = *(const float4*)&t.a[buf][p][ty * 4];
-        *(float4*)&av[4] = *(const float4*)&t.a[buf][p][64 + ty * 4];
-        *(float4*)&bv[0] = *(const float4*)&t.b[buf][p][tx * 4];
-        *(float4*)&bv[4] = *(const float4*)&t.b[buf][p][64 + tx * 4];
+        *(float4*)&av[0] = *(const float4*)&a[p][ty * 4];
+        *(float4*)&av[4] = *(const float4*)&a[p][64 + ty * 4];
+        *(float4*)&bv[0] = *(const float4*)&b[p][tx * 4];
+        *(float4*)&bv[4] = *(const float4*)&b[p][64 + tx * 4];
 #pragma unroll
         for (int i = 0; i < 8; ++i)
 #pragma unroll
@@ -67,3 +68,47 @@ __device__ __forceinline__ void ftile_accumulate(float (&acc)[8][8], const FTile
 
 // The tile-local row (or column) of a thread's i-th value: two runs of 4, 64 apart.
 __device__ __forceinline__ int ftile_index(int t, int i) { return (i < 4 ? 0 : 64) + t * 4 + (i & 3); }
+
+// The tilings conv.cu's implicit GEMMs run on, by element type (TilingFor): f32 and bf16 on
+// matmul's 128 x 128 tiles (8 x 8 values a thread, the LDS.128 inner loop above, bf16 summed
+// in f32), f64 on the 64 x 64 ones (4 x 4 a thread). Each gives the shared slices of A and B
+// (a[k][row], b[k][column]), the thread's accumulation over a slice, and the tile-local row
+// and column of its i-th value.
+struct WideTiling {
+    using T = float;
+    static constexpr int M = FM, N = FN, K = FK, RM = 8, RN = 8;
+    struct Shared {
+        float a[FK][FM + FPAD];
+        float b[FK][FN + FPAD];
+    };
+    static __device__ __forceinline__ void accumulate(float (&acc)[8][8], const Shared& s) {
+        ftile_accumulate(acc, s.a, s.b, threadIdx.x / 16, threadIdx.x % 16);
+    }
+    static __device__ __forceinline__ int row(int i) { return ftile_index(threadIdx.x / 16, i); }
+    static __device__ __forceinline__ int col(int j) { return ftile_index(threadIdx.x % 16, j); }
+};
+
+template <typename E>
+struct NarrowTiling {
+    using T = E;
+    static constexpr int M = BM, N = BN, K = BK, RM = TM, RN = TN;
+    struct Shared {
+        E a[BK][BM];
+        E b[BK][BN];
+    };
+    static __device__ __forceinline__ void accumulate(E (&acc)[TM][TN], const Shared& s) {
+        TILE_THREAD(tr, tc);
+        tile_accumulate(acc, s.a, s.b, tr, tc);
+    }
+    static __device__ __forceinline__ int row(int i) { return threadIdx.x / (BN / TN) * TM + i; }
+    static __device__ __forceinline__ int col(int j) { return threadIdx.x % (BN / TN) * TN + j; }
+};
+
+template <typename S>
+struct TilingFor {
+    using type = WideTiling;
+};
+template <>
+struct TilingFor<double> {
+    using type = NarrowTiling<double>;
+};
