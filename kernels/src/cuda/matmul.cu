@@ -123,7 +123,8 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
     using Q = typename Quad<S>::type;
     __shared__ FTiles t;
     c += c_off;
-    const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
+    const int tid = threadIdx.x;
+    const FPlace at = fplace(tid);
     const long long row0 = (long long)blockIdx.y * FM, col0 = (long long)blockIdx.x * FN;
     const Operand<S> A{a, a_off, a_rs, a_cs, m, k}, B{b, b_off, b_rs, b_cs, k, n};
     // A [FM x FK]: down its rows (4 rows of one k) or along k (4 k of one row)
@@ -174,7 +175,7 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
                 ra = widen4(*a_at);
                 rb = widen4(*b_at);
             }
-            ftile_accumulate(acc, t.a[s & 1], t.b[s & 1], ty, tx);
+            ftile_accumulate(acc, t.a[s & 1], t.b[s & 1], at);
             if (more) stash((s + 1) & 1, ra, rb);
             __syncthreads();
         }
@@ -185,17 +186,17 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
             stash(0, operand_load4(A, row0 + ai, p0 + ap, a_down),
                   operand_load4(B, p0 + bp, col0 + bj, b_down));
             __syncthreads();
-            ftile_accumulate(acc, t.a[0], t.b[0], ty, tx);
+            ftile_accumulate(acc, t.a[0], t.b[0], at);
             __syncthreads();
         }
     }
     const bool vec_store = row0 + FM <= m && col0 + FN <= n && ldc % 4 == 0;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-        const long long r = row0 + ftile_index(ty, i);
+        const long long r = row0 + ftile_row(at, i);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            const long long c0 = col0 + ftile_index(tx, half * 4);
+            const long long c0 = col0 + ftile_col(at, half * 4);
             S* out = &c[r * ldc + c0];
             if (vec_store) {
                 store4(out, make_float4(acc[i][half * 4], acc[i][half * 4 + 1],

@@ -35,9 +35,11 @@ __device__ void tile_accumulate(T (&acc)[TM][TN], const T (&as)[BK][BM], const T
 // computes a 128 x 128 tile of C, each thread 8 x 8 values in registers; A and B pass through
 // shared memory 8 steps of k at a time, double-buffered (the next slice is loaded from global
 // memory into registers while this one is multiplied), with 128-bit loads wherever the operand's
-// layout and alignment allow. A thread's 8 rows are two runs of 4, 64 apart (its 8 columns
-// likewise), so each k step reads 4 LDS.128 for 64 FMAs and a warp's reads of a B row fall on
-// distinct banks.
+// layout and alignment allow. Warp tiles: each of the 8 warps computes a 32 x 64 part of the
+// block's tile (FPlace), each lane 8 x 8 values of it, its rows two runs of 4 (16 apart) and its
+// columns two runs of 4 (32 apart). So each k step reads 4 LDS.128 for 64 FMAs, and a warp's
+// reads of a slice are 4 distinct 16-byte runs of A and 8 of B, contiguous: no bank conflicts,
+// the rest broadcasts.
 #define FM 128
 #define FN 128
 #define FK 8
@@ -48,26 +50,44 @@ struct FTiles {
     float b[2][FK][FN + FPAD];
 };
 
-// acc[i][j] += A-slice rows of (ty) x B-slice columns of (tx), over the FK steps of a slice.
+// A thread's place in the 128 x 128 tile: the first of its rows and of its columns.
+struct FPlace {
+    int row, col;
+};
+
+// Warp w covers rows (w / 2) * 32 .. + 32 and columns (w % 2) * 64 .. + 64; its lanes are 4 x 8
+// of runs of 4.
+__device__ __forceinline__ FPlace fplace(int tid) {
+    const int warp = tid / 32, lane = tid % 32;
+    return {(warp / 2) * 32 + (lane / 8) * 4, (warp % 2) * 64 + (lane % 8) * 4};
+}
+
+// The tile-local row of a thread's i-th row value (two runs of 4, 16 apart), and column of its
+// j-th column value (two runs of 4, 32 apart).
+__device__ __forceinline__ int ftile_row(FPlace at, int i) {
+    return at.row + (i < 4 ? 0 : 16) + (i & 3);
+}
+__device__ __forceinline__ int ftile_col(FPlace at, int j) {
+    return at.col + (j < 4 ? 0 : 32) + (j & 3);
+}
+
+// acc[i][j] += this thread's rows of the A slice x its columns of the B slice, over FK steps.
 __device__ __forceinline__ void ftile_accumulate(float (&acc)[8][8],
                                                  const float (&a)[FK][FM + FPAD],
-                                                 const float (&b)[FK][FN + FPAD], int ty, int tx) {
+                                                 const float (&b)[FK][FN + FPAD], FPlace at) {
 #pragma unroll
     for (int p = 0; p < FK; ++p) {
         float av[8], bv[8];
-        *(float4*)&av[0] = *(const float4*)&a[p][ty * 4];
-        *(float4*)&av[4] = *(const float4*)&a[p][64 + ty * 4];
-        *(float4*)&bv[0] = *(const float4*)&b[p][tx * 4];
-        *(float4*)&bv[4] = *(const float4*)&b[p][64 + tx * 4];
+        *(float4*)&av[0] = *(const float4*)&a[p][at.row];
+        *(float4*)&av[4] = *(const float4*)&a[p][at.row + 16];
+        *(float4*)&bv[0] = *(const float4*)&b[p][at.col];
+        *(float4*)&bv[4] = *(const float4*)&b[p][at.col + 32];
 #pragma unroll
         for (int i = 0; i < 8; ++i)
 #pragma unroll
             for (int j = 0; j < 8; ++j) acc[i][j] += av[i] * bv[j];
     }
 }
-
-// The tile-local row (or column) of a thread's i-th value: two runs of 4, 64 apart.
-__device__ __forceinline__ int ftile_index(int t, int i) { return (i < 4 ? 0 : 64) + t * 4 + (i & 3); }
 
 // The tilings conv.cu's implicit GEMMs run on, by element type (TilingFor): f32 and bf16 on
 // matmul's 128 x 128 tiles (8 x 8 values a thread, the LDS.128 inner loop above, bf16 summed
@@ -82,10 +102,10 @@ struct WideTiling {
         float b[FK][FN + FPAD];
     };
     static __device__ __forceinline__ void accumulate(float (&acc)[8][8], const Shared& s) {
-        ftile_accumulate(acc, s.a, s.b, threadIdx.x / 16, threadIdx.x % 16);
+        ftile_accumulate(acc, s.a, s.b, fplace(threadIdx.x));
     }
-    static __device__ __forceinline__ int row(int i) { return ftile_index(threadIdx.x / 16, i); }
-    static __device__ __forceinline__ int col(int j) { return ftile_index(threadIdx.x % 16, j); }
+    static __device__ __forceinline__ int row(int i) { return ftile_row(fplace(threadIdx.x), i); }
+    static __device__ __forceinline__ int col(int j) { return ftile_col(fplace(threadIdx.x), j); }
 };
 
 template <typename E>
