@@ -12,7 +12,7 @@
 //! checks reuse the same harness on the function `x -> sum(grad_x L(x) * v)`, whose own
 //! gradient the engine can only get right if the backward rules are themselves differentiable.
 
-use autograd::{grad, no_grad, Result as EngineResult, Tensor};
+use autograd::{grad, no_grad, Device, Result as EngineResult, Tensor};
 
 /// One input: row-major values and a shape.
 #[derive(Clone, Debug)]
@@ -66,7 +66,22 @@ pub fn fixed_weights(n: usize, salt: u64) -> Vec<f64> {
         .collect()
 }
 
+/// The device the checks run on: the CPU, or the one `GRADCHECK_DEVICE` names (`cpu`,
+/// `cuda-emulated`, `cuda`). CI runs the convolution and LSTM checks a second time on the
+/// emulated CUDA device this way. Each check makes it the default device, which is
+/// process-wide: run such a pass with `--test-threads=1`, so that a test outside the harness
+/// makes all its tensors on one device.
+pub fn check_device() -> Device {
+    match std::env::var("GRADCHECK_DEVICE").as_deref() {
+        Err(_) | Ok("cpu") => Device::Cpu,
+        Ok("cuda-emulated") => Device::EmulatedCuda,
+        Ok("cuda") => Device::Cuda(0),
+        Ok(other) => panic!("GRADCHECK_DEVICE={other}: expected cpu, cuda-emulated or cuda"),
+    }
+}
+
 fn leaves(inputs: &[Input]) -> Vec<Tensor> {
+    autograd::set_default_device(check_device());
     inputs
         .iter()
         .map(|i| {
@@ -93,6 +108,13 @@ where
     let out = f(&xs).map_err(|e| format!("forward failed: {e}"))?;
     if out.dtype() != autograd::DType::F64 {
         return Err("gradcheck runs in f64; the op returned another dtype".into());
+    }
+    if out.device() != check_device() {
+        return Err(format!(
+            "the checks run on {}, the op's output is on {}",
+            check_device(),
+            out.device()
+        ));
     }
     let salt = out.numel() as u64;
     let loss = weighted_sum(&out, salt).map_err(|e| e.to_string())?;
