@@ -477,6 +477,29 @@ fn the_fused_softmax_cross_entropy_matches_the_cpu() {
 }
 
 #[test]
+fn the_fused_bce_with_logits_matches_the_cpu_and_stays_on_the_device() {
+    use autograd::nn::loss::{bce_with_logits, Reduction};
+    let x: Vec<f64> = values(7 * 33, 25).iter().map(|v| 6.0 * v).collect();
+    let t: Vec<f64> = values(7 * 33, 26).iter().map(|v| (v + 1.0) / 2.0).collect();
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        for reduction in [Reduction::Sum, Reduction::Mean] {
+            // the targets through a transposed view, so the kernel reads them strided
+            check(
+                &format!("bce_with_logits {reduction:?}"),
+                &[(&x, &[7, 33]), (&t, &[33, 7])],
+                dtype,
+                tol,
+                |a| {
+                    let y = bce_with_logits(&a[0], &a[1].t().unwrap(), reduction).unwrap();
+                    assert_eq!(y.shape(), &[] as &[usize]);
+                    y
+                },
+            );
+        }
+    }
+}
+
+#[test]
 fn the_pixelrnn_grid_recurrence_matches_the_cpu() {
     // [B, R, C, 4H] gates into a Row LSTM (3 taps) and a Diagonal BiLSTM sweep (2 taps)
     let (b, r, c, h) = (2, 4, 5, 3);

@@ -908,8 +908,9 @@ impl BackendStorage for CpuStorage {
         })
     }
 
-    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
-        Ok(match self {
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout, scale: f64) -> Result<Self> {
+        // the sum in the elements' type, scaled in f64 and rounded once
+        let total = match self {
             CpuStorage::BF16(_) => f32_or_f64_only(),
             CpuStorage::F32(_) => f64::from(loss::bce_with_logits_sum(
                 &self.contiguous::<f32>(lx),
@@ -918,7 +919,8 @@ impl BackendStorage for CpuStorage {
             CpuStorage::F64(_) => {
                 loss::bce_with_logits_sum(&self.contiguous::<f64>(lx), &t.contiguous::<f64>(lt))
             }
-        })
+        };
+        Ok(CpuStorage::from_f64s(vec![total * scale], self.dtype()))
     }
 
     fn sgd_step(

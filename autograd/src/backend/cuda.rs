@@ -7,8 +7,10 @@
 //! are composed from the kernels at hand step by step / wave by wave, as the CPU's do it; a
 //! convolution whose active taps are not a prefix of the kernel's (no model has one) answers
 //! with an error naming the op and the device (`not_yet`). The index ops take their
-//! indices from the host, as the trait gives them, and upload a plan built from them. Three work on the host by the trait's contract (their results are host values):
-//! max pooling's argmax, the BCE sum and `to_host`.
+//! indices from the host, as the trait gives them, and upload a plan built from them. Two work
+//! on the host by the trait's contract (their results are host values): max pooling's argmax
+//! and `to_host`. The fused BCE's sum stays on the device (composed from the elementwise and
+//! reduction kernels), so a training step does not wait on a copy for it.
 
 use super::cpu::{adjacent_runs, batch_offsets};
 use super::{
@@ -457,6 +459,56 @@ impl CudaStorage {
             .map_err(&op)?;
         }
         Ok(self.holding(out))
+    }
+
+    /// scale · Σ softplus(x) - x t, on the device from the kernels at hand: softplus, the
+    /// product and the difference elementwise, their sum, the scale.
+    fn bce_sum_t<T: OnGpu>(
+        &self,
+        lx: &Layout,
+        t: &CudaStorage,
+        lt: &Layout,
+        scale: f64,
+    ) -> Result<CudaStorage> {
+        let (op, gpu, n) = ("bce_with_logits", &self.gpu, lx.numel());
+        let x = self.contiguous::<T>(op, lx)?;
+        let contiguous = contiguous_strides(&lx.shape);
+        let flat = |data| GpuView {
+            data,
+            strides: &contiguous,
+            offset: 0,
+        };
+        let mut softplus = self.alloc::<T>(op, n)?;
+        unary_into(gpu, &x, &mut softplus, n, UnaryKind::Softplus).map_err(on_device(op))?;
+        let mut product = self.alloc::<T>(op, n)?;
+        binary_into(
+            gpu,
+            flat(&x),
+            t.view::<T>(lt),
+            &lx.shape,
+            &mut product,
+            BinaryKind::Mul,
+        )
+        .map_err(on_device(op))?;
+        let mut terms = self.alloc::<T>(op, n)?;
+        binary_into(
+            gpu,
+            flat(&softplus),
+            flat(&product),
+            &lx.shape,
+            &mut terms,
+            BinaryKind::Sub,
+        )
+        .map_err(on_device(op))?;
+        let mut sum = self.alloc::<T>(op, 1)?;
+        reduce_into(gpu, &terms, (1, n, 1), Fold::Sum, &mut sum).map_err(on_device(op))?;
+        if scale == 1.0 {
+            return Ok(self.holding(sum));
+        }
+        let mut scaled = self.alloc::<T>(op, 1)?;
+        unary_into(gpu, &sum, &mut scaled, 1, UnaryKind::MulScalar(scale))
+            .map_err(on_device(op))?;
+        Ok(self.holding(scaled))
     }
 
     fn matmul_t<T: Stored>(
@@ -1211,11 +1263,12 @@ impl BackendStorage for CudaStorage {
             || self.batch_norm_backward_t::<f64>(layout, split, dy, weight, stats, eps),
         )
     }
-    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64> {
-        // a host value by the trait's contract
-        let (x, t) = (self.download(lx)?, t.download(lt)?);
-        let (lx, lt) = (Layout::contiguous(&lx.shape), Layout::contiguous(&lt.shape));
-        x.bce_with_logits_sum(&lx, &t, &lt)
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout, scale: f64) -> Result<Self> {
+        by_dtype(
+            self,
+            || self.bce_sum_t::<f32>(lx, t, lt, scale),
+            || self.bce_sum_t::<f64>(lx, t, lt, scale),
+        )
     }
     fn sgd_step(
         &mut self,

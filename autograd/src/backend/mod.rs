@@ -177,8 +177,9 @@ pub(crate) trait BackendStorage: Sized {
         dy: Operand<Self>,
     ) -> Result<(Self, Self)>;
 
-    /// Σ softplus(x) - x t over equally shaped logits (`self`) and targets, on the host.
-    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout) -> Result<f64>;
+    /// scale · Σ softplus(x) - x t over equally shaped logits (`self`) and targets: one
+    /// element on this device.
+    fn bce_with_logits_sum(&self, lx: &Layout, t: &Self, lt: &Layout, scale: f64) -> Result<Self>;
 
     /// Softmax cross-entropy along the middle axis of `split` against one class per position:
     /// the losses and the logsumexps, each [outer, inner] (`kernels::cpu::loss`).
@@ -1236,15 +1237,25 @@ impl Storage {
         )
     }
 
-    pub fn bce_with_logits_sum(&self, lx: &Layout, t: &Storage, lt: &Layout) -> Result<f64> {
+    pub fn bce_with_logits_sum(
+        &self,
+        lx: &Layout,
+        t: &Storage,
+        lt: &Layout,
+        scale: f64,
+    ) -> Result<Storage> {
         full_precision("bce_with_logits", self)?;
         profiler::kernel(
             "bce_with_logits",
             || shapes(&[lx, lt]),
-            |_: &Result<f64>| 0,
+            storage_bytes,
             || match (self, t) {
-                (Storage::Cpu(x), Storage::Cpu(t)) => x.bce_with_logits_sum(lx, t, lt),
-                (Storage::Cuda(x), Storage::Cuda(t)) => x.bce_with_logits_sum(lx, t, lt),
+                (Storage::Cpu(x), Storage::Cpu(t)) => {
+                    x.bce_with_logits_sum(lx, t, lt, scale).map(Storage::Cpu)
+                }
+                (Storage::Cuda(x), Storage::Cuda(t)) => {
+                    x.bce_with_logits_sum(lx, t, lt, scale).map(Storage::Cuda)
+                }
                 _ => Err(devices_differ("bce_with_logits", self.device(), t.device())),
             },
         )

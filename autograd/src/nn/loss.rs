@@ -111,8 +111,9 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor, reduction: Reduction) 
         logits.layout(),
         &targets.storage(),
         targets.layout(),
+        scale,
     )?;
-    let value = Tensor::scalar(total * scale, logits.dtype());
+    let value = Tensor::from_storage(total, Layout::contiguous(&[]));
     Ok(Tensor::from_custom_op(
         &value,
         vec![logits.clone(), targets.clone()],
