@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Like ../shared/device/pack, but only the test binaries that exercise the GPU (those named
-# cuda_*), so that .device stays far below the GPU machine's 64 MiB limit (all of the
+# cuda_*, bf16, and the convolution and LSTM gradient checks, which scripts/gpu-bench.sh runs
+# again on the GPU), so that .device stays far below the GPU machine's 64 MiB limit (all of the
 # workspace's test binaries together are about 80 MiB). Then, on the device tool:
 #   carry [".device"], command: bash .device/run-gpu-checks.sh
 set -euo pipefail
@@ -18,7 +19,7 @@ for l in sys.stdin:
         print(m["target"]["kind"][0], m["target"]["name"], m["executable"], d)' "$1"; }
 cargo build --release --workspace --bins --message-format=json 2>/dev/null | list bins | while read -r kind name exe dir; do cp "$exe" .device/bin/; done
 cargo test --release --workspace --no-run --message-format=json 2>/dev/null | list tests | while read -r kind name exe dir; do
-  case "$name" in cuda_*) ;; *) continue ;; esac
+  case "$name" in cuda_* | bf16 | gradcheck_conv | gradcheck_lstm) ;; *) continue ;; esac
   b="${name}-$(basename "$exe" | sed 's/.*-//')"; cp "$exe" ".device/tests/$b"; echo "$b ${dir#"$root"}" >> .device/tests.txt; done
 strip .device/*/* 2>/dev/null || true
 cp "$root/../shared/device/run-gpu-checks.sh" .device/
