@@ -7,26 +7,18 @@
 //! and the upstream gradient rounded to bf16 first. The two then differ only where their f32
 //! sums, added in different orders, fall on either side of a rounding boundary: one bf16 step.
 
-use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Rng, Tensor};
+use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Tensor};
 use half::bf16;
 
-fn devices() -> Vec<Device> {
-    let mut devices = vec![Device::Cpu, Device::EmulatedCuda];
-    let probe = Tensor::zeros(&[1], DType::F32);
-    match probe.to_device(Device::Cuda(0)) {
-        Ok(_) => devices.push(Device::Cuda(0)),
-        Err(e) => assert!(
-            std::env::var("REQUIRE_GPU").as_deref() != Ok("1"),
-            "REQUIRE_GPU=1 but cuda:0 cannot be used: {e}"
-        ),
-    }
-    devices
-}
+mod common;
 
-/// Reproducible values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = Rng::new(seed);
-    (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect()
+use common::{leaf, values};
+
+/// The CPU and the CUDA devices.
+fn devices() -> Vec<Device> {
+    let mut devices = vec![Device::Cpu];
+    devices.extend(common::cuda_devices());
+    devices
 }
 
 /// `v` rounded to bf16 (through f32, as the engine rounds f64).
@@ -34,19 +26,6 @@ fn rounded_values(v: &[f64]) -> Vec<f64> {
     v.iter()
         .map(|&x| bf16::from_f32(x as f32).to_f64())
         .collect()
-}
-
-/// A leaf of `shape` holding `data` in `dtype` on `device`, requiring grad.
-fn leaf(data: &[f64], shape: &[usize], dtype: DType, device: Device) -> Tensor {
-    Tensor::from_slice(data, shape)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-        .to_device(device)
-        .unwrap()
-        .detach()
-        .requires_grad_(true)
-        .unwrap()
 }
 
 /// How close a bf16 result must be to f32's.

@@ -7,38 +7,14 @@
 //! missing GPU fail them.
 
 use autograd::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig};
-use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Rng, Tensor};
+use autograd::{Conv2dOptions, ConvTranspose2dOptions, DType, Device, Mask, Tensor};
+
+mod common;
+
+use common::{leaf, values};
 
 fn devices() -> Vec<Device> {
-    let mut devices = vec![Device::EmulatedCuda];
-    let probe = Tensor::zeros(&[1], DType::F32);
-    match probe.to_device(Device::Cuda(0)) {
-        Ok(_) => devices.push(Device::Cuda(0)),
-        Err(e) => assert!(
-            std::env::var("REQUIRE_GPU").as_deref() != Ok("1"),
-            "REQUIRE_GPU=1 but cuda:0 cannot be used: {e}"
-        ),
-    }
-    devices
-}
-
-/// Reproducible values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = Rng::new(seed);
-    (0..n).map(|_| 2.0 * rng.uniform() - 1.0).collect()
-}
-
-/// A leaf of `shape` holding `data` on `device`, requiring grad.
-fn leaf(data: &[f64], shape: &[usize], dtype: DType, device: Device) -> Tensor {
-    Tensor::from_slice(data, shape)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-        .to_device(device)
-        .unwrap()
-        .detach()
-        .requires_grad_(true)
-        .unwrap()
+    common::cuda_devices()
 }
 
 /// Max |a - b| / max(1, max |b|).

@@ -572,11 +572,11 @@ fn geometry(
     }
 }
 
-fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
-    use kernels::cpu::conv::{conv_forward, conv_input_grad, conv_weight_grad, gather_taps};
-    use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
+/// The convolution parity cases: [n, c_in, h, w, c_out, k, stride, pad, dilation, groups] and
+/// the active taps (all when None).
+fn conv_cases() -> Vec<([usize; 10], Option<Vec<(usize, usize)>>)> {
     let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
-    let cases = [
+    vec![
         ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
         ([4, 1, 28, 28, 64, 4, 2, 1, 1, 1], None),
         ([3, 6, 11, 13, 4, 3, 2, 2, 2, 2], None),
@@ -589,8 +589,13 @@ fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
         // long reductions (n·ho·wo of 8,192 and 2,304), so the weight gradient splits them
         ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
         ([4, 8, 24, 24, 8, 3, 1, 1, 1, 2], None),
-    ];
-    for (spec, taps) in cases {
+    ]
+}
+
+fn conv_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
+    use kernels::cpu::conv::{conv_forward, conv_input_grad, conv_weight_grad, gather_taps};
+    use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
+    for (spec, taps) in conv_cases() {
         let g = geometry(spec, taps);
         let [n, c_in, h, w, c_out, k, _, _, _, groups] = spec;
         let x: Vec<T> = values(n * c_in * h * w, (n + c_in) as u64, -1.0, 1.0);
@@ -1050,18 +1055,7 @@ fn bf16_matmul_parity(gpu: &Gpu) {
 fn bf16_conv_parity(gpu: &Gpu) {
     use kernels::cpu::conv::{conv_forward, conv_input_grad, conv_weight_grad, gather_taps};
     use kernels::cuda::conv::{conv_forward_into, conv_input_grad_into, conv_weight_grad_into};
-    let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
-    let cases = [
-        ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
-        ([4, 1, 28, 28, 64, 4, 2, 1, 1, 1], None),
-        ([3, 6, 11, 13, 4, 3, 2, 2, 2, 2], None),
-        ([4, 16, 12, 12, 16, 3, 1, 1, 1, 1], Some(mask_b_3x3)),
-        ([2, 8, 10, 10, 130, 3, 1, 1, 1, 1], None),
-        ([2, 130, 6, 6, 9, 3, 2, 1, 1, 1], None),
-        // a long reduction, split by the weight gradient
-        ([8, 8, 32, 32, 16, 3, 1, 1, 1, 1], None),
-    ];
-    for (spec, taps) in cases {
+    for (spec, taps) in conv_cases() {
         let g = geometry(spec, taps);
         let [n, c_in, h, w, c_out, k, _, _, _, groups] = spec;
         let x = bf16_values(n * c_in * h * w, (n + c_in) as u64, -1.0, 1.0);

@@ -14,16 +14,6 @@ pub(crate) const SOURCE: &str = concat!(
     include_str!("conv.cu")
 );
 
-/// The square tile of each product one block computes (tile.cuh's `TilingFor`): 128 for f32 and
-/// bf16, 64 for f64.
-fn tile<T: GpuElement>() -> usize {
-    if T::SUFFIX == "f64" {
-        64
-    } else {
-        128
-    }
-}
-
 /// The launch argument describing the geometry (`ConvShape` in the .cu file).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -90,7 +80,7 @@ fn launch<T: GpuElement>(
     (a, b): (&GpuBuffer<T>, &GpuBuffer<T>),
     out: &mut GpuBuffer<T>,
 ) -> Result<(), GpuError> {
-    let tile = tile::<T>();
+    let tile = super::block_tile::<T>();
     let groups_ok =
         g.groups > 0 && g.c_in.is_multiple_of(g.groups) && g.c_out.is_multiple_of(g.groups);
     let (x_len, w_len, y_len) = (

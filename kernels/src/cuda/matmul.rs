@@ -12,16 +12,6 @@ pub(crate) const SOURCE: &str = concat!(
     include_str!("matmul.cu")
 );
 
-/// The square tile of C one block computes: matmul.cu's f32 and bf16 kernels 128, its f64
-/// kernel 64.
-fn tile<T: GpuElement>() -> usize {
-    if T::SUFFIX == "f64" {
-        64
-    } else {
-        128
-    }
-}
-
 /// A matrix inside a device buffer: element (i, j) at `offset + i * row_stride + j * col_stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct GpuMat<'a, T> {
@@ -87,7 +77,7 @@ pub fn matmul_into_at<T: GpuElement>(
         return Ok(());
     }
     let f = gpu.kernel(MODULE, SOURCE, &format!("matmul_{}", T::SUFFIX))?;
-    let tile = tile::<T>();
+    let tile = super::block_tile::<T>();
     let cfg = LaunchConfig {
         grid_dim: (n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1),
         block_dim: (256, 1, 1),

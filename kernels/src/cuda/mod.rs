@@ -76,6 +76,16 @@ fn driver_error(e: impl fmt::Debug) -> GpuError {
     GpuError::Driver(format!("{e:?}"))
 }
 
+/// The square tile of C one block of matmul.cu or conv.cu computes (tile.cuh): 128 for f32 and
+/// bf16, 64 for f64.
+fn block_tile<T: elementwise::GpuElement>() -> usize {
+    if T::SUFFIX == "f64" {
+        64
+    } else {
+        128
+    }
+}
+
 /// True when the CUDA driver and NVRTC libraries can be loaded (checked before any cudarc call
 /// that would otherwise panic).
 pub fn libraries_present() -> bool {
