@@ -572,9 +572,11 @@ fn geometry(
     }
 }
 
-/// The convolution parity cases: [n, c_in, h, w, c_out, k, stride, pad, dilation, groups] and
-/// the active taps (all when None).
-fn conv_cases() -> Vec<([usize; 10], Option<Vec<(usize, usize)>>)> {
+/// A convolution parity case: [n, c_in, h, w, c_out, k, stride, pad, dilation, groups] and the
+/// active taps (all when None).
+type ConvCase = ([usize; 10], Option<Vec<(usize, usize)>>);
+
+fn conv_cases() -> Vec<ConvCase> {
     let mask_b_3x3 = vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)];
     vec![
         ([2, 3, 9, 7, 5, 3, 1, 1, 1, 1], None),
