@@ -190,21 +190,31 @@ __device__ __forceinline__ void matmul_wide(int m, int n, int k, const S* a, lon
             __syncthreads();
         }
     }
-    const bool vec_store = row0 + FM <= m && col0 + FN <= n && ldc % 4 == 0;
+    // whole tiles whose rows start on a vector boundary (c_off too: a batch's matrices may not)
+    // store 4 values at once; the edge tiles value by value. Two separate loops, so that the
+    // compiler keeps the vector stores rather than merging both into predicated scalar ones.
+    const bool vec_store = row0 + FM <= m && col0 + FN <= n && ldc % 4 == 0 && c_off % 4 == 0;
+    if (vec_store) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const long long r = row0 + ftile_row(at, i);
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const long long c0 = col0 + ftile_col(at, half * 4);
+                store4(&c[r * ldc + c0], make_float4(acc[i][half * 4], acc[i][half * 4 + 1],
+                                                     acc[i][half * 4 + 2], acc[i][half * 4 + 3]));
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
         const long long r = row0 + ftile_row(at, i);
+        if (r >= m) continue;
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const long long c0 = col0 + ftile_col(at, half * 4);
-            S* out = &c[r * ldc + c0];
-            if (vec_store) {
-                store4(out, make_float4(acc[i][half * 4], acc[i][half * 4 + 1],
-                                        acc[i][half * 4 + 2], acc[i][half * 4 + 3]));
-            } else if (r < m) {
-                for (int j = 0; j < 4; ++j)
-                    if (c0 + j < n) out[j] = S(acc[i][half * 4 + j]);
-            }
+        for (int j = 0; j < 8; ++j) {
+            const long long col = col0 + ftile_col(at, j);
+            if (col < n) c[r * ldc + col] = S(acc[i][j]);
         }
     }
 }
