@@ -453,6 +453,29 @@ fn the_fused_softmax_cross_entropy_matches_the_cpu() {
 }
 
 #[test]
+fn pooling_upsampling_and_padding_match_the_cpu() {
+    let x = values(2 * 3 * 7 * 9, 27);
+    let shape: &[usize] = &[2, 3, 7, 9];
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let one = |what: &str, f: &dyn Fn(&Tensor) -> Tensor| {
+            check(what, &[(&x, shape)], dtype, tol, |t| f(&t[0]));
+        };
+        one("max_pool2d", &|t| {
+            t.max_pool2d((3, 2), (2, 2), (1, 0), (1, 1)).unwrap()
+        });
+        one("avg_pool2d", &|t| {
+            t.avg_pool2d((2, 3), (2, 1), (1, 1), false).unwrap()
+        });
+        one("upsample_nearest2d", &|t| t.upsample_nearest2d(2).unwrap());
+        one("upsample_bilinear2d", &|t| {
+            t.upsample_bilinear2d(2, false).unwrap()
+        });
+        one("pad2d", &|t| t.pad2d((1, 2, 0, 3)).unwrap());
+        one("pad2d_reflect", &|t| t.pad2d_reflect((2, 1, 3, 0)).unwrap());
+    }
+}
+
+#[test]
 fn the_fused_bce_with_logits_matches_the_cpu_and_stays_on_the_device() {
     use autograd::nn::loss::{bce_with_logits, Reduction};
     let x: Vec<f64> = values(7 * 33, 25).iter().map(|v| 6.0 * v).collect();

@@ -152,8 +152,8 @@ impl InstanceNorm2d {
         let (w, b) = match (&self.weight, &self.bias) {
             (Some(w), Some(b)) => (per_plane(w)?, per_plane(b)?),
             _ => (
-                Tensor::ones(&[n * c], x.dtype()),
-                Tensor::zeros(&[n * c], x.dtype()),
+                Tensor::full_on(&[n * c], 1.0, x.dtype(), x.device())?,
+                Tensor::full_on(&[n * c], 0.0, x.dtype(), x.device())?,
             ),
         };
         let (y, mean, var) = batch_norm_train(&x.reshape(&[1, n * c, hw])?, &w, &b, self.eps)?;

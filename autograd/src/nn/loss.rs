@@ -140,7 +140,7 @@ impl CustomBackward for BceWithLogitsBackward {
         let dt = if t.requires_grad() {
             x.neg()?.mul(&g)?
         } else {
-            Tensor::scalar(0.0, t.dtype()).expand(t.shape())?
+            Tensor::full_on(&[], 0.0, t.dtype(), t.device())?.expand(t.shape())?
         };
         Ok(vec![dx, dt])
     }

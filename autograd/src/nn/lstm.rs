@@ -150,9 +150,11 @@ impl LstmCell {
         self.weight_ih.dtype()
     }
 
-    /// A zero state (h, c), both [batch, H], to start from.
+    /// A zero state (h, c), both [batch, H], to start from, on the cell's device.
     pub fn zero_state(&self, batch: usize) -> (Tensor, Tensor) {
-        let z = Tensor::zeros(&[batch, self.hidden_size()], self.dtype());
+        let z = Tensor::zeros(&[batch, self.hidden_size()], self.dtype())
+            .to_device(self.weight_ih.device())
+            .unwrap_or_else(|e| panic!("an LSTM's zero state on {}: {e}", self.weight_ih.device()));
         (z.clone(), z)
     }
 

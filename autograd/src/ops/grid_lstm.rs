@@ -97,7 +97,7 @@ impl Tensor {
     pub fn grid_lstm(pre: &Tensor, w: &Tensor, sweep: Sweep) -> Result<Tensor> {
         let [b, rows, cols, h] = check(pre, w, sweep)?;
         if b == 0 {
-            return Ok(Tensor::zeros(&[0, rows, cols, h], pre.dtype()));
+            return Tensor::full_on(&[0, rows, cols, h], 0.0, pre.dtype(), pre.device());
         }
         let plan = GridPlan::new(sweep, b, rows, cols, h);
         let (sp, sw) = (pre.storage(), w.storage());
@@ -157,7 +157,7 @@ fn shift(x: &Tensor, axis: usize, by: isize) -> Result<Tensor> {
     let m = by.unsigned_abs().min(n);
     let mut zs = x.shape().to_vec();
     zs[axis] = m;
-    let zeros = Tensor::zeros(&zs, x.dtype());
+    let zeros = Tensor::full_on(&zs, 0.0, x.dtype(), x.device())?;
     if m == n {
         return Ok(zeros);
     }
@@ -200,7 +200,7 @@ fn unskew(y: &Tensor, w: usize) -> Result<Tensor> {
     let s = y.shape().to_vec();
     let (b, ch, h, l) = (s[0], s[1], s[2], s[3]);
     let flat = y.reshape(&[b, ch, h * l])?;
-    let zeros = Tensor::zeros(&[b, ch, h], y.dtype());
+    let zeros = Tensor::full_on(&[b, ch, h], 0.0, y.dtype(), y.device())?;
     Tensor::concat(&[flat, zeros], 2)?
         .reshape(&[b, ch, h, w + h])?
         .narrow(3, 0, w)
@@ -218,7 +218,7 @@ fn mirror(x: &Tensor, axis: usize) -> Result<Tensor> {
 fn scan(steps: Vec<Tensor>, w: &Tensor, hidden: usize, shifts: &[isize]) -> Result<Tensor> {
     let s = steps[0].shape().to_vec();
     let (b, n) = (s[1], s[2]);
-    let mut c = Tensor::zeros(&[b * n, hidden], steps[0].dtype());
+    let mut c = Tensor::full_on(&[b * n, hidden], 0.0, steps[0].dtype(), steps[0].device())?;
     let mut h: Option<Tensor> = None;
     let mut hs = Vec::with_capacity(steps.len());
     for step in steps {

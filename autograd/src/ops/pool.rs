@@ -10,7 +10,6 @@
 //!
 //! Also here: the spatial-shape helpers shared with padding and upsampling.
 
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::op::Indices;
 use crate::tensor::Tensor;
@@ -58,13 +57,17 @@ pub(crate) fn separable(
             cols_t[i * wo + o] = cols[o * w + i];
         }
     }
-    let a_wt = constant(cols_t, &[w, wo], x.dtype())?;
-    let a_h = constant(rows, &[ho, h], x.dtype())?;
+    let a_wt = constant(cols_t, &[w, wo], x)?;
+    let a_h = constant(rows, &[ho, h], x)?;
     a_h.matmul(&x.matmul(&a_wt)?)
 }
 
-fn constant(data: Vec<f64>, shape: &[usize], dtype: DType) -> Result<Tensor> {
-    Tensor::from_vec(data, shape)?.to_dtype(dtype)
+/// `data` as a constant of `like`'s dtype on its device (not the default device: an op follows
+/// its inputs).
+fn constant(data: Vec<f64>, shape: &[usize], like: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(data, shape)?
+        .to_dtype(like.dtype())?
+        .to_device(like.device())
 }
 
 /// Checks one axis of a pooling window and returns its geometry (PyTorch's rules: kernel and
