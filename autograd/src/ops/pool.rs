@@ -210,6 +210,7 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::DType;
 
     fn ramp(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
