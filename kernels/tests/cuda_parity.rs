@@ -194,21 +194,24 @@ fn binary_kernels_match_the_cpu() {
     }
 }
 
+/// The matmul parity cases, (m, k, n, offset of both operands in their buffers): sizes off
+/// every tile, and the f32 and bf16 kernel's vector path (interior 128 x 128 tiles, k a multiple
+/// of 8, aligned strides and offsets) against its bounds-checked one (offset 1 or 2 defeats the
+/// alignment).
+const MATMUL_CASES: [(usize, usize, usize, usize); 9] = [
+    (1, 1, 1, 0),
+    (65, 17, 33, 0),
+    (130, 257, 70, 0),
+    (64, 64, 64, 0),
+    (3, 500, 129, 0),
+    (256, 40, 384, 0),
+    (257, 64, 260, 4),
+    (384, 96, 256, 1),
+    (300, 200, 260, 2),
+];
+
 fn matmul_parity<T: GpuFloat>(gpu: &Gpu, tol: f64) {
-    // (m, k, n, offset of both operands in their buffers): sizes off every tile, and the f32
-    // kernel's 128-bit path (interior 128 x 128 tiles, k a multiple of 8, aligned strides and
-    // offsets) against its bounds-checked one (offset 1 or 2 defeats the alignment)
-    for &(m, k, n, offset) in &[
-        (1, 1, 1, 0),
-        (65, 17, 33, 0),
-        (130, 257, 70, 0),
-        (64, 64, 64, 0),
-        (3, 500, 129, 0),
-        (256, 40, 384, 0),
-        (257, 64, 260, 4),
-        (384, 96, 256, 1),
-        (300, 200, 260, 2),
-    ] {
+    for (m, k, n, offset) in MATMUL_CASES {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a: Vec<T> = values(offset + m * k, (m * 7 + k) as u64, -1.0, 1.0);
             let b: Vec<T> = values(offset + k * n, (k * 5 + n) as u64, -1.0, 1.0);
@@ -999,15 +1002,7 @@ fn bf16_cast_parity(gpu: &Gpu) {
 }
 
 fn bf16_matmul_parity(gpu: &Gpu) {
-    for &(m, k, n, offset) in &[
-        (1, 1, 1, 0),
-        (65, 17, 33, 0),
-        (130, 257, 70, 0),
-        (256, 40, 384, 0),
-        (257, 64, 260, 4),
-        (384, 96, 256, 1),
-        (300, 200, 260, 2),
-    ] {
+    for (m, k, n, offset) in MATMUL_CASES {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = bf16_values(offset + m * k, (m * 7 + k) as u64, -1.0, 1.0);
             let b = bf16_values(offset + k * n, (k * 5 + n) as u64, -1.0, 1.0);
