@@ -663,7 +663,7 @@ impl Storage {
     }
 
     pub fn unary(&self, layout: &Layout, kind: UnaryKind) -> Result<Storage> {
-        full_precision("unary", self)?;
+        full_precision(kind.name(), self)?;
         profiler::kernel(
             kind.name(),
             || shapes(&[layout]),
@@ -685,7 +685,7 @@ impl Storage {
         lb: &Layout,
         kind: BinaryKind,
     ) -> Result<Storage> {
-        full_precision("binary", self)?;
+        full_precision(kind.name(), self)?;
         profiler::kernel(
             kind.name(),
             || shapes(&[la, lb]),
@@ -735,7 +735,7 @@ impl Storage {
     }
 
     pub fn reduce(&self, layout: &Layout, axes: &[usize], max: bool) -> Result<Storage> {
-        full_precision("reduce", self)?;
+        full_precision(if max { "max" } else { "sum" }, self)?;
         profiler::kernel(
             if max { "max" } else { "sum" },
             || shapes(&[layout]),
@@ -748,7 +748,7 @@ impl Storage {
     }
 
     pub fn softmax(&self, layout: &Layout, split: AxisSplit, log: bool) -> Result<Storage> {
-        full_precision("softmax", self)?;
+        full_precision(if log { "log_softmax" } else { "softmax" }, self)?;
         profiler::kernel(
             if log { "log_softmax" } else { "softmax" },
             || shapes(&[layout]),
