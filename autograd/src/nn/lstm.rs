@@ -152,9 +152,9 @@ impl LstmCell {
 
     /// A zero state (h, c), both [batch, H], to start from, on the cell's device.
     pub fn zero_state(&self, batch: usize) -> (Tensor, Tensor) {
-        let z = Tensor::zeros(&[batch, self.hidden_size()], self.dtype())
-            .to_device(self.weight_ih.device())
-            .unwrap_or_else(|e| panic!("an LSTM's zero state on {}: {e}", self.weight_ih.device()));
+        let device = self.weight_ih.device();
+        let z = Tensor::full_on(&[batch, self.hidden_size()], 0.0, self.dtype(), device)
+            .unwrap_or_else(|e| panic!("an LSTM's zero state on {device}: {e}"));
         (z.clone(), z)
     }
 
