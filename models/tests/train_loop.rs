@@ -623,12 +623,20 @@ fn a_preset_sets_config_and_schedule_and_is_kept_on_resume() {
     other.preset = Some("quick".into());
     let e = run::train(&other, &never).unwrap_err().to_string();
     assert!(e.contains("--preset") && e.contains("paper"), "{e}");
-    let mut unknown = request("vae", TempDir::new("preset-x").path(), 1);
+    assert!(
+        dir.join(run::CONFIG).exists(),
+        "a refused resume keeps the run's folder"
+    );
+    // refused before training begins, a new run folder is not left behind
+    let tmp = TempDir::new("preset-x");
+    let mut unknown = request("vae", &tmp.join("run"), 1);
     unknown.preset = Some("huge".into());
     let e = run::train(&unknown, &never).unwrap_err().to_string();
     assert!(e.contains("huge") && e.contains("paper"), "{e}");
-    let mut none = request("dcgan", TempDir::new("preset-y").path(), 1);
+    assert!(!tmp.join("run").exists(), "the refused run's folder stayed");
+    let mut none = request("dcgan", &tmp.join("run"), 1);
     none.preset = Some("paper".into());
     let e = run::train(&none, &never).unwrap_err().to_string();
     assert!(e.contains("no presets"), "{e}");
+    assert!(!tmp.join("run").exists());
 }

@@ -525,6 +525,24 @@ pub fn lock_run_folder(dir: &Path) -> Result<RunLock> {
     }
 }
 
+/// A run folder that did not exist before this command: removed when dropped unless kept.
+struct MadeFolder(Option<PathBuf>);
+
+impl MadeFolder {
+    /// Training begins: the folder is the run's.
+    fn keep(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for MadeFolder {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn start(entry: &'static Entry, req: &TrainRequest, dir: &Path) -> Result<Start> {
     let ckpt_path = dir.join(CHECKPOINT);
     if req.resume {
@@ -801,6 +819,9 @@ pub fn train_entry(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
+    // a folder this command makes is removed again if the command fails before training
+    // begins: a mistyped option leaves nothing behind
+    let mut made = MadeFolder((!dir.exists()).then(|| dir.clone()));
     // one training process per run folder, a new run or a resumed one
     let _lock = lock_run_folder(&dir)?;
     let Start {
@@ -929,6 +950,7 @@ pub fn train_entry(
     // one evaluation context for the run, so that the classifier and the real images' features
     // are computed once; its generator restarts every epoch (the same draws each time)
     let mut ctx = EvalContext::new(&data, EVAL_SEED, 0);
+    made.keep();
     while epoch < epochs {
         let t0 = Instant::now();
         model.set_training(true);
