@@ -558,7 +558,22 @@ impl TextToImage {
             |hit: &dyn Fn(usize) -> bool| (0..asked.len()).filter(|&i| hit(i)).count() as f64 / n;
         let stroke_ok = |i: usize| measured[i].is_some_and(|m| m.stroke == asked[i].stroke);
         let lean_ok = |i: usize| measured[i].is_some_and(|m| m.lean == asked[i].lean);
+        // asked is in runs of one caption: the digit's share per run, in order
+        let mut per_caption: Vec<(Attributes, usize, usize)> = Vec::new();
+        for (i, a) in asked.iter().enumerate() {
+            match per_caption.last_mut() {
+                Some((b, hits, seen)) if b == a => {
+                    *hits += usize::from(predicted[i] == labels[i]);
+                    *seen += 1;
+                }
+                _ => per_caption.push((*a, usize::from(predicted[i] == labels[i]), 1)),
+            }
+        }
         Ok(Obedience {
+            digit_per_caption: per_caption
+                .into_iter()
+                .map(|(a, hits, seen)| (a, hits as f64 / seen as f64))
+                .collect(),
             digit: share(&|i| predicted[i] == labels[i]),
             stroke: share(&stroke_ok),
             lean: share(&lean_ok),
@@ -628,10 +643,27 @@ impl TextToImage {
             reference.n,
             gen.d,
         )?;
-        let detail = format!(
+        let mut detail = format!(
             "{} samples, {per} per caption; baseline: test digits given the captions' attributes",
             asked.len()
         );
+        // one figure per held-out caption (the seen ones are too many to list)
+        if captions.len() <= DIGITS {
+            let each: Vec<String> = ours
+                .digit_per_caption
+                .iter()
+                .zip(&base.digit_per_caption)
+                .map(|((a, d), (_, r))| {
+                    format!(
+                        "\"{}\" {:.0}% (real {:.0}%)",
+                        sets::caption(a),
+                        100.0 * d,
+                        100.0 * r
+                    )
+                })
+                .collect();
+            detail = format!("{detail}; per caption: {}", each.join(", "));
+        }
         Ok(vec![
             Metric::with_baseline(format!("{prefix}_digit"), ours.digit, base.digit).detail(detail),
             Metric::with_baseline(format!("{prefix}_stroke"), ours.stroke, base.stroke),
@@ -644,6 +676,8 @@ impl TextToImage {
 }
 
 struct Obedience {
+    /// The digit's share for each run of one caption in the samples, in order.
+    digit_per_caption: Vec<(Attributes, f64)>,
     digit: f64,
     stroke: f64,
     lean: f64,
