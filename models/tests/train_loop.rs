@@ -69,8 +69,9 @@ fn a_resumed_gan_run_is_bit_identical() {
 
 /// The conditional GAN's checkpoint holds the label embedding of its D, CycleGAN's its two
 /// histories of generated images, text-to-image's its trained text encoder (and that it is
-/// trained), StarGAN's its critic-step count, Puzzle-GAN's its batch count (G trains on every
-/// second): resumed after an epoch, each ends where the
+/// trained), StarGAN's its critic-step count and the average of G that translates (with its own
+/// step count), Puzzle-GAN's its batch count (G trains on every second): resumed after an
+/// epoch, each ends where the
 /// straight run does.
 #[test]
 fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
@@ -80,7 +81,7 @@ fn a_resumed_conditional_or_translating_gan_run_is_bit_identical() {
             ("cgan", "discriminator.embed.weight"),
             ("cycle-gan", "history_b.images"),
             ("text2image", "text_encoder.trained"),
-            ("stargan", "critic_steps"),
+            ("stargan", "generator_average_steps"),
             ("puzzle-gan", "steps"),
         ] {
             let straight = TempDir::new(&format!("gan-straight-{model}"));

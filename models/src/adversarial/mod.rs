@@ -156,9 +156,10 @@ pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// `to`'s parameters set to `from`'s (a weight average starts as the network it follows).
+/// `to`'s parameters and buffers set to `from`'s (a weight average starts as the network it
+/// follows).
 pub fn copy_weights(to: &dyn Module, from: &dyn Module) -> Result<()> {
-    for (t, f) in paired_parameters(to, from)? {
+    for (t, f) in paired_state(to, from)? {
         t.copy_from(&f)?;
     }
     Ok(())
@@ -168,6 +169,8 @@ pub fn copy_weights(to: &dyn Module, from: &dyn Module) -> Result<()> {
 /// Karras et al. 2018): after the `t`-th training step (from 1),
 /// average = d · average + (1 - d) · current, d = min(decay, (1 + t) / (10 + t)), the warm-up
 /// of TensorFlow's moving averages, so that early averages soon forget the initial weights.
+/// Buffers are averaged alike: a BatchNorm's running statistics, averaged over the same steps,
+/// are what the averaged network normalises with when it samples.
 pub fn update_weight_average(
     average: &dyn Module,
     current: &dyn Module,
@@ -175,7 +178,7 @@ pub fn update_weight_average(
     t: u64,
 ) -> Result<()> {
     let d = decay.min((1.0 + t as f64) / (10.0 + t as f64)) as f32;
-    for (a, c) in paired_parameters(average, current)? {
+    for (a, c) in paired_state(average, current)? {
         let c = c.to_vec_f32();
         a.update_data::<f32>(|v| {
             for (v, c) in v.iter_mut().zip(&c) {
@@ -186,9 +189,9 @@ pub fn update_weight_average(
     Ok(())
 }
 
-/// The parameters of two networks of one architecture, in pairs.
-fn paired_parameters(a: &dyn Module, b: &dyn Module) -> Result<Vec<(Tensor, Tensor)>> {
-    let (pa, pb) = (a.named_parameters(), b.named_parameters());
+/// The parameters and buffers of two networks of one architecture, in pairs.
+fn paired_state(a: &dyn Module, b: &dyn Module) -> Result<Vec<(Tensor, Tensor)>> {
+    let (pa, pb) = (a.state_dict(), b.state_dict());
     let same = pa.len() == pb.len()
         && pa
             .iter()
@@ -205,6 +208,55 @@ fn paired_parameters(a: &dyn Module, b: &dyn Module) -> Result<Vec<(Tensor, Tens
         .zip(pb)
         .map(|((_, a), (_, b))| (a, b))
         .collect())
+}
+
+/// A network's weights averaged over its training steps ([`update_weight_average`]), to sample
+/// from, as ProGAN samples from one (Karras et al. 2018; Yazici et al. 2019, "The Unusual
+/// Effectiveness of Averaging in GAN Training": the average of an oscillating generator sits
+/// nearer the equilibrium than any of its steps). The average is never trained and stays in
+/// evaluation mode.
+pub struct WeightAverage<N> {
+    pub net: N,
+    decay: f64,
+    /// Steps averaged so far (an f64 scalar, checkpointed, so that a resumed run's warm-up
+    /// continues the uninterrupted one's).
+    steps: Tensor,
+}
+
+impl<N: Network> WeightAverage<N> {
+    /// The average of `current` from here on, held in `holder`: a network of `current`'s
+    /// architecture made for the purpose (its weights are overwritten).
+    pub fn new(mut holder: N, current: &N, decay: f64) -> Result<WeightAverage<N>> {
+        if !(0.0..1.0).contains(&decay) {
+            return Err(autograd::Error::invalid(
+                "weight average",
+                format!("the decay must be in [0, 1), got {decay}"),
+            ));
+        }
+        copy_weights(&holder, current)?;
+        holder.set_training(false);
+        Ok(WeightAverage {
+            net: holder,
+            decay,
+            steps: Tensor::zeros(&[], DType::F64),
+        })
+    }
+
+    /// One step of the average towards `current`'s weights.
+    pub fn update(&mut self, current: &N) -> Result<()> {
+        let t = self.steps.item()? as u64 + 1;
+        update_weight_average(&self.net, current, self.decay, t)?;
+        self.steps = Tensor::scalar(t as f64, DType::F64);
+        Ok(())
+    }
+
+    /// The average's parameters and buffers under `name.*` and its step count as `name_steps`,
+    /// for a checkpoint.
+    pub fn state(&self, name: &str) -> Vec<(String, Tensor)> {
+        let mut w = nn::prefixed(name, self.net.state_dict());
+        w.push((format!("{name}_steps"), self.steps.clone()));
+        w
+    }
 }
 
 /// The two players' optimizers under the names every GAN's checkpoint gives them.
@@ -533,6 +585,77 @@ mod tests {
         let other = nn::Linear::new(4, 2, true, DType::F32, &mut rng).unwrap();
         assert!(update_weight_average(&other, &net, 0.9, 1).is_err());
         assert!(copy_weights(&other, &net).is_err());
+    }
+
+    /// A BatchNorm's running statistics are averaged as its weights are, and a [`WeightAverage`]
+    /// counts its steps, stays in evaluation mode and refuses a decay outside [0, 1).
+    #[test]
+    fn a_weight_average_averages_buffers_and_counts_its_steps() {
+        struct Norm(nn::BatchNorm1d);
+        impl Module for Norm {
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                self.0.named_parameters()
+            }
+            fn named_buffers(&self) -> Vec<(String, Tensor)> {
+                self.0.named_buffers()
+            }
+            fn set_training(&mut self, training: bool) {
+                self.0.set_training(training)
+            }
+        }
+        impl Network for Norm {
+            fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+                self.0.forward(x)
+            }
+        }
+        let norm = || Norm(nn::BatchNorm1d::new(2, DType::F32).unwrap());
+        let mut net = norm();
+        let mut rng = Rng::new(1);
+        net.forward(
+            &Tensor::randn(&[8, 2], DType::F32, &mut rng)
+                .add_scalar(3.0)
+                .unwrap(),
+        )
+        .unwrap();
+        let mut avg = WeightAverage::new(norm(), &net, 0.5).unwrap();
+        assert!(!avg.net.0.is_training());
+        let start = avg.net.0.running_mean.to_vec_f64();
+        assert_eq!(
+            start,
+            net.0.running_mean.to_vec_f64(),
+            "starts as the network"
+        );
+        net.forward(
+            &Tensor::randn(&[8, 2], DType::F32, &mut rng)
+                .add_scalar(3.0)
+                .unwrap(),
+        )
+        .unwrap();
+        avg.update(&net).unwrap();
+        // step 1: d = min(0.5, 2 / 11)
+        let d = 2.0 / 11.0;
+        let now = net.0.running_mean.to_vec_f64();
+        for ((a, s), n) in avg
+            .net
+            .0
+            .running_mean
+            .to_vec_f64()
+            .iter()
+            .zip(&start)
+            .zip(&now)
+        {
+            assert!(
+                (a - (d * s + (1.0 - d) * n)).abs() < 1e-6,
+                "{a}: {s} -> {n}"
+            );
+        }
+        avg.update(&net).unwrap();
+        let state = avg.state("g_average");
+        let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"g_average.running_var"), "{names:?}");
+        let steps = state.iter().find(|(n, _)| n == "g_average_steps").unwrap();
+        assert_eq!(steps.1.item().unwrap(), 2.0);
+        assert!(WeightAverage::new(norm(), &net, 1.0).is_err());
     }
 
     #[test]

@@ -23,6 +23,13 @@
 //! normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3 convolution to the
 //! patch scores and a 3 x 3 valid one to the six domain logits.
 //!
+//! **Translating with a weight average** (beyond the paper, as CycleGAN's translators here and
+//! ProGAN's sampler): a moving average of G's weights ([`WeightAverage`], decay 0.999, updated
+//! after every generator step) translates, and the trained G's figures are reported beside it as
+//! `trained_*`. The trained G swings from epoch to epoch in how thin it draws (thin reached 45%
+//! to 95% of the 100 epoch digits over the last four epochs of a run), its average does not
+//! (91-98%); `ema_decay = 0` translates with G itself.
+//!
 //! **Data.** Each training digit is put in one domain for good, by a hash of its pixels, and
 //! kept only if it measures in it (a thick digit is not plain, a thinning that fell short is
 //! not thin). **Evaluation**, on the test digits, for each target domain but plain: the share
@@ -35,7 +42,8 @@
 use crate::adversarial::cycle_gan::{conv, ResnetGenerator};
 use crate::adversarial::wgan::gradient_penalty;
 use crate::adversarial::{
-    player_optimizers, player_optimizers_mut, player_weights, symmetric_from_grey, to_unit, Network,
+    player_optimizers, player_optimizers_mut, player_weights, symmetric_from_grey, to_unit,
+    Network, WeightAverage,
 };
 use crate::domains::morpho;
 use crate::domains::sets::{self, to_grey_levels, Domain, MadeDigits};
@@ -97,6 +105,11 @@ pub struct StarConfig {
     pub filters: usize,
     /// Residual blocks of the generator.
     pub blocks: usize,
+    /// Decay of a moving average of G's weights, updated after every generator step, that
+    /// translates (beyond the paper, as CycleGAN's averages; [`WeightAverage`]); the trained
+    /// G's figures are reported beside it as `trained_*`. 0: no average, the trained G
+    /// translates (the paper).
+    pub ema_decay: f64,
 }
 
 impl Default for StarConfig {
@@ -111,6 +124,9 @@ impl Default for StarConfig {
             rec_weight: 10.0,
             filters: 32,
             blocks: 3,
+            // seed 0, 20 epochs, all test digits: the average reaches the thin domain for
+            // 95.2% (the trained G of the same run 78.2%)
+            ema_decay: 0.999,
         }
     }
 }
@@ -277,6 +293,8 @@ pub struct StarGan {
     /// checkpoints.
     critic_steps: Tensor,
     made: MadeDigits<InDomain>,
+    /// The moving average of G (`ema_decay` > 0), which translates.
+    average: Option<WeightAverage<ResnetGenerator>>,
 }
 
 impl StarGan {
@@ -308,14 +326,33 @@ impl StarGan {
                 ));
             }
         }
-        let g = ResnetGenerator::with_channels(
-            CHANNELS + DOMAINS.len(),
-            CHANNELS,
-            c.filters,
-            c.blocks,
-            rng,
-        )?;
+        if !(0.0..1.0).contains(&c.ema_decay) {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!("ema_decay must be in [0, 1), got {}", c.ema_decay),
+            ));
+        }
+        let generator = |rng: &mut Rng| {
+            ResnetGenerator::with_channels(
+                CHANNELS + DOMAINS.len(),
+                CHANNELS,
+                c.filters,
+                c.blocks,
+                rng,
+            )
+        };
+        let g = generator(rng)?;
         let d = StarCritic::new(c.filters, rng)?;
+        let average = if c.ema_decay > 0.0 {
+            // its own tensors, made without drawing on the run's generator
+            Some(WeightAverage::new(
+                generator(&mut Rng::new(0))?,
+                &g,
+                c.ema_decay,
+            )?)
+        } else {
+            None
+        };
         let adam = AdamConfig {
             lr: c.lr,
             betas: (c.beta1, c.beta2),
@@ -331,13 +368,21 @@ impl StarGan {
             opt_d,
             critic_steps: Tensor::zeros(&[], DType::F64),
             made: MadeDigits::default(),
+            average,
         })
     }
 
     /// G(x, c): images [n, 3, 28, 28] in [-1, 1] into the domains `targets`.
     fn translate(&mut self, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
-        self.g
-            .forward(&Tensor::concat(&[x.clone(), label_maps(targets)?], 1)?)
+        translate_by(&mut self.g, x, targets)
+    }
+
+    /// The generator that translates: the average where there is one, else G.
+    fn translator(&mut self) -> &mut ResnetGenerator {
+        match &mut self.average {
+            Some(avg) => &mut avg.net,
+            None => &mut self.g,
+        }
     }
 
     /// One critic step on real images `x` ([-1, 1]) of the domains `own`; every `n_critic`-th
@@ -381,6 +426,9 @@ impl StarGan {
                 .add(&g_cls.mul_scalar(c.cls_weight)?)?
                 .add(&rec.mul_scalar(c.rec_weight)?)?;
             self.opt_g.minimize(&g_loss)?;
+            if let Some(avg) = &mut self.average {
+                avg.update(&self.g)?;
+            }
             out.push(("g_loss".into(), g_loss.item()?));
             out.push(("g_cls".into(), g_cls.item()?));
             out.push(("reconstruction".into(), rec.item()?));
@@ -406,64 +454,144 @@ impl StarGan {
         Self::test_digits(data, &rows)
     }
 
-    /// `x` translated into `target`, as [n, 3, 28, 28] in [0, 1] values.
-    fn translated(&mut self, x: &Tensor, target: Domain) -> Result<Vec<f32>> {
-        let n = x.shape()[0];
-        let out = no_grad(|| self.translate(x, &vec![domain_index(target); n]))?;
-        Ok(to_unit(&out)?.to_vec_f32())
-    }
-
     /// Per target domain: reached, digit kept, and L1 to the true translation (grey domains),
-    /// on the first `n` test digits, beside the true translations' figures.
+    /// on the first `n` test digits, beside the true translations' figures; for the translator
+    /// and, where that is an average, for the trained G as `trained_*`.
     fn translation_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
         let (x, labels) = Self::first_test_digits(ctx.data, n)?;
         let n = labels.len();
         let originals = &ctx.data.test.images[..n * PIXELS];
-        let mut out = Vec::new();
-        let (mut lowest_reached, mut lowest_kept) = (f64::INFINITY, f64::INFINITY);
+        let mut ours = Figures::new("");
+        let mut trained = self.average.is_some().then(|| Figures::new("trained_"));
         for target in TARGETS {
-            let made = self.translated(&x, target)?;
             let truth: Vec<f32> = originals
                 .par_chunks(PIXELS)
                 .enumerate()
                 .flat_map_iter(|(i, img)| three_planes(target.apply(img, &mut Rng::new(i as u64))))
                 .collect();
-            let share_reached = |planes: &[f32]| {
-                planes
-                    .par_chunks(CHANNELS * PIXELS)
-                    .filter(|p| reached(p, target))
-                    .count() as f64
-                    / n as f64
-            };
-            let reached_ours = share_reached(&made);
-            let reached_real = share_reached(&truth);
-            let kept_ours = digit_kept(ctx, &made, &labels)?;
-            let kept_real = digit_kept(ctx, &truth, &labels)?;
-            lowest_reached = lowest_reached.min(reached_ours);
-            lowest_kept = lowest_kept.min(kept_ours);
-            let name = target.name().replace('-', "_");
-            out.push(
-                Metric::with_baseline(format!("{name}_reached"), reached_ours, reached_real)
-                    .detail(format!("{n} test digits; baseline: the true translations")),
+            let real = Measured::of(ctx, &truth, &truth, &labels, target)?;
+            let made = translated(self.translator(), &x, target)?;
+            ours.add(
+                Measured::of(ctx, &made, &truth, &labels, target)?,
+                &real,
+                target,
+                n,
             );
-            out.push(Metric::with_baseline(
-                format!("{name}_digit_kept"),
-                kept_ours,
-                kept_real,
-            ));
-            if target.channels() == 1 {
-                let l1 = made
-                    .iter()
-                    .zip(&truth)
-                    .map(|(p, q)| f64::from((p - q).abs()))
-                    .sum::<f64>()
-                    / made.len() as f64;
-                out.push(Metric::new(format!("{name}_l1_to_truth"), l1));
+            if let Some(t) = &mut trained {
+                let made = translated(&mut self.g, &x, target)?;
+                t.add(
+                    Measured::of(ctx, &made, &truth, &labels, target)?,
+                    &real,
+                    target,
+                    n,
+                );
             }
         }
-        out.push(Metric::new("lowest_reached", lowest_reached));
-        out.push(Metric::new("lowest_digit_kept", lowest_kept));
+        let mut out = ours.finish();
+        if let Some(t) = trained {
+            out.extend(t.finish());
+        }
         Ok(out)
+    }
+}
+
+/// G(x, c) of the generator `g`: images [n, 3, 28, 28] in [-1, 1] into the domains `targets`.
+fn translate_by(g: &mut ResnetGenerator, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
+    g.forward(&Tensor::concat(&[x.clone(), label_maps(targets)?], 1)?)
+}
+
+/// `x` translated into `target` by `g`, as [n, 3, 28, 28] in [0, 1] values.
+fn translated(g: &mut ResnetGenerator, x: &Tensor, target: Domain) -> Result<Vec<f32>> {
+    let n = x.shape()[0];
+    let out = no_grad(|| translate_by(g, x, &vec![domain_index(target); n]))?;
+    Ok(to_unit(&out)?.to_vec_f32())
+}
+
+/// The measures of translations into one target: the share in the target domain, the share
+/// whose digit is kept, and (grey domains) the mean L1 to the true translations.
+struct Measured {
+    reached: f64,
+    kept: f64,
+    l1: f64,
+}
+
+impl Measured {
+    fn of(
+        ctx: &mut EvalContext,
+        made: &[f32],
+        truth: &[f32],
+        labels: &[usize],
+        target: Domain,
+    ) -> Result<Measured> {
+        let reached = made
+            .par_chunks(CHANNELS * PIXELS)
+            .filter(|p| reached(p, target))
+            .count() as f64
+            / labels.len() as f64;
+        let l1 = made
+            .iter()
+            .zip(truth)
+            .map(|(p, q)| f64::from((p - q).abs()))
+            .sum::<f64>()
+            / made.len() as f64;
+        Ok(Measured {
+            reached,
+            kept: digit_kept(ctx, made, labels)?,
+            l1,
+        })
+    }
+}
+
+/// One generator's metrics over the targets, named with `prefix`.
+struct Figures {
+    prefix: &'static str,
+    metrics: Vec<Metric>,
+    lowest_reached: f64,
+    lowest_kept: f64,
+}
+
+impl Figures {
+    fn new(prefix: &'static str) -> Figures {
+        Figures {
+            prefix,
+            metrics: Vec::new(),
+            lowest_reached: f64::INFINITY,
+            lowest_kept: f64::INFINITY,
+        }
+    }
+
+    /// The measures `m` of translations into `target` of `n` test digits, beside the true
+    /// translations' `real`.
+    fn add(&mut self, m: Measured, real: &Measured, target: Domain, n: usize) {
+        self.lowest_reached = self.lowest_reached.min(m.reached);
+        self.lowest_kept = self.lowest_kept.min(m.kept);
+        let name = format!("{}{}", self.prefix, target.name().replace('-', "_"));
+        self.metrics.push(
+            Metric::with_baseline(format!("{name}_reached"), m.reached, real.reached)
+                .detail(format!("{n} test digits; baseline: the true translations")),
+        );
+        self.metrics.push(Metric::with_baseline(
+            format!("{name}_digit_kept"),
+            m.kept,
+            real.kept,
+        ));
+        if target.channels() == 1 {
+            self.metrics
+                .push(Metric::new(format!("{name}_l1_to_truth"), m.l1));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Metric> {
+        let p = self.prefix;
+        self.metrics.push(Metric::new(
+            format!("{p}lowest_reached"),
+            self.lowest_reached,
+        ));
+        self.metrics.push(Metric::new(
+            format!("{p}lowest_digit_kept"),
+            self.lowest_kept,
+        ));
+        self.metrics
     }
 }
 
@@ -487,6 +615,9 @@ impl GenerativeModel for StarGan {
     fn weights(&self) -> Vec<(String, Tensor)> {
         let mut w = player_weights(&self.g, &self.d);
         w.push(("critic_steps".into(), self.critic_steps.clone()));
+        if let Some(avg) = &self.average {
+            w.extend(avg.state("generator_average"));
+        }
         w
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
@@ -533,7 +664,7 @@ impl GenerativeModel for StarGan {
             .map(|i| domain_index(TARGETS[i % TARGETS.len()]))
             .collect();
         let (inputs, _) = Self::test_digits(data, &rows)?;
-        to_unit(&self.translate(&inputs, &targets)?)
+        to_unit(&translate_by(self.translator(), &inputs, &targets)?)
     }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         self.translation_metrics(ctx, EPOCH_DIGITS)
@@ -548,7 +679,7 @@ impl GenerativeModel for StarGan {
         let (x, _) = Self::first_test_digits(data, 10)?;
         let mut columns = vec![to_unit(&x)?.to_vec_f32()];
         for target in TARGETS {
-            columns.push(self.translated(&x, target)?);
+            columns.push(translated(self.translator(), &x, target)?);
         }
         let per = CHANNELS * PIXELS;
         let cells: Vec<f32> = (0..10)
@@ -660,5 +791,64 @@ mod tests {
         // a later chunk continues the run: samples 5..10 are the second digit's translations
         let later = m.sample_given(5, 5, &data, &mut rng).unwrap();
         assert_eq!(later.to_vec_f64(), s.narrow(0, 5, 5).unwrap().to_vec_f64());
+    }
+
+    /// With `ema_decay` an average of G follows the generator steps without changing them,
+    /// is in the checkpoint, translates, and the trained G's figures come beside its own.
+    #[test]
+    fn the_generator_average_translates_and_changes_no_step() {
+        let data = crate::program::data::embedded().unwrap();
+        let batch = data.train.batch(&(0..12).collect::<Vec<_>>());
+        let run = |ema_decay| {
+            let mut rng = Rng::new(4);
+            let config = StarConfig {
+                n_critic: 1,
+                filters: 8,
+                blocks: 1,
+                ema_decay,
+                ..StarConfig::default()
+            };
+            let mut m = StarGan::new(config, &mut rng).unwrap();
+            for _ in 0..3 {
+                m.train_step(&batch, &mut rng).unwrap();
+            }
+            m
+        };
+        let mut plain = run(0.0);
+        let mut averaged = run(0.9);
+        let first = |g: &ResnetGenerator| g.state_dict()[0].1.to_vec_f64();
+        assert_eq!(first(&plain.g), first(&averaged.g));
+        assert_ne!(
+            first(&averaged.average.as_ref().unwrap().net),
+            first(&averaged.g)
+        );
+        let w = averaged.weights();
+        let steps = w
+            .iter()
+            .find(|(n, _)| n == "generator_average_steps")
+            .unwrap();
+        assert_eq!(steps.1.item().unwrap(), 3.0);
+        let s = averaged
+            .sample_given(0, 5, &data, &mut Rng::new(0))
+            .unwrap();
+        let (x, _) = StarGan::first_test_digits(&data, 1).unwrap();
+        let by_average = translated(
+            &mut averaged.average.as_mut().unwrap().net,
+            &x,
+            Domain::Thin,
+        );
+        assert_eq!(s.narrow(0, 0, 1).unwrap().to_vec_f32(), by_average.unwrap());
+        let mut ctx = EvalContext::new(&data, 0, 10);
+        let metrics = averaged.translation_metrics(&mut ctx, 20).unwrap();
+        let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+        for name in [
+            "thin_digit_kept",
+            "trained_thin_digit_kept",
+            "trained_lowest_reached",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        let plain_metrics = plain.translation_metrics(&mut ctx, 20).unwrap();
+        assert!(!plain_metrics.iter().any(|m| m.name.starts_with("trained_")));
     }
 }
