@@ -8,7 +8,7 @@
 //! ```
 //!
 //! One D step and one G step per batch, Adam 2e-4 (0.5, 0.999) for both, batch 64, images in
-//! [-1, 1] (G ends in tanh). Networks: [`MlpGenerator`] z[100] -> 128 -> 256 -> 512 -> 1024 ->
+//! [-1, 1] (G ends in tanh). Networks: [`MlpGenerator`] z\[100\] -> 128 -> 256 -> 512 -> 1024 ->
 //! 784 and [`MlpDiscriminator`] 784 -> 512 -> 256 -> 1 (see [`crate::adversarial::networks`]).
 //! The two generator losses have the same fixed point but not the same gradients: at
 //! D(G(z)) = d the minimax loss's slope with respect to D's logit is -d, which vanishes early

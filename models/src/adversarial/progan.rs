@@ -199,7 +199,7 @@ fn equalized_weight(
 pub struct EqualizedConv2d {
     /// [out, in, k, k], ~ N(0, 1) at the start.
     pub weight: Tensor,
-    /// [out], zero at the start.
+    /// \[out\], zero at the start.
     pub bias: Tensor,
     /// sqrt(2 / (in k k)).
     pub scale: f64,
@@ -251,7 +251,7 @@ impl Module for EqualizedConv2d {
 pub struct EqualizedLinear {
     /// [out, in], ~ N(0, 1) at the start.
     pub weight: Tensor,
-    /// [out], zero at the start.
+    /// \[out\], zero at the start.
     pub bias: Tensor,
     /// sqrt(2 / in).
     pub scale: f64,

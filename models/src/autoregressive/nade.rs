@@ -186,7 +186,7 @@ impl Nade {
 
     /// The hidden pre-activations of every conditional, a_d = c + sum_(j<d) W[:, j] x_j, for
     /// images x [B, 1, R, K] (D = R K pixels), laid out as [R, B, K, H] (pixel d = (r, k)):
-    /// [`running_sums`].
+    /// `running_sums`.
     pub fn pre_activations(&self, x: &Tensor) -> Result<Tensor> {
         autoregressive::check_images(ENTRY.name, x, self.config.image_size)?;
         running_sums(x, &self.w, &self.c, &self.lower)

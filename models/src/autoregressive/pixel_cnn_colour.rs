@@ -17,7 +17,7 @@
 //!   logits = MaskB_1x1(ReLU(MaskB_1x1(ReLU(h_L))))   3c -> 3e -> 3 x 256: group c gives colour c
 //! ```
 //!
-//! The data are the coloured domain of the conditional models ([`crate::domains::Domain`]):
+//! The data are the coloured domain of the conditional models ([`crate::domains::sets::Domain`]):
 //! each digit tinted over a textured background, its tint and texture drawn from the digit's
 //! pixel hash, so that the training and test sets are fixed; the planes are quantised to bytes.
 //! Sampling and completion run the network one position at a time over cached activations, as

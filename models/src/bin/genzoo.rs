@@ -226,7 +226,7 @@ struct TrainArgs {
     /// A folder with the standard MNIST / Fashion-MNIST files (gzip or not) instead of the embedded subset.
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The run folder [default: runs/<model>].
+    /// The run folder [default: runs/MODEL].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint, with its settings.

@@ -136,7 +136,7 @@ pub fn thin_to(img: &[u8], at_most: f64) -> Vec<u8> {
 /// so a first erosion can leave it above [`THIN_BELOW`].
 const THIN_TRIES: [f64; 3] = [THIN_TARGET, 1.3, 1.15];
 
-/// The digit thinned ([`thin_to`]) to the first of [`THIN_TRIES`] after which it measures
+/// The digit thinned ([`thin_to`]) to the first of `THIN_TRIES` after which it measures
 /// [`STROKE_MARGIN`] below [`THIN_BELOW`], else the first after which it measures thin, else
 /// the last (a model trained on thin digits just under the boundary draws half of its own above
 /// it).
@@ -175,7 +175,7 @@ const REGULAR_MARGIN: f64 = 0.25;
 /// The digit given `stroke` and then `lean` by the perturbations: thinning ([`thin_to`]
 /// [`THIN_TARGET`]), thickening to [`THICK_TARGET`] (a dilation to that thickness, else the
 /// doubling of [`thicken_to`]), or for a regular stroke the digit's own unless it is near thin
-/// or thick (then dilated or eroded to [`REGULAR_TARGET`]); then a shear to a slant of
+/// or thick (then dilated or eroded to `REGULAR_TARGET`); then a shear to a slant of
 /// -[`SLANT_TARGET`], 0 or [`SLANT_TARGET`].
 ///
 /// Erosion can break a stroke, and shearing a thin stroke resamples it, so the measured slant
@@ -273,7 +273,7 @@ pub fn dilate_to(img: &[u8], target: f64) -> Vec<u8> {
 }
 
 /// The digit with its style undone, for telling which digit it is apart from how it is drawn:
-/// sheared upright, then eroded or dilated to a stroke of [`REGULAR_TARGET`] (a classifier
+/// sheared upright, then eroded or dilated to a stroke of `REGULAR_TARGET` (a classifier
 /// trained on plain digits reads a thick or leaning one much less often).
 pub fn without_style(img: &[u8]) -> Vec<u8> {
     let upright = slant_to(img, 0.0);

@@ -244,7 +244,7 @@ impl Vae {
         Ok((mu.add(&logvar.mul_scalar(0.5)?.exp()?.mul(&eps)?)?, eps))
     }
 
-    /// The two terms of -ELBO per image, each [B]: reconstruction -log p(x|z) (one z per image)
+    /// The two terms of -ELBO per image, each \[B\]: reconstruction -log p(x|z) (one z per image)
     /// and the KL of q(z|x) to the prior.
     pub fn elbo_terms(&self, x: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
         let (mu, logvar) = self.encode(x)?;
@@ -254,7 +254,7 @@ impl Vae {
     }
 
     /// log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x) for `k` samples z_i ~ q(z|x):
-    /// [B][k] values. The IWAE bound is logsumexp_i(log w_i) - log k.
+    /// \[B\]\[k\] values. The IWAE bound is logsumexp_i(log w_i) - log k.
     pub fn log_weights(&self, x: &Tensor, k: usize, rng: &mut Rng) -> Result<Vec<Vec<f64>>> {
         let (mu, logvar) = self.encode(x)?;
         let b = x.shape()[0];
