@@ -525,6 +525,15 @@ pub fn lock_run_folder(dir: &Path) -> Result<RunLock> {
     }
 }
 
+/// Whether `dir` holds the run lock's file and nothing else.
+fn holds_only_the_lock(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .map(|e| e.map(|e| e.file_name() == LOCK))
+            .all(|only_lock| matches!(only_lock, Ok(true)))
+    })
+}
+
 /// A run folder that did not exist before this command: removed when dropped unless kept.
 struct MadeFolder(Option<PathBuf>);
 
@@ -819,11 +828,13 @@ pub fn train_entry(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(entry.name));
-    // a folder this command makes is removed again if the command fails before training
-    // begins: a mistyped option leaves nothing behind
-    let mut made = MadeFolder((!dir.exists()).then(|| dir.clone()));
+    let absent = !dir.exists();
     // one training process per run folder, a new run or a resumed one
     let _lock = lock_run_folder(&dir)?;
+    // a folder this command made is removed again if the command fails before training begins
+    // (a mistyped option leaves nothing behind); only while it holds nothing but our lock, so
+    // that a run another process started there first is never touched
+    let mut made = MadeFolder((absent && holds_only_the_lock(&dir)).then(|| dir.clone()));
     let Start {
         entry,
         mut model,
@@ -1261,7 +1272,22 @@ pub fn data_of(meta: &Meta, data: Option<&Path>) -> Result<Mnist> {
 
 #[cfg(test)]
 mod tests {
-    use super::patch_config;
+    use super::{holds_only_the_lock, lock_run_folder, patch_config};
+
+    /// What a failed command may remove: a folder with our lock's file alone, not one where
+    /// anything else was written (another process's run), nor a missing one.
+    #[test]
+    fn only_a_folder_holding_the_lock_alone_counts_as_unused() {
+        let dir = std::env::temp_dir().join(format!("genzoo-lock-only-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!holds_only_the_lock(&dir));
+        let lock = lock_run_folder(&dir).unwrap();
+        assert!(holds_only_the_lock(&dir));
+        std::fs::write(dir.join("metrics.jsonl"), b"").unwrap();
+        assert!(!holds_only_the_lock(&dir));
+        drop(lock);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn learning_rates_set_by_key_obey_the_lr_rule_and_may_not_conflict() {
