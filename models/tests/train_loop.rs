@@ -515,13 +515,18 @@ fn the_validation_split_is_held_out_and_checked() {
     run::train_entry(&PIXELWISE, &r, &never).unwrap();
     assert!(!none.join(run::BEST).exists());
     assert!(epoch_records(none.path())[0].get("validation").is_none());
-    let mut p = request("pixelwise", TempDir::new("v-p").path(), 1);
+    let refused = TempDir::new("validation-refused");
+    let mut p = request("pixelwise", &refused.join("patience"), 1);
     p.val = Some(0);
     p.patience = Some(1);
     let e = run::train_entry(&PIXELWISE, &p, &never)
         .unwrap_err()
         .to_string();
     assert!(e.contains("--patience"), "{e}");
+    assert!(
+        !refused.join("patience").exists(),
+        "a refused run's folder stayed"
+    );
     let big = TempDir::new("validation-big");
     let mut b = request("pixelwise", big.path(), 1);
     b.val = Some(1_000_000);
@@ -539,7 +544,7 @@ fn the_validation_split_is_held_out_and_checked() {
     let e = run::train(&g, &never).unwrap_err().to_string();
     assert!(e.contains("no validation loss"), "{e}");
     for m in [0.0, -1.0, f64::NAN] {
-        let mut t = request("pixelwise", TempDir::new("v-m").path(), 1);
+        let mut t = request("pixelwise", &refused.join("minutes"), 1);
         t.max_minutes = Some(m);
         let e = run::train_entry(&PIXELWISE, &t, &never)
             .unwrap_err()
