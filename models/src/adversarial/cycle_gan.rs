@@ -612,9 +612,9 @@ impl Truth {
     }
 }
 
-/// The share of `images` (grey levels) the classifier reads as `labels`, each read with its
-/// style undone ([`sets::read_digits`]: the classifier knows plain digits, and read as they are
-/// only 92.8% of the true thickenings keep their label).
+/// The share of `images` (grey levels) the style classifier reads as `labels`
+/// ([`sets::read_digits`]: the harness classifier knows plain digits, and reads as their digit
+/// only 92.8% of the true thickenings).
 fn label_kept(ctx: &mut EvalContext, images: &[u8], labels: &[usize]) -> Result<f64> {
     Ok(sets::share_equal(&sets::read_digits(ctx, images)?, labels))
 }

@@ -34,9 +34,9 @@
 //! kept only if it measures in it (a thick digit is not plain, a thinning that fell short is
 //! not thin). **Evaluation**, on the test digits, for each target domain but plain: the share
 //! measured in the target domain (the coloured one: coloured at all, a mean spread between
-//! channels above 0.1), the share the classifier still reads as the same digit (with the style
-//! undone, [`sets::without_style`], and a coloured digit's stroke taken as its brightest
-//! channel), and for the grey domains the mean L1 to the true translation, each beside the true
+//! channels above 0.1), the share the style classifier still reads as the same digit
+//! ([`sets::read_digits`], a coloured digit's stroke taken as its brightest channel), and for
+//! the grey domains the mean L1 to the true translation, each beside the true
 //! translations' figures.
 
 use crate::adversarial::cycle_gan::{conv, ResnetGenerator};
@@ -595,8 +595,8 @@ impl Figures {
     }
 }
 
-/// The share of `planes` ([n, 3, 28, 28] in [0, 1]) the classifier reads as `labels`
-/// ([`digit_view`], then [`sets::read_digits`] with the style undone).
+/// The share of `planes` ([n, 3, 28, 28] in [0, 1]) the style classifier reads as `labels`
+/// ([`digit_view`], then [`sets::read_digits`]).
 fn digit_kept(ctx: &mut EvalContext, planes: &[f32], labels: &[usize]) -> Result<f64> {
     let views: Vec<u8> = planes
         .par_chunks(CHANNELS * PIXELS)

@@ -537,8 +537,8 @@ impl TextToImage {
     }
 
     /// How `samples` ([n, 1, 28, 28] in [0, 1], sample i asked for `asked[i]`) obey their
-    /// captions: the classifier's agreement with the digit (read with the style undone,
-    /// [`sets::without_style`]: the harness classifier knows plain digits only), and the shares
+    /// captions: the style classifier's agreement with the digit ([`sets::read_digits`]: the
+    /// harness classifier knows plain digits only), and the shares
     /// whose measured stroke, lean, and all three are as asked.
     fn obedience(
         ctx: &mut EvalContext,

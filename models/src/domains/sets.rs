@@ -288,17 +288,12 @@ pub fn without_style(img: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The digits the harness classifier reads in `grey` ([n, 28, 28] grey levels), each read with
-/// its style undone ([`without_style`]).
+/// The digits the style classifier reads in `grey` ([n, 28, 28] grey levels), as drawn
+/// ([`EvalContext::read_styled_digits`]).
 pub fn read_digits(ctx: &mut EvalContext, grey: &[u8]) -> autograd::Result<Vec<usize>> {
     let n = grey.len() / (N * N);
-    let plain: Vec<f32> = grey
-        .par_chunks(N * N)
-        .flat_map_iter(without_style)
-        .map(|b| f32::from(b) / 255.0)
-        .collect();
-    let f = ctx.features(&autograd::Tensor::from_vec(plain, &[n, 1, N, N])?)?;
-    Ok(crate::program::metrics::argmax_rows(&f.logits, 10))
+    let unit: Vec<f32> = grey.iter().map(|&b| f32::from(b) / 255.0).collect();
+    ctx.read_styled_digits(&autograd::Tensor::from_vec(unit, &[n, 1, N, N])?)
 }
 
 /// Values in [0, 1] -> grey levels 0..=255.
@@ -441,10 +436,28 @@ impl Attributes {
 
 impl Stroke {
     pub const ALL: [Stroke; 3] = [Stroke::Thin, Stroke::Regular, Stroke::Thick];
+
+    /// "thin", "regular", "thick" (metric names).
+    pub fn word(self) -> &'static str {
+        match self {
+            Stroke::Thin => "thin",
+            Stroke::Regular => "regular",
+            Stroke::Thick => "thick",
+        }
+    }
 }
 
 impl Lean {
     pub const ALL: [Lean; 3] = [Lean::Left, Lean::Upright, Lean::Right];
+
+    /// "left", "upright", "right" (metric names).
+    pub fn word(self) -> &'static str {
+        match self {
+            Lean::Left => "left",
+            Lean::Upright => "upright",
+            Lean::Right => "right",
+        }
+    }
 }
 
 impl Attributes {

@@ -79,10 +79,45 @@ pub struct EvalContext<'a> {
     /// `None`: the model's own config.
     pub iwae_k: Option<usize>,
     classifier: Option<Classifier>,
+    /// The style classifier ([`Classifier::shipped_styles`]), loaded when first asked for.
+    style_classifier: Option<Classifier>,
     real: Vec<Real>,
 }
 
 const CLASSES: usize = 10;
+
+/// `c`'s penultimate features and logits for images [n, 1, 28, 28] in [0, 1], in batches of 250.
+fn classify(c: &mut Classifier, images: &Tensor) -> Result<Features> {
+    let s = images.shape().to_vec();
+    if s.len() != 4 || s[1] != 1 || s[2] != 28 || s[3] != 28 {
+        return Err(Error::shape(
+            "eval",
+            format!("the classifier reads [n, 1, 28, 28] images, got {s:?}"),
+        ));
+    }
+    c.set_eval();
+    let n = s[0];
+    let (mut features, mut logits, mut d) = (Vec::new(), Vec::new(), 0);
+    no_grad(|| -> Result<()> {
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(250);
+            let x = images.narrow(0, start, len)?.contiguous()?;
+            let (f, l) = c.features_and_logits(&x)?;
+            d = f.shape()[1];
+            features.extend(f.to_vec_f64());
+            logits.extend(l.to_vec_f64());
+            start += len;
+        }
+        Ok(())
+    })?;
+    Ok(Features {
+        n,
+        d,
+        features,
+        logits,
+    })
+}
 
 impl<'a> EvalContext<'a> {
     pub fn new(data: &'a Mnist, seed: u64, samples: usize) -> EvalContext<'a> {
@@ -92,6 +127,7 @@ impl<'a> EvalContext<'a> {
             samples,
             iwae_k: None,
             classifier: None,
+            style_classifier: None,
             real: Vec::new(),
         }
     }
@@ -113,36 +149,23 @@ impl<'a> EvalContext<'a> {
 
     /// The classifier's penultimate features and logits for images [n, 1, 28, 28] in [0, 1].
     pub fn features(&mut self, images: &Tensor) -> Result<Features> {
-        let s = images.shape().to_vec();
-        if s.len() != 4 || s[1] != 1 || s[2] != 28 || s[3] != 28 {
-            return Err(Error::shape(
-                "eval",
-                format!("the classifier reads [n, 1, 28, 28] images, got {s:?}"),
-            ));
-        }
         let c = self.classifier()?;
-        c.set_eval();
-        let n = s[0];
-        let (mut features, mut logits, mut d) = (Vec::new(), Vec::new(), 0);
-        no_grad(|| -> Result<()> {
-            let mut start = 0;
-            while start < n {
-                let len = (n - start).min(250);
-                let x = images.narrow(0, start, len)?.contiguous()?;
-                let (f, l) = c.features_and_logits(&x)?;
-                d = f.shape()[1];
-                features.extend(f.to_vec_f64());
-                logits.extend(l.to_vec_f64());
-                start += len;
-            }
-            Ok(())
-        })?;
-        Ok(Features {
-            n,
-            d,
-            features,
-            logits,
-        })
+        classify(c, images)
+    }
+
+    /// The digits the style classifier reads in images [n, 1, 28, 28] in [0, 1]: the
+    /// measurement of "which digit" for the domain models, whose digits are drawn thin, thick or
+    /// leaning (the harness classifier, trained on plain digits, misreads more of those).
+    pub fn read_styled_digits(&mut self, images: &Tensor) -> Result<Vec<usize>> {
+        if self.style_classifier.is_none() {
+            self.style_classifier = Some(Classifier::shipped_styles()?);
+        }
+        let c = self
+            .style_classifier
+            .as_mut()
+            .ok_or_else(|| Error::invalid("eval", "no style classifier"))?;
+        let f = classify(c, images)?;
+        Ok(crate::program::metrics::argmax_rows(&f.logits, CLASSES))
     }
 
     /// Real images of a split in the form `pixels` as [n, 1, 28, 28] in [0, 1].

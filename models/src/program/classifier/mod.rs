@@ -24,6 +24,9 @@ pub const NAME: &str = "classifier";
 /// The weights `genzoo eval` uses: `model.safetensors` of a `genzoo train classifier` run.
 const SHIPPED: &[u8] = include_bytes!("../../../weights/classifier.safetensors");
 
+/// The style classifier's weights: a run trained with `styles` 0.75 (see the weights' README).
+const SHIPPED_STYLES: &[u8] = include_bytes!("../../../weights/style-classifier.safetensors");
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifierConfig {
@@ -41,6 +44,10 @@ pub struct ClassifierConfig {
     pub dropout: f64,
     /// Training images are shifted by up to this many pixels each way (0: no augmentation).
     pub shift: usize,
+    /// The share of training images drawn in a style of the digit domains instead, a stroke and
+    /// a lean picked at random ([`sets::with_attributes`]): 0 for the harness classifier (plain
+    /// digits); the style classifier, which reads the domain models' digits, is trained on 0.75.
+    pub styles: f64,
 }
 
 impl Default for ClassifierConfig {
@@ -54,6 +61,7 @@ impl Default for ClassifierConfig {
             features: 128,
             dropout: 0.3,
             shift: 2,
+            styles: 0.0,
         }
     }
 }
@@ -95,6 +103,12 @@ impl Classifier {
                 format!("lr_decay must be in (0, 1], got {}", config.lr_decay),
             ));
         }
+        if !(0.0..=1.0).contains(&config.styles) {
+            return Err(Error::invalid(
+                "classifier",
+                format!("styles must be in [0, 1], got {}", config.styles),
+            ));
+        }
         if config.shift > 8 {
             return Err(Error::invalid(
                 "classifier",
@@ -134,6 +148,17 @@ impl Classifier {
         Classifier::from_bytes(
             SHIPPED,
             "models/weights/classifier.safetensors (compiled in)",
+        )
+    }
+
+    /// The style classifier, shipped with the program: the same network trained on digits drawn
+    /// in the domains' strokes and leans as well as plain ones, which reads the domain models'
+    /// digits (the harness classifier stays the plain-digit one, so the sample metrics keep
+    /// their meaning).
+    pub fn shipped_styles() -> Result<Classifier> {
+        Classifier::from_bytes(
+            SHIPPED_STYLES,
+            "models/weights/style-classifier.safetensors (compiled in)",
         )
     }
 
