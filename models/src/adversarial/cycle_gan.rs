@@ -31,8 +31,8 @@
 //! whose classifier label is kept and the share measured in the target domain.
 
 use crate::adversarial::{
-    copy_weights, grey_levels, player_optimizers, player_optimizers_mut, symmetric_from_grey,
-    update_weight_average, Network,
+    copy_weights, grey_levels, linearly_decayed_lr, player_optimizers, player_optimizers_mut,
+    symmetric_from_grey, update_weight_average, Network,
 };
 use crate::domains::morpho;
 use crate::domains::sets::{self, pixel_hash, thicken_to, Domain, THICK_TARGET};
@@ -81,9 +81,8 @@ pub struct CycleConfig {
     pub blocks: usize,
     /// Epochs at the full learning rate before it decays (the paper: 100 of 200).
     pub constant_epochs: u64,
-    /// Epochs over which it then decays linearly towards 0, as the paper's code does it: epoch
-    /// `constant_epochs + k` (k = 1..=decay_epochs) at lr · (1 - k / (decay_epochs + 1)); any
-    /// epochs after that stay at the last rate. 0 (the default): a constant rate.
+    /// Epochs over which it then decays linearly towards 0, as the paper's code does it
+    /// ([`linearly_decayed_lr`]). 0 (the default): a constant rate.
     pub decay_epochs: u64,
     /// Decay of a moving average of G's and F's weights (as ProGAN samples from one), which
     /// then translates in samples, metrics and `translations.png`; the trained networks'
@@ -118,10 +117,7 @@ impl Default for CycleConfig {
 impl CycleConfig {
     /// The learning rate of 0-based `epoch` (see `decay_epochs`).
     pub fn lr_at(&self, epoch: u64) -> f64 {
-        let k = (epoch + 1)
-            .saturating_sub(self.constant_epochs)
-            .min(self.decay_epochs);
-        self.lr * (1.0 - k as f64 / (self.decay_epochs + 1) as f64)
+        linearly_decayed_lr(self.lr, epoch, self.constant_epochs, self.decay_epochs)
     }
 }
 

@@ -46,6 +46,17 @@ use serde::{Deserialize, Serialize};
 /// "real", 0: "generated"), averaged over the batch: -mean log σ(l) for label 1, -mean
 /// log(1 - σ(l)) for label 0, computed stably from the logits. Also the AAE's and WAE-GAN's
 /// losses on their code space.
+/// The learning rate of 0-based `epoch` under the linear decay of the CycleGAN and StarGAN
+/// papers' code: `constant_epochs` at `lr`, then epoch `constant_epochs + k` (k =
+/// 1..=`decay_epochs`) at lr · (1 - k / (decay_epochs + 1)); later epochs stay at the last rate.
+/// `decay_epochs` 0: a constant rate.
+pub fn linearly_decayed_lr(lr: f64, epoch: u64, constant_epochs: u64, decay_epochs: u64) -> f64 {
+    let k = (epoch + 1)
+        .saturating_sub(constant_epochs)
+        .min(decay_epochs);
+    lr * (1.0 - k as f64 / (decay_epochs + 1) as f64)
+}
+
 pub fn bce_to(logits: &Tensor, label: f64) -> Result<Tensor> {
     nn::loss::bce_with_logits(logits, &logits.full_like(label), nn::Reduction::Mean)
 }

@@ -5,8 +5,8 @@
 //! nine styles, read as drawn and with the style undone).
 
 use super::{Classifier, ClassifierConfig, NAME};
-use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::domains::sets::{self, Lean, Stroke};
+use crate::model::{Entry, Family, GenerativeModel, Losses};
 use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{loss, Module, Reduction};
