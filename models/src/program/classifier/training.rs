@@ -122,8 +122,8 @@ pub fn accuracy_by_style(c: &Classifier, split: &Split) -> Result<Vec<Metric>> {
             let (drawn, plain) = (read(styled)?, read(undone)?);
             drawn_sum += drawn;
             undone_sum += plain;
-            metrics.push(Metric::new(&name, drawn));
-            metrics.push(Metric::new(&format!("{name}_style_undone"), plain));
+            metrics.push(Metric::new(name.clone(), drawn));
+            metrics.push(Metric::new(format!("{name}_style_undone"), plain));
         }
     }
     metrics.push(Metric::new("test_accuracy_styled", drawn_sum / 9.0));
