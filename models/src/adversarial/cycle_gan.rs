@@ -88,6 +88,7 @@ pub struct CycleConfig {
     /// then translates in samples, metrics and `translations.png`; the trained networks'
     /// figures are reported beside it as `trained_*`. 0: no average, the trained networks
     /// translate (the paper). The default 0.999 averages over about two epochs.
+    #[serde(default = "crate::adversarial::saved_before_averages")]
     pub ema_decay: f64,
 }
 

@@ -46,6 +46,12 @@ use serde::{Deserialize, Serialize};
 /// "real", 0: "generated"), averaged over the batch: -mean log σ(l) for label 1, -mean
 /// log(1 - σ(l)) for label 0, computed stably from the logits. Also the AAE's and WAE-GAN's
 /// losses on their code space.
+/// `ema_decay` of a run saved before the key existed: no average (the checkpoint holds none).
+/// New runs write the key, so only such runs take this; `Default` gives new runs theirs.
+pub fn saved_before_averages() -> f64 {
+    0.0
+}
+
 /// The learning rate of 0-based `epoch` under the linear decay of the CycleGAN and StarGAN
 /// papers' code: `constant_epochs` at `lr`, then epoch `constant_epochs + k` (k =
 /// 1..=`decay_epochs`) at lr · (1 - k / (decay_epochs + 1)); later epochs stay at the last rate.
@@ -567,6 +573,34 @@ pub fn warnings(metrics: &[Metric]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run saved before its model had a weight average (its config has no `ema_decay`) is
+    /// read as having none, so its checkpoint, which holds none, still loads; new runs average.
+    #[test]
+    fn runs_saved_before_the_averages_are_read_without_one() {
+        for entry in [
+            &crate::adversarial::cycle_gan::ENTRY,
+            &crate::adversarial::stargan::ENTRY,
+            &crate::adversarial::text2image::ENTRY,
+        ] {
+            let mut config = (entry.default_config)();
+            assert_eq!(config["ema_decay"], 0.999, "{}", entry.name);
+            let fresh = (entry.build)(&config, &mut Rng::new(0)).unwrap();
+            assert!(
+                fresh.weights().iter().any(|(n, _)| n.contains("average")),
+                "{}",
+                entry.name
+            );
+            config.as_object_mut().unwrap().remove("ema_decay");
+            let old = (entry.build)(&config, &mut Rng::new(0)).unwrap();
+            assert_eq!(old.config()["ema_decay"], 0.0, "{}", entry.name);
+            assert!(
+                !old.weights().iter().any(|(n, _)| n.contains("average")),
+                "{}",
+                entry.name
+            );
+        }
+    }
 
     /// The average starts as the network, then moves (1 - d) of the way to it each step, d
     /// warmed up from 2/11; networks of other shapes are refused.

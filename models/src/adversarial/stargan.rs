@@ -114,6 +114,7 @@ pub struct StarConfig {
     /// translates (beyond the paper, as CycleGAN's averages; [`WeightAverage`]); the trained
     /// G's figures are reported beside it as `trained_*`. 0: no average, the trained G
     /// translates (the paper).
+    #[serde(default = "crate::adversarial::saved_before_averages")]
     pub ema_decay: f64,
 }
 

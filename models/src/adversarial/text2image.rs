@@ -114,6 +114,7 @@ pub struct TextConfig {
     /// CycleGAN's and StarGAN's translators here; [`WeightAverage`]); the trained G's figures
     /// on the held-out captions are reported beside it as `trained_*`. 0: G itself draws (the
     /// paper).
+    #[serde(default = "crate::adversarial::saved_before_averages")]
     pub ema_decay: f64,
 }
 
