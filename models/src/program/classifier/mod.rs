@@ -45,7 +45,7 @@ pub struct ClassifierConfig {
     /// Training images are shifted by up to this many pixels each way (0: no augmentation).
     pub shift: usize,
     /// The share of training images drawn in a style of the digit domains instead, a stroke and
-    /// a lean picked at random ([`sets::with_attributes`]): 0 for the harness classifier (plain
+    /// a lean picked at random ([`crate::domains::sets::with_attributes`]): 0 for the harness classifier (plain
     /// digits); the style classifier, which reads the domain models' digits, is trained on 0.75.
     pub styles: f64,
 }
