@@ -86,6 +86,18 @@ pub struct EvalContext<'a> {
 
 const CLASSES: usize = 10;
 
+/// The classifier in `slot`, loaded by `load` when first asked for.
+fn loaded(
+    slot: &mut Option<Classifier>,
+    load: fn() -> Result<Classifier>,
+) -> Result<&mut Classifier> {
+    if slot.is_none() {
+        *slot = Some(load()?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| Error::invalid("eval", "no classifier"))
+}
+
 /// `c`'s penultimate features and logits for images [n, 1, 28, 28] in [0, 1], in batches of 250.
 fn classify(c: &mut Classifier, images: &Tensor) -> Result<Features> {
     let s = images.shape().to_vec();
@@ -139,12 +151,7 @@ impl<'a> EvalContext<'a> {
     }
 
     fn classifier(&mut self) -> Result<&mut Classifier> {
-        if self.classifier.is_none() {
-            self.classifier = Some(Classifier::shipped()?);
-        }
-        self.classifier
-            .as_mut()
-            .ok_or_else(|| Error::invalid("eval", "no classifier"))
+        loaded(&mut self.classifier, Classifier::shipped)
     }
 
     /// The classifier's penultimate features and logits for images [n, 1, 28, 28] in [0, 1].
@@ -157,13 +164,7 @@ impl<'a> EvalContext<'a> {
     /// measurement of "which digit" for the domain models, whose digits are drawn thin, thick or
     /// leaning (the harness classifier, trained on plain digits, misreads more of those).
     pub fn read_styled_digits(&mut self, images: &Tensor) -> Result<Vec<usize>> {
-        if self.style_classifier.is_none() {
-            self.style_classifier = Some(Classifier::shipped_styles()?);
-        }
-        let c = self
-            .style_classifier
-            .as_mut()
-            .ok_or_else(|| Error::invalid("eval", "no style classifier"))?;
+        let c = loaded(&mut self.style_classifier, Classifier::shipped_styles)?;
         let f = classify(c, images)?;
         Ok(crate::program::metrics::argmax_rows(&f.logits, CLASSES))
     }

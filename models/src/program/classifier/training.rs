@@ -11,7 +11,7 @@ use crate::program::data::{Batch, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use autograd::nn::{loss, Module, Reduction};
 use autograd::optim::Optimizer;
-use autograd::{no_grad, Error, Result, Rng, Tensor};
+use autograd::{Error, Result, Rng, Tensor};
 use rayon::prelude::*;
 
 pub static ENTRY: Entry = Entry {
@@ -98,13 +98,15 @@ pub fn random_styles(batch: &Batch, share: f64, rng: &mut Rng) -> Result<Batch> 
 /// (`..._style_undone`, [`sets::without_style`]: how the harness classifier, which knows plain
 /// digits, reads them); each set's mean over the nine styles beside.
 pub fn accuracy_by_style(c: &Classifier, split: &Split) -> Result<Vec<Metric>> {
-    let n = split.len();
-    let labels: Vec<usize> = split.labels.iter().map(|&l| usize::from(l)).collect();
+    // the split's digits, drawn otherwise, read as a split is
     let read = |images: Vec<u8>| -> Result<f64> {
-        let unit: Vec<f32> = images.iter().map(|&b| f32::from(b) / 255.0).collect();
-        let logits = no_grad(|| c.logits(&Tensor::from_vec(unit, &[n, 1, 28, 28])?))?;
-        let preds = crate::program::metrics::argmax_rows(&logits.to_vec_f64(), 10);
-        Ok(sets::share_equal(&preds, &labels))
+        let drawn = Split {
+            images,
+            labels: split.labels.clone(),
+            rows: split.rows,
+            cols: split.cols,
+        };
+        Ok(c.accuracy_and_loss(&drawn)?.0)
     };
     let (mut metrics, mut drawn_sum, mut undone_sum) = (Vec::new(), 0.0, 0.0);
     for stroke in Stroke::ALL {
