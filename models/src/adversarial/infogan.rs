@@ -82,6 +82,8 @@ pub struct InfoganConfig {
     pub lr_g: f64,
     /// The size of the noise z.
     pub noise: usize,
+    /// z ~ U(-noise_scale, noise_scale).
+    pub noise_scale: f64,
     /// lambda, the weight of the information term.
     pub lambda: f64,
     /// The weight of the continuous codes' term within it.
@@ -94,6 +96,7 @@ impl Default for InfoganConfig {
             lr: 2e-4,
             lr_g: 1e-3,
             noise: 62,
+            noise_scale: 1.0,
             lambda: 1.0,
             lambda_continuous: 0.1,
         }
@@ -142,9 +145,9 @@ pub struct Codes {
 }
 
 impl Codes {
-    /// z ~ U(-1, 1), c1 uniform on 0..10, c2 c3 ~ U(-1, 1).
-    pub fn draw(n: usize, noise: usize, rng: &mut Rng) -> Result<Codes> {
-        let z = uniform_symmetric(&[n, noise], rng)?;
+    /// z ~ U(-scale, scale), c1 uniform on 0..10, c2 c3 ~ U(-1, 1).
+    pub fn draw(n: usize, noise: usize, scale: f64, rng: &mut Rng) -> Result<Codes> {
+        let z = uniform_symmetric(&[n, noise], rng)?.mul_scalar(scale)?;
         let c1 = (0..n)
             .map(|_| rng.below(CATEGORIES as u64) as usize)
             .collect();
@@ -276,6 +279,7 @@ impl Infogan {
         for (name, v) in [
             ("lambda", config.lambda),
             ("lambda_continuous", config.lambda_continuous),
+            ("noise_scale", config.noise_scale),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(Error::invalid(
@@ -365,7 +369,7 @@ impl Infogan {
     fn step(&mut self, x: &Tensor, rng: &mut Rng) -> Result<Losses> {
         let n = x.shape().first().copied().unwrap_or(0);
         let lambda = self.config.lambda;
-        let codes = Codes::draw(n, self.config.noise, rng)?;
+        let codes = Codes::draw(n, self.config.noise, self.config.noise_scale, rng)?;
         let fake = self.generator.forward(&codes.input()?)?;
         let (d_loss, info, real_logits, fake_logits) =
             self.discriminator_objective(x, &fake, &codes)?;
@@ -418,7 +422,7 @@ impl Infogan {
     pub fn c1_sample_error(&mut self, ctx: &mut EvalContext) -> Result<f64> {
         let per_value = 50;
         let n = CATEGORIES * per_value;
-        let mut codes = Codes::draw(n, self.config.noise, &mut ctx.rng)?;
+        let mut codes = Codes::draw(n, self.config.noise, self.config.noise_scale, &mut ctx.rng)?;
         codes.c1 = (0..n).map(|i| i % CATEGORIES).collect();
         self.generator.set_training(false);
         let x = no_grad(|| self.generator.forward(&codes.input()?))?;
@@ -433,7 +437,9 @@ impl Infogan {
         let cols = 8;
         let n = CATEGORIES * cols;
         // one z for the whole grid: rows differ in c1 only, columns in code k only
-        let z_one: Vec<f32> = uniform_symmetric(&[1, self.config.noise], rng)?.to_vec_f32();
+        let z_one: Vec<f32> = uniform_symmetric(&[1, self.config.noise], rng)?
+            .mul_scalar(self.config.noise_scale)?
+            .to_vec_f32();
         let (mut z, mut c1, mut cont) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..CATEGORIES {
             for c in 0..cols {
@@ -537,7 +543,7 @@ impl GenerativeModel for Infogan {
         self.step(&x, rng)
     }
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        let codes = Codes::draw(n, self.config.noise, rng)?;
+        let codes = Codes::draw(n, self.config.noise, self.config.noise_scale, rng)?;
         to_unit(&self.generator.forward(&codes.input()?)?)
     }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
@@ -600,6 +606,24 @@ mod tests {
         assert!((matching_error(&merged, &labels) - 0.1).abs() < 1e-12);
     }
 
+    #[test]
+    fn the_noise_scale_narrows_z_and_nothing_else() {
+        let wide = Codes::draw(50, 62, 1.0, &mut Rng::new(4)).unwrap();
+        let narrow = Codes::draw(50, 62, 0.1, &mut Rng::new(4)).unwrap();
+        let (zw, zn) = (wide.z.to_vec_f64(), narrow.z.to_vec_f64());
+        assert!(zw.iter().any(|v| v.abs() > 0.5));
+        for (w, n) in zw.iter().zip(&zn) {
+            assert!((n - 0.1 * w).abs() < 1e-6, "{n} against 0.1 x {w}");
+        }
+        assert_eq!(wide.c1, narrow.c1);
+        assert_eq!(wide.continuous.to_vec_f64(), narrow.continuous.to_vec_f64());
+        let bad = InfoganConfig {
+            noise_scale: -1.0,
+            ..InfoganConfig::default()
+        };
+        assert!(Infogan::new(bad, &mut Rng::new(0)).is_err());
+    }
+
     /// -log Q(c | G(z, c)) of fixed codes, no step taken.
     fn information_of(gan: &mut Infogan, codes: &Codes) -> f64 {
         no_grad(|| {
@@ -617,7 +641,7 @@ mod tests {
         let x = x.tensor(Pixels::Symmetric, &mut Rng::new(0)).unwrap();
         let mut rng = Rng::new(3);
         let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
-        let codes = Codes::draw(8, gan.config.noise, &mut rng).unwrap();
+        let codes = Codes::draw(8, gan.config.noise, gan.config.noise_scale, &mut rng).unwrap();
         let fake = gan.generator.forward(&codes.input().unwrap()).unwrap();
         let (_, info, _, _) = gan.discriminator_objective(&x, &fake, &codes).unwrap();
         info.backward().unwrap();
@@ -639,7 +663,13 @@ mod tests {
         let batch = m.train.batch(&(0..32).collect::<Vec<_>>());
         let mut rng = Rng::new(8);
         let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
-        let held_out = Codes::draw(64, gan.config.noise, &mut Rng::new(9)).unwrap();
+        let held_out = Codes::draw(
+            64,
+            gan.config.noise,
+            gan.config.noise_scale,
+            &mut Rng::new(9),
+        )
+        .unwrap();
         let before = information_of(&mut gan, &held_out);
         for _ in 0..30 {
             gan.train_step(&batch, &mut rng).unwrap();
