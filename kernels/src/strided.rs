@@ -62,6 +62,9 @@ impl<'a, T: Float> View<'a, T> {
         if let Some(s) = self.as_contiguous() {
             return s.to_vec();
         }
+        if let Some(copy) = self.repeat_last() {
+            return copy;
+        }
         let copy_rows = |v: &[View<T>], out: &mut RowWriter<T>| {
             let v = v[0];
             for_each_row(v.shape, &[v.strides], &[v.offset], |offs, len, inner| {
@@ -79,6 +82,45 @@ impl<'a, T: Float> View<'a, T> {
             });
         };
         split_outer(self.numel(), &[*self], copy_rows)
+    }
+}
+
+impl<T: Float> View<'_, T> {
+    /// The copy of a view whose last axis repeats one element (stride 0, as a broadcast of
+    /// [.., w, 1] to [.., w, f] leaves it; nearest upsampling and the gradient of a block sum
+    /// are such views): rows of the axis before it, each element written f times, rather than
+    /// rows of f elements each.
+    fn repeat_last(&self) -> Option<Vec<T>> {
+        let rank = self.shape.len();
+        if rank < 2 || self.strides[rank - 1] != 0 || self.shape[rank - 1] <= 1 {
+            return None;
+        }
+        let repeat = self.shape[rank - 1];
+        let outer = View {
+            data: self.data,
+            shape: &self.shape[..rank - 1],
+            strides: &self.strides[..rank - 1],
+            offset: self.offset,
+        };
+        let copy_rows = |v: &[View<T>], out: &mut RowWriter<T>| {
+            let v = v[0];
+            for_each_row(v.shape, &[v.strides], &[v.offset], |offs, len, inner| {
+                let (o, s) = (offs[0], inner[0]);
+                let row = out.next_row(len * repeat);
+                for (i, block) in row.chunks_exact_mut(repeat).enumerate() {
+                    let x = v.data[o + i * s];
+                    for d in block {
+                        d.write(x);
+                    }
+                }
+            });
+        };
+        Some(split_outer_repeated(
+            outer.numel(),
+            repeat,
+            &[outer],
+            copy_rows,
+        ))
     }
 }
 
@@ -130,11 +172,28 @@ impl<T: Copy> RowWriter<'_, T> {
     }
 }
 
+/// Output elements a task of [`split_outer`] takes at least (as whole slabs).
+const TASK_ELEMENTS: usize = 16_384;
+
 /// Runs `kernel` over strided views that share one shape, writing the row-major output. The
 /// views' axes are first merged where their layouts allow ([`coalesce`]). Large outputs are
-/// split along the first axis, one slab per task, so broadcasting and strided ops use every
+/// split along the first axis, a run of slabs per task, so broadcasting and strided ops use every
 /// core too. Each task writes its slab of the output in place.
 pub fn split_outer<T: Float, K>(n: usize, views: &[View<T>], kernel: K) -> Vec<T>
+where
+    K: Fn(&[View<T>], &mut RowWriter<T>) + Sync,
+{
+    split_outer_repeated(n, 1, views, kernel)
+}
+
+/// [`split_outer`] for a kernel that writes `repeat` outputs per element of the views: the
+/// output holds n · repeat elements.
+fn split_outer_repeated<T: Float, K>(
+    n: usize,
+    repeat: usize,
+    views: &[View<T>],
+    kernel: K,
+) -> Vec<T>
 where
     K: Fn(&[View<T>], &mut RowWriter<T>) + Sync,
 {
@@ -150,10 +209,12 @@ where
             offset: v.offset,
         })
         .collect();
-    let mut out = Vec::with_capacity(n);
-    let dst = &mut out.spare_capacity_mut()[..n];
-    let parallel = crate::cpu::parallel::worth_splitting(n, crate::cpu::parallel::cost::ELEMENT_NS)
-        && shape.len() >= 2;
+    let total = n * repeat;
+    let mut out = Vec::with_capacity(total);
+    let dst = &mut out.spare_capacity_mut()[..total];
+    let parallel =
+        crate::cpu::parallel::worth_splitting(total, crate::cpu::parallel::cost::ELEMENT_NS)
+            && shape.len() >= 2;
     if !parallel {
         let mut writer = RowWriter {
             buf: dst,
@@ -161,34 +222,42 @@ where
         };
         kernel(&merged_views, &mut writer);
         assert_eq!(
-            writer.written, n,
+            writer.written, total,
             "split_outer: the kernel left elements unwritten"
         );
     } else {
-        let slab = n / shape[0];
-        dst.par_chunks_mut(slab).enumerate().for_each(|(i, chunk)| {
-            let sub: Vec<View<T>> = merged_views
-                .iter()
-                .map(|v| View {
-                    data: v.data,
-                    shape: &v.shape[1..],
-                    strides: &v.strides[1..],
-                    offset: v.offset + i * v.strides[0],
-                })
-                .collect();
-            let mut writer = RowWriter {
-                buf: chunk,
-                written: 0,
-            };
-            kernel(&sub, &mut writer);
-            assert_eq!(
-                writer.written, slab,
-                "split_outer: the kernel left elements unwritten"
-            );
-        });
+        // a task takes a run of first-axis slabs, enough to outweigh its own cost: merged
+        // layouts can leave a long first axis of short slabs (rows of a few elements)
+        let slab = (total / shape[0]).max(1);
+        let per_task = TASK_ELEMENTS.div_ceil(slab).max(1);
+        dst.par_chunks_mut(slab * per_task)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let mut sub_shape = shape.clone();
+                sub_shape[0] = chunk.len() / slab;
+                let sub: Vec<View<T>> = merged_views
+                    .iter()
+                    .map(|v| View {
+                        data: v.data,
+                        shape: &sub_shape,
+                        strides: v.strides,
+                        offset: v.offset + t * per_task * v.strides[0],
+                    })
+                    .collect();
+                let mut writer = RowWriter {
+                    buf: chunk,
+                    written: 0,
+                };
+                kernel(&sub, &mut writer);
+                assert_eq!(
+                    writer.written,
+                    chunk.len(),
+                    "split_outer: the kernel left elements unwritten"
+                );
+            });
     }
-    // SAFETY: every task wrote its whole slab (asserted above), so all n elements are written
-    unsafe { out.set_len(n) };
+    // SAFETY: every task wrote its whole slab (asserted above), so all elements are written
+    unsafe { out.set_len(total) };
     out
 }
 
@@ -265,6 +334,52 @@ mod tests {
         assert_eq!(strides, vec![vec![1, 3], vec![2, 1]]);
         // a view with nothing to merge, and a scalar
         assert_eq!(coalesce(&[], &[&[]]), (vec![], vec![vec![]]));
+    }
+
+    /// The view's elements read one index at a time: what every copy must give.
+    fn walked<T: Float>(v: &View<T>) -> Vec<T> {
+        let mut out = Vec::with_capacity(v.numel());
+        let mut idx = vec![0usize; v.shape.len()];
+        for _ in 0..v.numel() {
+            let at: usize = idx.iter().zip(v.strides).map(|(i, s)| i * s).sum();
+            out.push(v.data[v.offset + at]);
+            for a in (0..idx.len()).rev() {
+                idx[a] += 1;
+                if idx[a] < v.shape[a] {
+                    break;
+                }
+                idx[a] = 0;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn views_that_repeat_their_last_axis_or_have_short_rows_copy_as_walked() {
+        let data: Vec<f32> = (0..40_000).map(|i| i as f32).collect();
+        // blocks of nearest upsampling (x [.., 7, 1, 7, 1] broadcast to [.., 7, 2, 7, 2]), large
+        // enough to be split across tasks, and small; a last axis repeated by 3 after a
+        // transposed one; rows of two elements (a transposed pair) in many slabs
+        let cases: [(&[usize], &[usize], usize); 5] = [
+            (&[64, 8, 7, 2, 7, 2], &[392, 49, 7, 0, 1, 0], 0),
+            (&[2, 3, 2, 3, 2], &[9, 3, 0, 1, 0], 5),
+            (&[5, 4, 3], &[1, 5, 0], 2),
+            (&[9000, 2, 2], &[4, 1, 2], 3),
+            (&[3, 1, 4], &[4, 7, 0], 0),
+        ];
+        for (shape, strides, offset) in cases {
+            let v = View {
+                data: &data,
+                shape,
+                strides,
+                offset,
+            };
+            assert_eq!(
+                v.to_vec(),
+                walked(&v),
+                "shape {shape:?} strides {strides:?}"
+            );
+        }
     }
 
     #[test]

@@ -243,6 +243,23 @@ proptest! {
     }
 
     #[test]
+    fn tiling_windows_and_nearest_upsampling_second_order((kh, kw, x) in (1..=3usize, 1..=3usize).prop_flat_map(|(kh, kw)| {
+        let tiled = image(1..=3, 1..=3).prop_map(move |mut s| {
+            let r = s.len();
+            s[r - 2] *= kh;
+            s[r - 1] *= kw;
+            s
+        });
+        (Just(kh), Just(kw), input(tiled, -1.5, 1.5))
+    }), t in any::<bool>()) {
+        // stride = kernel and no padding: average pooling as a sum over blocks, whose backward
+        // is the broadcast nearest upsampling is built from
+        prop_assert_eq!(check(&x, t, |v| v.avg_pool2d((kh, kw), (kh, kw), (0, 0), true)), Ok(()));
+        prop_assert_eq!(check_second(&x, t, |v| v.avg_pool2d((kh, kw), (kh, kw), (0, 0), false)), Ok(()));
+        prop_assert_eq!(check_second(&x, t, |v| v.upsample_nearest2d(kw)), Ok(()));
+    }
+
+    #[test]
     fn upsample_and_pad_second_order(x in input(image(2..=4, 2..=4), -1.5, 1.5), factor in 1..=3usize, align in any::<bool>(), t in any::<bool>()) {
         prop_assert_eq!(check_second(&x, t, |v| v.upsample_bilinear2d(factor, align)), Ok(()));
         prop_assert_eq!(check_second(&x, t, |v| v.pad2d_reflect((1, 0, 0, 1))?.pad2d((0, 1, 1, 0))), Ok(()));

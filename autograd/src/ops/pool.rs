@@ -6,7 +6,8 @@
 //! - max pooling: a kernel finds each window's argmax, then the output is a `gather` of the
 //!   flattened spatial axis at those indices (backward: `scatter_add`, whose backward is `gather`);
 //! - average pooling is linear and separable: y = P_h · x · P_wᵀ with one small averaging matrix
-//!   per axis, two matmuls (backward: the transposed matmuls).
+//!   per axis, two matmuls (backward: the transposed matmuls); windows that tile the input
+//!   (stride = kernel, no padding) are a reshape and a sum over each block (backward: expand).
 //!
 //! Also here: the spatial-shape helpers shared with padding and upsampling.
 
@@ -60,6 +61,24 @@ pub(crate) fn separable(
     let a_wt = constant(cols_t, &[w, wo], x)?;
     let a_h = constant(rows, &[ho, h], x)?;
     a_h.matmul(&x.matmul(&a_wt)?)
+}
+
+/// Whether the windows of `a` tile its axis: side by side, unpadded, covering every position.
+fn tiles(a: &WindowAxis) -> bool {
+    a.stride == a.kernel && a.pad == 0 && a.dilation == 1 && a.out * a.kernel == a.size
+}
+
+/// The mean of each window of windows that tile both axes ([`tiles`]): x viewed as
+/// [.., ho, kh, wo, kw] and summed over kh and kw, one reduction (its backward an expand)
+/// where the separable form takes two matmuls whose inner sizes are a few pixels.
+fn block_mean(x: &Tensor, rows: &WindowAxis, cols: &WindowAxis) -> Result<Tensor> {
+    let lead = &x.shape()[..x.rank() - 2];
+    let mut blocks = lead.to_vec();
+    blocks.extend([rows.out, rows.kernel, cols.out, cols.kernel]);
+    let r = lead.len() as isize;
+    x.reshape(&blocks)?
+        .sum(&[r + 1, r + 3], false)?
+        .mul_scalar(1.0 / (rows.kernel * cols.kernel) as f64)
 }
 
 /// `data` as a constant of `like`'s dtype on its device (not the default device: an op follows
@@ -187,6 +206,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "avg_pool2d";
         let (_, rows, cols) = windows(OP, self, kernel, stride, padding, (1, 1))?;
+        if tiles(&rows) && tiles(&cols) {
+            return block_mean(self, &rows, &cols);
+        }
         // The window is a rectangle, so is its intersection with the input, and the divisor
         // factors into a row count times a column count: the map is separable.
         let matrix = |a: &WindowAxis| {
@@ -237,6 +259,39 @@ mod tests {
         assert_eq!(with.to_vec_f64(), vec![0.25, 0.5, 0.5, 1.0]);
         let without = x.avg_pool2d((2, 2), (2, 2), (1, 1), false).unwrap();
         assert_eq!(without.to_vec_f64(), vec![1.0; 4]);
+    }
+
+    #[test]
+    fn tiling_windows_average_as_the_separable_form_does() {
+        let mut rng = crate::rng::Rng::new(5);
+        for (kh, kw) in [(2, 2), (1, 3), (3, 2)] {
+            let shape = [2, 3, 2 * kh, 3 * kw];
+            let n: usize = shape.iter().product();
+            let x = Tensor::from_vec((0..n).map(|_| rng.normal()).collect(), &shape).unwrap();
+            let y = x.avg_pool2d((kh, kw), (kh, kw), (0, 0), true).unwrap();
+            let (_, rows, cols) = windows("test", &x, (kh, kw), (kh, kw), (0, 0), (1, 1)).unwrap();
+            assert!(tiles(&rows) && tiles(&cols));
+            let mean = |a: &WindowAxis| {
+                let mut m = vec![0.0; a.out * a.size];
+                for o in 0..a.out {
+                    for i in a.taps(o) {
+                        m[o * a.size + i] = 1.0 / a.kernel as f64;
+                    }
+                }
+                m
+            };
+            let want = separable(&x, mean(&rows), rows.out, mean(&cols), cols.out).unwrap();
+            assert_eq!(y.shape(), want.shape());
+            for (a, b) in y.to_vec_f64().iter().zip(want.to_vec_f64()) {
+                assert!((a - b).abs() < 1e-15, "{kh}x{kw}: {a} against {b}");
+            }
+        }
+        // a window that does not tile (a last row left over, or padding) takes the general form
+        let x = ramp(&[1, 1, 5, 4]);
+        let (_, rows, cols) = windows("test", &x, (2, 2), (2, 2), (0, 0), (1, 1)).unwrap();
+        assert!(!tiles(&rows) && tiles(&cols));
+        let y = x.avg_pool2d((2, 2), (2, 2), (0, 0), true).unwrap();
+        assert_eq!(y.to_vec_f64(), vec![2.5, 4.5, 10.5, 12.5]);
     }
 
     #[test]

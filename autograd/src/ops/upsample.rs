@@ -1,8 +1,8 @@
 //! Spatial upsampling of [N, C, H, W] (or [C, H, W]) tensors by an integer factor, with
 //! PyTorch's `F.interpolate(x, scale_factor=factor, mode=...)` conventions.
 //!
-//! Both are built from differentiable ops: nearest is an `index_select` per axis with repeated
-//! indices (backward: `index_add`, summing each block of copies); bilinear is linear and
+//! Both are built from differentiable ops: nearest is a broadcast of each pixel to a block,
+//! copied (backward: a sum over each block of copies); bilinear is linear and
 //! separable, y = A_h · x · A_wᵀ with one interpolation matrix per axis (two matmuls).
 
 use super::pool::{separable, spatial_dims};
@@ -61,10 +61,12 @@ impl Tensor {
         if factor == 1 {
             return Ok(self.clone());
         }
-        let repeat = |n: usize| (0..n * factor).map(|i| i / factor).collect::<Vec<_>>();
-        let r = self.rank() as isize;
-        self.index_select(r - 1, &repeat(w))?
-            .index_select(r - 2, &repeat(h))
+        // [.., h, 1, w, 1] broadcast to [.., h, f, w, f] and copied: each pixel a block
+        let lead = &self.shape()[..self.rank() - 2];
+        let with = |inner: [usize; 4]| [lead, &inner[..]].concat();
+        self.reshape(&with([h, 1, w, 1]))?
+            .expand(&with([h, factor, w, factor]))?
+            .reshape(&[lead, &[h * factor, w * factor][..]].concat())
     }
 
     /// Bilinear upsampling of the last two axes by an integer `factor`: PyTorch's

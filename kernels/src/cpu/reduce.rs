@@ -16,22 +16,35 @@ fn reduce<T: Float>(
     f: impl Fn(T, T) -> T + Sync + Copy,
 ) -> Vec<T> {
     let mut out = vec![init; outer * inner];
+    if inner == 1 {
+        // one output per contiguous row of r: rows go to tasks in runs, so that a short row (a
+        // pooling window, the gradient of an expanded axis) is not a task of its own
+        let run = outer.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let rows = |(c, part): (usize, &mut [T])| {
+            for (k, acc) in part.iter_mut().enumerate() {
+                let base = (c * run + k) * r;
+                *acc = fold_row(&x[base..base + r], init, f);
+            }
+        };
+        if worth_splitting(x.len(), cost::ELEMENT_NS) {
+            out.par_chunks_mut(run).enumerate().for_each(rows);
+        } else {
+            out.chunks_mut(run).enumerate().for_each(rows);
+        }
+        return out;
+    }
     let block = |(o, out_row): (usize, &mut [T])| {
         let base = o * r * inner;
-        if inner == 1 {
-            out_row[0] = fold_row(&x[base..base + r], init, f);
-        } else {
-            for j in 0..r {
-                let row = &x[base + j * inner..base + (j + 1) * inner];
-                for (acc, &v) in out_row.iter_mut().zip(row) {
-                    *acc = f(*acc, v);
-                }
+        for j in 0..r {
+            let row = &x[base + j * inner..base + (j + 1) * inner];
+            for (acc, &v) in out_row.iter_mut().zip(row) {
+                *acc = f(*acc, v);
             }
         }
     };
     if worth_splitting(x.len(), cost::ELEMENT_NS) && outer > 1 {
         out.par_chunks_mut(inner).enumerate().for_each(block);
-    } else if worth_splitting(x.len(), cost::ELEMENT_NS) && inner > 1 {
+    } else if worth_splitting(x.len(), cost::ELEMENT_NS) {
         // one outer block: split the inner axis across threads instead
         let chunk = inner.div_ceil(rayon::current_num_threads()).max(64);
         out.par_chunks_mut(chunk)
@@ -59,6 +72,10 @@ const LANES: usize = 32;
 /// `f` folded over one contiguous row, in `LANES` interleaved partial results combined at the
 /// end. The order depends only on the row's length, never on the thread count.
 fn fold_row<T: Float>(row: &[T], init: T, f: impl Fn(T, T) -> T + Copy) -> T {
+    if row.len() < LANES {
+        // no full chunk: the lanes would stay `init`, which changes nothing folded in
+        return row.iter().fold(init, |acc, &v| f(acc, v));
+    }
     vector::widest(
         #[inline(always)]
         || fold_row_lanes(row, init, f),
@@ -202,6 +219,26 @@ mod tests {
         assert_eq!(sum(&x, 1, 2, 3), vec![5.0, 7.0, 9.0]);
         assert_eq!(sum(&x, 2, 3, 1), vec![6.0, 15.0]);
         assert_eq!(max(&x, 1, 2, 3), vec![4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn short_rows_sum_and_max_as_their_definition() {
+        // pooling windows: many rows of 2 or 3 (split across tasks, and not), and rows at and
+        // around the lanes' width
+        for (outer, r) in [(40_000, 2), (5, 3), (700, 31), (700, 32), (3, 33), (4, 0)] {
+            let x: Vec<f64> = (0..outer * r)
+                .map(|i| ((i * 7919) % 1000) as f64 - 500.0)
+                .collect();
+            let sums = sum(&x, outer, r, 1);
+            let maxima = max(&x, outer, r, 1);
+            for o in 0..outer {
+                let row = &x[o * r..(o + 1) * r];
+                let want: f64 = row.iter().sum();
+                assert!((sums[o] - want).abs() < 1e-9, "({outer}, {r}) row {o}");
+                let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                assert_eq!(maxima[o], top, "({outer}, {r}) row {o}");
+            }
+        }
     }
 
     #[test]
