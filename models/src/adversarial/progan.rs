@@ -107,6 +107,11 @@ pub struct ProganConfig {
     pub group: usize,
     /// The gradient penalty's weight (lambda).
     pub penalty: f64,
+    /// The penalty is computed on every `penalty_every`-th critic step only, weighted
+    /// `penalty_every` times as much there (StyleGAN2's lazy regularisation, Karras et al.
+    /// 2020: the same penalty in expectation at a fraction of the double backwards). 1: every
+    /// step, as the paper.
+    pub penalty_every: u64,
     /// The drift term's weight (epsilon_drift).
     pub drift: f64,
     /// Decay of the generator's moving average.
@@ -124,6 +129,7 @@ impl Default for ProganConfig {
             stage_steps: STAGE_EPOCHS.map(|e| e * EPOCH_STEPS),
             group: 4,
             penalty: 10.0,
+            penalty_every: 1,
             drift: 1e-3,
             ema_decay: 0.999,
         }
@@ -604,6 +610,9 @@ impl Progan {
                 config.penalty, config.drift
             ));
         }
+        if config.penalty_every == 0 {
+            return invalid("penalty_every must be 1 or more".into());
+        }
         if !(0.0..1.0).contains(&config.ema_decay) {
             return invalid(format!(
                 "ema_decay must be in [0, 1), got {}",
@@ -664,12 +673,17 @@ impl Progan {
         let c_fake = d.forward(&fake, phase)?;
         let wasserstein = c_real.mean_all()?.sub(&c_fake.mean_all()?)?;
         let e = Tensor::rand(&[n, 1, 1, 1], DType::F32, rng);
-        let gp = gradient_penalty(&mut |v| d.forward(v, phase), &real, &fake, &e)?;
         let drift = c_real.square()?.mean_all()?;
-        let critic_loss = wasserstein
-            .neg()?
-            .add(&gp.mul_scalar(self.config.penalty)?)?
-            .add(&drift.mul_scalar(self.config.drift)?)?;
+        let mut critic_loss = wasserstein.neg()?;
+        let every = self.config.penalty_every;
+        let gp = if self.step_count()? % every == 0 {
+            let gp = gradient_penalty(&mut |v| d.forward(v, phase), &real, &fake, &e)?;
+            critic_loss = critic_loss.add(&gp.mul_scalar(self.config.penalty * every as f64)?)?;
+            Some(gp)
+        } else {
+            None
+        };
+        let critic_loss = critic_loss.add(&drift.mul_scalar(self.config.drift)?)?;
         self.opt_d.minimize(&critic_loss)?;
 
         let z = noise(n, self.config.latent, rng);
@@ -682,13 +696,16 @@ impl Progan {
         self.steps = Tensor::scalar(steps as f64, DType::F64);
         update_weight_average(&self.average, &self.generator, self.config.ema_decay, steps)?;
         self.take_grid(steps)?;
-        Ok(vec![
+        let mut losses = vec![
             ("critic_loss".into(), critic_loss.item()?),
             ("wasserstein".into(), wasserstein.item()?),
-            ("penalty".into(), gp.item()?),
             ("drift".into(), drift.item()?),
             ("g_loss".into(), g_loss.item()?),
-        ])
+        ];
+        if let Some(gp) = gp {
+            losses.insert(2, ("penalty".into(), gp.item()?));
+        }
+        Ok(losses)
     }
 
     /// At a stage's grid step, the average's samples into its slot of `grids`.
@@ -1024,5 +1041,44 @@ mod tests {
             .weights()
             .iter()
             .any(|(n, _)| n == "generator_average.fc.weight"));
+    }
+
+    #[test]
+    fn a_lazy_penalty_is_taken_every_kth_step_at_k_times_the_weight() {
+        let m = crate::program::data::embedded().unwrap();
+        let batch = m.train.batch(&(0..8).collect::<Vec<_>>());
+        let run = |every: u64| {
+            let mut rng = Rng::new(8);
+            let cfg = ProganConfig {
+                channels: SMALL,
+                latent: 8,
+                penalty_every: every,
+                ..ProganConfig::default()
+            };
+            let mut p = Progan::new(cfg, &mut rng).unwrap();
+            (0..5)
+                .map(|_| p.train_step(&batch, &mut rng).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let value = |l: &Losses, key: &str| l.iter().find(|(k, _)| k == key).map(|&(_, v)| v);
+        let (eager, lazy) = (run(1), run(3));
+        let taken: Vec<bool> = lazy.iter().map(|l| value(l, "penalty").is_some()).collect();
+        assert_eq!(taken, [true, false, false, true, false]);
+        assert!(eager.iter().all(|l| value(l, "penalty").is_some()));
+        // the first step is the same draw in both: the lazy critic loss holds 3 x lambda x gp
+        let (e, l) = (&eager[0], &lazy[0]);
+        let gp = value(e, "penalty").unwrap();
+        assert_eq!(value(l, "penalty"), Some(gp));
+        let extra = value(l, "critic_loss").unwrap() - value(e, "critic_loss").unwrap();
+        assert!(
+            (extra - 20.0 * gp).abs() < 1e-4 * (1.0 + gp),
+            "{extra} against {}",
+            20.0 * gp
+        );
+        let bad = ProganConfig {
+            penalty_every: 0,
+            ..ProganConfig::default()
+        };
+        assert!(Progan::new(bad, &mut Rng::new(0)).is_err());
     }
 }
