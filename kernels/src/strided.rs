@@ -83,9 +83,7 @@ impl<'a, T: Float> View<'a, T> {
         };
         split_outer(self.numel(), &[*self], copy_rows)
     }
-}
 
-impl<T: Float> View<'_, T> {
     /// The copy of a view whose last axis repeats one element (stride 0, as a broadcast of
     /// [.., w, 1] to [.., w, f] leaves it; nearest upsampling and the gradient of a block sum
     /// are such views): rows of the axis before it, each element written f times, rather than

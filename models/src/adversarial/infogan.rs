@@ -90,6 +90,13 @@ pub struct InfoganConfig {
     pub lambda_continuous: f64,
 }
 
+impl InfoganConfig {
+    /// n draws of z ~ U(-noise_scale, noise_scale), [n, noise].
+    fn z(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+        uniform_symmetric(&[n, self.noise], rng)?.mul_scalar(self.noise_scale)
+    }
+}
+
 impl Default for InfoganConfig {
     fn default() -> Self {
         InfoganConfig {
@@ -145,9 +152,9 @@ pub struct Codes {
 }
 
 impl Codes {
-    /// z ~ U(-scale, scale), c1 uniform on 0..10, c2 c3 ~ U(-1, 1).
-    pub fn draw(n: usize, noise: usize, scale: f64, rng: &mut Rng) -> Result<Codes> {
-        let z = uniform_symmetric(&[n, noise], rng)?.mul_scalar(scale)?;
+    /// z as `config` draws it ([`InfoganConfig::z`]), c1 uniform on 0..10, c2 c3 ~ U(-1, 1).
+    pub fn draw(n: usize, config: &InfoganConfig, rng: &mut Rng) -> Result<Codes> {
+        let z = config.z(n, rng)?;
         let c1 = (0..n)
             .map(|_| rng.below(CATEGORIES as u64) as usize)
             .collect();
@@ -369,7 +376,7 @@ impl Infogan {
     fn step(&mut self, x: &Tensor, rng: &mut Rng) -> Result<Losses> {
         let n = x.shape().first().copied().unwrap_or(0);
         let lambda = self.config.lambda;
-        let codes = Codes::draw(n, self.config.noise, self.config.noise_scale, rng)?;
+        let codes = Codes::draw(n, &self.config, rng)?;
         let fake = self.generator.forward(&codes.input()?)?;
         let (d_loss, info, real_logits, fake_logits) =
             self.discriminator_objective(x, &fake, &codes)?;
@@ -422,7 +429,7 @@ impl Infogan {
     pub fn c1_sample_error(&mut self, ctx: &mut EvalContext) -> Result<f64> {
         let per_value = 50;
         let n = CATEGORIES * per_value;
-        let mut codes = Codes::draw(n, self.config.noise, self.config.noise_scale, &mut ctx.rng)?;
+        let mut codes = Codes::draw(n, &self.config, &mut ctx.rng)?;
         codes.c1 = (0..n).map(|i| i % CATEGORIES).collect();
         self.generator.set_training(false);
         let x = no_grad(|| self.generator.forward(&codes.input()?))?;
@@ -437,9 +444,7 @@ impl Infogan {
         let cols = 8;
         let n = CATEGORIES * cols;
         // one z for the whole grid: rows differ in c1 only, columns in code k only
-        let z_one: Vec<f32> = uniform_symmetric(&[1, self.config.noise], rng)?
-            .mul_scalar(self.config.noise_scale)?
-            .to_vec_f32();
+        let z_one: Vec<f32> = self.config.z(1, rng)?.to_vec_f32();
         let (mut z, mut c1, mut cont) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..CATEGORIES {
             for c in 0..cols {
@@ -543,7 +548,7 @@ impl GenerativeModel for Infogan {
         self.step(&x, rng)
     }
     fn sample(&mut self, n: usize, rng: &mut Rng) -> Result<Tensor> {
-        let codes = Codes::draw(n, self.config.noise, self.config.noise_scale, rng)?;
+        let codes = Codes::draw(n, &self.config, rng)?;
         to_unit(&self.generator.forward(&codes.input()?)?)
     }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
@@ -608,8 +613,12 @@ mod tests {
 
     #[test]
     fn the_noise_scale_narrows_z_and_nothing_else() {
-        let wide = Codes::draw(50, 62, 1.0, &mut Rng::new(4)).unwrap();
-        let narrow = Codes::draw(50, 62, 0.1, &mut Rng::new(4)).unwrap();
+        let scaled = |noise_scale| InfoganConfig {
+            noise_scale,
+            ..InfoganConfig::default()
+        };
+        let wide = Codes::draw(50, &scaled(1.0), &mut Rng::new(4)).unwrap();
+        let narrow = Codes::draw(50, &scaled(0.1), &mut Rng::new(4)).unwrap();
         let (zw, zn) = (wide.z.to_vec_f64(), narrow.z.to_vec_f64());
         assert!(zw.iter().any(|v| v.abs() > 0.5));
         for (w, n) in zw.iter().zip(&zn) {
@@ -617,11 +626,7 @@ mod tests {
         }
         assert_eq!(wide.c1, narrow.c1);
         assert_eq!(wide.continuous.to_vec_f64(), narrow.continuous.to_vec_f64());
-        let bad = InfoganConfig {
-            noise_scale: -1.0,
-            ..InfoganConfig::default()
-        };
-        assert!(Infogan::new(bad, &mut Rng::new(0)).is_err());
+        assert!(Infogan::new(scaled(-1.0), &mut Rng::new(0)).is_err());
     }
 
     /// -log Q(c | G(z, c)) of fixed codes, no step taken.
@@ -641,7 +646,7 @@ mod tests {
         let x = x.tensor(Pixels::Symmetric, &mut Rng::new(0)).unwrap();
         let mut rng = Rng::new(3);
         let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
-        let codes = Codes::draw(8, gan.config.noise, gan.config.noise_scale, &mut rng).unwrap();
+        let codes = Codes::draw(8, &gan.config, &mut rng).unwrap();
         let fake = gan.generator.forward(&codes.input().unwrap()).unwrap();
         let (_, info, _, _) = gan.discriminator_objective(&x, &fake, &codes).unwrap();
         info.backward().unwrap();
@@ -663,13 +668,7 @@ mod tests {
         let batch = m.train.batch(&(0..32).collect::<Vec<_>>());
         let mut rng = Rng::new(8);
         let mut gan = Infogan::new(InfoganConfig::default(), &mut rng).unwrap();
-        let held_out = Codes::draw(
-            64,
-            gan.config.noise,
-            gan.config.noise_scale,
-            &mut Rng::new(9),
-        )
-        .unwrap();
+        let held_out = Codes::draw(64, &gan.config, &mut Rng::new(9)).unwrap();
         let before = information_of(&mut gan, &held_out);
         for _ in 0..30 {
             gan.train_step(&batch, &mut rng).unwrap();
