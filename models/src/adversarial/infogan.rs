@@ -92,7 +92,7 @@ pub struct InfoganConfig {
 
 impl InfoganConfig {
     /// n draws of z ~ U(-noise_scale, noise_scale), [n, noise].
-    fn z(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
+    pub fn z(&self, n: usize, rng: &mut Rng) -> Result<Tensor> {
         uniform_symmetric(&[n, self.noise], rng)?.mul_scalar(self.noise_scale)
     }
 }
