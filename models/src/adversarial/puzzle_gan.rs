@@ -54,8 +54,9 @@ use crate::adversarial::{
     uniform_symmetric, GanConfig, Monitor, Network,
 };
 use crate::autoregressive::completion_indices;
+use crate::latent::Mlp;
 use crate::model::{Entry, Family, GenerativeModel, Losses};
-use crate::program::data::{Batch, Mnist, Pixels};
+use crate::program::data::{Batch, Mnist, Pixels, Split};
 use crate::program::eval::{EvalContext, Metric};
 use crate::program::{checkpoint, image, metrics};
 use autograd::nn::{self, BatchNorm2d, Conv2d, ConvTranspose2d, Linear, Module, Reduction};
@@ -111,6 +112,14 @@ pub struct PuzzleConfig {
     pub decay_epochs: u64,
     /// G is updated on every `g_every`-th batch (the paper's code: 2; here 1).
     pub g_every: u64,
+    /// Whether the mask generator reads the part encoder's 14 x 14 and 7 x 7 maps (the paper's
+    /// U-Net skips); without them it reads the summed part code alone.
+    pub part_skips: bool,
+    /// The width of the hidden layer of an MLP between the summed part code and the generators
+    /// (DeepSets' rho: without it, the code's first layer in each generator is linear, so each
+    /// patch adds its own term and the patches meet only in the ReLU after it); 0: none, as the
+    /// paper.
+    pub mixer: usize,
     /// BatchNorm's eps and momentum (PyTorch's meaning).
     pub bn_eps: f64,
     pub bn_momentum: f64,
@@ -127,6 +136,8 @@ impl Default for PuzzleConfig {
             weight_end: 3.0,
             decay_epochs: ENTRY.default_epochs as u64,
             g_every: 1,
+            part_skips: true,
+            mixer: 0,
             bn_eps: 1e-5,
             bn_momentum: 0.1,
         }
@@ -226,6 +237,12 @@ pub fn pick_boxes(img: &[u8], rng: &mut Rng) -> [PatchBox; PATCHES] {
         });
     }
     std::array::from_fn(|k| chosen[k])
+}
+
+/// The boxes of test digit `index` (`img`) wherever the test digits are completed (evaluation,
+/// pictures, samples): the same digit, the same boxes.
+pub fn test_boxes(img: &[u8], index: usize) -> [PatchBox; PATCHES] {
+    pick_boxes(img, &mut Rng::new(TEST_BOXES ^ index as u64))
 }
 
 /// The box of `img` (grey levels) resized to 28 x 28 by bilinear interpolation (pixel centres
@@ -428,16 +445,24 @@ impl Decoder {
     fn forward(
         &mut self,
         code: &Tensor,
-        skip7: &Tensor,
-        skip14: &Tensor,
+        skip7: Option<&Tensor>,
+        skip14: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let n = batch_of(code);
         let h7 = self.fc.forward(code)?.reshape(&[n, C7, 7, 7])?;
-        let h7 = Tensor::concat(&[self.bn0.forward(&h7)?.relu()?, skip7.clone()], 1)?;
+        let h7 = joined(self.bn0.forward(&h7)?.relu()?, skip7)?;
         let h14 = self.bn1.forward(&self.deconv1.forward(&h7)?)?.relu()?;
-        let h14 = Tensor::concat(&[h14, skip14.clone()], 1)?;
+        let h14 = joined(h14, skip14)?;
         let plane = self.deconv2.forward(&h14)?;
         Ok((h7, h14, plane))
+    }
+}
+
+/// `h` with `skip`'s channels after its own, or `h` alone.
+fn joined(h: Tensor, skip: Option<&Tensor>) -> Result<Tensor> {
+    match skip {
+        Some(skip) => Tensor::concat(&[h, skip.clone()], 1),
+        None => Ok(h),
     }
 }
 
@@ -471,41 +496,75 @@ pub struct PuzzleGenerator {
     encoder: PartEncoder,
     mask: Decoder,
     image: Decoder,
+    /// Whether the mask generator reads the part encoder's maps (the paper's U-Net skips).
+    part_skips: bool,
+    /// The MLP on the summed part code, if any (`PuzzleConfig::mixer`).
+    mixer: Option<Mlp>,
 }
 
 impl PuzzleGenerator {
-    fn new(noise: usize, norm: NormOptions, rng: &mut Rng) -> Result<PuzzleGenerator> {
-        let g = PuzzleGenerator {
+    fn new(
+        noise: usize,
+        part_skips: bool,
+        mixer: usize,
+        norm: NormOptions,
+        rng: &mut Rng,
+    ) -> Result<PuzzleGenerator> {
+        let part_skips = usize::from(part_skips);
+        let mut g = PuzzleGenerator {
             encoder: PartEncoder::new(norm, rng)?,
-            mask: Decoder::new(CODE, C7, C14, norm, rng)?,
+            mask: Decoder::new(CODE, part_skips * C7, part_skips * C14, norm, rng)?,
             // the image generator's skips are the mask generator's joined maps
-            image: Decoder::new(CODE + noise, 2 * C7, 2 * C14, norm, rng)?,
+            image: Decoder::new(
+                CODE + noise,
+                (1 + part_skips) * C7,
+                (1 + part_skips) * C14,
+                norm,
+                rng,
+            )?,
+            part_skips: part_skips == 1,
+            mixer: None,
         };
         dcgan_init(&g, rng)?;
+        // made last, so that without it every other weight is drawn as before
+        if mixer > 0 {
+            g.mixer = Some(Mlp::leaky(&[CODE, mixer, CODE], SLOPE, rng)?);
+        }
         Ok(g)
     }
 
     /// Patches [PATCHES * n, 1, 28, 28] and noise z [n, noise] -> (the digit in [-1, 1], the
     /// mask in [0, 1]), each [n, 1, 28, 28].
     pub fn forward(&mut self, patches: &Tensor, z: &Tensor) -> Result<(Tensor, Tensor)> {
-        let e = self.encoder.forward(patches)?;
-        let (m7, m14, m) = self.mask.forward(&e.e1, &e.e7, &e.e14)?;
+        let mut e = self.encoder.forward(patches)?;
+        if let Some(mixer) = &self.mixer {
+            e.e1 = mixer.forward(&e.e1)?.leaky_relu(SLOPE)?;
+        }
+        let (m7, m14, m) = if self.part_skips {
+            self.mask.forward(&e.e1, Some(&e.e7), Some(&e.e14))?
+        } else {
+            self.mask.forward(&e.e1, None, None)?
+        };
         let code = Tensor::concat(&[e.e1, z.clone()], 1)?;
-        let (_, _, x) = self.image.forward(&code, &m7, &m14)?;
+        let (_, _, x) = self.image.forward(&code, Some(&m7), Some(&m14))?;
         Ok((x.tanh()?, m.sigmoid()?))
     }
 }
 
 impl Module for PuzzleGenerator {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        nn::children(
+        let mut params = nn::children(
             &[
                 ("encoder", &self.encoder as &dyn Module),
                 ("mask", &self.mask),
                 ("image", &self.image),
             ],
             |m| m.named_parameters(),
-        )
+        );
+        if let Some(mixer) = &self.mixer {
+            params.extend(nn::prefixed("mixer", mixer.named_parameters()));
+        }
+        params
     }
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         nn::children(
@@ -575,7 +634,13 @@ impl PuzzleGan {
     pub fn new(config: PuzzleConfig, rng: &mut Rng) -> Result<PuzzleGan> {
         config.check()?;
         let gan = config.gan();
-        let generator = PuzzleGenerator::new(config.noise, gan.norm(), rng)?;
+        let generator = PuzzleGenerator::new(
+            config.noise,
+            config.part_skips,
+            config.mixer,
+            gan.norm(),
+            rng,
+        )?;
         let discriminator = ConvDiscriminator::new(Some(gan.norm()), rng)?;
         let (opt_g, opt_d) = player_adams(&gan, &generator, &discriminator)?;
         let weight = config.l1_weight(0);
@@ -628,7 +693,7 @@ impl PuzzleGan {
     }
 
     /// G's completions of test digits `first..first + n` (wrapping), each with its three boxes
-    /// from [`TEST_BOXES`] and its index (the same digit, the same boxes), noise from `rng`.
+    /// from [`test_boxes`] and its index (the same digit, the same boxes), noise from `rng`.
     fn complete_test(
         &mut self,
         data: &Mnist,
@@ -644,10 +709,7 @@ impl PuzzleGan {
         let mut boxes = Vec::with_capacity(picked.len());
         for &i in &picked {
             images.extend_from_slice(test.image(i));
-            boxes.push(pick_boxes(
-                test.image(i),
-                &mut Rng::new(TEST_BOXES ^ i as u64),
-            ));
+            boxes.push(test_boxes(test.image(i), i));
         }
         let n = picked.len();
         let puzzle = Puzzle::with_boxes(&images, boxes)?;
@@ -844,6 +906,142 @@ pub fn completion_picture(
     Ok((Tensor::from_vec(out, &[n * cols, 1, N, N])?, cols))
 }
 
+// ----- what the patches tell: a supervised reader ----------------------------------------
+
+/// How a [`PatchReader`] gets a digit's patches: as G does (each box resized to 28 x 28, where
+/// it was lost), or in place (each box's pixels where they were, the rest blank).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchView {
+    Resized,
+    InPlace,
+}
+
+/// The pixels of `img` inside `b`, in place, blank (-1) elsewhere; in [-1, 1].
+fn in_place(img: &[u8], b: PatchBox) -> Vec<f32> {
+    (0..PIXELS)
+        .map(|i| {
+            let v = if b.covers(i) { img[i] } else { 0 };
+            (v as f64 / 127.5 - 1.0) as f32
+        })
+        .collect()
+}
+
+/// A supervised reader of a digit's three patches: G's part encoder (the same layers, its codes
+/// summed over the patches) and a linear head to the ten labels, trained with cross-entropy on
+/// the training digits, each epoch with new boxes. Why: a completion's label is a function of
+/// the patches and z, so no completion keeps the digit more often than the best reader of the
+/// patches reads it; this reader measures that ceiling from below.
+pub struct PatchReader {
+    view: PatchView,
+    encoder: PartEncoder,
+    /// The summed code -> ten logits: one linear layer, or an MLP with a hidden layer.
+    head: Mlp,
+    opt: Adam,
+}
+
+impl PatchReader {
+    /// A reader of patches seen as `view`, its head linear (`hidden` 0: the summed code's
+    /// patches each add their own evidence) or an MLP with a hidden layer of `hidden` units
+    /// (the patches' evidence combined).
+    pub fn new(view: PatchView, hidden: usize, lr: f64, rng: &mut Rng) -> Result<PatchReader> {
+        let norm = GanConfig::default().norm();
+        let encoder = PartEncoder::new(norm, rng)?;
+        let head = if hidden == 0 {
+            Mlp::new(&[CODE, 10], rng)?
+        } else {
+            Mlp::leaky(&[CODE, hidden, 10], SLOPE, rng)?
+        };
+        let mut params = nn::prefixed("encoder", encoder.named_parameters());
+        params.extend(nn::prefixed("head", head.named_parameters()));
+        let opt = Adam::new(
+            params,
+            autograd::optim::AdamConfig {
+                lr,
+                ..Default::default()
+            },
+        )?;
+        Ok(PatchReader {
+            view,
+            encoder,
+            head,
+            opt,
+        })
+    }
+
+    /// The patches of `images` cut by `boxes`, in this reader's view, laid out as [`Puzzle`]'s.
+    fn patches(&self, images: &[u8], boxes: Vec<[PatchBox; PATCHES]>) -> Result<Tensor> {
+        match self.view {
+            PatchView::Resized => Ok(Puzzle::with_boxes(images, boxes)?.patches),
+            PatchView::InPlace => {
+                let digits: Vec<&[u8]> = images.chunks_exact(PIXELS).collect();
+                let n = digits.len();
+                let mut v = Vec::with_capacity(PATCHES * n * PIXELS);
+                for k in 0..PATCHES {
+                    for (d, b) in digits.iter().zip(&boxes) {
+                        v.extend(in_place(d, b[k]));
+                    }
+                }
+                Tensor::from_vec(v, &[PATCHES * n, 1, N, N])
+            }
+        }
+    }
+
+    /// Sets Adam's learning rate (for a schedule).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        self.opt.set_lr(lr)
+    }
+
+    fn logits(&mut self, patches: &Tensor) -> Result<Tensor> {
+        self.head.forward(&self.encoder.forward(patches)?.e1)
+    }
+
+    /// One pass over `train` in shuffled batches of `batch` (boxes from `rng`); the mean loss.
+    pub fn train_epoch(&mut self, train: &Split, batch: usize, rng: &mut Rng) -> Result<f64> {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        rng.shuffle(&mut order);
+        self.encoder.set_training(true);
+        let (mut total, mut batches) = (0.0, 0usize);
+        for chunk in order.chunks(batch.max(2)) {
+            let b = train.batch(chunk);
+            let boxes = b
+                .images
+                .chunks_exact(PIXELS)
+                .map(|d| pick_boxes(d, rng))
+                .collect();
+            let patches = self.patches(&b.images, boxes)?;
+            let loss = nn::loss::cross_entropy(
+                &self.logits(&patches)?,
+                &b.label_indices(),
+                Reduction::Mean,
+            )?;
+            self.opt.minimize(&loss)?;
+            total += loss.item()?;
+            batches += 1;
+        }
+        Ok(total / batches.max(1) as f64)
+    }
+
+    /// The share of `test`'s digits read right from their patches, cut by [`test_boxes`] (the
+    /// boxes the completions are measured on).
+    pub fn test_accuracy(&mut self, test: &Split) -> Result<f64> {
+        self.encoder.set_training(false);
+        let mut logits = Vec::with_capacity(test.len() * 10);
+        let indices: Vec<usize> = (0..test.len()).collect();
+        for chunk in indices.chunks(250) {
+            let b = test.batch(chunk);
+            let boxes = chunk
+                .iter()
+                .map(|&i| test_boxes(test.image(i), i))
+                .collect();
+            let patches = self.patches(&b.images, boxes)?;
+            let l = no_grad(|| self.logits(&patches))?;
+            logits.extend(l.to_vec_f64());
+        }
+        let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+        metrics::accuracy(&logits, 10, &labels)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -962,12 +1160,85 @@ mod tests {
         }
     }
 
+    /// The reader's two views: resized as G's patches, and in place (each box's pixels where
+    /// they were, blank elsewhere), in the same layout.
+    #[test]
+    fn the_reader_sees_the_patches_resized_or_in_place() {
+        let data = crate::program::data::embedded().unwrap();
+        let images = data.test.batch(&[0, 1]).images;
+        let boxes: Vec<_> = (0..2)
+            .map(|d| test_boxes(&images[d * PIXELS..(d + 1) * PIXELS], d))
+            .collect();
+        let mut rng = Rng::new(2);
+        let resized = PatchReader::new(PatchView::Resized, 0, 1e-3, &mut rng).unwrap();
+        let got = resized.patches(&images, boxes.clone()).unwrap();
+        let want = Puzzle::with_boxes(&images, boxes.clone()).unwrap().patches;
+        assert_eq!(got.to_vec_f32(), want.to_vec_f32());
+        let in_place = PatchReader::new(PatchView::InPlace, 0, 1e-3, &mut rng).unwrap();
+        let got = in_place.patches(&images, boxes.clone()).unwrap();
+        assert_eq!(got.shape(), &[PATCHES * 2, 1, N, N]);
+        let got = got.to_vec_f32();
+        for d in 0..2 {
+            for (k, b) in boxes[d].iter().enumerate() {
+                let row = &got[(k * 2 + d) * PIXELS..(k * 2 + d + 1) * PIXELS];
+                for (i, &v) in row.iter().enumerate() {
+                    let pixel = if b.covers(i) {
+                        images[d * PIXELS + i]
+                    } else {
+                        0
+                    };
+                    assert_eq!(
+                        v,
+                        (pixel as f64 / 127.5 - 1.0) as f32,
+                        "digit {d} box {k} pixel {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A reader trained on a few hundred digits' patches reads held-out digits far above
+    /// chance (10%): the encoder and the head both train.
+    #[test]
+    fn a_patch_reader_learns_the_digits() {
+        let data = crate::program::data::embedded().unwrap();
+        let (train, test) = (data.train.head(1000), data.test.head(300));
+        let mut rng = Rng::new(3);
+        let mut reader = PatchReader::new(PatchView::InPlace, 0, 2e-3, &mut rng).unwrap();
+        let before = reader.test_accuracy(&test).unwrap();
+        for _ in 0..3 {
+            reader.train_epoch(&train, 32, &mut rng).unwrap();
+        }
+        let after = reader.test_accuracy(&test).unwrap();
+        assert!(
+            after > 0.5,
+            "test digits read {after} after training (before: {before})"
+        );
+    }
+
     /// The patches' codes are summed, so G does not care in which order it is given them; and
     /// it does care which patches it is given.
     #[test]
     fn the_generator_is_order_free_in_its_patches() {
+        let variants = [
+            PuzzleConfig::default(),
+            PuzzleConfig {
+                mixer: 32,
+                ..PuzzleConfig::default()
+            },
+            PuzzleConfig {
+                part_skips: false,
+                ..PuzzleConfig::default()
+            },
+        ];
+        for config in variants {
+            generator_is_order_free(config);
+        }
+    }
+
+    fn generator_is_order_free(config: PuzzleConfig) {
         let mut rng = Rng::new(6);
-        let mut gan = PuzzleGan::new(PuzzleConfig::default(), &mut rng).unwrap();
+        let mut gan = PuzzleGan::new(config, &mut rng).unwrap();
         gan.set_training(false);
         let data = crate::program::data::embedded().unwrap();
         let images = data.test.batch(&[0, 1]).images;
@@ -994,6 +1265,68 @@ mod tests {
         assert_eq!(x.shape(), &[2, 1, N, N]);
         let mv = m.to_vec_f64();
         assert!(mv.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    /// The mixer is G's (trained with it, saved with it) and only there when asked for; without
+    /// the part skips the mask generator's first transposed convolution reads its own maps alone.
+    #[test]
+    fn the_mixer_and_the_skips_are_what_the_config_says() {
+        let names = |config: PuzzleConfig| -> Vec<(String, Vec<usize>)> {
+            let gan = PuzzleGan::new(config, &mut Rng::new(1)).unwrap();
+            gan.weights()
+                .into_iter()
+                .map(|(n, t)| (n, t.shape().to_vec()))
+                .collect()
+        };
+        let shape_of = |w: &[(String, Vec<usize>)], name: &str| {
+            w.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone())
+        };
+        let plain = names(PuzzleConfig::default());
+        assert!(plain.iter().all(|(n, _)| !n.contains("mixer")));
+        let mixed = names(PuzzleConfig {
+            mixer: 48,
+            ..PuzzleConfig::default()
+        });
+        assert_eq!(
+            shape_of(&mixed, "generator.mixer.fc1.weight"),
+            Some(vec![48, CODE])
+        );
+        assert_eq!(
+            shape_of(&mixed, "generator.mixer.fc2.weight"),
+            Some(vec![CODE, 48])
+        );
+        // one step moves the mixer's weights: Adam holds them
+        let mut gan = PuzzleGan::new(
+            PuzzleConfig {
+                mixer: 48,
+                ..PuzzleConfig::default()
+            },
+            &mut Rng::new(1),
+        )
+        .unwrap();
+        let mixer_weight = |gan: &PuzzleGan| {
+            let w = gan.weights();
+            let (_, t) = w
+                .iter()
+                .find(|(n, _)| n == "generator.mixer.fc1.weight")
+                .unwrap();
+            t.to_vec_f32()
+        };
+        let before = mixer_weight(&gan);
+        let data = crate::program::data::embedded().unwrap();
+        let images = data.train.batch(&(0..8).collect::<Vec<_>>()).images;
+        gan.step(&images, &mut Rng::new(2)).unwrap();
+        assert!(
+            before != mixer_weight(&gan),
+            "a step left the mixer as it was"
+        );
+        let deconv = "generator.mask.deconv1.weight";
+        assert_eq!(shape_of(&plain, deconv).unwrap()[0], 2 * C7);
+        let unskipped = names(PuzzleConfig {
+            part_skips: false,
+            ..PuzzleConfig::default()
+        });
+        assert_eq!(shape_of(&unskipped, deconv).unwrap()[0], C7);
     }
 
     /// The composites: a inside the mask, b outside it; the batch rolled by one.
