@@ -42,10 +42,6 @@ use autograd::optim::{Adam, AdamConfig, Optimizer};
 use autograd::{no_grad, DType, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// Binary cross-entropy of discriminator logits against one label for the whole batch (1:
-/// "real", 0: "generated"), averaged over the batch: -mean log σ(l) for label 1, -mean
-/// log(1 - σ(l)) for label 0, computed stably from the logits. Also the AAE's and WAE-GAN's
-/// losses on their code space.
 /// `ema_decay` of a run saved before the key existed: no average (the checkpoint holds none).
 /// New runs write the key, so only such runs take this; `Default` gives new runs theirs.
 pub fn saved_before_averages() -> f64 {
@@ -63,6 +59,10 @@ pub fn linearly_decayed_lr(lr: f64, epoch: u64, constant_epochs: u64, decay_epoc
     lr * (1.0 - k as f64 / (decay_epochs + 1) as f64)
 }
 
+/// Binary cross-entropy of discriminator logits against one label for the whole batch (1:
+/// "real", 0: "generated"), averaged over the batch: -mean log σ(l) for label 1, -mean
+/// log(1 - σ(l)) for label 0, computed stably from the logits. Also the AAE's and WAE-GAN's
+/// losses on their code space.
 pub fn bce_to(logits: &Tensor, label: f64) -> Result<Tensor> {
     nn::loss::bce_with_logits(logits, &logits.full_like(label), nn::Reduction::Mean)
 }
