@@ -525,19 +525,20 @@ impl PuzzleGenerator {
         norm: NormOptions,
         rng: &mut Rng,
     ) -> Result<PuzzleGenerator> {
-        let part_skips = usize::from(part_skips);
+        // how many of the encoder's maps the mask generator joins to its own: one or none
+        let skipped = usize::from(part_skips);
         let mut g = PuzzleGenerator {
             encoder: PartEncoder::new(norm, rng)?,
-            mask: Decoder::new(CODE, part_skips * C7, part_skips * C14, norm, rng)?,
+            mask: Decoder::new(CODE, skipped * C7, skipped * C14, norm, rng)?,
             // the image generator's skips are the mask generator's joined maps
             image: Decoder::new(
                 CODE + noise,
-                (1 + part_skips) * C7,
-                (1 + part_skips) * C14,
+                (1 + skipped) * C7,
+                (1 + skipped) * C14,
                 norm,
                 rng,
             )?,
-            part_skips: part_skips == 1,
+            part_skips,
             mixer: None,
         };
         dcgan_init(&g, rng)?;
@@ -942,7 +943,7 @@ fn in_place(img: &[u8], b: PatchBox) -> Vec<f32> {
 }
 
 /// A supervised reader of a digit's three patches: G's part encoder (the same layers, its codes
-/// summed over the patches) and a linear head to the ten labels, trained with cross-entropy on
+/// summed over the patches) and a head to the ten labels, trained with cross-entropy on
 /// the training digits, each epoch with new boxes. Why: a completion's label is a function of
 /// the patches and z, so no completion keeps the digit more often than the best reader of the
 /// patches reads it; this reader measures that ceiling from below.
