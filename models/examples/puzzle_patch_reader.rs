@@ -1,5 +1,5 @@
 //! How much of a digit its three Puzzle-GAN patches tell, read by a supervised reader
-//! ([`PatchReader`]): G's part encoder and a linear head, trained on the training digits'
+//! ([`PatchReader`]): G's part encoder and a head (linear, or with HIDDEN units), trained on the training digits'
 //! patches, measured on the test digits' patches (the boxes `genzoo eval puzzle-gan` cuts).
 //! Two views: the patches as G gets them (resized, positions lost) and in place (positions
 //! kept). The first bounds, from below, the most any completion can keep of the digit.

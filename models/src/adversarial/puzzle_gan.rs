@@ -316,27 +316,38 @@ impl Puzzle {
 
     /// The patches and masks of `images` (n grey-level digits) cut by `boxes` (n of them).
     pub fn with_boxes(images: &[u8], boxes: Vec<[PatchBox; PATCHES]>) -> Result<Puzzle> {
-        let digits: Vec<&[u8]> = images.chunks_exact(PIXELS).collect();
-        let n = digits.len();
-        if boxes.len() != n {
-            return Err(Error::shape(
-                ENTRY.name,
-                format!("{} digits cut by {} sets of boxes", n, boxes.len()),
-            ));
-        }
-        let mut patches = Vec::with_capacity(PATCHES * n * PIXELS);
-        for k in 0..PATCHES {
-            for (d, b) in digits.iter().zip(&boxes) {
-                patches.extend(crop_resized(d, b[k]));
-            }
-        }
+        let n = boxes.len();
         let mask: Vec<f32> = boxes.iter().flat_map(|b| union_mask(b)).collect();
         Ok(Puzzle {
-            patches: Tensor::from_vec(patches, &[PATCHES * n, 1, N, N])?,
+            patches: stacked_patches(images, &boxes, crop_resized)?,
             mask: Tensor::from_vec(mask, &[n, 1, N, N])?,
             boxes,
         })
     }
+}
+
+/// Every digit's first patch, then every second, then every third ([PATCHES * n, 1, 28, 28]),
+/// each cut from `images` (n grey-level digits) by `cut` with the digit's `boxes`.
+fn stacked_patches(
+    images: &[u8],
+    boxes: &[[PatchBox; PATCHES]],
+    cut: fn(&[u8], PatchBox) -> Vec<f32>,
+) -> Result<Tensor> {
+    let digits: Vec<&[u8]> = images.chunks_exact(PIXELS).collect();
+    let n = digits.len();
+    if boxes.len() != n {
+        return Err(Error::shape(
+            ENTRY.name,
+            format!("{} digits cut by {} sets of boxes", n, boxes.len()),
+        ));
+    }
+    let mut patches = Vec::with_capacity(PATCHES * n * PIXELS);
+    for k in 0..PATCHES {
+        for (d, b) in digits.iter().zip(boxes) {
+            patches.extend(cut(d, b[k]));
+        }
+    }
+    Tensor::from_vec(patches, &[PATCHES * n, 1, N, N])
 }
 
 // ----- the networks ------------------------------------------------------------------------
@@ -556,11 +567,11 @@ impl PuzzleGenerator {
         if let Some(mixer) = &self.mixer {
             e.e1 = mixer.forward(&e.e1)?.leaky_relu(SLOPE)?;
         }
-        let (m7, m14, m) = if self.part_skips {
-            self.mask.forward(&e.e1, Some(&e.e7), Some(&e.e14))?
-        } else {
-            self.mask.forward(&e.e1, None, None)?
+        let (skip7, skip14) = match self.part_skips {
+            true => (Some(&e.e7), Some(&e.e14)),
+            false => (None, None),
         };
+        let (m7, m14, m) = self.mask.forward(&e.e1, skip7, skip14)?;
         let code = Tensor::concat(&[e.e1, z.clone()], 1)?;
         let (_, _, x) = self.image.forward(&code, Some(&m7), Some(&m14))?;
         Ok((x.tanh()?, m.sigmoid()?))
@@ -985,21 +996,12 @@ impl PatchReader {
     }
 
     /// The patches of `images` cut by `boxes`, in this reader's view, laid out as [`Puzzle`]'s.
-    fn patches(&self, images: &[u8], boxes: Vec<[PatchBox; PATCHES]>) -> Result<Tensor> {
-        match self.view {
-            PatchView::Resized => Ok(Puzzle::with_boxes(images, boxes)?.patches),
-            PatchView::InPlace => {
-                let digits: Vec<&[u8]> = images.chunks_exact(PIXELS).collect();
-                let n = digits.len();
-                let mut v = Vec::with_capacity(PATCHES * n * PIXELS);
-                for k in 0..PATCHES {
-                    for (d, b) in digits.iter().zip(&boxes) {
-                        v.extend(in_place(d, b[k]));
-                    }
-                }
-                Tensor::from_vec(v, &[PATCHES * n, 1, N, N])
-            }
-        }
+    fn patches(&self, images: &[u8], boxes: &[[PatchBox; PATCHES]]) -> Result<Tensor> {
+        let cut = match self.view {
+            PatchView::Resized => crop_resized,
+            PatchView::InPlace => in_place,
+        };
+        stacked_patches(images, boxes, cut)
     }
 
     /// Sets Adam's learning rate (for a schedule).
@@ -1019,12 +1021,12 @@ impl PatchReader {
         let (mut total, mut batches) = (0.0, 0usize);
         for chunk in order.chunks(batch.max(2)) {
             let b = train.batch(chunk);
-            let boxes = b
+            let boxes: Vec<_> = b
                 .images
                 .chunks_exact(PIXELS)
                 .map(|d| pick_boxes(d, rng))
                 .collect();
-            let patches = self.patches(&b.images, boxes)?;
+            let patches = self.patches(&b.images, &boxes)?;
             let loss = nn::loss::cross_entropy(
                 &self.logits(&patches)?,
                 &b.label_indices(),
@@ -1045,11 +1047,11 @@ impl PatchReader {
         let indices: Vec<usize> = (0..test.len()).collect();
         for chunk in indices.chunks(250) {
             let b = test.batch(chunk);
-            let boxes = chunk
+            let boxes: Vec<_> = chunk
                 .iter()
                 .map(|&i| test_boxes(test.image(i), i))
                 .collect();
-            let patches = self.patches(&b.images, boxes)?;
+            let patches = self.patches(&b.images, &boxes)?;
             let l = no_grad(|| self.logits(&patches))?;
             logits.extend(l.to_vec_f64());
         }
@@ -1187,11 +1189,11 @@ mod tests {
             .collect();
         let mut rng = Rng::new(2);
         let resized = PatchReader::new(PatchView::Resized, 0, 1e-3, &mut rng).unwrap();
-        let got = resized.patches(&images, boxes.clone()).unwrap();
+        let got = resized.patches(&images, &boxes).unwrap();
         let want = Puzzle::with_boxes(&images, boxes.clone()).unwrap().patches;
         assert_eq!(got.to_vec_f32(), want.to_vec_f32());
         let in_place = PatchReader::new(PatchView::InPlace, 0, 1e-3, &mut rng).unwrap();
-        let got = in_place.patches(&images, boxes.clone()).unwrap();
+        let got = in_place.patches(&images, &boxes).unwrap();
         assert_eq!(got.shape(), &[PATCHES * 2, 1, N, N]);
         let got = got.to_vec_f32();
         for d in 0..2 {
