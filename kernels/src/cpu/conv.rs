@@ -11,6 +11,11 @@
 //! a masked (PixelCNN) convolution lists only the unmasked ones, so the masked taps are never
 //! read, multiplied or written: the work shrinks with the mask. Samples run in parallel; each
 //! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
+//!
+//! Stride-1 convolutions with at most four output channels (image heads) skip im2col:
+//! [`few_outputs`] computes them from zero-padded planes read at each tap's offset.
+
+mod few_outputs;
 
 use crate::cpu::matmul::{
     is_blocked_shape, matmul_into, matmul_packed, matmul_packed_uninit, BSource, MatRef, PackedA,
@@ -515,6 +520,9 @@ pub fn conv_forward<T: Float>(x: &[T], w_active: &[T], g: &ConvGeometry) -> Vec<
     if g.is_empty() {
         return vec![T::ZERO; g.n * g.out_size()];
     }
+    if few_outputs::applies(g) {
+        return few_outputs::forward(x, w_active, g);
+    }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
     // one product per thread: the weights are packed once for all chunks, and each chunk's
     // column matrix is packed straight from the image
@@ -702,6 +710,10 @@ pub fn conv_input_grad<T: Float>(dy: &[T], w_active: &[T], g: &ConvGeometry) -> 
     if g.is_empty() {
         return vec![T::ZERO; g.n * g.in_size()];
     }
+    if few_outputs::input_grad_applies(g) {
+        let (flipped, w_flipped) = few_outputs::flipped(w_active, g);
+        return conv_forward(dy, &w_flipped, &flipped);
+    }
     let (per, threads) = (samples_per_chunk(g), matmul_threads(g));
     let gather = GatherTable::of(g);
     let packed_wt = packed_weights(g, threads, |grp| {
@@ -773,6 +785,9 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
     let size = g.c_out * k;
     if g.is_empty() {
         return vec![T::ZERO; size];
+    }
+    if few_outputs::applies(g) {
+        return few_outputs::weight_grad(x, dy, g);
     }
     let threads = matmul_threads(g);
     let gather = GatherTable::of(g);
@@ -933,6 +948,43 @@ mod tests {
         }
     }
 
+    /// The direct path for few output channels: image heads (7x7, 32 channels to 1 or 3),
+    /// valid and wide padding, masked taps, one sample, and uneven padding; strips that end
+    /// past the last output row.
+    #[test]
+    fn few_outputs_match_the_definition() {
+        for spec in [
+            [3, 32, 28, 28, 3, 7, 1, 3, 1, 1],
+            [2, 32, 28, 28, 1, 7, 1, 3, 1, 1],
+            [1, 5, 9, 7, 2, 3, 1, 0, 1, 1],
+            [2, 2, 5, 6, 4, 3, 1, 3, 1, 1],
+            [2, 4, 6, 6, 1, 5, 1, 2, 1, 1],
+        ] {
+            let g = geometry(spec);
+            assert!(few_outputs::applies(&g), "{g:?}");
+            assert_eq!(few_outputs::input_grad_applies(&g), spec[7] < spec[5]);
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| check_against_definition(spec));
+            }
+        }
+        // PixelCNN's mask B over 5x5 (the first two rows and the centre row up to the centre)
+        let taps: Vec<(usize, usize)> = (0..5)
+            .flat_map(|i| (0..5).map(move |j| (i, j)))
+            .filter(|&(i, j)| i < 2 || (i == 2 && j <= 2))
+            .collect();
+        check_taps_against_definition([2, 3, 6, 5, 2, 5, 1, 2, 1, 1], Some(taps));
+        // uneven padding: top 2, bottom 0, left 1, right 2
+        let mut g = geometry([2, 3, 6, 5, 2, 3, 1, 0, 1, 1]);
+        g.pad = (2, 0, 1, 2);
+        (g.ho, g.wo) = (6 + 2 - 2, 5 + 3 - 2);
+        assert!(few_outputs::input_grad_applies(&g));
+        check_geometry_against_definition(g);
+    }
+
     /// Masked taps (PixelCNN's mask A over 3x3 and mask B over 1x3), on both product paths.
     #[test]
     fn masked_taps_match_the_definition() {
@@ -962,9 +1014,12 @@ mod tests {
         if let Some(taps) = taps {
             g.taps = taps;
         }
-        let [n, ci, h, w, co, k, _, _, _, grp] = spec;
-        let x = values(n * ci * h * w, 1);
-        let wf = values(co * ci / grp * k * k, 2);
+        check_geometry_against_definition(g)
+    }
+
+    fn check_geometry_against_definition(g: ConvGeometry) {
+        let x = values(g.n * g.in_size(), 1);
+        let wf = values(g.c_out * g.cin_per_group() * g.kh * g.kw, 2);
         let wa = gather_taps(&wf, &g);
         let y = conv_forward(&x, &wa, &g);
         let y_ref = naive(&x, &wf, &g);
