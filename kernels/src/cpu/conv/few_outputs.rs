@@ -34,12 +34,14 @@ const MAX_OUTPUTS: usize = 4;
 const STRIP: usize = 64;
 
 /// True for the convolutions computed here: one group, stride and dilation 1, at most
-/// [`MAX_OUTPUTS`] output channels, and enough multiply-adds per output for the strip to pay.
+/// [`MAX_OUTPUTS`] output channels, more than one tap (a 1x1 convolution's columns are its
+/// input, with nothing to gather), and enough multiply-adds per output for the strip to pay.
 pub(super) fn applies(g: &ConvGeometry) -> bool {
     g.groups == 1
         && g.stride == (1, 1)
         && g.dilation == (1, 1)
         && g.c_out <= MAX_OUTPUTS
+        && g.taps.len() > 1
         && g.k_per_group() >= 16
         && !g.is_empty()
 }
