@@ -13,7 +13,7 @@
 //! sample's column buffer (Cin·T x Ho·Wo) stays small enough to live in cache.
 //!
 //! Stride-1 convolutions with at most four output channels (image heads) skip im2col:
-//! [`few_outputs`] computes them from zero-padded planes read at each tap's offset.
+//! `few_outputs` computes them from zero-padded planes read at each tap's offset.
 
 mod few_outputs;
 
