@@ -117,6 +117,12 @@ pub struct StarConfig {
     /// translates (the paper).
     #[serde(default = "crate::adversarial::saved_before_averages")]
     pub ema_decay: f64,
+    /// Two more input planes for G holding each pixel's column and row, scaled to [-1, 1]
+    /// (CoordConv, Liu et al. 2018; beyond the paper): a shear moves a pixel by an amount that
+    /// depends on its row, which convolutions alone do not see. false: the paper's input (and
+    /// what a run saved before the key reads as).
+    #[serde(default)]
+    pub coordinates: bool,
 }
 
 impl Default for StarConfig {
@@ -140,6 +146,7 @@ impl Default for StarConfig {
             // seed 0, 20 epochs, all test digits: the average reaches the thin domain for
             // 95.2% (the trained G of the same run 78.2%)
             ema_decay: 0.999,
+            coordinates: false,
         }
     }
 }
@@ -347,7 +354,7 @@ impl StarGan {
         }
         let generator = |rng: &mut Rng| {
             ResnetGenerator::with_channels(
-                CHANNELS + DOMAINS.len(),
+                CHANNELS + DOMAINS.len() + if c.coordinates { 2 } else { 0 },
                 CHANNELS,
                 c.filters,
                 c.blocks,
@@ -387,7 +394,7 @@ impl StarGan {
 
     /// G(x, c): images [n, 3, 28, 28] in [-1, 1] into the domains `targets`.
     fn translate(&mut self, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
-        translate_by(&mut self.g, x, targets)
+        translate_by(&mut self.g, x, targets, self.config.coordinates)
     }
 
     /// The generator that translates: the average where there is one, else G.
@@ -482,6 +489,7 @@ impl StarGan {
         let (x, labels) = Self::first_test_digits(ctx.data, n)?;
         let n = labels.len();
         let originals = &ctx.data.test.images[..n * PIXELS];
+        let coordinates = self.config.coordinates;
         let mut ours = Figures::new("");
         let mut trained = self.average.is_some().then(|| Figures::new("trained_"));
         for target in TARGETS {
@@ -491,7 +499,7 @@ impl StarGan {
                 .flat_map_iter(|(i, img)| three_planes(target.apply(img, &mut Rng::new(i as u64))))
                 .collect();
             let real = Measured::of(ctx, &truth, &truth, &labels, target)?;
-            let made = translated(self.translator(), &x, target)?;
+            let made = translated(self.translator(), &x, target, coordinates)?;
             ours.add(
                 Measured::of(ctx, &made, &truth, &labels, target)?,
                 &real,
@@ -499,7 +507,7 @@ impl StarGan {
                 n,
             );
             if let Some(t) = &mut trained {
-                let made = translated(&mut self.g, &x, target)?;
+                let made = translated(&mut self.g, &x, target, coordinates)?;
                 t.add(
                     Measured::of(ctx, &made, &truth, &labels, target)?,
                     &real,
@@ -516,15 +524,40 @@ impl StarGan {
     }
 }
 
-/// G(x, c) of the generator `g`: images [n, 3, 28, 28] in [-1, 1] into the domains `targets`.
-fn translate_by(g: &mut ResnetGenerator, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
-    g.forward(&Tensor::concat(&[x.clone(), label_maps(targets)?], 1)?)
+/// G(x, c) of the generator `g`: images [n, 3, 28, 28] in [-1, 1] into the domains `targets`,
+/// with the coordinate planes after the label maps where G takes them.
+fn translate_by(
+    g: &mut ResnetGenerator,
+    x: &Tensor,
+    targets: &[usize],
+    coordinates: bool,
+) -> Result<Tensor> {
+    let mut planes = vec![x.clone(), label_maps(targets)?];
+    if coordinates {
+        planes.push(coordinate_planes(targets.len())?);
+    }
+    g.forward(&Tensor::concat(&planes, 1)?)
+}
+
+/// [n, 2, 28, 28]: each pixel's column, then its row, scaled from 0..27 to [-1, 1].
+fn coordinate_planes(n: usize) -> Result<Tensor> {
+    let scaled = |i: usize| (i as f32 - 13.5) / 13.5;
+    let planes: Vec<f32> = (0..PIXELS)
+        .map(|p| scaled(p % N))
+        .chain((0..PIXELS).map(|p| scaled(p / N)))
+        .collect();
+    Tensor::from_vec(planes, &[1, 2, N, N])?.expand(&[n, 2, N, N])
 }
 
 /// `x` translated into `target` by `g`, as [n, 3, 28, 28] in [0, 1] values.
-fn translated(g: &mut ResnetGenerator, x: &Tensor, target: Domain) -> Result<Vec<f32>> {
+fn translated(
+    g: &mut ResnetGenerator,
+    x: &Tensor,
+    target: Domain,
+    coordinates: bool,
+) -> Result<Vec<f32>> {
     let n = x.shape()[0];
-    let out = no_grad(|| translate_by(g, x, &vec![domain_index(target); n]))?;
+    let out = no_grad(|| translate_by(g, x, &vec![domain_index(target); n], coordinates))?;
     Ok(to_unit(&out)?.to_vec_f32())
 }
 
@@ -685,7 +718,13 @@ impl GenerativeModel for StarGan {
             .map(|i| domain_index(TARGETS[i % TARGETS.len()]))
             .collect();
         let (inputs, _) = Self::test_digits(data, &rows)?;
-        to_unit(&translate_by(self.translator(), &inputs, &targets)?)
+        let coordinates = self.config.coordinates;
+        to_unit(&translate_by(
+            self.translator(),
+            &inputs,
+            &targets,
+            coordinates,
+        )?)
     }
     fn begin_epoch(&mut self, epoch: u64) -> Result<()> {
         let c = &self.config;
@@ -707,7 +746,8 @@ impl GenerativeModel for StarGan {
         let (x, _) = Self::first_test_digits(data, 10)?;
         let mut columns = vec![to_unit(&x)?.to_vec_f32()];
         for target in TARGETS {
-            columns.push(translated(self.translator(), &x, target)?);
+            let coordinates = self.config.coordinates;
+            columns.push(translated(self.translator(), &x, target, coordinates)?);
         }
         let per = CHANNELS * PIXELS;
         let cells: Vec<f32> = (0..10)
@@ -739,6 +779,43 @@ mod tests {
         assert!(plane(1, 5).iter().all(|&x| x == 1.0));
         assert!(plane(0, 5).iter().all(|&x| x == 0.0));
         assert_eq!(v.iter().sum::<f64>(), 2.0 * PIXELS as f64);
+    }
+
+    /// With `coordinates`, G reads two more planes, a column ramp and a row ramp from -1 to 1,
+    /// and still translates; a config saved before the key reads as the paper's input.
+    #[test]
+    fn coordinates_are_two_more_planes_for_g() {
+        let planes = coordinate_planes(2).unwrap();
+        assert_eq!(planes.shape(), &[2, 2, 28, 28]);
+        let v = planes.to_vec_f32();
+        let at = |i: usize, c: usize, row: usize, col: usize| v[((i * 2 + c) * N + row) * N + col];
+        assert_eq!((at(1, 0, 5, 0), at(1, 0, 5, 27)), (-1.0, 1.0));
+        assert_eq!((at(1, 1, 0, 9), at(1, 1, 27, 9)), (-1.0, 1.0));
+        assert!((at(0, 0, 3, 14) - 0.5 / 13.5).abs() < 1e-6);
+        let config = StarConfig {
+            coordinates: true,
+            filters: 4,
+            blocks: 1,
+            ..StarConfig::default()
+        };
+        let mut model = StarGan::new(config, &mut Rng::new(0)).unwrap();
+        let stem = model
+            .g
+            .named_parameters()
+            .into_iter()
+            .find(|(n, _)| n == "stem.weight")
+            .unwrap()
+            .1;
+        assert_eq!(stem.shape(), &[4, CHANNELS + DOMAINS.len() + 2, 7, 7]);
+        let x = Tensor::zeros(&[2, CHANNELS, N, N], DType::F32);
+        assert_eq!(
+            model.translate(&x, &[1, 4]).unwrap().shape(),
+            &[2, 3, 28, 28]
+        );
+        let mut saved = serde_json::to_value(StarConfig::default()).unwrap();
+        saved.as_object_mut().unwrap().remove("coordinates");
+        let read: StarConfig = serde_json::from_value(saved).unwrap();
+        assert!(!read.coordinates);
     }
 
     /// The measures the evaluation rests on: a coloured digit is coloured, a grey one is not,
@@ -894,6 +971,7 @@ mod tests {
             &mut averaged.average.as_mut().unwrap().net,
             &x,
             Domain::Thin,
+            false,
         );
         assert_eq!(s.narrow(0, 0, 1).unwrap().to_vec_f32(), by_average.unwrap());
         let mut ctx = EvalContext::new(&data, 0, 10);
