@@ -19,8 +19,8 @@
 //! three channels (a grey digit on all three), so the coloured domain fits.
 //!
 //! The networks are the paper's scaled to 28 x 28: G is CycleGAN's residual generator
-//! ([`crate::adversarial::cycle_gan::ResnetGenerator`], instance norm) with 3 + 6 planes in and
-//! 3 out; D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky ReLU 0.01, no
+//! ([`crate::adversarial::cycle_gan::ResnetGenerator`], instance norm) with 3 + 6 planes in (2
+//! more with `coordinates`) and 3 out; D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky ReLU 0.01, no
 //! normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3 convolution to the
 //! patch scores and a 3 x 3 valid one to the six domain logits.
 //!
