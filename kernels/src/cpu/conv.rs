@@ -832,8 +832,14 @@ pub fn conv_weight_grad<T: Float>(x: &[T], dy: &[T], g: &ConvGeometry) -> Vec<T>
             acc
         })
         .collect();
-    let mut total = vec![T::ZERO; size];
-    for p in &partials {
+    sum_in_order(&partials, size)
+}
+
+/// The element-wise sum of `partials` (each `len` long), added in their order: the same bits
+/// whatever thread computed each.
+fn sum_in_order<T: Float>(partials: &[Vec<T>], len: usize) -> Vec<T> {
+    let mut total = vec![T::ZERO; len];
+    for p in partials {
         for (t, &v) in total.iter_mut().zip(p) {
             *t += v;
         }

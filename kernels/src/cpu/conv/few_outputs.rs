@@ -217,13 +217,7 @@ fn weight_grad_with<T: Float, const OUT: usize>(x: &[T], dy: &[T], g: &ConvGeome
             dw
         })
         .collect();
-    let mut total = vec![T::ZERO; OUT * k];
-    for p in &partials {
-        for (t, &v) in total.iter_mut().zip(p) {
-            *t += v;
-        }
-    }
-    total
+    super::sum_in_order(&partials, OUT * k)
 }
 
 /// Per output channel o: Σ_q grid[o][q] · xs[q] over the `positions` grid positions, summed a
