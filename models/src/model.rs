@@ -161,6 +161,13 @@ pub trait GenerativeModel {
         Ok(())
     }
 
+    /// The fewest digits a training step works on (StarGAN and text-to-image pair digits within
+    /// a batch); `genzoo train` refuses a batch size that is smaller or that leaves an epoch a
+    /// last batch that is, before the first step rather than at the end of the first epoch.
+    fn min_batch(&self) -> usize {
+        1
+    }
+
     /// One optimisation step on a batch; returns the step's losses (finite, or training stops).
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses>;
 

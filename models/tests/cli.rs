@@ -105,6 +105,18 @@ fn bad_arguments_are_clear_errors() {
             1,
             "is larger than the",
         ),
+        // 9,001 digits in batches of 8 leave a last batch of one, which StarGAN cannot train on:
+        // refused before the first step, with a batch size that works
+        (
+            vec!["train", "stargan", "--batch-size", "8", "--out", p(&out)],
+            1,
+            "leaves each epoch of the 9001 training digits a last batch of 1: try --batch-size 11",
+        ),
+        (
+            vec!["train", "stargan", "--batch-size", "1", "--out", p(&out)],
+            1,
+            "--batch-size 1 is fewer",
+        ),
         (
             vec!["train", "classifier", "--set", "lr=0", "--out", p(&out)],
             1,

@@ -680,6 +680,11 @@ impl GenerativeModel for StarGan {
     fn optimizers_mut(&mut self) -> Vec<(&'static str, &mut dyn Optimizer)> {
         player_optimizers_mut(&mut self.opt_g, &mut self.opt_d)
     }
+    /// Two digits at least, as the step has always asked (what the domains' digits are made
+    /// of can fail for a digit, so a step may still find fewer and say so).
+    fn min_batch(&self) -> usize {
+        2
+    }
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
         let items = self.made.of_batch(batch, make_training_digit);
         if items.len() < 2 {

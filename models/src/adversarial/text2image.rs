@@ -763,6 +763,10 @@ impl GenerativeModel for TextToImage {
         self.monitor.reset();
         Ok(())
     }
+    /// Two digits at least, as its step asks (DCGAN's batch norm over one digit is no statistic).
+    fn min_batch(&self) -> usize {
+        2
+    }
     /// The first step trains the text encoder first (module doc).
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
         if !self.encoder.is_trained() {

@@ -248,6 +248,35 @@ pub fn parse_set(s: &str) -> std::result::Result<(String, Value), String> {
     Ok((k.to_string(), v))
 }
 
+/// Refuses a batch size that gives `model` a step on fewer digits than it takes: the batch
+/// itself, or an epoch's last, short batch of the `train_count` digits (reached unless
+/// `limit_batches` stops the epoch before it).
+fn check_last_batch(
+    model: &dyn GenerativeModel,
+    train_count: usize,
+    batch_size: usize,
+    limit_batches: Option<usize>,
+) -> Result<()> {
+    let least = model.min_batch();
+    let last = train_count % batch_size;
+    let last_reached = limit_batches.is_none_or(|l| l >= train_count.div_ceil(batch_size));
+    let short = |b: usize| b < least || (train_count % b != 0 && train_count % b < least);
+    let problem = if batch_size < least {
+        "is fewer".to_string()
+    } else if last_reached && short(batch_size) {
+        format!("leaves each epoch of the {train_count} training digits a last batch of {last}")
+    } else {
+        return Ok(());
+    };
+    let fits = (least..=train_count).find(|&b| b >= batch_size && !short(b));
+    Err(invalid(format!(
+        "{} trains on at least {least} digits a step, and --batch-size {batch_size} {problem}{}",
+        model.name(),
+        fits.map(|b| format!(": try --batch-size {b}"))
+            .unwrap_or_default()
+    )))
+}
+
 /// The order of epoch `epoch` (0-based): a shuffle seeded by the run's seed and the epoch.
 fn epoch_batches(seed: u64, epoch: u64, n: usize, batch_size: usize) -> Batches {
     let s = seed
@@ -888,6 +917,12 @@ pub fn train_entry(
             settings.batch_size, data.source
         )));
     }
+    check_last_batch(
+        &*model,
+        train_count,
+        settings.batch_size,
+        settings.limit_batches,
+    )?;
     if req.patience.is_some() && settings.val == 0 {
         return Err(invalid(
             "--patience stops on the validation loss, and this run holds out no validation digits (--val 0, or a GAN)",
