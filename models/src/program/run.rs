@@ -260,7 +260,7 @@ fn check_last_batch(
     let least = model.min_batch();
     let last = train_count % batch_size;
     let last_reached = limit_batches.is_none_or(|l| l >= train_count.div_ceil(batch_size));
-    let short = |b: usize| b < least || (train_count % b != 0 && train_count % b < least);
+    let short = |b: usize| b < least || (!train_count.is_multiple_of(b) && train_count % b < least);
     let problem = if batch_size < least {
         "is fewer".to_string()
     } else if last_reached && short(batch_size) {
