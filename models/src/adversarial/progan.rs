@@ -3,10 +3,10 @@
 //!
 //! Training grows both networks a resolution at a time. The schedule is five stages, counted in
 //! training steps (`stage_steps`): 7 stable, 14 fade, 14 stable, 28 fade, 28 stable (after the
-//! last, training stays at 28 stable); by default 2, 2, 2, 3 and 17 epochs of 563 steps (batch 16), with 64,
-//! 32 and 16 channels at 7x7, 14x14 and 28x28 (narrow, to fit 20 minutes on 2 cores). During a
-//! fade the new block is blended in with alpha rising linearly from 0 to 1 over the stage
-//! (alpha = steps into the stage / its length):
+//! last, training stays at 28 stable); by default 2, 2, 2, 3 and 17 epochs of 563 steps (batch
+//! 16), with 64, 32 and 16 channels at 7x7, 14x14 and 28x28 (narrow, to fit 20 minutes on 2
+//! cores). During a fade the new block is blended in with alpha rising linearly from 0 to 1 over
+//! the stage (alpha = steps into the stage / its length):
 //!
 //! ```text
 //!   G:    out = (1 - alpha) up2(toRGB_old(h_old)) + alpha toRGB_new(block_new(up2(h_old)))

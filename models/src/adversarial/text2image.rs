@@ -763,7 +763,7 @@ impl GenerativeModel for TextToImage {
         self.monitor.reset();
         Ok(())
     }
-    /// Two digits at least, as its step asks (DCGAN's batch norm over one digit is no statistic).
+    /// Two digits at least, as the step asks (its networks batch-normalise over the batch).
     fn min_batch(&self) -> usize {
         2
     }

@@ -268,7 +268,7 @@ fn check_last_batch(
     } else {
         return Ok(());
     };
-    let fits = (least..=train_count).find(|&b| b >= batch_size && !short(b));
+    let fits = (batch_size.max(least)..=train_count).find(|&b| !short(b));
     Err(invalid(format!(
         "{} trains on at least {least} digits a step, and --batch-size {batch_size} {problem}{}",
         model.name(),
