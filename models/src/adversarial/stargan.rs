@@ -20,9 +20,9 @@
 //!
 //! The networks are the paper's scaled to 28 x 28: G is CycleGAN's residual generator
 //! ([`crate::adversarial::cycle_gan::ResnetGenerator`], instance norm) with 3 + 6 planes in (2
-//! more with `coordinates`) and 3 out; D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky ReLU 0.01, no
-//! normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3 convolution to the
-//! patch scores and a 3 x 3 valid one to the six domain logits.
+//! more with `coordinates`) and 3 out; D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky
+//! ReLU 0.01, no normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3
+//! convolution to the patch scores and a 3 x 3 valid one to the six domain logits.
 //!
 //! **Translating with a weight average** (beyond the paper, as CycleGAN's translators here and
 //! ProGAN's sampler): a moving average of G's weights ([`WeightAverage`], decay 0.999, updated
@@ -687,10 +687,14 @@ impl GenerativeModel for StarGan {
     }
     fn train_step(&mut self, batch: &Batch, rng: &mut Rng) -> Result<Losses> {
         let items = self.made.of_batch(batch, make_training_digit);
-        if items.len() < 2 {
+        let least = self.min_batch();
+        if items.len() < least {
             return Err(Error::invalid(
                 ENTRY.name,
-                "fewer than 2 digits of this batch are in their domain: use a larger batch size",
+                format!(
+                    "fewer than {least} digits of this batch are in their domain: use a larger \
+                     batch size"
+                ),
             ));
         }
         let planes: Vec<f32> = items
@@ -750,8 +754,8 @@ impl GenerativeModel for StarGan {
     fn end_of_training(&mut self, dir: &Path, data: &Mnist) -> Result<()> {
         let (x, _) = Self::first_test_digits(data, 10)?;
         let mut columns = vec![to_unit(&x)?.to_vec_f32()];
+        let coordinates = self.config.coordinates;
         for target in TARGETS {
-            let coordinates = self.config.coordinates;
             columns.push(translated(self.translator(), &x, target, coordinates)?);
         }
         let per = CHANNELS * PIXELS;

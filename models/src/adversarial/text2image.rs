@@ -774,10 +774,14 @@ impl GenerativeModel for TextToImage {
                 .train(self.config.encoder_steps, self.config.encoder_lr)?;
         }
         let items = self.made.of_batch(batch, make_training_digit);
-        if items.len() < 2 {
+        let least = self.min_batch();
+        if items.len() < least {
             return Err(Error::invalid(
                 ENTRY.name,
-                "fewer than 2 digits of this batch could be captioned: use a larger batch size",
+                format!(
+                    "fewer than {least} digits of this batch could be captioned: use a larger \
+                     batch size"
+                ),
             ));
         }
         let grey: Vec<u8> = items.iter().flat_map(|c| c.image.iter().copied()).collect();
