@@ -161,51 +161,97 @@ impl Residual {
 pub struct ResnetGenerator {
     stem: Conv2d,
     n_stem: InstanceNorm2d,
-    down: Conv2d,
-    n_down: InstanceNorm2d,
+    /// `downs[i]` halves the map from f·2^i to f·2^(i+1) planes.
+    downs: Vec<(Conv2d, InstanceNorm2d)>,
     blocks: Vec<Residual>,
-    up: ConvTranspose2d,
-    n_up: InstanceNorm2d,
+    /// `ups[i]` undoes `downs[i]`: f·2^(i+1) planes back to f·2^i; run from the last.
+    ups: Vec<(ConvTranspose2d, InstanceNorm2d)>,
     head: Conv2d,
 }
 
+/// The most downsamplings a 28 x 28 map takes and comes back from whole (28 -> 14 -> 7).
+pub const MAX_DOWNSAMPLINGS: usize = 2;
+
+/// The parameter prefix of the `i`-th downsampling or upsampling: the first is plain `down` /
+/// `up`, as it was when there was only one, so runs saved then load.
+fn level_name(kind: &str, i: usize) -> String {
+    if i == 0 {
+        kind.to_string()
+    } else {
+        format!("{kind}{}", i + 1)
+    }
+}
+
 impl ResnetGenerator {
-    /// One plane in, one plane out (CycleGAN's digits).
+    /// One plane in, one plane out (CycleGAN's digits), one downsampling.
     pub fn new(f: usize, blocks: usize, rng: &mut Rng) -> Result<ResnetGenerator> {
-        ResnetGenerator::with_channels(1, 1, f, blocks, rng)
+        ResnetGenerator::with_channels(1, 1, f, 1, blocks, rng)
     }
 
     /// `c_in` planes in ([n, c_in, 28, 28]), `c_out` out (StarGAN: image and domain maps in,
-    /// an RGB image out).
+    /// an RGB image out); `downsamplings` stride-2 convolutions before the residual blocks (1
+    /// or 2: the residual blocks at 14 x 14 with 2f planes, or at 7 x 7 with 4f, the paper's).
     pub fn with_channels(
         c_in: usize,
         c_out: usize,
         f: usize,
+        downsamplings: usize,
         blocks: usize,
         rng: &mut Rng,
     ) -> Result<ResnetGenerator> {
+        if !(1..=MAX_DOWNSAMPLINGS).contains(&downsamplings) {
+            return Err(Error::invalid(
+                "ResnetGenerator",
+                format!(
+                    "downsamplings must be in 1..={MAX_DOWNSAMPLINGS} (28 x 28 halves twice), \
+                     got {downsamplings}"
+                ),
+            ));
+        }
         let up = ConvTranspose2dOptions {
             stride: (2, 2),
             padding: (1, 1),
             ..ConvTranspose2dOptions::default()
         };
-        Ok(ResnetGenerator {
-            stem: conv(c_in, f, 7, 1, 3, rng)?,
-            n_stem: norm(f)?,
-            down: conv(f, 2 * f, 4, 2, 1, rng)?,
-            n_down: norm(2 * f)?,
-            blocks: (0..blocks)
-                .map(|_| {
-                    Ok(Residual {
-                        a: conv(2 * f, 2 * f, 3, 1, 1, rng)?,
-                        na: norm(2 * f)?,
-                        b: conv(2 * f, 2 * f, 3, 1, 1, rng)?,
-                        nb: norm(2 * f)?,
-                    })
+        let stem = conv(c_in, f, 7, 1, 3, rng)?;
+        let downs = (0..downsamplings)
+            .map(|i| {
+                let planes = f << i;
+                Ok((conv(planes, 2 * planes, 4, 2, 1, rng)?, norm(2 * planes)?))
+            })
+            .collect::<Result<_>>()?;
+        let inner = f << downsamplings;
+        let blocks = (0..blocks)
+            .map(|_| {
+                Ok(Residual {
+                    a: conv(inner, inner, 3, 1, 1, rng)?,
+                    na: norm(inner)?,
+                    b: conv(inner, inner, 3, 1, 1, rng)?,
+                    nb: norm(inner)?,
                 })
-                .collect::<Result<_>>()?,
-            up: ConvTranspose2d::new(2 * f, f, (4, 4), up, true, DType::F32, rng)?,
-            n_up: norm(f)?,
+            })
+            .collect::<Result<_>>()?;
+        let ups = (0..downsamplings)
+            .map(|i| {
+                let planes = f << i;
+                let t = ConvTranspose2d::new(
+                    2 * planes,
+                    planes,
+                    (4, 4),
+                    up.clone(),
+                    true,
+                    DType::F32,
+                    rng,
+                )?;
+                Ok((t, norm(planes)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(ResnetGenerator {
+            stem,
+            n_stem: norm(f)?,
+            downs,
+            blocks,
+            ups,
             head: conv(f, c_out, 7, 1, 3, rng)?,
         })
     }
@@ -213,12 +259,15 @@ impl ResnetGenerator {
 
 impl Module for ResnetGenerator {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut kids: Vec<(String, &dyn Module)> = vec![
-            ("stem".into(), &self.stem),
-            ("down".into(), &self.down),
-            ("up".into(), &self.up),
-            ("head".into(), &self.head),
-        ];
+        // in the order of the one-downsampling generator's names before there could be two
+        let mut kids: Vec<(String, &dyn Module)> = vec![("stem".into(), &self.stem)];
+        for (i, (down, _)) in self.downs.iter().enumerate() {
+            kids.push((level_name("down", i), down));
+        }
+        for (i, (up, _)) in self.ups.iter().enumerate() {
+            kids.push((level_name("up", i), up));
+        }
+        kids.push(("head".into(), &self.head));
         for (i, b) in self.blocks.iter().enumerate() {
             kids.push((format!("block{i}.a"), &b.a));
             kids.push((format!("block{i}.b"), &b.b));
@@ -231,12 +280,16 @@ impl Module for ResnetGenerator {
 
 impl Network for ResnetGenerator {
     fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        let h = self.n_stem.forward(&self.stem.forward(x)?)?.relu()?;
-        let mut h = self.n_down.forward(&self.down.forward(&h)?)?.relu()?;
+        let mut h = self.n_stem.forward(&self.stem.forward(x)?)?.relu()?;
+        for (down, n) in &mut self.downs {
+            h = n.forward(&down.forward(&h)?)?.relu()?;
+        }
         for b in &mut self.blocks {
             h = b.forward(&h)?;
         }
-        let h = self.n_up.forward(&self.up.forward(&h)?)?.relu()?;
+        for (up, n) in self.ups.iter_mut().rev() {
+            h = n.forward(&up.forward(&h)?)?.relu()?;
+        }
         self.head.forward(&h)?.tanh()
     }
 }

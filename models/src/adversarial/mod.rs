@@ -240,7 +240,7 @@ pub struct WeightAverage<N> {
     steps: Tensor,
 }
 
-impl<N: Network> WeightAverage<N> {
+impl<N: Module> WeightAverage<N> {
     /// The average of `current` from here on, held in `holder`: a network of `current`'s
     /// architecture made for the purpose (its weights are overwritten).
     pub fn new(mut holder: N, current: &N, decay: f64) -> Result<WeightAverage<N>> {

@@ -59,7 +59,7 @@ use crate::adversarial::networks::{
 };
 use crate::adversarial::{
     bce_to, player_adams, player_optimizers, player_optimizers_mut, player_weights, to_unit,
-    uniform_symmetric, GanConfig, Monitor, Network,
+    uniform_symmetric, GanConfig, Monitor, Network, WeightAverage,
 };
 use crate::autoregressive::completion_indices;
 use crate::latent::Mlp;
@@ -132,6 +132,13 @@ pub struct PuzzleConfig {
     /// BatchNorm's eps and momentum (PyTorch's meaning).
     pub bn_eps: f64,
     pub bn_momentum: f64,
+    /// Decay of a moving average of the generator side's weights (E, R, M and G, and their
+    /// BatchNorm statistics), updated after every generator step, that completes (beyond the
+    /// paper, as the other GANs' averages here; [`WeightAverage`]); the trained networks'
+    /// figures are reported beside it as `trained_*`. 0: no average (the paper, and a run
+    /// saved before the key).
+    #[serde(default = "crate::adversarial::saved_before_averages")]
+    pub ema_decay: f64,
 }
 
 /// `mixer` of a run saved before the key existed: none (its checkpoint holds none). New runs
@@ -155,6 +162,7 @@ impl Default for PuzzleConfig {
             mixer: 256,
             bn_eps: 1e-5,
             bn_momentum: 0.1,
+            ema_decay: 0.0,
         }
     }
 }
@@ -186,6 +194,12 @@ impl PuzzleConfig {
         let weights_ok = [self.weight_start, self.weight_end]
             .iter()
             .all(|w| w.is_finite() && *w > 0.0);
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(Error::invalid(
+                ENTRY.name,
+                format!("ema_decay must be in [0, 1), got {}", self.ema_decay),
+            ));
+        }
         if !weights_ok || self.g_every == 0 {
             return Err(Error::invalid(
                 ENTRY.name,
@@ -624,6 +638,8 @@ pub struct PuzzleGan {
     steps: Tensor,
     /// The L1 terms' weight this epoch.
     weight: f64,
+    /// The moving average of the generator side (`ema_decay` > 0), which completes.
+    average: Option<WeightAverage<PuzzleGenerator>>,
 }
 
 /// a ⊙ m + b ⊙ (1 - m).
@@ -661,16 +677,26 @@ impl PuzzleGan {
     pub fn new(config: PuzzleConfig, rng: &mut Rng) -> Result<PuzzleGan> {
         config.check()?;
         let gan = config.gan();
-        let generator = PuzzleGenerator::new(
-            config.noise,
-            config.part_skips,
-            config.mixer,
-            gan.norm(),
-            rng,
-        )?;
+        let made = |rng: &mut Rng| {
+            PuzzleGenerator::new(
+                config.noise,
+                config.part_skips,
+                config.mixer,
+                gan.norm(),
+                rng,
+            )
+        };
+        let generator = made(rng)?;
         let discriminator = ConvDiscriminator::new(Some(gan.norm()), rng)?;
         let (opt_g, opt_d) = player_adams(&gan, &generator, &discriminator)?;
         let weight = config.l1_weight(0);
+        let average = if config.ema_decay > 0.0 {
+            // its own tensors, made without drawing on the run's generator
+            let holder = made(&mut Rng::new(0))?;
+            Some(WeightAverage::new(holder, &generator, config.ema_decay)?)
+        } else {
+            None
+        };
         Ok(PuzzleGan {
             config,
             generator,
@@ -680,6 +706,7 @@ impl PuzzleGan {
             monitor: Monitor::default(),
             steps: Tensor::zeros(&[], DType::F64),
             weight,
+            average,
         })
     }
 
@@ -712,6 +739,9 @@ impl PuzzleGan {
             let appearance_l1 = masked_l1(&fake, &x, m)?;
             let g_loss = adversarial.add(&mask_l1.add(&appearance_l1)?.mul_scalar(self.weight)?)?;
             self.opt_g.minimize(&g_loss)?;
+            if let Some(avg) = &mut self.average {
+                avg.update(&self.generator)?;
+            }
             out.push(("g_loss".into(), adversarial.item()?));
             out.push(("mask_l1".into(), mask_l1.item()?));
             out.push(("appearance_l1".into(), appearance_l1.item()?));
@@ -719,12 +749,23 @@ impl PuzzleGan {
         Ok(out)
     }
 
-    /// G's completions of test digits `first..first + n` (wrapping), each with its three boxes
-    /// from [`test_boxes`] and its index (the same digit, the same boxes), noise from `rng`.
+    /// The generator side that completes: the average where there is one, unless `trained`
+    /// asks for the trained networks.
+    fn completer(&mut self, trained: bool) -> &mut PuzzleGenerator {
+        match (&mut self.average, trained) {
+            (Some(avg), false) => &mut avg.net,
+            _ => &mut self.generator,
+        }
+    }
+
+    /// Completions of test digits `indices` (wrapping) by [`Self::completer`], each with its
+    /// three boxes from [`test_boxes`] and its index (the same digit, the same boxes), noise
+    /// from `rng`.
     fn complete_test(
         &mut self,
         data: &Mnist,
         indices: &[usize],
+        trained: bool,
         rng: &mut Rng,
     ) -> Result<Completed> {
         let test = &data.test;
@@ -742,7 +783,8 @@ impl PuzzleGan {
         let puzzle = Puzzle::with_boxes(&images, boxes)?;
         self.set_training(false);
         let z = uniform_symmetric(&[n, self.config.noise], rng)?;
-        let (digits, masks) = no_grad(|| self.generator.forward(&puzzle.patches, &z))?;
+        let completer = self.completer(trained);
+        let (digits, masks) = no_grad(|| completer.forward(&puzzle.patches, &z))?;
         Ok(Completed {
             digits: to_unit(&digits)?,
             masks,
@@ -756,12 +798,13 @@ impl PuzzleGan {
         })
     }
 
-    /// The completion metrics of the first `n` test digits (module doc).
+    /// The completion metrics of the first `n` test digits (module doc); where the average
+    /// completes, the trained networks' digit kept, mask IoU and L1 beside as `trained_*`.
     fn completion_metrics(&mut self, ctx: &mut EvalContext, n: usize) -> Result<Vec<Metric>> {
         let n = n.min(ctx.data.test.len());
         let indices: Vec<usize> = (0..n).collect();
-        let mut rng = Rng::new(0x009e_5eed);
-        let c = self.complete_test(ctx.data, &indices, &mut rng)?;
+        let noise = || Rng::new(0x009e_5eed);
+        let c = self.complete_test(ctx.data, &indices, false, &mut noise())?;
         let (iou, l1) = mask_scores(&c)?;
         let gen = ctx.features(&c.digits)?;
         let real = ctx.features(&c.originals)?;
@@ -777,6 +820,20 @@ impl PuzzleGan {
             Metric::new("l1_in_mask", l1).detail("mean |completion - original| inside the true mask, pixels in [0, 1]"),
         ];
         m.extend(ctx.sample_metrics(&c.digits, Pixels::Unit, None)?);
+        if self.average.is_some() {
+            let t = self.complete_test(ctx.data, &indices, true, &mut noise())?;
+            let (iou, l1) = mask_scores(&t)?;
+            let gen = ctx.features(&t.digits)?;
+            m.extend([
+                Metric::new(
+                    "trained_digit_kept",
+                    metrics::accuracy(&gen.logits, 10, &t.labels)?,
+                )
+                .detail("digit_kept of the trained networks rather than their average"),
+                Metric::new("trained_mask_iou", iou),
+                Metric::new("trained_l1_in_mask", l1),
+            ]);
+        }
         Ok(m)
     }
 }
@@ -824,6 +881,9 @@ impl GenerativeModel for PuzzleGan {
     fn weights(&self) -> Vec<(String, Tensor)> {
         let mut w = player_weights(&self.generator, &self.discriminator);
         w.push(("steps".into(), self.steps.clone()));
+        if let Some(avg) = &self.average {
+            w.extend(avg.state("generator_average"));
+        }
         w
     }
     fn optimizers(&self) -> Vec<(&'static str, &dyn Optimizer)> {
@@ -859,7 +919,7 @@ impl GenerativeModel for PuzzleGan {
         rng: &mut Rng,
     ) -> Result<Tensor> {
         let indices: Vec<usize> = (first..first + n).collect();
-        Ok(self.complete_test(data, &indices, rng)?.digits)
+        Ok(self.complete_test(data, &indices, false, rng)?.digits)
     }
     fn epoch_metrics(&mut self, ctx: &mut EvalContext) -> Result<Vec<Metric>> {
         let mut m = self.completion_metrics(ctx, EPOCH_DIGITS)?;
@@ -908,7 +968,7 @@ pub fn completion_picture(
     let n = indices.len();
     let mut rng = Rng::new(seed);
     let draws = (0..per_image.max(1))
-        .map(|_| model.complete_test(data, &indices, &mut rng))
+        .map(|_| model.complete_test(data, &indices, false, &mut rng))
         .collect::<Result<Vec<_>>>()?;
     let c = &draws[0];
     let patches = to_unit(&c.puzzle.patches)?.to_vec_f32();
@@ -1428,6 +1488,71 @@ mod tests {
             assert_ne!(sum(&gan, p), b, "{p} did not train");
         }
         assert_eq!(gan.steps.item().unwrap(), 2.0);
+    }
+
+    /// With `ema_decay` an average of the generator side follows G's steps without changing
+    /// them, is in the checkpoint, completes the digits, and the trained networks' figures
+    /// come beside its own; a decay outside [0, 1) is refused.
+    #[test]
+    fn the_generator_average_completes_and_changes_no_step() {
+        let data = crate::program::data::embedded().unwrap();
+        let batch = data.train.batch(&(0..8).collect::<Vec<_>>());
+        let run = |ema_decay| {
+            let mut rng = Rng::new(5);
+            let config = PuzzleConfig {
+                ema_decay,
+                ..PuzzleConfig::default()
+            };
+            let mut gan = PuzzleGan::new(config, &mut rng).unwrap();
+            for _ in 0..3 {
+                gan.train_step(&batch, &mut rng).unwrap();
+            }
+            gan
+        };
+        let mut plain = run(0.0);
+        let mut averaged = run(0.9);
+        let first = |g: &PuzzleGenerator| g.state_dict()[0].1.to_vec_f64();
+        assert_eq!(first(&plain.generator), first(&averaged.generator));
+        let average = &averaged.average.as_ref().unwrap().net;
+        assert_ne!(first(average), first(&averaged.generator));
+        let w = averaged.weights();
+        let steps = w.iter().find(|(n, _)| n == "generator_average_steps");
+        assert_eq!(steps.unwrap().1.item().unwrap(), 3.0);
+        assert!(w
+            .iter()
+            .any(|(n, _)| n == "generator_average.mask.bn0.running_mean"));
+        // the samples are the average's completions, not the trained networks'
+        let by_average = averaged
+            .sample_given(0, 4, &data, &mut Rng::new(2))
+            .unwrap();
+        let by_trained = averaged
+            .complete_test(&data, &[0, 1, 2, 3], true, &mut Rng::new(2))
+            .unwrap()
+            .digits;
+        let by_plain = plain.sample_given(0, 4, &data, &mut Rng::new(2)).unwrap();
+        assert_eq!(by_trained.to_vec_f32(), by_plain.to_vec_f32());
+        assert_ne!(by_average.to_vec_f32(), by_trained.to_vec_f32());
+        let mut ctx = EvalContext::new(&data, 0, 10);
+        let names = |gan: &mut PuzzleGan, ctx: &mut EvalContext| -> Vec<String> {
+            let m = gan.completion_metrics(ctx, 20).unwrap();
+            m.into_iter().map(|m| m.name).collect()
+        };
+        let with = names(&mut averaged, &mut ctx);
+        for name in ["digit_kept", "trained_digit_kept", "trained_mask_iou"] {
+            assert!(
+                with.iter().any(|n| n == name),
+                "{name} missing from {with:?}"
+            );
+        }
+        assert!(!names(&mut plain, &mut ctx)
+            .iter()
+            .any(|n| n.starts_with("trained_")));
+        let bad = PuzzleConfig {
+            ema_decay: 1.0,
+            ..PuzzleConfig::default()
+        };
+        let err = PuzzleGan::new(bad, &mut Rng::new(0)).err().unwrap();
+        assert!(err.to_string().contains("ema_decay"), "{err}");
     }
 
     /// The scores: a predicted mask equal to the truth has IoU 1, an empty one 0; the L1 is
