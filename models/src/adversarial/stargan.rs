@@ -128,6 +128,10 @@ pub struct StarConfig {
     /// or 2 (at 7 x 7, 4f planes: the paper's two). A run saved before the key had one.
     #[serde(default = "one_downsampling")]
     pub downsamplings: usize,
+    /// Channels of the critic's first layer, if not `filters` (the paper's G and D both start
+    /// at 64; here at f = 32, and the critic, the cheaper network, can be made wider alone).
+    #[serde(default)]
+    pub critic_filters: Option<usize>,
 }
 
 /// What a config saved before `downsamplings` reads as.
@@ -158,6 +162,7 @@ impl Default for StarConfig {
             ema_decay: 0.999,
             coordinates: false,
             downsamplings: 1,
+            critic_filters: None,
         }
     }
 }
@@ -337,7 +342,12 @@ impl StarGan {
                 format!("n_critic must be in 1..=100, got {}", c.n_critic),
             ));
         }
-        for (key, v) in [("filters", c.filters), ("blocks", c.blocks)] {
+        let critic_filters = c.critic_filters.unwrap_or(c.filters);
+        for (key, v) in [
+            ("filters", c.filters),
+            ("critic_filters", critic_filters),
+            ("blocks", c.blocks),
+        ] {
             if v == 0 || v > 512 {
                 return Err(Error::invalid(
                     ENTRY.name,
@@ -374,7 +384,7 @@ impl StarGan {
             )
         };
         let g = generator(rng)?;
-        let d = StarCritic::new(c.filters, rng)?;
+        let d = StarCritic::new(critic_filters, rng)?;
         let average = if c.ema_decay > 0.0 {
             // its own tensors, made without drawing on the run's generator
             Some(WeightAverage::new(
@@ -879,6 +889,37 @@ mod tests {
         saved.as_object_mut().unwrap().remove("downsamplings");
         let read: StarConfig = serde_json::from_value(saved).unwrap();
         assert_eq!(read.downsamplings, 1);
+    }
+
+    /// `critic_filters` widens the critic alone; unset, it is as wide as `filters`; 0 is
+    /// refused; a config saved before the key reads as unset.
+    #[test]
+    fn the_critic_can_be_wider_than_the_generator() {
+        let config = StarConfig {
+            filters: 4,
+            blocks: 1,
+            critic_filters: Some(8),
+            ..StarConfig::default()
+        };
+        let first = |m: &StarGan| m.d.named_parameters()[0].1.shape().to_vec();
+        let wide = StarGan::new(config.clone(), &mut Rng::new(0)).unwrap();
+        assert_eq!(first(&wide), [8, CHANNELS, 4, 4]);
+        assert_eq!(wide.g.named_parameters()[0].1.shape()[0], 4);
+        let same = StarConfig {
+            critic_filters: None,
+            ..config.clone()
+        };
+        assert_eq!(first(&StarGan::new(same, &mut Rng::new(0)).unwrap())[0], 4);
+        let zero = StarConfig {
+            critic_filters: Some(0),
+            ..config
+        };
+        let err = StarGan::new(zero, &mut Rng::new(0)).err().unwrap();
+        assert!(err.to_string().contains("critic_filters"), "{err}");
+        let mut saved = serde_json::to_value(StarConfig::default()).unwrap();
+        saved.as_object_mut().unwrap().remove("critic_filters");
+        let read: StarConfig = serde_json::from_value(saved).unwrap();
+        assert_eq!(read.critic_filters, None);
     }
 
     /// The measures the evaluation rests on: a coloured digit is coloured, a grey one is not,
