@@ -150,7 +150,10 @@ fn saved_before_the_mixer() -> usize {
 impl Default for PuzzleConfig {
     fn default() -> Self {
         PuzzleConfig {
-            lr: 2e-4,
+            // DCGAN's 2e-4 before 2026-12-07: 5e-4 kept the digit in 74.3% / 72.8% of the
+            // test completions against 71.8% / 67.2% (seeds 0 / 1, README); the L1 terms,
+            // weighted 30-100, make G's task nearer a regression than a game
+            lr: 5e-4,
             beta1: 0.5,
             beta2: 0.999,
             noise: 64,
