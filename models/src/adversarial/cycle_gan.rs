@@ -444,12 +444,7 @@ impl CycleGan {
                 ),
             ));
         }
-        if !(0.0..1.0).contains(&c.ema_decay) {
-            return Err(Error::invalid(
-                ENTRY.name,
-                format!("ema_decay must be in [0, 1), got {}", c.ema_decay),
-            ));
-        }
+        crate::adversarial::check_ema_decay(ENTRY.name, c.ema_decay)?;
         for (name, w) in [
             ("cycle_weight", c.cycle_weight),
             ("identity_weight", c.identity_weight),

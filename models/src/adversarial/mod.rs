@@ -48,6 +48,18 @@ pub fn saved_before_averages() -> f64 {
     0.0
 }
 
+/// Refuses an `ema_decay` outside [0, 1) in `model`'s config (0: no average).
+pub fn check_ema_decay(model: &'static str, ema_decay: f64) -> Result<()> {
+    if (0.0..1.0).contains(&ema_decay) {
+        Ok(())
+    } else {
+        Err(autograd::Error::invalid(
+            model,
+            format!("ema_decay must be in [0, 1), got {ema_decay}"),
+        ))
+    }
+}
+
 /// The learning rate of 0-based `epoch` under the linear decay of the CycleGAN and StarGAN
 /// papers' code: `constant_epochs` at `lr`, then epoch `constant_epochs + k` (k =
 /// 1..=`decay_epochs`) at lr · (1 - k / (decay_epochs + 1)); later epochs stay at the last rate.

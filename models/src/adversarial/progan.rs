@@ -619,12 +619,7 @@ impl Progan {
         if config.penalty_every == 0 {
             return invalid("penalty_every must be 1 or more".into());
         }
-        if !(0.0..1.0).contains(&config.ema_decay) {
-            return invalid(format!(
-                "ema_decay must be in [0, 1), got {}",
-                config.ema_decay
-            ));
-        }
+        crate::adversarial::check_ema_decay(ENTRY.name, config.ema_decay)?;
         let (latent, channels) = (config.latent, config.channels);
         let generator = Generator::new(latent, channels, DType::F32, rng)?;
         let critic = Critic::new(channels, config.group, DType::F32, rng)?;

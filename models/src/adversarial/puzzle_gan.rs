@@ -197,12 +197,7 @@ impl PuzzleConfig {
         let weights_ok = [self.weight_start, self.weight_end]
             .iter()
             .all(|w| w.is_finite() && *w > 0.0);
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return Err(Error::invalid(
-                ENTRY.name,
-                format!("ema_decay must be in [0, 1), got {}", self.ema_decay),
-            ));
-        }
+        crate::adversarial::check_ema_decay(ENTRY.name, self.ema_decay)?;
         if !weights_ok || self.g_every == 0 {
             return Err(Error::invalid(
                 ENTRY.name,

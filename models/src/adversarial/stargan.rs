@@ -21,9 +21,10 @@
 //! The networks are the paper's scaled to 28 x 28: G is CycleGAN's residual generator
 //! ([`crate::adversarial::cycle_gan::ResnetGenerator`], instance norm) with 3 + 6 planes in (2
 //! more with `coordinates`) and 3 out, one downsampling before its residual blocks (the paper's
-//! two with `downsamplings`, no better here on the slanted domains, README); D is three 4 x 4 stride-2 convolutions (f, 2f, 4f, leaky
-//! ReLU 0.01, no normalisation, as WGAN-GP's critic needs) to [4f, 3, 3], then a 3 x 3
-//! convolution to the patch scores and a 3 x 3 valid one to the six domain logits.
+//! two with `downsamplings`, no better here on the slanted domains, README); D is three 4 x 4
+//! stride-2 convolutions (f, 2f, 4f, leaky ReLU 0.01, no normalisation, as WGAN-GP's critic
+//! needs; f is `critic_filters` where that is set) to [4f, 3, 3], then a 3 x 3 convolution to
+//! the patch scores and a 3 x 3 valid one to the six domain logits.
 //!
 //! **Translating with a weight average** (beyond the paper, as CycleGAN's translators here and
 //! ProGAN's sampler): a moving average of G's weights ([`WeightAverage`], decay 0.999, updated
@@ -367,12 +368,7 @@ impl StarGan {
                 ));
             }
         }
-        if !(0.0..1.0).contains(&c.ema_decay) {
-            return Err(Error::invalid(
-                ENTRY.name,
-                format!("ema_decay must be in [0, 1), got {}", c.ema_decay),
-            ));
-        }
+        crate::adversarial::check_ema_decay(ENTRY.name, c.ema_decay)?;
         let generator = |rng: &mut Rng| {
             ResnetGenerator::with_channels(
                 CHANNELS + DOMAINS.len() + if c.coordinates { 2 } else { 0 },

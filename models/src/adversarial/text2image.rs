@@ -446,12 +446,7 @@ impl TextToImage {
         ] {
             check_latent(ENTRY.name, key, v)?;
         }
-        if !(0.0..1.0).contains(&config.ema_decay) {
-            return Err(Error::invalid(
-                ENTRY.name,
-                format!("ema_decay must be in [0, 1), got {}", config.ema_decay),
-            ));
-        }
+        crate::adversarial::check_ema_decay(ENTRY.name, config.ema_decay)?;
         if !(config.interpolation_weight.is_finite() && config.interpolation_weight >= 0.0) {
             return Err(Error::invalid(
                 ENTRY.name,
